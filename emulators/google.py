@@ -1,0 +1,1602 @@
+"""Local stand-in for Google Classroom and Google's OAuth 2.0 endpoints, served over HTTPS.
+
+The worker has to be proven against the behaviour that bites in production: PKCE, rotating and
+revocable refresh tokens, granular consent, profile fields that depend on scopes, `fields` partial
+responses, capped pages with opaque tokens, omitted empty lists, quota errors and Google's error
+JSON. None of that may need a network, a Google account or a real pupil, so this module answers
+like Google does (providers.md section 1) from a seeded synthetic district.
+
+It stands for the provider, so it imports nothing from the project: only the standard library and
+`trustme`, which mints the throw-away CA that clients are told to trust.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import itertools
+import json
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeAlias
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import trustme
+
+from emulators.district import EMAIL_DOMAIN, Course, District, Person
+
+__all__ = [
+    "COURSE_READ_SCOPES",
+    "ROSTER_READ_SCOPES",
+    "SCOPE_COURSES_READONLY",
+    "SCOPE_PROFILE_EMAILS",
+    "SCOPE_PROFILE_PHOTOS",
+    "SCOPE_ROSTERS_READONLY",
+    "FieldsError",
+    "GoogleEmulator",
+    "RequestRecord",
+    "apply_fields",
+    "normalize_scope",
+    "parse_fields",
+]
+
+# ----------------------------------------------------------------------------------------- scopes
+SCOPE_PREFIX = "https://www.googleapis.com/auth/"
+SCOPE_COURSES_READONLY = SCOPE_PREFIX + "classroom.courses.readonly"
+SCOPE_COURSES = SCOPE_PREFIX + "classroom.courses"
+SCOPE_ROSTERS_READONLY = SCOPE_PREFIX + "classroom.rosters.readonly"
+SCOPE_ROSTERS = SCOPE_PREFIX + "classroom.rosters"
+SCOPE_PROFILE_EMAILS = SCOPE_PREFIX + "classroom.profile.emails"
+SCOPE_PROFILE_PHOTOS = SCOPE_PREFIX + "classroom.profile.photos"
+COURSE_READ_SCOPES = frozenset({SCOPE_COURSES_READONLY, SCOPE_COURSES})
+ROSTER_READ_SCOPES = frozenset(
+    {SCOPE_ROSTERS_READONLY, SCOPE_ROSTERS, SCOPE_PROFILE_EMAILS, SCOPE_PROFILE_PHOTOS}
+)
+_BARE_SCOPES = frozenset({"openid", "email", "profile"})
+
+
+def normalize_scope(scope: str) -> str:
+    """Accept `classroom.rosters.readonly` as shorthand for the full scope URI."""
+    scope = scope.strip()
+    if not scope or "://" in scope or scope in _BARE_SCOPES:
+        return scope
+    return SCOPE_PREFIX + scope
+
+
+# ------------------------------------------------------------------------------------- constants
+AUTH_PATH = "/o/oauth2/v2/auth"
+TOKEN_PATH = "/token"
+REVOKE_PATH = "/revoke"
+_HANDSHAKE_TIMEOUT = 5.0
+_IDLE_TIMEOUT = 120.0
+_CODE_TTL = 600.0
+_JSON_TYPE = "application/json; charset=UTF-8"
+_NO_STORE = "no-cache, no-store, max-age=0, must-revalidate"
+_REALM = 'Bearer realm="https://accounts.google.com/"'
+_SERVICE = "classroom.googleapis.com"
+_SYSTEM_PARAMS = frozenset(
+    {
+        "fields",
+        "prettyPrint",
+        "quotaUser",
+        "alt",
+        "key",
+        "access_token",
+        "oauth_token",
+        "$.xgafv",
+        "callback",
+        "upload_protocol",
+        "uploadType",
+    }
+)
+_COURSE_STATES = frozenset(
+    {"COURSE_STATE_UNSPECIFIED", "ACTIVE", "ARCHIVED", "PROVISIONED", "DECLINED", "SUSPENDED"}
+)
+_MSG_INVALID_CREDENTIALS = (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other "
+    "valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
+_MSG_MISSING_CREDENTIALS = (
+    "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or "
+    "other valid authentication credential. See "
+    "https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
+_MSG_API_DISABLED = "@ClassroomApiDisabled The user is not permitted to access the Classroom API."
+_MSG_NO_PERMISSION = "The caller does not have permission"
+_MSG_NOT_FOUND = "Requested entity was not found."
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_LEGACY_REASONS = {
+    400: "badRequest",
+    401: "authError",
+    403: "forbidden",
+    404: "notFound",
+    409: "conflict",
+    429: "rateLimitExceeded",
+    500: "backendError",
+    502: "backendError",
+    503: "backendError",
+    504: "backendError",
+}
+_DEFAULT_MESSAGES = {
+    400: "Request contains an invalid argument.",
+    401: _MSG_INVALID_CREDENTIALS,
+    403: _MSG_NO_PERMISSION,
+    404: _MSG_NOT_FOUND,
+    409: "The operation was aborted.",
+    429: "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute per user' "
+    "of service 'classroom.googleapis.com' for consumer 'project_number:100000000001'.",
+    500: "Internal error encountered.",
+    502: "The service is currently unavailable.",
+    503: "The service is currently unavailable.",
+    504: "The request timed out.",
+}
+_OAUTH_FAILURES = {
+    400: ("invalid_request", "Bad Request"),
+    401: ("invalid_client", "Unauthorized"),
+    403: ("access_denied", "Forbidden"),
+    429: ("rate_limit_exceeded", "Rate Limit Exceeded"),
+    500: ("internal_failure", "Backend Error"),
+    503: ("temporarily_unavailable", "The service is currently unavailable."),
+}
+
+# ------------------------------------------------------------------------------ resource schemas
+# Field names per message type, as the server knows them (the discovery document plus the two
+# fields clients do not know about). A value names the message type of a nested field, None marks
+# a scalar. Repeated fields are listed like singular ones: a selector applies to every element.
+_SCHEMAS: dict[str, dict[str, str | None]] = {
+    "ListCoursesResponse": {"courses": "Course", "nextPageToken": None},
+    "ListStudentsResponse": {"students": "Student", "nextPageToken": None},
+    "ListTeachersResponse": {"teachers": "Teacher", "nextPageToken": None},
+    "Course": {
+        "id": None,
+        "name": None,
+        "section": None,
+        "descriptionHeading": None,
+        "description": None,
+        "room": None,
+        "ownerId": None,
+        "creationTime": None,
+        "updateTime": None,
+        "enrollmentCode": None,
+        "courseState": None,
+        "alternateLink": None,
+        "teacherGroupEmail": None,
+        "courseGroupEmail": None,
+        "teacherFolder": "DriveFolder",
+        "courseMaterialSets": "CourseMaterialSet",
+        "guardiansEnabled": None,
+        "calendarId": None,
+        "gradebookSettings": "GradebookSettings",
+        "subject": None,
+        "levels": None,
+        "aiTutorNotes": None,
+    },
+    "DriveFolder": {"id": None, "title": None, "alternateLink": None},
+    "CourseMaterialSet": {"title": None, "materials": "CourseMaterial"},
+    "CourseMaterial": {"driveFile": None, "youTubeVideo": None, "link": None, "form": None},
+    "GradebookSettings": {
+        "calculationType": None,
+        "displaySetting": None,
+        "gradeCategories": "GradeCategory",
+    },
+    "GradeCategory": {"id": None, "name": None, "weight": None, "defaultGradeDenominator": None},
+    "Student": {
+        "courseId": None,
+        "userId": None,
+        "profile": "UserProfile",
+        "studentWorkFolder": "DriveFolder",
+    },
+    "Teacher": {"courseId": None, "userId": None, "profile": "UserProfile"},
+    "UserProfile": {
+        "id": None,
+        "name": "Name",
+        "emailAddress": None,
+        "photoUrl": None,
+        "permissions": "GlobalPermission",
+        "verifiedTeacher": None,
+        "nickname": None,
+    },
+    "Name": {"givenName": None, "familyName": None, "fullName": None},
+    "GlobalPermission": {"permission": None},
+}
+
+Json: TypeAlias = dict[str, Any]
+
+# ------------------------------------------------------------------------- fields partial response
+FieldTree: TypeAlias = dict[str, "FieldTree | None"]
+"""Parsed `fields` selector: name -> sub-selection, None meaning the whole sub-tree."""
+
+_NAME_RE = re.compile(r"\s*(\*|[A-Za-z_][A-Za-z0-9_]*)\s*")
+
+
+class FieldsError(ValueError):
+    """A `fields` selector that is malformed or names an unknown field: Google answers 400."""
+
+
+class _FieldsParser:
+    """Recursive descent over `a,b`, `a/b`, `a(b,c)` and `*`, nested to any depth."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._pos = 0
+
+    def parse(self) -> FieldTree:
+        tree = self._list()
+        if self._pos != len(self._text):
+            raise FieldsError(f"Invalid field selection {self._text[self._pos :]!r}")
+        return tree
+
+    def _peek(self) -> str:
+        while self._pos < len(self._text) and self._text[self._pos].isspace():
+            self._pos += 1
+        return self._text[self._pos] if self._pos < len(self._text) else ""
+
+    def _list(self) -> FieldTree:
+        tree: FieldTree = {}
+        self._selector(tree)
+        while self._peek() == ",":
+            self._pos += 1
+            self._selector(tree)
+        return tree
+
+    def _name(self) -> str:
+        match = _NAME_RE.match(self._text, self._pos)
+        if match is None:
+            raise FieldsError(f"Invalid field selection near {self._text[self._pos :]!r}")
+        self._pos = match.end()
+        return match.group(1)
+
+    def _selector(self, tree: FieldTree) -> None:
+        names = [self._name()]
+        while self._peek() == "/":
+            self._pos += 1
+            names.append(self._name())
+        node: FieldTree | None = None
+        if self._peek() == "(":
+            self._pos += 1
+            node = self._list()
+            if self._peek() != ")":
+                raise FieldsError(f"Invalid field selection: missing ')' in {self._text!r}")
+            self._pos += 1
+        for name in reversed(names[1:]):
+            node = {name: node}
+        _merge_into(tree, names[0], node)
+
+
+def _merge_into(tree: FieldTree, key: str, node: FieldTree | None) -> None:
+    if key not in tree:
+        tree[key] = node
+        return
+    existing = tree[key]
+    if existing is None or node is None:
+        tree[key] = None
+        return
+    for sub_key, sub_node in node.items():
+        _merge_into(existing, sub_key, sub_node)
+
+
+def _merged(first: FieldTree | None, second: FieldTree | None) -> FieldTree | None:
+    if first is None or second is None:
+        return None
+    out: FieldTree = {}
+    for tree in (first, second):
+        for key, node in tree.items():
+            _merge_into(out, key, node)
+    return out
+
+
+def parse_fields(text: str) -> FieldTree:
+    """Parse a `fields` query value; raises FieldsError when it is malformed."""
+    if not text.strip():
+        raise FieldsError("Invalid field selection: empty")
+    return _FieldsParser(text).parse()
+
+
+def validate_fields(tree: FieldTree, schema: str, prefix: str = "") -> None:
+    """Check every selected name against the resource schema (not the data: optional fields may be absent)."""
+    known = _SCHEMAS[schema]
+    for key, node in tree.items():
+        where = f"{prefix}{key}"
+        if key == "*":
+            if node is not None:
+                targets = [t for t in known.values() if t is not None]
+                if not any(_fits(node, t) for t in targets):
+                    raise FieldsError(f"Invalid field selection {where}")
+            continue
+        if key not in known:
+            raise FieldsError(f"Invalid field selection {where}")
+        target = known[key]
+        if node is not None:
+            if target is None:
+                raise FieldsError(f"Invalid field selection {where}: the field has no sub-fields")
+            validate_fields(node, target, where + "/")
+
+
+def _fits(tree: FieldTree, schema: str) -> bool:
+    try:
+        validate_fields(tree, schema)
+    except FieldsError:
+        return False
+    return True
+
+
+def apply_fields(value: Any, tree: FieldTree) -> Any:
+    """Trim a JSON value to the selection; lists are trimmed element by element."""
+    if isinstance(value, list):
+        return [apply_fields(item, tree) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: Json = {}
+    for key, item in value.items():
+        if key in tree and "*" in tree:
+            node = _merged(tree[key], tree["*"])
+        elif key in tree:
+            node = tree[key]
+        elif "*" in tree:
+            node = tree["*"]
+        else:
+            continue
+        out[key] = item if node is None else apply_fields(item, node)
+    return out
+
+
+# ---------------------------------------------------------------------------------- small records
+@dataclass(frozen=True)
+class RequestRecord:
+    """What a test needs to know about one request, without keeping bodies or secrets around."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    user_id: str | None
+    status: int
+
+
+@dataclass
+class _Grant:
+    """One consent: revoking it kills its refresh token and every access token minted from it."""
+
+    id: int
+    user_id: str
+    scopes: tuple[str, ...]
+    offline: bool
+    refresh_token: str | None = None
+    revoked: bool = False
+
+
+@dataclass
+class _AccessToken:
+    token: str
+    grant: _Grant
+    scopes: tuple[str, ...]
+    expires_at: float
+
+
+@dataclass
+class _AuthCode:
+    user_id: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    challenge: str
+    challenge_method: str
+    offline: bool
+    expires_at: float
+    used: bool = False
+
+
+@dataclass
+class _Failure:
+    path_contains: str
+    status: int
+    remaining: int
+    retry_after: int | None
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    form: dict[str, list[str]]
+    headers: dict[str, str]
+
+    def param(self, name: str) -> str:
+        values = self.query.get(name)
+        return values[0] if values else ""
+
+    def form_value(self, name: str) -> str:
+        values = self.form.get(name)
+        return values[0] if values else ""
+
+    def bearer(self) -> str | None:
+        header = self.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        for name in ("access_token", "oauth_token"):
+            if self.param(name):
+                return self.param(name)
+        return None
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Route:
+    """One API method: how it is named in errors, what it accepts, needs and returns."""
+
+    name: str
+    params: frozenset[str]
+    scopes: frozenset[str]
+    schema: str
+
+
+_ROUTES = {
+    "courses.list": _Route(
+        "google.classroom.v1.Courses.ListCourses",
+        frozenset({"studentId", "teacherId", "courseStates", "pageSize", "pageToken"}),
+        COURSE_READ_SCOPES,
+        "ListCoursesResponse",
+    ),
+    "courses.get": _Route("google.classroom.v1.Courses.GetCourse", frozenset(), COURSE_READ_SCOPES, "Course"),
+    "students.list": _Route(
+        "google.classroom.v1.Courses.ListStudents",
+        frozenset({"pageSize", "pageToken"}),
+        ROSTER_READ_SCOPES,
+        "ListStudentsResponse",
+    ),
+    "students.get": _Route(
+        "google.classroom.v1.Courses.GetStudent", frozenset(), ROSTER_READ_SCOPES, "Student"
+    ),
+    "teachers.list": _Route(
+        "google.classroom.v1.Courses.ListTeachers",
+        frozenset({"pageSize", "pageToken"}),
+        ROSTER_READ_SCOPES,
+        "ListTeachersResponse",
+    ),
+    "teachers.get": _Route(
+        "google.classroom.v1.Courses.GetTeacher", frozenset(), ROSTER_READ_SCOPES, "Teacher"
+    ),
+    "userProfiles.get": _Route(
+        "google.classroom.v1.UserProfiles.GetUserProfile", frozenset(), ROSTER_READ_SCOPES, "UserProfile"
+    ),
+}
+
+
+# ------------------------------------------------------------------------------ response builders
+def _json_body(value: Any, *, pretty: bool = False) -> bytes:
+    if pretty:
+        return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _json_response(
+    status: int, value: Any, *, pretty: bool = False, headers: Iterable[tuple[str, str]] = ()
+) -> _Response:
+    return _Response(
+        status,
+        _json_body(value, pretty=pretty),
+        [("Content-Type", _JSON_TYPE), ("Vary", "Origin, X-Origin, Referer"), *headers],
+    )
+
+
+def _oauth_error(
+    status: int, error: str, description: str, headers: Iterable[tuple[str, str]] = ()
+) -> _Response:
+    return _Response(
+        status,
+        _json_body({"error": error, "error_description": description}, pretty=True),
+        [("Content-Type", _JSON_TYPE), ("Cache-Control", _NO_STORE), ("Pragma", "no-cache"), *headers],
+    )
+
+
+def _error_info(reason: str, method: str | None, **extra: str) -> Json:
+    metadata: dict[str, str] = {"service": _SERVICE}
+    if method:
+        metadata["method"] = method
+    metadata.update(extra)
+    return {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": reason,
+        "domain": "googleapis.com",
+        "metadata": metadata,
+    }
+
+
+def _bad_request_detail(param: str, description: str) -> Json:
+    return {
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        "fieldViolations": [{"field": param, "description": description}],
+    }
+
+
+def _api_error(
+    status: int,
+    message: str | None = None,
+    *,
+    legacy: Json | None = None,
+    detail: Json | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> _Response:
+    """Google's error JSON (providers.md 1.7): canonical status, legacy `errors`, typed `details`."""
+    text = message or _DEFAULT_MESSAGES.get(status, "Unknown error.")
+    legacy_entry = legacy or {
+        "message": text,
+        "domain": "global",
+        "reason": _LEGACY_REASONS.get(status, "unknown"),
+    }
+    detail = detail or {"@type": "type.googleapis.com/google.rpc.DebugInfo", "detail": text}
+    body = {
+        "error": {
+            "code": status,
+            "message": text,
+            "errors": [legacy_entry],
+            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+            "details": [detail],
+        }
+    }
+    return _json_response(status, body, pretty=True, headers=headers)
+
+
+def _page_html(status: int, error: str, description: str) -> _Response:
+    text = (
+        "<!DOCTYPE html><html><head><title>Error</title></head><body>"
+        f"<h1>Access blocked: authorisation error</h1><p>Error {status}: {error}</p>"
+        f"<p>{description}</p><p>Request details: error={error}</p></body></html>"
+    )
+    return _Response(status, text.encode(), [("Content-Type", "text/html; charset=utf-8")])
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _digest(*parts: str, length: int = 16) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:length]
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def photo_url(user_id: str) -> str:
+    return f"https://lh3.googleusercontent.test/a/{user_id}"
+
+
+# ---------------------------------------------------------------------------------- HTTP plumbing
+class _Handler(BaseHTTPRequestHandler):
+    """Hands every request to the emulator; keep-alive needs HTTP/1.1, and no Nagle (library-notes 0)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = _IDLE_TIMEOUT
+    server: _Server
+
+    def do_GET(self) -> None:
+        self.server.emulator._serve(self)
+
+    def do_POST(self) -> None:
+        self.server.emulator._serve(self)
+
+    def do_PUT(self) -> None:
+        self.server.emulator._serve(self)
+
+    def do_PATCH(self) -> None:
+        self.server.emulator._serve(self)
+
+    def do_DELETE(self) -> None:
+        self.server.emulator._serve(self)
+
+    def log_message(self, format: str, *args: Any) -> None:  # the default writes every request to stderr
+        return
+
+
+class _Server(ThreadingHTTPServer):
+    """TLS is negotiated in the per-connection thread, so a client that never finishes its handshake
+    ties up only its own thread, never the accept loop."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], emulator: GoogleEmulator, context: ssl.SSLContext) -> None:
+        self.emulator = emulator
+        self.ssl_context = context
+        self._connections: set[ssl.SSLSocket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def finish_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        if not isinstance(request, socket.socket):
+            return
+        request.settimeout(_HANDSHAKE_TIMEOUT)
+        try:
+            connection = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ValueError):
+            return  # failed or abandoned handshake: wrap_socket has already closed the socket
+        with self._connections_lock:
+            self._connections.add(connection)
+        try:
+            _Handler(connection, client_address, self)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(connection)
+            connection.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # a client hanging up mid-request is normal here; do not print tracebacks
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(connection, socket.SHUT_RDWR)
+
+
+# ------------------------------------------------------------------------------------ the emulator
+class GoogleEmulator:
+    """Google Classroom + Google OAuth for one synthetic district, with knobs for the bad days.
+
+    Controls are thread-safe: tests call them from the test thread while requests are being served
+    (hooks run in the serving thread before a request is answered, without the lock held).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        teachers: int = 3,
+        courses_per_teacher: int = 2,
+        students_per_course: int = 25,
+        seed: int = 7,
+        cert_dir: Path | None = None,
+        client_id: str = "rostersync-emulator",
+        client_secret: str = "emulator-secret",  # noqa: S107 - a synthetic test client
+        access_token_ttl: int = 3600,
+        rotate_refresh_tokens: bool = True,
+        courses_page_cap: int = 10,
+        roster_page_cap: int = 30,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._district = District(
+            seed=seed,
+            teachers=teachers,
+            courses_per_teacher=courses_per_teacher,
+            students_per_course=students_per_course,
+        )
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._access_token_ttl = access_token_ttl
+        self._rotate_refresh_tokens = rotate_refresh_tokens
+        self._courses_page_cap = max(1, courses_page_cap)
+        self._roster_page_cap = max(1, roster_page_cap)
+        self.latency: float = 0.0
+
+        self._lock = threading.RLock()
+        self._hooks: list[Callable[[RequestRecord], None]] = []
+        self._log: list[RequestRecord] = []
+        self._codes: dict[str, _AuthCode] = {}
+        self._grants: list[_Grant] = []
+        self._access: dict[str, _AccessToken] = {}
+        self._refresh: dict[str, _Grant] = {}  # every refresh token ever issued, rotated-out ones too
+        self._issued: set[str] = set()
+        self._grant_ids = itertools.count(1)
+        self._granted_override: tuple[str, ...] | None = None
+        self._consent_user: str | None = None
+        self._round_robin = 0
+        self._withdrawn: dict[str, set[str]] = {}
+        self._api_disabled: set[str] = set()
+        self._failures: list[_Failure] = []
+        self._page_salt = secrets.token_hex(8)
+
+        self._ca = trustme.CA()
+        leaf = self._ca.issue_cert("127.0.0.1", "localhost")
+        self._ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        leaf.configure_cert(self._ssl_context)
+        if cert_dir is None:
+            directory = Path(tempfile.mkdtemp(prefix="google-emulator-"))
+            weakref.finalize(self, shutil.rmtree, str(directory), ignore_errors=True)
+        else:
+            directory = Path(cert_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+        self._ca_path = directory / f"google-emulator-ca-{secrets.token_hex(4)}.pem"
+        self._ca.cert_pem.write_to_path(str(self._ca_path))
+
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._stopped.set()
+
+    # ------------------------------------------------------------------------------- life cycle
+    def start(self) -> GoogleEmulator:
+        """Bind and serve in a daemon thread; OSError propagates when the port is taken.
+
+        After stop() a restart binds the same port again, so clients keep their base URL across a
+        simulated outage.
+        """
+        with self._lock:
+            if self._server is not None:
+                return self
+            server = _Server((self._host, self._port), self, self._ssl_context)
+            self._port = int(server.server_address[1])
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"google-emulator-{self._port}",
+                daemon=True,
+            )
+            self._server, self._thread = server, thread
+            self._stopped.clear()
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._stopped.set()
+
+    def serve_forever(self) -> None:
+        """Blocking variant for a CLI: returns when stop() is called or on KeyboardInterrupt."""
+        self.start()
+        try:
+            while not self._stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> GoogleEmulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------------- addresses
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        if not self._port:
+            raise RuntimeError("the emulator has no port yet: call start() first")
+        host = "127.0.0.1" if self._host in ("", "0.0.0.0") else self._host  # noqa: S104 - comparison only
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self._port}"
+
+    @property
+    def ca_path(self) -> Path:
+        return self._ca_path
+
+    @property
+    def auth_uri(self) -> str:
+        return self.base_url + AUTH_PATH
+
+    @property
+    def token_uri(self) -> str:
+        return self.base_url + TOKEN_PATH
+
+    @property
+    def revoke_uri(self) -> str:
+        return self.base_url + REVOKE_PATH
+
+    @property
+    def api_endpoint(self) -> str:
+        return self.base_url
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self._client_secret
+
+    # ------------------------------------------------------------------------------- district
+    @property
+    def teacher_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._district.teacher_ids)
+
+    def course_ids_of(self, teacher_id: str, *, states: Collection[str] | None = None) -> list[str]:
+        """Courses the user teaches (owner or co-teacher), newest first, like courses.list?teacherId=.
+
+        Without `states` every state is included (the archived course too), as the API does when
+        courseStates is left out.
+        """
+        with self._lock:
+            courses = sorted(self._district.courses.values(), key=lambda c: c.seq, reverse=True)
+            return [
+                c.id for c in courses if teacher_id in c.teachers and (states is None or c.state in states)
+            ]
+
+    def student_ids_of(self, course_id: str) -> list[str]:
+        with self._lock:
+            return list(self._district.courses[course_id].students)
+
+    def personal_strings(self) -> set[str]:
+        with self._lock:
+            strings = self._district.personal_strings()
+            strings.update(photo_url(user_id) for user_id in self._district.people)
+            return strings
+
+    # ------------------------------------------------------------------------------- controls
+    def set_granted_scopes(self, scopes: list[str] | None) -> None:
+        with self._lock:
+            self._granted_override = None if scopes is None else tuple(normalize_scope(s) for s in scopes)
+
+    def set_consent_user(self, user_id: str | None) -> None:
+        """Who approves every following /authorize without a known login_hint (None: round-robin)."""
+        with self._lock:
+            if user_id is not None:
+                self._person(user_id)
+            self._consent_user = user_id
+
+    def revoke_grants(self, user_id: str) -> None:
+        with self._lock:
+            self._person(user_id)
+            for grant in self._grants:
+                if grant.user_id == user_id:
+                    grant.revoked = True
+
+    def withdraw_scope(self, user_id: str, scope: str) -> None:
+        with self._lock:
+            self._person(user_id)
+            self._withdrawn.setdefault(user_id, set()).add(normalize_scope(scope))
+
+    def disable_api(self, user_id: str) -> None:
+        with self._lock:
+            self._person(user_id)
+            self._api_disabled.add(user_id)
+
+    def expire_access_tokens(self, user_id: str | None = None) -> None:
+        """Make outstanding access tokens (of one user, or all) expired, to exercise the refresh path."""
+        with self._lock:
+            for token in self._access.values():
+                if user_id is None or token.grant.user_id == user_id:
+                    token.expires_at = 0.0
+
+    def add_student(self, course_id: str) -> str:
+        with self._lock:
+            if course_id not in self._district.courses:
+                raise KeyError(f"unknown course {course_id}")
+            person = self._district.new_person(is_teacher=False)
+            self._district.enrol_student(course_id, person.id)
+            return person.id
+
+    def enroll_student(self, course_id: str, user_id: str) -> None:
+        """(Re-)enrol an existing person as a student; a re-joined pupil sorts last, like a newcomer."""
+        with self._lock:
+            if course_id not in self._district.courses:
+                raise KeyError(f"unknown course {course_id}")
+            self._person(user_id)
+            self._district.enrol_student(course_id, user_id)
+
+    def remove_student(self, course_id: str, user_id: str) -> None:
+        with self._lock:
+            self._district.unenrol_student(course_id, user_id)
+
+    def rename_user(self, user_id: str) -> None:
+        with self._lock:
+            self._person(user_id)
+            self._district.rename(user_id)
+
+    def fail_next(
+        self, path_contains: str, status: int, count: int = 1, retry_after: int | None = None
+    ) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError("fail_next needs an HTTP error status (400-599)")
+        with self._lock:
+            self._failures.append(_Failure(path_contains, status, count, retry_after))
+
+    def add_hook(self, hook: Callable[[RequestRecord], None]) -> None:
+        with self._lock:
+            self._hooks.append(hook)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._log)
+
+    def issued_tokens(self) -> set[str]:
+        with self._lock:
+            return set(self._issued)
+
+    # ------------------------------------------------------------------------------- internals
+    def _person(self, user_id: str) -> Person:
+        person = self._district.people.get(user_id)
+        if person is None:
+            raise KeyError(f"unknown user {user_id}")
+        return person
+
+    def _effective_scopes(self, user_id: str, scopes: Iterable[str]) -> tuple[str, ...]:
+        withdrawn = self._withdrawn.get(user_id, set())
+        return tuple(s for s in scopes if s not in withdrawn)
+
+    def _identify(self, request: _Request, *, before: bool) -> str | None:
+        """Which district user a request acts for, judged from its credentials (None when unknown)."""
+        path = request.path
+        if path.startswith("/v1/") or path == "/v1":
+            token = request.bearer()
+            access = self._access.get(token) if token else None
+            return access.grant.user_id if access else None
+        if path == TOKEN_PATH:
+            if request.form_value("grant_type") == "refresh_token":
+                grant = self._refresh.get(request.form_value("refresh_token"))
+                return grant.user_id if grant else None
+            code = self._codes.get(request.form_value("code"))
+            return code.user_id if code else None
+        if path == REVOKE_PATH:
+            token = request.form_value("token") or request.param("token")
+            access = self._access.get(token)
+            if access:
+                return access.grant.user_id
+            grant = self._refresh.get(token)
+            return grant.user_id if grant else None
+        if path == AUTH_PATH and before:
+            hinted = (
+                self._district.find_person(request.param("login_hint"))
+                if request.param("login_hint")
+                else None
+            )
+            return hinted.id if hinted else self._consent_user
+        return None
+
+    def _serve(self, handler: _Handler) -> None:
+        split = urlsplit(handler.path)
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        try:
+            length = int(headers.get("content-length") or 0)
+        except ValueError:
+            handler.close_connection = True
+            self._write(handler, _api_error(400, "Invalid Content-Length."))
+            return
+        body = handler.rfile.read(length) if length > 0 else b""
+        form: dict[str, list[str]] = {}
+        if "application/x-www-form-urlencoded" in headers.get("content-type", "") or (
+            body and handler.command == "POST" and not headers.get("content-type")
+        ):
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        request = _Request(
+            handler.command, split.path, parse_qs(split.query, keep_blank_values=True), form, headers
+        )
+        with self._lock:
+            before_user = self._identify(request, before=True)
+            hooks = list(self._hooks)
+        response: _Response | None = None
+        for hook in hooks:
+            try:
+                hook(RequestRecord(request.method, request.path, _copy_query(request.query), before_user, 0))
+            except Exception as exc:  # a failing hook must show up in the test, not kill the connection
+                response = _api_error(500, f"emulator hook failed: {exc!r}")
+                break
+        with self._lock:
+            if response is None:
+                response = self._injected_failure(request) or self._dispatch(request)
+            user_id = (
+                response.user_id if response.user_id is not None else self._identify(request, before=False)
+            )
+            self._log.append(
+                RequestRecord(
+                    request.method, request.path, _copy_query(request.query), user_id, response.status
+                )
+            )
+        if self.latency > 0:
+            time.sleep(self.latency)
+        self._write(handler, response)
+
+    @staticmethod
+    def _write(handler: _Handler, response: _Response) -> None:
+        handler.send_response(response.status)
+        for name, value in response.headers:
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(response.body)))
+        handler.end_headers()
+        if response.body and handler.command != "HEAD":
+            handler.wfile.write(response.body)
+
+    def _injected_failure(self, request: _Request) -> _Response | None:
+        failure = next(
+            (f for f in self._failures if f.remaining > 0 and f.path_contains in request.path), None
+        )
+        if failure is None:
+            return None
+        failure.remaining -= 1
+        self._failures = [f for f in self._failures if f.remaining > 0]
+        headers = [("Retry-After", str(failure.retry_after))] if failure.retry_after is not None else []
+        status = failure.status
+        if request.path in (TOKEN_PATH, REVOKE_PATH) or request.path.startswith("/o/oauth2"):
+            error, description = _OAUTH_FAILURES.get(status, ("server_error", "Server Error"))
+            return _oauth_error(status, error, description, headers)
+        route = self._route(request.path)[0]
+        method = _ROUTES[route].name if route else None
+        detail = None
+        if status == 429:
+            detail = _error_info(
+                "RATE_LIMIT_EXCEEDED",
+                method,
+                quota_metric="classroom.googleapis.com/read_requests",
+                quota_limit="ReadRequestsPerMinutePerUser",
+            )
+        return _api_error(status, detail=detail, headers=headers)
+
+    def _dispatch(self, request: _Request) -> _Response:
+        path = request.path
+        if path == AUTH_PATH and request.method == "GET":
+            return self._authorize(request)
+        if path == TOKEN_PATH:
+            if request.method != "POST":
+                return _oauth_error(405, "invalid_request", "The token endpoint only accepts POST.")
+            return self._token(request)
+        if path == REVOKE_PATH and request.method in ("POST", "GET"):
+            return self._revoke(request)
+        if path.startswith("/v1/"):
+            return self._api(request)
+        return _Response(404, b"Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+
+    # --------------------------------------------------------------------------------- OAuth
+    def _authorize(self, request: _Request) -> _Response:
+        if request.param("client_id") != self._client_id:
+            return _page_html(400, "invalid_client", "The OAuth client was not found.")
+        redirect_uri = request.param("redirect_uri")
+        if not redirect_uri:
+            return _page_html(400, "invalid_request", "Missing required parameter: redirect_uri")
+        if request.param("response_type") != "code":
+            return _page_html(400, "unsupported_response_type", "Only response_type=code is supported.")
+        requested = tuple(dict.fromkeys(normalize_scope(s) for s in request.param("scope").split()))
+        if not requested:
+            return _page_html(400, "invalid_request", "Missing required parameter: scope")
+        challenge = request.param("code_challenge")
+        method = request.param("code_challenge_method") or ("plain" if challenge else "")
+        if challenge and method not in ("S256", "plain"):
+            return _page_html(400, "invalid_request", "Invalid code_challenge_method.")
+        user_id = self._consenting_user(request.param("login_hint"))
+        if user_id is None:
+            return _page_html(400, "access_denied", "Nobody is there to approve the request.")
+        granted = self._granted_override if self._granted_override is not None else requested
+        granted = self._effective_scopes(user_id, granted)
+        code = "4/0" + secrets.token_urlsafe(40)
+        self._codes[code] = _AuthCode(
+            user_id=user_id,
+            redirect_uri=redirect_uri,
+            scopes=granted,
+            challenge=challenge,
+            challenge_method=method,
+            offline=request.param("access_type") == "offline",
+            expires_at=time.time() + _CODE_TTL,
+        )
+        params: list[tuple[str, str]] = []
+        if "state" in request.query:
+            params.append(("state", request.param("state")))
+        params += [("code", code), ("scope", " ".join(granted))]
+        separator = "&" if "?" in redirect_uri else "?"
+        location = redirect_uri + separator + urlencode(params, quote_via=quote)
+        return _Response(
+            302,
+            b"<HTML><HEAD><TITLE>Moved Temporarily</TITLE></HEAD><BODY>Moved Temporarily</BODY></HTML>",
+            [("Location", location), ("Content-Type", "text/html; charset=UTF-8")],
+            user_id=user_id,
+        )
+
+    def _consenting_user(self, login_hint: str) -> str | None:
+        if login_hint:
+            hinted = self._district.find_person(login_hint)
+            if hinted is not None:
+                return hinted.id
+        if self._consent_user is not None:
+            return self._consent_user
+        teachers = self._district.teacher_ids
+        if not teachers:
+            return None
+        user_id = teachers[self._round_robin % len(teachers)]
+        self._round_robin += 1
+        return user_id
+
+    def _mint_access(self, grant: _Grant, scopes: tuple[str, ...]) -> _AccessToken:
+        token = "ya29.a0" + secrets.token_urlsafe(96)
+        access = _AccessToken(token, grant, scopes, time.time() + self._access_token_ttl)
+        self._access[token] = access
+        self._issued.add(token)
+        return access
+
+    def _mint_refresh(self, grant: _Grant) -> str:
+        token = "1//0" + secrets.token_urlsafe(72)
+        grant.refresh_token = token
+        self._refresh[token] = grant
+        self._issued.add(token)
+        return token
+
+    def _token(self, request: _Request) -> _Response:
+        client_id, client_secret = request.form_value("client_id"), request.form_value("client_secret")
+        authorization = request.headers.get("authorization", "")
+        if not client_id and authorization.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(authorization[6:].strip()).decode()
+            except ValueError:
+                decoded = ""
+            basic_id, _, basic_secret = decoded.partition(":")
+            client_id, client_secret = basic_id, basic_secret
+        if client_id != self._client_id:
+            return _oauth_error(401, "invalid_client", "The OAuth client was not found.")
+        if not secrets.compare_digest(client_secret.encode(), self._client_secret.encode()):
+            return _oauth_error(401, "invalid_client", "Unauthorized")
+        grant_type = request.form_value("grant_type")
+        if grant_type == "authorization_code":
+            return self._exchange_code(request)
+        if grant_type == "refresh_token":
+            return self._refresh_grant(request)
+        if not grant_type:
+            return _oauth_error(400, "invalid_request", "Missing required parameter: grant_type")
+        return _oauth_error(400, "unsupported_grant_type", f"Invalid grant_type: {grant_type}")
+
+    def _token_body(self, grant: _Grant, access: _AccessToken, refresh_token: str | None) -> _Response:
+        body: Json = {"access_token": access.token, "expires_in": self._access_token_ttl}
+        if refresh_token is not None:
+            body["refresh_token"] = refresh_token
+        body["scope"] = " ".join(self._effective_scopes(grant.user_id, access.scopes))
+        body["token_type"] = "Bearer"
+        return _Response(
+            200,
+            _json_body(body, pretty=True),
+            [("Content-Type", _JSON_TYPE), ("Cache-Control", _NO_STORE), ("Pragma", "no-cache")],
+            user_id=grant.user_id,
+        )
+
+    def _exchange_code(self, request: _Request) -> _Response:
+        code = request.form_value("code")
+        if not code:
+            return _oauth_error(400, "invalid_request", "Missing required parameter: code")
+        entry = self._codes.get(code)
+        if entry is None or entry.used or time.time() > entry.expires_at:
+            return _oauth_error(400, "invalid_grant", "Malformed auth code.")
+        if request.form_value("redirect_uri") != entry.redirect_uri:
+            return _oauth_error(400, "redirect_uri_mismatch", "Bad Request")
+        if entry.challenge:
+            verifier = request.form_value("code_verifier")
+            if not verifier:
+                return _oauth_error(400, "invalid_grant", "Missing code verifier.")
+            if entry.challenge_method == "S256":
+                computed = _b64url(hashlib.sha256(verifier.encode()).digest())
+            else:
+                computed = verifier
+            if not secrets.compare_digest(computed.encode(), entry.challenge.encode()):
+                return _oauth_error(400, "invalid_grant", "Invalid code verifier.")
+        entry.used = True
+        grant = _Grant(next(self._grant_ids), entry.user_id, entry.scopes, entry.offline)
+        self._grants.append(grant)
+        access = self._mint_access(grant, grant.scopes)
+        refresh_token = self._mint_refresh(grant) if grant.offline else None
+        return self._token_body(grant, access, refresh_token)
+
+    def _refresh_grant(self, request: _Request) -> _Response:
+        token = request.form_value("refresh_token")
+        if not token:
+            return _oauth_error(400, "invalid_request", "Missing required parameter: refresh_token")
+        grant = self._refresh.get(token)
+        if grant is None or grant.revoked or grant.refresh_token != token:
+            return _oauth_error(400, "invalid_grant", "Token has been expired or revoked.")
+        scopes = grant.scopes
+        wanted = {normalize_scope(s) for s in request.form_value("scope").split()}
+        if wanted:  # a narrower request is honoured; scopes never granted are simply not added
+            scopes = tuple(s for s in grant.scopes if s in wanted) or grant.scopes
+        access = self._mint_access(grant, scopes)
+        refresh_token = self._mint_refresh(grant) if self._rotate_refresh_tokens else None
+        return self._token_body(grant, access, refresh_token)
+
+    def _revoke(self, request: _Request) -> _Response:
+        token = request.form_value("token") or request.param("token")
+        if not token:
+            return _oauth_error(400, "invalid_request", "Missing required parameter: token")
+        grant: _Grant | None = None
+        access = self._access.get(token)
+        if access is not None:
+            if access.expires_at > time.time():
+                grant = access.grant
+        else:
+            candidate = self._refresh.get(token)
+            if candidate is not None and candidate.refresh_token == token:
+                grant = candidate
+        if grant is None or grant.revoked:
+            return _oauth_error(400, "invalid_token", "Token expired or revoked")
+        grant.revoked = True
+        return _Response(200, b"", [("Content-Type", "text/html; charset=utf-8")], user_id=grant.user_id)
+
+    # ----------------------------------------------------------------------------------- API
+    @staticmethod
+    def _route(path: str) -> tuple[str | None, list[str]]:
+        parts = [p for p in path.split("/") if p][1:]  # drop "v1"
+        if parts[:1] == ["courses"]:
+            if len(parts) == 1:
+                return "courses.list", []
+            if len(parts) == 2:
+                return "courses.get", [parts[1]]
+            if len(parts) in (3, 4) and parts[2] in ("students", "teachers"):
+                kind = parts[2]
+                return (
+                    (f"{kind}.list", [parts[1]]) if len(parts) == 3 else (f"{kind}.get", [parts[1], parts[3]])
+                )
+        if len(parts) == 2 and parts[0] == "userProfiles":
+            return "userProfiles.get", [parts[1]]
+        return None, []
+
+    def _api(self, request: _Request) -> _Response:
+        route_key, args = self._route(request.path)
+        if route_key is None or request.method != "GET":
+            return _api_error(404, f"Method not found: {request.method} {request.path}")
+        route = _ROUTES[route_key]
+
+        token = request.bearer()
+        if token is None:
+            return _api_error(
+                401,
+                _MSG_MISSING_CREDENTIALS,
+                legacy={
+                    "message": "Login Required.",
+                    "domain": "global",
+                    "reason": "required",
+                    "location": "Authorization",
+                    "locationType": "header",
+                },
+                detail=_error_info("CREDENTIALS_MISSING", route.name),
+                headers=[("WWW-Authenticate", _REALM)],
+            )
+        access = self._access.get(token)
+        if access is None or access.grant.revoked or access.expires_at <= time.time():
+            reason = (
+                "ACCESS_TOKEN_EXPIRED"
+                if access and not access.grant.revoked
+                else "ACCESS_TOKEN_TYPE_UNSUPPORTED"
+            )
+            return _api_error(
+                401,
+                _MSG_INVALID_CREDENTIALS,
+                legacy={
+                    "message": "Invalid Credentials",
+                    "domain": "global",
+                    "reason": "authError",
+                    "location": "Authorization",
+                    "locationType": "header",
+                },
+                detail=_error_info(reason, route.name),
+                headers=[("WWW-Authenticate", f'{_REALM}, error="invalid_token"')],
+            )
+        user_id = access.grant.user_id
+
+        for name in request.query:
+            if name not in route.params and name not in _SYSTEM_PARAMS:
+                description = (
+                    f'Invalid JSON payload received. Unknown name "{name}": Cannot bind query parameter. '
+                    f"Field '{name}' could not be found in request message."
+                )
+                return _api_error(
+                    400,
+                    description,
+                    legacy={"message": description, "domain": "global", "reason": "invalid"},
+                    detail=_bad_request_detail(name, description),
+                )
+
+        scopes = set(self._effective_scopes(user_id, access.scopes))
+        if not scopes & route.scopes:
+            challenge = f'{_REALM}, error="insufficient_scope", scope="{" ".join(sorted(route.scopes))}"'
+            return _api_error(
+                403,
+                "Request had insufficient authentication scopes.",
+                legacy={
+                    "message": "Insufficient Permission",
+                    "domain": "global",
+                    "reason": "insufficientPermissions",
+                },
+                detail=_error_info("ACCESS_TOKEN_SCOPE_INSUFFICIENT", route.name),
+                headers=[("WWW-Authenticate", challenge)],
+            )
+
+        selection: FieldTree | None = None
+        if "fields" in request.query:
+            try:
+                selection = parse_fields(request.param("fields"))
+                validate_fields(selection, route.schema)
+            except FieldsError as exc:
+                legacy = {
+                    "message": str(exc),
+                    "domain": "global",
+                    "reason": "invalidParameter",
+                    "location": "fields",
+                    "locationType": "parameter",
+                }
+                return _api_error(
+                    400, str(exc), legacy=legacy, detail=_bad_request_detail("fields", str(exc))
+                )
+
+        if user_id in self._api_disabled:
+            return _api_error(403, _MSG_API_DISABLED)
+
+        caller = self._district.people[user_id]
+        handlers: dict[str, Callable[[Person, set[str], _Request, list[str]], Json | _Response]] = {
+            "courses.list": self._list_courses,
+            "courses.get": self._get_course,
+            "students.list": self._list_members,
+            "teachers.list": self._list_members,
+            "students.get": self._get_member,
+            "teachers.get": self._get_member,
+            "userProfiles.get": self._get_profile,
+        }
+        result = handlers[route_key](caller, scopes, request, args)
+        if isinstance(result, _Response):
+            return result
+        if selection is not None:
+            result = apply_fields(result, selection)
+        pretty = request.param("prettyPrint").lower() not in ("false", "0")
+        response = _json_response(200, result, pretty=pretty)
+        response.user_id = user_id
+        return response
+
+    # -------------------------------------------------------------------------- API: helpers
+    def _page_size(self, request: _Request, cap: int) -> int | _Response:
+        raw = request.param("pageSize")
+        if not raw:
+            return cap
+        try:
+            size = int(raw)
+        except ValueError:
+            message = f"Invalid value at 'page_size' (TYPE_INT32), \"{raw}\""
+            return _api_error(400, message, detail=_bad_request_detail("page_size", message))
+        if size < 0:
+            return _api_error(400, detail=_bad_request_detail("page_size", "page_size must not be negative"))
+        return cap if size == 0 or size > cap else size
+
+    def _paginate(
+        self, request: _Request, keyed: list[tuple[int, Any]], context: str, cap: int, *, descending: bool
+    ) -> tuple[list[Any], str | None] | _Response:
+        """Slice one page after the cursor; the token names the last key served, not an offset."""
+        size = self._page_size(request, cap)
+        if isinstance(size, _Response):
+            return size
+        check = _digest(self._page_salt, context)
+        keyed = sorted(keyed, key=lambda pair: pair[0], reverse=descending)
+        raw_token = request.param("pageToken")
+        if raw_token:
+            try:
+                padded = raw_token + "=" * (-len(raw_token) % 4)
+                token_check, _, after_text = base64.urlsafe_b64decode(padded).decode().partition(":")
+                after = int(after_text)
+            except ValueError:
+                token_check, after = "", 0
+            if token_check != check:
+                return _api_error(400, detail=_bad_request_detail("page_token", "Invalid page token."))
+            keyed = [pair for pair in keyed if (pair[0] < after if descending else pair[0] > after)]
+        page = keyed[:size]
+        next_token = None
+        if len(keyed) > size:
+            next_token = _b64url(f"{check}:{page[-1][0]}".encode())
+        return [item for _, item in page], next_token
+
+    def _course_json(self, course: Course) -> Json:
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", course.name).strip("_")
+        folder_id = "0B" + _digest("teacher-folder", course.id, length=26)
+        return {
+            "id": course.id,
+            "name": course.name,
+            "section": course.section,
+            "descriptionHeading": f"{course.name} {course.section}",
+            "room": course.room,
+            "ownerId": course.owner_id,
+            "creationTime": _rfc3339(course.created),
+            "updateTime": _rfc3339(course.updated),
+            "enrollmentCode": course.enrollment_code,
+            "courseState": course.state,
+            "alternateLink": f"https://classroom.google.test/c/{_b64url(course.id.encode())}",
+            "teacherGroupEmail": f"{slug}_teachers_{_digest('tg', course.id, length=6)}@{EMAIL_DOMAIN}",
+            "courseGroupEmail": f"{slug}_{_digest('cg', course.id, length=6)}@{EMAIL_DOMAIN}",
+            "teacherFolder": {
+                "id": folder_id,
+                "title": course.name,
+                "alternateLink": f"https://drive.google.test/drive/folders/{folder_id}",
+            },
+            "guardiansEnabled": False,
+            "calendarId": f"classroom{_digest('cal', course.id, length=20)}@group.calendar.google.test",
+            "aiTutorNotes": f"Synthetic server-only note for course {course.id}; clients must drop it.",
+        }
+
+    def _profile_json(self, person: Person, scopes: set[str]) -> Json:
+        profile: Json = {
+            "id": person.id,
+            "name": {
+                "givenName": person.given_name,
+                "familyName": person.family_name,
+                "fullName": person.full_name,
+            },
+        }
+        if SCOPE_PROFILE_EMAILS in scopes:
+            profile["emailAddress"] = person.email
+        if SCOPE_PROFILE_PHOTOS in scopes:
+            profile["photoUrl"] = photo_url(person.id)
+        if person.is_teacher:
+            profile["permissions"] = [{"permission": "CREATE_COURSE"}]
+        profile["verifiedTeacher"] = person.is_teacher
+        profile["nickname"] = person.nickname
+        return profile
+
+    def _member_json(self, kind: str, course: Course, person: Person, scopes: set[str]) -> Json:
+        member: Json = {
+            "courseId": course.id,
+            "userId": person.id,
+            "profile": self._profile_json(person, scopes),
+        }
+        if kind == "students":
+            folder_id = "0B" + _digest("work-folder", course.id, person.id, length=26)
+            member["studentWorkFolder"] = {
+                "id": folder_id,
+                "title": course.name,
+                "alternateLink": f"https://drive.google.test/drive/folders/{folder_id}",
+            }
+        return member
+
+    def _resolve_user(self, caller: Person, key: str) -> Person | None:
+        return caller if key == "me" else self._district.find_person(key)
+
+    def _course_for_teacher(self, caller: Person, course_id: str) -> Course | _Response:
+        course = self._district.courses.get(course_id)
+        if course is None:
+            return _api_error(404)
+        if caller.id not in course.teachers:
+            return _api_error(403)
+        return course
+
+    # ------------------------------------------------------------------------- API: methods
+    def _list_courses(
+        self, caller: Person, scopes: set[str], request: _Request, args: list[str]
+    ) -> Json | _Response:
+        teacher_key, student_key = request.param("teacherId"), request.param("studentId")
+        if teacher_key and student_key:
+            return _api_error(
+                400,
+                "@ListCoursesStudentAndTeacherFilter Both studentId and teacherId were specified.",
+                legacy={
+                    "message": "Precondition check failed.",
+                    "domain": "global",
+                    "reason": "failedPrecondition",
+                },
+            )
+        teacher = self._resolve_user(caller, teacher_key) if teacher_key else None
+        student = self._resolve_user(caller, student_key) if student_key else None
+        if (teacher_key and teacher is None) or (student_key and student is None):
+            return _api_error(404)
+        states = request.query.get("courseStates", [])
+        for state in states:
+            if state not in _COURSE_STATES:
+                message = (
+                    "Invalid value at 'course_states' (type.googleapis.com/google.classroom.v1.CourseState), "
+                    f'"{state}"'
+                )
+                return _api_error(400, message, detail=_bad_request_detail("course_states", message))
+        keyed = [
+            (course.seq, course)
+            for course in self._district.courses.values()
+            if (caller.id in course.teachers or caller.id in course.students)
+            and (teacher is None or teacher.id in course.teachers)
+            and (student is None or student.id in course.students)
+            and (not states or course.state in states)
+        ]
+        context = "|".join(["courses", caller.id, teacher_key, student_key, *sorted(states)])
+        page = self._paginate(request, keyed, context, self._courses_page_cap, descending=True)
+        if isinstance(page, _Response):
+            return page
+        items, next_token = page
+        body: Json = {}
+        if items:
+            body["courses"] = [self._course_json(course) for course in items]
+        if next_token:
+            body["nextPageToken"] = next_token
+        return body
+
+    def _get_course(
+        self, caller: Person, scopes: set[str], request: _Request, args: list[str]
+    ) -> Json | _Response:
+        course = self._district.courses.get(args[0])
+        if course is None:
+            return _api_error(404)
+        if caller.id not in course.teachers and caller.id not in course.students:
+            return _api_error(403)
+        return self._course_json(course)
+
+    def _list_members(
+        self, caller: Person, scopes: set[str], request: _Request, args: list[str]
+    ) -> Json | _Response:
+        kind = request.path.rstrip("/").rsplit("/", 1)[1]
+        course = self._course_for_teacher(caller, args[0])
+        if isinstance(course, _Response):
+            return course
+        members = course.students if kind == "students" else course.teachers
+        keyed = [(seq, self._district.people[user_id]) for user_id, seq in members.items()]
+        context = "|".join([kind, caller.id, course.id])
+        page = self._paginate(request, keyed, context, self._roster_page_cap, descending=False)
+        if isinstance(page, _Response):
+            return page
+        items, next_token = page
+        body: Json = {}
+        if items:
+            body[kind] = [self._member_json(kind, course, person, scopes) for person in items]
+        if next_token:
+            body["nextPageToken"] = next_token
+        return body
+
+    def _get_member(
+        self, caller: Person, scopes: set[str], request: _Request, args: list[str]
+    ) -> Json | _Response:
+        kind = request.path.rstrip("/").split("/")[-2]
+        course = self._course_for_teacher(caller, args[0])
+        if isinstance(course, _Response):
+            return course
+        person = self._resolve_user(caller, args[1])
+        members = course.students if kind == "students" else course.teachers
+        if person is None or person.id not in members:
+            return _api_error(404)
+        return self._member_json(kind, course, person, scopes)
+
+    def _get_profile(
+        self, caller: Person, scopes: set[str], request: _Request, args: list[str]
+    ) -> Json | _Response:
+        person = self._resolve_user(caller, args[0])
+        if person is None:
+            return _api_error(403)
+        if person.id != caller.id:
+            shares = any(
+                (caller.id in c.teachers or caller.id in c.students)
+                and (person.id in c.teachers or person.id in c.students)
+                for c in self._district.courses.values()
+            )
+            if not shares:
+                return _api_error(403)
+        return self._profile_json(person, scopes)
+
+
+def _copy_query(query: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {name: list(values) for name, values in query.items()}

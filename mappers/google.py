@@ -1,0 +1,74 @@
+"""Google Classroom payloads -> canonical records, and the ``fields=`` masks that keep the rest off the wire."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mappers.policy import FieldRule, MappingContext, project, rules_for
+from mappers.records import ClassRecord, EnrollmentRecord, MappedBatch, MembersBatch, PersonRecord, Role
+
+PROVIDER = "google"
+LIST_KEYS: dict[str, str] = {"class": "courses", "student": "students", "teacher": "teachers"}
+
+
+def _selector(paths: Sequence[tuple[str, ...]]) -> str:
+    """Google partial-response syntax for a set of paths: ``a,b(c,d(e))``."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for key in path:
+            node = node.setdefault(key, {})
+    return _render(tree)
+
+
+def _render(tree: dict[str, Any]) -> str:
+    return ",".join(f"{key}({_render(sub)})" if sub else key for key, sub in tree.items())
+
+
+def field_mask(role: str, granted_scopes: frozenset[str]) -> str:
+    """The ``fields`` parameter for one list call, derived from the allowlist alone."""
+    rules: tuple[FieldRule, ...] = rules_for(PROVIDER, role, granted_scopes)
+    return f"{LIST_KEYS[role]}({_selector([rule.path for rule in rules])}),nextPageToken"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def map_classes(raw_records: Sequence[Any], context: MappingContext) -> MappedBatch[ClassRecord]:
+    batch: MappedBatch[ClassRecord] = MappedBatch()
+    rules = rules_for(PROVIDER, "class", context.granted_scopes)
+    for raw in raw_records:
+        fields = project(raw, rules) if isinstance(raw, dict) else {}
+        external_id, name = _text(fields.get("external_id")), _text(fields.get("name"))
+        if external_id is None or name is None:
+            batch.skipped += 1
+            continue
+        state = _text(fields.get("state")) or "ACTIVE"
+        batch.records.append(ClassRecord(external_id, name, _text(fields.get("section")), state))
+    return batch
+
+
+def map_members(
+    raw_records: Sequence[Any], class_external_id: str, role: Role, context: MappingContext
+) -> MembersBatch:
+    batch = MembersBatch()
+    rules = rules_for(PROVIDER, role, context.granted_scopes)
+    for raw in raw_records:
+        fields = project(raw, rules) if isinstance(raw, dict) else {}
+        subject = _text(fields.get("subject"))
+        if subject is None:
+            batch.skipped += 1
+            continue
+        pseudonym = context.pseudonymiser.pseudonym(PROVIDER, context.tenant, subject)
+        batch.people.append(
+            PersonRecord(
+                role=role,
+                pseudonym=pseudonym,
+                display_name=_text(fields.get("display_name")),
+                email=_text(fields.get("email")),
+            )
+        )
+        batch.enrollments.append(EnrollmentRecord(class_external_id, pseudonym, role))
+    return batch

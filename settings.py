@@ -1,0 +1,92 @@
+"""One Settings object for the whole worker, read from ``ROSTERSYNC_*`` environment variables.
+
+Every provider URL is a setting so the same code talks to the local emulators or to the real
+providers. Secrets are ``SecretStr`` so they never show up in a repr, a log line or a traceback.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GOOGLE_SCOPES: tuple[str, ...] = (
+    "https://www.googleapis.com/auth/classroom.courses.readonly",
+    "https://www.googleapis.com/auth/classroom.rosters.readonly",
+)
+"""The only scopes rostersync asks Google for (providers.md 1.5): read courses, read rosters."""
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names the variable, never its value."""
+
+
+class Settings(BaseSettings):
+    """Process-wide configuration. Defaults are the embedded ones and the real provider URLs."""
+
+    model_config = SettingsConfigDict(env_prefix="ROSTERSYNC_", extra="ignore")
+
+    database_url: str = "sqlite:///rostersync.db"
+    broker_url: str | None = None
+    broker_namespace: str = "rostersync"
+    pseudonym_key: SecretStr | None = None
+    token_keys: SecretStr | None = None
+
+    google_client_id: str = ""
+    google_client_secret: SecretStr = SecretStr("")
+    google_auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
+    google_revoke_uri: str = "https://oauth2.googleapis.com/revoke"
+    google_api_endpoint: str = "https://classroom.googleapis.com"
+    google_redirect_uri: str = "https://platform.example/integrations/google/callback"
+
+    ca_bundle: Path | None = None
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    sync_interval_seconds: int = Field(default=3600, gt=0)
+    lease_seconds: int = Field(default=900, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    retry_min_backoff_ms: int = Field(default=2_000, ge=1)
+    retry_max_backoff_ms: int = Field(default=600_000, ge=1)
+    default_tenant: str = "default-school"
+    link_state_ttl_seconds: int = Field(default=900, gt=0)
+
+    @field_validator("google_auth_uri", "google_token_uri", "google_revoke_uri", "google_api_endpoint")
+    @classmethod
+    def _https_only(cls, url: str) -> str:
+        """Promise P5: provider traffic is always TLS; the emulators serve HTTPS too."""
+        if urlsplit(url).scheme != "https":
+            raise ValueError("provider URLs must use https")
+        return url.rstrip("/")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError("CA bundle file does not exist")
+        return path
+
+    def require_secrets(self) -> None:
+        """Fail at start-up, not mid-sync, when a key the worker cannot run without is missing."""
+        missing = []
+        if self.pseudonym_key is None:
+            missing.append("ROSTERSYNC_PSEUDONYM_KEY")
+        elif len(self.pseudonym_key.get_secret_value()) < 32:
+            raise ConfigError("ROSTERSYNC_PSEUDONYM_KEY must be at least 32 characters long")
+        if self.token_keys is None or not self.token_keys.get_secret_value().strip():
+            missing.append("ROSTERSYNC_TOKEN_KEYS")
+        if missing:
+            raise ConfigError(f"missing setting(s): {', '.join(missing)} (see README, 'Configuration')")
+
+    @property
+    def tls_verify(self) -> str | bool:
+        """What every HTTP client passes as its trust anchor: the extra CA if set, else the system store."""
+        return str(self.ca_bundle) if self.ca_bundle is not None else True
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""SQLAlchemy 2.0 models, fenced upserts and purges. Takes canonical records, never raw payloads."""

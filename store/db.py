@@ -1,0 +1,53 @@
+"""Engine construction and schema migration, the same code for SQLite and PostgreSQL.
+
+SQLite gets ``BEGIN IMMEDIATE`` on every transaction: the fence check at the start of a write
+transaction must see the latest committed revoke, which on SQLite only holds once the write lock
+is taken. PostgreSQL gets the same guarantee from ``SELECT .. FOR UPDATE`` (store.fence).
+``hide_parameters`` keeps bound values (names!) out of every SQL error text and log line.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+
+ALEMBIC_DIR = Path(__file__).with_name("alembic")
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the one time format every table uses."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

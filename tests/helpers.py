@@ -1,0 +1,54 @@
+"""Small test helpers: dump every table, read the roster of one integration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select, text
+
+from store.models import Base, Enrollment, Person, SchoolClass
+
+
+def dump_tables(engine: Engine) -> str:
+    """Every row of every table as text, blobs included, for needle-in-haystack privacy checks."""
+    chunks: list[str] = []
+    with engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            for row in connection.execute(select(table)):
+                chunks.append(repr(tuple(row)))
+        chunks.extend(repr(tuple(row)) for row in connection.execute(text("SELECT * FROM alembic_version")))
+    return "\n".join(chunks)
+
+
+def people(engine: Engine, integration_id: int, *, role: str | None = None, current: bool = True) -> list[Any]:
+    query = select(Person).where(Person.integration_id == integration_id)
+    if role:
+        query = query.where(Person.role == role)
+    if current:
+        query = query.where(Person.removed_at.is_(None))
+    with engine.connect() as connection:
+        return list(connection.execute(query))
+
+
+def classes(engine: Engine, integration_id: int, *, current: bool = True) -> list[Any]:
+    query = select(SchoolClass).where(SchoolClass.integration_id == integration_id)
+    if current:
+        query = query.where(SchoolClass.removed_at.is_(None))
+    with engine.connect() as connection:
+        return list(connection.execute(query))
+
+
+def enrollments(engine: Engine, integration_id: int, *, current: bool = True) -> list[Any]:
+    query = select(Enrollment).where(Enrollment.integration_id == integration_id)
+    if current:
+        query = query.where(Enrollment.removed_at.is_(None))
+    with engine.connect() as connection:
+        return list(connection.execute(query))
+
+
+def row_count(engine: Engine, integration_id: int) -> int:
+    return (
+        len(classes(engine, integration_id, current=False))
+        + len(people(engine, integration_id, current=False))
+        + len(enrollments(engine, integration_id, current=False))
+    )

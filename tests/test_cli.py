@@ -1,0 +1,133 @@
+"""The command line as an IT admin meets it: real processes, real exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emulators.google import GoogleEmulator
+from settings import Settings
+
+ROSTERSYNC = str(Path(sys.executable).with_name("rostersync"))
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
+    assert settings.pseudonym_key is not None and settings.token_keys is not None
+    env |= {
+        "ROSTERSYNC_DATABASE_URL": settings.database_url,
+        "ROSTERSYNC_PSEUDONYM_KEY": settings.pseudonym_key.get_secret_value(),
+        "ROSTERSYNC_TOKEN_KEYS": settings.token_keys.get_secret_value(),
+        "ROSTERSYNC_GOOGLE_CLIENT_ID": settings.google_client_id,
+        "ROSTERSYNC_GOOGLE_CLIENT_SECRET": settings.google_client_secret.get_secret_value(),
+        "ROSTERSYNC_GOOGLE_AUTH_URI": settings.google_auth_uri,
+        "ROSTERSYNC_GOOGLE_TOKEN_URI": settings.google_token_uri,
+        "ROSTERSYNC_GOOGLE_REVOKE_URI": settings.google_revoke_uri,
+        "ROSTERSYNC_GOOGLE_API_ENDPOINT": settings.google_api_endpoint,
+        "ROSTERSYNC_CA_BUNDLE": str(settings.ca_bundle),
+        "COLUMNS": "60",
+    }
+    return env
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ROSTERSYNC, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def sqlite_settings(emulator: GoogleEmulator, tmp_path: Path) -> Settings:
+    from tests.conftest import settings_for
+
+    return settings_for(emulator, f"sqlite:///{tmp_path / 'cli.db'}")
+
+
+def test_link_start_prints_an_unwrapped_url_and_complete_syncs(
+    sqlite_settings: Settings, emulator: GoogleEmulator
+) -> None:
+    import requests
+
+    env = env_for(sqlite_settings)
+    started = run("link", "start", "--provider", "google", "--teacher", "teacher-42", env=env)
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip()
+    assert "\n" not in url and url.startswith(emulator.auth_uri + "?") and len(url) > 60  # longer than COLUMNS
+
+    session = requests.Session()
+    session.trust_env = False
+    emulator.set_consent_user(emulator.teacher_ids[0])
+    callback = session.get(url, allow_redirects=False, verify=str(emulator.ca_path)).headers["Location"]
+    completed = run("link", "complete", callback, env=env)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "integration 1"
+    status = json.loads(run("status", "--json", env=env).stdout)
+    [row] = status["integrations"]
+    assert row["status"] == "active" and row["students"] > 0 and row["classes"] >= 2
+
+    reused = run("link", "complete", callback, env=env)
+    one_line_error(reused, "state already used")
+
+
+def test_unknown_integration_is_exit_2(sqlite_settings: Settings) -> None:
+    env = env_for(sqlite_settings)
+    one_line_error(run("sync", "99", env=env), "no integration with id 99")
+    one_line_error(run("revoke", "99", env=env), "no integration with id 99")
+
+
+def test_malformed_callback_is_exit_2(sqlite_settings: Settings) -> None:
+    one_line_error(run("link", "complete", "::nonsense::", env=env_for(sqlite_settings)), "malformed callback URL")
+
+
+def test_unreachable_database_is_exit_2(sqlite_settings: Settings) -> None:
+    env = env_for(sqlite_settings) | {"ROSTERSYNC_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
+    one_line_error(run("status", env=env), "database unreachable")
+
+
+def test_missing_keys_are_exit_2(sqlite_settings: Settings) -> None:
+    env = env_for(sqlite_settings)
+    del env["ROSTERSYNC_TOKEN_KEYS"]
+    one_line_error(run("status", env=env), "ROSTERSYNC_TOKEN_KEYS")
+
+
+def test_emulator_port_in_use_is_exit_2(sqlite_settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        one_line_error(run("emulate", "--port", str(port), env=env_for(sqlite_settings)), f"127.0.0.1:{port}")
+
+
+def test_demo_json_tells_the_final_state(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
+    result = subprocess.run(
+        [ROSTERSYNC, "demo", "--json", "--students", "30"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    rows = payload["integrations"]
+    assert [row["status"] for row in rows] == ["active", "revoked", "revoked"]
+    assert set(rows[0]) == {"id", "provider", "status", "classes", "teachers", "students"}
+    assert rows[0]["students"] > 0 and rows[0]["classes"] >= 2 and rows[0]["teachers"] >= 1
+    assert all(row[k] == 0 for row in rows[1:] for k in ("classes", "teachers", "students"))
+    assert "throwaway keys" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # the demo writes nothing where it runs

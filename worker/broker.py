@@ -1,0 +1,87 @@
+"""Broker selection: ``ROSTERSYNC_BROKER_URL=redis://..`` gives Redis; unset, an in-memory broker and worker.
+
+With the in-memory broker the work runs in this very process, so a command that enqueues must
+``drain()`` before it exits or the work is lost with the process.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import dramatiq
+from dramatiq.broker import Broker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Retries
+
+from settings import Settings
+
+QUEUE = "rostersync"
+
+_lock = threading.Lock()
+_inprocess_worker: dramatiq.Worker | None = None
+
+
+def make_broker(settings: Settings) -> Broker:
+    broker: Broker
+    if settings.broker_url:
+        broker = RedisBroker(  # type: ignore[no-untyped-call]
+            url=settings.broker_url, namespace=settings.broker_namespace
+        )
+    else:
+        broker = StubBroker(fail_fast_default=False)
+    for middleware in broker.middleware:
+        if isinstance(middleware, Retries):
+            middleware.min_backoff = settings.retry_min_backoff_ms
+            middleware.max_backoff = settings.retry_max_backoff_ms
+            middleware.max_retries = settings.max_retries
+    return broker
+
+
+def install(broker: Broker) -> Broker:
+    """Make ``broker`` the global one and move our actors onto it (tests and the demo switch brokers)."""
+    global _inprocess_worker
+    with _lock:
+        if _inprocess_worker is not None:
+            _inprocess_worker.stop()
+            _inprocess_worker = None
+        dramatiq.set_broker(broker)
+        from worker import actors  # the actors module declares on the global broker
+
+        for actor in actors.ALL:
+            actor.broker = broker
+            broker.declare_actor(actor)
+    return broker
+
+
+def ensure_broker(settings: Settings) -> Broker:
+    """The global broker, set up from settings the first time it is asked for."""
+    if dramatiq.broker.global_broker is None:
+        dramatiq.set_broker(make_broker(settings))
+    return dramatiq.get_broker()
+
+
+def is_in_memory(broker: Broker) -> bool:
+    return isinstance(broker, StubBroker)
+
+
+def drain(broker: Broker, *, timeout_ms: int | None = None) -> None:
+    """In memory: run the in-process worker until every queued (and delayed) message is done."""
+    global _inprocess_worker
+    if not isinstance(broker, StubBroker):
+        return
+    with _lock:
+        if _inprocess_worker is None:
+            broker.emit_after("process_boot")
+            _inprocess_worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=4)
+            _inprocess_worker.start()
+    broker.join(QUEUE, fail_fast=False, timeout=timeout_ms)
+    _inprocess_worker.join()
+
+
+def shutdown() -> None:
+    global _inprocess_worker
+    with _lock:
+        if _inprocess_worker is not None:
+            _inprocess_worker.stop()
+            _inprocess_worker = None

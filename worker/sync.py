@@ -1,0 +1,166 @@
+"""One sync of one integration, told as its steps: lease, fetch, map, fenced write, sweep, release.
+
+Failures are sorted by the taxonomy: a lost grant ends the integration here and now (revoked or
+degraded, tokens deleted, roster purged, audited) and is never retried; rate limits and
+transient faults go back to the actor, which retries them; a revoke that lands mid-run fences
+every later write, and the run stops without another provider call.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from connectors.base import (
+    AccessRevoked,
+    ConnectorError,
+    ProviderDataError,
+    RosterConnector,
+    ScopeMissing,
+    TokenSet,
+)
+from mappers.policy import MappingContext
+from mappers.records import ROLES
+from store import integrations, roster
+from store.db import utcnow
+from store.fence import Fenced, fenced
+from worker.progress import ProgressEvent, emit
+from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
+from worker.runtime import Runtime
+
+log = logging.getLogger("rostersync.sync")
+
+
+@dataclass
+class SyncOutcome:
+    """What one run did, in counts only."""
+
+    integration_id: int
+    outcome: str = "ok"
+    classes_seen: int = 0
+    members_seen: int = 0
+    rows_written: int = 0
+    records_skipped: int = 0
+    provider_calls: int = 0
+    removed: int = 0
+    incomplete_classes: set[int] = field(default_factory=set)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "classes_seen": self.classes_seen,
+            "members_seen": self.members_seen,
+            "rows_written": self.rows_written + self.removed,
+            "records_skipped": self.records_skipped,
+            "provider_calls": self.provider_calls,
+        }
+
+
+def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
+    """Sync one integration now. Raises only ``RateLimited`` / ``TransientError`` (for the actor to retry)."""
+    owner = uuid.uuid4().hex
+    state = integrations.acquire_lease(runtime.engine, integration_id, owner, runtime.settings.lease_seconds)
+    if state is None:
+        current = integrations.load(runtime.engine, integration_id)
+        skipped = "busy" if current.status == "active" else current.status
+        log.info("sync of integration %s skipped: %s", integration_id, skipped)
+        integrations.finish_run(
+            runtime.engine, integrations.start_run(runtime.engine, integration_id), f"skipped:{skipped}"
+        )
+        return SyncOutcome(integration_id, outcome=f"skipped:{skipped}")
+    outcome = SyncOutcome(integration_id)
+    run_id = integrations.start_run(runtime.engine, integration_id)
+    next_due = None
+    try:
+        _sync(runtime, state, provider(state.provider), outcome)
+        next_due = utcnow() + timedelta(seconds=runtime.settings.sync_interval_seconds)
+    except Fenced:
+        outcome.outcome = "fenced"
+        log.info("integration %s changed during its sync; later writes discarded", integration_id)
+    except AccessRevoked as error:
+        outcome.outcome = "revoked"
+        integrations.end_integration(
+            runtime.engine, integration_id, status="revoked", actor="system:sync", reason=error.reason
+        )
+        log.warning(
+            "integration %s revoked at the provider (%s); tokens deleted, roster purged", integration_id, error.reason
+        )
+    except ScopeMissing as error:
+        outcome.outcome = "degraded"
+        integrations.end_integration(
+            runtime.engine, integration_id, status="degraded", actor="system:sync", reason=str(error)
+        )
+        log.warning("integration %s lost a scope (%s); tokens deleted, roster purged", integration_id, error)
+    except ConnectorError as error:
+        outcome.outcome = error.kind
+        log.warning("sync of integration %s stopped: %s", integration_id, error)
+        raise
+    finally:
+        integrations.finish_run(runtime.engine, run_id, outcome.outcome, **outcome.counters())
+        integrations.release_lease(runtime.engine, integration_id, owner, next_due)
+        emit(ProgressEvent(integration_id, "done", outcome.classes_seen, outcome.classes_seen))
+    log.info(
+        "sync of integration %s: %s, %s classes, %s members, %s rows written, %s skipped",
+        integration_id,
+        outcome.outcome,
+        outcome.classes_seen,
+        outcome.members_seen,
+        outcome.rows_written + outcome.removed,
+        outcome.records_skipped,
+    )
+    return outcome
+
+
+def _sync(runtime: Runtime, state: integrations.IntegrationState, spec: Provider, outcome: SyncOutcome) -> None:
+    if state.token_blob is None:
+        raise AccessRevoked("no tokens stored for this integration", reason="no_tokens")
+    engine, generation = runtime.engine, state.generation
+
+    def persist_tokens(tokens: TokenSet) -> None:
+        integrations.store_tokens(engine, state.id, generation, runtime.vault.seal(tokens_to_payload(tokens)))
+
+    tokens = tokens_from_payload(runtime.vault.open(state.token_blob))
+    scopes = state.granted_scopes
+    context = MappingContext(state.tenant, scopes, runtime.pseudonymiser)
+    connector: RosterConnector = spec.connector(runtime.settings, tokens, persist_tokens)
+    try:
+        class_ids: dict[str, int] = {}
+        for page in connector.classes(spec.field_mask("class", scopes)):
+            outcome.provider_calls += 1
+            batch = spec.map_classes(page.records, context)
+            with fenced(engine, state.id, generation) as connection:
+                written, ids = roster.upsert_classes(connection, state.id, batch.records)
+            class_ids.update(ids)
+            outcome.rows_written += written
+            outcome.records_skipped += batch.skipped
+        outcome.classes_seen = len(class_ids)
+        emit(ProgressEvent(state.id, "classes", 0, len(class_ids)))
+        seen_enrollments: set[tuple[int, int]] = set()
+        for done, (external_id, class_id) in enumerate(class_ids.items(), start=1):
+            try:
+                for role in ROLES:
+                    for page in connector.members(external_id, role, spec.field_mask(role, scopes)):
+                        outcome.provider_calls += 1
+                        members = spec.map_members(page.records, external_id, role, context)
+                        with fenced(engine, state.id, generation) as connection:
+                            written, person_ids = roster.upsert_members(
+                                connection, state.id, class_id, members.people, members.enrollments
+                            )
+                        seen_enrollments.update((class_id, person_id) for person_id in person_ids)
+                        outcome.members_seen += len(members.people)
+                        outcome.rows_written += written
+                        outcome.records_skipped += members.skipped
+            except ProviderDataError as error:
+                outcome.incomplete_classes.add(class_id)
+                outcome.records_skipped += 1
+                log.warning("integration %s: roster of one class skipped: %s", state.id, error)
+            emit(ProgressEvent(state.id, "class", done, len(class_ids)))
+        with fenced(engine, state.id, generation) as connection:
+            outcome.removed = roster.remove_unseen(
+                connection, state.id, set(class_ids.values()), seen_enrollments, outcome.incomplete_classes
+            )
+    finally:
+        close = getattr(connector, "close", None)
+        if callable(close):
+            close()
