@@ -67,7 +67,7 @@ def map_members(
                 role=role,
                 pseudonym=pseudonym,
                 display_name=_text(fields.get("display_name")),
-                email=_text(fields.get("email")),
+                email_address=_text(fields.get("email_address")),
             )
         )
         batch.enrollments.append(EnrollmentRecord(class_external_id, pseudonym, role))

@@ -40,7 +40,7 @@ ALLOWLIST: Mapping[str, Mapping[str, tuple[FieldRule, ...]]] = {
         "teacher": (
             FieldRule("subject", ("userId",)),
             FieldRule("display_name", ("profile", "name", "fullName")),
-            FieldRule("email", ("profile", "emailAddress"), requires_scope=GOOGLE_EMAILS_SCOPE),
+            FieldRule("email_address", ("profile", "emailAddress"), requires_scope=GOOGLE_EMAILS_SCOPE),
         ),
         "student": (FieldRule("subject", ("userId",)),),
     },

@@ -24,7 +24,7 @@ class PersonRecord:
     role: Role
     pseudonym: str
     display_name: str | None = None
-    email: str | None = None
+    email_address: str | None = None
 
 
 @dataclass(frozen=True)

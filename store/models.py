@@ -69,7 +69,7 @@ class SchoolClass(Base):
 
 
 class Person(Base):
-    """Keyed by pseudonym per role; ``display_name`` and ``email`` stay empty for students."""
+    """Keyed by pseudonym per role; ``display_name`` and ``email_address`` stay empty for students."""
 
     __tablename__ = "people"
     __table_args__ = (UniqueConstraint("integration_id", "role", "pseudonym"),)
@@ -79,7 +79,7 @@ class Person(Base):
     role: Mapped[str] = mapped_column(String(16))
     pseudonym: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str | None] = mapped_column(Text, nullable=True)
-    email: Mapped[str | None] = mapped_column(Text, nullable=True)
+    email_address: Mapped[str | None] = mapped_column(Text, nullable=True)
     removed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord
@@ -88,23 +88,28 @@ def upsert_members(
             "role": p.role,
             "pseudonym": p.pseudonym,
             "display_name": p.display_name,
-            "email": p.email,
+            "email_address": p.email_address,
         }
         for p in unique_people.values()
     ]
     written = _upsert(
-        connection, _table(Person), person_rows, ("integration_id", "role", "pseudonym"), ("display_name", "email")
+        connection,
+        _table(Person),
+        person_rows,
+        ("integration_id", "role", "pseudonym"),
+        ("display_name", "email_address"),
     )
     person_ids: dict[tuple[str, str], int] = {}
-    for chunk in _chunks(list(unique_people)):
-        person_ids.update(
-            ((role, pseudonym), person_id)
-            for role, pseudonym, person_id in connection.execute(
-                select(Person.role, Person.pseudonym, Person.id).where(
-                    Person.integration_id == integration_id, tuple_(Person.role, Person.pseudonym).in_(chunk)
+    for role in {role for role, _ in unique_people}:
+        # One equality per key column (not a row-value IN), so SQLite too looks rows up by the unique index.
+        pseudonyms = [pseudonym for person_role, pseudonym in unique_people if person_role == role]
+        for chunk in _chunks(pseudonyms):
+            found = connection.execute(
+                select(Person.pseudonym, Person.id).where(
+                    Person.integration_id == integration_id, Person.role == role, Person.pseudonym.in_(chunk)
                 )
             )
-        )
+            person_ids.update({(role, pseudonym): person_id for pseudonym, person_id in found})
     enrollment_rows = {
         person_ids[(e.role, e.pseudonym)]: {
             "integration_id": integration_id,

@@ -140,9 +140,7 @@ def _refresh(emu: GoogleEmulator, http: requests.Session, refresh_token: str) ->
     return http.post(emu.token_uri, data=form, timeout=TIMEOUT)
 
 
-def _api(
-    emu: GoogleEmulator, http: requests.Session, token: str | None, path: str, **params: Any
-) -> requests.Response:
+def _api(emu: GoogleEmulator, http: requests.Session, token: str | None, path: str, **params: Any) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return http.get(emu.api_endpoint + path, params=params, headers=headers, timeout=TIMEOUT)
 
@@ -295,9 +293,7 @@ def test_revoke_kills_the_whole_grant(emu: GoogleEmulator, http: requests.Sessio
     assert again.json() == {"error": "invalid_token", "error_description": "Token expired or revoked"}
 
 
-def test_revoke_grants_control_and_other_users_unaffected(
-    emu: GoogleEmulator, http: requests.Session
-) -> None:
+def test_revoke_grants_control_and_other_users_unaffected(emu: GoogleEmulator, http: requests.Session) -> None:
     first = _login(emu, http)
     second = _login(emu, http)  # round-robin: the second teacher
     emu.revoke_grants(emu.teacher_ids[0])
@@ -347,9 +343,7 @@ def test_expired_and_missing_tokens_get_401(emu: GoogleEmulator, http: requests.
 
 
 # -------------------------------------------------------------------------------------------- API
-def test_archived_course_is_filtered_and_co_teachers_listed(
-    emu: GoogleEmulator, http: requests.Session
-) -> None:
+def test_archived_course_is_filtered_and_co_teachers_listed(emu: GoogleEmulator, http: requests.Session) -> None:
     teacher = emu.teacher_ids[0]
     token = _login(emu, http)["access_token"]
     every, _ = _collect(emu, http, token, "/v1/courses", "courses", teacherId=teacher)
@@ -389,21 +383,15 @@ def test_paging_collects_every_student_exactly_once(make_emu: Factory) -> None:
     course = emu.course_ids_of(emu.teacher_ids[0], states=["ACTIVE"])[0]
     with _session(emu) as http:
         token = _login(emu, http)["access_token"]
-        students, sizes = _collect(
-            emu, http, token, f"/v1/courses/{course}/students", "students", pageSize=500
-        )
+        students, sizes = _collect(emu, http, token, f"/v1/courses/{course}/students", "students", pageSize=500)
         assert sizes == [30, 30, 10]
         assert [s["userId"] for s in students] == emu.student_ids_of(course)
-        small, small_sizes = _collect(
-            emu, http, token, f"/v1/courses/{course}/students", "students", pageSize=25
-        )
+        small, small_sizes = _collect(emu, http, token, f"/v1/courses/{course}/students", "students", pageSize=25)
         assert small_sizes == [25, 25, 20]
         assert len({s["userId"] for s in small}) == 70
         page = _api(emu, http, token, f"/v1/courses/{course}/students").json()
         other_course = emu.course_ids_of(emu.teacher_ids[0])[-1]
-        mismatched = _api(
-            emu, http, token, f"/v1/courses/{other_course}/students", pageToken=page["nextPageToken"]
-        )
+        mismatched = _api(emu, http, token, f"/v1/courses/{other_course}/students", pageToken=page["nextPageToken"])
         assert mismatched.status_code == 400
         assert _error(mismatched)["status"] == "INVALID_ARGUMENT"
 
@@ -434,19 +422,14 @@ def test_fields_partial_response(emu: GoogleEmulator, http: requests.Session) ->
     token = _login(emu, http)["access_token"]
     course = emu.course_ids_of(emu.teacher_ids[0])[0]
     path = f"/v1/courses/{course}/students"
-    nested = _api(
-        emu, http, token, path, fields="students(userId,profile(name(givenName))),nextPageToken"
-    ).json()
+    nested = _api(emu, http, token, path, fields="students(userId,profile(name(givenName))),nextPageToken").json()
     assert set(nested) == {"students"}  # 25 students fit on one page: no token
     for student in nested["students"]:
         assert set(student) == {"userId", "profile"}
         assert set(student["profile"]) == {"name"}
         assert set(student["profile"]["name"]) == {"givenName"}
     slashed = _api(emu, http, token, path, fields="students/profile/name/fullName").json()
-    assert all(
-        s == {"profile": {"name": {"fullName": s["profile"]["name"]["fullName"]}}}
-        for s in slashed["students"]
-    )
+    assert all(s == {"profile": {"name": {"fullName": s["profile"]["name"]["fullName"]}}} for s in slashed["students"])
     full = _api(emu, http, token, path, fields="*").json()
     assert full == _api(emu, http, token, path).json()
     assert "nickname" in full["students"][0]["profile"]
@@ -524,9 +507,7 @@ def test_disabled_api_gives_classroom_api_disabled(emu: GoogleEmulator, http: re
 
 def test_foreign_and_unknown_courses(emu: GoogleEmulator, http: requests.Session) -> None:
     token = _login(emu, http, login_hint=emu.teacher_ids[0])["access_token"]
-    foreign = next(
-        c for c in emu.course_ids_of(emu.teacher_ids[1]) if c not in emu.course_ids_of(emu.teacher_ids[0])
-    )
+    foreign = next(c for c in emu.course_ids_of(emu.teacher_ids[1]) if c not in emu.course_ids_of(emu.teacher_ids[0]))
     response = _api(emu, http, token, f"/v1/courses/{foreign}/students")
     assert response.status_code == 403
     assert _error(response)["message"] == "The caller does not have permission"
@@ -569,9 +550,7 @@ def test_hooks_run_before_the_request_is_served(emu: GoogleEmulator, http: reque
             added.append(emu.add_student(course))  # a pupil joins between page 1 and page 2
 
     emu.add_hook(hook)
-    students, _ = _collect(
-        emu, http, tokens["access_token"], f"/v1/courses/{course}/students", "students", pageSize=10
-    )
+    students, _ = _collect(emu, http, tokens["access_token"], f"/v1/courses/{course}/students", "students", pageSize=10)
     ids = [s["userId"] for s in students]
     assert added and ids[-1] == added[0]
     assert len(ids) == len(set(ids)) == 26
@@ -644,9 +623,7 @@ def test_googleapiclient_accepts_the_emulator(emu: GoogleEmulator, http: request
         client_secret=emu.client_secret,
         scopes=SCOPES,
     )
-    authorized = google_auth_httplib2.AuthorizedHttp(
-        creds, http=httplib2.Http(timeout=10, ca_certs=str(emu.ca_path))
-    )
+    authorized = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=10, ca_certs=str(emu.ca_path)))
     try:
         service = build(
             "classroom",

@@ -54,7 +54,7 @@ def test_full_demo_leaks_nothing(
         teacher_names = set(connection.execute(select(Person.display_name).where(Person.role == "teacher")).scalars())
         student_fields = set(
             connection.execute(select(Person.display_name).where(Person.role == "student")).scalars()
-        ) | set(connection.execute(select(Person.email)).scalars())
+        ) | set(connection.execute(select(Person.email_address)).scalars())
     assert student_fields == {None}
     assert teacher_names - {None}, "the active teacher keeps a display name"
     dump = dump_tables(runtime.engine)

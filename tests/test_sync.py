@@ -54,10 +54,10 @@ def test_first_sync_stores_exactly_the_allowlist_projection(
                 )
             )
     stored_students = {
-        (p.pseudonym, p.display_name, p.email) for p in people(runtime.engine, integration_id, role="student")
+        (p.pseudonym, p.display_name, p.email_address) for p in people(runtime.engine, integration_id, role="student")
     }
     stored_teachers = {
-        (p.pseudonym, p.display_name, p.email) for p in people(runtime.engine, integration_id, role="teacher")
+        (p.pseudonym, p.display_name, p.email_address) for p in people(runtime.engine, integration_id, role="teacher")
     }
     assert stored_students == expected_students  # ... and we keep none of it for students
     assert stored_teachers == expected_teachers
@@ -95,7 +95,7 @@ def test_unknown_and_unlisted_fields_never_reach_a_table(
     run_sync(runtime, integration_id)
     dump = dump_tables(runtime.engine)
     teacher_names = {p.display_name for p in people(runtime.engine, integration_id, role="teacher")}
-    teacher_emails = {p.email for p in people(runtime.engine, integration_id, role="teacher")}
+    teacher_emails = {p.email_address for p in people(runtime.engine, integration_id, role="teacher")}
     leaked = {s for s in emulator.personal_strings() if s in dump} - teacher_names - teacher_emails
     # A teacher's given or family name is part of the full name we keep; nothing else may appear.
     leaked = {s for s in leaked if not any(s in kept for kept in teacher_names | teacher_emails)}

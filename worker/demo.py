@@ -144,6 +144,9 @@ def tell_story(emulator: GoogleEmulator, workdir: Path) -> Runtime:
     err.print("\n[bold]6. One more cycle[/]: only the active integration calls Google")
     calls_before = len(emulator.requests)
     _sync_cycle(rt, broker)
-    err.print(f"  {len(emulator.requests) - calls_before} calls to Google, all for integration {first}")
+    calls = emulator.requests[calls_before:]
+    revoked_users = set(emulator.teacher_ids[1:3])
+    stray = sum(1 for call in calls if call.user_id in revoked_users)
+    err.print(f"  {len(calls)} calls to Google for integration {first}, {stray} for the revoked ones")
     err.print("")
     return rt

@@ -84,14 +84,16 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
             runtime.engine, integration_id, status="revoked", actor="system:sync", reason=error.reason
         )
         log.warning(
-            "integration %s revoked at the provider (%s); tokens deleted, roster purged", integration_id, error.reason
+            "integration %s revoked at the provider (%s); credentials deleted, roster purged",
+            integration_id,
+            error.reason,
         )
     except ScopeMissing as error:
         outcome.outcome = "degraded"
         integrations.end_integration(
             runtime.engine, integration_id, status="degraded", actor="system:sync", reason=str(error)
         )
-        log.warning("integration %s lost a scope (%s); tokens deleted, roster purged", integration_id, error)
+        log.warning("integration %s lost a scope (%s); credentials deleted, roster purged", integration_id, error)
     except ConnectorError as error:
         outcome.outcome = error.kind
         log.warning("sync of integration %s stopped: %s", integration_id, error)

@@ -109,7 +109,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("pseudonym", sa.String(length=64), nullable=False),
         sa.Column("display_name", sa.Text(), nullable=True),
-        sa.Column("email", sa.Text(), nullable=True),
+        sa.Column("email_address", sa.Text(), nullable=True),
         sa.Column("removed_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["integration_id"],
