@@ -112,7 +112,9 @@ def test_emulator_port_in_use_is_exit_2(sqlite_settings: Settings) -> None:
 
 
 def test_demo_json_tells_the_final_state(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")} | {"TMPDIR": str(scratch)}
     result = subprocess.run(
         [ROSTERSYNC, "demo", "--json", "--students", "30"],
         env=env,
@@ -130,4 +132,5 @@ def test_demo_json_tells_the_final_state(tmp_path: Path) -> None:
     assert rows[0]["students"] > 0 and rows[0]["classes"] >= 2 and rows[0]["teachers"] >= 1
     assert all(row[k] == 0 for row in rows[1:] for k in ("classes", "teachers", "students"))
     assert "throwaway keys" in result.stderr
-    assert list(tmp_path.iterdir()) == []  # the demo writes nothing where it runs
+    assert list(tmp_path.iterdir()) == [scratch]  # the demo writes nothing where it runs ...
+    assert list(scratch.iterdir()) == []  # ... and removes its throwaway database, CA and keys

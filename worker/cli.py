@@ -194,8 +194,7 @@ def demo(
     from worker.demo import run_demo
 
     with user_errors():
-        rt = run_demo(students)
-        print_status(rt, as_json)
+        run_demo(students, lambda rt: print_status(rt, as_json))
 
 
 @app.command()

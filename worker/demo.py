@@ -12,6 +12,7 @@ import math
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -73,11 +74,16 @@ def demo_emulator(students: int, workdir: Path) -> GoogleEmulator:
     )
 
 
-def run_demo(students: int) -> Runtime:
-    workdir = Path(tempfile.mkdtemp(prefix="rostersync-demo-"))
-    with demo_emulator(students, workdir) as emulator:
+def run_demo(students: int, report: Callable[[Runtime], None]) -> None:
+    """Tell the story, hand the final state to ``report``, then delete every trace (database, CA, keys)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="rostersync-demo-") as workdir,
+        demo_emulator(students, Path(workdir)) as emulator,
+    ):
         try:
-            return tell_story(emulator, workdir)
+            runtime = tell_story(emulator, Path(workdir))
+            report(runtime)
+            runtime.engine.dispose()
         finally:
             brokers.shutdown()
 
@@ -97,7 +103,7 @@ def tell_story(emulator: GoogleEmulator, workdir: Path) -> Runtime:
     err.print("[bold]rostersync demo[/]: embedded defaults, local Google emulator at " + emulator.base_url)
     err.print(
         "  throwaway keys generated for this run (ROSTERSYNC_PSEUDONYM_KEY, ROSTERSYNC_TOKEN_KEYS); "
-        f"database in {workdir}"
+        "a throwaway database, removed at the end"
     )
     rt = build_runtime(demo_settings(emulator, workdir))
     set_runtime(rt)
