@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     ca_bundle: Path | None = None
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     sync_interval_seconds: int = Field(default=3600, gt=0)
-    lease_seconds: int = Field(default=900, gt=0)
+    lease_seconds: int = Field(default=2400, gt=0)  # longer than the sync actor's 30-minute time limit
     max_retries: int = Field(default=5, ge=0)
     retry_min_backoff_ms: int = Field(default=2_000, ge=1)
     retry_max_backoff_ms: int = Field(default=600_000, ge=1)

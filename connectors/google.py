@@ -173,6 +173,15 @@ def classify_api_error(
     return TransientError(f"Google answered {status} {error.get('status', '')!s}".strip())
 
 
+def refresh_error(error: google.auth.exceptions.RefreshError) -> ConnectorError:
+    """Only ``invalid_grant`` means the grant is gone; anything else (``invalid_client`` after a bad config
+    change, an HTML error page from a proxy) must not purge anybody's roster, so it is retried."""
+    details = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], dict) else {}
+    if details.get("error") == "invalid_grant":
+        return AccessRevoked("Google refused the refresh token (invalid_grant)", reason="invalid_grant")
+    return TransientError(f"token endpoint refused the refresh ({str(details.get('error', 'unknown'))[:40]})")
+
+
 def _retry_after_seconds(header: str | None) -> float:
     try:
         return max(0.0, float(header)) if header is not None else DEFAULT_RETRY_AFTER_SECONDS
@@ -199,7 +208,6 @@ class GoogleConnector:
         self._refresh_request = functools.partial(
             google.auth.transport.requests.Request(self._session), timeout=settings.http_timeout_seconds
         )
-        self._token_is_fresh = False
         ca_certs = str(settings.ca_bundle) if settings.ca_bundle is not None else None
         authorized_http = google_auth_httplib2.AuthorizedHttp(
             self._credentials,
@@ -224,20 +232,10 @@ class GoogleConnector:
         try:
             self._credentials.refresh(self._refresh_request)  # type: ignore[no-untyped-call]
         except google.auth.exceptions.RefreshError as error:
-            details = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], dict) else {}
-            if details.get("error") == "invalid_grant":
-                raise AccessRevoked(
-                    "Google refused the refresh token (invalid_grant)", reason="invalid_grant"
-                ) from None
-            if getattr(error, "retryable", False):
-                raise TransientError("token endpoint failed, retryable") from None
-            raise AccessRevoked(
-                f"Google refused the refresh ({details.get('error', 'unknown')})", reason="refresh_refused"
-            ) from None
+            raise refresh_error(error) from None
         except (google.auth.exceptions.TransportError, OSError) as error:
             raise TransientError(f"token endpoint unreachable ({type(error).__name__})") from None
         granted = getattr(self._credentials, "granted_scopes", None) or GOOGLE_SCOPES
-        self._token_is_fresh = True
         self._on_tokens(
             TokenSet(
                 access_token=self._credentials.token,
@@ -272,14 +270,18 @@ class GoogleConnector:
             request = collection.list_next(request, response)
 
     def _execute(self, request: Any, scope: str) -> dict[str, Any]:
+        """Send once; on a 401 with a token not refreshed for this request, refresh once and resend."""
+        refreshed = False
         if not self._credentials.valid:
             self.refresh()
+            refreshed = True
         for _attempt in range(2):
             try:
                 response = request.execute(num_retries=0)
             except HttpError as error:
-                if error.status_code == 401 and not self._token_is_fresh:
+                if error.status_code == 401 and not refreshed:
                     self.refresh()
+                    refreshed = True
                     continue
                 if error.status_code == 401:
                     raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized") from None
@@ -287,8 +289,8 @@ class GoogleConnector:
                 raise classify_api_error(
                     error.status_code, body, error.resp.get("retry-after"), required_scope=scope
                 ) from None
-            except google.auth.exceptions.RefreshError:
-                raise AccessRevoked("Google refused the refresh token", reason="invalid_grant") from None
+            except google.auth.exceptions.RefreshError as error:
+                raise refresh_error(error) from None
             except (TimeoutError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as error:
                 raise TransientError(f"network error talking to Google ({type(error).__name__})") from None
             except ValueError as error:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 
 from store import roster
 from store.db import utcnow
-from store.fence import fenced
+from store.fence import Fenced, fenced
 from store.models import AuditEvent, Integration, SyncRun
 
 
@@ -151,7 +151,9 @@ def store_tokens(engine: Engine, integration_id: int, generation: int, token_blo
         connection.execute(update(Integration).where(Integration.id == integration_id).values(token_blob=token_blob))
 
 
-def end_integration(engine: Engine, integration_id: int, *, status: str, actor: str, reason: str) -> bytes | None:
+def end_integration(
+    engine: Engine, integration_id: int, *, status: str, actor: str, reason: str, expected_generation: int | None = None
+) -> bytes | None:
     """Revoke or degrade: bump the generation, drop the tokens, purge the roster, audit; one transaction.
 
     Returns the token blob it removed, so the caller can revoke the grant at the provider too.
@@ -159,10 +161,14 @@ def end_integration(engine: Engine, integration_id: int, *, status: str, actor: 
     now = utcnow()
     with engine.begin() as connection:
         row = connection.execute(
-            select(Integration.token_blob, Integration.status).where(Integration.id == integration_id).with_for_update()
+            select(Integration.token_blob, Integration.status, Integration.generation)
+            .where(Integration.id == integration_id)
+            .with_for_update()
         ).one_or_none()
         if row is None:
             raise UnknownIntegration(integration_id)
+        if expected_generation is not None and (row.status != "active" or row.generation != expected_generation):
+            raise Fenced(integration_id)  # a sync's verdict on a generation that is already over: not ours to end
         connection.execute(
             update(Integration)
             .where(Integration.id == integration_id)

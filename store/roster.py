@@ -131,17 +131,20 @@ def remove_unseen(
     seen_classes: set[int],
     seen_enrollments: set[tuple[int, int]],
     incomplete_classes: set[int],
+    *,
+    sweep_classes: bool = True,
 ) -> int:
     """Soft-delete what a complete sync did not see; people left with no enrolment go too.
 
-    Enrolments of a class whose roster could not be read in full are left alone.
+    Enrolments of a class whose roster could not be read in full are left alone, and so are classes
+    (with their enrolments) when a class record of this run was malformed (``sweep_classes=False``).
     """
     now = utcnow()
     removed = 0
     active_classes = connection.execute(
         select(SchoolClass.id).where(SchoolClass.integration_id == integration_id, SchoolClass.removed_at.is_(None))
     ).scalars()
-    gone_classes = [class_id for class_id in active_classes if class_id not in seen_classes]
+    gone_classes = [class_id for class_id in active_classes if class_id not in seen_classes] if sweep_classes else []
     active_enrollments = connection.execute(
         select(Enrollment.id, Enrollment.class_id, Enrollment.person_id).where(
             Enrollment.integration_id == integration_id, Enrollment.removed_at.is_(None)
@@ -150,7 +153,9 @@ def remove_unseen(
     gone_enrollments = [
         enrollment_id
         for enrollment_id, class_id, person_id in active_enrollments
-        if (class_id, person_id) not in seen_enrollments and class_id not in incomplete_classes
+        if (class_id, person_id) not in seen_enrollments
+        and class_id not in incomplete_classes
+        and (sweep_classes or class_id in seen_classes)
     ]
     for model, ids in ((SchoolClass, gone_classes), (Enrollment, gone_enrollments)):
         for chunk in _chunks(ids):

@@ -173,3 +173,41 @@ def test_transient_errors_surface_as_transient(
     with pytest.raises(TransientError):
         run_sync(runtime, integration_id)
     assert integrations.load(runtime.engine, integration_id).status == "active"
+
+
+def test_a_refused_refresh_that_is_not_invalid_grant_purges_nothing(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    """A bad client secret or a proxy's error page at the token endpoint is retried, never taken as a revoke."""
+    from connectors.base import TransientError
+
+    integration_id = link(0)
+    run_sync(runtime, integration_id)
+    rows = row_count(runtime.engine, integration_id)
+    emulator.expire_access_tokens(emulator.teacher_ids[0])
+    emulator.fail_next("/token", 400, count=1)
+    with pytest.raises(TransientError):
+        run_sync(runtime, integration_id)
+    assert integrations.load(runtime.engine, integration_id).status == "active"
+    assert row_count(runtime.engine, integration_id) == rows
+
+
+def test_a_stale_sync_cannot_end_a_relinked_integration(runtime: Runtime, link: Linker) -> None:
+    from store.fence import Fenced
+
+    integration_id = link(0)
+    started_on = integrations.load(runtime.engine, integration_id).generation
+    integrations.end_integration(runtime.engine, integration_id, status="revoked", actor="admin:test", reason="")
+    relinked = link(0)
+    assert relinked == integration_id
+    with pytest.raises(Fenced):
+        integrations.end_integration(
+            runtime.engine,
+            integration_id,
+            status="revoked",
+            actor="system:sync",
+            reason="stale",
+            expected_generation=started_on,
+        )
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.status == "active" and state.token_blob is not None

@@ -8,6 +8,7 @@ every later write, and the run stops without another provider call.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from mappers.records import ROLES
 from store import integrations, roster
 from store.db import utcnow
 from store.fence import Fenced, fenced
+from store.vault import VaultError
 from worker.progress import ProgressEvent, emit
 from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
 from worker.runtime import Runtime
@@ -38,7 +40,7 @@ class SyncOutcome:
     """What one run did, in counts only."""
 
     integration_id: int
-    outcome: str = "ok"
+    outcome: str = "ok"  # set to the failure kind by run_sync when a run does not complete
     classes_seen: int = 0
     members_seen: int = 0
     rows_written: int = 0
@@ -79,24 +81,19 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
         outcome.outcome = "fenced"
         log.info("integration %s changed during its sync; later writes discarded", integration_id)
     except AccessRevoked as error:
-        outcome.outcome = "revoked"
-        integrations.end_integration(
-            runtime.engine, integration_id, status="revoked", actor="system:sync", reason=error.reason
-        )
-        log.warning(
-            "integration %s revoked at the provider (%s); credentials deleted, roster purged",
-            integration_id,
-            error.reason,
-        )
+        # After invalid_grant the grant is already dead at Google; otherwise revoke what is left of it.
+        outcome.outcome = _end(runtime, state, "revoked", error.reason, revoke_grant=error.reason != "invalid_grant")
     except ScopeMissing as error:
-        outcome.outcome = "degraded"
-        integrations.end_integration(
-            runtime.engine, integration_id, status="degraded", actor="system:sync", reason=str(error)
-        )
-        log.warning("integration %s lost a scope (%s); credentials deleted, roster purged", integration_id, error)
+        outcome.outcome = _end(runtime, state, "degraded", str(error), revoke_grant=True)
+    except ProviderDataError as error:
+        outcome.outcome = error.kind  # the class list itself broke the schema: nothing swept, not retried
+        log.warning("sync of integration %s stopped: %s", integration_id, error)
     except ConnectorError as error:
         outcome.outcome = error.kind
         log.warning("sync of integration %s stopped: %s", integration_id, error)
+        raise
+    except BaseException:
+        outcome.outcome = "error"
         raise
     finally:
         integrations.finish_run(runtime.engine, run_id, outcome.outcome, **outcome.counters())
@@ -114,6 +111,33 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     return outcome
 
 
+def _end(
+    runtime: Runtime, state: integrations.IntegrationState, status: str, reason: str, *, revoke_grant: bool
+) -> str:
+    """End the integration this sync started on (fenced: never a newer generation), then revoke the grant."""
+    try:
+        token_blob = integrations.end_integration(
+            runtime.engine,
+            state.id,
+            status=status,
+            actor="system:sync",
+            reason=reason,
+            expected_generation=state.generation,
+        )
+    except Fenced:
+        return "fenced"
+    log.warning("integration %s %s (%s); credentials deleted, roster purged", state.id, status, reason)
+    if revoke_grant and token_blob is not None:
+        revoked = False
+        with contextlib.suppress(ConnectorError, VaultError):
+            tokens = tokens_from_payload(runtime.vault.open(token_blob))
+            revoked = provider(state.provider).revoke_token(runtime.settings, tokens.refresh_token)
+        with runtime.engine.begin() as connection:
+            action = "provider_revoked" if revoked else "provider_revoke_failed"
+            integrations.record_audit(connection, state.id, "system:sync", action)
+    return status
+
+
 def _sync(runtime: Runtime, state: integrations.IntegrationState, spec: Provider, outcome: SyncOutcome) -> None:
     if state.token_blob is None:
         raise AccessRevoked("no tokens stored for this integration", reason="no_tokens")
@@ -128,6 +152,7 @@ def _sync(runtime: Runtime, state: integrations.IntegrationState, spec: Provider
     connector: RosterConnector = spec.connector(runtime.settings, tokens, persist_tokens)
     try:
         class_ids: dict[str, int] = {}
+        classes_complete = True
         for page in connector.classes(spec.field_mask("class", scopes)):
             outcome.provider_calls += 1
             batch = spec.map_classes(page.records, context)
@@ -136,6 +161,7 @@ def _sync(runtime: Runtime, state: integrations.IntegrationState, spec: Provider
             class_ids.update(ids)
             outcome.rows_written += written
             outcome.records_skipped += batch.skipped
+            classes_complete = classes_complete and batch.skipped == 0
         outcome.classes_seen = len(class_ids)
         emit(ProgressEvent(state.id, "classes", 0, len(class_ids)))
         seen_enrollments: set[tuple[int, int]] = set()
@@ -160,7 +186,12 @@ def _sync(runtime: Runtime, state: integrations.IntegrationState, spec: Provider
             emit(ProgressEvent(state.id, "class", done, len(class_ids)))
         with fenced(engine, state.id, generation) as connection:
             outcome.removed = roster.remove_unseen(
-                connection, state.id, set(class_ids.values()), seen_enrollments, outcome.incomplete_classes
+                connection,
+                state.id,
+                set(class_ids.values()),
+                seen_enrollments,
+                outcome.incomplete_classes,
+                sweep_classes=classes_complete,
             )
     finally:
         close = getattr(connector, "close", None)
