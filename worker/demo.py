@@ -75,7 +75,7 @@ def demo_emulator(students: int, workdir: Path) -> GoogleEmulator:
 
 
 def run_demo(students: int, report: Callable[[Runtime], None]) -> None:
-    """Tell the story, hand the final state to ``report``, then delete every trace (database, CA, keys)."""
+    """Tell the story, hand the final state to ``report``, then delete all it made (database, CA, keys)."""
     with (
         tempfile.TemporaryDirectory(prefix="rostersync-demo-") as workdir,
         demo_emulator(students, Path(workdir)) as emulator,
