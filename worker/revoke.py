@@ -33,16 +33,7 @@ def revoke_integration(runtime: Runtime, integration_id: int, *, actor: str, rea
     token_blob = integrations.end_integration(
         runtime.engine, integration_id, status="revoked", actor=actor, reason=reason
     )
-    provider_revoked = False
-    if token_blob is not None:
-        try:
-            tokens = tokens_from_payload(runtime.vault.open(token_blob))
-            provider_revoked = provider(state.provider).revoke_token(runtime.settings, tokens.refresh_token)
-        except (ConnectorError, VaultError) as error:
-            log.warning("integration %s: revoke at the provider failed: %s", integration_id, error)
-    with runtime.engine.begin() as connection:
-        action = "provider_revoked" if provider_revoked else "provider_revoke_failed"
-        integrations.record_audit(connection, integration_id, actor, action)
+    provider_revoked = revoke_grant(runtime, state.provider, integration_id, token_blob, actor=actor)
     log.info(
         "integration %s revoked by %s; provider revoke %s",
         integration_id,
@@ -50,3 +41,20 @@ def revoke_integration(runtime: Runtime, integration_id: int, *, actor: str, rea
         "done" if provider_revoked else "not confirmed",
     )
     return RevokeResult(integration_id, already_revoked=False, provider_revoked=provider_revoked)
+
+
+def revoke_grant(
+    runtime: Runtime, provider_name: str, integration_id: int, token_blob: bytes | None, *, actor: str
+) -> bool:
+    """Best effort: revoke at the provider the grant whose tokens were just removed here; audit the result."""
+    revoked = False
+    if token_blob is not None:
+        try:
+            tokens = tokens_from_payload(runtime.vault.open(token_blob))
+            revoked = provider(provider_name).revoke_token(runtime.settings, tokens.refresh_token)
+        except (ConnectorError, VaultError) as error:
+            log.warning("integration %s: revoke at the provider failed: %s", integration_id, error)
+    with runtime.engine.begin() as connection:
+        action = "provider_revoked" if revoked else "provider_revoke_failed"
+        integrations.record_audit(connection, integration_id, actor, action)
+    return revoked

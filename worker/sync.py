@@ -8,7 +8,6 @@ every later write, and the run stops without another provider call.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -27,9 +26,9 @@ from mappers.records import ROLES
 from store import integrations, roster
 from store.db import utcnow
 from store.fence import Fenced, fenced
-from store.vault import VaultError
 from worker.progress import ProgressEvent, emit
 from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
+from worker.revoke import revoke_grant as revoke_grant_at_provider
 from worker.runtime import Runtime
 
 log = logging.getLogger("rostersync.sync")
@@ -128,13 +127,7 @@ def _end(
         return "fenced"
     log.warning("integration %s %s (%s); credentials deleted, roster purged", state.id, status, reason)
     if revoke_grant and token_blob is not None:
-        revoked = False
-        with contextlib.suppress(ConnectorError, VaultError):
-            tokens = tokens_from_payload(runtime.vault.open(token_blob))
-            revoked = provider(state.provider).revoke_token(runtime.settings, tokens.refresh_token)
-        with runtime.engine.begin() as connection:
-            action = "provider_revoked" if revoked else "provider_revoke_failed"
-            integrations.record_audit(connection, state.id, "system:sync", action)
+        revoke_grant_at_provider(runtime, state.provider, state.id, token_blob, actor="system:sync")
     return status
 
 
