@@ -20,6 +20,12 @@ GOOGLE_SCOPES: tuple[str, ...] = (
 """The only scopes rostersync asks Google for (providers.md 1.5): read courses, read rosters."""
 
 
+DAY = 86_400
+"""Seconds in a day, the unit of the settings' upper bounds."""
+
+BROKER_SCHEMES = ("redis", "rediss", "unix")
+
+
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names the variable, never its value."""
 
@@ -44,14 +50,15 @@ class Settings(BaseSettings):
     google_redirect_uri: str = "https://platform.example/integrations/google/callback"
 
     ca_bundle: Path | None = None
-    http_timeout_seconds: float = Field(default=10.0, gt=0)
-    sync_interval_seconds: int = Field(default=3600, gt=0)
-    lease_seconds: int = Field(default=2400, gt=0)  # longer than the sync actor's 30-minute time limit
-    max_retries: int = Field(default=5, ge=0)
-    retry_min_backoff_ms: int = Field(default=2_000, ge=1)
-    retry_max_backoff_ms: int = Field(default=600_000, ge=1)
-    default_tenant: str = "default-school"
-    link_state_ttl_seconds: int = Field(default=900, gt=0)
+    # Every duration has an upper bound: an unbounded one overflows datetime arithmetic mid-sync.
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    sync_interval_seconds: int = Field(default=3600, gt=0, le=31 * DAY)
+    lease_seconds: int = Field(default=2400, gt=0, le=DAY)  # renewed by every write of a running sync
+    max_retries: int = Field(default=5, ge=0, le=100)
+    retry_min_backoff_ms: int = Field(default=2_000, ge=1, le=DAY * 1000)
+    retry_max_backoff_ms: int = Field(default=600_000, ge=1, le=7 * DAY * 1000)
+    default_tenant: str = Field(default="default-school", min_length=1, max_length=128)
+    link_state_ttl_seconds: int = Field(default=900, gt=0, le=DAY)
 
     @field_validator("google_auth_uri", "google_token_uri", "google_revoke_uri", "google_api_endpoint")
     @classmethod
@@ -60,6 +67,16 @@ class Settings(BaseSettings):
         if urlsplit(url).scheme != "https":
             raise ValueError("provider URLs must use https")
         return url.rstrip("/")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, url: str | None) -> str | None:
+        """A malformed broker URL is a start-up error, not a ValueError from deep inside the Redis client."""
+        if url is None or not url.strip():
+            return None
+        if urlsplit(url).scheme not in BROKER_SCHEMES:
+            raise ValueError(f"the broker URL must start with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
+        return url
 
     @field_validator("ca_bundle")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 RawRecord = Mapping[str, Any]
@@ -71,6 +72,18 @@ class ProviderDataError(ConnectorError):
     kind = "provider_data"
 
 
+class RevokeVerdict(StrEnum):
+    """What a provider's revoke endpoint said about one token.
+
+    ``TOKEN_INVALID`` is no proof that the grant is gone: a refresh token rotated out a moment ago is
+    "invalid" while its successor is alive. Only ``REVOKED`` is audited as revoked at the provider.
+    """
+
+    REVOKED = "revoked"
+    TOKEN_INVALID = "token_invalid"  # noqa: S105 - a verdict, not a secret
+    REFUSED = "refused"
+
+
 @dataclass(frozen=True)
 class TokenSet:
     """The OAuth tokens of one integration; only ever stored encrypted (store.vault)."""
@@ -101,4 +114,4 @@ class RosterConnector(Protocol):
 
     def members(self, class_id: str, role: str, field_mask: str) -> Iterator[Page]: ...
 
-    def revoke(self) -> bool: ...
+    def revoke(self) -> RevokeVerdict: ...

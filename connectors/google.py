@@ -34,6 +34,7 @@ from connectors.base import (
     Page,
     ProviderDataError,
     RateLimited,
+    RevokeVerdict,
     ScopeMissing,
     TokenSet,
     TokenSink,
@@ -117,8 +118,8 @@ def exchange_code(settings: Settings, *, code: str, code_verifier: str) -> Token
     return _token_set(body)
 
 
-def revoke_token(settings: Settings, token: str) -> bool:
-    """Revoke the grant at Google. True when Google no longer honours it (revoked now or already)."""
+def revoke_token(settings: Settings, token: str) -> RevokeVerdict:
+    """Revoke at Google the grant ``token`` belongs to (a refresh or an access token: either ends the grant)."""
     with http_session(settings) as session:
         try:
             response = session.post(
@@ -127,12 +128,40 @@ def revoke_token(settings: Settings, token: str) -> bool:
         except requests.RequestException as error:
             raise TransientError(f"revoke endpoint unreachable ({type(error).__name__})") from error
     if response.status_code == 200:
-        return True
+        return RevokeVerdict.REVOKED
     if response.status_code == 400 and _json_or_empty(response.text).get("error") == "invalid_token":
-        return True
+        return RevokeVerdict.TOKEN_INVALID
     if response.status_code >= 500:
         raise TransientError(f"revoke endpoint answered {response.status_code}")
-    return False
+    return RevokeVerdict.REFUSED
+
+
+def account_id(settings: Settings, tokens: TokenSet) -> str:
+    """The Google id of the account that granted ``tokens`` (``userProfiles/me``, asking for the id alone).
+
+    Linking compares it (pseudonymised) with the account an integration was linked with before, to
+    tell a re-consent of the same teacher from a switch to another account.
+    """
+    url = f"{settings.google_api_endpoint}/v1/userProfiles/me"
+    with http_session(settings) as session:
+        try:
+            response = session.get(
+                url,
+                params={"fields": "id"},
+                headers={"Authorization": f"Bearer {tokens.access_token}"},
+                timeout=settings.http_timeout_seconds,
+            )
+        except requests.RequestException as error:
+            raise TransientError(f"Google unreachable ({type(error).__name__})") from error
+    body = _json_or_empty(response.text)
+    if response.status_code != 200:
+        raise classify_api_error(
+            response.status_code, body, response.headers.get("Retry-After"), required_scope=ROSTERS_SCOPE
+        )
+    subject = body.get("id")
+    if not isinstance(subject, str) or not subject:
+        raise ProviderDataError("userProfiles/me carries no id")
+    return subject
 
 
 def _json_or_empty(text: str | bytes) -> dict[str, Any]:
@@ -257,7 +286,7 @@ class GoogleConnector:
         request = collection.list(courseId=class_id, fields=field_mask)
         yield from self._pages(collection, request, ROSTER_LIST_KEYS[role], class_id, ROSTERS_SCOPE)
 
-    def revoke(self) -> bool:
+    def revoke(self) -> RevokeVerdict:
         return revoke_token(self._settings, str(self._credentials.refresh_token))
 
     def _pages(self, collection: Any, request: Any, list_key: str, parent: str | None, scope: str) -> Iterator[Page]:

@@ -946,6 +946,11 @@ class GoogleEmulator:
         with self._lock:
             return list(self._log)
 
+    def live_grants(self, user_id: str) -> int:
+        """How many of the user's grants Google would still honour (none revoked): what a revoke must end."""
+        with self._lock:
+            return sum(1 for grant in self._grants if grant.user_id == user_id and not grant.revoked)
+
     def issued_tokens(self) -> set[str]:
         with self._lock:
             return set(self._issued)

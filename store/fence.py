@@ -4,34 +4,64 @@ A sync remembers the integration's ``generation`` when it starts. Each of its wr
 transactions first re-reads ``status`` and ``generation`` under a lock (``FOR UPDATE`` on
 PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` write lock), and aborts with ``Fenced`` if a revoke
 bumped the generation or changed the status meanwhile.
+
+A sync also holds a lease, so that two syncs of one integration never interleave their writes.
+The fence checks the lease too: a sync whose lease was taken over by another (it outlived it)
+stops at its next write. A sync that still holds its lease renews it here, once half of it is
+spent, so a long sync keeps it without a timer thread of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, update
 
+from store.db import utcnow
 from store.models import Integration
 
 SYNCABLE = ("active",)
 
 
 class Fenced(Exception):
-    """The integration was revoked (or re-linked) after this sync started; stop, write nothing."""
+    """The integration was revoked (or re-linked, or its lease taken over) after this sync started; stop."""
 
-    def __init__(self, integration_id: int) -> None:
-        super().__init__(f"integration {integration_id} changed under the sync; write discarded")
+    def __init__(self, integration_id: int, why: str = "changed under the sync") -> None:
+        super().__init__(f"integration {integration_id} {why}; write discarded")
         self.integration_id = integration_id
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Who holds the integration's lease and for how long each renewal lasts."""
+
+    owner: str
+    seconds: int
+
+
 @contextmanager
-def fenced(engine: Engine, integration_id: int, generation: int) -> Iterator[Connection]:
+def fenced(engine: Engine, integration_id: int, generation: int, lease: Lease | None = None) -> Iterator[Connection]:
     with engine.begin() as connection:
         row = connection.execute(
-            select(Integration.status, Integration.generation).where(Integration.id == integration_id).with_for_update()
+            select(
+                Integration.status, Integration.generation, Integration.lease_owner, Integration.lease_expires_at
+            )
+            .where(Integration.id == integration_id)
+            .with_for_update()
         ).one_or_none()
         if row is None or row.status not in SYNCABLE or row.generation != generation:
             raise Fenced(integration_id)
+        if lease is not None:
+            if row.lease_owner != lease.owner:
+                raise Fenced(integration_id, "lease was taken over by another sync")
+            now = utcnow()
+            if row.lease_expires_at is None or row.lease_expires_at - now < timedelta(seconds=lease.seconds / 2):
+                connection.execute(
+                    update(Integration)
+                    .where(Integration.id == integration_id)
+                    .values(lease_expires_at=now + timedelta(seconds=lease.seconds))
+                )
         yield connection

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from store import roster
 from store.db import utcnow
-from store.fence import Fenced, fenced
+from store.fence import Fenced, Lease, fenced
 from store.models import AuditEvent, Integration, SyncRun
 
 
@@ -43,6 +44,7 @@ class IntegrationSummary:
     provider: str
     tenant: str
     status: str
+    status_reason: str  # why it is not active (from the audit log), empty when active
     counts: roster.RosterCounts
 
 
@@ -52,13 +54,42 @@ def record_audit(connection: Connection, integration_id: int, actor: str, action
     )
 
 
+@dataclass(frozen=True)
+class SavedLink:
+    """What a link did: the grant it replaced (for the caller to revoke at the provider) and to what."""
+
+    integration_id: int
+    replaced_token_blob: bytes | None
+    ended_other_account: bool  # the previous link was another provider account: ended and purged here
+
+
+def _insert(connection: Connection) -> Any:
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+
+
 def save_link(
-    engine: Engine, *, provider: str, tenant: str, linked_by: str, scopes: frozenset[str], token_blob: bytes, actor: str
-) -> int:
-    """Create the integration, or bring a revoked one back to life under a new generation."""
+    engine: Engine,
+    *,
+    provider: str,
+    tenant: str,
+    linked_by: str,
+    account_key: str,
+    scopes: frozenset[str],
+    token_blob: bytes,
+    actor: str,
+) -> SavedLink:
+    """Create the integration, or re-link it under a new generation; safe when two links race.
+
+    ``INSERT .. ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same key and then
+    yields to it, so the second link becomes a re-link of the row the first one created instead of
+    a uniqueness error. A re-link to another provider account first ends the old link as a revoke
+    would (purged, audited); a re-link to the same account keeps its roster. Either way the grant it
+    replaces is handed back, so that no grant we no longer keep stays alive at the provider.
+    """
     now = utcnow()
     values = {
         "status": "active",
+        "account_key": account_key,
         "granted_scopes": " ".join(sorted(scopes)),
         "token_blob": token_blob,
         "sync_cursor": None,
@@ -68,27 +99,32 @@ def save_link(
         "lease_expires_at": None,
     }
     with engine.begin() as connection:
-        existing = connection.execute(
-            select(Integration.id)
+        created = connection.execute(
+            _insert(connection)(Integration)
+            .values(provider=provider, tenant=tenant, linked_by=linked_by, generation=1, created_at=now, **values)
+            .on_conflict_do_nothing(index_elements=["provider", "tenant", "linked_by"])
+            .returning(Integration.id)
+        ).scalar_one_or_none()
+        if created is not None:
+            record_audit(connection, created, actor, "linked")
+            return SavedLink(created, None, ended_other_account=False)
+        row = connection.execute(
+            select(Integration.id, Integration.status, Integration.account_key, Integration.token_blob)
             .where(Integration.provider == provider, Integration.tenant == tenant, Integration.linked_by == linked_by)
             .with_for_update()
-        ).scalar_one_or_none()
-        if existing is None:
-            integration_id = connection.execute(
-                insert(Integration)
-                .values(provider=provider, tenant=tenant, linked_by=linked_by, generation=1, created_at=now, **values)
-                .returning(Integration.id)
-            ).scalar_one()
-            record_audit(connection, integration_id, actor, "linked")
-        else:
-            integration_id = existing
-            connection.execute(
-                update(Integration)
-                .where(Integration.id == existing)
-                .values(generation=Integration.generation + 1, **values)
-            )
-            record_audit(connection, integration_id, actor, "relinked")
-    return integration_id
+        ).one()
+        # An unknown previous account (linked before accounts were recorded) counts as another one:
+        # keeping a stranger's roster would be the worse mistake, and a re-sync restores our own.
+        other_account = row.status != "revoked" and row.account_key != account_key
+        if other_account:
+            roster.purge(connection, row.id)
+            record_audit(connection, row.id, actor, "revoked", "re-linked to another provider account")
+            record_audit(connection, row.id, actor, "purged")
+        connection.execute(
+            update(Integration).where(Integration.id == row.id).values(generation=Integration.generation + 1, **values)
+        )
+        record_audit(connection, row.id, actor, "relinked")
+    return SavedLink(row.id, cast(bytes | None, row.token_blob), ended_other_account=other_account)
 
 
 def load(engine: Engine, integration_id: int) -> IntegrationState:
@@ -117,8 +153,9 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
     )
 
 
-def acquire_lease(engine: Engine, integration_id: int, owner: str, seconds: int) -> IntegrationState | None:
+def acquire_lease(engine: Engine, integration_id: int, lease: Lease) -> IntegrationState | None:
     """Take the per-integration lease so one sync runs at a time; None if busy or no longer active."""
+    owner, seconds = lease.owner, lease.seconds
     now = utcnow()
     with engine.begin() as connection:
         taken = connection.execute(
@@ -133,16 +170,27 @@ def acquire_lease(engine: Engine, integration_id: int, owner: str, seconds: int)
     return load(engine, integration_id) if taken == 1 else None
 
 
-def release_lease(engine: Engine, integration_id: int, owner: str, next_due: datetime | None) -> None:
+def release_lease(
+    engine: Engine, integration_id: int, lease: Lease, generation: int, next_due: datetime | None
+) -> None:
+    """Give the lease back; the next due time is set only on the generation the sync ran on, still active.
+
+    A revoke that landed after the sync's last write must not be followed by a due time: a revoked
+    (or failed, or re-linked) integration is never scheduled by a sync that belonged to its past.
+    """
     with engine.begin() as connection:
-        values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None}
+        owned = and_(Integration.id == integration_id, Integration.lease_owner == lease.owner)
+        connection.execute(update(Integration).where(owned).values(lease_owner=None, lease_expires_at=None))
         if next_due is not None:
-            values["due_at"] = next_due
-        connection.execute(
-            update(Integration)
-            .where(Integration.id == integration_id, Integration.lease_owner == owner)
-            .values(**values)
-        )
+            connection.execute(
+                update(Integration)
+                .where(
+                    Integration.id == integration_id,
+                    Integration.status == "active",
+                    Integration.generation == generation,
+                )
+                .values(due_at=next_due)
+            )
 
 
 def store_tokens(engine: Engine, integration_id: int, generation: int, token_blob: bytes) -> None:
@@ -151,12 +199,21 @@ def store_tokens(engine: Engine, integration_id: int, generation: int, token_blo
         connection.execute(update(Integration).where(Integration.id == integration_id).values(token_blob=token_blob))
 
 
+@dataclass(frozen=True)
+class Ended:
+    """An integration this call ended: the status it had and the tokens it held (to revoke at the provider)."""
+
+    previous_status: str
+    token_blob: bytes | None
+
+
 def end_integration(
     engine: Engine, integration_id: int, *, status: str, actor: str, reason: str, expected_generation: int | None = None
-) -> bytes | None:
+) -> Ended | None:
     """Revoke or degrade: bump the generation, drop the tokens, purge the roster, audit; one transaction.
 
-    Returns the token blob it removed, so the caller can revoke the grant at the provider too.
+    Returns None when the integration already has that status (a second, concurrent revoke is a
+    no-op that writes nothing: the row lock makes it wait for the first and then see its result).
     """
     now = utcnow()
     with engine.begin() as connection:
@@ -169,6 +226,8 @@ def end_integration(
             raise UnknownIntegration(integration_id)
         if expected_generation is not None and (row.status != "active" or row.generation != expected_generation):
             raise Fenced(integration_id)  # a sync's verdict on a generation that is already over: not ours to end
+        if row.status == status:
+            return None
         connection.execute(
             update(Integration)
             .where(Integration.id == integration_id)
@@ -184,7 +243,49 @@ def end_integration(
         roster.purge(connection, integration_id)
         record_audit(connection, integration_id, actor, status, reason)
         record_audit(connection, integration_id, actor, "purged")
-    return cast(bytes | None, row.token_blob)
+    return Ended(previous_status=row.status, token_blob=cast(bytes | None, row.token_blob))
+
+
+def mark_failed(engine: Engine, integration_id: int, generation: int, *, actor: str, reason: str) -> bool:
+    """Stop syncing an integration that needs a person (e.g. its token cannot be decrypted any more).
+
+    Not retried and not purged: the roster it holds is still the school's, only stale, and an admin
+    re-links (which makes it ``active`` again) or revokes it. Fenced like every sync-side change;
+    returns False when the generation is already over.
+    """
+    with engine.begin() as connection:
+        changed = connection.execute(
+            update(Integration)
+            .where(
+                Integration.id == integration_id,
+                Integration.status == "active",
+                Integration.generation == generation,
+            )
+            .values(
+                status="failed",
+                generation=Integration.generation + 1,
+                status_changed_at=utcnow(),
+                due_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        ).rowcount
+        if changed == 1:
+            record_audit(connection, integration_id, actor, "failed", reason)
+    return changed == 1
+
+
+def status_reason(connection: Connection, integration_id: int, status: str) -> str:
+    """The reason recorded with the latest change to ``status`` (safe text written by our own code)."""
+    if status == "active":
+        return ""
+    reason = connection.execute(
+        select(AuditEvent.reason)
+        .where(AuditEvent.integration_id == integration_id, AuditEvent.action == status)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return reason or ""
 
 
 def summaries(engine: Engine) -> list[IntegrationSummary]:
@@ -195,7 +296,14 @@ def summaries(engine: Engine) -> list[IntegrationSummary]:
             )
         ).all()
         return [
-            IntegrationSummary(row.id, row.provider, row.tenant, row.status, roster.counts(connection, row.id))
+            IntegrationSummary(
+                row.id,
+                row.provider,
+                row.tenant,
+                row.status,
+                status_reason(connection, row.id, row.status),
+                roster.counts(connection, row.id),
+            )
             for row in rows
         ]
 
@@ -223,6 +331,23 @@ def finish_run(engine: Engine, run_id: int, outcome: str, **counters: int) -> No
         connection.execute(
             update(SyncRun).where(SyncRun.id == run_id).values(finished_at=utcnow(), outcome=outcome, **counters)
         )
+
+
+def last_run_id(engine: Engine) -> int:
+    """The newest run id, so a command can tell the runs it caused from earlier ones."""
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.coalesce(func.max(SyncRun.id), 0))).scalar_one())
+
+
+def latest_outcomes(engine: Engine, integration_ids: list[int], *, after_run: int) -> dict[int, str]:
+    """Per integration, the outcome of its newest run after ``after_run`` (retries leave several runs)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(SyncRun.integration_id, SyncRun.outcome)
+            .where(SyncRun.id > after_run, SyncRun.integration_id.in_(integration_ids))
+            .order_by(SyncRun.id)
+        ).all()
+    return {row.integration_id: row.outcome for row in rows}
 
 
 def audit_actions(engine: Engine, integration_id: int) -> list[str]:

@@ -25,6 +25,15 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+KEY_LENGTH = 128
+"""Longest tenant or platform teacher id a link may carry (the width of those columns)."""
+
+ACTOR_LENGTH = 160
+"""Room for a role prefix ("teacher:", "admin:") before a KEY_LENGTH id."""
+
+MAX_ID = 2**63 - 1
+"""Largest row id either database can hold; larger ids are refused at the edge, not by the driver."""
+
 Id = BigInteger().with_variant(Integer(), "sqlite")
 """64-bit ids on PostgreSQL; INTEGER on SQLite so that it stays the autoincrementing rowid."""
 
@@ -41,9 +50,10 @@ class Integration(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     provider: Mapped[str] = mapped_column(String(32))
-    tenant: Mapped[str] = mapped_column(String(128))
-    linked_by: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    tenant: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    linked_by: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | degraded | revoked | failed
+    account_key: Mapped[str | None] = mapped_column(String(64), nullable=True)  # pseudonym of the provider account
     granted_scopes: Mapped[str] = mapped_column(Text, default="")
     token_blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     sync_cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -120,7 +130,7 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     integration_id: Mapped[int] = mapped_column(Integer, index=True)
     at: Mapped[datetime] = mapped_column(DateTime)
-    actor: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     action: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text, default="")
 
@@ -133,8 +143,8 @@ class LinkAttempt(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
     provider: Mapped[str] = mapped_column(String(32))
-    tenant: Mapped[str] = mapped_column(String(128))
-    linked_by: Mapped[str] = mapped_column(String(128))
+    tenant: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    linked_by: Mapped[str] = mapped_column(String(KEY_LENGTH))
     verifier_blob: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

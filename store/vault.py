@@ -35,6 +35,13 @@ class TokenVault:
             raise VaultError("token blob holds no object")
         return opened
 
+    def reseal(self, blob: bytes) -> bytes:
+        """The same secret sealed under the first key (``MultiFernet.rotate``), for key retirement."""
+        try:
+            return self._fernet.rotate(blob)
+        except InvalidToken as error:
+            raise VaultError("blob cannot be decrypted with the configured keys") from error
+
     def seal_text(self, text: str) -> bytes:
         return self._fernet.encrypt(text.encode())
 

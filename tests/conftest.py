@@ -78,6 +78,12 @@ def settings_for(emulator: GoogleEmulator, database_url: str, **overrides: Any) 
 
 
 @pytest.fixture
+def sqlite_settings(emulator: GoogleEmulator, tmp_path: Path) -> Settings:
+    """For command-line tests that need one database only (a file the CLI's processes share)."""
+    return settings_for(emulator, f"sqlite:///{tmp_path / 'cli.db'}")
+
+
+@pytest.fixture
 def settings(emulator: GoogleEmulator, database_url: str) -> Settings:
     return settings_for(emulator, database_url)
 

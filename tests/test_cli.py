@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from emulators.google import GoogleEmulator
 from settings import Settings
 
@@ -47,13 +45,6 @@ def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) ->
     assert lines[0].startswith("error: ")
     for fragment in fragments:
         assert fragment in lines[0]
-
-
-@pytest.fixture
-def sqlite_settings(emulator: GoogleEmulator, tmp_path: Path) -> Settings:
-    from tests.conftest import settings_for
-
-    return settings_for(emulator, f"sqlite:///{tmp_path / 'cli.db'}")
 
 
 def test_link_start_prints_an_unwrapped_url_and_complete_syncs(
@@ -128,7 +119,7 @@ def test_demo_json_tells_the_final_state(tmp_path: Path) -> None:
     payload = json.loads(result.stdout)
     rows = payload["integrations"]
     assert [row["status"] for row in rows] == ["active", "revoked", "revoked"]
-    assert set(rows[0]) == {"id", "provider", "status", "classes", "teachers", "students"}
+    assert set(rows[0]) == {"id", "provider", "status", "status_reason", "classes", "teachers", "students"}
     assert rows[0]["students"] > 0 and rows[0]["classes"] >= 2 and rows[0]["teachers"] >= 1
     assert all(row[k] == 0 for row in rows[1:] for k in ("classes", "teachers", "students"))
     assert "throwaway keys" in result.stderr

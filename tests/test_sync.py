@@ -82,6 +82,7 @@ def test_field_masks_on_the_wire_name_only_allowlisted_fields(
         "courses": "courses(id,name,section,courseState),nextPageToken",
         "students": "students(userId),nextPageToken",
         "teachers": "teachers(userId,profile(name(fullName))),nextPageToken",
+        "me": "id",  # linking learns which account granted access, and nothing else about it
     }
 
 

@@ -7,8 +7,11 @@ With the in-memory broker the work runs in this very process, so a command that 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import dramatiq
+import dramatiq.errors
+import redis.exceptions
 from dramatiq.broker import Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
@@ -36,6 +39,31 @@ def make_broker(settings: Settings) -> Broker:
             middleware.max_backoff = settings.retry_max_backoff_ms
             middleware.max_retries = settings.max_retries
     return broker
+
+
+class BrokerUnavailable(Exception):
+    """The message broker cannot be reached; the message names the setting, never the URL (it may hold a password)."""
+
+
+def check(broker: Broker) -> None:
+    """Fail before any work is done (a link state consumed, a sync half-queued) when the broker is down."""
+    if isinstance(broker, RedisBroker):
+        try:
+            broker.client.ping()
+        except redis.exceptions.RedisError as error:
+            raise BrokerUnavailable(
+                f"message broker unreachable ({type(error).__name__}); check ROSTERSYNC_BROKER_URL"
+            ) from None
+
+
+def enqueue(actor: Any, *args: Any) -> None:
+    """Send one message; a broker that fails at this point is the same clear error as one found down before."""
+    try:
+        actor.send(*args)
+    except (dramatiq.errors.BrokerError, redis.exceptions.RedisError) as error:
+        raise BrokerUnavailable(
+            f"message broker refused the message ({type(error).__name__}); check ROSTERSYNC_BROKER_URL"
+        ) from None
 
 
 def install(broker: Broker) -> Broker:

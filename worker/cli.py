@@ -12,27 +12,63 @@ from typing import Annotated, NoReturn
 import pydantic
 import sqlalchemy.exc
 import typer
+import typer.main
 from dramatiq.broker import Broker
+from rich.markup import escape
 from rich.table import Table
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer >= 0.29 vendors click here
 
 from connectors.base import ConnectorError
 from settings import ConfigError, Settings
 from store import integrations
+from store.models import MAX_ID
+from store.secrets import reseal_all
 from store.vault import VaultError
 from worker import broker as brokers
 from worker.console import configure_logging, err, out, sync_progress
 from worker.linking import LinkError, complete_link, start_link
-from worker.revoke import revoke_integration
+from worker.outcomes import Verdict, verdict
+from worker.revoke import AtProvider, revoke_integration
 from worker.runtime import Runtime, build_runtime, set_runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 link_app = typer.Typer(no_args_is_help=True, help="Link a teacher's provider account (headless OAuth).")
 app.add_typer(link_app, name="link")
+keys_app = typer.Typer(no_args_is_help=True, help="Manage the keys that seal tokens at rest.")
+app.add_typer(keys_app, name="keys")
+
+IntegrationId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Integration id.")]
+
+
+def error_line(message: str) -> None:
+    """``error: ...`` on stderr; the message is printed literally (user and provider text is no markup)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    error_line(message)
     raise typer.Exit(2)
+
+
+def run() -> None:
+    """The console entry point: usage mistakes and undecodable arguments are one ``error:`` line, exit 2."""
+    args = sys.argv[1:]
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            error_line("an argument is not valid UTF-8")
+            sys.exit(2)
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="rostersync", standalone_mode=False)
+    except NoArgsIsHelpError:
+        code = command.main(args=[*args, "--help"], prog_name="rostersync", standalone_mode=False)
+    except UsageError as error:
+        where = f"{error.ctx.command_path}: " if error.ctx is not None else ""
+        error_line(where + error.format_message().replace("\n", " "))
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 @contextmanager
@@ -44,7 +80,14 @@ def user_errors() -> Iterator[None]:
         first = error.errors()[0]
         name = "ROSTERSYNC_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
         fail(f"setting {name}: {first['msg']}")
-    except (ConfigError, LinkError, VaultError, integrations.UnknownIntegration, ConnectorError) as error:
+    except (
+        ConfigError,
+        LinkError,
+        VaultError,
+        integrations.UnknownIntegration,
+        ConnectorError,
+        brokers.BrokerUnavailable,
+    ) as error:
         fail(str(error))
     except sqlalchemy.exc.OperationalError as error:
         fail(f"database unreachable ({type(error.orig).__name__}); check ROSTERSYNC_DATABASE_URL")
@@ -71,6 +114,7 @@ def status_payload(rt: Runtime) -> dict[str, list[dict[str, object]]]:
                 "id": summary.id,
                 "provider": summary.provider,
                 "status": summary.status,
+                "status_reason": summary.status_reason,
                 "classes": summary.counts.classes,
                 "teachers": summary.counts.teachers,
                 "students": summary.counts.students,
@@ -85,12 +129,16 @@ def print_status(rt: Runtime, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(payload) + "\n")
         return
+    columns = ("id", "provider", "status", "classes", "teachers", "students")
     table = Table(title="integrations")
-    for column in ("id", "provider", "status", "classes", "teachers", "students"):
+    for column in columns:
         table.add_column(column, justify="right" if column in ("id", "classes", "teachers", "students") else "left")
     for row in payload["integrations"]:
-        table.add_row(*(str(row[key]) for key in ("id", "provider", "status", "classes", "teachers", "students")))
+        table.add_row(*(escape(str(row[key])) for key in columns))
     out.print(table)
+    for row in payload["integrations"]:
+        if row["status_reason"]:
+            err.print(f"integration {row['id']} is {row['status']}: {escape(str(row['status_reason']))}")
 
 
 @app.callback()
@@ -118,54 +166,104 @@ def link_complete(
     """Finish a link: exchange the code, check the scopes, store the tokens encrypted, enqueue the first sync."""
     with user_errors():
         rt = runtime()
-        integration_id = complete_link(rt, callback_url)
         broker = install_broker(rt.settings)
+        brokers.check(broker)  # before the single-use state is spent: a down broker leaves nothing half-done
+        integration_id = complete_link(rt, callback_url)
         from worker.actors import sync_integration
 
-        sync_integration.send(integration_id)
+        try:
+            brokers.enqueue(sync_integration, integration_id)
+        except brokers.BrokerUnavailable as error:
+            fail(f"linked integration {integration_id}, but its first sync could not be queued: {error}; "
+                 f"run `rostersync sync {integration_id}` once the broker is back")
         err.print(f"linked: integration {integration_id}; first sync enqueued")
-        if brokers.is_in_memory(broker):
-            with sync_progress():
-                brokers.drain(broker)
-            brokers.shutdown()
+        verdicts = wait_in_memory(rt, broker, [integration_id])
     out.print(f"integration {integration_id}")
+    report(verdicts)
+
+
+def wait_in_memory(rt: Runtime, broker: Broker, ids: list[int], *, since_run: int | None = None) -> list[Verdict]:
+    """With the in-memory broker the work runs here: run it, then say how each sync ended."""
+    if not brokers.is_in_memory(broker):
+        return []
+    after_run = since_run if since_run is not None else integrations.last_run_id(rt.engine)
+    with sync_progress():
+        brokers.drain(broker)
+    brokers.shutdown()
+    outcomes = integrations.latest_outcomes(rt.engine, ids, after_run=after_run)
+    return [verdict(one, outcomes.get(one)) for one in ids]
+
+
+def report(verdicts: list[Verdict]) -> None:
+    """One line per sync; exit 1 when any of them did not finish well (the others still ran)."""
+    for one in verdicts:
+        if one.ok:
+            err.print(escape(one.line))
+        else:
+            error_line(one.line)
+    if any(not one.ok for one in verdicts):
+        raise typer.Exit(1)
+
+
+def syncable(rt: Runtime, integration_id: int) -> int:
+    """The id, if it can be synced; a revoked, degraded or failed one is refused with what to do."""
+    state = integrations.load(rt.engine, integration_id)
+    if state.status != "active":
+        fail(f"integration {integration_id} is {state.status}; link it again to sync it")
+    return state.id
 
 
 @app.command()
 def sync(
-    integration_id: Annotated[int | None, typer.Argument(help="Integration to sync.")] = None,
+    integration_id: Annotated[
+        int | None, typer.Argument(min=1, max=MAX_ID, help="Integration to sync.", show_default=False)
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Sync every active integration.")] = False,
     now: Annotated[bool, typer.Option("--now", help="Run here and now instead of through the queue.")] = False,
 ) -> None:
-    """Sync one integration or all of them (queued; with the in-memory broker this waits until done)."""
+    """Sync one integration or all of them (queued; with the in-memory broker this waits until done).
+
+    Exit code 1 when any sync did not complete (each is reported on its own line, the others still run).
+    """
     if (integration_id is None) == (not all_):
         fail("give an integration ID or --all (not both)")
     with user_errors():
         rt = runtime()
-        ids = integrations.syncable_ids(rt.engine) if all_ else [integrations.load(rt.engine, integration_id or 0).id]
+        ids = integrations.syncable_ids(rt.engine) if all_ else [syncable(rt, integration_id or 0)]
         if now:
-            from worker.sync import run_sync
+            verdicts = sync_here(rt, ids)
+        else:
+            broker = install_broker(rt.settings)
+            brokers.check(broker)
+            from worker.actors import sync_integration
 
-            with sync_progress():
-                for one in ids:
-                    result = run_sync(rt, one)
-                    err.print(f"integration {one}: {result.outcome}")
-            return
-        broker = install_broker(rt.settings)
-        from worker.actors import sync_integration
+            since_run = integrations.last_run_id(rt.engine)
+            for one in ids:
+                brokers.enqueue(sync_integration, one)
+            err.print(f"enqueued {len(ids)} sync(s)")
+            verdicts = wait_in_memory(rt, broker, ids, since_run=since_run)
+    report(verdicts)
 
+
+def sync_here(rt: Runtime, ids: list[int]) -> list[Verdict]:
+    """``sync --now``: every integration in turn; one's failure is reported and the next still runs."""
+    from worker.sync import run_sync
+
+    verdicts = []
+    with sync_progress():
         for one in ids:
-            sync_integration.send(one)
-        err.print(f"enqueued {len(ids)} sync(s)")
-        if brokers.is_in_memory(broker):
-            with sync_progress():
-                brokers.drain(broker)
-            brokers.shutdown()
+            try:
+                outcome = run_sync(rt, one).outcome
+            except ConnectorError as error:
+                verdicts.append(Verdict(one, False, f"integration {one}: sync failed: {error}"))
+                continue
+            verdicts.append(verdict(one, outcome))
+    return verdicts
 
 
 @app.command()
 def revoke(
-    integration_id: Annotated[int, typer.Argument(help="Integration to end.")],
+    integration_id: IntegrationId,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
     """Revoke an integration: local revoke and purge at once, then revoke the grant at the provider."""
@@ -174,8 +272,31 @@ def revoke(
     if result.already_revoked:
         err.print(f"integration {integration_id} was already revoked; nothing to do")
         return
-    at_provider = "revoked at the provider" if result.provider_revoked else "provider revoke NOT confirmed"
+    at_provider = {
+        AtProvider.REVOKED: "revoked at the provider",
+        AtProvider.NOT_CONFIRMED: "provider revoke NOT confirmed (see the audit log)",
+        AtProvider.NONE_HELD: "no grant was held any more (it was revoked at the provider when it ended)",
+    }[result.at_provider]
     err.print(f"integration {integration_id}: revoked, tokens deleted, roster purged; {at_provider}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-seal every stored secret under the first of ROSTERSYNC_TOKEN_KEYS, so the others can be retired."""
+    with user_errors():
+        rt = runtime()
+        result = reseal_all(rt.engine, rt.vault)
+    for integration_id in result.unreadable_integrations:
+        err.print(
+            f"warning: integration {integration_id}: its token opens with none of the configured keys; "
+            "it cannot sync: re-link it"
+        )
+    if result.unreadable_link_states:
+        err.print(f"warning: {result.unreadable_link_states} consent(s) in flight cannot be opened; they will expire")
+    err.print(
+        f"re-sealed {result.tokens} token set(s) and {result.link_states} consent(s) in flight under the first key; "
+        "keys after the first in ROSTERSYNC_TOKEN_KEYS can now be removed"
+    )
 
 
 @app.command()

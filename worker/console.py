@@ -23,6 +23,9 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("rostersync").setLevel(logging.INFO if verbose else logging.WARNING)
+    # The in-process worker's own failure logs carry tracebacks; the command reports each sync's
+    # outcome in one line of its own instead (worker.outcomes). -v shows them.
+    logging.getLogger("dramatiq").setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 
 @contextmanager

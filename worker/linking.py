@@ -12,13 +12,12 @@ import hashlib
 import secrets
 from urllib.parse import parse_qs, urlsplit
 
-from connectors.base import ConnectorError
-from connectors.google import consent_url, exchange_code, revoke_token
+from connectors.base import ConnectorError, TokenSet
 from store import integrations, links
-from worker.providers import provider, tokens_to_payload
+from store.models import KEY_LENGTH
+from worker.providers import SUPPORTED, Provider, provider, tokens_to_payload
+from worker.revoke import revoke_grant
 from worker.runtime import Runtime
-
-SUPPORTED = ("google",)
 
 
 class LinkError(Exception):
@@ -30,22 +29,34 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def _platform_id(option: str, value: str) -> str:
+    """The platform's ids are short printable keys; anything else is refused before it reaches a column."""
+    if not value.strip():
+        raise LinkError(f"{option} must not be empty")
+    if len(value) > KEY_LENGTH:
+        raise LinkError(f"{option} is longer than {KEY_LENGTH} characters")
+    if not value.isprintable():
+        raise LinkError(f"{option} holds control characters")
+    return value
+
+
 def start_link(runtime: Runtime, *, provider_name: str, teacher: str, tenant: str | None = None) -> str:
     if provider_name not in SUPPORTED:
         raise LinkError(f"linking {provider_name!r} is not supported yet (supported: {', '.join(SUPPORTED)})")
-    if not teacher.strip():
-        raise LinkError("--teacher must name the platform's teacher id")
+    teacher = _platform_id("--teacher", teacher)
+    tenant = _platform_id("--tenant", tenant) if tenant is not None else runtime.settings.default_tenant
+    spec = provider(provider_name)
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
     links.remember(
         runtime.engine,
         state=state,
         provider=provider_name,
-        tenant=tenant or runtime.settings.default_tenant,
+        tenant=tenant,
         linked_by=teacher,
         verifier_blob=runtime.vault.seal_text(verifier),
     )
-    return consent_url(runtime.settings, state=state, code_challenge=_challenge(verifier))
+    return spec.consent_url(runtime.settings, state=state, code_challenge=_challenge(verifier))
 
 
 def _callback_parameters(callback_url: str) -> dict[str, str]:
@@ -60,8 +71,19 @@ def _callback_parameters(callback_url: str) -> dict[str, str]:
     return query
 
 
+def _refuse(runtime: Runtime, spec: Provider, tokens: TokenSet, message: str) -> LinkError:
+    """Revoke a grant we will not keep (best effort: it is refused either way) and say why."""
+    with contextlib.suppress(ConnectorError):
+        spec.revoke_token(runtime.settings, tokens.refresh_token)
+    return LinkError(message)
+
+
 def complete_link(runtime: Runtime, callback_url: str) -> int:
-    """Exchange the code, check the granted scopes, store encrypted tokens; returns the integration id."""
+    """Exchange the code, check the granted scopes, store encrypted tokens; returns the integration id.
+
+    Every grant this ends up not keeping is revoked at the provider: one that lacks a scope, and
+    the one a re-link replaces (also when two links of the same teacher race).
+    """
     query = _callback_parameters(callback_url)
     try:
         pending = links.claim(runtime.engine, query["state"], runtime.settings.link_state_ttl_seconds)
@@ -72,24 +94,34 @@ def complete_link(runtime: Runtime, callback_url: str) -> int:
     spec = provider(pending.provider)
     verifier = runtime.vault.open_text(pending.verifier_blob)
     try:
-        tokens = exchange_code(runtime.settings, code=query["code"], code_verifier=verifier)
+        tokens = spec.exchange_code(runtime.settings, code=query["code"], code_verifier=verifier)
     except ConnectorError as error:
         raise LinkError(str(error)) from None
     missing = spec.required_scopes - tokens.scopes
     if missing:
-        with contextlib.suppress(ConnectorError):  # best effort: the grant is refused either way
-            revoke_token(runtime.settings, tokens.refresh_token)
         names = ", ".join(sorted(scope.rsplit("/", 1)[-1] for scope in missing))
-        raise LinkError(
+        raise _refuse(
+            runtime,
+            spec,
+            tokens,
             f"the grant lacks required scope(s): {names}; ask the teacher to link again and allow every "
-            "requested permission"
+            "requested permission",
         )
-    return integrations.save_link(
+    try:
+        account = spec.account_id(runtime.settings, tokens)
+    except ConnectorError as error:
+        raise _refuse(runtime, spec, tokens, f"cannot tell which account granted access: {error}") from None
+    actor = f"teacher:{pending.linked_by}"
+    saved = integrations.save_link(
         runtime.engine,
         provider=pending.provider,
         tenant=pending.tenant,
         linked_by=pending.linked_by,
+        account_key=runtime.pseudonymiser.pseudonym(pending.provider, pending.tenant, account),
         scopes=tokens.scopes,
         token_blob=runtime.vault.seal(tokens_to_payload(tokens)),
-        actor=f"teacher:{pending.linked_by}",
+        actor=actor,
     )
+    if saved.replaced_token_blob is not None:
+        revoke_grant(runtime, pending.provider, saved.integration_id, saved.replaced_token_blob, actor=actor)
+    return saved.integration_id

@@ -1,16 +1,17 @@
-"""An admin or teacher ends an integration here: local revoke first (fences any running sync), then Google.
+"""An admin or teacher ends an integration here: local revoke first (fences any running sync), then the provider.
 
 The local step is one transaction (status, generation, tokens, purge, audit), so it wins
 against a running sync whatever the provider answers. The provider revoke is best effort and
-audited either way.
+audited either way, and only a provider's confirmation is audited as ``provider_revoked``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 
-from connectors.base import ConnectorError
+from connectors.base import ConnectorError, RevokeVerdict
 from store import integrations
 from store.vault import VaultError
 from worker.providers import provider, tokens_from_payload
@@ -18,43 +19,76 @@ from worker.runtime import Runtime
 
 log = logging.getLogger("rostersync.revoke")
 
+AUDIT_ACTION = {
+    RevokeVerdict.REVOKED: "provider_revoked",
+    RevokeVerdict.TOKEN_INVALID: "provider_token_invalid",
+    RevokeVerdict.REFUSED: "provider_revoke_failed",
+}
+
+
+class AtProvider(StrEnum):
+    """What became of the grant at the provider when we ended an integration."""
+
+    REVOKED = "revoked"  # the provider confirmed it
+    NOT_CONFIRMED = "not_confirmed"  # unreachable, refused, or the token was unknown to it: see the audit log
+    NONE_HELD = "none_held"  # we held no token: the sync that degraded it had already revoked the grant
+
 
 @dataclass(frozen=True)
 class RevokeResult:
     integration_id: int
     already_revoked: bool
-    provider_revoked: bool
+    at_provider: AtProvider
+
+    @property
+    def provider_revoked(self) -> bool:
+        return self.at_provider is AtProvider.REVOKED
 
 
 def revoke_integration(runtime: Runtime, integration_id: int, *, actor: str, reason: str = "") -> RevokeResult:
-    state = integrations.load(runtime.engine, integration_id)
-    if state.status == "revoked":
-        return RevokeResult(integration_id, already_revoked=True, provider_revoked=False)
-    token_blob = integrations.end_integration(
-        runtime.engine, integration_id, status="revoked", actor=actor, reason=reason
-    )
-    provider_revoked = revoke_grant(runtime, state.provider, integration_id, token_blob, actor=actor)
+    """End the integration here, then at the provider; a second revoke (even a concurrent one) is a no-op."""
+    provider_name = integrations.load(runtime.engine, integration_id).provider
+    ended = integrations.end_integration(runtime.engine, integration_id, status="revoked", actor=actor, reason=reason)
+    if ended is None:
+        return RevokeResult(integration_id, already_revoked=True, at_provider=AtProvider.NONE_HELD)
+    if ended.token_blob is None:
+        log.info("integration %s revoked by %s; it held no grant any more", integration_id, actor)
+        return RevokeResult(integration_id, already_revoked=False, at_provider=AtProvider.NONE_HELD)
+    confirmed = revoke_grant(runtime, provider_name, integration_id, ended.token_blob, actor=actor)
     log.info(
         "integration %s revoked by %s; provider revoke %s",
         integration_id,
         actor,
-        "done" if provider_revoked else "not confirmed",
+        "done" if confirmed else "not confirmed",
     )
-    return RevokeResult(integration_id, already_revoked=False, provider_revoked=provider_revoked)
+    return RevokeResult(
+        integration_id,
+        already_revoked=False,
+        at_provider=AtProvider.REVOKED if confirmed else AtProvider.NOT_CONFIRMED,
+    )
 
 
-def revoke_grant(
-    runtime: Runtime, provider_name: str, integration_id: int, token_blob: bytes | None, *, actor: str
-) -> bool:
-    """Best effort: revoke at the provider the grant whose tokens were just removed here; audit the result."""
-    revoked = False
-    if token_blob is not None:
-        try:
-            tokens = tokens_from_payload(runtime.vault.open(token_blob))
-            revoked = provider(provider_name).revoke_token(runtime.settings, tokens.refresh_token)
-        except (ConnectorError, VaultError) as error:
-            log.warning("integration %s: revoke at the provider failed: %s", integration_id, error)
+def revoke_grant(runtime: Runtime, provider_name: str, integration_id: int, token_blob: bytes, *, actor: str) -> bool:
+    """Best effort: revoke at the provider the grant whose tokens were just removed here; audit the verdict.
+
+    A refresh token the provider calls invalid may have been rotated a moment ago by a sync that
+    is refreshing right now, so the access token of the same grant is tried too; if neither ends
+    the grant, the audit says ``provider_token_invalid``, never ``provider_revoked``.
+    """
+    verdict: RevokeVerdict | None = None
+    try:
+        tokens = tokens_from_payload(runtime.vault.open(token_blob))
+        revoke_token = provider(provider_name).revoke_token
+        verdict = revoke_token(runtime.settings, tokens.refresh_token)
+        if (
+            verdict is RevokeVerdict.TOKEN_INVALID
+            and tokens.access_token
+            and revoke_token(runtime.settings, tokens.access_token) is RevokeVerdict.REVOKED
+        ):
+            verdict = RevokeVerdict.REVOKED
+    except (ConnectorError, VaultError) as error:
+        log.warning("integration %s: revoke at the provider failed: %s", integration_id, error)
     with runtime.engine.begin() as connection:
-        action = "provider_revoked" if revoked else "provider_revoke_failed"
+        action = AUDIT_ACTION[verdict] if verdict is not None else "provider_revoke_failed"
         integrations.record_audit(connection, integration_id, actor, action)
-    return revoked
+    return verdict is RevokeVerdict.REVOKED

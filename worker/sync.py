@@ -25,7 +25,8 @@ from mappers.policy import MappingContext
 from mappers.records import ROLES
 from store import integrations, roster
 from store.db import utcnow
-from store.fence import Fenced, fenced
+from store.fence import Fenced, Lease, fenced
+from store.vault import VaultError
 from worker.progress import ProgressEvent, emit
 from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
 from worker.revoke import revoke_grant as revoke_grant_at_provider
@@ -58,10 +59,16 @@ class SyncOutcome:
         }
 
 
+UNREADABLE_GRANT_REASON = (
+    "stored token cannot be decrypted with the configured ROSTERSYNC_TOKEN_KEYS (was its key retired?); "
+    "re-link the integration"
+)
+
+
 def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     """Sync one integration now. Raises only ``RateLimited`` / ``TransientError`` (for the actor to retry)."""
-    owner = uuid.uuid4().hex
-    state = integrations.acquire_lease(runtime.engine, integration_id, owner, runtime.settings.lease_seconds)
+    lease = Lease(owner=uuid.uuid4().hex, seconds=runtime.settings.lease_seconds)
+    state = integrations.acquire_lease(runtime.engine, integration_id, lease)
     if state is None:
         current = integrations.load(runtime.engine, integration_id)
         skipped = "busy" if current.status == "active" else current.status
@@ -74,13 +81,19 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     run_id = integrations.start_run(runtime.engine, integration_id)
     next_due = None
     try:
-        _sync(runtime, state, provider(state.provider), outcome)
+        _sync(runtime, state, lease, provider(state.provider), outcome)
         next_due = utcnow() + timedelta(seconds=runtime.settings.sync_interval_seconds)
-    except Fenced:
+    except Fenced as error:
         outcome.outcome = "fenced"
-        log.info("integration %s changed during its sync; later writes discarded", integration_id)
+        log.info("sync of integration %s stopped: %s", integration_id, error)
+    except UnusableToken:
+        failed = integrations.mark_failed(
+            runtime.engine, integration_id, state.generation, actor="system:sync", reason=UNREADABLE_GRANT_REASON
+        )
+        outcome.outcome = "failed" if failed else "fenced"
+        log.warning("integration %s failed: %s", integration_id, UNREADABLE_GRANT_REASON)
     except AccessRevoked as error:
-        # After invalid_grant the grant is already dead at Google; otherwise revoke what is left of it.
+        # After invalid_grant the grant is already dead at the provider; otherwise revoke what is left of it.
         outcome.outcome = _end(runtime, state, "revoked", error.reason, revoke_grant=error.reason != "invalid_grant")
     except ScopeMissing as error:
         outcome.outcome = _end(runtime, state, "degraded", str(error), revoke_grant=True)
@@ -96,7 +109,7 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
         raise
     finally:
         integrations.finish_run(runtime.engine, run_id, outcome.outcome, **outcome.counters())
-        integrations.release_lease(runtime.engine, integration_id, owner, next_due)
+        integrations.release_lease(runtime.engine, integration_id, lease, state.generation, next_due)
         emit(ProgressEvent(integration_id, "done", outcome.classes_seen, outcome.classes_seen))
     log.info(
         "sync of integration %s: %s, %s classes, %s members, %s rows written, %s skipped",
@@ -110,12 +123,16 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     return outcome
 
 
+class UnusableToken(Exception):
+    """The stored token blob cannot be opened or read: a person must re-link, retrying cannot help."""
+
+
 def _end(
     runtime: Runtime, state: integrations.IntegrationState, status: str, reason: str, *, revoke_grant: bool
 ) -> str:
     """End the integration this sync started on (fenced: never a newer generation), then revoke the grant."""
     try:
-        token_blob = integrations.end_integration(
+        ended = integrations.end_integration(
             runtime.engine,
             state.id,
             status=status,
@@ -126,20 +143,38 @@ def _end(
     except Fenced:
         return "fenced"
     log.warning("integration %s %s (%s); credentials deleted, roster purged", state.id, status, reason)
-    if revoke_grant and token_blob is not None:
-        revoke_grant_at_provider(runtime, state.provider, state.id, token_blob, actor="system:sync")
+    if revoke_grant and ended is not None and ended.token_blob is not None:
+        revoke_grant_at_provider(runtime, state.provider, state.id, ended.token_blob, actor="system:sync")
     return status
 
 
-def _sync(runtime: Runtime, state: integrations.IntegrationState, spec: Provider, outcome: SyncOutcome) -> None:
+def _open_tokens(runtime: Runtime, state: integrations.IntegrationState) -> TokenSet:
     if state.token_blob is None:
         raise AccessRevoked("no tokens stored for this integration", reason="no_tokens")
+    try:
+        return tokens_from_payload(runtime.vault.open(state.token_blob))
+    except (VaultError, KeyError, TypeError, ValueError) as error:
+        raise UnusableToken from error
+
+
+def _sync(
+    runtime: Runtime, state: integrations.IntegrationState, lease: Lease, spec: Provider, outcome: SyncOutcome
+) -> None:
     engine, generation = runtime.engine, state.generation
 
     def persist_tokens(tokens: TokenSet) -> None:
-        integrations.store_tokens(engine, state.id, generation, runtime.vault.seal(tokens_to_payload(tokens)))
+        """Store rotated tokens before they are used; tokens the fence refuses belong to nobody: revoke them."""
+        sealed = runtime.vault.seal(tokens_to_payload(tokens))
+        try:
+            integrations.store_tokens(engine, state.id, generation, sealed)
+        except Fenced:
+            # A revoke or re-link committed while the provider rotated the refresh token: whoever ended
+            # this generation revoked the token it read, which is now the dead, rotated-out one. The
+            # live grant is in our hands only, so it is ended here before the sync stops.
+            revoke_grant_at_provider(runtime, state.provider, state.id, sealed, actor="system:sync")
+            raise
 
-    tokens = tokens_from_payload(runtime.vault.open(state.token_blob))
+    tokens = _open_tokens(runtime, state)
     scopes = state.granted_scopes
     context = MappingContext(state.tenant, scopes, runtime.pseudonymiser)
     connector: RosterConnector = spec.connector(runtime.settings, tokens, persist_tokens)
@@ -149,7 +184,7 @@ def _sync(runtime: Runtime, state: integrations.IntegrationState, spec: Provider
         for page in connector.classes(spec.field_mask("class", scopes)):
             outcome.provider_calls += 1
             batch = spec.map_classes(page.records, context)
-            with fenced(engine, state.id, generation) as connection:
+            with fenced(engine, state.id, generation, lease) as connection:
                 written, ids = roster.upsert_classes(connection, state.id, batch.records)
             class_ids.update(ids)
             outcome.rows_written += written
@@ -164,7 +199,7 @@ def _sync(runtime: Runtime, state: integrations.IntegrationState, spec: Provider
                     for page in connector.members(external_id, role, spec.field_mask(role, scopes)):
                         outcome.provider_calls += 1
                         members = spec.map_members(page.records, external_id, role, context)
-                        with fenced(engine, state.id, generation) as connection:
+                        with fenced(engine, state.id, generation, lease) as connection:
                             written, person_ids = roster.upsert_members(
                                 connection, state.id, class_id, members.people, members.enrollments
                             )
@@ -177,7 +212,7 @@ def _sync(runtime: Runtime, state: integrations.IntegrationState, spec: Provider
                 outcome.records_skipped += 1
                 log.warning("integration %s: roster of one class skipped: %s", state.id, error)
             emit(ProgressEvent(state.id, "class", done, len(class_ids)))
-        with fenced(engine, state.id, generation) as connection:
+        with fenced(engine, state.id, generation, lease) as connection:
             outcome.removed = roster.remove_unseen(
                 connection,
                 state.id,

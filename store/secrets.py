@@ -1,0 +1,70 @@
+"""Re-seal every secret at rest under the first token key, so that an old key can be retired safely.
+
+A refresh re-seals one integration's tokens as a side effect, but an integration that is not
+synced (failed, idle) and every consent in flight would keep depending on the old key. This walks
+them all, one row per transaction under a row lock, so it can run beside live syncs: a sync that
+stores new tokens meanwhile seals them under the first key anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, select, update
+
+from store.models import Integration, LinkAttempt
+from store.vault import TokenVault, VaultError
+
+
+@dataclass
+class ResealReport:
+    """Counts only; the ids of integrations whose tokens no configured key opens (they need a re-link)."""
+
+    tokens: int = 0
+    link_states: int = 0
+    unreadable_integrations: list[int] = field(default_factory=list)
+    unreadable_link_states: int = 0
+
+
+def reseal_all(engine: Engine, vault: TokenVault) -> ResealReport:
+    report = ResealReport()
+    with engine.connect() as connection:
+        integration_ids = list(
+            connection.execute(
+                select(Integration.id).where(Integration.token_blob.is_not(None)).order_by(Integration.id)
+            ).scalars()
+        )
+        attempt_ids = list(
+            connection.execute(
+                select(LinkAttempt.id).where(LinkAttempt.used_at.is_(None)).order_by(LinkAttempt.id)
+            ).scalars()
+        )
+    for integration_id in integration_ids:
+        with engine.begin() as connection:
+            blob = connection.execute(
+                select(Integration.token_blob).where(Integration.id == integration_id).with_for_update()
+            ).scalar_one_or_none()
+            if blob is None:
+                continue  # revoked meanwhile: nothing left to re-seal
+            try:
+                resealed = vault.reseal(blob)
+            except VaultError:
+                report.unreadable_integrations.append(integration_id)
+                continue
+            connection.execute(
+                update(Integration).where(Integration.id == integration_id).values(token_blob=resealed)
+            )
+            report.tokens += 1
+    for attempt_id in attempt_ids:
+        with engine.begin() as connection:
+            blob = connection.execute(
+                select(LinkAttempt.verifier_blob).where(LinkAttempt.id == attempt_id).with_for_update()
+            ).scalar_one()
+            try:
+                resealed = vault.reseal(blob)
+            except VaultError:
+                report.unreadable_link_states += 1  # the consent cannot complete anyway; it expires
+                continue
+            connection.execute(update(LinkAttempt).where(LinkAttempt.id == attempt_id).values(verifier_blob=resealed))
+            report.link_states += 1
+    return report

@@ -1,0 +1,255 @@
+"""Links, revokes, refreshes and leases that interleave: every grant we do not keep ends at the provider,
+the audit says only what happened, and no sync writes or schedules anything for a generation that is over."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from connectors.google import http_session
+from emulators.google import GoogleEmulator
+from settings import GOOGLE_SCOPES
+from store import integrations
+from store.db import utcnow
+from store.fence import Fenced, Lease, fenced
+from store.models import Integration
+from tests.conftest import Linker
+from tests.helpers import classes, row_count
+from worker.demo import consent_headlessly
+from worker.linking import complete_link, start_link
+from worker.revoke import AtProvider, revoke_integration
+from worker.runtime import Runtime
+from worker.sync import run_sync
+
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+def audit(runtime: Runtime, integration_id: int) -> list[str]:
+    return integrations.audit_actions(runtime.engine, integration_id)
+
+
+def integration_row(runtime: Runtime, integration_id: int) -> Any:
+    with runtime.engine.connect() as connection:
+        return connection.execute(select(Integration).where(Integration.id == integration_id)).one()
+
+
+def callback_for(runtime: Runtime, emulator: GoogleEmulator, platform_teacher: str, google_teacher: int) -> str:
+    emulator.set_consent_user(emulator.teacher_ids[google_teacher])
+    url = start_link(runtime, provider_name="google", teacher=platform_teacher)
+    with http_session(runtime.settings) as browser:
+        return consent_headlessly(browser, url)
+
+
+def run_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Start every call at the same instant (a barrier), to open the widest race window there is."""
+    barrier = threading.Barrier(len(calls))
+
+    def go(call: Callable[[], Any]) -> Any:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(go, calls))
+
+
+# --- defect 1: two `link complete` of one teacher racing -------------------------------------------
+@ON_POSTGRESQL  # the race is PostgreSQL's: SQLite serialises writers
+def test_racing_links_of_one_teacher_both_complete_and_the_grant_not_kept_is_revoked(
+    runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    teachers = [f"racer-{n}" for n in range(8)]
+    callbacks = [callback_for(runtime, emulator, teacher, 0) for teacher in teachers for _ in range(2)]
+    ids = run_at_once([lambda url=url: complete_link(runtime, url) for url in callbacks])
+
+    assert len(set(ids)) == len(teachers)  # both links of each teacher landed on one integration
+    for integration_id in set(ids):
+        assert integrations.load(runtime.engine, integration_id).status == "active"
+        assert audit(runtime, integration_id)[:2] == ["linked", "relinked"]
+        assert audit(runtime, integration_id).count("provider_revoked") == 1
+    # exactly one live grant per kept integration: every replaced one was revoked at Google
+    assert emulator.live_grants(emulator.teacher_ids[0]) == len(teachers)
+
+
+# --- defect 2: an admin revoke while a sync rotates the refresh token ------------------------------
+def test_revoke_during_a_refresh_leaves_no_live_grant_and_no_false_audit(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    integration_id = link(0)
+    teacher = emulator.teacher_ids[0]
+    emulator.expire_access_tokens(teacher)  # the next API call gets 401 -> refresh -> rotation
+    store_tokens = integrations.store_tokens
+    results: list[Any] = []
+
+    def revoke_then_store(*args: Any, **kwargs: Any) -> None:
+        # Google has rotated the refresh token; the vault still holds the old one. The admin's revoke
+        # reads that dead token now, before the sync can persist the live one.
+        results.append(revoke_integration(runtime, integration_id, actor="admin:test"))
+        store_tokens(*args, **kwargs)
+
+    monkeypatch.setattr(integrations, "store_tokens", revoke_then_store)
+    assert run_sync(runtime, integration_id).outcome == "fenced"
+
+    assert emulator.live_grants(teacher) == 0  # the rotated token was revoked by the sync that held it
+    [admin_revoke] = results
+    assert admin_revoke.at_provider is AtProvider.NOT_CONFIRMED
+    actions = audit(runtime, integration_id)
+    assert actions == ["linked", "revoked", "purged", "provider_token_invalid", "provider_revoked"]
+    assert row_count(runtime.engine, integration_id) == 0
+
+
+def test_revoke_with_a_rotated_out_refresh_token_ends_the_grant_through_its_access_token(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    """Google calls a rotated-out refresh token invalid; the unexpired access token of the same grant ends it."""
+    integration_id = link(0)
+    payload = runtime.vault.open(integrations.load(runtime.engine, integration_id).token_blob or b"")
+    payload["expiry"] = (utcnow() - timedelta(minutes=1)).isoformat()  # we think it expired; Google does not
+    stale_blob = runtime.vault.seal(payload)
+    with runtime.engine.begin() as connection:
+        connection.execute(update(Integration).where(Integration.id == integration_id).values(token_blob=stale_blob))
+    assert run_sync(runtime, integration_id).outcome == "ok"  # refreshed first: the refresh token rotated
+    with runtime.engine.begin() as connection:  # as if the revoke had read the vault before the rotation landed
+        connection.execute(update(Integration).where(Integration.id == integration_id).values(token_blob=stale_blob))
+
+    result = revoke_integration(runtime, integration_id, actor="admin:test")
+    assert result.at_provider is AtProvider.REVOKED
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 0
+    assert audit(runtime, integration_id)[-1] == "provider_revoked"
+
+
+# --- defect 8: revoking a degraded integration; two revokes at once --------------------------------
+def test_revoking_a_degraded_integration_claims_nothing_at_the_provider(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    integration_id = link(0)
+    emulator.withdraw_scope(emulator.teacher_ids[0], GOOGLE_SCOPES[1])
+    assert run_sync(runtime, integration_id).outcome == "degraded"
+    before = audit(runtime, integration_id)
+    assert before.count("provider_revoked") == 1  # the sync revoked the grant when it degraded it
+
+    result = revoke_integration(runtime, integration_id, actor="admin:test")
+    assert result.at_provider is AtProvider.NONE_HELD and not result.already_revoked
+    after = audit(runtime, integration_id)[len(before) :]
+    assert after == ["revoked", "purged"]  # no provider_revoke_failed for a grant already gone
+    assert integrations.load(runtime.engine, integration_id).status == "revoked"
+
+
+@ON_POSTGRESQL
+def test_two_concurrent_revokes_end_once(runtime: Runtime, link: Linker) -> None:
+    integration_id = link(0)
+    generation = integrations.load(runtime.engine, integration_id).generation
+    revokes = [lambda n=n: revoke_integration(runtime, integration_id, actor=f"admin:{n}") for n in range(4)]
+    results = run_at_once(revokes)
+    assert sorted(r.already_revoked for r in results) == [False, True, True, True]
+    assert integrations.load(runtime.engine, integration_id).generation == generation + 1
+    actions = audit(runtime, integration_id)
+    assert actions.count("revoked") == 1 and actions.count("purged") == 1
+    assert actions.count("provider_revoked") == 1
+
+
+# --- defect 9: re-linking to another provider account ----------------------------------------------
+def test_relink_to_another_account_ends_the_old_one_first(runtime: Runtime, emulator: GoogleEmulator) -> None:
+    first = complete_link(runtime, callback_for(runtime, emulator, "teacher-x", 0))
+    run_sync(runtime, first)
+    old_classes = {row.external_id for row in classes(runtime.engine, first)}
+    assert old_classes and emulator.live_grants(emulator.teacher_ids[0]) == 1
+
+    second = complete_link(runtime, callback_for(runtime, emulator, "teacher-x", 1))
+    assert second == first
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 0  # the old account's grant ended at Google
+    assert row_count(runtime.engine, first) == 0  # and its roster here, before any sync
+    assert audit(runtime, first)[-4:] == ["revoked", "purged", "relinked", "provider_revoked"]
+
+    run_sync(runtime, first)
+    stored = {row.external_id for row in classes(runtime.engine, first, current=False)}
+    assert stored == {row.external_id for row in classes(runtime.engine, first)}  # no soft-deleted leftovers
+    assert stored == set(emulator.course_ids_of(emulator.teacher_ids[1], states=["ACTIVE"])) != old_classes
+
+
+def test_relink_to_the_same_account_keeps_the_roster_and_ends_the_replaced_grant(
+    runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    first = complete_link(runtime, callback_for(runtime, emulator, "teacher-y", 0))
+    run_sync(runtime, first)
+    rows = row_count(runtime.engine, first)
+    second = complete_link(runtime, callback_for(runtime, emulator, "teacher-y", 0))
+    assert second == first and row_count(runtime.engine, first) == rows
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 1  # the new grant only
+    assert "purged" not in audit(runtime, first)
+    assert run_sync(runtime, first).outcome == "ok" and run_sync(runtime, first).rows_written == 0
+
+
+# --- defect 10: a sync that outlives its lease ------------------------------------------------------
+def test_a_sync_whose_lease_was_taken_over_writes_nothing_more(runtime: Runtime, link: Linker) -> None:
+    integration_id = link(0)
+    mine = Lease(owner="first", seconds=60)
+    state = integrations.acquire_lease(runtime.engine, integration_id, mine)
+    assert state is not None
+    with runtime.engine.begin() as connection:  # the first sync stalls past its lease ...
+        connection.execute(
+            update(Integration)
+            .where(Integration.id == integration_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert (
+        integrations.acquire_lease(runtime.engine, integration_id, Lease("second", 60)) is not None
+    )  # ... and is overtaken
+    with pytest.raises(Fenced, match="lease"), fenced(runtime.engine, integration_id, state.generation, mine):
+        pass
+
+
+def test_a_long_sync_renews_its_lease_on_write(runtime: Runtime, link: Linker) -> None:
+    integration_id = link(0)
+    lease = Lease(owner="long", seconds=600)
+    state = integrations.acquire_lease(runtime.engine, integration_id, lease)
+    assert state is not None
+    nearly_over = utcnow() + timedelta(seconds=60)  # less than half of the lease left
+    with runtime.engine.begin() as connection:
+        connection.execute(
+            update(Integration).where(Integration.id == integration_id).values(lease_expires_at=nearly_over)
+        )
+    with fenced(runtime.engine, integration_id, state.generation, lease):
+        pass
+    assert integration_row(runtime, integration_id).lease_expires_at > utcnow() + timedelta(seconds=500)
+    assert integrations.acquire_lease(runtime.engine, integration_id, Lease("other", 600)) is None
+
+
+def test_a_whole_sync_keeps_a_short_lease_alive(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end: with a lease of 2 s and a sync that takes longer, nobody else can take it meanwhile."""
+    integration_id = link(0)
+    monkeypatch.setattr(runtime.settings, "lease_seconds", 2)
+    emulator.latency = 0.5  # five calls: 2.5 s, past the lease; each write renews it with 1 s or more to spare
+    stolen: list[bool] = []
+
+    def try_to_steal(_record: Any) -> None:
+        stolen.append(integrations.acquire_lease(runtime.engine, integration_id, Lease("thief", 2)) is not None)
+
+    emulator.add_hook(try_to_steal)
+    outcome = run_sync(runtime, integration_id)
+    assert outcome.outcome == "ok" and outcome.provider_calls >= 5
+    assert stolen and not any(stolen)
+
+
+# --- defect 11: a revoke landing between the sync's last write and its release ---------------------
+def test_no_due_time_on_an_integration_revoked_before_the_lease_is_released(
+    runtime: Runtime, link: Linker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    integration_id = link(0)
+    release = integrations.release_lease
+
+    def revoke_then_release(*args: Any, **kwargs: Any) -> None:
+        revoke_integration(runtime, integration_id, actor="admin:test")
+        release(*args, **kwargs)
+
+    monkeypatch.setattr(integrations, "release_lease", revoke_then_release)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    row = integration_row(runtime, integration_id)
+    assert row.status == "revoked" and row.due_at is None and row.lease_owner is None

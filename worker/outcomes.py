@@ -1,0 +1,39 @@
+"""What a finished sync means to the person who asked for it: one line per integration, and an exit code.
+
+The words are ours, fixed per outcome kind, so they carry no token and no personal data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MEANING = {
+    "revoked": "access was revoked at the provider: integration ended, roster purged",
+    "degraded": "a required permission was withdrawn: integration degraded, roster purged",
+    "failed": "the stored token cannot be decrypted with the configured keys: re-link the integration",
+    "fenced": "the integration was revoked or re-linked during the sync: later writes discarded",
+    "transient": "the provider kept failing or could not be reached: retries exhausted",
+    "rate_limited": "the provider kept rate-limiting us: retries exhausted",
+    "provider_data": "the provider's class list broke its documented schema: nothing was removed",
+    "error": "unexpected error (run with -v for the log)",
+    "skipped:busy": "another sync of it is running",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    integration_id: int
+    ok: bool
+    line: str
+
+
+def verdict(integration_id: int, outcome: str | None) -> Verdict:
+    if outcome == "ok":
+        return Verdict(integration_id, True, f"integration {integration_id}: synced")
+    if outcome is None:
+        why = "the sync did not run (run with -v for the log)"
+    elif outcome.startswith("skipped:") and outcome not in MEANING:
+        why = f"skipped, it is {outcome.split(':', 1)[1]}"
+    else:
+        why = MEANING.get(outcome, outcome)
+    return Verdict(integration_id, False, f"integration {integration_id}: sync failed: {why}")
