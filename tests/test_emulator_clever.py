@@ -4,6 +4,7 @@ prove nothing. Every test talks real HTTPS to a fresh emulator, trusting only it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,39 @@ V31 = _definitions("clever-v3.1.yml")
 
 def _props(definitions: dict[str, Any], name: str) -> set[str]:
     return set(definitions[name]["properties"])
+
+
+def _problems(value: Any, definitions: dict[str, Any], schema: dict[str, Any], where: str) -> list[str]:
+    """Where a value breaks its published schema (types, enums, patterns, nested definitions)."""
+    if "$ref" in schema:
+        schema = {**definitions[schema["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in schema.items() if k != "$ref"}}
+    if value is None:
+        return [] if schema.get("x-nullable") or "properties" in schema else [f"{where}: null"]
+    if "properties" in schema:
+        if not isinstance(value, dict):
+            return [f"{where}: not an object"]
+        return [
+            problem
+            for key, sub in schema["properties"].items()
+            if key in value
+            for problem in _problems(value[key], definitions, sub, f"{where}.{key}")
+        ]
+    kind = schema.get("type")
+    if kind == "array":
+        if not isinstance(value, list):
+            return [f"{where}: not a list"]
+        return [
+            p for i, item in enumerate(value) for p in _problems(item, definitions, schema["items"], f"{where}[{i}]")
+        ]
+    if kind == "string" and not isinstance(value, str):
+        return [f"{where}: not a string"]
+    if kind == "object" and not isinstance(value, dict):
+        return [f"{where}: not an object"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{where}: {value!r} not in the enum"]
+    if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+        return [f"{where}: does not match {schema['pattern']}"]
+    return []
 
 
 @pytest.fixture
@@ -128,6 +162,10 @@ def test_records_carry_every_published_v30_property_and_one_unknown(
     assert _props(V30, "District") <= set(district)
     school = _follow(http, emu, "/v3.0/schools", token)[0][0]
     assert _props(V30, "School") <= set(school)
+    problems = [p for user in students + teachers for p in _problems(user, V30, V30["User"], "user")]
+    problems += [p for section in sections for p in _problems(section, V30, V30["Section"], "section")]
+    problems += _problems(district, V30, V30["District"], "district") + _problems(school, V30, V30["School"], "school")
+    assert problems == []
 
 
 def test_v31_mode_adds_the_v31_properties(make_emu: Factory, http: requests.Session) -> None:
@@ -141,6 +179,7 @@ def test_v31_mode_adds_the_v31_properties(make_emu: Factory, http: requests.Sess
         assert _props(V31, "User") <= set(student)
         assert _props(V31, "Student") <= set(student["roles"]["student"])
         assert _props(V31, "Disability") <= set(student["roles"]["student"]["disability"])
+        assert _problems(student, V31, V31["User"], "user") == []
     section = _get(session, emu, "/v3.1/sections", token, limit=1).json()["data"][0]["data"]
     assert _props(V31, "Section") <= set(section)
 
