@@ -224,6 +224,7 @@ class CleverEmulator(EmulatorCore):
         self._codes: dict[str, _Code] = {}
         self._sso: dict[str, _SsoToken] = {}
         self._issued: set[str] = set()
+        self._retired: dict[str, str] = {}  # rotated-out or removed district token -> its district, for the log
         self._windows: dict[str, _Window] = {}
         self._consent_user: str | None = None
         for index in range(districts):
@@ -398,10 +399,17 @@ class CleverEmulator(EmulatorCore):
         return section
 
     def _mint_district_token(self, district: _CleverDistrict) -> None:
+        self._retire(district)
         district.token = secrets.token_hex(20)
         district.token_id = self._new_id()
         district.token_created = datetime.now(UTC)
         self._issued.add(district.token)
+
+    def _retire(self, district: _CleverDistrict) -> None:
+        if district.token is not None:
+            self._retired[district.token] = district.id
+        district.token = None
+        district.token_id = None
 
     # ------------------------------------------------------------------------------- addresses
     @property
@@ -506,8 +514,7 @@ class CleverEmulator(EmulatorCore):
         with self._lock:
             district = self._districts[district_id]
             district.connected = False
-            district.token = None
-            district.token_id = None
+            self._retire(district)
 
     def connect_district(self, district_id: str) -> str:
         with self._lock:
@@ -535,8 +542,7 @@ class CleverEmulator(EmulatorCore):
                 return
             for district in self._districts.values():
                 if district.token == token:
-                    district.token = None
-                    district.token_id = None
+                    self._retire(district)
                     return
             raise KeyError("unknown token")
 
@@ -555,7 +561,7 @@ class CleverEmulator(EmulatorCore):
         """A new student joins a section: ``users.created`` and ``sections.updated`` events."""
         with self._lock:
             section = self._sections[section_id]
-            district = self._district_of(section.district_id, section.school_id)
+            district = self._district_of(section.school_id)
             person = self._sources[district.id].new_person(is_teacher=False)
             user = self._add_user(district, person, "student")
             self._record_event(district, "users.created", self._user_json(user, self._version))
@@ -583,7 +589,7 @@ class CleverEmulator(EmulatorCore):
         """New names for a person (the old ones stay in personal_strings): a ``users.updated`` event."""
         with self._lock:
             user = self._users[user_id]
-            district = self._district_of(user.district_id, user.school_id)
+            district = self._district_of(user.school_id)
             old = self._user_json(user, self._version)
             self._past_strings |= self._strings_of(user)
             self._sources[district.id].rename(user.person.id)
@@ -597,29 +603,30 @@ class CleverEmulator(EmulatorCore):
         with self._lock:
             section = self._sections[section_id]
             section.shared = False
-            district = self._district_of(section.district_id, section.school_id)
+            district = self._district_of(section.school_id)
             self._record_event(district, "sections.deleted", self._section_json(section, self._version))
 
     def reshare_section(self, section_id: str) -> None:
         with self._lock:
             section = self._sections[section_id]
             section.shared = True
-            district = self._district_of(section.district_id, section.school_id)
+            district = self._district_of(section.school_id)
             self._record_event(district, "sections.created", self._section_json(section, self._version))
 
     def unshare_user(self, user_id: str) -> None:
         with self._lock:
             user = self._users[user_id]
             user.shared = False
-            district = self._district_of(user.district_id, user.school_id)
+            district = self._district_of(user.school_id)
             self._record_event(district, "users.deleted", self._user_json(user, self._version))
 
     # ------------------------------------------------------------------------------- mutations
-    def _district_of(self, district_id: str | None, school_id: str) -> _CleverDistrict:
+    def _district_of(self, school_id: str) -> _CleverDistrict:
+        """Library records carry no district id, so records find their district through their school."""
         return next(d for d in self._districts.values() if d.school_id == school_id)
 
     def _change_section(self, section: _Section, **changes: Any) -> None:
-        district = self._district_of(section.district_id, section.school_id)
+        district = self._district_of(section.school_id)
         old = self._section_json(section, self._version)
         for key, value in changes.items():
             setattr(section, key, value)
@@ -779,7 +786,7 @@ class CleverEmulator(EmulatorCore):
         if sso is not None:
             return sso.user_id
         district = next((d for d in self._districts.values() if d.token == token), None)
-        return district.id if district else None
+        return district.id if district else self._retired.get(token)
 
     def _dispatch(self, request: Request) -> Response:
         if request.path == AUTHORIZE_PATH and request.method == "GET":
@@ -918,7 +925,7 @@ class CleverEmulator(EmulatorCore):
     def _sso_api(self, request: Request, version: str, parts: list[str], user: _CleverUser) -> Response:
         """An SSO token reaches /me, the user's own record, school and district (providers.md 2.1);
         a Library teacher's also reads their own sections and those sections' users, never paged."""
-        district = self._district_of(user.district_id, user.school_id)
+        district = self._district_of(user.school_id)
         if parts == ["me"]:
             return self._me(user)
         if parts == ["users", user.id]:

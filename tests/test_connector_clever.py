@@ -137,6 +137,7 @@ def test_a_disconnected_district_is_access_revoked_and_stops(settings: Settings,
     assert caught.value.reason == "district_disconnected"
     assert old not in str(caught.value)
     assert [status for _, _, status in _api_calls(clever)] == [401], "one refused call, then no more"
+    assert [r.user_id for r in clever.requests if r.path.startswith("/v3.0")] == [district_id]
     assert district_token(settings, district_id) is None
     assert district_token(settings, clever.district_ids[1]) is not None
 
