@@ -49,6 +49,22 @@ class Settings(BaseSettings):
     google_api_endpoint: str = "https://classroom.googleapis.com"
     google_redirect_uri: str = "https://platform.example/integrations/google/callback"
 
+    # Clever (providers.md 2): the code appends /v3.0/... to the API base; the token URL also lists district tokens.
+    clever_client_id: str = ""
+    clever_client_secret: SecretStr = SecretStr("")
+    clever_redirect_uri: str = "https://platform.example/integrations/clever/callback"
+    clever_authorize_url: str = "https://clever.com/oauth/authorize"
+    clever_token_url: str = "https://clever.com/oauth/tokens"  # noqa: S105 - a URL, not a secret
+    clever_api_base: str = "https://api.clever.com"
+
+    @field_validator("clever_redirect_uri", "clever_authorize_url", "clever_token_url", "clever_api_base")
+    @classmethod
+    def _clever_https_only(cls, url: str) -> str:
+        """Promise P5 for Clever too: tokens and rosters only ever travel over TLS."""
+        if urlsplit(url).scheme != "https":
+            raise ValueError("provider URLs must use https")
+        return url.rstrip("/")
+
     ca_bundle: Path | None = None
     # Every duration has an upper bound: an unbounded one overflows datetime arithmetic mid-sync.
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=600)

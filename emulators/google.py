@@ -13,30 +13,19 @@ It stands for the provider, so it imports nothing from the project: only the sta
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import itertools
-import json
 import re
 import secrets
-import shutil
-import socket
-import ssl
-import tempfile
-import threading
 import time
-import weakref
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeAlias
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
-import trustme
-
+from emulators.core import EmulatorCore, Failure, Json, Request, RequestRecord, Response, json_body
 from emulators.district import EMAIL_DOMAIN, Course, District, Person
 
 __all__ = [
@@ -81,8 +70,6 @@ def normalize_scope(scope: str) -> str:
 AUTH_PATH = "/o/oauth2/v2/auth"
 TOKEN_PATH = "/token"
 REVOKE_PATH = "/revoke"
-_HANDSHAKE_TIMEOUT = 5.0
-_IDLE_TIMEOUT = 120.0
 _CODE_TTL = 600.0
 _JSON_TYPE = "application/json; charset=UTF-8"
 _NO_STORE = "no-cache, no-store, max-age=0, must-revalidate"
@@ -228,8 +215,6 @@ _SCHEMAS: dict[str, dict[str, str | None]] = {
     "GlobalPermission": {"permission": None},
 }
 
-Json: TypeAlias = dict[str, Any]
-
 # ------------------------------------------------------------------------- fields partial response
 FieldTree: TypeAlias = dict[str, "FieldTree | None"]
 """Parsed `fields` selector: name -> sub-selection, None meaning the whole sub-tree."""
@@ -369,17 +354,6 @@ def apply_fields(value: Any, tree: FieldTree) -> Any:
 
 
 # ---------------------------------------------------------------------------------- small records
-@dataclass(frozen=True)
-class RequestRecord:
-    """What a test needs to know about one request, without keeping bodies or secrets around."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    user_id: str | None
-    status: int
-
-
 @dataclass
 class _Grant:
     """One consent: revoking it kills its refresh token and every access token minted from it."""
@@ -412,47 +386,9 @@ class _AuthCode:
     used: bool = False
 
 
-@dataclass
-class _Failure:
-    path_contains: str
-    status: int
-    remaining: int
-    retry_after: int | None
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    form: dict[str, list[str]]
-    headers: dict[str, str]
-
-    def param(self, name: str) -> str:
-        values = self.query.get(name)
-        return values[0] if values else ""
-
-    def form_value(self, name: str) -> str:
-        values = self.form.get(name)
-        return values[0] if values else ""
-
-    def bearer(self) -> str | None:
-        header = self.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        for name in ("access_token", "oauth_token"):
-            if self.param(name):
-                return self.param(name)
-        return None
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    user_id: str | None = None
+_Request = Request
+_Response = Response
+_json_body = json_body
 
 
 @dataclass(frozen=True)
@@ -498,12 +434,6 @@ _ROUTES = {
 
 
 # ------------------------------------------------------------------------------ response builders
-def _json_body(value: Any, *, pretty: bool = False) -> bytes:
-    if pretty:
-        return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _json_response(
     status: int, value: Any, *, pretty: bool = False, headers: Iterable[tuple[str, str]] = ()
 ) -> _Response:
@@ -597,84 +527,15 @@ def photo_url(user_id: str) -> str:
     return f"https://lh3.googleusercontent.test/a/{user_id}"
 
 
-# ---------------------------------------------------------------------------------- HTTP plumbing
-class _Handler(BaseHTTPRequestHandler):
-    """Hands every request to the emulator; keep-alive needs HTTP/1.1, and no Nagle (library-notes 0)."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    timeout = _IDLE_TIMEOUT
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.emulator._serve(self)
-
-    def do_POST(self) -> None:
-        self.server.emulator._serve(self)
-
-    def do_PUT(self) -> None:
-        self.server.emulator._serve(self)
-
-    def do_PATCH(self) -> None:
-        self.server.emulator._serve(self)
-
-    def do_DELETE(self) -> None:
-        self.server.emulator._serve(self)
-
-    def log_message(self, format: str, *args: Any) -> None:  # the default writes every request to stderr
-        return
-
-
-class _Server(ThreadingHTTPServer):
-    """TLS is negotiated in the per-connection thread, so a client that never finishes its handshake
-    ties up only its own thread, never the accept loop."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], emulator: GoogleEmulator, context: ssl.SSLContext) -> None:
-        self.emulator = emulator
-        self.ssl_context = context
-        self._connections: set[ssl.SSLSocket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def finish_request(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
-    ) -> None:
-        if not isinstance(request, socket.socket):
-            return
-        request.settimeout(_HANDSHAKE_TIMEOUT)
-        try:
-            connection = self.ssl_context.wrap_socket(request, server_side=True)
-        except (OSError, ValueError):
-            return  # failed or abandoned handshake: wrap_socket has already closed the socket
-        with self._connections_lock:
-            self._connections.add(connection)
-        try:
-            _Handler(connection, client_address, self)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(connection)
-            connection.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        return  # a client hanging up mid-request is normal here; do not print tracebacks
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(connection, socket.SHUT_RDWR)
-
-
 # ------------------------------------------------------------------------------------ the emulator
-class GoogleEmulator:
+class GoogleEmulator(EmulatorCore):
     """Google Classroom + Google OAuth for one synthetic district, with knobs for the bad days.
 
-    Controls are thread-safe: tests call them from the test thread while requests are being served
-    (hooks run in the serving thread before a request is answered, without the lock held).
+    The server, the log, hooks, latency and ``fail_next`` come from ``EmulatorCore``; this class
+    holds Google's routes, data and error shapes only.
     """
+
+    name = "google-emulator"
 
     def __init__(
         self,
@@ -693,8 +554,7 @@ class GoogleEmulator:
         courses_page_cap: int = 10,
         roster_page_cap: int = 30,
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host=host, port=port, cert_dir=cert_dir)
         self._district = District(
             seed=seed,
             teachers=teachers,
@@ -707,11 +567,7 @@ class GoogleEmulator:
         self._rotate_refresh_tokens = rotate_refresh_tokens
         self._courses_page_cap = max(1, courses_page_cap)
         self._roster_page_cap = max(1, roster_page_cap)
-        self.latency: float = 0.0
 
-        self._lock = threading.RLock()
-        self._hooks: list[Callable[[RequestRecord], None]] = []
-        self._log: list[RequestRecord] = []
         self._codes: dict[str, _AuthCode] = {}
         self._grants: list[_Grant] = []
         self._access: dict[str, _AccessToken] = {}
@@ -723,99 +579,9 @@ class GoogleEmulator:
         self._round_robin = 0
         self._withdrawn: dict[str, set[str]] = {}
         self._api_disabled: set[str] = set()
-        self._failures: list[_Failure] = []
         self._page_salt = secrets.token_hex(8)
 
-        self._ca = trustme.CA()
-        leaf = self._ca.issue_cert("127.0.0.1", "localhost")
-        self._ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        leaf.configure_cert(self._ssl_context)
-        if cert_dir is None:
-            directory = Path(tempfile.mkdtemp(prefix="google-emulator-"))
-            weakref.finalize(self, shutil.rmtree, str(directory), ignore_errors=True)
-        else:
-            directory = Path(cert_dir)
-            directory.mkdir(parents=True, exist_ok=True)
-        self._ca_path = directory / f"google-emulator-ca-{secrets.token_hex(4)}.pem"
-        self._ca.cert_pem.write_to_path(str(self._ca_path))
-
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped = threading.Event()
-        self._stopped.set()
-
-    # ------------------------------------------------------------------------------- life cycle
-    def start(self) -> GoogleEmulator:
-        """Bind and serve in a daemon thread; OSError propagates when the port is taken.
-
-        After stop() a restart binds the same port again, so clients keep their base URL across a
-        simulated outage.
-        """
-        with self._lock:
-            if self._server is not None:
-                return self
-            server = _Server((self._host, self._port), self, self._ssl_context)
-            self._port = int(server.server_address[1])
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"google-emulator-{self._port}",
-                daemon=True,
-            )
-            self._server, self._thread = server, thread
-            self._stopped.clear()
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        with self._lock:
-            server, thread = self._server, self._thread
-            self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            server.close_connections()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._stopped.set()
-
-    def serve_forever(self) -> None:
-        """Blocking variant for a CLI: returns when stop() is called or on KeyboardInterrupt."""
-        self.start()
-        try:
-            while not self._stopped.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-
-    def __enter__(self) -> GoogleEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # ------------------------------------------------------------------------------- addresses
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        if not self._port:
-            raise RuntimeError("the emulator has no port yet: call start() first")
-        host = "127.0.0.1" if self._host in ("", "0.0.0.0") else self._host  # noqa: S104 - comparison only
-        if ":" in host:
-            host = f"[{host}]"
-        return f"https://{host}:{self._port}"
-
-    @property
-    def ca_path(self) -> Path:
-        return self._ca_path
-
     @property
     def auth_uri(self) -> str:
         return self.base_url + AUTH_PATH
@@ -929,23 +695,6 @@ class GoogleEmulator:
             self._person(user_id)
             self._district.rename(user_id)
 
-    def fail_next(
-        self, path_contains: str, status: int, count: int = 1, retry_after: int | None = None
-    ) -> None:
-        if not 400 <= status <= 599:
-            raise ValueError("fail_next needs an HTTP error status (400-599)")
-        with self._lock:
-            self._failures.append(_Failure(path_contains, status, count, retry_after))
-
-    def add_hook(self, hook: Callable[[RequestRecord], None]) -> None:
-        with self._lock:
-            self._hooks.append(hook)
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._log)
-
     def live_grants(self, user_id: str) -> int:
         """How many of the user's grants Google would still honour (none revoked): what a revoke must end."""
         with self._lock:
@@ -995,67 +744,10 @@ class GoogleEmulator:
             return hinted.id if hinted else self._consent_user
         return None
 
-    def _serve(self, handler: _Handler) -> None:
-        split = urlsplit(handler.path)
-        headers = {name.lower(): value for name, value in handler.headers.items()}
-        try:
-            length = int(headers.get("content-length") or 0)
-        except ValueError:
-            handler.close_connection = True
-            self._write(handler, _api_error(400, "Invalid Content-Length."))
-            return
-        body = handler.rfile.read(length) if length > 0 else b""
-        form: dict[str, list[str]] = {}
-        if "application/x-www-form-urlencoded" in headers.get("content-type", "") or (
-            body and handler.command == "POST" and not headers.get("content-type")
-        ):
-            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        request = _Request(
-            handler.command, split.path, parse_qs(split.query, keep_blank_values=True), form, headers
-        )
-        with self._lock:
-            before_user = self._identify(request, before=True)
-            hooks = list(self._hooks)
-        response: _Response | None = None
-        for hook in hooks:
-            try:
-                hook(RequestRecord(request.method, request.path, _copy_query(request.query), before_user, 0))
-            except Exception as exc:  # a failing hook must show up in the test, not kill the connection
-                response = _api_error(500, f"emulator hook failed: {exc!r}")
-                break
-        with self._lock:
-            if response is None:
-                response = self._injected_failure(request) or self._dispatch(request)
-            user_id = (
-                response.user_id if response.user_id is not None else self._identify(request, before=False)
-            )
-            self._log.append(
-                RequestRecord(
-                    request.method, request.path, _copy_query(request.query), user_id, response.status
-                )
-            )
-        if self.latency > 0:
-            time.sleep(self.latency)
-        self._write(handler, response)
+    def _error_response(self, status: int, message: str) -> _Response:
+        return _api_error(status, message)
 
-    @staticmethod
-    def _write(handler: _Handler, response: _Response) -> None:
-        handler.send_response(response.status)
-        for name, value in response.headers:
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(response.body)))
-        handler.end_headers()
-        if response.body and handler.command != "HEAD":
-            handler.wfile.write(response.body)
-
-    def _injected_failure(self, request: _Request) -> _Response | None:
-        failure = next(
-            (f for f in self._failures if f.remaining > 0 and f.path_contains in request.path), None
-        )
-        if failure is None:
-            return None
-        failure.remaining -= 1
-        self._failures = [f for f in self._failures if f.remaining > 0]
+    def _failure_response(self, request: _Request, failure: Failure) -> _Response:
         headers = [("Retry-After", str(failure.retry_after))] if failure.retry_after is not None else []
         status = failure.status
         if request.path in (TOKEN_PATH, REVOKE_PATH) or request.path.startswith("/o/oauth2"):
@@ -1601,7 +1293,3 @@ class GoogleEmulator:
             if not shares:
                 return _api_error(403)
         return self._profile_json(person, scopes)
-
-
-def _copy_query(query: dict[str, list[str]]) -> dict[str, list[str]]:
-    return {name: list(values) for name, values in query.items()}

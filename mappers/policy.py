@@ -44,6 +44,26 @@ ALLOWLIST: Mapping[str, Mapping[str, tuple[FieldRule, ...]]] = {
         ),
         "student": (FieldRule("subject", ("userId",)),),
     },
+    # Clever v3.0 and v3.1 alike (providers.md 2.4). A section carries its enrolments as user ids;
+    # ``student_ids``/``teacher_ids`` are read only to be pseudonymised. Nothing else of a student is
+    # read: not name, email, dob, demographics, address, usernames, ``ext`` or any v3.1 status.
+    "clever": {
+        "class": (
+            FieldRule("external_id", ("id",)),
+            FieldRule("name", ("name",)),
+            FieldRule("section", ("period",)),
+            FieldRule("section_number", ("section_number",)),
+            FieldRule("student_ids", ("students",)),
+            FieldRule("teacher_ids", ("teachers",)),
+        ),
+        "teacher": (
+            FieldRule("subject", ("id",)),
+            FieldRule("given_name", ("name", "first")),
+            FieldRule("family_name", ("name", "last")),
+            FieldRule("email_address", ("email",)),
+        ),
+        "student": (FieldRule("subject", ("id",)),),
+    },
 }
 
 

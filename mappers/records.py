@@ -50,3 +50,14 @@ class MembersBatch:
     people: list[PersonRecord] = field(default_factory=list)
     enrollments: list[EnrollmentRecord] = field(default_factory=list)
     skipped: int = 0
+
+
+@dataclass
+class RosterBatch:
+    """Classes, people and enrolments from one page of a provider whose classes carry their members
+    (Clever's sections list ``students[]`` and ``teachers[]``), plus how many raw records were skipped."""
+
+    classes: list[ClassRecord] = field(default_factory=list)
+    people: list[PersonRecord] = field(default_factory=list)
+    enrollments: list[EnrollmentRecord] = field(default_factory=list)
+    skipped: int = 0

@@ -320,35 +320,52 @@ def demo(
 
 @app.command()
 def emulate(
-    provider: Annotated[str, typer.Option(help="Provider to emulate: google.")] = "google",
+    provider: Annotated[str, typer.Option(help="Provider to emulate: google or clever.")] = "google",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")] = 8443,
     students: Annotated[int, typer.Option(min=1, help="Students per course.")] = 25,
-    teachers: Annotated[int, typer.Option(min=1, help="Teachers in the district.")] = 3,
+    teachers: Annotated[int, typer.Option(min=1, help="Teachers in the district (in each, for Clever).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic district.")] = 7,
 ) -> None:
     """Serve a local HTTPS emulator of the provider, and print the settings that point rostersync at it."""
-    if provider != "google":
-        fail(f"no emulator for {provider!r} yet (available: google)")
+    from emulators.clever import CleverEmulator
     from emulators.google import GoogleEmulator
 
-    emulator = GoogleEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
+    emulator: GoogleEmulator | CleverEmulator
+    if provider == "google":
+        emulator = GoogleEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
+    elif provider == "clever":
+        emulator = CleverEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
+    else:
+        fail(f"no emulator for {provider!r} yet (available: google, clever)")
     try:
         emulator.start()
     except OSError as error:
         fail(f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}")
-    lines = {
-        "ROSTERSYNC_GOOGLE_AUTH_URI": emulator.auth_uri,
-        "ROSTERSYNC_GOOGLE_TOKEN_URI": emulator.token_uri,
-        "ROSTERSYNC_GOOGLE_REVOKE_URI": emulator.revoke_uri,
-        "ROSTERSYNC_GOOGLE_API_ENDPOINT": emulator.api_endpoint,
-        "ROSTERSYNC_GOOGLE_CLIENT_ID": emulator.client_id,
-        "ROSTERSYNC_GOOGLE_CLIENT_SECRET": emulator.client_secret,
-        "ROSTERSYNC_CA_BUNDLE": str(emulator.ca_path),
-    }
+    if isinstance(emulator, GoogleEmulator):
+        lines = {
+            "ROSTERSYNC_GOOGLE_AUTH_URI": emulator.auth_uri,
+            "ROSTERSYNC_GOOGLE_TOKEN_URI": emulator.token_uri,
+            "ROSTERSYNC_GOOGLE_REVOKE_URI": emulator.revoke_uri,
+            "ROSTERSYNC_GOOGLE_API_ENDPOINT": emulator.api_endpoint,
+            "ROSTERSYNC_GOOGLE_CLIENT_ID": emulator.client_id,
+            "ROSTERSYNC_GOOGLE_CLIENT_SECRET": emulator.client_secret,
+        }
+    else:
+        lines = {
+            "ROSTERSYNC_CLEVER_AUTHORIZE_URL": emulator.authorize_url,
+            "ROSTERSYNC_CLEVER_TOKEN_URL": emulator.token_url,
+            "ROSTERSYNC_CLEVER_API_BASE": emulator.api_base,
+            "ROSTERSYNC_CLEVER_CLIENT_ID": emulator.client_id,
+            "ROSTERSYNC_CLEVER_CLIENT_SECRET": emulator.client_secret,
+        }
+    lines["ROSTERSYNC_CA_BUNDLE"] = str(emulator.ca_path)
     for name, value in lines.items():
         sys.stdout.write(f"export {name}={value}\n")
     sys.stdout.flush()
-    err.print(f"Google emulator on {emulator.base_url}; Ctrl-C stops it")
+    err.print(f"{provider.capitalize()} emulator on {emulator.base_url}; Ctrl-C stops it")
+    if isinstance(emulator, CleverEmulator):
+        library = ", ".join(emulator.teacher_ids(None))
+        err.print(f"districts: {', '.join(emulator.district_ids)}; Library teachers: {library}")
     try:
         emulator.serve_forever()
     except KeyboardInterrupt:

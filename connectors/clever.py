@@ -1,0 +1,482 @@
+"""Clever over plain HTTPS (requests, requests-oauthlib for the code exchange), and nothing else.
+
+Two kinds of bearer token reach Clever's data (providers.md 2.1): a district-app token, one per
+district connection, which Clever may rotate and which vanishes when the district disconnects; and
+a teacher's SSO token, which has no refresh token. This module reads with either, follows
+Clever's own ``links`` (never building a cursor), and turns every failure into the taxonomy of
+``connectors.base`` through one table, ``classify_api_error``.
+
+Clever offers no field selection, so minimisation happens by choice of endpoint: the worker asks
+for sections (whose ``students[]`` ids are all a pseudonym needs) and teachers, never for student
+records. No token, response body or personal value ever goes into an exception text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from oauthlib.oauth2.rfc6749.errors import MismatchingStateError, OAuth2Error
+from requests_oauthlib import OAuth2Session
+
+from connectors.base import (
+    AccessRevoked,
+    ConnectorError,
+    Page,
+    ProviderDataError,
+    RateLimited,
+    RawRecord,
+    ScopeMissing,
+    TokenSet,
+    TransientError,
+)
+from settings import Settings
+
+API_VERSION = "v3.0"
+PAGE_LIMIT = 10_000
+"""Clever's largest page (a bigger ``limit`` is answered 413): the fewest requests per sync."""
+DEFAULT_RESET_WAIT_SECONDS = 60.0
+"""Clever's rate-limit window is one minute; used when a 429 carries no usable reset header."""
+MSG_NOT_IN_SCOPE = "Resource not in token's scopes"
+EVENT_RECORD_TYPES: tuple[str, ...] = ("sections", "users")
+
+
+class LinkRefused(ConnectorError):
+    """Clever refused to finish a link (bad, reused or expired code; state mismatch; client refused)."""
+
+    kind = "link_refused"
+
+
+class EventsUnavailable(ConnectorError):
+    """The events stream cannot continue from this cursor: the worker falls back to a full sync.
+
+    ``reason`` is ``disabled`` (the district has not enabled events) or ``expired`` (the cursor fell
+    out of Clever's 30-day window).
+    """
+
+    kind = "events_unavailable"
+
+    def __init__(self, public: str, *, reason: str) -> None:
+        super().__init__(public)
+        self.reason = reason
+
+
+class RecordUnavailable(ProviderDataError):
+    """A 404 for one record: Clever's answer for unshared, deleted or out-of-reach data (providers.md 2.6).
+
+    A ``ProviderDataError``, so a generic caller skips and counts it; a Clever-aware one soft-deletes.
+    """
+
+    kind = "record_unavailable"
+
+
+@dataclass(frozen=True)
+class DistrictToken:
+    """One row of ``GET /oauth/tokens?owner_type=district``; ``access_token`` must go straight to the vault."""
+
+    district_id: str
+    access_token: str
+    created: str
+    scopes: tuple[str, ...]
+
+    def __repr__(self) -> str:  # never print the token
+        return f"DistrictToken(district_id={self.district_id!r}, created={self.created!r})"
+
+
+@dataclass(frozen=True)
+class EventsPage(Page):
+    """One page of events; ``cursor`` is the id of its last event (the input cursor when empty).
+
+    Store it only after the page has been applied, so a crash resumes from the last applied page.
+    """
+
+    cursor: str | None = None
+
+
+# ------------------------------------------------------------------------------------- plumbing
+def http_session(settings: Settings) -> requests.Session:
+    """A requests session that trusts exactly ``CA_BUNDLE`` (or the system store), whatever the environment says."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = settings.tls_verify
+    return session
+
+
+def _oauth_session(settings: Settings, state: str | None = None) -> OAuth2Session:
+    session = OAuth2Session(settings.clever_client_id, redirect_uri=settings.clever_redirect_uri, state=state)
+    session.trust_env = False
+    session.verify = settings.tls_verify
+    return session
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _reset_wait(headers: Mapping[str, str], now: float | None = None) -> float:
+    """Seconds until Clever's window resets: ``X-RateLimit-Reset`` (Unix seconds), else Retry-After, else a minute."""
+    now = time.time() if now is None else now
+    reset = headers.get("X-RateLimit-Reset")
+    if reset is not None:
+        try:
+            return max(1.0, float(reset.split(",")[0]) - now)
+        except ValueError:
+            pass
+    retry_after = headers.get("Retry-After")
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+    return DEFAULT_RESET_WAIT_SECONDS
+
+
+def _message_of(body: Any) -> str:
+    """Clever's error text: ``message`` today, ``error`` in older versions (providers.md 2.6)."""
+    if isinstance(body, dict):
+        for key in ("message", "error"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return ""
+
+
+def classify_api_error(status: int, body: Any, headers: Mapping[str, str]) -> ConnectorError:
+    """The whole Clever Data API error map at a glance (providers.md 2.6 and 2.7).
+
+    401 is not here: whether it means "re-fetch the rotated district token" or "revoked" depends on
+    the token kind, which only the connector knows. Texts are ours, never Clever's body.
+    """
+    message = _message_of(body)
+    if status == 429:
+        return RateLimited(_reset_wait(headers))
+    if status == 403 and message == MSG_NOT_IN_SCOPE:
+        return ScopeMissing(["district-app token"])
+    if status == 404:
+        return RecordUnavailable("record unavailable at Clever (404: unshared, deleted or out of reach)")
+    if status == 413:
+        return ProviderDataError("Clever refused the page size (413)")
+    if status in (500, 502, 503, 504, 408):
+        return TransientError(f"Clever answered {status}")
+    if status == 501:
+        return ProviderDataError("Clever does not support this request (501)")
+    return ProviderDataError(f"Clever answered {status}")
+
+
+# ------------------------------------------------------------------------------------ OAuth, tokens
+def authorization_url(settings: Settings, *, state: str, district_id: str | None = None) -> str:
+    """The Clever sign-in URL for a teacher (providers.md 2.1); ``district_id`` skips the district picker."""
+    extra = {"district_id": district_id} if district_id else {}
+    url, _state = _oauth_session(settings, state).authorization_url(settings.clever_authorize_url, **extra)
+    return str(url)
+
+
+def exchange_code(settings: Settings, *, authorization_response: str, state: str) -> TokenSet:
+    """The callback URL -> the teacher's SSO token (Basic client auth; the state is checked).
+
+    Clever issues no refresh token for SSO tokens, so ``refresh_token`` is empty and a later 401
+    means the link is over.
+    """
+    session = _oauth_session(settings, state)
+    try:
+        token = session.fetch_token(
+            settings.clever_token_url,
+            authorization_response=authorization_response,
+            client_secret=settings.clever_client_secret.get_secret_value(),
+            include_client_id=False,
+            timeout=settings.http_timeout_seconds,
+        )
+    except MismatchingStateError:
+        raise LinkRefused("the sign-in callback does not belong to this link (state mismatch)") from None
+    except OAuth2Error as error:
+        if error.status_code is not None and error.status_code >= 500:
+            raise TransientError(f"Clever's token endpoint answered {error.status_code}") from None
+        raise LinkRefused(f"Clever refused the authorization code ({error.error})") from None
+    except (requests.RequestException, ValueError) as error:
+        raise TransientError(f"Clever's token endpoint unreachable or unreadable ({type(error).__name__})") from None
+    finally:
+        session.close()
+    access_token = token.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise ProviderDataError("token response carries no access_token")
+    return TokenSet(access_token=access_token, refresh_token="", expiry=None)
+
+
+def district_tokens(settings: Settings, district_id: str | None = None) -> list[DistrictToken]:
+    """The district-app tokens Clever holds for this client (providers.md 2.1), optionally for one district.
+
+    A 401 here means our client credentials are wrong: that is our configuration, never a district's
+    revocation, so it is a ``TransientError`` that a human must fix, not an ``AccessRevoked``.
+    """
+    params = {"owner_type": "district"}
+    if district_id:
+        params["district"] = district_id
+    auth = (settings.clever_client_id, settings.clever_client_secret.get_secret_value())
+    with http_session(settings) as session:
+        try:
+            response = session.get(
+                settings.clever_token_url, params=params, auth=auth, timeout=settings.http_timeout_seconds
+            )
+        except requests.RequestException as error:
+            raise TransientError(f"Clever's token list unreachable ({type(error).__name__})") from None
+    if response.status_code == 429:
+        raise RateLimited(_reset_wait(response.headers))
+    if response.status_code in (401, 403):
+        raise TransientError(f"Clever refused our client credentials ({response.status_code}); check CLEVER_CLIENT_*")
+    if response.status_code >= 500:
+        raise TransientError(f"Clever's token list answered {response.status_code}")
+    body = _json_or_none(response)
+    if response.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ProviderDataError(f"Clever's token list answered {response.status_code} with an unexpected body")
+    tokens: list[DistrictToken] = []
+    for entry in body["data"]:
+        owner = entry.get("owner") if isinstance(entry, dict) else None
+        if not isinstance(owner, dict) or owner.get("type") != "district":
+            continue
+        owner_id, access_token = owner.get("id"), entry.get("access_token")
+        if not isinstance(owner_id, str) or not isinstance(access_token, str) or not access_token:
+            raise ProviderDataError("a district token entry breaks the documented shape")
+        if district_id and owner_id != district_id:
+            continue
+        scopes = entry.get("scopes")
+        tokens.append(
+            DistrictToken(
+                district_id=owner_id,
+                access_token=access_token,
+                created=str(entry.get("created", "")),
+                scopes=tuple(str(s) for s in scopes) if isinstance(scopes, list) else (),
+            )
+        )
+    return tokens
+
+
+def district_token(settings: Settings, district_id: str) -> str | None:
+    """The district's current app token, or None when the district has not connected (or disconnected) the app."""
+    tokens = district_tokens(settings, district_id)
+    return tokens[0].access_token if tokens else None
+
+
+# ------------------------------------------------------------------------------------ the reader
+class CleverConnector:
+    """Reads for one integration: a district link (``district_id`` set) or a teacher's SSO token.
+
+    A district link answers a 401 by re-fetching the district's token once (Clever rotates them),
+    hands a new one to ``on_token`` for the vault and carries on; no token any more, or a 401 with a
+    fresh one, is ``AccessRevoked``. A teacher's SSO token has nothing to refresh: its 401 is final.
+    One instance per sync and thread.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        access_token: str,
+        *,
+        district_id: str | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._token = access_token
+        self._district_id = district_id
+        self._on_token = on_token
+        self._session = http_session(settings)
+        self.requests_made = 0
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> CleverConnector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------- reads
+    def me(self) -> RawRecord:
+        """The ``data`` object of ``/me`` (who the token acts for; ``mappers.clever.identity`` reads it)."""
+        return self._record("/me")
+
+    def user(self, user_id: str) -> RawRecord:
+        """One user record (a teacher's own, for the display name). 404 is ``RecordUnavailable``."""
+        return self._record(f"/users/{user_id}")
+
+    def section(self, section_id: str) -> RawRecord:
+        """One section, e.g. to check a record an event named. 404 is ``RecordUnavailable``."""
+        return self._record(f"/sections/{section_id}")
+
+    def sections(self) -> Iterator[Page]:
+        """Every section the district shares, in pages of up to 10,000 (district token)."""
+        yield from self._pages("/sections", {"limit": str(PAGE_LIMIT)}, "sections", None)
+
+    def teacher_sections(self, teacher_id: str) -> Iterator[Page]:
+        """One teacher's sections: paged with a district token, one unpaged call with a Library teacher's SSO token."""
+        path = f"/users/{teacher_id}/sections"
+        if self._district_id is None:
+            yield Page(kind="sections", parent_id=teacher_id, records=self._list(f"/{API_VERSION}{path}", None)[0])
+            return
+        yield from self._pages(path, {"limit": str(PAGE_LIMIT)}, "sections", teacher_id)
+
+    def teachers(self) -> Iterator[Page]:
+        """The district's teachers (``role=teacher``): the only user records a district sync needs."""
+        yield from self._pages("/users", {"role": "teacher", "limit": str(PAGE_LIMIT)}, "teachers", None)
+
+    def section_users(self, section_id: str, role: str) -> Iterator[Page]:
+        """The users of one section by role. Never called for students by the sync: their ids are in the section."""
+        path = f"/sections/{section_id}/users"
+        if self._district_id is None:
+            records = self._list(f"/{API_VERSION}{path}", {"role": role})[0]
+            yield Page(kind=f"{role}s", parent_id=section_id, records=records)
+            return
+        yield from self._pages(path, {"role": role, "limit": str(PAGE_LIMIT)}, f"{role}s", section_id)
+
+    def latest_event_id(self) -> str | None:
+        """The newest event id (``ending_before=last&limit=1``): the cursor to record before a full sync."""
+        query = {"ending_before": "last", "limit": "1"}
+        records = self._list(f"/{API_VERSION}/events", query, events_after=None)[0]
+        if not records:
+            return None
+        event_id = records[-1].get("id") if isinstance(records[-1], Mapping) else None
+        if not isinstance(event_id, str):
+            raise ProviderDataError("an event carries no id")
+        return event_id
+
+    def events(self, cursor: str | None, record_types: Sequence[str] = EVENT_RECORD_TYPES) -> Iterator[EventsPage]:
+        """Events after ``cursor`` (an event id; None: the whole 30-day window), page by page.
+
+        Each page's ``cursor`` is its last event id. ``EventsUnavailable`` when events are off for
+        the district or the cursor is outside the window: the worker then runs a full sync.
+        """
+        params: list[tuple[str, str]] = [("limit", str(PAGE_LIMIT))]
+        params += [("record_type", kind) for kind in record_types]
+        if cursor:
+            params.append(("starting_after", cursor))
+        uri: str | None = f"/{API_VERSION}/events"
+        query: Any = params
+        seen: set[str] = set()
+        while uri is not None:
+            records, following = self._list(uri, query, events_after=cursor)
+            last = records[-1] if records else None
+            last_id = last.get("id") if isinstance(last, Mapping) else None
+            if records and not isinstance(last_id, str):
+                raise ProviderDataError("an event carries no id")
+            cursor = last_id if isinstance(last_id, str) else cursor
+            yield EventsPage(kind="events", parent_id=None, records=records, cursor=cursor)
+            uri, query = self._next(following, seen), None
+
+    # ------------------------------------------------------------------------------- paging
+    def _pages(self, path: str, params: Mapping[str, str], kind: str, parent: str | None) -> Iterator[Page]:
+        uri: str | None = f"/{API_VERSION}{path}"
+        query: Any = dict(params)
+        seen: set[str] = set()
+        while uri is not None:
+            records, following = self._list(uri, query)
+            yield Page(kind=kind, parent_id=parent, records=records)
+            uri, query = self._next(following, seen), None
+
+    def _next(self, links: Any, seen: set[str]) -> str | None:
+        """Clever's ``rel=next`` exactly as given; it must stay on our API host and never repeat."""
+        if not isinstance(links, list):
+            return None
+        following = next(
+            (link.get("uri") for link in links if isinstance(link, dict) and link.get("rel") == "next"), None
+        )
+        if following is None:
+            return None
+        if not isinstance(following, str):
+            raise ProviderDataError("a next link is not a string")
+        split = urlsplit(following)
+        if split.scheme or split.netloc:
+            api = urlsplit(self._settings.clever_api_base)
+            if (split.scheme, split.netloc) != (api.scheme, api.netloc):
+                raise ProviderDataError("a next link points away from Clever's API host")
+            following = following[len(f"{split.scheme}://{split.netloc}") :]
+        if not following.startswith("/"):
+            raise ProviderDataError("a next link is not a path")
+        if following in seen:
+            raise ProviderDataError("next links loop")
+        seen.add(following)
+        return following
+
+    def _list(self, path: str, params: Any, *, events_after: str | bool | None = False) -> tuple[list[Any], Any]:
+        """One list call: the ``data`` of each item (malformed items are left for the mapper to count) and the links."""
+        body = self._get(path, params, events_after=events_after)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise ProviderDataError("a list response carries no data list")
+        return [item.get("data") if isinstance(item, dict) else item for item in data], body.get("links")
+
+    def _record(self, path: str) -> RawRecord:
+        body = self._get(f"/{API_VERSION}{path}", None)
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise ProviderDataError("a record response carries no data object")
+        return data
+
+    # ------------------------------------------------------------------------------- HTTP
+    def _get(self, path: str, params: Any, *, events_after: str | bool | None = False) -> dict[str, Any]:
+        """One GET; a district link re-fetches its token once on 401, then gives up as revoked.
+
+        ``events_after`` is False for data calls; for events calls it is the cursor sent, so that a
+        refusal can be told apart: events off for the district, or a cursor outside the window.
+        """
+        refetched = False
+        while True:
+            response = self._send(path, params)
+            if response.status_code == 401:
+                if self._district_id is None:
+                    raise AccessRevoked("Clever rejected the teacher's sign-in token (401)", reason="unauthorized")
+                if refetched:
+                    raise AccessRevoked("Clever rejected a freshly fetched district token (401)", reason="unauthorized")
+                self._refetch_district_token()
+                refetched = True
+                continue
+            body = _json_or_none(response)
+            if response.status_code != 200:
+                if events_after is not False:
+                    _raise_events_refusal(response.status_code, body, cursor=events_after)
+                raise classify_api_error(response.status_code, body, response.headers)
+            if not isinstance(body, dict):
+                raise ProviderDataError("Clever answered 200 with a body that is not a JSON object")
+            return body
+
+    def _send(self, path: str, params: Any) -> requests.Response:
+        self.requests_made += 1
+        try:
+            return self._session.get(
+                self._settings.clever_api_base + path,
+                params=params,
+                headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+                timeout=self._settings.http_timeout_seconds,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise TransientError(f"network error talking to Clever ({type(error).__name__})") from None
+
+    def _refetch_district_token(self) -> None:
+        assert self._district_id is not None
+        token = district_token(self._settings, self._district_id)
+        if token is None:
+            raise AccessRevoked("the district disconnected the app at Clever", reason="district_disconnected")
+        if token == self._token:
+            raise AccessRevoked("Clever rejected the district's current token (401)", reason="unauthorized")
+        self._token = token
+        if self._on_token is not None:
+            self._on_token(token)
+
+
+def _raise_events_refusal(status: int, body: Any, *, cursor: str | bool | None) -> None:
+    """Events-only refusals ([U] in providers.md 2.5: the exact answers are not documented).
+
+    403 other than a token-scope refusal, or 404, on /events: events are not enabled for the
+    district. 400 with a cursor: the cursor is outside the 30-day window. Anything else falls
+    through to ``classify_api_error``.
+    """
+    if (status == 403 and _message_of(body) != MSG_NOT_IN_SCOPE) or status == 404:
+        raise EventsUnavailable("events are not enabled for this district", reason="disabled")
+    if status == 400 and cursor:
+        raise EventsUnavailable("the events cursor is outside Clever's 30-day window", reason="expired")

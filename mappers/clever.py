@@ -1,0 +1,209 @@
+"""Clever payloads (v3.0 and v3.1 alike) -> canonical records, through the allowlist in ``mappers.policy``.
+
+Clever returns whole records and offers no field selection, so minimisation here is twofold:
+the allowlist projection below, and the choice of what to ask for at all. A section's
+``students[]`` ids are all a student pseudonym needs, so ``user_records_needed("student")`` is
+False (derived from the allowlist, not stated) and no student record is ever requested; a
+student's ``users.*`` event is dropped unread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mappers.policy import MappingContext, Pseudonymiser, project, rules_for
+from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, Role, RosterBatch
+
+PROVIDER = "clever"
+ACTIVE = "ACTIVE"
+"""Clever sections have no state: a shared section is active, an unshared one is gone (404)."""
+
+
+def field_mask(role: str, granted_scopes: frozenset[str]) -> str:
+    """Clever has no ``fields``/``$select``: the mask is empty and minimisation is by endpoint choice."""
+    rules_for(PROVIDER, role, granted_scopes)  # an unknown role fails here, as for the other providers
+    return ""
+
+
+def user_records_needed(role: Role) -> bool:
+    """Whether the allowlist keeps anything of this role beyond the id a section already lists.
+
+    False for students: the worker must never request student records.
+    """
+    return any(rule.canonical != "subject" for rule in rules_for(PROVIDER, role, frozenset()))
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _ids(value: Any) -> list[str] | None:
+    """A list of Clever ids, or None when the payload breaks the definition (not a list of strings)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        return None
+    return list(dict.fromkeys(value))
+
+
+def _pseudonym(context: MappingContext, subject: str) -> str:
+    return context.pseudonymiser.pseudonym(PROVIDER, context.tenant, subject)
+
+
+# ------------------------------------------------------------------------------------------ people
+def map_teacher(raw: Any, context: MappingContext) -> PersonRecord | None:
+    """One teacher user record -> a named PersonRecord; None when it breaks the definition."""
+    if not isinstance(raw, Mapping):
+        return None
+    fields = project(raw, rules_for(PROVIDER, "teacher", context.granted_scopes))
+    subject = _text(fields["subject"])
+    if subject is None:
+        return None
+    parts = [part for part in (_text(fields["given_name"]), _text(fields["family_name"])) if part]
+    return PersonRecord(
+        role="teacher",
+        pseudonym=_pseudonym(context, subject),
+        display_name=" ".join(parts) or None,
+        email_address=_text(fields["email_address"]),
+    )
+
+
+def map_teachers(raw_records: Sequence[Any], context: MappingContext) -> tuple[dict[str, PersonRecord], int]:
+    """A page of teacher users -> {pseudonym: record} (what ``map_sections`` names teachers by), skipped count."""
+    teachers: dict[str, PersonRecord] = {}
+    skipped = 0
+    for raw in raw_records:
+        record = map_teacher(raw, context)
+        if record is None:
+            skipped += 1
+            continue
+        teachers[record.pseudonym] = record
+    return teachers, skipped
+
+
+def _student(context: MappingContext, subject: str) -> PersonRecord:
+    return PersonRecord(role="student", pseudonym=_pseudonym(context, subject))
+
+
+# ----------------------------------------------------------------------------------------- classes
+def map_sections(
+    raw_records: Sequence[Any],
+    context: MappingContext,
+    teachers: Mapping[str, PersonRecord] | None = None,
+) -> RosterBatch:
+    """A page of sections -> classes, people and enrolments.
+
+    Students come out as pseudonyms only. A teacher is the named record from ``teachers`` (from
+    ``map_teachers``) when known, else a nameless one. A section missing its id or name, or whose
+    member lists are not lists of ids, is skipped and counted.
+    """
+    batch = RosterBatch()
+    known = teachers or {}
+    seen: set[tuple[str, str]] = set()
+    rules = rules_for(PROVIDER, "class", context.granted_scopes)
+    for raw in raw_records:
+        fields = project(raw, rules) if isinstance(raw, Mapping) else {}
+        external_id, name = _text(fields.get("external_id")), _text(fields.get("name"))
+        student_ids, teacher_ids = _ids(fields.get("student_ids")), _ids(fields.get("teacher_ids"))
+        if external_id is None or name is None or student_ids is None or teacher_ids is None:
+            batch.skipped += 1
+            continue
+        section = _text(fields.get("section")) or _text(fields.get("section_number"))
+        batch.classes.append(ClassRecord(external_id, name, section, ACTIVE))
+        members: list[PersonRecord] = []
+        for subject in teacher_ids:
+            pseudonym = _pseudonym(context, subject)
+            members.append(known.get(pseudonym) or PersonRecord(role="teacher", pseudonym=pseudonym))
+        members += [_student(context, subject) for subject in student_ids]
+        for person in members:
+            batch.enrollments.append(EnrollmentRecord(external_id, person.pseudonym, person.role))
+            if (person.pseudonym, person.role) not in seen:
+                seen.add((person.pseudonym, person.role))
+                batch.people.append(person)
+    return batch
+
+
+# ------------------------------------------------------------------------------------------ events
+@dataclass
+class EventChange:
+    """What one Clever event asks of the store; applying it twice must change nothing.
+
+    A ``sections.created``/``updated`` event carries the whole section: its class and enrolments
+    in ``upserts`` replace what is stored for that class. ``*.deleted`` names what to soft-delete.
+    """
+
+    upserts: RosterBatch = field(default_factory=RosterBatch)
+    deleted_classes: list[str] = field(default_factory=list)
+    deleted_people: list[str] = field(default_factory=list)
+    ignored: bool = False
+
+
+def _is_student_record(raw: Mapping[str, Any]) -> bool:
+    """Only the role keys are looked at, never a value: a student's record is dropped unread."""
+    roles = raw.get("roles")
+    return not isinstance(roles, Mapping) or "teacher" not in roles
+
+
+def map_event(raw: Any, context: MappingContext) -> EventChange:
+    """One event -> an EventChange. Events of other record types are ignored; a broken one is skipped."""
+    change = EventChange()
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
+        change.upserts.skipped = 1
+        return change
+    record_type, _, action = str(raw["type"]).partition(".")
+    data = raw.get("data")
+    record = data.get("object") if isinstance(data, Mapping) else None
+    if record_type not in ("sections", "users"):
+        change.ignored = True
+        return change
+    if not isinstance(record, Mapping) or action not in ("created", "updated", "deleted"):
+        change.upserts.skipped = 1
+        return change
+    if record_type == "sections":
+        if action == "deleted":
+            external_id = _text(project(record, rules_for(PROVIDER, "class", context.granted_scopes))["external_id"])
+            if external_id is None:
+                change.upserts.skipped = 1
+            else:
+                change.deleted_classes.append(external_id)
+            return change
+        change.upserts = map_sections([record], context)
+        return change
+    if _is_student_record(record):
+        change.ignored = True  # enrolments come with sections events; a student record is never read
+        return change
+    teacher = map_teacher(record, context)
+    if teacher is None:
+        change.upserts.skipped = 1
+    elif action == "deleted":
+        change.deleted_people.append(teacher.pseudonym)
+    else:
+        change.upserts.people.append(teacher)
+    return change
+
+
+# ---------------------------------------------------------------------------------------- identity
+@dataclass(frozen=True)
+class CleverIdentity:
+    """Who a token acts for (``/me``): the linking step needs the user id and the district, nothing else."""
+
+    user_id: str
+    district_id: str | None
+    user_type: str
+
+
+def identity(raw_me: Any) -> CleverIdentity | None:
+    """``/me``'s ``data`` -> identity; only ``id``, ``district`` and ``type`` are read (providers.md 2.1)."""
+    if not isinstance(raw_me, Mapping):
+        return None
+    user_id, user_type = _text(raw_me.get("id")), _text(raw_me.get("type"))
+    if user_id is None or user_type is None:
+        return None
+    return CleverIdentity(user_id=user_id, district_id=_text(raw_me.get("district")), user_type=user_type)
+
+
+def pseudonyms(subjects: Iterable[str], pseudonymiser: Pseudonymiser, tenant: str) -> list[str]:
+    """Pseudonyms of Clever ids, e.g. the ids a ``users.deleted`` event or a 404 names."""
+    return [pseudonymiser.pseudonym(PROVIDER, tenant, subject) for subject in subjects]

@@ -1,0 +1,160 @@
+"""The Clever mapper keeps exactly the allowlist projection: against records carrying every property
+of the published v3.0 and v3.1 definitions, no canary value survives mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.clever import CleverConnector, district_token
+from emulators.clever import CleverEmulator
+from mappers.clever import (
+    field_mask,
+    identity,
+    map_event,
+    map_sections,
+    map_teachers,
+    user_records_needed,
+)
+from mappers.policy import ALLOWLIST, MappingContext, Pseudonymiser
+from mappers.records import ClassRecord, PersonRecord
+from tests.test_connector_clever import clever_settings
+
+KEY = "k" * 40
+
+
+@pytest.fixture(params=["v3.0", "v3.1"])
+def clever(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CleverEmulator]:
+    with CleverEmulator(
+        cert_dir=tmp_path, districts=1, teachers=2, students_per_course=6, version=request.param
+    ) as emu:
+        yield emu
+
+
+@pytest.fixture
+def context() -> MappingContext:
+    return MappingContext(tenant="school-a", granted_scopes=frozenset(), pseudonymiser=Pseudonymiser(KEY))
+
+
+def _raw(clever: CleverEmulator) -> tuple[list[Any], list[Any], list[Any]]:
+    """Sections, teachers and (only for this test's contrast) students, straight off the wire."""
+    settings = clever_settings(clever)
+    district_id = clever.district_ids[0]
+    token = district_token(settings, district_id)
+    assert token is not None
+    with CleverConnector(settings, token, district_id=district_id) as connector:
+        sections = [r for page in connector.sections() for r in page.records]
+        teachers = [r for page in connector.teachers() for r in page.records]
+        students = [connector.user(s) for s in clever.student_ids(district_id)[:3]]
+    return sections, teachers, students
+
+
+def _dump(value: Any) -> str:
+    return repr(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
+
+
+def test_records_equal_the_allowlist_projection(clever: CleverEmulator, context: MappingContext) -> None:
+    sections, raw_teachers, _ = _raw(clever)
+    teachers, skipped = map_teachers(raw_teachers, context)
+    assert skipped == 0
+    pseudonymiser = context.pseudonymiser
+    for raw in raw_teachers:
+        pseudonym = pseudonymiser.pseudonym("clever", "school-a", raw["id"])
+        assert teachers[pseudonym] == PersonRecord(
+            role="teacher",
+            pseudonym=pseudonym,
+            display_name=f"{raw['name']['first']} {raw['name']['last']}",
+            email_address=raw["email"],
+        )
+    batch = map_sections(sections, context, teachers)
+    assert batch.skipped == 0
+    assert batch.classes == [ClassRecord(s["id"], s["name"], s["period"], "ACTIVE") for s in sections]
+    for section in sections:
+        enrolled = {(e.pseudonym, e.role) for e in batch.enrollments if e.class_external_id == section["id"]}
+        expected = {(pseudonymiser.pseudonym("clever", "school-a", s), "student") for s in section["students"]}
+        expected |= {(pseudonymiser.pseudonym("clever", "school-a", t), "teacher") for t in section["teachers"]}
+        assert enrolled == expected
+    students = [p for p in batch.people if p.role == "student"]
+    assert students and all(p.display_name is None and p.email_address is None for p in students)
+    assert all(p.display_name for p in batch.people if p.role == "teacher"), "teachers named from the teachers page"
+
+
+def test_no_canary_pii_or_student_id_survives(clever: CleverEmulator, context: MappingContext) -> None:
+    sections, raw_teachers, raw_students = _raw(clever)
+    canaries = clever.personal_strings()
+    assert any(c in repr(raw_students) for c in canaries), "the raw records do carry the canaries"
+    assert "guardian_phone" in repr(raw_students)
+    teachers, _ = map_teachers(raw_teachers, context)
+    batch = map_sections(sections, context, teachers)
+    allowed = {f"{t['name']['first']} {t['name']['last']}" for t in raw_teachers} | {t["email"] for t in raw_teachers}
+    dumped = _dump(batch)
+    leaked = {c for c in canaries if c in dumped and not any(c in value for value in allowed)}
+    assert leaked == set()
+    student_ids = {s for section in sections for s in section["students"]}
+    assert not {s for s in student_ids if s in dumped}, "no Clever student id is kept"
+    for event_student in raw_students:
+        change = map_event({"id": "e1", "type": "users.updated", "data": {"object": event_student}}, context)
+        assert change.ignored and _dump(change.upserts) == _dump(type(change.upserts)())
+
+
+def test_broken_records_are_skipped_and_counted(context: MappingContext) -> None:
+    good = {"id": "s1", "name": "Algebra", "period": "3", "students": ["u1"], "teachers": ["t1"]}
+    broken: list[Any] = [
+        {"name": "no id", "students": [], "teachers": []},
+        {"id": "s2", "name": "students not a list", "students": "u1", "teachers": []},
+        {"id": "s3", "name": "ids not strings", "students": [1, 2], "teachers": []},
+        {"id": 4, "name": "id not a string"},
+        "<html>not a record</html>",
+        None,
+    ]
+    batch = map_sections([good, *broken], context)
+    assert batch.skipped == len(broken)
+    assert [c.external_id for c in batch.classes] == ["s1"]
+    label = map_sections([{**good, "period": None, "section_number": "07"}], context).classes[0].section
+    assert label == "07"
+    teachers, skipped = map_teachers([{"id": "t1", "name": {"first": "A"}}, {"name": {"first": "B"}}, 7], context)
+    assert skipped == 2 and [t.display_name for t in teachers.values()] == ["A"]
+
+
+def test_events_map_idempotently(context: MappingContext) -> None:
+    section = {"id": "s1", "name": "Renamed", "period": "2", "students": ["u1", "u2"], "teachers": ["t1"]}
+    updated = {"id": "e1", "type": "sections.updated", "data": {"object": section, "previous_attributes": {}}}
+    first, second = map_event(updated, context), map_event(updated, context)
+    assert first == second
+    assert [c.name for c in first.upserts.classes] == ["Renamed"] and len(first.upserts.enrollments) == 3
+    deleted = map_event({"id": "e2", "type": "sections.deleted", "data": {"object": section}}, context)
+    assert deleted.deleted_classes == ["s1"]
+    teacher = {"id": "t1", "name": {"first": "Ann", "last": "Lee"}, "email": "a@x.test", "roles": {"teacher": {}}}
+    person = map_event({"id": "e3", "type": "users.updated", "data": {"object": teacher}}, context)
+    assert [p.display_name for p in person.upserts.people] == ["Ann Lee"]
+    gone = map_event({"id": "e4", "type": "users.deleted", "data": {"object": teacher}}, context)
+    assert gone.deleted_people == [context.pseudonymiser.pseudonym("clever", "school-a", "t1")]
+    assert map_event({"id": "e5", "type": "schools.updated", "data": {"object": {}}}, context).ignored
+    assert map_event({"id": "e6", "type": "sections.updated", "data": None}, context).upserts.skipped == 1
+
+
+def test_masks_and_what_is_requested_come_from_the_allowlist() -> None:
+    assert user_records_needed("student") is False
+    assert user_records_needed("teacher") is True
+    assert field_mask("class", frozenset()) == ""
+    student_paths = {rule.path for rule in ALLOWLIST["clever"]["student"]}
+    assert student_paths == {("id",)}
+
+
+def test_identity_reads_only_id_district_and_type() -> None:
+    me = identity({"id": "u1", "district": "d1", "type": "teacher", "authorized_by": "district"})
+    assert me is not None and (me.user_id, me.district_id, me.user_type) == ("u1", "d1", "teacher")
+    library = identity({"id": "u2", "district": None, "type": "teacher"})
+    assert library is not None and library.district_id is None
+    assert identity({"district": "d1"}) is None
+
+
+def test_pseudonyms_are_per_tenant(context: MappingContext) -> None:
+    other = MappingContext(tenant="school-b", granted_scopes=frozenset(), pseudonymiser=context.pseudonymiser)
+    raw = [{"id": "s1", "name": "A", "students": ["u1"], "teachers": []}]
+    assert map_sections(raw, context).people != map_sections(raw, other).people
+    assert map_sections(raw, context).people == map_sections(raw, context).people
