@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     sync_interval_seconds: int = Field(default=3600, gt=0, le=31 * DAY)
     lease_seconds: int = Field(default=2400, gt=0, le=DAY)  # renewed by every write of a running sync
+    # A link with a change feed (a Clever district) applies changes between full listings; a full
+    # listing (with its sweep) still runs at least this often, to catch what a feed missed.
+    full_reconcile_seconds: int = Field(default=DAY, gt=0, le=31 * DAY)
     max_retries: int = Field(default=5, ge=0, le=100)
     retry_min_backoff_ms: int = Field(default=2_000, ge=1, le=DAY * 1000)
     retry_max_backoff_ms: int = Field(default=600_000, ge=1, le=7 * DAY * 1000)

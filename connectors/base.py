@@ -72,6 +72,19 @@ class ProviderDataError(ConnectorError):
     kind = "provider_data"
 
 
+class ChangesUnavailable(ConnectorError):
+    """The change feed cannot continue from the stored cursor (expired, switched off): run a full sync instead.
+
+    ``reason`` is a short word for logs (``expired``, ``disabled``, ...); never retried as such.
+    """
+
+    kind = "changes_unavailable"
+
+    def __init__(self, public: str, *, reason: str) -> None:
+        super().__init__(public)
+        self.reason = reason
+
+
 class RevokeVerdict(StrEnum):
     """What a provider's revoke endpoint said about one token.
 
@@ -82,6 +95,9 @@ class RevokeVerdict(StrEnum):
     REVOKED = "revoked"
     TOKEN_INVALID = "token_invalid"  # noqa: S105 - a verdict, not a secret
     REFUSED = "refused"
+    UNSUPPORTED = (
+        "unsupported"  # the provider has no revoke endpoint (Clever): the grant lives until disconnected there
+    )
 
 
 @dataclass(frozen=True)
@@ -92,26 +108,58 @@ class TokenSet:
     refresh_token: str
     expiry: datetime | None
     scopes: frozenset[str] = field(default_factory=frozenset)
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """What a link needs besides the token (e.g. Clever's ``district_id``/``teacher_id``): sealed with it,
+    never stored in a column in clear."""
 
 
 TokenSink = Callable[[TokenSet], None]
 """Called the moment a refresh rotates tokens, so the new refresh token is persisted before use."""
 
 
+UNREADABLE = "unreadable"
+"""``Page.kind`` of a marker: the roster of class ``parent_id`` could not be read; keep what is stored of it."""
+
+
 @dataclass(frozen=True)
 class Page:
-    """One page of raw records of one resource (``kind``), e.g. the students of one class."""
+    """One page of raw records of one resource (``kind``), e.g. the students of one class.
+
+    ``cursor`` is set on change-feed pages only: the position after this page, to be stored in the
+    same transaction as the page's writes so that a crash resumes from the last applied page.
+    """
 
     kind: str
     parent_id: str | None
     records: Sequence[RawRecord]
+    cursor: str | None = None
+
+
+Masks = Mapping[str, str]
+"""Role (``class``, ``student``, ``teacher``) -> the provider's field selector, derived from the allowlist."""
 
 
 class RosterConnector(Protocol):
-    """What the worker needs of a provider connector."""
+    """What the worker needs of a provider connector; the worker never names a provider field.
 
-    def classes(self, field_mask: str) -> Iterator[Page]: ...
+    A full listing is ``classes`` then ``members``; ``change_cursor``/``changes`` are the change feed
+    (``change_cursor`` returns None when the provider, or this kind of link, has none).
+    """
 
-    def members(self, class_id: str, role: str, field_mask: str) -> Iterator[Page]: ...
+    def classes(self, masks: Masks) -> Iterator[Page]:
+        """Pages of classes; a provider whose classes carry their members returns them inline."""
+        ...
 
-    def revoke(self) -> RevokeVerdict: ...
+    def members(self, class_ids: Sequence[str], masks: Masks) -> Iterator[Page]:
+        """The rest of the roster; a class whose roster cannot be read is an ``UNREADABLE`` marker page."""
+        ...
+
+    def change_cursor(self) -> str | None:
+        """The change-feed position as of now, taken before a full listing; None: no change feed."""
+        ...
+
+    def changes(self, cursor: str) -> Iterator[Page]:
+        """Pages after ``cursor``, each with the cursor after it; ``ChangesUnavailable`` forces a full sync."""
+        ...
+
+    def close(self) -> None: ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,13 +25,17 @@ from requests_oauthlib import OAuth2Session
 
 from connectors.base import (
     AccessRevoked,
+    ChangesUnavailable,
     ConnectorError,
+    Masks,
     Page,
     ProviderDataError,
     RateLimited,
     RawRecord,
+    RevokeVerdict,
     ScopeMissing,
     TokenSet,
+    TokenSink,
     TransientError,
 )
 from settings import Settings
@@ -51,7 +55,7 @@ class LinkRefused(ConnectorError):
     kind = "link_refused"
 
 
-class EventsUnavailable(ConnectorError):
+class EventsUnavailable(ChangesUnavailable):
     """The events stream cannot continue from this cursor: the worker falls back to a full sync.
 
     ``reason`` is ``disabled`` (the district has not enabled events) or ``expired`` (the cursor fell
@@ -59,10 +63,6 @@ class EventsUnavailable(ConnectorError):
     """
 
     kind = "events_unavailable"
-
-    def __init__(self, public: str, *, reason: str) -> None:
-        super().__init__(public)
-        self.reason = reason
 
 
 class RecordUnavailable(ProviderDataError):
@@ -85,16 +85,6 @@ class DistrictToken:
 
     def __repr__(self) -> str:  # never print the token
         return f"DistrictToken(district_id={self.district_id!r}, created={self.created!r})"
-
-
-@dataclass(frozen=True)
-class EventsPage(Page):
-    """One page of events; ``cursor`` is the id of its last event (the input cursor when empty).
-
-    Store it only after the page has been applied, so a crash resumes from the last applied page.
-    """
-
-    cursor: str | None = None
 
 
 # ------------------------------------------------------------------------------------- plumbing
@@ -345,7 +335,7 @@ class CleverConnector:
             raise ProviderDataError("an event carries no id")
         return event_id
 
-    def events(self, cursor: str | None, record_types: Sequence[str] = EVENT_RECORD_TYPES) -> Iterator[EventsPage]:
+    def events(self, cursor: str | None, record_types: Sequence[str] = EVENT_RECORD_TYPES) -> Iterator[Page]:
         """Events after ``cursor`` (an event id; None: the whole 30-day window), page by page.
 
         Each page's ``cursor`` is its last event id. ``EventsUnavailable`` when events are off for
@@ -365,7 +355,7 @@ class CleverConnector:
             if records and not isinstance(last_id, str):
                 raise ProviderDataError("an event carries no id")
             cursor = last_id if isinstance(last_id, str) else cursor
-            yield EventsPage(kind="events", parent_id=None, records=records, cursor=cursor)
+            yield Page(kind="events", parent_id=None, records=records, cursor=cursor)
             uri, query = self._next(following, seen), None
 
     # ------------------------------------------------------------------------------- paging
@@ -480,3 +470,76 @@ def _raise_events_refusal(status: int, body: Any, *, cursor: str | bool | None) 
         raise EventsUnavailable("events are not enabled for this district", reason="disabled")
     if status == 400 and cursor:
         raise EventsUnavailable("the events cursor is outside Clever's 30-day window", reason="expired")
+
+
+def revoke_token(settings: Settings, token: str) -> RevokeVerdict:
+    """Clever has no token revoke endpoint (providers.md 2.1): a district ends access by disconnecting the
+    app in its dashboard, a teacher's SSO token simply expires. Say so rather than claim a revoke."""
+    return RevokeVerdict.UNSUPPORTED
+
+
+# ------------------------------------------------------------------------------------ the protocol
+class CleverRoster:
+    """``CleverConnector`` behind the worker's connector protocol (``connectors.base.RosterConnector``).
+
+    ``tokens.extra`` says what kind of link this is: ``district_id`` alone is a district link (every
+    shared section, then the district's teachers to name them; events as the change feed);
+    ``teacher_id`` is a teacher link (that teacher's sections, then the teacher's own record; no
+    change feed), read with the district's token when ``district_id`` is set too, else with a
+    Library teacher's SSO token. Student records are never requested: sections list their ids.
+    """
+
+    def __init__(self, settings: Settings, tokens: TokenSet, on_tokens: TokenSink) -> None:
+        if not tokens.access_token:
+            raise AccessRevoked("no Clever token stored for this link", reason="no_tokens")
+        self._district_id = tokens.extra.get("district_id")
+        self._teacher_id = tokens.extra.get("teacher_id")
+        if self._district_id is None and self._teacher_id is None:
+            raise ProviderDataError("the stored Clever link names neither a district nor a teacher")
+
+        def rotated(token: str) -> None:
+            on_tokens(replace(tokens, access_token=token))
+
+        self.reader = CleverConnector(settings, tokens.access_token, district_id=self._district_id, on_token=rotated)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def classes(self, masks: Masks) -> Iterator[Page]:
+        if self._teacher_id is not None:
+            yield from self.reader.teacher_sections(self._teacher_id)
+        else:
+            yield from self.reader.sections()
+
+    def members(self, class_ids: Sequence[str], masks: Masks) -> Iterator[Page]:
+        """Teachers' names: the district's teachers in a few pages, or a teacher link's own record.
+
+        Students need nothing beyond the ids their sections listed, so no student record is asked for.
+        """
+        if self._teacher_id is None:
+            yield from self.reader.teachers()
+            return
+        try:
+            yield Page(kind="teachers", parent_id=None, records=[self.reader.user(self._teacher_id)])
+        except RecordUnavailable:
+            return  # the teacher's record is out of reach: keep the name we have
+
+    def change_cursor(self) -> str | None:
+        """The newest event id of a district link ("" when there is none yet); None when events are off."""
+        if self._teacher_id is not None or self._district_id is None:
+            return None
+        try:
+            return self.reader.latest_event_id() or ""
+        except EventsUnavailable:
+            return None
+
+    def changes(self, cursor: str) -> Iterator[Page]:
+        if self._teacher_id is not None or self._district_id is None:
+            raise ChangesUnavailable("a Clever teacher link has no change feed", reason="unsupported")
+        for page in self.reader.events(cursor or None):
+            yield replace(page, cursor=page.cursor or cursor)
+
+
+def connector(settings: Settings, tokens: TokenSet, on_tokens: TokenSink) -> CleverRoster:
+    """The provider row's connector factory."""
+    return CleverRoster(settings, tokens, on_tokens)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import ssl
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -29,8 +29,11 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from connectors.base import (
+    UNREADABLE,
     AccessRevoked,
+    ChangesUnavailable,
     ConnectorError,
+    Masks,
     Page,
     ProviderDataError,
     RateLimited,
@@ -274,17 +277,36 @@ class GoogleConnector:
             )
         )
 
-    def classes(self, field_mask: str) -> Iterator[Page]:
+    def classes(self, masks: Masks) -> Iterator[Page]:
         """The teacher's ACTIVE courses, page by page (``teacherId=me``)."""
         courses = self._service.courses()
-        request = courses.list(teacherId="me", courseStates=["ACTIVE"], fields=field_mask)
+        request = courses.list(teacherId="me", courseStates=["ACTIVE"], fields=masks["class"])
         yield from self._pages(courses, request, "courses", None, COURSES_SCOPE)
 
-    def members(self, class_id: str, role: str, field_mask: str) -> Iterator[Page]:
-        """The students or teachers of one course, page by page (pages of at most 30 at Google)."""
+    def members(self, class_ids: Sequence[str], masks: Masks) -> Iterator[Page]:
+        """Students then teachers of each course, page by page (pages of at most 30 at Google).
+
+        A course whose roster cannot be read (404, a 403 on that course, a broken page) is reported as
+        an ``UNREADABLE`` marker and the next course is read: the worker keeps that course's enrolments.
+        """
+        for class_id in class_ids:
+            try:
+                for role in ("student", "teacher"):
+                    yield from self._members(class_id, role, masks[role])
+            except ProviderDataError:
+                yield Page(kind=UNREADABLE, parent_id=class_id, records=())
+
+    def _members(self, class_id: str, role: str, field_mask: str) -> Iterator[Page]:
         collection = self._service.courses().students() if role == "student" else self._service.courses().teachers()
         request = collection.list(courseId=class_id, fields=field_mask)
         yield from self._pages(collection, request, ROSTER_LIST_KEYS[role], class_id, ROSTERS_SCOPE)
+
+    def change_cursor(self) -> str | None:
+        """Classroom has no change feed for a teacher's courses: every sync is a full listing."""
+        return None
+
+    def changes(self, cursor: str) -> Iterator[Page]:
+        raise ChangesUnavailable("Google Classroom has no change feed", reason="unsupported")
 
     def revoke(self) -> RevokeVerdict:
         return revoke_token(self._settings, str(self._credentials.refresh_token))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappers.policy import MappingContext, Pseudonymiser, project, rules_for
-from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, Role, RosterBatch
+from mappers.records import ChangeBatch, ClassRecord, EnrollmentRecord, PersonRecord, RawPage, Role, RosterBatch
 
 PROVIDER = "clever"
 ACTIVE = "ACTIVE"
@@ -96,7 +96,8 @@ def map_sections(
     """A page of sections -> classes, people and enrolments.
 
     Students come out as pseudonyms only. A teacher is the named record from ``teachers`` (from
-    ``map_teachers``) when known, else a nameless one. A section missing its id or name, or whose
+    ``map_teachers``) when known, else a nameless reference (``complete=False``) that the store
+    never lets overwrite a name it holds. A section missing its id or name, or whose
     member lists are not lists of ids, is skipped and counted.
     """
     batch = RosterBatch()
@@ -115,7 +116,7 @@ def map_sections(
         members: list[PersonRecord] = []
         for subject in teacher_ids:
             pseudonym = _pseudonym(context, subject)
-            members.append(known.get(pseudonym) or PersonRecord(role="teacher", pseudonym=pseudonym))
+            members.append(known.get(pseudonym) or PersonRecord(role="teacher", pseudonym=pseudonym, complete=False))
         members += [_student(context, subject) for subject in student_ids]
         for person in members:
             batch.enrollments.append(EnrollmentRecord(external_id, person.pseudonym, person.role))
@@ -182,6 +183,62 @@ def map_event(raw: Any, context: MappingContext) -> EventChange:
     else:
         change.upserts.people.append(teacher)
     return change
+
+
+# ------------------------------------------------------------------------------- the generic entries
+def map_page(page: RawPage, context: MappingContext) -> RosterBatch:
+    """One page of a full listing: ``sections`` (classes with their members) or ``teachers`` (names)."""
+    if page.kind == "sections":
+        return map_sections(page.records, context)
+    teachers, skipped = map_teachers(page.records, context)
+    return RosterBatch(people=list(teachers.values()), skipped=skipped)
+
+
+def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
+    """One page of events -> one ChangeBatch, folded in event order (a later event about a record wins).
+
+    A section's event carries the whole section, so its enrolments replace the stored ones.
+    """
+    sections: dict[str, RosterBatch | None] = {}
+    teachers: dict[str, PersonRecord | None] = {}
+    skipped = ignored = 0
+    for raw in page.records:
+        change = map_event(raw, context)
+        skipped += change.upserts.skipped
+        ignored += change.ignored
+        for external_id in change.deleted_classes:
+            sections.pop(external_id, None)
+            sections[external_id] = None
+        for cls in change.upserts.classes:
+            one = RosterBatch(classes=[cls])
+            one.enrollments = [e for e in change.upserts.enrollments if e.class_external_id == cls.external_id]
+            named = {(e.role, e.pseudonym) for e in one.enrollments}
+            one.people = [p for p in change.upserts.people if (p.role, p.pseudonym) in named]
+            sections.pop(cls.external_id, None)
+            sections[cls.external_id] = one
+        if not change.upserts.classes:
+            for person in change.upserts.people:
+                teachers.pop(person.pseudonym, None)
+                teachers[person.pseudonym] = person
+        for pseudonym in change.deleted_people:
+            teachers.pop(pseudonym, None)
+            teachers[pseudonym] = None
+    result = ChangeBatch(ignored=ignored)
+    result.upserts.skipped = skipped
+    for external_id, section in sections.items():
+        if section is None:
+            result.deleted_classes.append(external_id)
+            continue
+        result.upserts.classes += section.classes
+        result.upserts.people += section.people
+        result.upserts.enrollments += section.enrollments
+        result.replaced_classes.append(external_id)
+    for pseudonym, teacher in teachers.items():
+        if teacher is None:
+            result.deleted_people.append(("teacher", pseudonym))
+        else:
+            result.upserts.people.append(teacher)
+    return result
 
 
 # ---------------------------------------------------------------------------------------- identity

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mappers.policy import FieldRule, MappingContext, project, rules_for
-from mappers.records import ClassRecord, EnrollmentRecord, MappedBatch, MembersBatch, PersonRecord, Role
+from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, RawPage, Role, RosterBatch
 
 PROVIDER = "google"
 LIST_KEYS: dict[str, str] = {"class": "courses", "student": "students", "teacher": "teachers"}
@@ -36,8 +36,16 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def map_classes(raw_records: Sequence[Any], context: MappingContext) -> MappedBatch[ClassRecord]:
-    batch: MappedBatch[ClassRecord] = MappedBatch()
+def map_page(page: RawPage, context: MappingContext) -> RosterBatch:
+    """One raw page of the full listing -> records: ``courses`` are classes, ``students``/``teachers`` members."""
+    if page.kind == "courses":
+        return _map_classes(page.records, context)
+    role: Role = "student" if page.kind == "students" else "teacher"
+    return _map_members(page.records, str(page.parent_id), role, context)
+
+
+def _map_classes(raw_records: Sequence[Any], context: MappingContext) -> RosterBatch:
+    batch = RosterBatch()
     rules = rules_for(PROVIDER, "class", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, dict) else {}
@@ -46,14 +54,14 @@ def map_classes(raw_records: Sequence[Any], context: MappingContext) -> MappedBa
             batch.skipped += 1
             continue
         state = _text(fields.get("state")) or "ACTIVE"
-        batch.records.append(ClassRecord(external_id, name, _text(fields.get("section")), state))
+        batch.classes.append(ClassRecord(external_id, name, _text(fields.get("section")), state))
     return batch
 
 
-def map_members(
+def _map_members(
     raw_records: Sequence[Any], class_external_id: str, role: Role, context: MappingContext
-) -> MembersBatch:
-    batch = MembersBatch()
+) -> RosterBatch:
+    batch = RosterBatch()
     rules = rules_for(PROVIDER, role, context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, dict) else {}

@@ -76,6 +76,20 @@ def rules_for(provider: str, role: str, granted_scopes: frozenset[str]) -> tuple
     )
 
 
+def allowlist_digest(provider: str, granted_scopes: frozenset[str]) -> str:
+    """A short hash of every rule that applies to this provider under this grant.
+
+    Stored with a change-feed cursor: when the allowlist (or the grant) changes, records already
+    stored were projected under other rules, so the next sync is a full one.
+    """
+    rules = sorted(
+        (role, rule.canonical, rule.path)
+        for role in ALLOWLIST[provider]
+        for rule in rules_for(provider, role, granted_scopes)
+    )
+    return hashlib.sha256(repr(rules).encode()).hexdigest()[:16]
+
+
 def project(raw: Mapping[str, Any], rules: tuple[FieldRule, ...]) -> dict[str, Any]:
     """The allowlist projection of one raw record: canonical name -> value, absent fields as None."""
     projected: dict[str, Any] = {}

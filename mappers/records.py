@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import Any, Literal, Protocol
 
 Role = Literal["student", "teacher"]
 ROLES: tuple[Role, ...] = ("student", "teacher")
+
+
+class RawPage(Protocol):
+    """The shape of a connector's page as a mapper reads it (mappers never import the connectors)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def parent_id(self) -> str | None: ...
+
+    @property
+    def records(self) -> Sequence[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -19,12 +33,18 @@ class ClassRecord:
 
 @dataclass(frozen=True)
 class PersonRecord:
-    """A student carries its pseudonym only; a teacher may carry a display name and email."""
+    """A student carries its pseudonym only; a teacher may carry a display name and email.
+
+    ``complete=False`` marks a mere reference (Clever names a section's teachers by id only): the
+    store inserts it if missing and restores it if soft-deleted, but never overwrites a stored name
+    or email with its empty fields.
+    """
 
     role: Role
     pseudonym: str
     display_name: str | None = None
     email_address: str | None = None
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -34,30 +54,31 @@ class EnrollmentRecord:
     role: Role
 
 
-RecordT = TypeVar("RecordT")
-
-
-@dataclass
-class MappedBatch(Generic[RecordT]):
-    """One page's worth of records plus how many raw records broke the schema and were skipped."""
-
-    records: list[RecordT] = field(default_factory=list)
-    skipped: int = 0
-
-
-@dataclass
-class MembersBatch:
-    people: list[PersonRecord] = field(default_factory=list)
-    enrollments: list[EnrollmentRecord] = field(default_factory=list)
-    skipped: int = 0
-
-
 @dataclass
 class RosterBatch:
-    """Classes, people and enrolments from one page of a provider whose classes carry their members
-    (Clever's sections list ``students[]`` and ``teachers[]``), plus how many raw records were skipped."""
+    """Classes, people and enrolments from one raw page (of any provider), plus how many raw records were skipped.
+
+    A person no enrolment of the batch names (e.g. a page of a district's teachers) only updates a
+    row already stored: people enter the roster as members of a class, never on their own.
+    """
 
     classes: list[ClassRecord] = field(default_factory=list)
     people: list[PersonRecord] = field(default_factory=list)
     enrollments: list[EnrollmentRecord] = field(default_factory=list)
     skipped: int = 0
+
+
+@dataclass
+class ChangeBatch:
+    """What one page of a change feed asks of the store; applying it twice changes nothing.
+
+    ``replaced_classes`` (external ids) are classes whose whole membership is ``upserts``' enrolments
+    of them: any other stored enrolment of theirs is soft-deleted. ``deleted_people`` are
+    ``(role, pseudonym)`` pairs.
+    """
+
+    upserts: RosterBatch = field(default_factory=RosterBatch)
+    replaced_classes: list[str] = field(default_factory=list)
+    deleted_classes: list[str] = field(default_factory=list)
+    deleted_people: list[tuple[Role, str]] = field(default_factory=list)
+    ignored: int = 0

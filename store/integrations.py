@@ -36,6 +36,7 @@ class IntegrationState:
     generation: int
     granted_scopes: frozenset[str]
     token_blob: bytes | None
+    sync_cursor: str | None = None  # a small JSON document written by the sync (worker.sync.CursorState)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
                 Integration.generation,
                 Integration.granted_scopes,
                 Integration.token_blob,
+                Integration.sync_cursor,
             ).where(Integration.id == integration_id)
         ).one_or_none()
     if row is None:
@@ -150,6 +152,7 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
         generation=row.generation,
         granted_scopes=frozenset(row.granted_scopes.split()),
         token_blob=row.token_blob,
+        sync_cursor=row.sync_cursor,
     )
 
 
@@ -197,6 +200,11 @@ def store_tokens(engine: Engine, integration_id: int, generation: int, token_blo
     """Persist rotated tokens, fenced: a revoked integration never gets its tokens back."""
     with fenced(engine, integration_id, generation) as connection:
         connection.execute(update(Integration).where(Integration.id == integration_id).values(token_blob=token_blob))
+
+
+def store_cursor(connection: Connection, integration_id: int, cursor: str | None) -> None:
+    """Save the sync cursor inside the caller's fenced transaction, with the writes it stands for."""
+    connection.execute(update(Integration).where(Integration.id == integration_id).values(sync_cursor=cursor))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord
+from mappers.records import ChangeBatch, ClassRecord, PersonRecord, RosterBatch
 from store.db import utcnow
 from store.models import Base, Enrollment, Person, SchoolClass
 
@@ -45,12 +45,39 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + CHUNK]
 
 
-def upsert_classes(
-    connection: Connection, integration_id: int, records: Sequence[ClassRecord]
-) -> tuple[int, dict[str, int]]:
-    """Returns rows written and ``external_id -> class id`` for the page."""
-    rows = [
-        {
+def _class_ids(connection: Connection, integration_id: int, external_ids: Iterable[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for chunk in _chunks(sorted(set(external_ids))):
+        found = connection.execute(
+            select(SchoolClass.external_id, SchoolClass.id).where(
+                SchoolClass.integration_id == integration_id, SchoolClass.external_id.in_(chunk)
+            )
+        )
+        ids.update({external_id: class_id for external_id, class_id in found})
+    return ids
+
+
+def _person_ids(
+    connection: Connection, integration_id: int, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    ids: dict[tuple[str, str], int] = {}
+    wanted = set(keys)
+    for role in {role for role, _ in wanted}:
+        # One equality per key column (not a row-value IN), so SQLite too looks rows up by the unique index.
+        pseudonyms = sorted(pseudonym for person_role, pseudonym in wanted if person_role == role)
+        for chunk in _chunks(pseudonyms):
+            found = connection.execute(
+                select(Person.pseudonym, Person.id).where(
+                    Person.integration_id == integration_id, Person.role == role, Person.pseudonym.in_(chunk)
+                )
+            )
+            ids.update({(role, pseudonym): person_id for pseudonym, person_id in found})
+    return ids
+
+
+def _upsert_classes(connection: Connection, integration_id: int, records: Sequence[ClassRecord]) -> int:
+    rows = {
+        r.external_id: {
             "integration_id": integration_id,
             "external_id": r.external_id,
             "name": r.name,
@@ -58,71 +85,150 @@ def upsert_classes(
             "state": r.state,
         }
         for r in records
-    ]
-    written = _upsert(
-        connection, _table(SchoolClass), rows, ("integration_id", "external_id"), ("name", "section", "state")
+    }
+    return _upsert(
+        connection,
+        _table(SchoolClass),
+        list(rows.values()),
+        ("integration_id", "external_id"),
+        ("name", "section", "state"),
     )
-    ids: dict[str, int] = {}
-    for chunk in _chunks([r.external_id for r in records]):
-        rows_found = connection.execute(
-            select(SchoolClass.external_id, SchoolClass.id).where(
-                SchoolClass.integration_id == integration_id, SchoolClass.external_id.in_(chunk)
+
+
+def _restore_references(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert people known by reference only if missing, restore them if soft-deleted; never touch their fields."""
+    if not rows:
+        return 0
+    table = _table(Person)
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    upsert = insert(table).on_conflict_do_update(
+        index_elements=["integration_id", "role", "pseudonym"],
+        set_={"removed_at": None},
+        where=table.c.removed_at.is_not(None),
+    )
+    return len(connection.execute(upsert.returning(table.c.id), list(rows)).all())
+
+
+def _update_known(connection: Connection, integration_id: int, people: Sequence[PersonRecord]) -> int:
+    """Refresh the fields of people already stored (whatever their state); never inserts, never restores."""
+    written = 0
+    for p in people:
+        written += connection.execute(
+            update(Person)
+            .where(
+                Person.integration_id == integration_id,
+                Person.role == p.role,
+                Person.pseudonym == p.pseudonym,
+                or_(
+                    Person.display_name.is_distinct_from(p.display_name),
+                    Person.email_address.is_distinct_from(p.email_address),
+                ),
             )
-        )
-        ids.update({external_id: class_id for external_id, class_id in rows_found})
-    return written, ids
+            .values(display_name=p.display_name, email_address=p.email_address)
+        ).rowcount
+    return written
 
 
-def upsert_members(
-    connection: Connection,
-    integration_id: int,
-    class_id: int,
-    people: Sequence[PersonRecord],
-    enrollments: Sequence[EnrollmentRecord],
-) -> tuple[int, set[int]]:
-    """Upserts one page of people and their enrolments in ``class_id``; returns rows written and person ids."""
-    unique_people = {(p.role, p.pseudonym): p for p in people}
-    person_rows = [
-        {
+def apply_batch(
+    connection: Connection, integration_id: int, batch: RosterBatch
+) -> tuple[int, dict[str, int], set[tuple[int, int]]]:
+    """Upsert one page's classes, people and enrolments, whatever provider it came from.
+
+    Returns rows written, ``external_id -> class id`` of the batch's classes, and the
+    ``(class id, person id)`` keys of its enrolments (for the sweep). Enrolments may name classes
+    stored by an earlier page; one naming a class that is not stored is dropped. People no
+    enrolment names only update rows already held; references (``complete=False``) never overwrite.
+    """
+    written = _upsert_classes(connection, integration_id, batch.classes)
+    members = {(e.role, e.pseudonym) for e in batch.enrollments}
+    people: dict[tuple[str, str], PersonRecord] = {}
+    for p in batch.people:
+        key = (p.role, p.pseudonym)
+        if key not in people or (p.complete and not people[key].complete):
+            people[key] = p
+
+    def row(p: PersonRecord) -> dict[str, Any]:
+        return {
             "integration_id": integration_id,
             "role": p.role,
             "pseudonym": p.pseudonym,
-            "display_name": p.display_name,
-            "email_address": p.email_address,
+            "display_name": p.display_name if p.complete else None,
+            "email_address": p.email_address if p.complete else None,
         }
-        for p in unique_people.values()
-    ]
-    written = _upsert(
+
+    complete = [row(p) for key, p in people.items() if key in members and p.complete]
+    references = [row(p) for key, p in people.items() if key in members and not p.complete]
+    written += _upsert(
         connection,
         _table(Person),
-        person_rows,
+        complete,
         ("integration_id", "role", "pseudonym"),
         ("display_name", "email_address"),
     )
-    person_ids: dict[tuple[str, str], int] = {}
-    for role in {role for role, _ in unique_people}:
-        # One equality per key column (not a row-value IN), so SQLite too looks rows up by the unique index.
-        pseudonyms = [pseudonym for person_role, pseudonym in unique_people if person_role == role]
-        for chunk in _chunks(pseudonyms):
-            found = connection.execute(
-                select(Person.pseudonym, Person.id).where(
-                    Person.integration_id == integration_id, Person.role == role, Person.pseudonym.in_(chunk)
-                )
-            )
-            person_ids.update({(role, pseudonym): person_id for pseudonym, person_id in found})
-    enrollment_rows = {
-        person_ids[(e.role, e.pseudonym)]: {
+    written += _restore_references(connection, references)
+    written += _update_known(
+        connection, integration_id, [p for key, p in people.items() if key not in members and p.complete]
+    )
+    class_ids = _class_ids(
+        connection,
+        integration_id,
+        [c.external_id for c in batch.classes] + [e.class_external_id for e in batch.enrollments],
+    )
+    person_ids = _person_ids(connection, integration_id, members)
+    enrollment_rows: dict[tuple[int, int], dict[str, Any]] = {}
+    for e in batch.enrollments:
+        class_id, person_id = class_ids.get(e.class_external_id), person_ids.get((e.role, e.pseudonym))
+        if class_id is None or person_id is None:
+            continue
+        enrollment_rows[(class_id, person_id)] = {
             "integration_id": integration_id,
             "class_id": class_id,
-            "person_id": person_ids[(e.role, e.pseudonym)],
+            "person_id": person_id,
             "role": e.role,
         }
-        for e in enrollments
-    }
-    written += _upsert(
-        connection, _table(Enrollment), list(enrollment_rows.values()), ("class_id", "person_id"), ("role",)
+    for chunk in _chunks(list(enrollment_rows.values())):
+        written += _upsert(connection, _table(Enrollment), chunk, ("class_id", "person_id"), ("role",))
+    own_classes = {c.external_id: class_ids[c.external_id] for c in batch.classes if c.external_id in class_ids}
+    return written, own_classes, set(enrollment_rows)
+
+
+def _soft_delete(
+    connection: Connection, model: type[SchoolClass | Person | Enrollment], condition: Any, now: Any
+) -> int:
+    return int(
+        connection.execute(update(model).where(condition, model.removed_at.is_(None)).values(removed_at=now)).rowcount
     )
-    return written, set(enrollment_rows)
+
+
+def _remove_people_without_enrollment(connection: Connection, integration_id: int, now: Any) -> int:
+    has_enrollment = exists().where(Enrollment.person_id == Person.id, Enrollment.removed_at.is_(None))
+    return _soft_delete(connection, Person, and_(Person.integration_id == integration_id, ~has_enrollment), now)
+
+
+def apply_changes(connection: Connection, integration_id: int, changes: ChangeBatch) -> int:
+    """Apply one change-feed page: upsert, replace memberships, soft-delete; idempotent. Returns rows written."""
+    now = utcnow()
+    written, _classes, seen = apply_batch(connection, integration_id, changes.upserts)
+    replaced = _class_ids(connection, integration_id, changes.replaced_classes)
+    for class_id in replaced.values():
+        current = connection.execute(
+            select(Enrollment.id, Enrollment.person_id).where(
+                Enrollment.class_id == class_id, Enrollment.removed_at.is_(None)
+            )
+        ).all()
+        gone = [enrollment_id for enrollment_id, person_id in current if (class_id, person_id) not in seen]
+        for chunk in _chunks(gone):
+            written += _soft_delete(connection, Enrollment, Enrollment.id.in_(chunk), now)
+    deleted_classes = list(_class_ids(connection, integration_id, changes.deleted_classes).values())
+    for chunk in _chunks(deleted_classes):
+        written += _soft_delete(connection, SchoolClass, SchoolClass.id.in_(chunk), now)
+        written += _soft_delete(connection, Enrollment, Enrollment.class_id.in_(chunk), now)
+    deleted_people = list(_person_ids(connection, integration_id, changes.deleted_people).values())
+    for chunk in _chunks(deleted_people):
+        written += _soft_delete(connection, Person, Person.id.in_(chunk), now)
+        written += _soft_delete(connection, Enrollment, Enrollment.person_id.in_(chunk), now)
+    written += _remove_people_without_enrollment(connection, integration_id, now)
+    return written
 
 
 def remove_unseen(
@@ -160,12 +266,7 @@ def remove_unseen(
     for model, ids in ((SchoolClass, gone_classes), (Enrollment, gone_enrollments)):
         for chunk in _chunks(ids):
             removed += connection.execute(update(model).where(model.id.in_(chunk)).values(removed_at=now)).rowcount
-    has_enrollment = exists().where(Enrollment.person_id == Person.id, Enrollment.removed_at.is_(None))
-    removed += connection.execute(
-        update(Person)
-        .where(Person.integration_id == integration_id, Person.removed_at.is_(None), ~has_enrollment)
-        .values(removed_at=now)
-    ).rowcount
+    removed += _remove_people_without_enrollment(connection, integration_id, now)
     return removed
 
 

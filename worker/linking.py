@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from connectors.base import ConnectorError, TokenSet
 from store import integrations, links
 from store.models import KEY_LENGTH
-from worker.providers import SUPPORTED, Provider, provider, tokens_to_payload
+from worker.providers import SUPPORTED, Callback, Grant, Provider, provider, tokens_to_payload
 from worker.revoke import revoke_grant
 from worker.runtime import Runtime
 
@@ -93,8 +93,9 @@ def complete_link(runtime: Runtime, callback_url: str) -> int:
         raise LinkError(f"the teacher did not grant access at the provider ({query['error'][:40]})")
     spec = provider(pending.provider)
     verifier = runtime.vault.open_text(pending.verifier_blob)
+    callback = Callback(url=callback_url.strip(), state=query["state"], code=query["code"], verifier=verifier)
     try:
-        tokens = spec.exchange_code(runtime.settings, code=query["code"], code_verifier=verifier)
+        tokens = spec.exchange_code(runtime.settings, callback)
     except ConnectorError as error:
         raise LinkError(str(error)) from None
     missing = spec.required_scopes - tokens.scopes
@@ -108,20 +109,59 @@ def complete_link(runtime: Runtime, callback_url: str) -> int:
             "requested permission",
         )
     try:
-        account = spec.account_id(runtime.settings, tokens)
+        grant = spec.grant(runtime.settings, tokens)
     except ConnectorError as error:
-        raise _refuse(runtime, spec, tokens, f"cannot tell which account granted access: {error}") from None
-    actor = f"teacher:{pending.linked_by}"
+        raise _refuse(runtime, spec, tokens, f"cannot link this account: {error}") from None
+    return _save(
+        runtime, spec, grant, tenant=pending.tenant, linked_by=pending.linked_by, actor=f"teacher:{pending.linked_by}"
+    )
+
+
+def _save(runtime: Runtime, spec: Provider, grant: Grant, *, tenant: str, linked_by: str, actor: str) -> int:
+    """Store the grant sealed (tokens and their ``extra``) under the account's pseudonym; revoke what it replaces."""
     saved = integrations.save_link(
         runtime.engine,
-        provider=pending.provider,
-        tenant=pending.tenant,
-        linked_by=pending.linked_by,
-        account_key=runtime.pseudonymiser.pseudonym(pending.provider, pending.tenant, account),
-        scopes=tokens.scopes,
-        token_blob=runtime.vault.seal(tokens_to_payload(tokens)),
+        provider=spec.name,
+        tenant=tenant,
+        linked_by=linked_by,
+        account_key=runtime.pseudonymiser.pseudonym(spec.name, tenant, grant.account),
+        scopes=grant.tokens.scopes,
+        token_blob=runtime.vault.seal(tokens_to_payload(grant.tokens)),
         actor=actor,
     )
     if saved.replaced_token_blob is not None:
-        revoke_grant(runtime, pending.provider, saved.integration_id, saved.replaced_token_blob, actor=actor)
+        revoke_grant(runtime, spec.name, saved.integration_id, saved.replaced_token_blob, actor=actor)
     return saved.integration_id
+
+
+ORG_PREFIX = "org:"
+
+
+def link_org(
+    runtime: Runtime, *, provider_name: str, org: str, tenant: str | None = None, actor: str = "admin:cli"
+) -> int:
+    """Link a whole organisation (a Clever district; later an Entra tenant) with the app token it granted.
+
+    Nothing is stored when the provider holds no grant for the organisation. The integration's
+    ``linked_by`` is ``org:<id>``, so one organisation is linked once per tenant (a re-link keeps its data).
+    """
+    if provider_name not in SUPPORTED:
+        raise LinkError(f"linking {provider_name!r} is not supported yet (supported: {', '.join(SUPPORTED)})")
+    spec = provider(provider_name)
+    if spec.org_grant is None:
+        orgs = ", ".join(name for name in SUPPORTED if provider(name).org_grant is not None)
+        raise LinkError(f"{provider_name} has no organisation-wide link (available for: {orgs})")
+    org = _platform_id("--org", org)
+    if len(ORG_PREFIX + org) > KEY_LENGTH:
+        raise LinkError(f"--org is longer than {KEY_LENGTH - len(ORG_PREFIX)} characters")
+    tenant = _platform_id("--tenant", tenant) if tenant is not None else runtime.settings.default_tenant
+    try:
+        grant = spec.org_grant(runtime.settings, org)
+    except ConnectorError as error:
+        raise LinkError(str(error)) from None
+    if grant is None:
+        raise LinkError(
+            f"{provider_name} holds no grant of organisation {org} for this client: it has not connected "
+            "the app (or disconnected it); nothing was stored"
+        )
+    return _save(runtime, spec, grant, tenant=tenant, linked_by=ORG_PREFIX + org, actor=actor)

@@ -23,6 +23,7 @@ AUDIT_ACTION = {
     RevokeVerdict.REVOKED: "provider_revoked",
     RevokeVerdict.TOKEN_INVALID: "provider_token_invalid",
     RevokeVerdict.REFUSED: "provider_revoke_failed",
+    RevokeVerdict.UNSUPPORTED: "provider_revoke_unsupported",
 }
 
 
@@ -32,6 +33,7 @@ class AtProvider(StrEnum):
     REVOKED = "revoked"  # the provider confirmed it
     NOT_CONFIRMED = "not_confirmed"  # unreachable, refused, or the token was unknown to it: see the audit log
     NONE_HELD = "none_held"  # we held no token: the sync that degraded it had already revoked the grant
+    UNSUPPORTED = "unsupported"  # the provider has no revoke endpoint: access ends when disconnected there
 
 
 @dataclass(frozen=True)
@@ -54,26 +56,28 @@ def revoke_integration(runtime: Runtime, integration_id: int, *, actor: str, rea
     if ended.token_blob is None:
         log.info("integration %s revoked by %s; it held no grant any more", integration_id, actor)
         return RevokeResult(integration_id, already_revoked=False, at_provider=AtProvider.NONE_HELD)
-    confirmed = revoke_grant(runtime, provider_name, integration_id, ended.token_blob, actor=actor)
-    log.info(
-        "integration %s revoked by %s; provider revoke %s",
-        integration_id,
-        actor,
-        "done" if confirmed else "not confirmed",
+    verdict = revoke_grant(runtime, provider_name, integration_id, ended.token_blob, actor=actor)
+    at_provider = (
+        {
+            RevokeVerdict.REVOKED: AtProvider.REVOKED,
+            RevokeVerdict.UNSUPPORTED: AtProvider.UNSUPPORTED,
+        }.get(verdict, AtProvider.NOT_CONFIRMED)
+        if verdict is not None
+        else AtProvider.NOT_CONFIRMED
     )
-    return RevokeResult(
-        integration_id,
-        already_revoked=False,
-        at_provider=AtProvider.REVOKED if confirmed else AtProvider.NOT_CONFIRMED,
-    )
+    log.info("integration %s revoked by %s; provider revoke: %s", integration_id, actor, at_provider.value)
+    return RevokeResult(integration_id, already_revoked=False, at_provider=at_provider)
 
 
-def revoke_grant(runtime: Runtime, provider_name: str, integration_id: int, token_blob: bytes, *, actor: str) -> bool:
+def revoke_grant(
+    runtime: Runtime, provider_name: str, integration_id: int, token_blob: bytes, *, actor: str
+) -> RevokeVerdict | None:
     """Best effort: revoke at the provider the grant whose tokens were just removed here; audit the verdict.
 
     A refresh token the provider calls invalid may have been rotated a moment ago by a sync that
     is refreshing right now, so the access token of the same grant is tried too; if neither ends
-    the grant, the audit says ``provider_token_invalid``, never ``provider_revoked``.
+    the grant, the audit says ``provider_token_invalid``, never ``provider_revoked``. A provider
+    without a revoke endpoint is audited ``provider_revoke_unsupported``. None: the revoke failed.
     """
     verdict: RevokeVerdict | None = None
     try:
@@ -91,4 +95,4 @@ def revoke_grant(runtime: Runtime, provider_name: str, integration_id: int, toke
     with runtime.engine.begin() as connection:
         action = AUDIT_ACTION[verdict] if verdict is not None else "provider_revoke_failed"
         integrations.record_audit(connection, integration_id, actor, action)
-    return verdict is RevokeVerdict.REVOKED
+    return verdict

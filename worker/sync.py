@@ -14,19 +14,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from connectors.base import (
+    UNREADABLE,
     AccessRevoked,
+    ChangesUnavailable,
     ConnectorError,
     ProviderDataError,
     RosterConnector,
     ScopeMissing,
     TokenSet,
 )
-from mappers.policy import MappingContext
+from mappers.policy import MappingContext, allowlist_digest
 from mappers.records import ROLES
 from store import integrations, roster
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
 from store.vault import VaultError
+from worker import cursor as cursor_document
 from worker.progress import ProgressEvent, emit
 from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
 from worker.revoke import revoke_grant as revoke_grant_at_provider
@@ -41,6 +44,7 @@ class SyncOutcome:
 
     integration_id: int
     outcome: str = "ok"  # set to the failure kind by run_sync when a run does not complete
+    mode: str = "full"  # "full" (listing and sweep) or "changes" (change feed from the stored cursor)
     classes_seen: int = 0
     members_seen: int = 0
     rows_written: int = 0
@@ -112,13 +116,15 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
         integrations.release_lease(runtime.engine, integration_id, lease, state.generation, next_due)
         emit(ProgressEvent(integration_id, "done", outcome.classes_seen, outcome.classes_seen))
     log.info(
-        "sync of integration %s: %s, %s classes, %s members, %s rows written, %s skipped",
+        "sync of integration %s: %s (%s), %s classes, %s members, %s rows written, %s skipped, %s provider calls",
         integration_id,
         outcome.outcome,
+        outcome.mode,
         outcome.classes_seen,
         outcome.members_seen,
         outcome.rows_written + outcome.removed,
         outcome.records_skipped,
+        outcome.provider_calls,
     )
     return outcome
 
@@ -177,51 +183,111 @@ def _sync(
     tokens = _open_tokens(runtime, state)
     scopes = state.granted_scopes
     context = MappingContext(state.tenant, scopes, runtime.pseudonymiser)
+    allowlist = allowlist_digest(spec.name, scopes)
     connector: RosterConnector = spec.connector(runtime.settings, tokens, persist_tokens)
     try:
-        class_ids: dict[str, int] = {}
-        classes_complete = True
-        for page in connector.classes(spec.field_mask("class", scopes)):
-            outcome.provider_calls += 1
-            batch = spec.map_classes(page.records, context)
-            with fenced(engine, state.id, generation, lease) as connection:
-                written, ids = roster.upsert_classes(connection, state.id, batch.records)
-            class_ids.update(ids)
-            outcome.rows_written += written
-            outcome.records_skipped += batch.skipped
-            classes_complete = classes_complete and batch.skipped == 0
-        outcome.classes_seen = len(class_ids)
-        emit(ProgressEvent(state.id, "classes", 0, len(class_ids)))
-        seen_enrollments: set[tuple[int, int]] = set()
-        for done, (external_id, class_id) in enumerate(class_ids.items(), start=1):
+        saved = cursor_document.loads(state.sync_cursor)
+        if (
+            saved is not None
+            and spec.map_changes is not None
+            and saved.usable(allowlist, utcnow(), runtime.settings.full_reconcile_seconds)
+        ):
             try:
-                for role in ROLES:
-                    for page in connector.members(external_id, role, spec.field_mask(role, scopes)):
-                        outcome.provider_calls += 1
-                        members = spec.map_members(page.records, external_id, role, context)
-                        with fenced(engine, state.id, generation, lease) as connection:
-                            written, person_ids = roster.upsert_members(
-                                connection, state.id, class_id, members.people, members.enrollments
-                            )
-                        seen_enrollments.update((class_id, person_id) for person_id in person_ids)
-                        outcome.members_seen += len(members.people)
-                        outcome.rows_written += written
-                        outcome.records_skipped += members.skipped
-            except ProviderDataError as error:
-                outcome.incomplete_classes.add(class_id)
-                outcome.records_skipped += 1
-                log.warning("integration %s: roster of one class skipped: %s", state.id, error)
-            emit(ProgressEvent(state.id, "class", done, len(class_ids)))
-        with fenced(engine, state.id, generation, lease) as connection:
-            outcome.removed = roster.remove_unseen(
-                connection,
-                state.id,
-                set(class_ids.values()),
-                seen_enrollments,
-                outcome.incomplete_classes,
-                sweep_classes=classes_complete,
-            )
+                _apply_changes(runtime, state, lease, spec, connector, context, saved, outcome)
+                return
+            except ChangesUnavailable as error:
+                log.info("integration %s: change feed unavailable (%s); full sync", state.id, error.reason)
+        _full_sync(runtime, state, lease, spec, connector, context, allowlist, outcome)
     finally:
-        close = getattr(connector, "close", None)
-        if callable(close):
-            close()
+        connector.close()
+
+
+def _apply_changes(
+    runtime: Runtime,
+    state: integrations.IntegrationState,
+    lease: Lease,
+    spec: Provider,
+    connector: RosterConnector,
+    context: MappingContext,
+    saved: cursor_document.CursorState,
+    outcome: SyncOutcome,
+) -> None:
+    """Apply the change feed page by page; each page's writes and the cursor after it commit together."""
+    assert spec.map_changes is not None
+    outcome.mode = "changes"
+    for page in connector.changes(saved.cursor):
+        outcome.provider_calls += 1
+        batch = spec.map_changes(page, context)
+        with fenced(runtime.engine, state.id, state.generation, lease) as connection:
+            outcome.rows_written += roster.apply_changes(connection, state.id, batch)
+            if page.cursor is not None and page.cursor != saved.cursor:
+                saved = saved.advanced(page.cursor)
+                integrations.store_cursor(connection, state.id, saved.dumps())
+        outcome.classes_seen += len(batch.upserts.classes)
+        outcome.members_seen += len(batch.upserts.people)
+        outcome.records_skipped += batch.upserts.skipped
+
+
+def _full_sync(
+    runtime: Runtime,
+    state: integrations.IntegrationState,
+    lease: Lease,
+    spec: Provider,
+    connector: RosterConnector,
+    context: MappingContext,
+    allowlist: str,
+    outcome: SyncOutcome,
+) -> None:
+    """Classes, then the rest of the roster, then the sweep; the feed position is taken first, stored last."""
+    engine, generation, scopes = runtime.engine, state.generation, state.granted_scopes
+    outcome.mode = "full"
+    masks = {role: spec.field_mask(role, scopes) for role in ("class", *ROLES)}
+    cursor = connector.change_cursor() if spec.map_changes is not None else None
+    if cursor is not None:
+        outcome.provider_calls += 1
+    class_ids: dict[str, int] = {}
+    seen_enrollments: set[tuple[int, int]] = set()
+    classes_complete = True
+    for page in connector.classes(masks):
+        outcome.provider_calls += 1
+        batch = spec.map_page(page, context)
+        with fenced(engine, state.id, generation, lease) as connection:
+            written, ids, keys = roster.apply_batch(connection, state.id, batch)
+        class_ids.update(ids)
+        seen_enrollments |= keys
+        outcome.rows_written += written
+        outcome.members_seen += len(batch.enrollments)
+        outcome.records_skipped += batch.skipped
+        classes_complete = classes_complete and batch.skipped == 0
+    outcome.classes_seen = len(class_ids)
+    emit(ProgressEvent(state.id, "classes", 0, len(class_ids)))
+    done: set[str] = set()
+    for page in connector.members(list(class_ids), masks):
+        if page.parent_id is not None and page.parent_id in class_ids and page.parent_id not in done:
+            done.add(page.parent_id)
+            emit(ProgressEvent(state.id, "class", len(done), len(class_ids)))
+        if page.kind == UNREADABLE:
+            if page.parent_id in class_ids:
+                outcome.incomplete_classes.add(class_ids[page.parent_id])
+            outcome.records_skipped += 1
+            log.warning("integration %s: roster of one class skipped (unreadable)", state.id)
+            continue
+        outcome.provider_calls += 1
+        batch = spec.map_page(page, context)
+        with fenced(engine, state.id, generation, lease) as connection:
+            written, _ids, keys = roster.apply_batch(connection, state.id, batch)
+        seen_enrollments |= keys
+        outcome.members_seen += len(batch.enrollments)
+        outcome.rows_written += written
+        outcome.records_skipped += batch.skipped
+    with fenced(engine, state.id, generation, lease) as connection:
+        outcome.removed = roster.remove_unseen(
+            connection,
+            state.id,
+            set(class_ids.values()),
+            seen_enrollments,
+            outcome.incomplete_classes,
+            sweep_classes=classes_complete,
+        )
+        document = cursor_document.CursorState(cursor, allowlist, utcnow()).dumps() if cursor is not None else None
+        integrations.store_cursor(connection, state.id, document)
