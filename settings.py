@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=2400, gt=0, le=DAY)  # renewed by every write of a running sync
     # A link with a change feed (a Clever district) applies changes between full listings; a full
     # listing (with its sweep) still runs at least this often, to catch what a feed missed.
-    full_reconcile_seconds: int = Field(default=DAY, gt=0, le=31 * DAY)
+    # At most 29 days: Clever keeps events for 30, so a cursor is never trusted past its window.
+    full_reconcile_seconds: int = Field(default=DAY, gt=0, le=29 * DAY)
     max_retries: int = Field(default=5, ge=0, le=100)
     retry_min_backoff_ms: int = Field(default=2_000, ge=1, le=DAY * 1000)
     retry_max_backoff_ms: int = Field(default=600_000, ge=1, le=7 * DAY * 1000)

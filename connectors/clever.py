@@ -13,6 +13,7 @@ records. No token, response body or personal value ever goes into an exception t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +40,10 @@ from connectors.base import (
     TransientError,
 )
 from settings import Settings
+
+for _chatty in ("requests_oauthlib", "oauthlib"):
+    # Both log the code, the Basic auth header and the token response at DEBUG: never let them.
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 API_VERSION = "v3.0"
 PAGE_LIMIT = 10_000

@@ -26,13 +26,15 @@ from store.secrets import reseal_all
 from store.vault import VaultError
 from worker import broker as brokers
 from worker.console import configure_logging, err, out, sync_progress
-from worker.linking import LinkError, complete_link, start_link
+from worker.linking import LinkError, complete_link, link_org, start_link
 from worker.outcomes import Verdict, verdict
 from worker.revoke import AtProvider, revoke_integration
 from worker.runtime import Runtime, build_runtime, set_runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-link_app = typer.Typer(no_args_is_help=True, help="Link a teacher's provider account (headless OAuth).")
+link_app = typer.Typer(
+    no_args_is_help=True, help="Link a teacher's provider account (headless OAuth), or a whole organisation."
+)
 app.add_typer(link_app, name="link")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage the keys that seal tokens at rest.")
 app.add_typer(keys_app, name="keys")
@@ -148,7 +150,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log sync
 
 @link_app.command("start")
 def link_start(
-    provider: Annotated[str, typer.Option(help="Provider to link: google.")],
+    provider: Annotated[str, typer.Option(help="Provider to link: google or clever.")],
     teacher: Annotated[str, typer.Option(help="The platform's id of the teacher who links.")],
     tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
 ) -> None:
@@ -176,6 +178,33 @@ def link_complete(
         except brokers.BrokerUnavailable as error:
             fail(f"linked integration {integration_id}, but its first sync could not be queued: {error}; "
                  f"run `rostersync sync {integration_id}` once the broker is back")
+        err.print(f"linked: integration {integration_id}; first sync enqueued")
+        verdicts = wait_in_memory(rt, broker, [integration_id])
+    out.print(f"integration {integration_id}")
+    report(verdicts)
+
+
+@link_app.command("org")
+def link_org_command(
+    provider: Annotated[str, typer.Option(help="Provider to link: clever (a district).")],
+    org: Annotated[str, typer.Option(help="The provider's id of the organisation (a Clever district id).")],
+    tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
+) -> None:
+    """Link a whole organisation with the app token it granted at the provider, and enqueue the first sync."""
+    with user_errors():
+        rt = runtime()
+        broker = install_broker(rt.settings)
+        brokers.check(broker)  # before anything is stored: a down broker leaves nothing half-done
+        integration_id = link_org(rt, provider_name=provider, org=org, tenant=tenant)
+        from worker.actors import sync_integration
+
+        try:
+            brokers.enqueue(sync_integration, integration_id)
+        except brokers.BrokerUnavailable as error:
+            fail(
+                f"linked integration {integration_id}, but its first sync could not be queued: {error}; "
+                f"run `rostersync sync {integration_id}` once the broker is back"
+            )
         err.print(f"linked: integration {integration_id}; first sync enqueued")
         verdicts = wait_in_memory(rt, broker, [integration_id])
     out.print(f"integration {integration_id}")
@@ -276,6 +305,8 @@ def revoke(
         AtProvider.REVOKED: "revoked at the provider",
         AtProvider.NOT_CONFIRMED: "provider revoke NOT confirmed (see the audit log)",
         AtProvider.NONE_HELD: "no grant was held any more (it was revoked at the provider when it ended)",
+        AtProvider.UNSUPPORTED: "the provider has no revoke endpoint, so access ends only when it is disconnected "
+        "there (Clever: the district removes the app in its Clever dashboard)",
     }[result.at_provider]
     err.print(f"integration {integration_id}: revoked, tokens deleted, roster purged; {at_provider}")
 

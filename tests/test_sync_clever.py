@@ -1,0 +1,444 @@
+"""Clever through the provider-neutral sync cycle, against the Clever emulator, on SQLite and PostgreSQL.
+
+District links (full listing, then events), teacher links (district-shared and Library), rotation,
+disconnects, unsharing, rate limits and bad records; what crosses the wire is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.worker import Worker
+from sqlalchemy import select, update
+
+from connectors.base import Page, RateLimited
+from emulators.clever import CleverEmulator
+from mappers.clever import map_changes
+from mappers.policy import MappingContext
+from settings import Settings
+from store import integrations, roster
+from store.models import AuditEvent, Integration
+from tests.clever_fixtures import clever_settings_for, link_clever_teacher, link_district
+from tests.conftest import MessageRecorder
+from tests.helpers import classes, dump_tables, enrollments, people
+from worker import broker as brokers
+from worker import cursor as cursor_document
+from worker.linking import LinkError
+from worker.providers import tokens_from_payload
+from worker.runtime import Runtime
+from worker.sync import run_sync
+
+
+@pytest.fixture
+def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
+    with CleverEmulator(cert_dir=tmp_path, districts=2, teachers=3, students_per_course=12) as emu:
+        yield emu
+
+
+@pytest.fixture
+def settings(clever: CleverEmulator, database_url: str) -> Settings:
+    return clever_settings_for(clever, database_url)
+
+
+def api_calls(clever: CleverEmulator, since: int = 0) -> list[tuple[str, dict[str, list[str]], int]]:
+    return [(r.path, r.query, r.status) for r in clever.requests[since:] if r.path.startswith("/v3.0")]
+
+
+def stored_roster(runtime: Runtime, integration_id: int) -> tuple[set[tuple[str, str]], set[str], set[tuple[int, int]]]:
+    return (
+        {(c.external_id, c.name) for c in classes(runtime.engine, integration_id)},
+        {p.pseudonym for p in people(runtime.engine, integration_id)},
+        {(e.class_id, e.person_id) for e in enrollments(runtime.engine, integration_id)},
+    )
+
+
+def cursor_of(runtime: Runtime, integration_id: int) -> cursor_document.CursorState | None:
+    return cursor_document.loads(integrations.load(runtime.engine, integration_id).sync_cursor)
+
+
+# ------------------------------------------------------------------------------------- district
+def test_district_full_sync_stores_the_allowlist_and_never_asks_for_students(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "full")
+
+    pseudonym = runtime.pseudonymiser.pseudonym
+    tenant = runtime.settings.default_tenant
+    sections = clever.section_ids(district)
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(sections)
+    students = {pseudonym("clever", tenant, s) for section in sections for s in clever.students_of(section)}
+    stored_students = people(runtime.engine, integration_id, role="student")
+    assert {p.pseudonym for p in stored_students} == students
+    assert {(p.display_name, p.email_address) for p in stored_students} == {(None, None)}
+    teachers = people(runtime.engine, integration_id, role="teacher")
+    assert {p.pseudonym for p in teachers} == {pseudonym("clever", tenant, t) for t in clever.teacher_ids(district)}
+    assert all(p.display_name and p.email_address for p in teachers), "every teacher named by /users?role=teacher"
+
+    calls = api_calls(clever)
+    assert [(path, query.get("role")) for path, query, _ in calls] == [
+        ("/v3.0/events", None),
+        ("/v3.0/sections", None),
+        ("/v3.0/users", ["teacher"]),
+    ], "one request per page the data needs, plus the event cursor"
+    assert outcome.provider_calls == 3
+    assert all(int(query.get("limit", ["100"])[0]) <= 10_000 for _, query, _ in calls)
+    assert 413 not in {status for _, _, status in calls}
+    student_ids = set(clever.student_ids(district))
+    assert not [path for path, _, _ in calls if path.rsplit("/", 1)[-1] in student_ids], "no student record asked for"
+
+    dump = dump_tables(runtime.engine)
+    for teacher in teachers:
+        dump = dump.replace(teacher.display_name, "").replace(teacher.email_address, "")
+    assert not [s for s in clever.personal_strings() if s in dump], "a dropped Clever field reached a table"
+    assert not [t for t in clever.issued_tokens() if t in dump], "a token in the clear"
+
+
+def test_v31_records_are_minimised_the_same_way(tmp_path: Path, database_url: str) -> None:
+    from worker.runtime import build_runtime, set_runtime
+
+    with CleverEmulator(cert_dir=tmp_path, districts=1, version="v3.1", students_per_course=5) as v31:
+        rt = build_runtime(clever_settings_for(v31, database_url))
+        set_runtime(rt)
+        try:
+            integration_id = link_district(rt, v31)
+            assert run_sync(rt, integration_id).outcome == "ok"
+            dump = dump_tables(rt.engine)
+            for teacher in people(rt.engine, integration_id, role="teacher"):
+                dump = dump.replace(teacher.display_name, "").replace(teacher.email_address, "")
+            assert not [s for s in v31.personal_strings() if s in dump]
+        finally:
+            set_runtime(None)
+            rt.engine.dispose()
+
+
+def test_no_change_resync_uses_one_events_request_and_writes_nothing(runtime: Runtime, clever: CleverEmulator) -> None:
+    integration_id = link_district(runtime, clever)
+    first = run_sync(runtime, integration_id)
+    before = len(clever.requests)
+    second = run_sync(runtime, integration_id)
+    assert (second.outcome, second.mode, second.rows_written, second.removed) == ("ok", "changes", 0, 0)
+    assert [path for path, _, _ in api_calls(clever, before)] == ["/v3.0/events"]
+    assert first.provider_calls == 3 and second.provider_calls == 1
+
+
+def test_events_are_applied_and_match_a_full_sync(runtime: Runtime, clever: CleverEmulator) -> None:
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    section, other = clever.section_ids(district)[:2]
+    leaving = clever.students_of(section)[0]
+    clever.add_student(section)
+    clever.remove_student(section, leaving)
+    clever.rename_section(other, "Algebra II (renamed)")
+    clever.rename_user(clever.teacher_ids(district)[0])
+    clever.unshare_section(clever.section_ids(district)[-1])
+
+    incremental = run_sync(runtime, integration_id)
+    assert (incremental.outcome, incremental.mode) == ("ok", "changes") and incremental.rows_written > 0
+    after_events = stored_roster(runtime, integration_id)
+    assert "Algebra II (renamed)" in {name for _, name in after_events[0]}
+    gone = runtime.pseudonymiser.pseudonym("clever", runtime.settings.default_tenant, leaving)
+    class_id = next(c.id for c in classes(runtime.engine, integration_id) if c.external_id == section)
+    person_ids = {p.id for p in people(runtime.engine, integration_id, current=False) if p.pseudonym == gone}
+    assert not {(class_id, person) for person in person_ids} & after_events[2], "the student left the section"
+
+    # The full listing (forced by an old reconcile time) finds exactly what the events made.
+    state = cursor_of(runtime, integration_id)
+    assert state is not None
+    with runtime.engine.begin() as connection:
+        old = cursor_document.CursorState(state.cursor, state.allowlist, state.full_at.replace(year=2000))
+        integrations.store_cursor(connection, integration_id, old.dumps())
+    full = run_sync(runtime, integration_id)
+    assert full.mode == "full" and (full.rows_written, full.removed) == (0, 0)
+    assert stored_roster(runtime, integration_id) == after_events
+
+
+def test_the_same_event_page_applied_twice_changes_nothing(runtime: Runtime, clever: CleverEmulator) -> None:
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    section = clever.section_ids(district)[0]
+    clever.add_student(section)
+    clever.remove_student(section, clever.students_of(section)[0])
+    clever.unshare_section(clever.section_ids(district)[1])
+    clever.rename_user(clever.teacher_ids(district)[1])
+    state = cursor_of(runtime, integration_id)
+    assert state is not None
+    from connectors.clever import CleverConnector, district_token
+
+    token = district_token(runtime.settings, district)
+    assert token is not None
+    with CleverConnector(runtime.settings, token, district_id=district) as reader:
+        pages: list[Page] = list(reader.events(state.cursor or None))
+    context = MappingContext(runtime.settings.default_tenant, frozenset(), runtime.pseudonymiser)
+    batch = map_changes(pages[0], context)
+    with runtime.engine.begin() as connection:
+        first = roster.apply_changes(connection, integration_id, batch)
+    snapshot = stored_roster(runtime, integration_id)
+    with runtime.engine.begin() as connection:
+        second = roster.apply_changes(connection, integration_id, batch)
+    assert first > 0 and second == 0
+    assert stored_roster(runtime, integration_id) == snapshot
+
+
+def test_expired_cursor_disabled_events_and_allowlist_change_fall_back_to_a_full_sync(
+    runtime: Runtime, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    district = clever.district_ids[0]
+    clever.rename_section(clever.section_ids(district)[1], "History")  # the feed holds an event: a real cursor
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    clever.add_student(clever.section_ids(district)[0])
+    clever.expire_events(district)
+    expired = run_sync(runtime, integration_id)
+    assert (expired.outcome, expired.mode) == ("ok", "full") and expired.rows_written > 0
+    assert run_sync(runtime, integration_id).mode == "changes"
+
+    monkeypatch.setattr("worker.sync.allowlist_digest", lambda provider, scopes: "a-new-allowlist")
+    assert run_sync(runtime, integration_id).mode == "full"
+    assert run_sync(runtime, integration_id).mode == "changes"
+
+    clever.set_events_enabled(district, False)
+    disabled = run_sync(runtime, integration_id)
+    assert (disabled.outcome, disabled.mode) == ("ok", "full")
+    assert cursor_of(runtime, integration_id) is None, "no feed: every sync is a full one"
+    assert run_sync(runtime, integration_id).mode == "full"
+
+
+def test_a_rotated_district_token_is_not_a_revocation(runtime: Runtime, clever: CleverEmulator) -> None:
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    new = clever.rotate_district_token(district)
+    outcome = run_sync(runtime, integration_id)
+    assert outcome.outcome == "ok"
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.status == "active" and state.token_blob is not None
+    stored = tokens_from_payload(runtime.vault.open(state.token_blob))
+    assert stored.access_token == new and stored.extra == {"district_id": district}
+    assert "revoked" not in integrations.audit_actions(runtime.engine, integration_id)
+
+
+def test_a_disconnected_district_is_revoked_purged_and_never_called_again(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    first, second = clever.district_ids[:2]
+    gone = link_district(runtime, clever, 0)
+    stays = link_district(runtime, clever, 1)
+    for one in (gone, stays):
+        run_sync(runtime, one)
+    clever.disconnect_district(first)
+    outcome = run_sync(runtime, gone)
+    assert outcome.outcome == "revoked"
+    state = integrations.load(runtime.engine, gone)
+    assert state.status == "revoked" and state.token_blob is None and state.sync_cursor is None
+    assert (classes(runtime.engine, gone, current=False), people(runtime.engine, gone, current=False)) == ([], [])
+    actions = integrations.audit_actions(runtime.engine, gone)
+    assert actions[-3:] == ["revoked", "purged", "provider_revoke_unsupported"]
+    before = len(clever.requests)
+    assert run_sync(runtime, gone).outcome == "skipped:revoked"
+    assert run_sync(runtime, stays).outcome == "ok"
+    assert [r for r in clever.requests[before:] if r.user_id == first] == []
+    assert integrations.load(runtime.engine, stays).status == "active" and classes(runtime.engine, stays)
+    assert second != first
+
+
+def test_an_unshared_section_is_removed_and_restored(runtime: Runtime, clever: CleverEmulator) -> None:
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    section = clever.section_ids(district)[0]
+    members = len(enrollments(runtime.engine, integration_id))
+    clever.unshare_section(section)
+    assert run_sync(runtime, integration_id).mode == "changes"
+    assert section not in {c.external_id for c in classes(runtime.engine, integration_id)}
+    assert section in {c.external_id for c in classes(runtime.engine, integration_id, current=False)}
+    clever.reshare_section(section)
+    run_sync(runtime, integration_id)
+    assert section in {c.external_id for c in classes(runtime.engine, integration_id)}
+    assert len(enrollments(runtime.engine, integration_id)) == members
+
+
+def test_unshared_section_is_swept_by_a_full_sync_too(runtime: Runtime, clever: CleverEmulator) -> None:
+    district = clever.district_ids[0]
+    clever.set_events_enabled(district, False)
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    section = clever.section_ids(district)[0]
+    clever.unshare_section(section)
+    assert run_sync(runtime, integration_id).mode == "full"
+    assert section not in {c.external_id for c in classes(runtime.engine, integration_id)}
+    clever.reshare_section(section)
+    run_sync(runtime, integration_id)
+    assert section in {c.external_id for c in classes(runtime.engine, integration_id)}
+
+
+def test_429_is_raised_for_the_actor_with_the_reset_wait(runtime: Runtime, clever: CleverEmulator) -> None:
+    integration_id = link_district(runtime, clever)
+    clever.fail_next("/v3.0/sections", 429, retry_after=7)
+    with pytest.raises(RateLimited) as caught:
+        run_sync(runtime, integration_id)
+    assert 5 <= caught.value.retry_after <= 8
+    assert integrations.load(runtime.engine, integration_id).status == "active"
+    assert run_sync(runtime, integration_id).outcome == "ok"
+
+
+def test_bad_records_are_skipped_and_counted_and_remove_nothing(runtime: Runtime, clever: CleverEmulator) -> None:
+    district = clever.district_ids[0]
+    clever.set_events_enabled(district, False)  # full listings only
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    held = stored_roster(runtime, integration_id)
+    clever.rename_section(clever.section_ids(district)[0], "   ")  # breaks the definition: no name
+    outcome = run_sync(runtime, integration_id)
+    assert outcome.outcome == "ok" and outcome.records_skipped == 1 and outcome.removed == 0
+    assert stored_roster(runtime, integration_id) == held
+
+
+# ------------------------------------------------------------------------------------- teachers
+def test_a_district_shared_teacher_is_synced_through_the_district_token(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    district = clever.district_ids[0]
+    teacher = clever.teacher_ids(district)[0]
+    integration_id = link_clever_teacher(runtime, clever, teacher, "teacher-7")
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.token_blob is not None
+    extra = tokens_from_payload(runtime.vault.open(state.token_blob)).extra
+    assert extra == {"district_id": district, "teacher_id": teacher}
+    with runtime.engine.connect() as connection:
+        columns = connection.execute(select(Integration.linked_by, Integration.account_key)).one()
+    assert teacher not in str(tuple(columns)), "the Clever id is sealed or pseudonymised, never in clear"
+    before = len(clever.requests)
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "full")
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(
+        clever.section_ids(teacher_id=teacher)
+    )
+    assert [path for path, _, _ in api_calls(clever, before)] == [
+        f"/v3.0/users/{teacher}/sections",
+        f"/v3.0/users/{teacher}",
+    ]
+    me = runtime.pseudonymiser.pseudonym("clever", runtime.settings.default_tenant, teacher)
+    named = {p.pseudonym: p.display_name for p in people(runtime.engine, integration_id, role="teacher")}
+    assert named[me]
+
+
+def test_a_library_teacher_is_synced_with_their_sso_token_without_paging(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    teacher = clever.teacher_ids(None)[0]
+    integration_id = link_clever_teacher(runtime, clever, teacher, "teacher-lib")
+    before = len(clever.requests)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    calls = api_calls(clever, before)
+    assert [path for path, _, _ in calls] == [f"/v3.0/users/{teacher}/sections", f"/v3.0/users/{teacher}"]
+    assert all(not query for _, query, _ in calls), "no limit or paging parameters with an SSO token"
+    assert classes(runtime.engine, integration_id)
+    assert {p.display_name for p in people(runtime.engine, integration_id, role="student")} == {None}
+
+
+def test_a_teacher_links_401_is_access_revoked(runtime: Runtime, clever: CleverEmulator) -> None:
+    teacher = clever.teacher_ids(None)[0]
+    integration_id = link_clever_teacher(runtime, clever, teacher, "teacher-lib")
+    run_sync(runtime, integration_id)
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.token_blob is not None
+    token = tokens_from_payload(runtime.vault.open(state.token_blob)).access_token
+    assert token is not None
+    clever.revoke_token(token)
+    assert run_sync(runtime, integration_id).outcome == "revoked"
+    assert people(runtime.engine, integration_id, current=False) == []
+
+
+def test_a_teacher_of_an_unconnected_district_is_refused_and_nothing_is_stored(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    district = clever.district_ids[1]
+    clever.disconnect_district(district)
+    with pytest.raises(LinkError, match="has not connected"):
+        link_clever_teacher(runtime, clever, clever.teacher_ids(district)[0], "teacher-9")
+    assert integrations.summaries(runtime.engine) == []
+
+
+def test_link_org_for_a_district_without_a_token_stores_nothing(runtime: Runtime, clever: CleverEmulator) -> None:
+    clever.disconnect_district(clever.district_ids[0])
+    with pytest.raises(LinkError, match="nothing was stored"):
+        link_district(runtime, clever, 0)
+    with pytest.raises(LinkError, match="organisation-wide"):
+        from worker.linking import link_org
+
+        link_org(runtime, provider_name="google", org="x")
+    assert integrations.summaries(runtime.engine) == []
+
+
+def test_relinking_a_district_keeps_its_roster(runtime: Runtime, clever: CleverEmulator) -> None:
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    held = stored_roster(runtime, integration_id)
+    assert link_district(runtime, clever) == integration_id
+    assert stored_roster(runtime, integration_id) == held
+    assert cursor_of(runtime, integration_id) is None, "a re-link starts with a full sync"
+
+
+def test_admin_revoke_says_clever_has_no_revoke_endpoint(runtime: Runtime, clever: CleverEmulator) -> None:
+    from worker.revoke import AtProvider, revoke_integration
+
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    before = len(clever.requests)
+    result = revoke_integration(runtime, integration_id, actor="admin:test")
+    assert result.at_provider is AtProvider.UNSUPPORTED and not result.provider_revoked
+    assert clever.requests[before:] == []
+    with runtime.engine.connect() as connection:
+        actions = list(connection.execute(select(AuditEvent.action).where(AuditEvent.integration_id == integration_id)))
+    assert ("provider_revoke_unsupported",) in [tuple(a) for a in actions]
+    assert ("provider_revoked",) not in [tuple(a) for a in actions]
+
+
+# ------------------------------------------------------------------------------------- Dramatiq
+def test_in_process_worker_queues_ids_only_and_logs_nothing_personal(
+    runtime: Runtime,
+    clever: CleverEmulator,
+    stub_broker: StubBroker,
+    message_recorder: MessageRecorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    from worker.actors import sync_integration
+
+    ids = [link_district(runtime, clever, 0), link_district(runtime, clever, 1)]
+    ids.append(link_clever_teacher(runtime, clever, clever.teacher_ids(None)[0], "teacher-lib"))
+    clever.add_student(clever.section_ids(clever.district_ids[0])[0])
+    worker = Worker(stub_broker, worker_timeout=50)
+    worker.start()
+    try:
+        for _round in range(2):
+            for one in ids:
+                brokers.enqueue(sync_integration, one)
+            stub_broker.join(sync_integration.queue_name)
+            worker.join()
+    finally:
+        worker.stop()
+    assert all(classes(runtime.engine, one) for one in ids)
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    text += b"\n".join(message_recorder.encoded).decode()
+    assert all(json.loads(m)["args"] in ([one] for one in ids) for m in message_recorder.encoded)
+    assert not [s for s in clever.personal_strings() if s in text]
+    assert not [t for t in clever.issued_tokens() if t in text]
+
+
+def test_a_stale_cursor_document_is_ignored(runtime: Runtime, clever: CleverEmulator) -> None:
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    with runtime.engine.begin() as connection:
+        connection.execute(update(Integration).where(Integration.id == integration_id).values(sync_cursor="{not json"))
+    assert run_sync(runtime, integration_id).mode == "full"
