@@ -118,10 +118,18 @@ def test_demo_json_tells_the_final_state(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     rows = payload["integrations"]
-    assert [row["status"] for row in rows] == ["active", "revoked", "revoked"]
+    assert [(row["provider"], row["status"]) for row in rows] == [
+        ("google", "active"),
+        ("google", "revoked"),
+        ("google", "revoked"),
+        ("clever", "revoked"),  # the district that disconnected
+        ("clever", "active"),  # the other district
+        ("clever", "active"),  # the Library teacher
+    ]
     assert set(rows[0]) == {"id", "provider", "status", "status_reason", "classes", "teachers", "students"}
     assert rows[0]["students"] > 0 and rows[0]["classes"] >= 2 and rows[0]["teachers"] >= 1
-    assert all(row[k] == 0 for row in rows[1:] for k in ("classes", "teachers", "students"))
+    assert all(row[k] == 0 for row in rows[1:4] for k in ("classes", "teachers", "students"))
+    assert all(row["students"] > 0 and row["classes"] > 0 for row in rows[4:])
     assert "throwaway keys" in result.stderr
     assert list(tmp_path.iterdir()) == [scratch]  # the demo writes nothing where it runs ...
     assert list(scratch.iterdir()) == []  # ... and removes its throwaway database, CA and keys

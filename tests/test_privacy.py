@@ -16,7 +16,7 @@ from store.models import Person
 from tests.conftest import MessageRecorder
 from tests.helpers import dump_tables
 from worker import broker as brokers
-from worker.demo import demo_emulator, tell_story
+from worker.demo import demo_clever, demo_emulator, tell_story
 
 
 def test_full_demo_leaks_nothing(
@@ -31,15 +31,21 @@ def test_full_demo_leaks_nothing(
         return broker
 
     caplog.set_level(logging.DEBUG)
-    with demo_emulator(60, tmp_path) as emulator:
+    with demo_emulator(60, tmp_path) as emulator, demo_clever(60, tmp_path) as clever:
         brokers.make_broker = recording_broker  # type: ignore[assignment]
         try:
-            runtime = tell_story(emulator, tmp_path)
+            runtime = tell_story(emulator, tmp_path, clever)
         finally:
             brokers.make_broker = original_make  # type: ignore[assignment]
             brokers.shutdown()
-        personal = emulator.personal_strings()
-        tokens = emulator.issued_tokens()
+        personal = emulator.personal_strings() | clever.personal_strings()
+        tokens = emulator.issued_tokens() | clever.issued_tokens()
+        student_records = set(clever.student_ids(None)) | {
+            s for d in clever.district_ids for s in clever.student_ids(d)
+        }
+        asked = {call.path.rsplit("/", 1)[-1] for call in clever.requests if call.path.startswith("/v3.0/users/")}
+        roles = {role for call in clever.requests for role in call.query.get("role", [])}
+    assert not asked & student_records and roles <= {"teacher"}, "a Clever student record was requested"
 
     assert recorder.encoded, "the demo queued its syncs"
     messages = b"\n".join(recorder.encoded).decode()
@@ -54,11 +60,13 @@ def test_full_demo_leaks_nothing(
         teacher_names = set(connection.execute(select(Person.display_name).where(Person.role == "teacher")).scalars())
         student_fields = set(
             connection.execute(select(Person.display_name).where(Person.role == "student")).scalars()
-        ) | set(connection.execute(select(Person.email_address)).scalars())
+        ) | set(connection.execute(select(Person.email_address).where(Person.role == "student")).scalars())
     assert student_fields == {None}
     assert teacher_names - {None}, "the active teacher keeps a display name"
     dump = dump_tables(runtime.engine)
-    for name in teacher_names - {None}:
+    with runtime.engine.connect() as connection:
+        teacher_emails = set(connection.execute(select(Person.email_address).where(Person.role == "teacher")).scalars())
+    for name in (teacher_names | teacher_emails) - {None}:
         dump = dump.replace(name, "")
     assert not [s for s in personal if s in dump], "personal data in a table"
     assert not [t for t in tokens if t in dump], "token in the clear in a table"

@@ -1,9 +1,11 @@
-"""``rostersync demo``: the whole story on embedded defaults, against the local Google emulator.
+"""``rostersync demo``: the whole story on embedded defaults, against the local Google and Clever emulators.
 
-Three teachers link; the first sync runs with progress; a roster change is synced; one teacher
-revokes at Google and the next cycle honours it; an admin revokes another; the third stays
-active. Throwaway keys, a throwaway SQLite file and the in-memory broker: nothing outside a
-temporary directory is touched, and nothing personal is printed.
+Google: three teachers link; the first sync runs with progress; a roster change is synced; one
+teacher revokes at Google and the next cycle honours it; an admin revokes another; the third
+stays active. Clever: two districts link school-wide and one Library teacher signs in; a change
+arrives through Clever's events; one district disconnects and the next cycle honours it while
+the other district and the teacher stay active. Throwaway keys, a throwaway SQLite file and the
+in-memory broker: nothing outside a temporary directory is touched, and nothing personal is printed.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from dramatiq.broker import Broker
 from pydantic import SecretStr
 
 from connectors.google import http_session
+from emulators.clever import CleverEmulator
 from emulators.google import GoogleEmulator
 from settings import Settings
 from store import integrations
 from store.vault import new_key
 from worker import broker as brokers
 from worker.console import err, sync_progress
-from worker.linking import complete_link, start_link
+from worker.linking import complete_link, link_org, start_link
 from worker.revoke import revoke_integration
 from worker.runtime import Runtime, build_runtime, set_runtime
 
@@ -34,9 +37,25 @@ TEACHERS = ("teacher-ada", "teacher-bo", "teacher-cy")
 COURSES_PER_TEACHER = 2
 
 
-def demo_settings(emulator: GoogleEmulator, workdir: Path) -> Settings:
-    """Embedded defaults pointed at the emulator; the keys are generated here and thrown away."""
+def demo_settings(emulator: GoogleEmulator, workdir: Path, clever: CleverEmulator | None = None) -> Settings:
+    """Embedded defaults pointed at the emulators; the keys are generated here and thrown away.
+
+    One CA bundle holds both emulators' throwaway CAs, as ``CA_BUNDLE`` would hold a proxy's.
+    """
+    ca_bundle = emulator.ca_path
+    clever_settings: dict[str, object] = {}
+    if clever is not None:
+        ca_bundle = workdir / "demo-ca-bundle.pem"
+        ca_bundle.write_bytes(emulator.ca_path.read_bytes() + clever.ca_path.read_bytes())
+        clever_settings = {
+            "clever_client_id": clever.client_id,
+            "clever_client_secret": SecretStr(clever.client_secret),
+            "clever_authorize_url": clever.authorize_url,
+            "clever_token_url": clever.token_url,
+            "clever_api_base": clever.api_base,
+        }
     return Settings(
+        **clever_settings,  # type: ignore[arg-type]
         database_url=f"sqlite:///{workdir / 'demo.db'}",
         broker_url=None,
         pseudonym_key=SecretStr(secrets.token_urlsafe(48)),
@@ -48,7 +67,7 @@ def demo_settings(emulator: GoogleEmulator, workdir: Path) -> Settings:
         google_revoke_uri=emulator.revoke_uri,
         google_api_endpoint=emulator.api_endpoint,
         google_redirect_uri="https://platform.example/integrations/google/callback",
-        ca_bundle=emulator.ca_path,
+        ca_bundle=ca_bundle,
         retry_min_backoff_ms=100,
         retry_max_backoff_ms=2_000,
     )
@@ -74,14 +93,27 @@ def demo_emulator(students: int, workdir: Path) -> GoogleEmulator:
     )
 
 
+def demo_clever(students: int, workdir: Path) -> CleverEmulator:
+    """Two synthetic districts and one Library teacher; ``students`` spread over the districts' sections."""
+    per_section = max(1, math.ceil(students / (2 * 2 * COURSES_PER_TEACHER)))
+    return CleverEmulator(
+        districts=2,
+        teachers=2,
+        courses_per_teacher=COURSES_PER_TEACHER,
+        students_per_course=per_section,
+        cert_dir=workdir,
+    )
+
+
 def run_demo(students: int, report: Callable[[Runtime], None]) -> None:
     """Tell the story, hand the final state to ``report``, then delete all it made (database, CA, keys)."""
     with (
         tempfile.TemporaryDirectory(prefix="rostersync-demo-") as workdir,
         demo_emulator(students, Path(workdir)) as emulator,
+        demo_clever(students, Path(workdir)) as clever,
     ):
         try:
-            runtime = tell_story(emulator, Path(workdir))
+            runtime = tell_story(emulator, Path(workdir), clever)
             report(runtime)
             runtime.engine.dispose()
         finally:
@@ -99,13 +131,15 @@ def _sync_cycle(rt: Runtime, broker: Broker) -> float:
     return time.perf_counter() - started
 
 
-def tell_story(emulator: GoogleEmulator, workdir: Path) -> Runtime:
+def tell_story(emulator: GoogleEmulator, workdir: Path, clever: CleverEmulator | None = None) -> Runtime:
     err.print("[bold]rostersync demo[/]: embedded defaults, local Google emulator at " + emulator.base_url)
+    if clever is not None:
+        err.print("  and local Clever emulator at " + clever.base_url)
     err.print(
         "  throwaway keys generated for this run (ROSTERSYNC_PSEUDONYM_KEY, ROSTERSYNC_TOKEN_KEYS); "
         "a throwaway database, removed at the end"
     )
-    rt = build_runtime(demo_settings(emulator, workdir))
+    rt = build_runtime(demo_settings(emulator, workdir, clever))
     set_runtime(rt)
     broker = brokers.install(brokers.make_broker(rt.settings))
 
@@ -154,5 +188,52 @@ def tell_story(emulator: GoogleEmulator, workdir: Path) -> Runtime:
     revoked_users = set(emulator.teacher_ids[1:3])
     stray = sum(1 for call in calls if call.user_id in revoked_users)
     err.print(f"  {len(calls)} calls to Google for integration {first}, {stray} for the revoked ones")
+    if clever is not None:
+        tell_clever_story(rt, broker, clever)
     err.print("")
     return rt
+
+
+def _clever_calls(clever: CleverEmulator, since: int) -> int:
+    return sum(1 for call in clever.requests[since:] if call.path.startswith("/v3.0"))
+
+
+def tell_clever_story(rt: Runtime, broker: Broker, clever: CleverEmulator) -> None:
+    """The Clever part: district links, a Library teacher, events, a disconnect honoured."""
+    first, second = clever.district_ids[:2]
+    err.print("\n[bold]7. Two districts link school-wide in Clever[/] (`rostersync link org --provider clever`)")
+    gone = link_org(rt, provider_name="clever", org=first, tenant="district-one")
+    stays = link_org(rt, provider_name="clever", org=second, tenant="district-two")
+    err.print(f"  district links: integrations {gone} and {stays} (their app tokens sealed in the vault)")
+    teacher = clever.teacher_ids(None)[0]
+    clever.set_consent_user(teacher)
+    with http_session(rt.settings) as browser:
+        callback = consent_headlessly(browser, start_link(rt, provider_name="clever", teacher="teacher-dee"))
+    library = complete_link(rt, callback)
+    err.print(f"  a Library teacher (no district) signs in with Clever: integration {library}")
+    before = len(clever.requests)
+    _sync_cycle(rt, broker)
+    err.print(
+        f"  first Clever sync: {_clever_calls(clever, before)} requests in all (per district: the event cursor, "
+        "one page of sections, one of teachers; no student record is ever requested)"
+    )
+
+    err.print("\n[bold]8. The roster changes in Clever[/]: a student joins a section; Clever records events")
+    section = clever.section_ids(first)[0]
+    clever.add_student(section)
+    before = len(clever.requests)
+    _sync_cycle(rt, broker)
+    err.print(f"  synced from the events feed: {_clever_calls(clever, before)} requests for all three Clever links")
+
+    err.print(f"\n[bold]9. District {first[-6:]} disconnects rostersync in Clever[/]; the next cycle honours it")
+    clever.disconnect_district(first)
+    _sync_cycle(rt, broker)
+    err.print(f"  integration {gone}: {integrations.load(rt.engine, gone).status}, roster purged")
+    before = len(clever.requests)
+    _sync_cycle(rt, broker)
+    stray = sum(1 for call in clever.requests[before:] if call.user_id == first)
+    err.print(
+        f"  one more cycle: integrations {stays} and {library} "
+        f"{integrations.load(rt.engine, stays).status} and {integrations.load(rt.engine, library).status}, "
+        f"{stray} requests for the disconnected district"
+    )
