@@ -44,6 +44,8 @@ def start_link(runtime: Runtime, *, provider_name: str, teacher: str, tenant: st
     if provider_name not in SUPPORTED:
         raise LinkError(f"linking {provider_name!r} is not supported yet (supported: {', '.join(SUPPORTED)})")
     teacher = _platform_id("--teacher", teacher)
+    if teacher.startswith(ORG_PREFIX):
+        raise LinkError(f"--teacher must not start with {ORG_PREFIX!r} (kept for `link org`)")
     tenant = _platform_id("--tenant", tenant) if tenant is not None else runtime.settings.default_tenant
     spec = provider(provider_name)
     state = secrets.token_urlsafe(32)
