@@ -442,3 +442,18 @@ def test_a_stale_cursor_document_is_ignored(runtime: Runtime, clever: CleverEmul
     with runtime.engine.begin() as connection:
         connection.execute(update(Integration).where(Integration.id == integration_id).values(sync_cursor="{not json"))
     assert run_sync(runtime, integration_id).mode == "full"
+
+
+def test_a_broken_page_stops_the_run_unswept_and_removes_nothing(runtime: Runtime, clever: CleverEmulator) -> None:
+    district = clever.district_ids[0]
+    clever.set_events_enabled(district, False)
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    held = stored_roster(runtime, integration_id)
+    clever.unshare_section(clever.section_ids(district)[0])  # would be swept by a complete run
+    clever.fail_next("/v3.0/users", 501)  # the teachers' page breaks: ProviderDataError
+    outcome = run_sync(runtime, integration_id)
+    assert outcome.outcome == "provider_data" and outcome.removed == 0
+    assert stored_roster(runtime, integration_id) == held
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert len(classes(runtime.engine, integration_id)) == len(held[0]) - 1
