@@ -12,7 +12,7 @@ from typing import cast
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select, update
 
-from store import roster
+from store import audit, roster
 from store.db import utcnow
 from store.fence import Fenced, fenced
 from store.models import AuditEvent, Integration, SyncRun
@@ -219,9 +219,20 @@ def start_run(engine: Engine, integration_id: int) -> int:
 
 
 def finish_run(engine: Engine, run_id: int, outcome: str, **counters: int) -> None:
+    """Close the run and audit it (counts and outcome only) in the same transaction."""
     with engine.begin() as connection:
-        connection.execute(
-            update(SyncRun).where(SyncRun.id == run_id).values(finished_at=utcnow(), outcome=outcome, **counters)
+        integration_id = connection.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(finished_at=utcnow(), outcome=outcome, **counters)
+            .returning(SyncRun.integration_id)
+        ).scalar_one()
+        audit.record(
+            connection,
+            action="synced",
+            actor="system:sync",
+            integration_id=integration_id,
+            details={"outcome": outcome, **counters},
         )
 
 
