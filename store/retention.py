@@ -16,6 +16,11 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from store import audit
 from store.models import AccountDeletion, Enrollment, Integration, LinkAttempt, Person, SchoolClass
 
+SUSPENDED = "suspended"
+"""An integration of a deleted account: not synced, data and grant kept until the retention deadline."""
+ENDED = ("revoked", "degraded")
+"""Statuses whose roster the revoke already purged; ``purge_ended`` sweeps what may be left of them."""
+
 
 class AlreadyDeleted(Exception):
     """The account is already marked deleted; the first deletion time stands (it starts the clock)."""
@@ -40,6 +45,20 @@ def mark_account_deleted(engine: Engine, account: str, *, actor: str, at: dateti
         connection.execute(insert(AccountDeletion).values(account=account, deleted_at=at, recorded_by=actor))
         linked = audit.ids_of(
             list(connection.execute(select(Integration.id).where(Integration.linked_by == account)).scalars())
+        )
+        # No new data for a deleted account: its active integrations stop syncing (a running sync is fenced
+        # by the generation bump) and keep what they hold, tokens included, until the deadline revokes them.
+        connection.execute(
+            update(Integration)
+            .where(Integration.linked_by == account, Integration.status == "active")
+            .values(
+                status=SUSPENDED,
+                generation=Integration.generation + 1,
+                due_at=None,
+                status_changed_at=at,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
         )
         audit.record(
             connection,
@@ -77,7 +96,7 @@ def due_accounts(engine: Engine, now: datetime, months: int) -> list[DueAccount]
                 DueAccount(
                     account,
                     [row.id for row in linked],
-                    [row.id for row in linked if row.status == "active"],
+                    [row.id for row in linked if row.status in ("active", SUSPENDED)],
                 )
             )
     return due
@@ -98,14 +117,14 @@ def purge_removed(connection: Connection, before: datetime) -> int:
 
 
 def purge_ended(connection: Connection, before: datetime) -> tuple[list[int], int]:
-    """Remove what is left of integrations ended (revoked, degraded, ...) before ``before``.
+    """Remove what is left of integrations ended (revoked, degraded) before ``before``.
 
     The revoke itself already purges in its own transaction; this sweep is the guarantee that nothing
     of an ended integration outlives its grace period, whatever path ended it.
     """
     ended = list(
         connection.execute(
-            select(Integration.id).where(Integration.status != "active", Integration.status_changed_at <= before)
+            select(Integration.id).where(Integration.status.in_(ENDED), Integration.status_changed_at <= before)
         ).scalars()
     )
     removed = 0

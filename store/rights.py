@@ -222,7 +222,7 @@ def holdings(engine: Engine, pseudonym: str) -> list[Holding]:
         for person_id, role, integration_id, provider, tenant, status in rows:
             owner = (
                 role == "teacher"
-                and status != "revoked"
+                and status in ("active", "suspended")
                 and _teaches_every_class(connection, integration_id, person_id)
             )
             previous = found.get(integration_id)
@@ -311,8 +311,8 @@ def delete_integration(connection: Connection, integration_id: int) -> int:
     ).one_or_none()
     if row is None:
         raise UnknownIntegration(integration_id)
-    if row.status == "active":
-        raise StillActive(f"integration {integration_id} is active: revoke it first")
+    if row.status in ("active", "suspended"):
+        raise StillActive(f"integration {integration_id} still holds a live grant: revoke it first")
     removed = 0
     for model in (Enrollment, Person, SchoolClass):
         removed += connection.execute(delete(model).where(model.integration_id == integration_id)).rowcount

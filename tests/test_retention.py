@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import time_machine
+from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import insert, select
 
 from emulators.google import GoogleEmulator
@@ -40,12 +41,18 @@ def test_a_deleted_accounts_data_survives_5_months_29_days_and_is_gone_at_6_mont
         assert mark_account_deleted(runtime, "teacher-gone", actor="admin:test") == [integration_id]
     rows = row_count(runtime.engine, integration_id)
     assert rows > 0
+    # From the deletion on, no new data is pulled for that account: its integration is suspended, not synced.
+    assert integrations.load(runtime.engine, integration_id).status == "suspended"
+    assert integrations.load(runtime.engine, integration_id).token_blob is not None  # kept to revoke at the deadline
+    seen = len(emulator.requests)
+    assert run_sync(runtime, integration_id).outcome == "skipped:suspended"
+    assert emulator.requests[seen:] == []
 
     with time_machine.travel(add_months(START, 5) + timedelta(days=29), tick=False):
         report = purge_expired(runtime)
     assert report.accounts == 0 and report.revoked == []
     assert row_count(runtime.engine, integration_id) == rows
-    assert integrations.load(runtime.engine, integration_id).status == "active"
+    assert integrations.load(runtime.engine, integration_id).status == "suspended"
 
     with time_machine.travel(add_months(START, 6), tick=False):
         report = purge_expired(runtime)
@@ -101,3 +108,13 @@ def test_ended_integrations_keep_nothing_after_the_grace_period(runtime: Runtime
     report = purge_expired(runtime)
     assert report.ended_rows == 1 and report.integrations == [integration_id]
     assert row_count(runtime.engine, integration_id) == 0
+
+
+def test_the_retention_actor_runs_the_job_from_the_queue(runtime: Runtime, stub_broker: StubBroker) -> None:
+    from worker import broker as brokers
+    from worker.actors import purge_expired as purge_actor
+
+    purge_actor.send()
+    brokers.drain(stub_broker)
+    assert stub_broker.dead_letters == []
+    assert audit.count(runtime.engine, "purged_expired") == 1

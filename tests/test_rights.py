@@ -289,3 +289,59 @@ def test_unsafe_audit_details_are_refused(runtime: Runtime) -> None:
         audit.record(connection, action="x", actor=ACTOR, details={"name": "Jane Doe"})
     with pytest.raises(audit.UnsafeDetail), runtime.engine.begin() as connection:
         audit.record(connection, action="x", actor=ACTOR, details={"email": "jane@example.org"})
+
+
+def test_an_erase_during_a_sync_is_not_undone_by_the_page_in_flight(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    """The erase commits while the sync waits for the very page that lists the person: that page drops them."""
+    integration_id = link(0)
+    course = emulator.course_ids_of(emulator.teacher_ids[0])[0]
+    added = [emulator.add_student(course) for _ in range(35)]
+    run_sync(runtime, integration_id)
+    tenant = integrations.load(runtime.engine, integration_id).tenant
+    pseudonym = runtime.pseudonymiser.pseudonym("google", tenant, added[-1])  # listed on a later page
+    fired: list[bool] = []
+
+    def erase_mid_page(record: object) -> None:
+        query = getattr(record, "query", {})
+        if not fired and getattr(record, "path", "").endswith(f"{course}/students") and "pageToken" in query:
+            fired.append(True)
+            erase_person(runtime, pseudonym, actor=ACTOR)
+
+    emulator.add_hook(erase_mid_page)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert fired
+    assert not [p for p in people(runtime.engine, integration_id, current=False) if p.pseudonym == pseudonym]
+    assert len(people(runtime.engine, integration_id, role="student")) > 30  # everyone else is still there
+
+
+def test_each_operation_leaves_exactly_one_audit_event_and_no_canary(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    from worker.retention import mark_account_deleted, purge_expired
+
+    def total() -> int:
+        return len(audit.events(runtime.engine))
+
+    integration_id = link(0)
+    tenant = integrations.load(runtime.engine, integration_id).tenant
+    course = emulator.course_ids_of(emulator.teacher_ids[0])[0]
+    student = runtime.pseudonymiser.pseudonym("google", tenant, emulator.student_ids_of(course)[0])
+    operations = {
+        "synced": lambda: run_sync(runtime, integration_id),
+        "exported": lambda: export_integration(runtime, integration_id, actor=ACTOR),
+        "exported ": lambda: export_integration(runtime, integration_id, actor=ACTOR, oneroster=True),
+        "exported  ": lambda: export_person(runtime, student, actor=ACTOR),
+        "erased": lambda: erase_person(runtime, student, actor=ACTOR),
+        "suppression_lifted": lambda: lift_suppression(runtime, student, actor=ACTOR),
+        "account_deleted": lambda: mark_account_deleted(runtime, "teacher-0", actor=ACTOR),
+        "purged_expired": lambda: purge_expired(runtime),
+    }
+    for action, operation in operations.items():
+        before = total()
+        operation()
+        events = audit.events(runtime.engine)
+        assert len(events) == before + 1, action
+        assert events[-1].action == action.strip()
+    assert not pii_in(events_text(runtime), emulator)

@@ -311,8 +311,10 @@ def export(
     if out_file is None:
         sys.stdout.write(payload.decode())
         return
-    try:
-        out_file.write_bytes(payload)
+    try:  # personal data: readable by the exporting user alone
+        descriptor = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(payload)
     except OSError as error:
         fail(f"cannot write {out_file}: {error.strerror or type(error).__name__}")
     err.print(f"export written to {out_file}")
@@ -419,7 +421,10 @@ def account_mark_deleted(
         rt = runtime()
         linked = mark_account_deleted(rt, account, actor=RIGHTS_ACTOR)
     months = rt.settings.deleted_account_retention_months
-    err.print(f"account marked deleted; {len(linked)} integration(s) it linked will be purged in {months} months")
+    err.print(
+        f"account marked deleted; the {len(linked)} integration(s) it linked stop syncing now "
+        f"and are revoked and purged in {months} months"
+    )
 
 
 @app.command("purge-expired")

@@ -15,11 +15,14 @@ from typing import Any
 
 from store import audit, rights, suppressions
 from store.integrations import load
+from store.retention import SUSPENDED
 from worker.oneroster import csv_files, zipped
 from worker.revoke import revoke_integration
 from worker.runtime import Runtime
 
 PSEUDONYM = re.compile(r"[0-9a-f]{64}")
+LIVE = ("active", SUSPENDED)
+"""Integrations whose grant is still alive at the provider: an erase revokes them first."""
 
 
 class RightsError(Exception):
@@ -87,7 +90,7 @@ def erase_person(runtime: Runtime, pseudonym: str, *, actor: str) -> PersonErase
         raise rights.PersonNotFound()
     revoked = []
     for holding in found:
-        if holding.owner and holding.status == "active":
+        if holding.owner and holding.status in LIVE:
             revoke_integration(runtime, holding.integration_id, actor=actor, reason="owner erased")
             revoked.append(holding.integration_id)
     erasure = rights.erase_person(
@@ -110,7 +113,7 @@ class IntegrationErased:
 def erase_integration(runtime: Runtime, integration_id: int, *, actor: str) -> IntegrationErased:
     """End the grant if it is still active, then remove the integration's record and everything left of it."""
     state = load(runtime.engine, integration_id)
-    revoked_first = state.status == "active"
+    revoked_first = state.status in LIVE
     if revoked_first:
         revoke_integration(runtime, integration_id, actor=actor, reason="integration erased")
     rows = rights.erase_integration(runtime.engine, integration_id, actor=actor)
