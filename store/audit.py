@@ -34,10 +34,15 @@ def _check(details: Mapping[str, Detail]) -> None:
                 raise UnsafeDetail(f"audit detail {key!r}: lists hold ids only")
         elif isinstance(value, str):
             # Short words (outcomes, statuses) or 64-hex pseudonyms; nothing with spaces, @ or markup.
-            if len(value) > 64 or not all(ch.isalnum() or ch in "_-:." for ch in value):
+            if value != word(value):
                 raise UnsafeDetail(f"audit detail {key!r}: only short words or pseudonyms")
         elif value is not None and not isinstance(value, bool | int):
             raise UnsafeDetail(f"audit detail {key!r}: unsupported type")
+
+
+def word(text: str) -> str:
+    """A status or outcome made safe for ``details``: anything but ``[A-Za-z0-9_:.-]`` becomes ``_``."""
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-:.") else "_" for ch in text)[:64]
 
 
 def record(

@@ -226,14 +226,15 @@ def finish_run(engine: Engine, run_id: int, outcome: str, **counters: int) -> No
             .where(SyncRun.id == run_id)
             .values(finished_at=utcnow(), outcome=outcome, **counters)
             .returning(SyncRun.integration_id)
-        ).scalar_one()
-        audit.record(
-            connection,
-            action="synced",
-            actor="system:sync",
-            integration_id=integration_id,
-            details={"outcome": outcome, **counters},
-        )
+        ).scalar_one_or_none()
+        if integration_id is not None:
+            audit.record(
+                connection,
+                action="synced",
+                actor="system:sync",
+                integration_id=integration_id,
+                details={"outcome": audit.word(outcome), **counters},
+            )
 
 
 def audit_actions(engine: Engine, integration_id: int) -> list[str]:

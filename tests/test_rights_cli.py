@@ -96,3 +96,18 @@ def test_rights_commands_refuse_bad_input_in_one_line(emulator: GoogleEmulator, 
     assert run("account", "mark-deleted", "teacher-9", env=env).returncode == 0
     one_line_error(run("account", "mark-deleted", "teacher-9", env=env), "already marked deleted")
     one_line_error(run("account", "mark-deleted", "x" * 129, env=env), "1 to 128 characters")
+
+
+def test_an_export_that_cannot_be_written_is_refused_before_it_is_audited(
+    emulator: GoogleEmulator, tmp_path: Path
+) -> None:
+    from tests.conftest import settings_for
+
+    env = env_for(settings_for(emulator, f"sqlite:///{tmp_path / 'cli.db'}"))
+    one_line_error(
+        run("export", "--integration", "1", "--out", str(tmp_path / "missing" / "x.json"), env=env), "cannot write"
+    )
+    target = tmp_path / "x.json"
+    one_line_error(run("export", "--integration", "1", "--out", str(target), env=env), "no integration with id 1")
+    assert not target.exists()
+    assert json.loads(run("audit", "--json", env=env).stdout) == {"events": []}

@@ -300,23 +300,32 @@ def export(
     if format_ == "oneroster" and (integration is None or out_file is None):
         fail("--format oneroster exports an integration to a zip file: give --integration ID and --out FILE")
     _check_id(integration)
-    with rights_errors():
-        rt = runtime()
-        if person is not None:
-            payload = (json.dumps(rights_ops.export_person(rt, person, actor=RIGHTS_ACTOR), indent=2) + "\n").encode()
-        else:
-            payload = rights_ops.export_integration(
-                rt, integration or 0, actor=RIGHTS_ACTOR, oneroster=format_ == "oneroster"
-            )
-    if out_file is None:
+    handle = None
+    if out_file is not None:  # opened first, so an export is never audited as done when it cannot be delivered
+        try:  # personal data: readable by the exporting user alone
+            handle = os.fdopen(os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+        except OSError as error:
+            fail(f"cannot write {out_file}: {error.strerror or type(error).__name__}")
+    try:
+        with rights_errors():
+            rt = runtime()
+            if person is not None:
+                export = rights_ops.export_person(rt, person, actor=RIGHTS_ACTOR)
+                payload = (json.dumps(export, indent=2) + "\n").encode()
+            else:
+                payload = rights_ops.export_integration(
+                    rt, integration or 0, actor=RIGHTS_ACTOR, oneroster=format_ == "oneroster"
+                )
+    except typer.Exit:
+        if handle is not None and out_file is not None:
+            handle.close()
+            out_file.unlink(missing_ok=True)
+        raise
+    if handle is None:
         sys.stdout.write(payload.decode())
         return
-    try:  # personal data: readable by the exporting user alone
-        descriptor = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(payload)
-    except OSError as error:
-        fail(f"cannot write {out_file}: {error.strerror or type(error).__name__}")
+    with handle:
+        handle.write(payload)
     err.print(f"export written to {out_file}")
 
 
