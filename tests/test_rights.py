@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from emulators.google import GoogleEmulator
 from store import audit, integrations, suppressions
-from store.models import AuditEvent, Integration
+from store.models import AuditEvent, Base, Integration
 from store.rights import PersonNotFound
 from tests.conftest import Linker
 from tests.helpers import classes, enrollments, people
@@ -54,6 +54,15 @@ def pii_in(haystack: str, emulator: GoogleEmulator) -> list[str]:
 
 def events_text(runtime: Runtime) -> str:
     return json.dumps([event.as_json() for event in audit.events(runtime.engine)])
+
+
+def tables_holding(runtime: Runtime, needle: str) -> set[str]:
+    found = set()
+    with runtime.engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            if any(needle in repr(tuple(row)) for row in connection.execute(select(table))):
+                found.add(table.name)
+    return found
 
 
 def synced_with_a_removed_student(runtime: Runtime, emulator: GoogleEmulator, link: Linker) -> tuple[int, str]:
@@ -208,6 +217,7 @@ def test_erase_then_resync_keeps_the_person_out_until_the_suppression_is_lifted(
     pseudonym = runtime.pseudonymiser.pseudonym("google", tenant, student_id)
     assert [p for p in people(runtime.engine, integration_id, current=False) if p.pseudonym == pseudonym]
     enrolled = len(enrollments(runtime.engine, integration_id))
+    assert tables_holding(runtime, pseudonym) == {"people"}
 
     result = erase_person(runtime, pseudonym, actor=ACTOR)
     assert result.people == 1 and result.enrollments >= 1 and result.revoked == []
@@ -216,6 +226,7 @@ def test_erase_then_resync_keeps_the_person_out_until_the_suppression_is_lifted(
     assert [(e.provider, e.tenant, e.pseudonym) for e in suppressions.entries(runtime.engine)] == [
         ("google", tenant, pseudonym)
     ]
+    assert tables_holding(runtime, pseudonym) == {"suppressions", "audit_events"}  # erase leaves nothing else
 
     assert run_sync(runtime, integration_id).outcome == "ok"  # Google still lists the student ...
     assert not [p for p in people(runtime.engine, integration_id, current=False) if p.pseudonym == pseudonym]
