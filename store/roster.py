@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Table, and_, delete, exists, func, or_, selec
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord
+from store import suppressions
 from store.db import utcnow
 from store.models import Base, Enrollment, Person, SchoolClass
 
@@ -80,7 +81,13 @@ def upsert_members(
     people: Sequence[PersonRecord],
     enrollments: Sequence[EnrollmentRecord],
 ) -> tuple[int, set[int]]:
-    """Upserts one page of people and their enrolments in ``class_id``; returns rows written and person ids."""
+    """Upserts one page of people and their enrolments in ``class_id``; returns rows written and person ids.
+
+    A suppressed (erased) person is dropped here, inside the fenced transaction, so no sync brings them back.
+    """
+    blocked = suppressions.suppressed(connection, integration_id, {p.pseudonym for p in people})
+    people = [p for p in people if p.pseudonym not in blocked]
+    enrollments = [e for e in enrollments if e.pseudonym not in blocked]
     unique_people = {(p.role, p.pseudonym): p for p in people}
     person_rows = [
         {
