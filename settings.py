@@ -65,6 +65,11 @@ class Settings(BaseSettings):
             raise ValueError("provider URLs must use https")
         return url.rstrip("/")
 
+    # Retention (P10), read by `rostersync purge-expired` and shown by `rostersync inventory`.
+    revoked_grace_seconds: int = Field(default=0, ge=0, le=90 * 86_400)  # ended integrations: purged at once
+    removed_retention_days: int = Field(default=30, ge=0, le=3650)  # rows the provider no longer lists
+    deleted_account_retention_months: int = Field(default=6, ge=0, le=6)  # the policy's 6 months, never more
+
     ca_bundle: Path | None = None
     # Every duration has an upper bound: an unbounded one overflows datetime arithmetic mid-sync.
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=600)

@@ -13,7 +13,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from store import roster
+from store import audit, roster
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
 from store.models import AuditEvent, Integration, SyncRun
@@ -335,10 +335,22 @@ def start_run(engine: Engine, integration_id: int) -> int:
 
 
 def finish_run(engine: Engine, run_id: int, outcome: str, **counters: int) -> None:
+    """Close the run and audit it (counts and outcome only) in the same transaction."""
     with engine.begin() as connection:
-        connection.execute(
-            update(SyncRun).where(SyncRun.id == run_id).values(finished_at=utcnow(), outcome=outcome, **counters)
-        )
+        integration_id = connection.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(finished_at=utcnow(), outcome=outcome, **counters)
+            .returning(SyncRun.integration_id)
+        ).scalar_one_or_none()
+        if integration_id is not None:
+            audit.record(
+                connection,
+                action="synced",
+                actor="system:sync",
+                integration_id=integration_id,
+                details={"outcome": audit.word(outcome), **counters},
+            )
 
 
 def last_run_id(engine: Engine) -> int:

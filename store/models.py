@@ -63,6 +63,7 @@ class Integration(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     status_changed_at: Mapped[datetime] = mapped_column(DateTime)
+    consent_basis: Mapped[str | None] = mapped_column(String(32), nullable=True)  # issue 8 records it at link time
 
 
 class SchoolClass(Base):
@@ -128,11 +129,12 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    integration_id: Mapped[int] = mapped_column(Integer, index=True)
+    integration_id: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime)
     actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     action: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON of ids and counts (store.audit)
 
 
 class LinkAttempt(Base):
@@ -148,6 +150,32 @@ class LinkAttempt(Base):
     verifier_blob: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Suppression(Base):
+    """An erased person kept out of every later sync of the provider and tenant, by pseudonym only."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("provider", "tenant", "pseudonym"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    tenant: Mapped[str] = mapped_column(String(128))
+    pseudonym: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class AccountDeletion(Base):
+    """A platform account (an integration's ``linked_by``) deleted on the platform; its data goes at the deadline."""
+
+    __tablename__ = "account_deletions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account: Mapped[str] = mapped_column(String(128), unique=True)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime)
+    recorded_by: Mapped[str] = mapped_column(String(128))
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 Index("ix_integrations_due", Integration.status, Integration.due_at)

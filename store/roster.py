@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Table, and_, delete, exists, func, or_, selec
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mappers.records import ChangeBatch, ClassRecord, PersonRecord, RosterBatch
+from store import suppressions
 from store.db import utcnow
 from store.models import Base, Enrollment, Person, SchoolClass
 
@@ -138,11 +139,17 @@ def apply_batch(
     ``(class id, person id)`` keys of its enrolments (for the sweep). Enrolments may name classes
     stored by an earlier page; one naming a class that is not stored is dropped. People no
     enrolment names only update rows already held; references (``complete=False``) never overwrite.
+    A suppressed (erased) person is dropped here, inside the fenced transaction, so no sync brings
+    them back (neither a full listing nor a change feed).
     """
     written = _upsert_classes(connection, integration_id, batch.classes)
-    members = {(e.role, e.pseudonym) for e in batch.enrollments}
+    blocked = suppressions.suppressed(
+        connection, integration_id, {p.pseudonym for p in batch.people} | {e.pseudonym for e in batch.enrollments}
+    )
+    enrollments = [e for e in batch.enrollments if e.pseudonym not in blocked]
+    members = {(e.role, e.pseudonym) for e in enrollments}
     people: dict[tuple[str, str], PersonRecord] = {}
-    for p in batch.people:
+    for p in (p for p in batch.people if p.pseudonym not in blocked):
         key = (p.role, p.pseudonym)
         if key not in people or (p.complete and not people[key].complete):
             people[key] = p
@@ -172,11 +179,11 @@ def apply_batch(
     class_ids = _class_ids(
         connection,
         integration_id,
-        [c.external_id for c in batch.classes] + [e.class_external_id for e in batch.enrollments],
+        [c.external_id for c in batch.classes] + [e.class_external_id for e in enrollments],
     )
     person_ids = _person_ids(connection, integration_id, members)
     enrollment_rows: dict[tuple[int, int], dict[str, Any]] = {}
-    for e in batch.enrollments:
+    for e in enrollments:
         class_id, person_id = class_ids.get(e.class_external_id), person_ids.get((e.role, e.pseudonym))
         if class_id is None or person_id is None:
             continue

@@ -15,6 +15,7 @@ import dramatiq
 from connectors.base import RateLimited
 from settings import get_settings
 from worker.broker import QUEUE, ensure_broker
+from worker.retention import purge_expired as purge_now
 from worker.revoke import revoke_integration as revoke_now
 from worker.runtime import get_runtime
 from worker.sync import run_sync
@@ -36,4 +37,10 @@ def revoke_integration(integration_id: int, requested_by: str) -> None:
     revoke_now(get_runtime(), integration_id, actor=requested_by, reason="requested")
 
 
-ALL = (sync_integration, revoke_integration)
+@dramatiq.actor(queue_name=QUEUE, max_retries=3)
+def purge_expired() -> None:
+    """The retention job (P10), for the scheduler to enqueue daily; it takes no argument, so it carries nothing."""
+    purge_now(get_runtime())
+
+
+ALL = (sync_integration, revoke_integration, purge_expired)

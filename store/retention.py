@@ -1,0 +1,149 @@
+"""Retention at the store (P10): what has outlived its time, and the deletes that remove it.
+
+Every function takes ``now`` from its caller, so the one clock of a retention run decides every
+deadline in it (and a test can move that clock). Calendar months are calendar months: an account
+deleted on 29 November is due on 29 May, not after a fixed number of days.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from store import audit
+from store.models import AccountDeletion, Enrollment, Integration, LinkAttempt, Person, SchoolClass
+
+SUSPENDED = "suspended"
+"""An integration of a deleted account: not synced, data and grant kept until the retention deadline."""
+ENDED = ("revoked", "degraded")
+"""Statuses whose roster the revoke already purged; ``purge_ended`` sweeps what may be left of them."""
+
+
+class AlreadyDeleted(Exception):
+    """The account is already marked deleted; the first deletion time stands (it starts the clock)."""
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """Same day of the month ``months`` later, clamped to the month's last day (31 Aug + 6 = 28/29 Feb)."""
+    year, month = divmod(moment.month - 1 + months, 12)
+    year += moment.year
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+def mark_account_deleted(engine: Engine, account: str, *, actor: str, at: datetime) -> list[int]:
+    """Record that the platform deleted an account; returns the integrations it linked. One audit event."""
+    with engine.begin() as connection:
+        known = connection.execute(
+            select(AccountDeletion.id).where(AccountDeletion.account == account).with_for_update()
+        ).one_or_none()
+        if known is not None:
+            raise AlreadyDeleted("that account is already marked deleted; its deadline is unchanged")
+        connection.execute(insert(AccountDeletion).values(account=account, deleted_at=at, recorded_by=actor))
+        linked = audit.ids_of(
+            list(connection.execute(select(Integration.id).where(Integration.linked_by == account)).scalars())
+        )
+        # No new data for a deleted account: its active integrations stop syncing (a running sync is fenced
+        # by the generation bump) and keep what they hold, tokens included, until the deadline revokes them.
+        connection.execute(
+            update(Integration)
+            .where(Integration.linked_by == account, Integration.status == "active")
+            .values(
+                status=SUSPENDED,
+                generation=Integration.generation + 1,
+                due_at=None,
+                status_changed_at=at,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        audit.record(
+            connection,
+            action="account_deleted",
+            actor=actor,
+            integration_id=linked[0] if len(linked) == 1 else None,
+            details={"integrations": linked},
+        )
+    return linked
+
+
+@dataclass(frozen=True)
+class DueAccount:
+    account: str
+    integration_ids: list[int]
+    active_ids: list[int]
+
+
+def due_accounts(engine: Engine, now: datetime, months: int) -> list[DueAccount]:
+    """Deleted accounts whose data has reached its deadline and is not purged yet."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(AccountDeletion.account, AccountDeletion.deleted_at).where(AccountDeletion.purged_at.is_(None))
+        ).all()
+        due = []
+        for account, deleted_at in rows:
+            if add_months(deleted_at, months) > now:
+                continue
+            linked = connection.execute(
+                select(Integration.id, Integration.status)
+                .where(Integration.linked_by == account)
+                .order_by(Integration.id)
+            ).all()
+            due.append(
+                DueAccount(
+                    account,
+                    [row.id for row in linked],
+                    [row.id for row in linked if row.status in ("active", SUSPENDED)],
+                )
+            )
+    return due
+
+
+def mark_account_purged(connection: Connection, account: str, now: datetime) -> None:
+    connection.execute(update(AccountDeletion).where(AccountDeletion.account == account).values(purged_at=now))
+
+
+def purge_removed(connection: Connection, before: datetime) -> int:
+    """Hard-delete roster rows soft-deleted before ``before`` (enrolments first, then people and classes)."""
+    removed = 0
+    for model in (Enrollment, Person, SchoolClass):
+        removed += connection.execute(
+            delete(model).where(model.removed_at.is_not(None), model.removed_at <= before)
+        ).rowcount
+    return removed
+
+
+def purge_ended(connection: Connection, before: datetime) -> tuple[list[int], int]:
+    """Remove what is left of integrations ended (revoked, degraded) before ``before``.
+
+    The revoke itself already purges in its own transaction; this sweep is the guarantee that nothing
+    of an ended integration outlives its grace period, whatever path ended it.
+    """
+    ended = list(
+        connection.execute(
+            select(Integration.id).where(Integration.status.in_(ENDED), Integration.status_changed_at <= before)
+        ).scalars()
+    )
+    removed = 0
+    touched = []
+    for integration_id in ended:
+        count = 0
+        for model in (Enrollment, Person, SchoolClass):
+            count += connection.execute(delete(model).where(model.integration_id == integration_id)).rowcount
+        count += connection.execute(
+            update(Integration)
+            .where(Integration.id == integration_id, Integration.token_blob.is_not(None))
+            .values(token_blob=None, sync_cursor=None)
+        ).rowcount
+        if count:
+            touched.append(integration_id)
+            removed += count
+    return touched, removed
+
+
+def purge_link_attempts(connection: Connection, before: datetime) -> int:
+    """Consents in flight older than their time to live: their encrypted verifiers serve nothing any more."""
+    return int(connection.execute(delete(LinkAttempt).where(LinkAttempt.created_at < before)).rowcount)

@@ -1,0 +1,113 @@
+"""The rights, retention, audit and inventory commands as an admin runs them: real processes, stdout for
+results alone, one `error:` line and exit 2 for bad input, no personal data on stderr or in the audit."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from emulators.google import GoogleEmulator
+from settings import Settings
+from tests.conftest import link_teacher
+from tests.test_cli import env_for, one_line_error, run
+from worker.runtime import build_runtime, set_runtime
+from worker.sync import run_sync
+
+
+def test_rights_commands_end_to_end(emulator: GoogleEmulator, tmp_path: Path) -> None:
+    from tests.conftest import settings_for
+
+    settings: Settings = settings_for(emulator, f"sqlite:///{tmp_path / 'cli.db'}")
+    rt = build_runtime(settings)
+    set_runtime(rt)
+    try:
+        integration_id = link_teacher(rt, emulator, 0)
+        run_sync(rt, integration_id)
+    finally:
+        set_runtime(None)
+    tenant = settings.default_tenant
+    course = emulator.course_ids_of(emulator.teacher_ids[0])[0]
+    student = rt.pseudonymiser.pseudonym("google", tenant, emulator.student_ids_of(course)[0])
+    rt.engine.dispose()
+    env = env_for(settings)
+
+    exported = run("export", "--integration", str(integration_id), env=env)
+    assert exported.returncode == 0, exported.stderr
+    payload = json.loads(exported.stdout)
+    assert student in {p["pseudonym"] for p in payload["people"]}
+
+    zip_path = tmp_path / "roster.zip"
+    zipped = run(
+        "export", "--integration", str(integration_id), "--format", "oneroster", "--out", str(zip_path), env=env
+    )
+    assert zipped.returncode == 0 and zipped.stdout == "", zipped.stderr
+    assert "users.csv" in zipfile.ZipFile(io.BytesIO(zip_path.read_bytes())).namelist()
+
+    person = json.loads(run("export", "--person", student, env=env).stdout)
+    assert [r["role"] for r in person["records"]] == ["student"]
+
+    erased = run("erase", student, "--json", env=env)
+    assert erased.returncode == 0, erased.stderr
+    assert json.loads(erased.stdout)["integrations"] == [integration_id]
+    listed = json.loads(run("suppressions", "list", "--json", env=env).stdout)
+    assert [s["pseudonym"] for s in listed["suppressions"]] == [student]
+    assert run("suppressions", "lift", student, env=env).returncode == 0
+
+    marked = run("account", "mark-deleted", "teacher-0", env=env)
+    assert marked.returncode == 0, marked.stderr
+    purged = run("purge-expired", "--json", env=env)
+    assert purged.returncode == 0, purged.stderr
+    assert json.loads(purged.stdout)["deleted_accounts"] == 0  # six months are not over
+
+    inventory = json.loads(run("inventory", "--json", env=env).stdout)
+    assert [p["provider"] for p in inventory["providers"]] == ["google"]
+    one = json.loads(run("inventory", str(integration_id), "--json", env=env).stdout)
+    assert one["integration"] == integration_id and one["consent_basis"] == "not recorded"
+    assert run("inventory", str(integration_id), env=env).stdout.startswith(f"integration {integration_id} (google")
+
+    events = json.loads(run("audit", "--integration", str(integration_id), "--json", env=env).stdout)["events"]
+    actions = [e["action"] for e in events]
+    for action in ("linked", "synced", "exported", "erased", "suppression_lifted", "account_deleted"):
+        assert action in actions, action
+    every = json.loads(run("audit", "--json", env=env).stdout)["events"]
+    assert [e["action"] for e in every].count("purged_expired") == 1  # a run that touched nothing names no integration
+    assert actions.count("exported") == 3 and actions.count("erased") == 1
+    text_log = run("audit", env=env).stdout
+    everything = json.dumps(events) + text_log + erased.stderr + purged.stderr
+    assert not [s for s in emulator.personal_strings() if s in everything]
+
+
+def test_rights_commands_refuse_bad_input_in_one_line(emulator: GoogleEmulator, tmp_path: Path) -> None:
+    from tests.conftest import settings_for
+
+    env = env_for(settings_for(emulator, f"sqlite:///{tmp_path / 'cli.db'}"))
+    one_line_error(run("export", env=env), "--person PSEUDONYM or --integration ID")
+    one_line_error(run("export", "--integration", "1", "--format", "oneroster", env=env), "--out FILE")
+    one_line_error(run("export", "--integration", "7", env=env), "no integration with id 7")
+    one_line_error(run("export", "--person", "a" * 64, env=env), "no person with that pseudonym")
+    one_line_error(run("erase", "Jane Doe", env=env), "64 lowercase hex")
+    one_line_error(run("erase", env=env), "PSEUDONYM or --integration ID")
+    one_line_error(run("erase", "--integration", "0", env=env), "positive whole number")
+    one_line_error(run("suppressions", "lift", "b" * 64, env=env), "not suppressed")
+    one_line_error(run("audit", "--integration", "-3", env=env), "positive whole number")
+    one_line_error(run("inventory", "42", env=env), "no integration with id 42")
+    assert run("account", "mark-deleted", "teacher-9", env=env).returncode == 0
+    one_line_error(run("account", "mark-deleted", "teacher-9", env=env), "already marked deleted")
+    one_line_error(run("account", "mark-deleted", "x" * 129, env=env), "1 to 128 characters")
+
+
+def test_an_export_that_cannot_be_written_is_refused_before_it_is_audited(
+    emulator: GoogleEmulator, tmp_path: Path
+) -> None:
+    from tests.conftest import settings_for
+
+    env = env_for(settings_for(emulator, f"sqlite:///{tmp_path / 'cli.db'}"))
+    one_line_error(
+        run("export", "--integration", "1", "--out", str(tmp_path / "missing" / "x.json"), env=env), "cannot write"
+    )
+    target = tmp_path / "x.json"
+    one_line_error(run("export", "--integration", "1", "--out", str(target), env=env), "no integration with id 1")
+    assert not target.exists()
+    assert json.loads(run("audit", "--json", env=env).stdout) == {"events": []}

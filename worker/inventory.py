@@ -1,0 +1,144 @@
+"""The data inventory a school's privacy officer asks for, generated from what the code runs on.
+
+Nothing here is written by hand: the scopes come from the provider table, the fields on the wire
+from the same ``field_mask`` the sync hands the connector, the fields kept from the allowlist
+(``mappers.policy.ALLOWLIST``), the retention from the settings. Change any of those and the
+inventory changes with it, so it cannot drift from what the code does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from mappers.policy import ALLOWLIST, FieldRule, rules_for
+from settings import Settings
+from store import audit, integrations
+from store.models import Integration
+from store.roster import counts
+from worker.providers import PROVIDERS, Provider
+from worker.runtime import Runtime
+
+SUBJECT = "subject"
+"""The canonical name under which the allowlist reads a provider's user id: only to pseudonymise it."""
+
+
+def _short(scope: str) -> str:
+    return scope.rsplit("/", 1)[-1]
+
+
+def _kept(rule: FieldRule) -> dict[str, Any]:
+    source = ".".join(rule.path)
+    if rule.canonical == SUBJECT:
+        entry: dict[str, Any] = {"field": "pseudonym", "from": f"HMAC-SHA256({source})", "stored": "pseudonym only"}
+    else:
+        entry = {"field": rule.canonical, "from": source, "stored": "as sent"}
+    entry["only_with_scope"] = _short(rule.requires_scope) if rule.requires_scope else None
+    return entry
+
+
+def _optional_scopes(name: str) -> list[str]:
+    return sorted({rule.requires_scope for rules in ALLOWLIST[name].values() for rule in rules if rule.requires_scope})
+
+
+def _roles(spec: Provider, granted: frozenset[str], everything: frozenset[str] | None) -> dict[str, Any]:
+    roles: dict[str, Any] = {}
+    for role in ALLOWLIST[spec.name]:
+        entry: dict[str, Any] = {
+            "on_the_wire": spec.field_mask(role, granted),
+            "kept": [_kept(rule) for rule in rules_for(spec.name, role, granted if everything is None else everything)],
+        }
+        if everything is not None:
+            wider = spec.field_mask(role, everything)
+            entry["on_the_wire_with_optional_scopes"] = wider if wider != entry["on_the_wire"] else None
+        roles[role] = entry
+    return roles
+
+
+def retention(settings: Settings) -> dict[str, str]:
+    grace = settings.revoked_grace_seconds
+    return {
+        "ended_integrations": "roster and tokens deleted at the revoke"
+        + (f"; anything left removed {grace} s after it" if grace else " (grace 0)"),
+        "rows_the_provider_no_longer_lists": f"hidden at once, deleted after {settings.removed_retention_days} days",
+        "deleted_platform_accounts": "everything the account linked deleted "
+        f"{settings.deleted_account_retention_months} months after the account's deletion",
+        "consents_in_flight": f"deleted after {settings.link_state_ttl_seconds} s",
+        "audit_log": "kept; ids, counts and pseudonyms only",
+    }
+
+
+PSEUDONYMISATION = (
+    "HMAC-SHA256 over 'provider|tenant|user id' under a per-tenant key derived (HKDF-SHA256) from "
+    "ROSTERSYNC_PSEUDONYM_KEY; the provider's user id is never stored, for students or teachers"
+)
+
+
+def provider_inventory(settings: Settings, name: str) -> dict[str, Any]:
+    """What rostersync asks a provider for and keeps, under the scopes it asks and the optional ones it honours."""
+    spec = PROVIDERS[name]
+    optional = _optional_scopes(name)
+    return {
+        "provider": name,
+        "scopes_asked": sorted(_short(scope) for scope in spec.required_scopes),
+        "optional_scopes_honoured": [_short(scope) for scope in optional],
+        "roles": _roles(spec, spec.required_scopes, spec.required_scopes | frozenset(optional)),
+        "pseudonymisation": PSEUDONYMISATION,
+        "retention": retention(settings),
+        "consent_basis": "recorded per integration at link time (see `inventory ID`)",
+    }
+
+
+def integration_inventory(runtime: Runtime, integration_id: int) -> dict[str, Any]:
+    """The same, for one integration: the scopes it was granted decide the fields."""
+    state = integrations.load(runtime.engine, integration_id)
+    spec = PROVIDERS[state.provider]
+    with runtime.engine.connect() as connection:
+        stored = counts(connection, integration_id)
+        basis = connection.execute(
+            select(Integration.consent_basis).where(Integration.id == integration_id)
+        ).scalar_one_or_none()
+    return {
+        "integration": integration_id,
+        "provider": state.provider,
+        "tenant": state.tenant,
+        "status": state.status,
+        "scopes_asked": sorted(_short(scope) for scope in spec.required_scopes),
+        "scopes_granted": sorted(_short(scope) for scope in state.granted_scopes),
+        "roles": _roles(spec, state.granted_scopes, None),
+        "pseudonymisation": PSEUDONYMISATION,
+        "retention": retention(runtime.settings),
+        "consent_basis": basis or audit.NOT_RECORDED,
+        "stored_now": {"classes": stored.classes, "teachers": stored.teachers, "students": stored.students},
+    }
+
+
+def render(inventory: dict[str, Any]) -> str:
+    """Plain text, the same lines `rostersync inventory` prints and docs/privacy.md shows."""
+    lines = []
+    if "integration" in inventory:
+        lines.append(f"integration {inventory['integration']} ({inventory['provider']}, {inventory['status']})")
+        lines.append(f"  scopes granted: {', '.join(inventory['scopes_granted'])}")
+    else:
+        lines.append(f"provider {inventory['provider']}")
+        lines.append(f"  scopes asked: {', '.join(inventory['scopes_asked'])}")
+        lines.append(f"  optional scopes honoured: {', '.join(inventory['optional_scopes_honoured']) or 'none'}")
+    for role, entry in inventory["roles"].items():
+        lines.append(f"  {role}")
+        lines.append(f"    on the wire: {entry['on_the_wire']}")
+        if entry.get("on_the_wire_with_optional_scopes"):
+            lines.append(f"    on the wire with optional scopes: {entry['on_the_wire_with_optional_scopes']}")
+        for kept in entry["kept"]:
+            gate = f" (only with {kept['only_with_scope']})" if kept["only_with_scope"] else ""
+            lines.append(f"    kept: {kept['field']} <- {kept['from']}{gate}")
+    lines.append(f"  pseudonymisation: {inventory['pseudonymisation']}")
+    for what, rule in inventory["retention"].items():
+        lines.append(f"  retention, {what.replace('_', ' ')}: {rule}")
+    lines.append(f"  consent basis: {inventory['consent_basis']}")
+    if "stored_now" in inventory:
+        stored = inventory["stored_now"]
+        lines.append(
+            f"  stored now: {stored['classes']} classes, {stored['teachers']} teachers, {stored['students']} students"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,181 @@
+"""An integration's current roster as OneRoster 1.2-style bulk CSV files, zipped (P9, portability).
+
+Built from the integration export (store.rights), so it can only hold what is stored: every column
+of the OneRoster files is present so a district's tools can read them, and a column we do not store
+stays empty rather than being guessed. People, teachers included, are identified by their pseudonym
+``sourcedId``: no provider id is stored for anyone (P1). Google keeps a teacher's full name only, so
+it goes whole into ``givenName``. Soft-deleted rows are left out (a bulk file lists what is current);
+the JSON export has them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+CLASSES_COLUMNS = (
+    "sourcedId",
+    "status",
+    "dateLastModified",
+    "title",
+    "grades",
+    "courseSourcedId",
+    "classCode",
+    "classType",
+    "location",
+    "schoolSourcedId",
+    "termSourcedIds",
+    "subjects",
+    "subjectCodes",
+    "periods",
+)
+USERS_COLUMNS = (
+    "sourcedId",
+    "status",
+    "dateLastModified",
+    "enabledUser",
+    "username",
+    "userIds",
+    "givenName",
+    "familyName",
+    "middleName",
+    "identifier",
+    "email",
+    "sms",
+    "phone",
+    "agentSourcedIds",
+    "grades",
+    "password",
+    "userMasterIdentifier",
+    "resourceSourcedIds",
+    "preferredGivenName",
+    "preferredMiddleName",
+    "preferredFamilyName",
+    "primaryOrgSourcedId",
+    "pronouns",
+)
+ROLES_COLUMNS = (
+    "sourcedId",
+    "status",
+    "dateLastModified",
+    "userSourcedId",
+    "roleType",
+    "role",
+    "orgSourcedId",
+    "userProfileSourcedId",
+    "beginDate",
+    "endDate",
+)
+ENROLLMENTS_COLUMNS = (
+    "sourcedId",
+    "status",
+    "dateLastModified",
+    "classSourcedId",
+    "schoolSourcedId",
+    "userSourcedId",
+    "role",
+    "primary",
+    "beginDate",
+    "endDate",
+)
+FILES = ("classes.csv", "users.csv", "roles.csv", "enrollments.csv")
+
+
+def _csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    return buffer.getvalue()
+
+
+def _manifest() -> str:
+    rows = [
+        {"propertyName": "manifest.version", "value": "1.0"},
+        {"propertyName": "oneroster.version", "value": "1.2"},
+        *({"propertyName": f"file.{name[:-4]}", "value": "bulk"} for name in FILES),
+        {"propertyName": "source.systemName", "value": "rostersync"},
+    ]
+    return _csv(("propertyName", "value"), rows)
+
+
+def csv_files(export: dict[str, Any]) -> dict[str, str]:
+    """File name -> CSV text, from one integration export."""
+    school = export["integration"]["tenant"]
+    classes = [c for c in export["classes"] if c["removed_at"] is None]
+    people = [p for p in export["people"] if p["removed_at"] is None]
+    users: dict[str, dict[str, Any]] = {}
+    for person in people:  # one user per pseudonym, even when it holds two roles (a teacher's row has the name)
+        if person["pseudonym"] not in users or person["role"] == "teacher":
+            users[person["pseudonym"]] = person
+    current_classes = {c["external_id"] for c in classes}
+    enrollments = [
+        e for e in export["enrollments"] if e["removed_at"] is None and e["class_external_id"] in current_classes
+    ]
+    return {
+        "manifest.csv": _manifest(),
+        "classes.csv": _csv(
+            CLASSES_COLUMNS,
+            (
+                {
+                    "sourcedId": c["external_id"],
+                    "title": c["name"],
+                    "classCode": c["section"],
+                    "classType": "scheduled",
+                    "schoolSourcedId": school,
+                }
+                for c in classes
+            ),
+        ),
+        "users.csv": _csv(
+            USERS_COLUMNS,
+            (
+                {
+                    "sourcedId": p["pseudonym"],
+                    "enabledUser": "true",
+                    "givenName": p["display_name"],
+                    "email": p["email_address"],
+                    "primaryOrgSourcedId": school,
+                }
+                for p in users.values()
+            ),
+        ),
+        "roles.csv": _csv(
+            ROLES_COLUMNS,
+            (
+                {
+                    "sourcedId": f"{p['pseudonym']}-{p['role']}",
+                    "userSourcedId": p["pseudonym"],
+                    "roleType": "primary",
+                    "role": p["role"],
+                    "orgSourcedId": school,
+                }
+                for p in people
+            ),
+        ),
+        "enrollments.csv": _csv(
+            ENROLLMENTS_COLUMNS,
+            (
+                {
+                    "sourcedId": f"{e['class_external_id']}-{e['pseudonym']}",
+                    "classSourcedId": e["class_external_id"],
+                    "schoolSourcedId": school,
+                    "userSourcedId": e["pseudonym"],
+                    "role": e["role"],
+                }
+                for e in enrollments
+            ),
+        ),
+    }
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
