@@ -42,15 +42,21 @@ def _optional_scopes(name: str) -> list[str]:
     return sorted({rule.requires_scope for rules in ALLOWLIST[name].values() for rule in rules if rule.requires_scope})
 
 
+NO_FIELD_SELECTION = (
+    "no field selection at this provider: whole records of the endpoints the sync chooses "
+    "(Clever: sections and teachers, never student records); only the fields below are kept"
+)
+
+
 def _roles(spec: Provider, granted: frozenset[str], everything: frozenset[str] | None) -> dict[str, Any]:
     roles: dict[str, Any] = {}
     for role in ALLOWLIST[spec.name]:
         entry: dict[str, Any] = {
-            "on_the_wire": spec.field_mask(role, granted),
+            "on_the_wire": spec.field_mask(role, granted) or NO_FIELD_SELECTION,
             "kept": [_kept(rule) for rule in rules_for(spec.name, role, granted if everything is None else everything)],
         }
         if everything is not None:
-            wider = spec.field_mask(role, everything)
+            wider = spec.field_mask(role, everything) or NO_FIELD_SELECTION
             entry["on_the_wire_with_optional_scopes"] = wider if wider != entry["on_the_wire"] else None
         roles[role] = entry
     return roles
