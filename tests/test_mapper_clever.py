@@ -158,3 +158,35 @@ def test_pseudonyms_are_per_tenant(context: MappingContext) -> None:
     raw = [{"id": "s1", "name": "A", "students": ["u1"], "teachers": []}]
     assert map_sections(raw, context).people != map_sections(raw, other).people
     assert map_sections(raw, context).people == map_sections(raw, context).people
+
+
+def test_an_event_page_folds_in_order_and_a_later_event_wins(context: MappingContext) -> None:
+    from connectors.base import Page
+    from mappers.clever import map_changes
+
+    def event(number: int, kind: str, record: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f"e{number}", "type": kind, "data": {"object": record}}
+
+    section = {"id": "s1", "name": "Maths", "period": "1", "students": ["u1"], "teachers": ["t1"]}
+    teacher = {"id": "t1", "name": {"first": "Ann", "last": "Lee"}, "email": "a@x.test", "roles": {"teacher": {}}}
+    student = {"id": "u9", "name": {"first": "Kid"}, "dob": "1/1/2015", "roles": {"student": {}}}
+    page = Page(
+        kind="events",
+        parent_id=None,
+        records=[
+            event(1, "sections.deleted", section),
+            event(2, "sections.created", {**section, "name": "Maths again", "students": ["u1", "u2"]}),
+            event(3, "users.created", student),  # dropped unread
+            event(4, "users.updated", teacher),
+            event(5, "sections.deleted", {"id": "s2", "name": "Gone"}),
+        ],
+        cursor="e5",
+    )
+    batch = map_changes(page, context)
+    assert [c.name for c in batch.upserts.classes] == ["Maths again"]
+    assert batch.replaced_classes == ["s1"] and batch.deleted_classes == ["s2"]
+    assert batch.ignored == 1 and batch.upserts.skipped == 0
+    named = [p for p in batch.upserts.people if p.role == "teacher" and p.complete]
+    assert [p.display_name for p in named] == ["Ann Lee"]
+    assert "Kid" not in repr(batch) and "2015" not in repr(batch)
+    assert [p.complete for p in batch.upserts.people if p.role == "teacher"] == [False, True]  # reference, then name
