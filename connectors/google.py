@@ -288,10 +288,12 @@ class GoogleConnector:
 
         A course whose roster cannot be read (404, a 403 on that course, a broken page) is reported as
         an ``UNREADABLE`` marker and the next course is read: the worker keeps that course's enrolments.
+        A role the worker hands no mask for is not requested at all.
         """
+        roles = [role for role in ("student", "teacher") if role in masks]
         for class_id in class_ids:
             try:
-                for role in ("student", "teacher"):
+                for role in roles:
                     yield from self._members(class_id, role, masks[role])
             except ProviderDataError:
                 yield Page(kind=UNREADABLE, parent_id=class_id, records=())
