@@ -62,6 +62,7 @@ class Settings(BaseSettings):
 
     # Issue 8: web app, scheduler, workers.
     admin_tokens: SecretStr | None = None  # comma list of bearer tokens of the admin API
+    link_signing_key: SecretStr | None = None  # the platform signs /link requests with it; unset: no web linking
     scheduler_tick_seconds: float = Field(default=30.0, gt=0, le=3600)
     scheduler_jitter_seconds: float = Field(default=30.0, ge=0, le=3600)
     scheduler_batch: int = Field(default=500, gt=0, le=100_000)

@@ -14,11 +14,21 @@ from emulators.google import GoogleEmulator
 from settings import Settings
 from store import integrations
 from tests.conftest import settings_for
+from web.signing import signature
 from worker.runtime import Runtime
 
 ADMIN_TOKENS = ("admin-token-one-0123456789", "admin-token-two-9876543210")
 REDIRECT = "https://rostersync.test/oauth/google/callback"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKENS[1]}"}
+SIGNING_KEY = "link-signing-key-for-tests-0123456789"
+
+
+def signed(teacher: str, *, tenant: str | None = None, basis: str = "school", lifetime: int = 600) -> dict[str, str]:
+    """The query the platform puts on a /link/google URL it hands a logged-in teacher."""
+    expires = int(time.time()) + lifetime
+    sig = signature(SIGNING_KEY, provider="google", teacher=teacher, tenant=tenant, basis=basis, expires=expires)
+    query = {"teacher": teacher, "basis": basis, "expires": str(expires), "sig": sig}
+    return query | ({"tenant": tenant} if tenant is not None else {})
 
 
 def web_settings(emulator: GoogleEmulator, database_url: str, **overrides: Any) -> Settings:
@@ -26,6 +36,7 @@ def web_settings(emulator: GoogleEmulator, database_url: str, **overrides: Any) 
         emulator,
         database_url,
         admin_tokens=",".join(ADMIN_TOKENS),
+        link_signing_key=SIGNING_KEY,
         google_redirect_uri=REDIRECT,
         manual_sync_cooldown_seconds=300,
         **overrides,
@@ -40,9 +51,9 @@ def browser(emulator: GoogleEmulator) -> requests.Session:
 
 
 def consent(client: TestClient, emulator: GoogleEmulator, teacher: str, *, teacher_index: int = 0, **query: str) -> str:
-    """Start at /link/google, let the emulator approve; returns the callback path+query the browser lands on."""
+    """Start at a signed /link/google, let the emulator approve; returns the path+query the browser lands on."""
     emulator.set_consent_user(emulator.teacher_ids[teacher_index])
-    started = client.get("/link/google", params={"teacher": teacher, **query}, follow_redirects=False)
+    started = client.get("/link/google", params=signed(teacher, **query), follow_redirects=False)
     assert started.status_code == 302, started.text
     assert started.headers["location"].startswith(emulator.auth_uri + "?")
     approved = browser(emulator).get(started.headers["location"], allow_redirects=False, timeout=10)

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from store import integrations
 from store.models import KEY_LENGTH
 from store.vault import VaultError
+from web import signing
 from web.context import WebContext, context
 from web.pages import NO_STORE, page, what_to_do
 from worker import broker as brokers
@@ -36,6 +37,15 @@ BASIS_PATTERN = "^(" + "|".join(BASES) + ")$"
 def _unusable(ctx: WebContext, provider: str) -> HTMLResponse | None:
     if provider not in SUPPORTED:
         return page("Unknown provider", [f"rostersync cannot link {provider!r}."], status=404)
+    if ctx.runtime.settings.link_signing_key is None:
+        return page(
+            "Not available yet",
+            [
+                "Linking in the browser is not configured on this server (no link signing key). "
+                "Tell your school's administrator."
+            ],
+            status=503,
+        )
     if not configured(ctx.runtime.settings, provider):
         return page(
             "Not available yet",
@@ -49,7 +59,7 @@ def _unusable(ctx: WebContext, provider: str) -> HTMLResponse | None:
     "/link/{provider}",
     response_class=RedirectResponse,
     status_code=302,
-    responses={302: {"description": "To the provider's consent page"}, 400: {}, 404: {}, 503: {}},
+    responses={302: {"description": "To the provider's consent page"}, 400: {}, 403: {}, 404: {}, 503: {}},
     summary="Start linking: redirect the teacher to the provider's consent page",
 )
 def link(
@@ -62,10 +72,27 @@ def link(
     basis: Annotated[
         str, Query(pattern=BASIS_PATTERN, description="Consent basis: school (default) or parent")
     ] = DEFAULT_BASIS,
+    expires: Annotated[int | None, Query(ge=0, le=2**40, description="Unix time the signature ends")] = None,
+    sig: Annotated[str | None, Query(max_length=64, description="The platform's HMAC, see docs/web.md")] = None,
 ) -> Response:
     refused = _unusable(ctx, provider)
     if refused is not None:
         return refused
+    key = ctx.runtime.settings.link_signing_key
+    assert key is not None  # _unusable refused an unsigned server
+    try:
+        signing.check(
+            key.get_secret_value(),
+            provider=provider,
+            teacher=teacher,
+            tenant=tenant,
+            basis=basis,
+            expires=expires,
+            sig=sig,
+        )
+    except signing.BadSignature as error:
+        ctx.metrics.links.labels(provider, "unsigned").inc()
+        return page("Cannot start linking", [f"{error}. Start again from the platform."], status=403)
     try:
         url = start_link(ctx.runtime, provider_name=provider, teacher=teacher, tenant=tenant, basis=basis)
     except LinkError as error:

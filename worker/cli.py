@@ -178,12 +178,12 @@ def link_complete(
         brokers.check(broker)  # before the single-use state is spent: a down broker leaves nothing half-done
         integration_id = complete_link(rt, callback_url)
         try:
-            sync_after_link(rt, integration_id)  # coalesced with a sync already queued for it
+            queued = sync_after_link(rt, integration_id)  # False: the scheduler has queued it already
         except brokers.BrokerUnavailable as error:
             fail(f"linked integration {integration_id}, but its first sync could not be queued: {error}; "
                  f"run `rostersync sync {integration_id}` once the broker is back")
-        err.print(f"linked: integration {integration_id}; first sync enqueued")
-        verdicts = wait_in_memory(rt, broker, [integration_id])
+        err.print(f"linked: integration {integration_id}; first sync {'enqueued' if queued else 'already queued'}")
+        verdicts = wait_in_memory(rt, broker, [integration_id]) if queued else []
     out.print(f"integration {integration_id}")
     report(verdicts)
 

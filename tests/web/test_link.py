@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from emulators.google import GoogleEmulator
 from settings import GOOGLE_SCOPES
@@ -14,7 +14,7 @@ from store.db import utcnow
 from store.models import LinkAttempt
 from tests.conftest import settings_for
 from tests.helpers import people
-from tests.webkit import consent, first_run_done, wait_for
+from tests.webkit import SIGNING_KEY, consent, first_run_done, signed, wait_for
 from web.app import create_app
 from worker.runtime import Runtime, build_runtime
 
@@ -91,12 +91,42 @@ def test_markup_in_provider_text_is_escaped(client: TestClient, emulator: Google
 
 
 def test_the_app_starts_without_provider_credentials(emulator: GoogleEmulator, pg_url: str) -> None:
-    rt = build_runtime(settings_for(emulator, pg_url, google_client_id="", google_client_secret=""))
+    rt = build_runtime(
+        settings_for(emulator, pg_url, google_client_id="", google_client_secret="", link_signing_key=SIGNING_KEY)
+    )
     with TestClient(create_app(rt)) as bare:
         assert bare.get("/providers").json() == [{"name": "google", "configured": False}]
-        page = bare.get("/link/google", params={"teacher": "t"}, follow_redirects=False)
-        assert page.status_code == 503 and "not configured" in page.text
+        page = bare.get("/link/google", params=signed("t"), follow_redirects=False)
+        assert page.status_code == 503 and "not configured on this server. Tell" in page.text
         assert bare.get("/link/nosuch", params={"teacher": "t"}).status_code == 404
         assert bare.get("/admin/integrations").status_code == 401  # no ADMIN_TOKENS: nobody gets in
         assert bare.get("/healthz").status_code == 200
+    rt.engine.dispose()
+
+
+def test_only_the_platform_can_send_a_teacher_to_link(client: TestClient, web_runtime: Runtime) -> None:
+    good = signed("teacher-9", tenant="school-9")
+    forged = [
+        {"teacher": "teacher-9"},  # unsigned
+        good | {"teacher": "teacher-10"},  # signed for someone else
+        good | {"tenant": "school-10"},
+        good | {"basis": "parent"},
+        good | {"sig": "0" * 64},
+        signed("teacher-9", lifetime=-5),  # expired
+        signed("teacher-9", lifetime=7200),  # valid for too long
+    ]
+    for query in forged:
+        refused = client.get("/link/google", params=query, follow_redirects=False)
+        assert refused.status_code == 403, query
+        assert "Start again from the platform" in refused.text
+    assert client.get("/link/google", params=good, follow_redirects=False).status_code == 302
+    with web_runtime.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(LinkAttempt)).scalar_one() == 1
+
+
+def test_without_a_signing_key_the_web_does_not_link(emulator: GoogleEmulator, pg_url: str) -> None:
+    rt = build_runtime(settings_for(emulator, pg_url))
+    with TestClient(create_app(rt)) as unsigned:
+        page = unsigned.get("/link/google", params=signed("t"), follow_redirects=False)
+        assert page.status_code == 503 and "no link signing key" in page.text
     rt.engine.dispose()
