@@ -36,6 +36,8 @@ class IntegrationState:
     generation: int
     granted_scopes: frozenset[str]
     token_blob: bytes | None
+    consent_basis: str | None = None  # school | parent; None: no recorded basis, so no student syncs
+    sync_interval_seconds: int | None = None  # its own interval; None: the SYNC_INTERVAL_SECONDS default
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ def save_link(
     scopes: frozenset[str],
     token_blob: bytes,
     actor: str,
+    consent_basis: str | None = None,
 ) -> SavedLink:
     """Create the integration, or re-link it under a new generation; safe when two links race.
 
@@ -97,6 +100,7 @@ def save_link(
         "status_changed_at": now,
         "lease_owner": None,
         "lease_expires_at": None,
+        "consent_basis": consent_basis,
     }
     with engine.begin() as connection:
         created = connection.execute(
@@ -138,6 +142,8 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
                 Integration.generation,
                 Integration.granted_scopes,
                 Integration.token_blob,
+                Integration.consent_basis,
+                Integration.sync_interval_seconds,
             ).where(Integration.id == integration_id)
         ).one_or_none()
     if row is None:
@@ -150,6 +156,8 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
         generation=row.generation,
         granted_scopes=frozenset(row.granted_scopes.split()),
         token_blob=row.token_blob,
+        consent_basis=row.consent_basis,
+        sync_interval_seconds=row.sync_interval_seconds,
     )
 
 

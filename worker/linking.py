@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from connectors.base import ConnectorError, TokenSet
 from store import integrations, links
 from store.models import KEY_LENGTH
+from worker.consent import DEFAULT_BASIS, BasisError, checked
 from worker.providers import SUPPORTED, Provider, provider, tokens_to_payload
 from worker.revoke import revoke_grant
 from worker.runtime import Runtime
@@ -40,9 +41,15 @@ def _platform_id(option: str, value: str) -> str:
     return value
 
 
-def start_link(runtime: Runtime, *, provider_name: str, teacher: str, tenant: str | None = None) -> str:
+def start_link(
+    runtime: Runtime, *, provider_name: str, teacher: str, tenant: str | None = None, basis: str = DEFAULT_BASIS
+) -> str:
     if provider_name not in SUPPORTED:
         raise LinkError(f"linking {provider_name!r} is not supported yet (supported: {', '.join(SUPPORTED)})")
+    try:
+        basis = checked(basis)
+    except BasisError as error:
+        raise LinkError(str(error)) from None
     teacher = _platform_id("--teacher", teacher)
     tenant = _platform_id("--tenant", tenant) if tenant is not None else runtime.settings.default_tenant
     spec = provider(provider_name)
@@ -55,6 +62,7 @@ def start_link(runtime: Runtime, *, provider_name: str, teacher: str, tenant: st
         tenant=tenant,
         linked_by=teacher,
         verifier_blob=runtime.vault.seal_text(verifier),
+        consent_basis=basis,
     )
     return spec.consent_url(runtime.settings, state=state, code_challenge=_challenge(verifier))
 
@@ -121,6 +129,7 @@ def complete_link(runtime: Runtime, callback_url: str) -> int:
         scopes=tokens.scopes,
         token_blob=runtime.vault.seal(tokens_to_payload(tokens)),
         actor=actor,
+        consent_basis=pending.consent_basis,
     )
     if saved.replaced_token_blob is not None:
         revoke_grant(runtime, pending.provider, saved.integration_id, saved.replaced_token_blob, actor=actor)

@@ -17,16 +17,17 @@ from connectors.base import (
     AccessRevoked,
     ConnectorError,
     ProviderDataError,
-    RosterConnector,
     ScopeMissing,
     TokenSet,
 )
 from mappers.policy import MappingContext
-from mappers.records import ROLES
 from store import integrations, roster
+from store.consent import purge_role
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
 from store.vault import VaultError
+from worker.budgets import budgeted
+from worker.consent import roles_to_sync
 from worker.progress import ProgressEvent, emit
 from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
 from worker.revoke import revoke_grant as revoke_grant_at_provider
@@ -82,7 +83,8 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     next_due = None
     try:
         _sync(runtime, state, lease, provider(state.provider), outcome)
-        next_due = utcnow() + timedelta(seconds=runtime.settings.sync_interval_seconds)
+        interval = state.sync_interval_seconds or runtime.settings.sync_interval_seconds
+        next_due = utcnow() + timedelta(seconds=interval)
     except Fenced as error:
         outcome.outcome = "fenced"
         log.info("sync of integration %s stopped: %s", integration_id, error)
@@ -177,7 +179,7 @@ def _sync(
     tokens = _open_tokens(runtime, state)
     scopes = state.granted_scopes
     context = MappingContext(state.tenant, scopes, runtime.pseudonymiser)
-    connector: RosterConnector = spec.connector(runtime.settings, tokens, persist_tokens)
+    connector = budgeted(spec.connector(runtime.settings, tokens, persist_tokens), runtime.settings, spec.name)
     try:
         class_ids: dict[str, int] = {}
         classes_complete = True
@@ -193,9 +195,10 @@ def _sync(
         outcome.classes_seen = len(class_ids)
         emit(ProgressEvent(state.id, "classes", 0, len(class_ids)))
         seen_enrollments: set[tuple[int, int]] = set()
+        roles = roles_to_sync(state.consent_basis)  # P7: no student is even requested without a consent basis
         for done, (external_id, class_id) in enumerate(class_ids.items(), start=1):
             try:
-                for role in ROLES:
+                for role in roles:
                     for page in connector.members(external_id, role, spec.field_mask(role, scopes)):
                         outcome.provider_calls += 1
                         members = spec.map_members(page.records, external_id, role, context)
@@ -221,6 +224,8 @@ def _sync(
                 outcome.incomplete_classes,
                 sweep_classes=classes_complete,
             )
+            if "student" not in roles:
+                outcome.removed += purge_role(connection, state.id, "student")
     finally:
         close = getattr(connector, "close", None)
         if callable(close):
