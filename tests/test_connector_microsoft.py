@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -464,3 +465,48 @@ def test_session_trusts_only_the_configured_ca(
     other = http_session(ms_settings(emu, ca_bundle=None))
     with pytest.raises(requests.exceptions.SSLError):
         other.get(f"{emu.authority()}/v2.0/.well-known/openid-configuration", timeout=5)
+
+
+def test_a_401_inside_a_batch_earns_one_refresh(emu: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = emu.tenant_ids[0]
+    grant = link_tenant(settings, tenant)
+    class_ids = emu.class_ids(tenant)[:3]
+    emu.fail_next(f"/classes/{class_ids[0]}/members", 401)
+    with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
+        pages = list(connector.members(class_ids, MASKS))
+    members = [r["id"] for p in pages if p.kind == "members" and p.parent_id == class_ids[0] for r in p.records]
+    assert members == emu.members_of(class_ids[0])
+    emu.fail_next(f"/classes/{class_ids[0]}/members", 401, count=2)
+    with (
+        MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector,
+        pytest.raises(AccessRevoked),
+    ):
+        list(connector.members(class_ids, MASKS))
+
+
+def test_no_token_or_personal_value_in_any_log_line(
+    emu: MicrosoftEmulator, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """msal logs at DEBUG; nothing it or we log may carry a token, a code or a person's data."""
+    caplog.set_level(logging.DEBUG)
+    tenant = emu.tenant_ids[0]
+    grant = _teacher_grant(emu, settings)
+    emu.expire_access_tokens()
+    saved = Saved()
+    with MicrosoftConnector(settings, token_cache=grant.token_cache, on_token_cache=saved) as connector:
+        ids = [r["id"] for p in connector.classes(MASKS) for r in p.records]
+        list(connector.members(ids, MASKS))
+    tenant_grant = link_tenant(settings, tenant)
+    with MicrosoftConnector(settings, token_cache=tenant_grant.token_cache, tenant_id=tenant) as connector:
+        cursor = connector.change_cursor(MASKS)
+        assert cursor is not None
+        list(connector.changes(cursor))
+    emu.withdraw_consent(tenant)
+    with MicrosoftConnector(settings, token_cache=saved.blobs[-1]) as connector, pytest.raises(AccessRevoked):
+        list(connector.classes(MASKS))
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert caplog.records  # msal did log
+    secrets_ = emu.issued_tokens() | {emu.client_secret}
+    assert not [s for s in secrets_ if s in text]
+    students = {emu.user_record(u)["displayName"] for u in emu.student_ids(tenant)}
+    assert not [s for s in students if s in text]
