@@ -65,6 +65,22 @@ class Settings(BaseSettings):
             raise ValueError("provider URLs must use https")
         return url.rstrip("/")
 
+    # Microsoft (providers.md 3): teacher links use {authority host}/organizations, tenant links {host}/{tenant id};
+    # Graph paths are appended to the endpoint. msal itself refuses anything but https.
+    microsoft_client_id: str = ""
+    microsoft_client_secret: SecretStr = SecretStr("")
+    microsoft_redirect_uri: str = "https://platform.example/integrations/microsoft/callback"
+    microsoft_authority_host: str = "https://login.microsoftonline.com"
+    graph_endpoint: str = "https://graph.microsoft.com/v1.0"
+
+    @field_validator("microsoft_redirect_uri", "microsoft_authority_host", "graph_endpoint")
+    @classmethod
+    def _microsoft_https_only(cls, url: str) -> str:
+        """Promise P5 for Microsoft too: tokens and rosters only ever travel over TLS."""
+        if urlsplit(url).scheme != "https":
+            raise ValueError("provider URLs must use https")
+        return url.rstrip("/")
+
     # Retention (P10), read by `rostersync purge-expired` and shown by `rostersync inventory`.
     revoked_grace_seconds: int = Field(default=0, ge=0, le=90 * 86_400)  # ended integrations: purged at once
     removed_retention_days: int = Field(default=30, ge=0, le=3650)  # rows the provider no longer lists

@@ -100,11 +100,15 @@ TokenSink = Callable[[TokenSet], None]
 
 @dataclass(frozen=True)
 class Page:
-    """One page of raw records of one resource (``kind``), e.g. the students of one class."""
+    """One page of raw records of one resource (``kind``), e.g. the students of one class.
+
+    ``cursor``, on pages of a change stream, is what to store once the page has been applied.
+    """
 
     kind: str
     parent_id: str | None
     records: Sequence[RawRecord]
+    cursor: str | None = None
 
 
 class RosterConnector(Protocol):

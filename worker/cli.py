@@ -326,23 +326,26 @@ def demo(
 
 @app.command()
 def emulate(
-    provider: Annotated[str, typer.Option(help="Provider to emulate: google or clever.")] = "google",
+    provider: Annotated[str, typer.Option(help="Provider to emulate: google, clever or microsoft.")] = "google",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")] = 8443,
     students: Annotated[int, typer.Option(min=1, help="Students per course.")] = 25,
-    teachers: Annotated[int, typer.Option(min=1, help="Teachers in the district (in each, for Clever).")] = 3,
+    teachers: Annotated[int, typer.Option(min=1, help="Teachers per district (or tenant, for Microsoft).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic district.")] = 7,
 ) -> None:
     """Serve a local HTTPS emulator of the provider, and print the settings that point rostersync at it."""
     from emulators.clever import CleverEmulator
     from emulators.google import GoogleEmulator
+    from emulators.microsoft import MicrosoftEmulator
 
-    emulator: GoogleEmulator | CleverEmulator
+    emulator: GoogleEmulator | CleverEmulator | MicrosoftEmulator
     if provider == "google":
         emulator = GoogleEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
     elif provider == "clever":
         emulator = CleverEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
+    elif provider == "microsoft":
+        emulator = MicrosoftEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
     else:
-        fail(f"no emulator for {provider!r} yet (available: google, clever)")
+        fail(f"no emulator for {provider!r} yet (available: google, clever, microsoft)")
     try:
         emulator.start()
     except OSError as error:
@@ -356,13 +359,20 @@ def emulate(
             "ROSTERSYNC_GOOGLE_CLIENT_ID": emulator.client_id,
             "ROSTERSYNC_GOOGLE_CLIENT_SECRET": emulator.client_secret,
         }
-    else:
+    elif isinstance(emulator, CleverEmulator):
         lines = {
             "ROSTERSYNC_CLEVER_AUTHORIZE_URL": emulator.authorize_url,
             "ROSTERSYNC_CLEVER_TOKEN_URL": emulator.token_url,
             "ROSTERSYNC_CLEVER_API_BASE": emulator.api_base,
             "ROSTERSYNC_CLEVER_CLIENT_ID": emulator.client_id,
             "ROSTERSYNC_CLEVER_CLIENT_SECRET": emulator.client_secret,
+        }
+    else:
+        lines = {
+            "ROSTERSYNC_MICROSOFT_AUTHORITY_HOST": emulator.authority_host,
+            "ROSTERSYNC_GRAPH_ENDPOINT": emulator.graph_endpoint,
+            "ROSTERSYNC_MICROSOFT_CLIENT_ID": emulator.client_id,
+            "ROSTERSYNC_MICROSOFT_CLIENT_SECRET": emulator.client_secret,
         }
     lines["ROSTERSYNC_CA_BUNDLE"] = str(emulator.ca_path)
     for name, value in lines.items():
@@ -372,6 +382,8 @@ def emulate(
     if isinstance(emulator, CleverEmulator):
         library = ", ".join(emulator.teacher_ids(None))
         err.print(f"districts: {', '.join(emulator.district_ids)}; Library teachers: {library}")
+    if isinstance(emulator, MicrosoftEmulator):
+        err.print(f"tenants: {', '.join(emulator.tenant_ids)}")
     try:
         emulator.serve_forever()
     except KeyboardInterrupt:
