@@ -65,6 +65,22 @@ class Settings(BaseSettings):
             raise ValueError("provider URLs must use https")
         return url.rstrip("/")
 
+    # Microsoft (providers.md 3): teacher links use {authority host}/organizations, tenant links {host}/{tenant id};
+    # Graph paths are appended to the endpoint. msal itself refuses anything but https.
+    microsoft_client_id: str = ""
+    microsoft_client_secret: SecretStr = SecretStr("")
+    microsoft_redirect_uri: str = "https://platform.example/integrations/microsoft/callback"
+    microsoft_authority_host: str = "https://login.microsoftonline.com"
+    graph_endpoint: str = "https://graph.microsoft.com/v1.0"
+
+    @field_validator("microsoft_redirect_uri", "microsoft_authority_host", "graph_endpoint")
+    @classmethod
+    def _microsoft_https_only(cls, url: str) -> str:
+        """Promise P5 for Microsoft too: tokens and rosters only ever travel over TLS."""
+        if urlsplit(url).scheme != "https":
+            raise ValueError("provider URLs must use https")
+        return url.rstrip("/")
+
     # Retention (P10), read by `rostersync purge-expired` and shown by `rostersync inventory`.
     revoked_grace_seconds: int = Field(default=0, ge=0, le=90 * 86_400)  # ended integrations: purged at once
     removed_retention_days: int = Field(default=30, ge=0, le=3650)  # rows the provider no longer lists
@@ -73,7 +89,7 @@ class Settings(BaseSettings):
     ca_bundle: Path | None = None
     # Every duration has an upper bound: an unbounded one overflows datetime arithmetic mid-sync.
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
-    sync_interval_seconds: int = Field(default=3600, gt=0, le=31 * DAY)
+    sync_interval_seconds: int = Field(default=DAY, gt=0, le=31 * DAY)  # per integration, unless it has its own
     lease_seconds: int = Field(default=2400, gt=0, le=DAY)  # renewed by every write of a running sync
     # A link with a change feed (a Clever district) applies changes between full listings; a full
     # listing (with its sweep) still runs at least this often, to catch what a feed missed.
@@ -84,6 +100,21 @@ class Settings(BaseSettings):
     retry_max_backoff_ms: int = Field(default=600_000, ge=1, le=7 * DAY * 1000)
     default_tenant: str = Field(default="default-school", min_length=1, max_length=128)
     link_state_ttl_seconds: int = Field(default=900, gt=0, le=DAY)
+
+    # Issue 8: web app, scheduler, workers.
+    admin_tokens: SecretStr | None = None  # comma list of bearer tokens of the admin API
+    link_signing_key: SecretStr | None = None  # the platform signs /link requests with it; unset: no web linking
+    scheduler_tick_seconds: float = Field(default=30.0, gt=0, le=3600)
+    scheduler_jitter_seconds: float = Field(default=30.0, ge=0, le=3600)
+    scheduler_batch: int = Field(default=500, gt=0, le=100_000)
+    queue_stale_seconds: int = Field(default=6 * 3600, gt=0, le=7 * DAY)  # a queued sync never started: re-queue
+    manual_sync_cooldown_seconds: int = Field(default=300, ge=0, le=DAY)
+    revoke_retry_max_attempts: int = Field(default=8, gt=0, le=100)
+    revoke_retry_min_backoff_seconds: int = Field(default=60, gt=0, le=DAY)
+    revoke_retry_max_backoff_seconds: int = Field(default=6 * 3600, gt=0, le=7 * DAY)
+    sync_time_limit_seconds: int = Field(default=1800, gt=0, le=DAY)
+    worker_metrics_port: int = Field(default=9191, ge=0, le=65535)  # 0: no Prometheus exposition by workers
+    provider_budgets: str = ""  # "google=3000/60": at most 3000 provider requests per 60 s, shared by all workers
 
     @field_validator("google_auth_uri", "google_token_uri", "google_revoke_uri", "google_api_endpoint")
     @classmethod
@@ -103,6 +134,18 @@ class Settings(BaseSettings):
             raise ValueError(f"the broker URL must start with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
         return url
 
+    @field_validator("provider_budgets")
+    @classmethod
+    def _budgets(cls, value: str) -> str:
+        """``name=REQUESTS/SECONDS`` pairs, comma separated; checked here so a typo stops start-up."""
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, _, budget = item.partition("=")
+            limit, _, window = budget.partition("/")
+            valid = limit.isdigit() and window.isdigit() and int(limit) > 0 and 0 < int(window) <= DAY
+            if not (name.strip() and valid):
+                raise ValueError("expected provider=REQUESTS/SECONDS pairs, e.g. google=3000/60")
+        return value
+
     @field_validator("ca_bundle")
     @classmethod
     def _ca_exists(cls, path: Path | None) -> Path | None:
@@ -121,6 +164,20 @@ class Settings(BaseSettings):
             missing.append("ROSTERSYNC_TOKEN_KEYS")
         if missing:
             raise ConfigError(f"missing setting(s): {', '.join(missing)} (see README, 'Configuration')")
+
+    def budgets(self) -> dict[str, tuple[int, int]]:
+        """Per provider: (requests, window seconds) from PROVIDER_BUDGETS."""
+        parsed: dict[str, tuple[int, int]] = {}
+        for item in filter(None, (part.strip() for part in self.provider_budgets.split(","))):
+            name, _, budget = item.partition("=")
+            limit, _, window = budget.partition("/")
+            parsed[name.strip()] = (int(limit), int(window))
+        return parsed
+
+    def admin_token_list(self) -> list[str]:
+        """The admin API's bearer tokens; empty means the admin API refuses everyone."""
+        raw = self.admin_tokens.get_secret_value() if self.admin_tokens is not None else ""
+        return [token.strip() for token in raw.split(",") if token.strip()]
 
     @property
     def tls_verify(self) -> str | bool:

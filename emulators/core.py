@@ -72,13 +72,15 @@ class Failure:
 
 @dataclass
 class Request:
-    """One parsed request; bodies are parsed only as forms, the one body shape our clients send."""
+    """One parsed request; bodies are parsed as forms, the body shape OAuth clients send, and kept raw."""
 
     method: str
     path: str
     query: dict[str, list[str]]
     form: dict[str, list[str]]
     headers: dict[str, str]
+    body: bytes = b""
+    """The raw body, for the one provider that takes JSON (Graph's ``$batch``)."""
 
     def param(self, name: str) -> str:
         values = self.query.get(name)
@@ -365,7 +367,7 @@ class EmulatorCore:
         ):
             form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         request = Request(
-            handler.command, split.path, parse_qs(split.query, keep_blank_values=True), form, headers
+            handler.command, split.path, parse_qs(split.query, keep_blank_values=True), form, headers, body
         )
         with self._lock:
             before_user = self._identify(request, before=True)

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 GOOGLE_EMAILS_SCOPE = "https://www.googleapis.com/auth/classroom.profile.emails"
+MICROSOFT_MAIL_PERMISSION = "EduRoster.Read.All"
+"""The Graph permission under which a teacher's ``mail`` is returned (delegated tokens get no ``mail``)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,26 @@ ALLOWLIST: Mapping[str, Mapping[str, tuple[FieldRule, ...]]] = {
             FieldRule("email_address", ("email",)),
         ),
         "student": (FieldRule("subject", ("id",)),),
+    },
+    # Microsoft Graph Education (providers.md 3.2). Each rule's first path element is also the
+    # ``$select`` that asks Graph for it, so a student's ``members`` read is ``id,primaryRole``: no
+    # name, mail, UPN, phone, address, birth date, guardian or ``student.*`` ever crosses the wire.
+    # ``role`` (primaryRole) is read only to tell students from teachers among a class's members.
+    # Graph has no section or period property on educationClass, so there is no section label.
+    "microsoft": {
+        "class": (
+            FieldRule("external_id", ("id",)),
+            FieldRule("name", ("displayName",)),
+        ),
+        "teacher": (
+            FieldRule("subject", ("id",)),
+            FieldRule("display_name", ("displayName",)),
+            FieldRule("email_address", ("mail",), requires_scope=MICROSOFT_MAIL_PERMISSION),
+        ),
+        "student": (
+            FieldRule("subject", ("id",)),
+            FieldRule("role", ("primaryRole",)),
+        ),
     },
 }
 

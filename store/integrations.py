@@ -37,6 +37,8 @@ class IntegrationState:
     granted_scopes: frozenset[str]
     token_blob: bytes | None
     sync_cursor: str | None = None  # a small JSON document written by the sync (worker.sync.CursorState)
+    consent_basis: str | None = None  # school | parent; None: no recorded basis, so no student syncs
+    sync_interval_seconds: int | None = None  # its own interval; None: the SYNC_INTERVAL_SECONDS default
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ def save_link(
     scopes: frozenset[str],
     token_blob: bytes,
     actor: str,
+    consent_basis: str | None = None,
 ) -> SavedLink:
     """Create the integration, or re-link it under a new generation; safe when two links race.
 
@@ -98,6 +101,7 @@ def save_link(
         "status_changed_at": now,
         "lease_owner": None,
         "lease_expires_at": None,
+        "consent_basis": consent_basis,
     }
     with engine.begin() as connection:
         created = connection.execute(
@@ -140,6 +144,8 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
                 Integration.granted_scopes,
                 Integration.token_blob,
                 Integration.sync_cursor,
+                Integration.consent_basis,
+                Integration.sync_interval_seconds,
             ).where(Integration.id == integration_id)
         ).one_or_none()
     if row is None:
@@ -153,6 +159,8 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
         granted_scopes=frozenset(row.granted_scopes.split()),
         token_blob=row.token_blob,
         sync_cursor=row.sync_cursor,
+        consent_basis=row.consent_basis,
+        sync_interval_seconds=row.sync_interval_seconds,
     )
 
 

@@ -22,13 +22,23 @@ class PendingLink:
     tenant: str
     linked_by: str
     verifier_blob: bytes
+    consent_basis: str | None = None
 
 
 def _hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
-def remember(engine: Engine, *, state: str, provider: str, tenant: str, linked_by: str, verifier_blob: bytes) -> None:
+def remember(
+    engine: Engine,
+    *,
+    state: str,
+    provider: str,
+    tenant: str,
+    linked_by: str,
+    verifier_blob: bytes,
+    consent_basis: str | None = None,
+) -> None:
     with engine.begin() as connection:
         connection.execute(
             insert(LinkAttempt).values(
@@ -38,6 +48,7 @@ def remember(engine: Engine, *, state: str, provider: str, tenant: str, linked_b
                 linked_by=linked_by,
                 verifier_blob=verifier_blob,
                 created_at=utcnow(),
+                consent_basis=consent_basis,
             )
         )
 
@@ -55,6 +66,7 @@ def claim(engine: Engine, state: str, ttl_seconds: int) -> PendingLink:
                 LinkAttempt.verifier_blob,
                 LinkAttempt.created_at,
                 LinkAttempt.used_at,
+                LinkAttempt.consent_basis,
             )
             .where(LinkAttempt.state_hash == _hash(state))
             .with_for_update()
@@ -67,4 +79,6 @@ def claim(engine: Engine, state: str, ttl_seconds: int) -> PendingLink:
         if attempt.created_at < now - timedelta(seconds=ttl_seconds):
             raise LinkStateError("state expired: start the link again")
         connection.execute(update(LinkAttempt).where(LinkAttempt.id == attempt.id).values(used_at=now))
-        return PendingLink(attempt.provider, attempt.tenant, attempt.linked_by, attempt.verifier_blob)
+        return PendingLink(
+            attempt.provider, attempt.tenant, attempt.linked_by, attempt.verifier_blob, attempt.consent_basis
+        )

@@ -63,7 +63,12 @@ class Integration(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     status_changed_at: Mapped[datetime] = mapped_column(DateTime)
-    consent_basis: Mapped[str | None] = mapped_column(String(32), nullable=True)  # issue 8 records it at link time
+    # Issue 8: who consented and on what basis (school | parent; NULL syncs no student), the
+    # integration's own interval (NULL: the SYNC_INTERVAL_SECONDS default), and the scheduler's marks.
+    consent_basis: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sync_interval_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # a sync is queued or running
+    manual_sync_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # last manual request
 
 
 class SchoolClass(Base):
@@ -150,6 +155,26 @@ class LinkAttempt(Base):
     verifier_blob: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    consent_basis: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class PendingRevoke(Base):
+    """A provider revoke that failed transiently: the grant's tokens, sealed, kept only until it is confirmed.
+
+    Retried by the worker with backoff until the provider confirms or the attempt cap is hit; either
+    way the row (and with it the last copy of the token) is deleted and the verdict audited.
+    """
+
+    __tablename__ = "pending_revokes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    token_blob: Mapped[bytes] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
 
 
 class Suppression(Base):
@@ -179,3 +204,4 @@ class AccountDeletion(Base):
 
 
 Index("ix_integrations_due", Integration.status, Integration.due_at)
+Index("ix_pending_revokes_due", PendingRevoke.next_attempt_at)

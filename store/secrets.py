@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select, update
 
-from store.models import Integration, LinkAttempt
+from store.models import Integration, LinkAttempt, PendingRevoke
 from store.vault import TokenVault, VaultError
 
 
@@ -24,6 +24,7 @@ class ResealReport:
     link_states: int = 0
     unreadable_integrations: list[int] = field(default_factory=list)
     unreadable_link_states: int = 0
+    pending_revokes: int = 0  # grants still to be revoked at the provider (issue 8)
 
 
 def reseal_all(engine: Engine, vault: TokenVault) -> ResealReport:
@@ -67,4 +68,26 @@ def reseal_all(engine: Engine, vault: TokenVault) -> ResealReport:
                 continue
             connection.execute(update(LinkAttempt).where(LinkAttempt.id == attempt_id).values(verifier_blob=resealed))
             report.link_states += 1
+    report.pending_revokes = _reseal_pending_revokes(engine, vault)
     return report
+
+
+def _reseal_pending_revokes(engine: Engine, vault: TokenVault) -> int:
+    """Pending provider revokes hold a grant's tokens too; one no key opens is left for its retry to report."""
+    resealed_count = 0
+    with engine.connect() as connection:
+        ids = list(connection.execute(select(PendingRevoke.id).order_by(PendingRevoke.id)).scalars())
+    for pending_id in ids:
+        with engine.begin() as connection:
+            blob = connection.execute(
+                select(PendingRevoke.token_blob).where(PendingRevoke.id == pending_id).with_for_update()
+            ).scalar_one_or_none()
+            if blob is None:
+                continue
+            try:
+                resealed = vault.reseal(blob)
+            except VaultError:
+                continue
+            connection.execute(update(PendingRevoke).where(PendingRevoke.id == pending_id).values(token_blob=resealed))
+            resealed_count += 1
+    return resealed_count

@@ -69,6 +69,6 @@ def test_one_integrations_inventory_follows_its_grant(runtime: Runtime, emulator
     assert kept[plain] == ["pseudonym", "display_name"]
     assert kept[with_emails] == ["pseudonym", "display_name", "email_address"]
     one = integration_inventory(runtime, with_emails)
-    assert one["consent_basis"] == "not recorded"
+    assert one["consent_basis"] == "school"  # recorded at link time, the default of a teacher link
     assert "classroom.profile.emails" in one["scopes_granted"]
     assert "emailAddress" in one["roles"]["teacher"]["on_the_wire"]

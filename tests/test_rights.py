@@ -120,7 +120,7 @@ def test_integration_export_says_exactly_what_is_stored(
     assert sorted(map(key, export["people"])) == sorted(map(key, stored_people))
     assert sorted(map(key, export["enrollments"])) == sorted(map(key, stored_enrollments))
     assert any(p["removed_at"] for p in export["people"]), "soft-deleted rows are exported too"
-    assert export["integration"]["consent_basis"] == "not recorded"
+    assert export["integration"]["consent_basis"] == "school"  # recorded at link time
     state = integrations.load(engine, integration_id)
     assert export["integration"]["granted_scopes"] == sorted(state.granted_scopes)
     assert audit.count(engine, "exported") == before + 1
@@ -149,7 +149,7 @@ def test_person_export_round_trips(runtime: Runtime, emulator: GoogleEmulator, l
         "id": integration_id,
         "provider": "google",
         "tenant": tenant,
-        "consent_basis": "not recorded",
+        "consent_basis": "school",
     }
     [event] = [e for e in audit.events(runtime.engine) if e.action == "exported"]
     assert event.details["pseudonym"] == teacher and event.integration_id == integration_id

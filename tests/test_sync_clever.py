@@ -475,3 +475,16 @@ def test_a_suppressed_student_stays_out_of_events_and_full_listings(runtime: Run
     clever.set_events_enabled(district, False)
     assert run_sync(runtime, integration_id).mode == "full"
     assert pseudonym not in {p.pseudonym for p in people(runtime.engine, integration_id, current=False)}
+
+
+def test_without_a_consent_basis_no_clever_student_is_stored(runtime: Runtime, clever: CleverEmulator) -> None:
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    assert people(runtime.engine, integration_id, role="student")
+    with runtime.engine.begin() as connection:
+        connection.execute(update(Integration).where(Integration.id == integration_id).values(consent_basis=None))
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "full"), "the roles changed: the cursor is not trusted"
+    assert people(runtime.engine, integration_id, role="student", current=False) == []
+    assert people(runtime.engine, integration_id, role="teacher") and classes(runtime.engine, integration_id)
+    assert run_sync(runtime, integration_id).mode == "changes"

@@ -15,7 +15,7 @@ import redis.exceptions
 from dramatiq.broker import Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import Retries
+from dramatiq.middleware import Retries, TimeLimit
 
 from settings import Settings
 
@@ -38,6 +38,12 @@ def make_broker(settings: Settings) -> Broker:
             middleware.min_backoff = settings.retry_min_backoff_ms
             middleware.max_backoff = settings.retry_max_backoff_ms
             middleware.max_retries = settings.max_retries
+        if isinstance(middleware, TimeLimit):
+            middleware.time_limit = settings.sync_time_limit_seconds * 1000
+    if settings.broker_url and settings.worker_metrics_port:
+        from dramatiq.middleware.prometheus import Prometheus  # only exports from `dramatiq` worker processes
+
+        broker.add_middleware(Prometheus())
     return broker
 
 
@@ -60,6 +66,16 @@ def enqueue(actor: Any, *args: Any) -> None:
     """Send one message; a broker that fails at this point is the same clear error as one found down before."""
     try:
         actor.send(*args)
+    except (dramatiq.errors.BrokerError, redis.exceptions.RedisError) as error:
+        raise BrokerUnavailable(
+            f"message broker refused the message ({type(error).__name__}); check ROSTERSYNC_BROKER_URL"
+        ) from None
+
+
+def enqueue_with_delay(actor: Any, delay_ms: int, *args: Any) -> None:
+    """``enqueue`` with a delay (the scheduler's jitter)."""
+    try:
+        actor.send_with_options(args=args, delay=delay_ms)
     except (dramatiq.errors.BrokerError, redis.exceptions.RedisError) as error:
         raise BrokerUnavailable(
             f"message broker refused the message ({type(error).__name__}); check ROSTERSYNC_BROKER_URL"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,11 +27,13 @@ from store.models import MAX_ID
 from store.secrets import reseal_all
 from store.vault import VaultError
 from worker import broker as brokers
+from worker.consent import DEFAULT_BASIS
 from worker.console import configure_logging, err, out, sync_progress
 from worker.linking import LinkError, complete_link, link_org, start_link
 from worker.outcomes import Verdict, verdict
 from worker.revoke import AtProvider, revoke_integration
 from worker.runtime import Runtime, build_runtime, set_runtime
+from worker.sync_requests import sync_after_link
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 link_app = typer.Typer(
@@ -154,10 +157,14 @@ def link_start(
     provider: Annotated[str, typer.Option(help="Provider to link: google or clever.")],
     teacher: Annotated[str, typer.Option(help="The platform's id of the teacher who links.")],
     tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
+    basis: Annotated[
+        str,
+        typer.Option(help="Consent basis (COPPA): school (the school's licence, a teacher acting for it) or parent."),
+    ] = DEFAULT_BASIS,
 ) -> None:
     """Print the consent URL (on a line of its own) for the teacher to open."""
     with user_errors():
-        url = start_link(runtime(), provider_name=provider, teacher=teacher, tenant=tenant)
+        url = start_link(runtime(), provider_name=provider, teacher=teacher, tenant=tenant, basis=basis)
     err.print("Open this URL, grant access, then pass the URL you are sent back to to `rostersync link complete`:")
     sys.stdout.write(url + "\n")
 
@@ -172,15 +179,13 @@ def link_complete(
         broker = install_broker(rt.settings)
         brokers.check(broker)  # before the single-use state is spent: a down broker leaves nothing half-done
         integration_id = complete_link(rt, callback_url)
-        from worker.actors import sync_integration
-
         try:
-            brokers.enqueue(sync_integration, integration_id)
+            queued = sync_after_link(rt, integration_id)  # False: the scheduler has queued it already
         except brokers.BrokerUnavailable as error:
             fail(f"linked integration {integration_id}, but its first sync could not be queued: {error}; "
                  f"run `rostersync sync {integration_id}` once the broker is back")
-        err.print(f"linked: integration {integration_id}; first sync enqueued")
-        verdicts = wait_in_memory(rt, broker, [integration_id])
+        err.print(f"linked: integration {integration_id}; first sync {'enqueued' if queued else 'already queued'}")
+        verdicts = wait_in_memory(rt, broker, [integration_id]) if queued else []
     out.print(f"integration {integration_id}")
     report(verdicts)
 
@@ -190,13 +195,16 @@ def link_org_command(
     provider: Annotated[str, typer.Option(help="Provider to link: clever (a district).")],
     org: Annotated[str, typer.Option(help="The provider's id of the organisation (a Clever district id).")],
     tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
+    basis: Annotated[
+        str, typer.Option(help="Consent basis (COPPA): school (the institution's own link, the default) or parent.")
+    ] = "school",
 ) -> None:
     """Link a whole organisation with the app token it granted at the provider, and enqueue the first sync."""
     with user_errors():
         rt = runtime()
         broker = install_broker(rt.settings)
         brokers.check(broker)  # before anything is stored: a down broker leaves nothing half-done
-        integration_id = link_org(rt, provider_name=provider, org=org, tenant=tenant)
+        integration_id = link_org(rt, provider_name=provider, org=org, tenant=tenant, basis=basis)
         from worker.actors import sync_integration
 
         try:
@@ -306,6 +314,7 @@ def revoke(
         AtProvider.REVOKED: "revoked at the provider",
         AtProvider.NOT_CONFIRMED: "provider revoke NOT confirmed (see the audit log)",
         AtProvider.NONE_HELD: "no grant was held any more (it was revoked at the provider when it ended)",
+        AtProvider.PENDING: "the provider could not be reached: the revoke is kept sealed and retried by the worker",
         AtProvider.UNSUPPORTED: "the provider has no revoke endpoint, so access ends only when it is disconnected "
         "there (Clever: the district removes the app in its Clever dashboard)",
     }[result.at_provider]
@@ -352,23 +361,26 @@ def demo(
 
 @app.command()
 def emulate(
-    provider: Annotated[str, typer.Option(help="Provider to emulate: google or clever.")] = "google",
+    provider: Annotated[str, typer.Option(help="Provider to emulate: google, clever or microsoft.")] = "google",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")] = 8443,
     students: Annotated[int, typer.Option(min=1, help="Students per course.")] = 25,
-    teachers: Annotated[int, typer.Option(min=1, help="Teachers in the district (in each, for Clever).")] = 3,
+    teachers: Annotated[int, typer.Option(min=1, help="Teachers per district (or tenant, for Microsoft).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic district.")] = 7,
 ) -> None:
     """Serve a local HTTPS emulator of the provider, and print the settings that point rostersync at it."""
     from emulators.clever import CleverEmulator
     from emulators.google import GoogleEmulator
+    from emulators.microsoft import MicrosoftEmulator
 
-    emulator: GoogleEmulator | CleverEmulator
+    emulator: GoogleEmulator | CleverEmulator | MicrosoftEmulator
     if provider == "google":
         emulator = GoogleEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
     elif provider == "clever":
         emulator = CleverEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
+    elif provider == "microsoft":
+        emulator = MicrosoftEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
     else:
-        fail(f"no emulator for {provider!r} yet (available: google, clever)")
+        fail(f"no emulator for {provider!r} yet (available: google, clever, microsoft)")
     try:
         emulator.start()
     except OSError as error:
@@ -382,13 +394,20 @@ def emulate(
             "ROSTERSYNC_GOOGLE_CLIENT_ID": emulator.client_id,
             "ROSTERSYNC_GOOGLE_CLIENT_SECRET": emulator.client_secret,
         }
-    else:
+    elif isinstance(emulator, CleverEmulator):
         lines = {
             "ROSTERSYNC_CLEVER_AUTHORIZE_URL": emulator.authorize_url,
             "ROSTERSYNC_CLEVER_TOKEN_URL": emulator.token_url,
             "ROSTERSYNC_CLEVER_API_BASE": emulator.api_base,
             "ROSTERSYNC_CLEVER_CLIENT_ID": emulator.client_id,
             "ROSTERSYNC_CLEVER_CLIENT_SECRET": emulator.client_secret,
+        }
+    else:
+        lines = {
+            "ROSTERSYNC_MICROSOFT_AUTHORITY_HOST": emulator.authority_host,
+            "ROSTERSYNC_GRAPH_ENDPOINT": emulator.graph_endpoint,
+            "ROSTERSYNC_MICROSOFT_CLIENT_ID": emulator.client_id,
+            "ROSTERSYNC_MICROSOFT_CLIENT_SECRET": emulator.client_secret,
         }
     lines["ROSTERSYNC_CA_BUNDLE"] = str(emulator.ca_path)
     for name, value in lines.items():
@@ -398,6 +417,8 @@ def emulate(
     if isinstance(emulator, CleverEmulator):
         library = ", ".join(emulator.teacher_ids(None))
         err.print(f"districts: {', '.join(emulator.district_ids)}; Library teachers: {library}")
+    if isinstance(emulator, MicrosoftEmulator):
+        err.print(f"tenants: {', '.join(emulator.tenant_ids)}")
     try:
         emulator.serve_forever()
     except KeyboardInterrupt:
@@ -406,15 +427,78 @@ def emulate(
         emulator.stop()
 
 
-@app.command()
-def worker(args: Annotated[list[str] | None, typer.Argument(help="Extra arguments for `dramatiq`.")] = None) -> None:
-    """Run Dramatiq workers on the configured broker (same as `dramatiq worker.actors`)."""
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Run Dramatiq workers on the configured broker: `dramatiq worker.actors` with every option passed on.
+
+    `rostersync worker --processes 2 --threads 8`. Each worker group exports Prometheus metrics on
+    ROSTERSYNC_WORKER_METRICS_PORT (127.0.0.1 unless dramatiq_prom_host says otherwise).
+    """
     with user_errors():
         settings = Settings()
         settings.require_secrets()
     if not settings.broker_url:
         fail("ROSTERSYNC_BROKER_URL is not set: the in-memory broker has no separate workers")
-    os.execv(sys.executable, [sys.executable, "-m", "dramatiq", "worker.actors", *(args or [])])  # noqa: S606
+    env = os.environ.copy()
+    if settings.worker_metrics_port:
+        env.setdefault("dramatiq_prom_port", str(settings.worker_metrics_port))
+        env.setdefault("dramatiq_prom_host", "127.0.0.1")
+        metrics_dir = Path(tempfile.gettempdir()) / f"rostersync-prometheus-{env['dramatiq_prom_port']}"
+        metrics_dir.mkdir(mode=0o700, exist_ok=True)  # one directory per worker group: dramatiq clears it at start
+        env.setdefault("dramatiq_prom_db", str(metrics_dir))
+    command = [sys.executable, "-m", "dramatiq", "worker.actors", *ctx.args]
+    os.execve(sys.executable, command, env)  # noqa: S606
+
+
+@app.command()
+def scheduler(
+    once: Annotated[
+        bool, typer.Option("--once", help="Run every due sync and revoke in this process, then exit.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --once: one JSON object on stdout.")] = False,
+) -> None:
+    """Claim due syncs and pending provider revokes, and enqueue them (Redis) or run them here (--once).
+
+    Without --once it ticks every ROSTERSYNC_SCHEDULER_TICK_SECONDS until stopped; several may run.
+    """
+    from worker.scheduler import run_due_here, serve, tick
+
+    with user_errors():
+        rt = runtime()
+        broker = install_broker(rt.settings)
+        brokers.check(broker)
+        in_memory = brokers.is_in_memory(broker)
+        if once:
+            with sync_progress():
+                report = run_due_here(rt) if in_memory else tick(rt)
+        else:
+            err.print(f"scheduler: ticking every {rt.settings.scheduler_tick_seconds:g}s; Ctrl-C stops it")
+            serve(rt, run_due_here if in_memory else tick)
+            return
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_json()) + "\n")
+    else:
+        verb = "ran" if in_memory else "enqueued"
+        err.print(f"{verb} {len(report.syncs)} due sync(s) and {report.revokes} provider revoke attempt(s)")
+    for integration_id in report.failed:
+        error_line(f"integration {integration_id}: sync failed; it stays due for the next run")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the linking pages and the admin API (uvicorn); put it behind TLS, see docs/deploy.md."""
+    import uvicorn
+
+    from web.app import create_app
+
+    with user_errors():
+        app_ = create_app(runtime())
+    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
 
 
 # --- Data-subject rights, retention, audit and inventory (issue 9) --------------------------------------------

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from connectors.base import ConnectorError, TokenSet
 from store import integrations, links
 from store.models import KEY_LENGTH
+from worker.consent import DEFAULT_BASIS, BasisError, checked
 from worker.providers import SUPPORTED, Callback, Grant, Provider, provider, tokens_to_payload
 from worker.revoke import revoke_grant
 from worker.runtime import Runtime
@@ -40,9 +41,15 @@ def _platform_id(option: str, value: str) -> str:
     return value
 
 
-def start_link(runtime: Runtime, *, provider_name: str, teacher: str, tenant: str | None = None) -> str:
+def start_link(
+    runtime: Runtime, *, provider_name: str, teacher: str, tenant: str | None = None, basis: str = DEFAULT_BASIS
+) -> str:
     if provider_name not in SUPPORTED:
         raise LinkError(f"linking {provider_name!r} is not supported yet (supported: {', '.join(SUPPORTED)})")
+    try:
+        basis = checked(basis)
+    except BasisError as error:
+        raise LinkError(str(error)) from None
     teacher = _platform_id("--teacher", teacher)
     if teacher.startswith(ORG_PREFIX):
         raise LinkError(f"--teacher must not start with {ORG_PREFIX!r} (kept for `link org`)")
@@ -57,6 +64,7 @@ def start_link(runtime: Runtime, *, provider_name: str, teacher: str, tenant: st
         tenant=tenant,
         linked_by=teacher,
         verifier_blob=runtime.vault.seal_text(verifier),
+        consent_basis=basis,
     )
     return spec.consent_url(runtime.settings, state=state, code_challenge=_challenge(verifier))
 
@@ -115,11 +123,19 @@ def complete_link(runtime: Runtime, callback_url: str) -> int:
     except ConnectorError as error:
         raise _refuse(runtime, spec, tokens, f"cannot link this account: {error}") from None
     return _save(
-        runtime, spec, grant, tenant=pending.tenant, linked_by=pending.linked_by, actor=f"teacher:{pending.linked_by}"
+        runtime,
+        spec,
+        grant,
+        tenant=pending.tenant,
+        linked_by=pending.linked_by,
+        actor=f"teacher:{pending.linked_by}",
+        basis=pending.consent_basis,
     )
 
 
-def _save(runtime: Runtime, spec: Provider, grant: Grant, *, tenant: str, linked_by: str, actor: str) -> int:
+def _save(
+    runtime: Runtime, spec: Provider, grant: Grant, *, tenant: str, linked_by: str, actor: str, basis: str | None
+) -> int:
     """Store the grant sealed (tokens and their ``extra``) under the account's pseudonym; revoke what it replaces."""
     saved = integrations.save_link(
         runtime.engine,
@@ -130,6 +146,7 @@ def _save(runtime: Runtime, spec: Provider, grant: Grant, *, tenant: str, linked
         scopes=grant.tokens.scopes,
         token_blob=runtime.vault.seal(tokens_to_payload(grant.tokens)),
         actor=actor,
+        consent_basis=basis,
     )
     if saved.replaced_token_blob is not None:
         revoke_grant(runtime, spec.name, saved.integration_id, saved.replaced_token_blob, actor=actor)
@@ -140,13 +157,24 @@ ORG_PREFIX = "org:"
 
 
 def link_org(
-    runtime: Runtime, *, provider_name: str, org: str, tenant: str | None = None, actor: str = "admin:cli"
+    runtime: Runtime,
+    *,
+    provider_name: str,
+    org: str,
+    tenant: str | None = None,
+    actor: str = "admin:cli",
+    basis: str = DEFAULT_BASIS,
 ) -> int:
     """Link a whole organisation (a Clever district; later an Entra tenant) with the app token it granted.
 
     Nothing is stored when the provider holds no grant for the organisation. The integration's
     ``linked_by`` is ``org:<id>``, so one organisation is linked once per tenant (a re-link keeps its data).
+    The consent basis defaults to ``school``: an organisation-wide link is the institution's own.
     """
+    try:
+        basis = checked(basis)
+    except BasisError as error:
+        raise LinkError(str(error)) from None
     if provider_name not in SUPPORTED:
         raise LinkError(f"linking {provider_name!r} is not supported yet (supported: {', '.join(SUPPORTED)})")
     spec = provider(provider_name)
@@ -166,4 +194,4 @@ def link_org(
             f"{provider_name} holds no grant of organisation {org} for this client: it has not connected "
             "the app (or disconnected it); nothing was stored"
         )
-    return _save(runtime, spec, grant, tenant=tenant, linked_by=ORG_PREFIX + org, actor=actor)
+    return _save(runtime, spec, grant, tenant=tenant, linked_by=ORG_PREFIX + org, actor=actor, basis=basis)

@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from connectors.base import ConnectorError, RevokeVerdict
-from store import integrations
+from connectors.base import ConnectorError, RateLimited, RevokeVerdict, TransientError
+from store import integrations, pending_revokes
 from store.vault import VaultError
 from worker.providers import provider, tokens_from_payload
 from worker.runtime import Runtime
@@ -33,6 +33,7 @@ class AtProvider(StrEnum):
     REVOKED = "revoked"  # the provider confirmed it
     NOT_CONFIRMED = "not_confirmed"  # unreachable, refused, or the token was unknown to it: see the audit log
     NONE_HELD = "none_held"  # we held no token: the sync that degraded it had already revoked the grant
+    PENDING = "pending"  # the provider failed transiently: kept sealed and retried by the worker (issue 8)
     UNSUPPORTED = "unsupported"  # the provider has no revoke endpoint: access ends when disconnected there
 
 
@@ -56,43 +57,60 @@ def revoke_integration(runtime: Runtime, integration_id: int, *, actor: str, rea
     if ended.token_blob is None:
         log.info("integration %s revoked by %s; it held no grant any more", integration_id, actor)
         return RevokeResult(integration_id, already_revoked=False, at_provider=AtProvider.NONE_HELD)
-    verdict = revoke_grant(runtime, provider_name, integration_id, ended.token_blob, actor=actor)
-    at_provider = (
-        {
-            RevokeVerdict.REVOKED: AtProvider.REVOKED,
-            RevokeVerdict.UNSUPPORTED: AtProvider.UNSUPPORTED,
-        }.get(verdict, AtProvider.NOT_CONFIRMED)
-        if verdict is not None
-        else AtProvider.NOT_CONFIRMED
-    )
-    log.info("integration %s revoked by %s; provider revoke: %s", integration_id, actor, at_provider.value)
+    at_provider = revoke_at_provider(runtime, provider_name, integration_id, ended.token_blob, actor=actor)
+    log.info("integration %s revoked by %s; provider revoke %s", integration_id, actor, at_provider.value)
     return RevokeResult(integration_id, already_revoked=False, at_provider=at_provider)
 
 
-def revoke_grant(
-    runtime: Runtime, provider_name: str, integration_id: int, token_blob: bytes, *, actor: str
-) -> RevokeVerdict | None:
-    """Best effort: revoke at the provider the grant whose tokens were just removed here; audit the verdict.
+def revoke_grant(runtime: Runtime, provider_name: str, integration_id: int, token_blob: bytes, *, actor: str) -> bool:
+    """True when the provider confirmed; a transient failure is kept pending (and retried), see below."""
+    verdict = revoke_at_provider(runtime, provider_name, integration_id, token_blob, actor=actor)
+    return verdict is AtProvider.REVOKED
 
-    A refresh token the provider calls invalid may have been rotated a moment ago by a sync that
-    is refreshing right now, so the access token of the same grant is tried too; if neither ends
-    the grant, the audit says ``provider_token_invalid``, never ``provider_revoked``. A provider
-    without a revoke endpoint is audited ``provider_revoke_unsupported``. None: the revoke failed.
-    """
-    verdict: RevokeVerdict | None = None
+
+def revoke_at_provider(
+    runtime: Runtime, provider_name: str, integration_id: int, token_blob: bytes, *, actor: str
+) -> AtProvider:
+    """Revoke now; when the provider fails transiently, keep the grant sealed in a pending revoke to retry."""
     try:
-        tokens = tokens_from_payload(runtime.vault.open(token_blob))
-        revoke_token = provider(provider_name).revoke_token
-        verdict = revoke_token(runtime.settings, tokens.refresh_token)
-        if (
-            verdict is RevokeVerdict.TOKEN_INVALID
-            and tokens.access_token
-            and revoke_token(runtime.settings, tokens.access_token) is RevokeVerdict.REVOKED
-        ):
-            verdict = RevokeVerdict.REVOKED
+        verdict = ask_provider(runtime, provider_name, token_blob)
+    except (TransientError, RateLimited) as error:
+        log.warning("integration %s: revoke at the provider failed, will retry: %s", integration_id, error)
+        pending_revokes.keep(
+            runtime.engine,
+            integration_id=integration_id,
+            provider=provider_name,
+            token_blob=token_blob,
+            actor=actor,
+            error=str(error),
+            retry_in_seconds=runtime.settings.revoke_retry_min_backoff_seconds,
+        )
+        return AtProvider.PENDING
     except (ConnectorError, VaultError) as error:
         log.warning("integration %s: revoke at the provider failed: %s", integration_id, error)
+        verdict = None
     with runtime.engine.begin() as connection:
         action = AUDIT_ACTION[verdict] if verdict is not None else "provider_revoke_failed"
         integrations.record_audit(connection, integration_id, actor, action)
+    if verdict is RevokeVerdict.UNSUPPORTED:
+        return AtProvider.UNSUPPORTED  # audited provider_revoke_unsupported: never claimed as a revoke
+    return AtProvider.REVOKED if verdict is RevokeVerdict.REVOKED else AtProvider.NOT_CONFIRMED
+
+
+def ask_provider(runtime: Runtime, provider_name: str, token_blob: bytes) -> RevokeVerdict:
+    """One attempt at the provider; raises what the connector raises (TransientError: try again later).
+
+    A refresh token the provider calls invalid may have been rotated a moment ago by a sync that
+    is refreshing right now, so the access token of the same grant is tried too; if neither ends
+    the grant, the verdict is ``TOKEN_INVALID``, never ``REVOKED``.
+    """
+    tokens = tokens_from_payload(runtime.vault.open(token_blob))
+    revoke_token = provider(provider_name).revoke_token
+    verdict = revoke_token(runtime.settings, tokens.refresh_token)
+    if (
+        verdict is RevokeVerdict.TOKEN_INVALID
+        and tokens.access_token
+        and revoke_token(runtime.settings, tokens.access_token) is RevokeVerdict.REVOKED
+    ):
+        verdict = RevokeVerdict.REVOKED
     return verdict

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from connectors.base import (
@@ -24,12 +24,15 @@ from connectors.base import (
     TokenSet,
 )
 from mappers.policy import MappingContext, allowlist_digest
-from mappers.records import ROLES
+from mappers.records import ROLES, Role, RosterBatch
 from store import integrations, roster
+from store.consent import purge_role
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
 from store.vault import VaultError
 from worker import cursor as cursor_document
+from worker.budgets import budgeted
+from worker.consent import roles_to_sync
 from worker.progress import ProgressEvent, emit
 from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
 from worker.revoke import revoke_grant as revoke_grant_at_provider
@@ -86,7 +89,8 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     next_due = None
     try:
         _sync(runtime, state, lease, provider(state.provider), outcome)
-        next_due = utcnow() + timedelta(seconds=runtime.settings.sync_interval_seconds)
+        interval = state.sync_interval_seconds or runtime.settings.sync_interval_seconds
+        next_due = utcnow() + timedelta(seconds=interval)
     except Fenced as error:
         outcome.outcome = "fenced"
         log.info("sync of integration %s stopped: %s", integration_id, error)
@@ -183,8 +187,10 @@ def _sync(
     tokens = _open_tokens(runtime, state)
     scopes = state.granted_scopes
     context = MappingContext(state.tenant, scopes, runtime.pseudonymiser)
-    allowlist = allowlist_digest(spec.name, scopes)
-    connector: RosterConnector = spec.connector(runtime.settings, tokens, persist_tokens)
+    roles = roles_to_sync(state.consent_basis)  # P7: no student is even requested without a consent basis
+    # The cursor is trusted only under the rules its rows were stored under: the allowlist and the roles.
+    allowlist = f"{allowlist_digest(spec.name, scopes)}:{','.join(roles)}"
+    connector = budgeted(spec.connector(runtime.settings, tokens, persist_tokens), runtime.settings, spec.name)
     try:
         saved = cursor_document.loads(state.sync_cursor)
         if (
@@ -193,11 +199,11 @@ def _sync(
             and saved.usable(allowlist, utcnow(), runtime.settings.full_reconcile_seconds)
         ):
             try:
-                _apply_changes(runtime, state, lease, spec, connector, context, saved, outcome)
+                _apply_changes(runtime, state, lease, spec, connector, context, saved, roles, outcome)
                 return
             except ChangesUnavailable as error:
                 log.info("integration %s: change feed unavailable (%s); full sync", state.id, error.reason)
-        _full_sync(runtime, state, lease, spec, connector, context, allowlist, outcome)
+        _full_sync(runtime, state, lease, spec, connector, context, allowlist, roles, outcome)
     finally:
         connector.close()
 
@@ -210,6 +216,7 @@ def _apply_changes(
     connector: RosterConnector,
     context: MappingContext,
     saved: cursor_document.CursorState,
+    roles: tuple[Role, ...],
     outcome: SyncOutcome,
 ) -> None:
     """Apply the change feed page by page; each page's writes and the cursor after it commit together."""
@@ -218,6 +225,7 @@ def _apply_changes(
     for page in connector.changes(saved.cursor):
         outcome.provider_calls += 1
         batch = spec.map_changes(page, context)
+        batch.upserts = _within(batch.upserts, roles)
         with fenced(runtime.engine, state.id, state.generation, lease) as connection:
             outcome.rows_written += roster.apply_changes(connection, state.id, batch)
             if page.cursor is not None and page.cursor != saved.cursor:
@@ -236,12 +244,17 @@ def _full_sync(
     connector: RosterConnector,
     context: MappingContext,
     allowlist: str,
+    roles: tuple[Role, ...],
     outcome: SyncOutcome,
 ) -> None:
-    """Classes, then the rest of the roster, then the sweep; the feed position is taken first, stored last."""
+    """Classes, then the rest of the roster, then the sweep; the feed position is taken first, stored last.
+
+    Only the roles the consent basis allows get a mask, and a role without a mask is not requested;
+    members a provider returns inline (Clever's ``students[]``) are dropped here before any write.
+    """
     engine, generation, scopes = runtime.engine, state.generation, state.granted_scopes
     outcome.mode = "full"
-    masks = {role: spec.field_mask(role, scopes) for role in ("class", *ROLES)}
+    masks = {role: spec.field_mask(role, scopes) for role in ("class", *roles)}
     cursor = connector.change_cursor() if spec.map_changes is not None else None
     if cursor is not None:
         outcome.provider_calls += 1
@@ -250,7 +263,7 @@ def _full_sync(
     classes_complete = True
     for page in connector.classes(masks):
         outcome.provider_calls += 1
-        batch = spec.map_page(page, context)
+        batch = _within(spec.map_page(page, context), roles)
         with fenced(engine, state.id, generation, lease) as connection:
             written, ids, keys = roster.apply_batch(connection, state.id, batch)
         class_ids.update(ids)
@@ -273,7 +286,7 @@ def _full_sync(
             log.warning("integration %s: roster of one class skipped (unreadable)", state.id)
             continue
         outcome.provider_calls += 1
-        batch = spec.map_page(page, context)
+        batch = _within(spec.map_page(page, context), roles)
         with fenced(engine, state.id, generation, lease) as connection:
             written, _ids, keys = roster.apply_batch(connection, state.id, batch)
         seen_enrollments |= keys
@@ -289,5 +302,18 @@ def _full_sync(
             outcome.incomplete_classes,
             sweep_classes=classes_complete,
         )
+        if "student" not in roles:
+            outcome.removed += purge_role(connection, state.id, "student")
         document = cursor_document.CursorState(cursor, allowlist, utcnow()).dumps() if cursor is not None else None
         integrations.store_cursor(connection, state.id, document)
+
+
+def _within(batch: RosterBatch, roles: tuple[Role, ...]) -> RosterBatch:
+    """The batch without people (and enrolments) of roles the consent basis does not cover."""
+    if set(roles) >= set(ROLES):
+        return batch
+    return replace(
+        batch,
+        people=[p for p in batch.people if p.role in roles],
+        enrollments=[e for e in batch.enrollments if e.role in roles],
+    )

@@ -1,0 +1,772 @@
+"""Microsoft Graph Education: MSAL for identity, plain requests for Graph, and nothing else.
+
+Two kinds of link (providers.md 3.1, 3.5): a teacher signs in (authorization code with PKCE, the
+least delegated scope ``EduRoster.ReadBasic``; MSAL adds ``openid profile offline_access``), or a
+tenant admin consents to the application permission and the link reads the whole tenant with
+client credentials (``.default``; the least permission its calls need is ``EduRoster.Read.All``,
+because ``/education/classes`` and its ``members``/``teachers`` accept nothing less, and it also
+covers delta). Each link's MSAL token cache is a string the caller seals in the vault; it is handed
+back through ``on_token_cache`` only when MSAL changed it.
+
+Minimisation happens on the wire: every Graph read carries the ``$select`` mask the caller derived
+from the allowlist (students as ``id,primaryRole``, so no student's name ever crosses the wire), and
+``@odata.nextLink`` is followed as given, only on ``GRAPH_ENDPOINT``'s host (a token is never sent
+elsewhere). Per-class member lists go through JSON ``$batch``, 20 sub-requests a call, each
+sub-response handled on its own. Every Entra or Graph failure goes through one of two tables,
+``classify_token_error`` (MSAL's error dicts) and ``classify_graph_error``, into the taxonomy of
+``connectors.base``. No token, code, response body or personal value goes into an exception text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import msal
+import requests
+
+from connectors.base import (
+    AccessRevoked,
+    ConnectorError,
+    Page,
+    ProviderDataError,
+    RateLimited,
+    ScopeMissing,
+    TransientError,
+)
+from settings import Settings
+
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+DELEGATED_SCOPE = "EduRoster.ReadBasic"
+"""The least delegated scope for a teacher's own classes, their members and teachers (providers.md 3.1)."""
+APPLICATION_PERMISSION = "EduRoster.Read.All"
+"""The least application permission for ``/education/classes`` with ``members`` and ``teachers``;
+``EduRoster.ReadBasic.All`` is enough only for delta (providers.md 3.1)."""
+APP_SCOPES = (GRAPH_RESOURCE + "/.default",)
+PAGE_SIZE = 999
+"""[U] Graph documents no maximum for education lists; 999 is directory ``/users``'s, and a larger
+``$top`` may be clamped or refused, so the connector never asks for more and relies on nextLink."""
+BATCH_LIMIT = 20
+DELTA_LIFETIME_SECONDS = 7 * 86_400 - 3_600
+"""Education delta links live 7 days (providers.md 3.3); one an hour younger is already treated as expired."""
+MAX_INLINE_WAIT_SECONDS = 30.0
+"""A throttled ``$batch`` sub-request is retried in place after at most this Retry-After; longer is RateLimited."""
+SUB_REQUEST_ATTEMPTS = 4
+DEFAULT_RETRY_AFTER = 10.0
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoft.com",
+        "login.windows.net",
+        "sts.windows.net",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+    }
+)
+MASK_KEYS = ("class", "member", "teacher")
+"""``$select`` masks by what is read: classes, a class's ``members`` (id and role only), its ``teachers``."""
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
+_CURSOR_VERSION = 1
+
+Masks = Mapping[str, str]
+
+# What each token-endpoint code means (providers.md 3.6). All are terminal for the grant.
+_REVOKED_REASONS: Mapping[int, str] = {
+    50173: "sessions_revoked",
+    65001: "consent_withdrawn",
+    700082: "refresh_token_expired",
+    70008: "grant_expired",
+    70000: "grant_invalid",
+    700016: "app_removed_from_tenant",
+    7000112: "app_disabled_in_tenant",
+    50076: "interaction_required",
+    50079: "interaction_required",
+    53003: "conditional_access_block",
+}
+
+
+# ------------------------------------------------------------------------------------- errors
+class LinkRefused(ConnectorError):
+    """Microsoft refused to finish a link (state or nonce mismatch, code refused, consent missing)."""
+
+    kind = "link_refused"
+
+
+class ClientRejected(TransientError):
+    """Entra refused *our* client credentials (``invalid_client``: secret wrong or expired).
+
+    An operator error, never a school's revocation: nothing is purged; the integration is left as
+    it is and retried, and the message names the settings to fix.
+    """
+
+    kind = "client_config"
+
+
+class CursorExpired(ConnectorError):
+    """The delta cursor cannot be continued: the worker runs a full sync instead.
+
+    ``reason``: ``expired`` (older than 7 days, 400 ``syncStateNotFound``, 410 ``resyncRequired``)
+    or ``invalid`` (unreadable, or a link off Graph's host).
+    """
+
+    kind = "cursor_expired"
+
+    def __init__(self, public: str, *, reason: str) -> None:
+        super().__init__(public)
+        self.reason = reason
+
+
+class RecordUnavailable(ProviderDataError):
+    """A 404 for one class or user: deleted, or out of the token's reach."""
+
+    kind = "record_unavailable"
+
+
+@dataclass(frozen=True)
+class LinkStart:
+    """The sign-in URL for the teacher and MSAL's flow (PKCE verifier, state, nonce): seal the flow until completion."""
+
+    auth_url: str
+    flow: Mapping[str, Any]
+
+    def __repr__(self) -> str:  # the flow holds the PKCE verifier
+        return "LinkStart(auth_url=<hidden>, flow=<hidden>)"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A finished link: the MSAL token cache (seal it), whose tenant and user, and what was granted."""
+
+    token_cache: str
+    tenant_id: str
+    user_id: str | None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    def __repr__(self) -> str:
+        return f"Grant(tenant_id={self.tenant_id!r}, scopes={sorted(self.scopes)!r}, token_cache=<hidden>)"
+
+
+# ------------------------------------------------------------------------------------- plumbing
+def http_session(settings: Settings) -> requests.Session:
+    """A requests session that trusts exactly ``CA_BUNDLE`` (or the system store), whatever the environment says."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = settings.tls_verify
+    return session
+
+
+def _msal_app(
+    settings: Settings, tenant: str, cache: msal.SerializableTokenCache, session: requests.Session
+) -> msal.ConfidentialClientApplication:
+    """One MSAL app per link and connector (its throttle cache must not outlive them, library-notes 2).
+
+    Instance discovery would call login.microsoftonline.com for any other host, so it is off there.
+    """
+    host = urlsplit(settings.microsoft_authority_host).hostname or ""
+    try:
+        return msal.ConfidentialClientApplication(
+            settings.microsoft_client_id,
+            client_credential=settings.microsoft_client_secret.get_secret_value(),
+            authority=f"{settings.microsoft_authority_host}/{tenant}",
+            token_cache=cache,
+            http_client=session,
+            instance_discovery=None if host in MICROSOFT_AUTHORITY_HOSTS else False,
+            timeout=settings.http_timeout_seconds,
+        )
+    except requests.RequestException as error:
+        raise TransientError(f"Microsoft's identity platform unreachable ({type(error).__name__})") from None
+    except ValueError:
+        raise TransientError("Microsoft's identity platform served an unusable OpenID configuration") from None
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _retry_after(headers: Mapping[str, str], default: float = DEFAULT_RETRY_AFTER) -> float:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return default
+    return default
+
+
+def _has_retry_after(headers: Mapping[str, str]) -> bool:
+    return any(name.lower() == "retry-after" for name in headers)
+
+
+def _graph_code(body: Any) -> str:
+    """Graph's ``error.code``, only if it looks like an identifier (it goes into our messages)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) and _IDENTIFIER.match(code) else ""
+
+
+def scope_names(raw: Any) -> frozenset[str]:
+    """Granted scopes without Graph's resource prefix (``https://graph.microsoft.com/X`` and ``X`` alike)."""
+    if not isinstance(raw, str):
+        return frozenset()
+    prefix = GRAPH_RESOURCE + "/"
+    return frozenset(s[len(prefix) :] if s.lower().startswith(prefix) else s for s in raw.split())
+
+
+def classify_token_error(result: Mapping[str, Any]) -> ConnectorError:
+    """The whole Entra token-endpoint error map (providers.md 3.6); MSAL hands errors back as dicts.
+
+    Classified on ``error`` and ``error_codes``, never on the description. Texts are ours.
+    """
+    error = result.get("error")
+    raw_codes = result.get("error_codes")
+    codes = [c for c in raw_codes if isinstance(c, int)] if isinstance(raw_codes, list) else []
+    label = f"AADSTS{codes[0]}" if codes else "no AADSTS code"
+    if error == "invalid_client":
+        return ClientRejected(
+            f"Microsoft refused our client credentials ({label}); "
+            "check ROSTERSYNC_MICROSOFT_CLIENT_ID and ROSTERSYNC_MICROSOFT_CLIENT_SECRET"
+        )
+    if error in ("invalid_grant", "interaction_required", "unauthorized_client", "consent_required"):
+        reason = next((_REVOKED_REASONS[c] for c in codes if c in _REVOKED_REASONS), str(error))
+        return AccessRevoked(f"Microsoft refused the link's grant ({error}, {label})", reason=reason)
+    if error == "invalid_scope":
+        return ScopeMissing([DELEGATED_SCOPE])
+    if error in ("temporarily_unavailable", "server_error"):
+        return TransientError(f"Microsoft's token endpoint is unavailable ({label})")
+    if isinstance(error, str) and _IDENTIFIER.match(error):
+        return TransientError(f"Microsoft's token endpoint answered {error} ({label})")
+    return TransientError("Microsoft's token endpoint answered without a token or an error")
+
+
+def classify_graph_error(status: int, body: Any, headers: Mapping[str, str], *, app_only: bool) -> ConnectorError:
+    """The whole Graph error map at a glance (providers.md 3.3, 3.4, 3.7), branching on status and ``code``.
+
+    A 401 arrives here only after the connector's one forced token refresh has not helped.
+    """
+    code = _graph_code(body)
+    if status == 429 or (status in (503, 504) and _has_retry_after(headers)):
+        return RateLimited(_retry_after(headers))
+    if status == 410 or code.lower() in ("syncstatenotfound", "resyncrequired"):
+        return CursorExpired(f"Graph says the delta link is no longer valid ({status} {code})", reason="expired")
+    if status == 401:
+        return AccessRevoked("Graph rejected a freshly issued token (401)", reason="unauthorized")
+    if status == 403:
+        return ScopeMissing([APPLICATION_PERMISSION if app_only else DELEGATED_SCOPE])
+    if status == 404:
+        return RecordUnavailable(f"record unavailable at Graph (404 {code})".rstrip())
+    if status >= 500:
+        return TransientError(f"Graph answered {status}")
+    return ProviderDataError(f"Graph refused the request ({status} {code})".replace(" )", ")"))
+
+
+def _quiet_flow(app: msal.ConfidentialClientApplication, redirect_uri: str, login_hint: str | None) -> dict[str, Any]:
+    """msal warns unless ``response_mode=form_post``; our callback is a query URL pasted into the CLI."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        flow: dict[str, Any] = app.initiate_auth_code_flow(
+            [DELEGATED_SCOPE], redirect_uri=redirect_uri, login_hint=login_hint
+        )
+    return flow
+
+
+# ------------------------------------------------------------------------------------- linking
+def start_teacher_link(settings: Settings, *, login_hint: str | None = None) -> LinkStart:
+    """Begin a teacher's sign-in at ``{authority host}/organizations`` (auth code + PKCE + nonce)."""
+    with http_session(settings) as session:
+        app = _msal_app(settings, "organizations", msal.SerializableTokenCache(), session)
+        try:
+            flow = _quiet_flow(app, settings.microsoft_redirect_uri, login_hint)
+        except requests.RequestException as error:
+            raise TransientError(f"Microsoft's identity platform unreachable ({type(error).__name__})") from None
+    return LinkStart(auth_url=str(flow["auth_uri"]), flow=flow)
+
+
+def complete_teacher_link(settings: Settings, flow: Mapping[str, Any], callback_url: str) -> Grant:
+    """Redeem the callback for tokens; a grant without ``EduRoster.ReadBasic`` is refused and nothing kept."""
+    params = {name: values[0] for name, values in parse_qs(urlsplit(callback_url).query).items() if values}
+    if "error" in params:
+        error = params["error"] if _IDENTIFIER.match(params["error"]) else "unknown"
+        raise LinkRefused(f"the Microsoft sign-in was not completed ({error})")
+    cache = msal.SerializableTokenCache()
+    with http_session(settings) as session:
+        app = _msal_app(settings, "organizations", cache, session)
+        try:
+            result = app.acquire_token_by_auth_code_flow(dict(flow), params)
+        except ValueError:
+            raise LinkRefused("the sign-in callback does not belong to this link (state mismatch)") from None
+        except RuntimeError:
+            raise LinkRefused("the sign-in answer failed its nonce check") from None
+        except requests.RequestException as error:
+            raise TransientError(f"Microsoft's token endpoint unreachable ({type(error).__name__})") from None
+    if "access_token" not in result:
+        refusal = classify_token_error(result)
+        if isinstance(refusal, TransientError):
+            raise refusal
+        raise LinkRefused(f"Microsoft refused the authorization code: {refusal.public}")
+    granted = scope_names(result.get("scope"))
+    if DELEGATED_SCOPE not in granted:
+        raise LinkRefused(
+            f"the grant lacks {DELEGATED_SCOPE}: a tenant admin must consent to it for this app (nothing stored)"
+        )
+    claims = result.get("id_token_claims") or {}
+    tenant_id, user_id = claims.get("tid"), claims.get("oid")
+    if not isinstance(tenant_id, str) or not isinstance(user_id, str):
+        raise ProviderDataError("the id token names no tenant or user")
+    return Grant(token_cache=cache.serialize(), tenant_id=tenant_id, user_id=user_id, scopes=granted)
+
+
+def link_tenant(settings: Settings, tenant_id: str) -> Grant:
+    """A tenant-wide link with client credentials; refused unless the tenant admin granted ``EduRoster.Read.All``.
+
+    One probe (``/education/classes?$select=id&$top=1``) proves the permission before anything is stored.
+    """
+    if not _TENANT.match(tenant_id) or tenant_id.lower() in ("organizations", "common", "consumers"):
+        raise LinkRefused("a tenant link needs the school's Entra tenant id (a GUID or verified domain)")
+    cache = msal.SerializableTokenCache()
+    with http_session(settings) as session:
+        app = _msal_app(settings, tenant_id, cache, session)
+        try:
+            result = app.acquire_token_for_client(list(APP_SCOPES))
+        except requests.RequestException as error:
+            raise TransientError(f"Microsoft's token endpoint unreachable ({type(error).__name__})") from None
+        if "access_token" not in result:
+            refusal = classify_token_error(result)
+            if isinstance(refusal, TransientError):
+                raise refusal
+            raise LinkRefused(f"the tenant has not admitted this app: {refusal.public}")
+        try:
+            probe = session.get(
+                f"{settings.graph_endpoint}/education/classes",
+                params={"$select": "id", "$top": "1"},
+                headers={"Authorization": f"Bearer {result['access_token']}", "Accept": "application/json"},
+                timeout=settings.http_timeout_seconds,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise TransientError(f"Graph unreachable ({type(error).__name__})") from None
+    if probe.status_code in (401, 403):
+        raise LinkRefused(f"the tenant admin has not granted the application permission {APPLICATION_PERMISSION}")
+    if probe.status_code != 200:
+        raise classify_graph_error(probe.status_code, _json_or_none(probe), probe.headers, app_only=True)
+    return Grant(
+        token_cache=cache.serialize(), tenant_id=tenant_id, user_id=None, scopes=frozenset({APPLICATION_PERMISSION})
+    )
+
+
+# ------------------------------------------------------------------------------------- cursor
+def _encode_cursor(classes_link: str, users_link: str, masks: Masks, issued: float) -> str:
+    state = {"v": _CURSOR_VERSION, "issued": int(issued), "classes": classes_link, "users": users_link}
+    state["masks"] = {key: masks[key] for key in MASK_KEYS}
+    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        state = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error):
+        raise CursorExpired("the delta cursor is unreadable", reason="invalid") from None
+    ok = (
+        isinstance(state, dict)
+        and state.get("v") == _CURSOR_VERSION
+        and isinstance(state.get("issued"), int)
+        and all(isinstance(state.get(k), str) for k in ("classes", "users"))
+        and isinstance(state.get("masks"), dict)
+        and all(isinstance(state["masks"].get(k), str) for k in MASK_KEYS)
+    )
+    if not ok:
+        raise CursorExpired("the delta cursor is unreadable", reason="invalid")
+    return dict(state)
+
+
+# ------------------------------------------------------------------------------------- the reader
+@dataclass
+class _SubRequest:
+    class_id: str
+    kind: str  # "members" | "teachers"
+    url: str  # relative to GRAPH_ENDPOINT, as $batch wants it
+
+
+class MicrosoftConnector:
+    """Reads for one link: a teacher's (delegated, ``tenant_id`` None) or a whole tenant's (application).
+
+    ``token_cache`` is the link's serialised MSAL cache; whenever MSAL changes it (a refresh rotated
+    the refresh token, a new access token) the new string goes to ``on_token_cache`` before the
+    token is used, so a crash never loses a rotated refresh token. A Graph 401 forces one token
+    refresh; a second 401 is ``AccessRevoked``. One instance per sync and thread.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        token_cache: str | None,
+        tenant_id: str | None = None,
+        on_token_cache: Callable[[str], None] | None = None,
+        masks: Masks | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = settings
+        self._app_only = tenant_id is not None
+        self._on_token_cache = on_token_cache
+        self._masks = dict(masks) if masks is not None else None
+        self._sleep = sleep
+        self._cache = msal.SerializableTokenCache()
+        if token_cache:
+            try:
+                self._cache.deserialize(token_cache)
+            except ValueError:
+                raise AccessRevoked("the link's token cache is unreadable", reason="token_cache_unreadable") from None
+        self._session = http_session(settings)
+        self._authority_tenant = tenant_id or self._cached_realm() or "organizations"
+        self._msal: msal.ConfidentialClientApplication | None = None
+        self._token: str | None = None
+        self._last_delta_links: dict[str, str] = {}
+        graph = urlsplit(settings.graph_endpoint)
+        self._graph_origin = (graph.scheme, graph.netloc.lower())
+        self._graph_path = graph.path.rstrip("/")
+        self.requests_made = 0
+
+    def _cached_realm(self) -> str | None:
+        """A teacher's tenant, from the account in the cache: refreshes then go to that tenant's authority."""
+        accounts = list(self._cache.search(msal.TokenCache.CredentialType.ACCOUNT))
+        realm = accounts[0].get("realm") if accounts else None
+        return realm if isinstance(realm, str) and _TENANT.match(realm) else None
+
+    @property
+    def _app(self) -> msal.ConfidentialClientApplication:
+        """Built on first use: MSAL fetches the OpenID configuration when constructed."""
+        if self._msal is None:
+            self._msal = _msal_app(self._settings, self._authority_tenant, self._cache, self._session)
+        return self._msal
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> MicrosoftConnector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------- reads
+    def classes(self, masks: Masks) -> Iterator[Page]:
+        """The teacher's classes (``/education/me/classes``) or the tenant's (``/education/classes``)."""
+        path = "/education/classes" if self._app_only else "/education/me/classes"
+        params = {"$select": _mask(masks, "class"), "$top": str(PAGE_SIZE)}
+        for records, _ in self._pages(self._settings.graph_endpoint + path, params):
+            yield Page(kind="classes", parent_id=None, records=records)
+
+    def members(self, class_ids: Iterable[str], masks: Masks) -> Iterator[Page]:
+        """Each class's ``members`` (``$select`` of the ``member`` mask: ``id,primaryRole``) and ``teachers``.
+
+        Pages are ``members`` and ``teachers`` with the class id as ``parent_id``; a class whose roster
+        cannot be read (403, 404) is one ``unreadable`` marker page instead, and none of its other pages.
+        Requests go in ``$batch``es of 20 (10 classes a call).
+        """
+        member_params = {"$select": _mask(masks, "member"), "$top": str(PAGE_SIZE)}
+        teacher_params = {"$select": _mask(masks, "teacher"), "$top": str(PAGE_SIZE)}
+        subs: list[_SubRequest] = []
+        for class_id in dict.fromkeys(class_ids):
+            if not isinstance(class_id, str) or not class_id or "/" in class_id or "?" in class_id:
+                raise ProviderDataError("a class id is not a plain Graph id")
+            for kind, params in (("members", member_params), ("teachers", teacher_params)):
+                query = urlencode(params, safe="$,")
+                subs.append(_SubRequest(class_id, kind, f"/education/classes/{class_id}/{kind}?{query}"))
+        for start in range(0, len(subs), BATCH_LIMIT):
+            yield from self._batch(subs[start : start + BATCH_LIMIT])
+
+    def change_cursor(self, masks: Masks | None = None) -> str | None:
+        """A cursor to read changes from later (tenant links; None for a teacher link).
+
+        Walks the initial rounds of ``/education/classes/delta`` and ``/education/users/delta``
+        (ids and roles only) to the ``@odata.deltaLink`` of each. Take it *before* a full sync, so
+        changes made during the sync are read again. The cursor is an opaque string holding both
+        delta links, the ``$select`` masks they were made with, and when it was issued.
+        """
+        if not self._app_only:
+            return None
+        chosen = dict(masks) if masks is not None else self._masks
+        if chosen is None:
+            raise ValueError("change_cursor needs the $select masks (given here or to the constructor)")
+        issued = time.time()
+        links = []
+        for path, mask in (("/education/classes/delta", "class"), ("/education/users/delta", "member")):
+            url = self._settings.graph_endpoint + path
+            delta_link = ""
+            for _, link in self._pages(url, {"$select": _mask(chosen, mask)}, delta=True):
+                delta_link = link or ""
+            links.append(delta_link)
+        return _encode_cursor(links[0], links[1], chosen, issued)
+
+    def changes(self, cursor: str) -> Iterator[Page]:
+        """What changed since ``cursor``: ``users`` delta pages (``id,primaryRole``; ``@removed`` entries
+        where Graph sends them), ``classes`` delta pages, and fresh ``members``/``teachers`` pages of
+        every changed class (a class's membership change is not in class delta's payload).
+
+        Every page carries the cursor to store after applying it: the old one until the last page,
+        which carries the new one (re-applying a page changes nothing). ``CursorExpired`` means: do a
+        full sync. Deleted classes never appear in class delta; a periodic full sync removes them.
+        """
+        state = _decode_cursor(cursor)
+        if time.time() - state["issued"] > DELTA_LIFETIME_SECONDS:
+            raise CursorExpired("the delta cursor is older than Graph keeps delta state (7 days)", reason="expired")
+        masks: dict[str, str] = dict(state["masks"])
+        for key in ("classes", "users"):
+            if not self._on_graph(state[key]):
+                raise CursorExpired("the delta cursor points away from Graph's host", reason="invalid")
+
+        def pages() -> Iterator[Page]:
+            for records, _ in self._pages(state["users"], None, delta=True):
+                yield Page(kind="users", parent_id=None, records=records)
+            changed: list[str] = []
+            for records, _ in self._pages(state["classes"], None, delta=True):
+                changed += [r["id"] for r in records if isinstance(r, Mapping) and isinstance(r.get("id"), str)]
+                yield Page(kind="classes", parent_id=None, records=records)
+            yield from self.members(changed, masks)
+
+        self._last_delta_links = {}
+        held: Page | None = None
+        for page in pages():  # one page held back: only the last one carries the new cursor
+            if held is not None:
+                yield replace(held, cursor=cursor)
+            held = page
+        users_link, classes_link = self._last_delta_links.get("users"), self._last_delta_links.get("classes")
+        if held is None or not users_link or not classes_link:
+            raise ProviderDataError("a delta round ended without a deltaLink")
+        yield replace(held, cursor=_encode_cursor(classes_link, users_link, masks, time.time()))
+
+    # ------------------------------------------------------------------------------- paging
+    def _on_graph(self, url: str) -> bool:
+        split = urlsplit(url)
+        return (split.scheme, split.netloc.lower()) == self._graph_origin and (
+            split.path == self._graph_path or split.path.startswith(self._graph_path + "/")
+        )
+
+    def _pages(
+        self, url: str, params: Mapping[str, str] | None, *, delta: bool = False
+    ) -> Iterator[tuple[list[Any], str | None]]:
+        """A collection page by page, following ``@odata.nextLink`` as given (Graph's host only, no loops).
+
+        Yields each page's ``value`` and, on a delta round's last page, its ``@odata.deltaLink``.
+        """
+        seen: set[str] = set()
+        current: str | None = url
+        query = params
+        while current is not None:
+            body = self._get(current, query)
+            records = body.get("value")
+            if not isinstance(records, list):
+                raise ProviderDataError("a Graph list response carries no value list")
+            following = self._next_link(body, seen)
+            delta_link = body.get("@odata.deltaLink") if delta else None
+            if delta and following is None:
+                if not isinstance(delta_link, str) or not self._on_graph(delta_link):
+                    raise ProviderDataError("a delta round ended without a deltaLink on Graph's host")
+                kind = "classes" if "/classes/" in urlsplit(delta_link).path else "users"
+                self._last_delta_links[kind] = delta_link
+            yield records, delta_link if isinstance(delta_link, str) else None
+            current, query = following, None
+
+    def _next_link(self, body: Mapping[str, Any], seen: set[str]) -> str | None:
+        following = body.get("@odata.nextLink")
+        if following is None:
+            return None
+        if not isinstance(following, str):
+            raise ProviderDataError("a nextLink is not a string")
+        if not self._on_graph(following):
+            raise ProviderDataError("a nextLink points away from Graph's host; not followed")
+        if following in seen:
+            raise ProviderDataError("nextLinks loop")
+        seen.add(following)
+        return following
+
+    # ------------------------------------------------------------------------------- $batch
+    def _batch(self, subs: Sequence[_SubRequest]) -> Iterator[Page]:
+        """One ``$batch`` of up to 20 sub-requests; each answer handled on its own.
+
+        A throttled (429, 503/504) or failed (5xx) sub-request is sent again in a smaller batch after
+        the longest Retry-After among them, without losing the answered ones; a 401 forces one token
+        refresh first. A class with a 403 or 404 becomes one ``unreadable`` marker.
+        """
+        pending = {str(index): sub for index, sub in enumerate(subs)}
+        pages: dict[str, list[Page]] = {key: [] for key in pending}
+        unreadable: set[str] = set()
+        refreshed = False
+        attempt = 0
+        while pending:
+            attempt += 1
+            body = self._post_batch(pending)
+            answers = body.get("responses")
+            if not isinstance(answers, list):
+                raise ProviderDataError("a $batch response carries no responses list")
+            retry: dict[str, _SubRequest] = {}
+            waits: list[float] = []
+            throttled = unauthorized = False
+            answered: set[str] = set()
+            for answer in answers:
+                key = answer.get("id") if isinstance(answer, dict) else None
+                if not isinstance(key, str) or key not in pending or key in answered:
+                    continue
+                answered.add(key)
+                sub = pending[key]
+                status = answer.get("status")
+                headers = answer.get("headers") if isinstance(answer.get("headers"), dict) else {}
+                sub_body = answer.get("body")
+                if status == 200:
+                    pages[key] = self._sub_pages(sub, sub_body)
+                elif status in (403, 404):
+                    unreadable.add(sub.class_id)
+                elif status == 401:
+                    unauthorized = True
+                    retry[key] = sub
+                elif status == 429 or (isinstance(status, int) and status >= 500):
+                    throttled = throttled or status in (429, 503, 504)
+                    waits.append(_retry_after(headers, default=1.0))
+                    retry[key] = sub
+                elif isinstance(status, int):
+                    raise classify_graph_error(status, sub_body, headers, app_only=self._app_only)
+                else:
+                    raise ProviderDataError("a $batch sub-response carries no status")
+            for key, sub in pending.items():
+                if key not in answered:
+                    retry[key] = sub  # Graph left it out: ask again
+                    waits.append(1.0)
+            pending = retry
+            if not pending:
+                break
+            if unauthorized:
+                if refreshed:
+                    raise AccessRevoked("Graph rejected a freshly issued token (401)", reason="unauthorized")
+                refreshed = True
+                self._token = None
+                self._access_token(force=True)
+            if attempt >= SUB_REQUEST_ATTEMPTS:
+                wait = max(waits, default=DEFAULT_RETRY_AFTER)
+                if throttled:
+                    raise RateLimited(wait)
+                raise TransientError("Graph kept failing sub-requests of a $batch")
+            wait = max(waits, default=0.0)
+            if wait > MAX_INLINE_WAIT_SECONDS:
+                raise RateLimited(wait)
+            if wait > 0:
+                self._sleep(wait)
+        for key, sub in enumerate(subs):
+            if sub.class_id in unreadable:
+                continue
+            yield from pages[str(key)]
+        for class_id in dict.fromkeys(sub.class_id for sub in subs if sub.class_id in unreadable):
+            yield Page(kind="unreadable", parent_id=class_id, records=())
+
+    def _sub_pages(self, sub: _SubRequest, body: Any) -> list[Page]:
+        """A sub-response's page plus any further pages its nextLink leads to (read directly, in order)."""
+        if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+            raise ProviderDataError("a $batch sub-response carries no value list")
+        pages = [Page(kind=sub.kind, parent_id=sub.class_id, records=list(body["value"]))]
+        seen: set[str] = set()
+        following = self._next_link(body, seen)
+        if following is not None:
+            for records, _ in self._pages(following, None):
+                pages.append(Page(kind=sub.kind, parent_id=sub.class_id, records=records))
+        return pages
+
+    def _post_batch(self, pending: Mapping[str, _SubRequest]) -> dict[str, Any]:
+        payload = {"requests": [{"id": key, "method": "GET", "url": sub.url} for key, sub in pending.items()]}
+        return self._request("POST", f"{self._settings.graph_endpoint}/$batch", None, payload)
+
+    # ------------------------------------------------------------------------------- HTTP
+    def _get(self, url: str, params: Mapping[str, str] | None) -> dict[str, Any]:
+        return self._request("GET", url, params, None)
+
+    def _request(self, method: str, url: str, params: Mapping[str, str] | None, payload: Any) -> dict[str, Any]:
+        """One Graph call; a 401 forces one token refresh and a resend, a second 401 is AccessRevoked."""
+        refreshed = False
+        while True:
+            token = self._access_token(force=refreshed)
+            response = self._send(method, url, params, payload, token)
+            if response.status_code == 401 and not refreshed:
+                refreshed = True
+                continue
+            body = _json_or_none(response)
+            if response.status_code != 200:
+                raise classify_graph_error(response.status_code, body, response.headers, app_only=self._app_only)
+            if not isinstance(body, dict):
+                raise ProviderDataError("Graph answered 200 with a body that is not a JSON object")
+            return body
+
+    def _send(
+        self, method: str, url: str, params: Mapping[str, str] | None, payload: Any, token: str
+    ) -> requests.Response:
+        self.requests_made += 1
+        query = urlencode(params, safe="$,") if params else None
+        target = f"{url}?{query}" if query else url
+        try:
+            return self._session.request(
+                method,
+                target,
+                json=payload,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=self._settings.http_timeout_seconds,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise TransientError(f"network error talking to Graph ({type(error).__name__})") from None
+
+    # ------------------------------------------------------------------------------- tokens
+    def _access_token(self, *, force: bool = False) -> str:
+        """An access token from MSAL (its cache first, then a refresh or client credentials).
+
+        ``force`` skips cached access tokens: the one refresh a Graph 401 earns.
+        """
+        if self._token is not None and not force:
+            return self._token
+        try:
+            if self._app_only:
+                if force:
+                    self._app.remove_tokens_for_client()
+                result = self._app.acquire_token_for_client(list(APP_SCOPES))
+            else:
+                accounts = self._app.get_accounts()
+                if not accounts:
+                    raise AccessRevoked("the link's token cache holds no Microsoft account", reason="no_account")
+                result = self._app.acquire_token_silent_with_error([DELEGATED_SCOPE], accounts[0], force_refresh=force)
+                if result is None:
+                    raise AccessRevoked(
+                        "the link's token cache holds no usable refresh token", reason="no_refresh_token"
+                    )
+        except requests.RequestException as error:
+            raise TransientError(f"Microsoft's token endpoint unreachable ({type(error).__name__})") from None
+        except ValueError:
+            raise TransientError("Microsoft's token endpoint answered with an unreadable body") from None
+        finally:
+            self._persist_cache()
+        token = result.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise classify_token_error(result)
+        self._token = token
+        return token
+
+    def _persist_cache(self) -> None:
+        """Hand the cache to the caller only when MSAL changed it (``serialize`` clears the flag)."""
+        if self._cache.has_state_changed and self._on_token_cache is not None:
+            self._on_token_cache(self._cache.serialize())
+
+
+def _mask(masks: Masks, key: str) -> str:
+    """A ``$select`` mask from the caller; a missing or empty one is refused rather than reading everything."""
+    mask = masks.get(key)
+    if not isinstance(mask, str) or not mask or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(,[A-Za-z][A-Za-z0-9]*)*", mask):
+        raise ValueError(f"a $select mask for {key!r} is required (comma-separated property names)")
+    return mask

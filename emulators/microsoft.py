@@ -1,0 +1,1247 @@
+"""Local stand-in for Microsoft Entra ID (v2.0 endpoints) and Graph v1.0 Education, served over HTTPS.
+
+A fully read ``educationUser`` carries birth date, gender, both addresses, phones, guardians
+(``relatedContacts``), student numbers and more (providers.md 3.2). Minimisation can only be tested
+against records that really carry all of that, so every user here holds every documented property,
+filled with distinctive synthetic canary values, plus one property no documentation names yet.
+What a token may see follows the permission it carries: delegated tokens get the documented
+minimal property set, ``EduRoster.ReadBasic.All`` a basic one, ``EduRoster.Read.All`` everything.
+
+Identity follows what MSAL Python needs (library-notes 2): an https OpenID configuration per tenant
+(``organizations`` is an alias for "the signing-in user's tenant"), ``/authorize`` that auto-approves
+with PKCE and echoes the nonce into an unsigned id_token, and ``/token`` for authorization codes,
+rotating refresh tokens and client credentials (``.default`` only), answering with the AADSTS error
+bodies of providers.md 3.6. Graph answers with absolute ``@odata.nextLink``s, ``$select``, ``$top``
+(clamped, never refused), delta with ``@odata.deltaLink`` and 7-day expiry, and JSON ``$batch``.
+
+Where providers.md marks a behaviour as unconfirmed ([U]/[O]) the choice made here is named in the
+docstring of the code that makes it, so a test failing against the real Graph points at it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from emulators.core import EmulatorCore, Failure, Json, Request, RequestRecord, Response, json_body
+from emulators.district import GIVEN_NAMES, District, Person
+
+__all__ = ["APP_ROLES", "DELEGATED_SCOPES", "GRAPH_RESOURCE", "MicrosoftEmulator"]
+
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+DELEGATED_SCOPES = ("EduRoster.ReadBasic", "EduRoster.Read", "EduRoster.ReadWrite")
+APP_ROLES = ("EduRoster.ReadBasic.All", "EduRoster.Read.All", "EduRoster.ReadWrite.All")
+OIDC_SCOPES = ("openid", "profile", "offline_access", "email")
+DEFAULT_PAGE = 100
+MAX_PAGE = 999
+"""[U] Graph documents no maximum for education lists; directory ``/users`` allows 999. Larger ``$top`` is clamped."""
+MAX_BATCH = 20
+DELTA_TTL = timedelta(days=7)
+ACCESS_TOKEN_SECONDS = 3599
+CODE_TTL_SECONDS = 600.0
+_JSON_TYPE = "application/json; charset=utf-8"
+_EPOCH = datetime(2025, 8, 18, 7, 0, 0, tzinfo=UTC)
+
+# Which educationUser properties a token sees (providers.md 3.1: delegated tokens get a minimal set;
+# ReadBasic covers "name, status, education role, email address and photo").
+_DELEGATED_USER_PROPS = frozenset(
+    {"id", "primaryRole", "accountEnabled", "displayName", "givenName", "surname", "userPrincipalName",
+     "userType", "onPremisesInfo", "student", "teacher"}
+)  # fmt: skip
+_BASIC_USER_PROPS = frozenset({"id", "primaryRole", "accountEnabled", "displayName", "givenName", "surname", "mail"})
+_ROLE_BLOCK_DELEGATED = {"student": ("externalId",), "teacher": ("externalId",)}
+
+_STREETS = ("Larkspur", "Wendover", "Quillon", "Marrowby", "Tessellate", "Orrery", "Vantablue", "Brindlewick")
+_CITIES = ("Port Ellisandre", "New Carrowmore", "Vexhollow", "Saint Ambrel")
+_RELATIONS = ("parent", "guardian", "relative", "aide", "other")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _guid(*parts: object) -> str:
+    return str(uuid.UUID(bytes=hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:16], version=4))
+
+
+def _b64(value: Json) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _unb64(text: str) -> Json | None:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# ------------------------------------------------------------------------------------------ records
+@dataclass
+class _User:
+    id: str
+    tenant_id: str
+    person: Person
+    role: str  # "student" | "teacher"
+    pii: Json
+    changed: int = 0
+    deleted: bool = False
+
+
+@dataclass
+class _Class:
+    id: str
+    tenant_id: str
+    display_name: str
+    extra: Json
+    members: list[str]
+    teachers: list[str]
+    changed: int = 0
+    deleted: bool = False
+
+
+@dataclass
+class _Tenant:
+    id: str
+    name: str
+    source: District
+    delegated_consent: set[str] = field(default_factory=lambda: {"EduRoster.ReadBasic"})
+    app_roles: set[str] = field(default_factory=lambda: {"EduRoster.Read.All"})
+    app_enabled: bool = True
+    service_principal: bool = True
+    delta_epoch: float = 0.0
+    delta_expiry_status: int = 400
+
+
+@dataclass
+class _Code:
+    tenant_id: str
+    user_id: str
+    scopes: tuple[str, ...]
+    nonce: str
+    challenge: str
+    method: str
+    redirect_uri: str
+    expires_at: float
+    used: bool = False
+
+
+@dataclass
+class _Access:
+    tenant_id: str
+    user_id: str | None  # None: an app-only token
+    scopes: frozenset[str]  # ``scp`` of a delegated token, ``roles`` of an app token
+    expires_at: float
+    issued_at: float
+
+
+@dataclass
+class _Refresh:
+    tenant_id: str
+    user_id: str
+    scopes: tuple[str, ...]
+    issued_at: float
+    active: bool = True
+
+
+# --------------------------------------------------------------------------------- small builders
+def _json(status: int, value: Any, headers: Iterable[tuple[str, str]] = (), user_id: str | None = None) -> Response:
+    return Response(status, json_body(value), [("Content-Type", _JSON_TYPE), *headers], user_id=user_id)
+
+
+def _graph_error_body(code: str, message: str) -> Json:
+    """Graph's error shape (providers.md 3.4): branch on ``code``, never on ``message``."""
+    inner = {"date": _iso(datetime.now(UTC)), "request-id": str(uuid.uuid4()), "client-request-id": str(uuid.uuid4())}
+    return {"error": {"code": code, "message": message, "innerError": inner}}
+
+
+def _graph_error(status: int, code: str, message: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    return _json(status, _graph_error_body(code, message), headers)
+
+
+_AADSTS = {
+    50173: ("invalid_grant", "The provided grant has expired due to it being revoked, a fresh auth token is needed."),
+    65001: ("invalid_grant", "The user or administrator has not consented to use the application."),
+    700082: ("invalid_grant", "The refresh token has expired due to inactivity."),
+    70008: ("invalid_grant", "The provided authorization code or refresh token has expired or was revoked."),
+    70000: ("invalid_grant", "Provided grant is invalid or malformed."),
+    700016: ("unauthorized_client", "Application was not found in the directory."),
+    7000112: ("unauthorized_client", "Application is disabled."),
+    7000215: ("invalid_client", "Invalid client secret provided."),
+    7000222: ("invalid_client", "The provided client secret keys are expired."),
+    70011: ("invalid_scope", "The provided request must include a 'scope' input parameter."),
+    1002012: ("invalid_scope", "The provided value for scope is not valid."),
+    90002: ("invalid_request", "Tenant not found."),
+    501481: ("invalid_grant", "The Code_Verifier does not match the code_challenge supplied in the request."),
+    900144: ("invalid_request", "The request body must contain the following parameter."),
+}
+
+
+def _aadsts(code: int, *, suberror: str | None = None) -> Response:
+    """A token-endpoint error as Entra sends it (providers.md 3.6): HTTP 400 (401 for a bad client)."""
+    error, text = _AADSTS[code]
+    trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    body: Json = {
+        "error": error,
+        "error_description": f"AADSTS{code}: {text} Trace ID: {trace} Correlation ID: {correlation} Timestamp: {now}",
+        "error_codes": [code],
+        "timestamp": now,
+        "trace_id": trace,
+        "correlation_id": correlation,
+        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+    }
+    if suberror:
+        body["suberror"] = suberror
+    return _json(401 if error == "invalid_client" else 400, body)
+
+
+def _jwt(claims: Json) -> str:
+    """An unsigned JWT (``alg: none``): MSAL does not verify id_token signatures (library-notes 2)."""
+    return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+
+
+def _scope_names(raw: str) -> list[str]:
+    """Requested scopes with Graph's resource prefix removed (bare names resolve to Graph, providers.md 3.5)."""
+    names = []
+    for scope in raw.split():
+        if scope.lower().startswith(GRAPH_RESOURCE + "/"):
+            scope = scope[len(GRAPH_RESOURCE) + 1 :]
+        names.append(scope)
+    return names
+
+
+# ------------------------------------------------------------------------------------ the emulator
+class MicrosoftEmulator(EmulatorCore):
+    """Entra ID and Graph Education for ``tenants`` synthetic school tenants.
+
+    Tenant ``k`` is built from ``District(seed=seed + 2000 * (k + 1))`` (Google and Clever build theirs
+    from other seeds; the district generator itself is untouched). Each tenant starts with admin
+    consent for the delegated ``EduRoster.ReadBasic`` and the application ``EduRoster.Read.All``.
+    """
+
+    name = "microsoft-emulator"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tenants: int = 2,
+        teachers: int = 3,
+        courses_per_teacher: int = 2,
+        students_per_course: int = 12,
+        seed: int = 7,
+        cert_dir: Path | None = None,
+        client_id: str = "5f0c3e51-7a21-4c1e-9d3b-0e5a1c2b3d4f",
+        client_secret: str = "microsoft-emulator-secret",  # noqa: S107 - a synthetic test client
+        delta_reports_removed: bool = False,
+    ) -> None:
+        super().__init__(host=host, port=port, cert_dir=cert_dir)
+        self._seed = seed
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._secret_expired = False
+        self._delta_reports_removed = delta_reports_removed
+        self._counter = itertools.count(1)
+        self._tenants: dict[str, _Tenant] = {}
+        self._users: dict[str, _User] = {}
+        self._classes: dict[str, _Class] = {}
+        self._past_strings: set[str] = set()
+        self._codes: dict[str, _Code] = {}
+        self._access: dict[str, _Access] = {}
+        self._refresh: dict[str, _Refresh] = {}
+        self._issued: set[str] = set()
+        self._signin_user: str | None = None
+        self._sessions_revoked: dict[str, float] = {}
+        self._batch_depth = 0
+        for index in range(tenants):
+            source = District(
+                seed=seed + 2000 * (index + 1),
+                teachers=teachers,
+                courses_per_teacher=courses_per_teacher,
+                students_per_course=students_per_course,
+            )
+            self._build_tenant(source, index)
+
+    # ------------------------------------------------------------------------------- building
+    def _tick(self) -> int:
+        return next(self._counter)
+
+    def _build_tenant(self, source: District, index: int) -> None:
+        tenant = _Tenant(
+            id=_guid("tenant", self._seed, index),
+            name=f"{_CITIES[index % len(_CITIES)]} Schools {index + 1}",
+            source=source,
+        )
+        self._tenants[tenant.id] = tenant
+        by_person: dict[str, str] = {}
+        for person in sorted(source.people.values(), key=lambda p: p.number):
+            by_person[person.id] = self._add_user(tenant, person).id
+        for course in sorted(source.courses.values(), key=lambda c: c.seq):
+            if course.state != "ACTIVE":
+                continue
+            teachers = [by_person[t] for t in course.teachers]
+            students = [by_person[s] for s in course.students]
+            self._add_class(tenant, course.name, course.section, teachers, students)
+
+    def _add_user(self, tenant: _Tenant, person: Person) -> _User:
+        rng = random.Random(f"{self._seed}|{person.id}")
+        role = "teacher" if person.is_teacher else "student"
+        number = person.number
+        domain = f"school{list(self._tenants).index(tenant.id) + 1}.example-school.test"
+        nickname = f"{person.given_name.lower()}.{person.family_name.lower()}{number}"
+        street = f"{rng.randrange(100, 9999)} {rng.choice(_STREETS)} Way"
+        address = {
+            "street": street,
+            "city": rng.choice(_CITIES),
+            "state": "WA",
+            "postalCode": f"98{rng.randrange(100, 999)}",
+            "countryOrRegion": "US",
+        }
+        guardian_given, guardian_family = rng.choice(GIVEN_NAMES), person.family_name
+        pii: Json = {
+            "accountEnabled": True,
+            "userType": "Member",
+            "externalSource": "sis",
+            "externalSourceDetail": "Canary SIS",
+            "onPremisesInfo": {"immutableId": f"imm-{_guid('imm', person.id)[:18]}"},
+            "middleName": rng.choice(GIVEN_NAMES),
+            "mail": person.email,
+            "mailNickname": nickname,
+            "userPrincipalName": f"{nickname}@{domain}",
+            "mobilePhone": f"+1 555 02{rng.randrange(10, 99)} {number:04d}",
+            "businessPhones": [f"+1 555 03{rng.randrange(10, 99)} {number:04d}"],
+            "mailingAddress": address,
+            "residenceAddress": dict(address, street=f"{rng.randrange(100, 9999)} {rng.choice(_STREETS)} Court"),
+            "preferredLanguage": "en-US",
+            "usageLocation": "US",
+            "department": f"Dept {rng.randrange(1, 40)}",
+            "relatedContacts": [
+                {
+                    "id": _guid("contact", person.id),
+                    "displayName": f"{guardian_given} {guardian_family}",
+                    "emailAddress": f"{guardian_given.lower()}.{guardian_family.lower()}.g{number}@family.test",
+                    "mobilePhone": f"+1 555 04{rng.randrange(10, 99)} {number:04d}",
+                    "relationship": rng.choice(_RELATIONS),
+                    "accessConsent": True,
+                }
+            ]
+            if role == "student"
+            else [],
+            "createdBy": {"user": {"id": _guid("admin", tenant.id), "displayName": "Canary Admin Okonkwo-Vale"}},
+            "assignedLicenses": [{"disabledPlans": [], "skuId": _guid("sku", role)}],
+            "assignedPlans": [],
+            "provisionedPlans": [],
+            "passwordPolicies": "DisablePasswordExpiration",
+            "passwordProfile": {"forceChangePasswordNextSignIn": False, "password": None},
+            "showInAddressList": role == "teacher",
+            "learnerWellbeingNote": f"canary-unknown-{_guid('note', person.id)[:12]}",  # a property no doc names
+        }
+        if role == "student":
+            grade = rng.randrange(6, 13)
+            pii["student"] = {
+                "birthDate": f"{2025 - grade - 6}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
+                "externalId": f"EXT-S-{_guid('ext', person.id)[:10]}",
+                "gender": rng.choice(("female", "male", "other")),
+                "grade": str(grade),
+                "graduationYear": str(2025 + 12 - grade),
+                "studentNumber": f"SN{rng.randrange(10**6, 10**7)}",
+            }
+            pii["teacher"] = None
+        else:
+            pii["student"] = None
+            pii["teacher"] = {"externalId": f"EXT-T-{_guid('ext', person.id)[:10]}", "teacherNumber": f"T{number:05d}"}
+        user = _User(id=_guid("user", self._seed, person.id), tenant_id=tenant.id, person=person, role=role, pii=pii)
+        user.changed = self._tick()
+        self._users[user.id] = user
+        return user
+
+    def _add_class(self, tenant: _Tenant, name: str, section: str, teachers: list[str], students: list[str]) -> _Class:
+        class_id = _guid("class", self._seed, tenant.id, len(self._classes))
+        rng = random.Random(f"{self._seed}|{class_id}")
+        owner = self._users[teachers[0]] if teachers else None
+        extra: Json = {
+            "description": f"{name}, taught by {owner.person.full_name}" if owner else name,
+            "classCode": f"{rng.randrange(100, 999)}-{section.removeprefix('Period ')}",
+            "externalId": f"SIS-CLS-{class_id[:8]}",
+            "externalName": f"{name} ({section})",
+            "externalSource": "sis",
+            "externalSourceDetail": "Canary SIS",
+            "grade": str(rng.randrange(6, 13)),
+            "mailNickname": f"class-{class_id[:8]}",
+            "term": {
+                "externalId": f"T-{tenant.id[:4]}",
+                "displayName": "Fall 2025",
+                "startDate": "2025-08-18",
+                "endDate": "2025-12-19",
+            },
+            "createdBy": {
+                "user": {"id": owner.id if owner else None, "displayName": owner.person.full_name if owner else None}
+            },
+        }
+        klass = _Class(
+            id=class_id,
+            tenant_id=tenant.id,
+            display_name=name,
+            extra=extra,
+            members=[*teachers, *students],  # Graph lists a class's teachers among its members too
+            teachers=list(teachers),
+        )
+        klass.changed = self._tick()
+        self._classes[klass.id] = klass
+        return klass
+
+    # ------------------------------------------------------------------------------- addresses
+    @property
+    def authority_host(self) -> str:
+        return self.base_url
+
+    @property
+    def graph_endpoint(self) -> str:
+        return self.base_url + "/v1.0"
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self._client_secret
+
+    def authority(self, tenant: str = "organizations") -> str:
+        return f"{self.base_url}/{tenant}"
+
+    # ------------------------------------------------------------------------------- seeded data
+    @property
+    def tenant_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._tenants)
+
+    def teacher_ids(self, tenant_id: str) -> list[str]:
+        with self._lock:
+            return [u.id for u in self._users.values() if u.tenant_id == tenant_id and u.role == "teacher"]
+
+    def student_ids(self, tenant_id: str) -> list[str]:
+        with self._lock:
+            return [
+                u.id for u in self._users.values() if u.tenant_id == tenant_id and u.role == "student" and not u.deleted
+            ]
+
+    def class_ids(self, tenant_id: str, *, teacher_id: str | None = None) -> list[str]:
+        with self._lock:
+            return [
+                c.id
+                for c in self._classes.values()
+                if c.tenant_id == tenant_id and not c.deleted and (teacher_id is None or teacher_id in c.members)
+            ]
+
+    def members_of(self, class_id: str) -> list[str]:
+        with self._lock:
+            return list(self._classes[class_id].members)
+
+    def teachers_of(self, class_id: str) -> list[str]:
+        with self._lock:
+            return list(self._classes[class_id].teachers)
+
+    def user_record(self, user_id: str) -> Json:
+        """The fully read educationUser (what an ``EduRoster.Read.All`` token gets without ``$select``)."""
+        with self._lock:
+            return self._user_json(self._users[user_id])
+
+    def class_record(self, class_id: str) -> Json:
+        with self._lock:
+            return self._class_json(self._classes[class_id])
+
+    def issued_tokens(self) -> set[str]:
+        """Every access and refresh token ever handed out, for leak checks."""
+        with self._lock:
+            return set(self._issued)
+
+    def personal_strings(self) -> set[str]:
+        """Every distinctive personal value ever served (names, addresses, phones, numbers, guardians,
+        the unknown property), for tests that grep tables, logs and messages for leaks. Short enum
+        values (gender, grade) are left out: they would match everywhere."""
+        with self._lock:
+            strings = set(self._past_strings)
+            for tenant in self._tenants.values():
+                strings |= tenant.source.personal_strings()
+            for user in self._users.values():
+                strings |= self._strings_of(user)
+            return strings
+
+    @staticmethod
+    def _strings_of(user: _User) -> set[str]:
+        pii = user.pii
+        strings = {user.person.full_name, user.person.email, pii["mailNickname"], pii["userPrincipalName"]}
+        strings |= {pii["mobilePhone"], *pii["businessPhones"], pii["middleName"], pii["learnerWellbeingNote"]}
+        strings |= {pii["mailingAddress"]["street"], pii["residenceAddress"]["street"]}
+        strings.add(pii["onPremisesInfo"]["immutableId"])
+        for contact in pii["relatedContacts"]:
+            strings |= {contact["displayName"], contact["emailAddress"], contact["mobilePhone"]}
+        block = pii["student"] or pii["teacher"]
+        strings |= {str(v) for k, v in block.items() if k not in ("gender", "grade", "graduationYear")}
+        return strings
+
+    # ------------------------------------------------------------------------------- controls
+    def set_signin_user(self, user_id: str | None) -> None:
+        """Who signs in at the next ``/authorize`` (None: the first teacher of the first tenant)."""
+        with self._lock:
+            if user_id is not None and user_id not in self._users:
+                raise KeyError(f"unknown user {user_id}")
+            self._signin_user = user_id
+
+    def withdraw_consent(self, tenant_id: str, *, cae: bool = True) -> None:
+        """The tenant admin revokes the app's permissions (providers.md 3.7).
+
+        Delegated refresh then fails with ``invalid_grant`` AADSTS65001 (``consent_required``); client
+        credentials still succeed but the token carries no ``roles``, so Graph answers 403 [O].
+        ``cae`` (default): access tokens already issued are cut short too and answer 401
+        ``InvalidAuthenticationToken`` with a claims challenge, as continuous access evaluation does;
+        without it they keep working until they expire, as without CAE.
+        """
+        with self._lock:
+            tenant = self._tenants[tenant_id]
+            tenant.delegated_consent = set()
+            tenant.app_roles = set()
+            if cae:
+                self._cut_access(lambda a: a.tenant_id == tenant_id)
+
+    def grant_consent(
+        self, tenant_id: str, *, delegated: Iterable[str] = ("EduRoster.ReadBasic",), application: Iterable[str] = ()
+    ) -> None:
+        """Set what the tenant admin has consented to; fewer permissions than the app needs is a valid state."""
+        with self._lock:
+            tenant = self._tenants[tenant_id]
+            tenant.delegated_consent = set(delegated)
+            tenant.app_roles = set(application)
+
+    def revoke_sessions(self, user_id: str) -> None:
+        """``POST /users/{id}/revokeSignInSessions``: the user's refresh tokens fail with AADSTS50173 and
+        their access tokens answer 401 (CAE)."""
+        with self._lock:
+            user = self._users[user_id]
+            self._sessions_revoked[user.id] = time.time()
+            for refresh in self._refresh.values():
+                if refresh.user_id == user.id:
+                    refresh.active = False
+            self._cut_access(lambda a: a.user_id == user.id)
+
+    def disable_app(self, tenant_id: str) -> None:
+        """Enterprise app "enabled for users to sign in" = No: every grant fails with AADSTS7000112."""
+        with self._lock:
+            self._tenants[tenant_id].app_enabled = False
+            self._cut_access(lambda a: a.tenant_id == tenant_id)
+
+    def delete_service_principal(self, tenant_id: str) -> None:
+        """The tenant deletes the app: every grant fails with AADSTS700016."""
+        with self._lock:
+            self._tenants[tenant_id].service_principal = False
+            self._cut_access(lambda a: a.tenant_id == tenant_id)
+
+    def expire_client_secret(self) -> None:
+        """Our own secret expired: AADSTS7000222 (an operator error, not a revocation)."""
+        with self._lock:
+            self._secret_expired = True
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far is past its lifetime (401 on Graph, refresh needed)."""
+        with self._lock:
+            for access in self._access.values():
+                access.expires_at = 0.0
+
+    def expire_refresh_tokens(self, user_id: str) -> None:
+        """90 days of inactivity: AADSTS700082 on the next refresh."""
+        with self._lock:
+            for refresh in self._refresh.values():
+                if refresh.user_id == user_id:
+                    refresh.issued_at = 0.0
+
+    def expire_delta_tokens(self, tenant_id: str, *, status: int = 400) -> None:
+        """Every delta link issued so far for the tenant expires: 400 ``syncStateNotFound`` (the 7-day expiry)
+        or 410 ``resyncRequired`` with a ``Location`` (a synchronization reset; providers.md 3.3)."""
+        if status not in (400, 410):
+            raise ValueError("delta expiry is answered 400 or 410")
+        with self._lock:
+            tenant = self._tenants[tenant_id]
+            tenant.delta_epoch = time.time() + 0.001
+            tenant.delta_expiry_status = status
+        time.sleep(0.002)
+
+    def add_student(self, class_id: str) -> str:
+        """A new student joins a class: visible in users delta and (membership) in class delta."""
+        with self._lock:
+            klass = self._classes[class_id]
+            tenant = self._tenants[klass.tenant_id]
+            user = self._add_user(tenant, tenant.source.new_person(is_teacher=False))
+            klass.members.append(user.id)
+            klass.changed = self._tick()
+            return user.id
+
+    def add_member(self, class_id: str, user_id: str) -> None:
+        with self._lock:
+            klass = self._classes[class_id]
+            if user_id not in klass.members:
+                klass.members.append(user_id)
+                if self._users[user_id].role == "teacher":
+                    klass.teachers.append(user_id)
+                klass.changed = self._tick()
+
+    def remove_member(self, class_id: str, user_id: str) -> None:
+        with self._lock:
+            klass = self._classes[class_id]
+            if user_id not in klass.members:
+                raise KeyError(f"user {user_id} is not a member of class {class_id}")
+            klass.members.remove(user_id)
+            if user_id in klass.teachers:
+                klass.teachers.remove(user_id)
+            klass.changed = self._tick()
+
+    def rename_user(self, user_id: str) -> None:
+        """New names for a person (the old ones stay in personal_strings); visible in users delta."""
+        with self._lock:
+            user = self._users[user_id]
+            self._past_strings |= self._strings_of(user)
+            self._tenants[user.tenant_id].source.rename(user.person.id)
+            user.pii["mail"] = user.person.email
+            user.changed = self._tick()
+
+    def rename_class(self, class_id: str, name: str) -> None:
+        with self._lock:
+            klass = self._classes[class_id]
+            klass.display_name = name
+            klass.changed = self._tick()
+
+    def delete_class(self, class_id: str) -> None:
+        """The class is deleted: 404 from now on, and (as Graph documents) never reported by class delta."""
+        with self._lock:
+            self._classes[class_id].deleted = True
+
+    def delete_user(self, user_id: str) -> None:
+        """The user is deleted: gone from member lists; in users delta only with ``delta_reports_removed``."""
+        with self._lock:
+            user = self._users[user_id]
+            user.deleted = True
+            user.changed = self._tick()
+            for klass in self._classes.values():
+                if user_id in klass.members:
+                    klass.members.remove(user_id)
+                    if user_id in klass.teachers:
+                        klass.teachers.remove(user_id)
+                    klass.changed = self._tick()
+
+    def _cut_access(self, predicate: Any) -> None:
+        for access in self._access.values():
+            if predicate(access):
+                access.expires_at = -1.0  # -1: revoked (CAE-style 401 with a claims challenge)
+
+    # ------------------------------------------------------------------------------- subclass API
+    def _identify(self, request: Request, *, before: bool) -> str | None:
+        token = request.bearer()
+        access = self._access.get(token) if token else None
+        if access is None:
+            return None
+        return access.user_id or access.tenant_id
+
+    def _failure_response(self, request: Request, failure: Failure) -> Response:
+        headers = [("Retry-After", str(failure.retry_after))] if failure.retry_after is not None else []
+        if "/oauth2/" in request.path:
+            body = {
+                "error": "temporarily_unavailable",
+                "error_description": "AADSTS90033: injected",
+                "error_codes": [90033],
+            }
+            return _json(failure.status, body, headers)
+        codes = {429: "TooManyRequests", 503: "serviceNotAvailable", 504: "gatewayTimeout"}
+        code = codes.get(failure.status, "generalException" if failure.status >= 500 else "badRequest")
+        return _graph_error(failure.status, code, "injected failure", headers)
+
+    def _error_response(self, status: int, message: str) -> Response:
+        return _graph_error(status, "generalException" if status >= 500 else "BadRequest", message)
+
+    def _dispatch(self, request: Request) -> Response:
+        parts = [p for p in request.path.split("/") if p]
+        if parts[:1] == ["v1.0"]:
+            if request.method == "POST" and parts == ["v1.0", "$batch"]:
+                return self._batch(request)
+            if request.method != "GET":
+                return _graph_error(405, "Request_BadRequest", "Only GET is served by this emulator.")
+            return self._graph(request, parts[1:])
+        if len(parts) >= 2:
+            tenant_key, rest = parts[0], parts[1:]
+            if rest == ["v2.0", ".well-known", "openid-configuration"] and request.method == "GET":
+                return self._openid_configuration(tenant_key)
+            if rest == ["oauth2", "v2.0", "authorize"] and request.method == "GET":
+                return self._authorize(request, tenant_key)
+            if rest == ["oauth2", "v2.0", "token"] and request.method == "POST":
+                return self._token(request, tenant_key)
+        return _graph_error(404, "UnknownError", "No route.")
+
+    # ------------------------------------------------------------------------------- identity
+    def _tenant_known(self, key: str) -> bool:
+        return key in ("organizations", "common") or key in self._tenants
+
+    def _openid_configuration(self, tenant_key: str) -> Response:
+        if not self._tenant_known(tenant_key):
+            return _aadsts(90002)
+        base = f"{self.base_url}/{tenant_key}"
+        issuer_tenant = "{tenantid}" if tenant_key in ("organizations", "common") else tenant_key
+        return _json(
+            200,
+            {
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "issuer": f"{self.base_url}/{issuer_tenant}/v2.0",
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "code_challenge_methods_supported": ["plain", "S256"],
+                "tenant_region_scope": "NA",
+            },
+        )
+
+    def _signing_in(self) -> _User | None:
+        if self._signin_user is not None:
+            return self._users[self._signin_user]
+        first = next(iter(self._tenants), None)
+        return next((u for u in self._users.values() if u.tenant_id == first and u.role == "teacher"), None)
+
+    def _authorize(self, request: Request, tenant_key: str) -> Response:
+        """Auto-approves for the sign-in user and redirects with a code; PKCE and the nonce are kept for /token.
+
+        Only scopes the tenant admin consented to are granted (EduRoster scopes need admin consent,
+        providers.md 3.1): a narrower grant than asked shows in the token response's ``scope``.
+        """
+        if request.param("client_id") != self._client_id:
+            return _aadsts(700016)
+        redirect_uri = request.param("redirect_uri")
+        if not redirect_uri or request.param("response_type") != "code":
+            return _aadsts(900144)
+        user = self._signing_in()
+        if user is None or (tenant_key not in ("organizations", "common") and user.tenant_id != tenant_key):
+            return _aadsts(90002)
+        tenant = self._tenants[user.tenant_id]
+        if not tenant.service_principal:
+            return _aadsts(700016)
+        if not tenant.app_enabled:
+            return _aadsts(7000112)
+        asked = _scope_names(request.param("scope"))
+        granted = tuple(s for s in asked if s in OIDC_SCOPES or s in tenant.delegated_consent)
+        code = secrets.token_urlsafe(24)
+        self._codes[code] = _Code(
+            tenant_id=tenant.id,
+            user_id=user.id,
+            scopes=granted,
+            nonce=request.param("nonce"),
+            challenge=request.param("code_challenge"),
+            method=request.param("code_challenge_method") or "plain",
+            redirect_uri=redirect_uri,
+            expires_at=time.time() + CODE_TTL_SECONDS,
+        )
+        params = [("code", code), ("client_info", self._client_info(user)), ("session_state", str(uuid.uuid4()))]
+        if "state" in request.query:
+            params.append(("state", request.param("state")))
+        separator = "&" if "?" in redirect_uri else "?"
+        location = redirect_uri + separator + urlencode(params, quote_via=quote)
+        return Response(302, b"", [("Location", location)], user_id=user.id)
+
+    @staticmethod
+    def _client_info(user: _User) -> str:
+        return _b64({"uid": user.id, "utid": user.tenant_id})
+
+    def _token(self, request: Request, tenant_key: str) -> Response:
+        if not self._tenant_known(tenant_key):
+            return _aadsts(90002)
+        if request.form_value("client_id") != self._client_id:
+            return _aadsts(700016)
+        if not secrets.compare_digest(request.form_value("client_secret").encode(), self._client_secret.encode()):
+            return _aadsts(7000215)
+        if self._secret_expired:
+            return _aadsts(7000222)
+        grant = request.form_value("grant_type")
+        if grant == "authorization_code":
+            return self._code_grant(request, tenant_key)
+        if grant == "refresh_token":
+            return self._refresh_grant(request, tenant_key)
+        if grant == "client_credentials":
+            return self._client_grant(request, tenant_key)
+        return _json(
+            400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003", "error_codes": [70003]}
+        )
+
+    def _app_state_error(self, tenant: _Tenant) -> Response | None:
+        if not tenant.service_principal:
+            return _aadsts(700016)
+        if not tenant.app_enabled:
+            return _aadsts(7000112)
+        return None
+
+    def _code_grant(self, request: Request, tenant_key: str) -> Response:
+        entry = self._codes.get(request.form_value("code"))
+        if entry is None or entry.used or time.time() > entry.expires_at:
+            return _aadsts(70008)
+        entry.used = True
+        if request.form_value("redirect_uri") != entry.redirect_uri:
+            return _aadsts(70000)
+        if tenant_key not in ("organizations", "common") and tenant_key != entry.tenant_id:
+            return _aadsts(70000)
+        verifier = request.form_value("code_verifier")
+        if entry.challenge:
+            if entry.method == "S256":
+                digest = hashlib.sha256(verifier.encode()).digest()
+                expected = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+            else:
+                expected = verifier
+            if not verifier or not secrets.compare_digest(expected, entry.challenge):
+                return _aadsts(501481)
+        error = self._app_state_error(self._tenants[entry.tenant_id])
+        if error is not None:
+            return error
+        return self._delegated_tokens(entry.tenant_id, entry.user_id, entry.scopes, nonce=entry.nonce)
+
+    def _refresh_grant(self, request: Request, tenant_key: str) -> Response:
+        refresh = self._refresh.get(request.form_value("refresh_token"))
+        if refresh is None:
+            return _aadsts(70000)
+        if tenant_key not in ("organizations", "common") and tenant_key != refresh.tenant_id:
+            return _aadsts(70000)
+        tenant = self._tenants[refresh.tenant_id]
+        error = self._app_state_error(tenant)
+        if error is not None:
+            return error
+        if not refresh.active:
+            return _aadsts(50173)
+        if refresh.issued_at == 0.0:
+            return _aadsts(700082)
+        granted = tuple(s for s in refresh.scopes if s in OIDC_SCOPES or s in tenant.delegated_consent)
+        if not any(s in DELEGATED_SCOPES for s in granted):
+            return _aadsts(65001, suberror="consent_required")
+        refresh.active = False  # rotation: the old refresh token is spent (providers.md 3.5 [O])
+        return self._delegated_tokens(refresh.tenant_id, refresh.user_id, granted, nonce=None)
+
+    def _delegated_tokens(
+        self, tenant_id: str, user_id: str, scopes: tuple[str, ...], *, nonce: str | None
+    ) -> Response:
+        user = self._users[user_id]
+        now = time.time()
+        access_token = "eyJ0eXAiOiJKV1QifQ." + secrets.token_urlsafe(32)
+        refresh_token = "0.AXEA" + secrets.token_urlsafe(48)
+        resource = [s for s in scopes if s not in OIDC_SCOPES]
+        self._access[access_token] = _Access(tenant_id, user_id, frozenset(resource), now + ACCESS_TOKEN_SECONDS, now)
+        self._refresh[refresh_token] = _Refresh(tenant_id, user_id, scopes, now)
+        self._issued |= {access_token, refresh_token}
+        claims: Json = {
+            "aud": self._client_id,
+            "iss": f"{self.base_url}/{tenant_id}/v2.0",
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(now) + ACCESS_TOKEN_SECONDS,
+            "name": user.person.full_name,
+            "oid": user.id,
+            "preferred_username": user.pii["userPrincipalName"],
+            "sub": _guid("sub", user.id, self._client_id),
+            "tid": tenant_id,
+            "ver": "2.0",
+        }
+        if nonce:
+            claims["nonce"] = nonce
+        body = {
+            "token_type": "Bearer",
+            "scope": " ".join([*resource, *(s for s in scopes if s in OIDC_SCOPES and s != "offline_access")]),
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "ext_expires_in": ACCESS_TOKEN_SECONDS,
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+            "id_token": _jwt(claims),
+            "client_info": self._client_info(user),
+        }
+        return _json(200, body, user_id=user_id)
+
+    def _client_grant(self, request: Request, tenant_key: str) -> Response:
+        """Client credentials take exactly ``https://graph.microsoft.com/.default`` on a real tenant id."""
+        tenant = self._tenants.get(tenant_key)
+        if tenant is None:
+            return _aadsts(90002)
+        error = self._app_state_error(tenant)
+        if error is not None:
+            return error
+        if request.form_value("scope").split() != [GRAPH_RESOURCE + "/.default"]:
+            return _aadsts(1002012)
+        now = time.time()
+        access_token = "eyJ0eXAiOiJKV1QifQ." + secrets.token_urlsafe(32)
+        self._access[access_token] = _Access(
+            tenant.id, None, frozenset(tenant.app_roles), now + ACCESS_TOKEN_SECONDS, now
+        )
+        self._issued.add(access_token)
+        body = {
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "ext_expires_in": ACCESS_TOKEN_SECONDS,
+            "access_token": access_token,
+        }
+        return _json(200, body, user_id=tenant.id)
+
+    # ------------------------------------------------------------------------------- Graph
+    def _auth(self, request: Request) -> _Access | Response:
+        token = request.bearer()
+        if token is None:
+            return _graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
+        access = self._access.get(token)
+        if access is None:
+            return _graph_error(
+                401, "InvalidAuthenticationToken", "CompactToken parsing failed with error code: 80049217"
+            )
+        if access.expires_at == -1.0:
+            challenge = (
+                'Bearer realm="", error="insufficient_claims", '
+                f'claims="{_b64({"access_token": {"nbf": {"essential": True, "value": str(int(time.time()))}}})}"'
+            )
+            return _graph_error(
+                401,
+                "InvalidAuthenticationToken",
+                "Continuous access evaluation resulted in challenge with result: InteractionRequired "
+                "and code: TokenIssuedBeforeRevocationTimestamp",
+                [("WWW-Authenticate", challenge)],
+            )
+        if time.time() > access.expires_at:
+            return _graph_error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
+        return access
+
+    def _graph(self, request: Request, parts: list[str]) -> Response:
+        access = self._auth(request)
+        if isinstance(access, Response):
+            return access
+        response = self._graph_route(request, parts, access)
+        response.user_id = access.user_id or access.tenant_id
+        return response
+
+    @staticmethod
+    def _permission(access: _Access, *, delta: bool = False, app_only: bool = False) -> Response | None:
+        """The least permissions of providers.md 3.1: delegated ReadBasic (not for /education/users);
+        application Read.All, or ReadBasic.All for delta. Refusals as observed [O]."""
+        if access.user_id is not None:
+            if app_only:
+                return _graph_error(403, "AccessDenied", "Required roles claim values are not provided.")
+            if not access.scopes & set(DELEGATED_SCOPES):
+                return _graph_error(403, "AccessDenied", "Required scp claim values are not provided.")
+            return None
+        needed = set(APP_ROLES) if delta else {"EduRoster.Read.All", "EduRoster.ReadWrite.All"}
+        if not access.scopes & needed:
+            return _graph_error(403, "AccessDenied", "Required roles claim values are not provided.")
+        return None
+
+    def _graph_route(self, request: Request, parts: list[str], access: _Access) -> Response:
+        tenant_id = access.tenant_id
+        classes = {c.id: c for c in self._classes.values() if c.tenant_id == tenant_id and not c.deleted}
+        if access.user_id is not None:  # delegated callers see only their own classes
+            classes = {k: c for k, c in classes.items() if access.user_id in c.members}
+        match parts:
+            case ["education", "me"]:
+                if access.user_id is None:
+                    return _graph_error(
+                        400, "BadRequest", "/me request is only valid with delegated authentication flow."
+                    )
+                denied = self._permission(access)
+                return denied or self._one(request, self._visible_user(self._users[access.user_id], access))
+            case ["education", "me", "classes"]:
+                if access.user_id is None:
+                    return _graph_error(
+                        400, "BadRequest", "/me request is only valid with delegated authentication flow."
+                    )
+                return self._permission(access) or self._list(request, [self._class_json(c) for c in classes.values()])
+            case ["education", "classes"]:
+                return self._permission(access) or self._list(request, [self._class_json(c) for c in classes.values()])
+            case ["education", "classes", "delta"]:
+                return self._permission(access, delta=True) or self._delta(request, "classes", access)
+            case ["education", "users", "delta"]:
+                return self._permission(access, delta=True) or self._delta(request, "users", access)
+            case ["education", "users"]:
+                denied = self._permission(access, app_only=True)
+                users = [u for u in self._users.values() if u.tenant_id == tenant_id and not u.deleted]
+                return denied or self._list(request, [self._visible_user(u, access) for u in users])
+            case ["education", "users", user_id]:
+                user = self._users.get(user_id)
+                denied = self._permission(access, app_only=True)
+                if denied:
+                    return denied
+                if user is None or user.deleted or user.tenant_id != tenant_id:
+                    return _graph_error(404, "Request_ResourceNotFound", "Resource does not exist.")
+                return self._one(request, self._visible_user(user, access))
+            case ["education", "classes", class_id, *rest] if rest in ([], ["members"], ["teachers"]):
+                denied = self._permission(access)
+                if denied:
+                    return denied
+                klass = classes.get(class_id)
+                if klass is None:
+                    return _graph_error(404, "Request_ResourceNotFound", f"Resource '{class_id}' does not exist.")
+                if not rest:
+                    return self._one(request, self._class_json(klass))
+                ids = klass.members if rest == ["members"] else klass.teachers
+                users = [self._users[i] for i in ids if not self._users[i].deleted]
+                return self._list(request, [self._visible_user(u, access) for u in users])
+        return _graph_error(400, "BadRequest", f"Resource not found for the segment '{parts[-1] if parts else ''}'.")
+
+    # ------------------------------------------------------------------------------- shapes
+    def _class_json(self, klass: _Class) -> Json:
+        return {"id": klass.id, "displayName": klass.display_name, **klass.extra}
+
+    def _user_json(self, user: _User) -> Json:
+        person = user.person
+        return {
+            "id": user.id,
+            "primaryRole": user.role,
+            "displayName": person.full_name,
+            "givenName": person.given_name,
+            "surname": person.family_name,
+            **user.pii,
+        }
+
+    def _visible_user(self, user: _User, access: _Access) -> Json:
+        """What the token's permission lets Graph return of a user (providers.md 3.1)."""
+        full = self._user_json(user)
+        if access.user_id is not None:
+            visible = {k: v for k, v in full.items() if k in _DELEGATED_USER_PROPS}
+            for block, keys in _ROLE_BLOCK_DELEGATED.items():
+                if isinstance(visible.get(block), dict):
+                    visible[block] = {k: visible[block][k] for k in keys}
+            return visible
+        if access.scopes & {"EduRoster.Read.All", "EduRoster.ReadWrite.All"}:
+            return full
+        return {k: v for k, v in full.items() if k in _BASIC_USER_PROPS}
+
+    @staticmethod
+    def _selected(request: Request, record: Json) -> Json | Response:
+        """``$select``: a comma list of top-level properties; an unknown one is a 400, as in Graph."""
+        raw = request.param("$select")
+        if not raw:
+            return record
+        names = [n.strip() for n in raw.split(",") if n.strip()]
+        return {n: record[n] for n in names if n in record}
+
+    @staticmethod
+    def _bad_select(request: Request, kind: str) -> Response | None:
+        raw = request.param("$select")
+        known = _USER_PROPS if kind == "users" else _CLASS_PROPS
+        for name in (n.strip() for n in raw.split(",") if n.strip()):
+            if name not in known:
+                return _graph_error(
+                    400,
+                    "BadRequest",
+                    f"Could not find a property named '{name}' on type 'microsoft.graph.{_ENTITY[kind]}'.",
+                )
+        return None
+
+    def _one(self, request: Request, record: Json) -> Response:
+        kind = "users" if "primaryRole" in record else "classes"
+        bad = self._bad_select(request, kind)
+        if bad:
+            return bad
+        selected = self._selected(request, record)
+        assert isinstance(selected, dict)
+        context = f"{self.graph_endpoint}/$metadata#education/{kind}/$entity"
+        return _json(200, {"@odata.context": context, **selected})
+
+    def _list(self, request: Request, records: list[Json]) -> Response:
+        """One page of a collection: ``$top`` (default 100, clamped to 999), ``$skiptoken`` from our own
+        absolute ``@odata.nextLink``."""
+        kind = (
+            "users"
+            if "/members" in request.path or "/teachers" in request.path or "users" in request.path
+            else "classes"
+        )
+        bad = self._bad_select(request, kind)
+        if bad:
+            return bad
+        offset = 0
+        skiptoken = request.param("$skiptoken")
+        if skiptoken:
+            state = _unb64(skiptoken)
+            if state is None or not isinstance(state.get("o"), int):
+                return _graph_error(400, "BadRequest", "The skip token is invalid.")
+            offset = int(state["o"])
+        top = self._top(request)
+        if isinstance(top, Response):
+            return top
+        page = records[offset : offset + top]
+        body: Json = {
+            "@odata.context": self._collection_context(kind),
+            "value": [self._selected(request, r) for r in page],
+        }
+        if offset + top < len(records):
+            kept = [(k, v) for k, vs in request.query.items() if k != "$skiptoken" for v in vs]
+            kept.append(("$skiptoken", _b64({"o": offset + top})))
+            body["@odata.nextLink"] = f"{self.base_url}{request.path}?{urlencode(kept, safe='$,')}"
+        return _json(200, body)
+
+    @staticmethod
+    def _top(request: Request) -> int | Response:
+        raw = request.param("$top")
+        if not raw:
+            return DEFAULT_PAGE
+        try:
+            top = int(raw)
+        except ValueError:
+            return _graph_error(400, "BadRequest", "Invalid value for $top.")
+        if top < 1:
+            return _graph_error(400, "BadRequest", "Invalid value for $top.")
+        return min(top, MAX_PAGE)
+
+    def _collection_context(self, kind: str) -> str:
+        return f"{self.graph_endpoint}/$metadata#Collection(microsoft.graph.{_ENTITY[kind]})"
+
+    # ------------------------------------------------------------------------------- delta
+    def _delta(self, request: Request, kind: str, access: _Access) -> Response:
+        """Delta rounds: pages linked by ``@odata.nextLink``, the last with ``@odata.deltaLink``.
+
+        A token remembers the change counter it was issued at, its ``$select`` and the time it was
+        issued; one older than 7 days, or issued before ``expire_delta_tokens``, is answered 400
+        ``syncStateNotFound`` (or 410 ``resyncRequired`` with a ``Location``). Class delta reports a
+        class whose membership changed, with class properties only ([U]: the docs say class delta
+        covers membership changes, but show no ``members@delta``). Deleted classes are never reported;
+        deleted users only with ``delta_reports_removed`` ([U], providers.md 3.3).
+        """
+        tenant = self._tenants[access.tenant_id]
+        raw_token = request.param("$deltatoken") or request.param("$skiptoken")
+        state: Json | None = None
+        since, offset, select, top = 0, 0, request.param("$select"), request.param("$top")
+        if raw_token:
+            state = _unb64(raw_token)
+            if state is None or state.get("t") != tenant.id or state.get("k") != kind:
+                return _graph_error(400, "BadRequest", "The delta token is invalid.")
+            issued = float(state.get("i", 0))
+            if issued < tenant.delta_epoch or time.time() - issued > DELTA_TTL.total_seconds():
+                if tenant.delta_expiry_status == 410:
+                    location = f"{self.graph_endpoint}/education/{kind}/delta?$deltatoken="
+                    return _graph_error(410, "resyncRequired", "Resync required.", [("Location", location)])
+                return _graph_error(
+                    400,
+                    "syncStateNotFound",
+                    "The sync state generation is not found. "
+                    "The delta token is expired and data must be synchronized again.",
+                )
+            since, offset = int(state.get("s", 0)), int(state.get("o", 0))
+            select, top = str(state.get("sel", "")), str(state.get("top", ""))
+        bad = self._bad_select(Request("GET", request.path, {"$select": [select]}, {}, {}), kind)
+        if bad:
+            return bad
+        horizon = int(state["h"]) if state is not None and "h" in state else self._peek()
+        changed: list[Json] = []
+        if kind == "classes":
+            for klass in self._classes.values():
+                if klass.tenant_id == tenant.id and not klass.deleted and since < klass.changed <= horizon:
+                    changed.append(self._class_json(klass))
+        else:
+            for user in self._users.values():
+                if user.tenant_id != tenant.id or not since < user.changed <= horizon:
+                    continue
+                if user.deleted:
+                    if self._delta_reports_removed and since > 0:
+                        changed.append({"id": user.id, "@removed": {"reason": "deleted"}})
+                    continue
+                changed.append(self._visible_user(user, access))
+        try:
+            size = min(max(int(top), 1), MAX_PAGE) if top else DEFAULT_PAGE
+        except ValueError:
+            return _graph_error(400, "BadRequest", "Invalid value for $top.")
+        page = changed[offset : offset + size]
+        fake = Request("GET", request.path, {"$select": [select]} if select else {}, {}, {})
+        values = [r if "@removed" in r else self._selected(fake, r) for r in page]
+        base: Json = {"t": tenant.id, "k": kind, "sel": select, "top": top}
+        body: Json = {
+            "@odata.context": self._collection_context(kind),
+            "value": values,
+        }
+        if offset + size < len(changed):
+            token = _b64({**base, "s": since, "o": offset + size, "h": horizon, "i": time.time()})
+            body["@odata.nextLink"] = f"{self.graph_endpoint}/education/{kind}/delta?$skiptoken={token}"
+        else:
+            token = _b64({**base, "s": horizon, "o": 0, "i": time.time()})
+            body["@odata.deltaLink"] = f"{self.graph_endpoint}/education/{kind}/delta?$deltatoken={token}"
+        return _json(200, body)
+
+    def _peek(self) -> int:
+        """A fresh change counter value: every change so far is at or below it, every later one above."""
+        return self._tick()
+
+    # ------------------------------------------------------------------------------- $batch
+    def _batch(self, request: Request) -> Response:
+        """JSON batching (up to 20 GETs); each sub-request is authorised, logged and failure-injected on its own,
+        so a throttled sub-request comes back 429 with its own Retry-After while its siblings succeed."""
+        try:
+            payload = json.loads(request.body or b"null")
+        except ValueError:
+            return _graph_error(400, "BadRequest", "Invalid batch payload format.")
+        items = payload.get("requests") if isinstance(payload, dict) else None
+        if not isinstance(items, list) or not items:
+            return _graph_error(400, "BadRequest", "Invalid batch payload format.")
+        if len(items) > MAX_BATCH:
+            return _graph_error(400, "BadRequest", f"Number of batch requests exceeds the limit of {MAX_BATCH}.")
+        responses: list[Json] = []
+        for item in items:
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("id"), str)
+                or not isinstance(item.get("url"), str)
+            ):
+                return _graph_error(400, "BadRequest", "Invalid batch payload format.")
+            url = urlsplit(item["url"])
+            path = "/v1.0/" + url.path.lstrip("/")
+            sub = Request(
+                str(item.get("method", "GET")).upper(),
+                path,
+                parse_qs(url.query, keep_blank_values=True),
+                {},
+                request.headers,
+            )
+            result = self._injected_failure(sub)
+            if result is None:
+                if sub.method != "GET":
+                    result = _graph_error(405, "Request_BadRequest", "Only GET is served by this emulator.")
+                else:
+                    result = self._graph(sub, [p for p in path.split("/") if p][1:])
+            user_id = result.user_id if result.user_id is not None else self._identify(sub, before=False)
+            self._log.append(
+                RequestRecord(sub.method, sub.path, {k: list(v) for k, v in sub.query.items()}, user_id, result.status)
+            )
+            headers = {name: value for name, value in result.headers}
+            responses.append(
+                {
+                    "id": item["id"],
+                    "status": result.status,
+                    "headers": headers,
+                    "body": json.loads(result.body or b"null"),
+                }
+            )
+        responses.reverse()  # Graph answers sub-requests in any order; clients must match them by id
+        return _json(200, {"responses": responses}, user_id=self._identify(request, before=False))
+
+
+_ENTITY = {"users": "educationUser", "classes": "educationClass"}
+_USER_PROPS = frozenset(
+    {"id", "primaryRole", "displayName", "givenName", "surname", "accountEnabled", "userType", "externalSource",
+     "externalSourceDetail", "onPremisesInfo", "middleName", "mail", "mailNickname", "userPrincipalName", "mobilePhone",
+     "businessPhones", "mailingAddress", "residenceAddress", "preferredLanguage", "usageLocation", "department",
+     "student", "teacher", "relatedContacts", "createdBy", "assignedLicenses", "assignedPlans", "provisionedPlans",
+     "passwordPolicies", "passwordProfile", "showInAddressList", "learnerWellbeingNote"}
+)  # fmt: skip
+_CLASS_PROPS = frozenset(
+    {"id", "displayName", "description", "classCode", "externalId", "externalName", "externalSource",
+     "externalSourceDetail", "grade", "mailNickname", "term", "createdBy"}
+)  # fmt: skip

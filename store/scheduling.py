@@ -1,0 +1,145 @@
+"""The schedule in the database: which integrations are due, and the marks that keep a sync from being queued twice.
+
+A sync is *queued* from the moment someone claims it (``queued_at`` set) until its run ends
+(cleared): the scheduler's claim, an immediate sync after a link and a manual request all take
+the same mark, so a request made while a sync is queued or running is coalesced into it.
+
+The claim is one ``UPDATE .. WHERE due_at <= now AND queued_at IS NULL ..``. On PostgreSQL the
+candidate rows are picked ``FOR UPDATE SKIP LOCKED`` and the outer UPDATE re-checks every
+condition, so several schedulers claiming at once never get the same row; on SQLite the
+``BEGIN IMMEDIATE`` write lock (store.db) serialises them. A mark older than
+``stale_seconds`` belongs to a message that was lost (a worker killed, retries exhausted): it is
+claimed again, so no integration is stuck for good.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, Engine, and_, or_, select, update
+
+from store.db import utcnow
+from store.models import Integration
+
+
+def _claimable(now: datetime, stale_seconds: int) -> ColumnElement[bool]:
+    """Active, not queued (or queued so long ago that the message was lost), and not running."""
+    return and_(
+        Integration.status == "active",
+        or_(Integration.queued_at.is_(None), Integration.queued_at < now - timedelta(seconds=stale_seconds)),
+        or_(Integration.lease_expires_at.is_(None), Integration.lease_expires_at < now),
+    )
+
+
+def claim_due(engine: Engine, *, limit: int, stale_seconds: int, now: datetime | None = None) -> list[int]:
+    """Mark up to ``limit`` due integrations queued and return their ids (oldest due first)."""
+    now = now or utcnow()
+    due = and_(Integration.due_at.is_not(None), Integration.due_at <= now, _claimable(now, stale_seconds))
+    candidates = (
+        select(Integration.id).where(due).order_by(Integration.due_at).limit(limit).with_for_update(skip_locked=True)
+    )
+    with engine.begin() as connection:
+        ids = connection.execute(
+            update(Integration)
+            .where(Integration.id.in_(candidates.scalar_subquery()), due)
+            .values(queued_at=now)
+            .returning(Integration.id)
+        ).scalars()
+        return sorted(ids)
+
+
+def mark_queued(engine: Engine, integration_id: int, *, stale_seconds: int, now: datetime | None = None) -> bool:
+    """Claim one integration for an immediate sync; False when it is already queued, running or not active."""
+    now = now or utcnow()
+    with engine.begin() as connection:
+        return (
+            connection.execute(
+                update(Integration)
+                .where(Integration.id == integration_id, _claimable(now, stale_seconds))
+                .values(queued_at=now)
+            ).rowcount
+            == 1
+        )
+
+
+class ManualRequest(StrEnum):
+    """What became of a manual sync request."""
+
+    QUEUED = "queued"
+    COALESCED = "coalesced"  # one is queued or running already: that one will do
+    COOLDOWN = "cooldown"  # asked too recently
+    NOT_ACTIVE = "not_active"  # revoked, degraded or failed: nothing to sync
+
+
+@dataclass(frozen=True)
+class ManualVerdict:
+    request: ManualRequest
+    retry_after_seconds: int = 0
+
+
+def request_manual(
+    engine: Engine, integration_id: int, *, cooldown_seconds: int, stale_seconds: int, now: datetime | None = None
+) -> ManualVerdict:
+    """A person asks for a sync now: queued once per cooldown, coalesced with one already queued or running."""
+    now = now or utcnow()
+    with engine.begin() as connection:
+        row = connection.execute(
+            select(Integration.status, Integration.manual_sync_at)
+            .where(Integration.id == integration_id)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise LookupError(integration_id)
+        if row.status != "active":
+            return ManualVerdict(ManualRequest.NOT_ACTIVE)
+        if row.manual_sync_at is not None and row.manual_sync_at > now - timedelta(seconds=cooldown_seconds):
+            left = row.manual_sync_at + timedelta(seconds=cooldown_seconds) - now
+            return ManualVerdict(ManualRequest.COOLDOWN, max(1, int(left.total_seconds()) + 1))
+        queued = connection.execute(
+            update(Integration)
+            .where(Integration.id == integration_id, _claimable(now, stale_seconds))
+            .values(queued_at=now, manual_sync_at=now)
+        ).rowcount
+    return ManualVerdict(ManualRequest.QUEUED if queued == 1 else ManualRequest.COALESCED)
+
+
+def unqueue(engine: Engine, integration_ids: list[int]) -> None:
+    """Take the mark back from claims whose message could not be sent (the broker refused it)."""
+    if integration_ids:
+        with engine.begin() as connection:
+            connection.execute(update(Integration).where(Integration.id.in_(integration_ids)).values(queued_at=None))
+
+
+def run_ended(engine: Engine, integration_id: int, *, default_interval: int, now: datetime | None = None) -> None:
+    """A sync's last attempt is over: clear the mark; a run that set no next due time gets one interval on.
+
+    A good run set ``due_at`` itself (release_lease). One that ended otherwise (the provider's
+    data broke the schema, retries exhausted) leaves it in the past, and would be claimed again at
+    the very next tick: it waits one interval instead of looping.
+    """
+    now = now or utcnow()
+    with engine.begin() as connection:
+        row = connection.execute(
+            select(Integration.status, Integration.due_at, Integration.sync_interval_seconds)
+            .where(Integration.id == integration_id)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            return
+        values: dict[str, object] = {"queued_at": None}
+        if row.status == "active" and (row.due_at is None or row.due_at <= now):
+            values["due_at"] = now + timedelta(seconds=row.sync_interval_seconds or default_interval)
+        connection.execute(update(Integration).where(Integration.id == integration_id).values(**values))
+
+
+def set_interval(engine: Engine, integration_id: int, seconds: int | None) -> bool:
+    """An integration's own interval (None: back to the default); False if there is no such integration."""
+    with engine.begin() as connection:
+        return (
+            connection.execute(
+                update(Integration).where(Integration.id == integration_id).values(sync_interval_seconds=seconds)
+            ).rowcount
+            == 1
+        )

@@ -1,0 +1,53 @@
+"""Per-provider request budgets: shared by every worker through Redis, and a spent budget is a rate limit."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from connectors.base import RateLimited
+from emulators.google import GoogleEmulator
+from settings import Settings
+from tests.conftest import REDIS_URL, Linker, settings_for
+from worker.budgets import take_one
+from worker.runtime import Runtime
+from worker.sync import run_sync
+
+
+def test_workers_share_one_budget_through_redis(emulator: GoogleEmulator) -> None:
+    namespace = f"rs-budget-{uuid.uuid4().hex[:10]}"
+    common = {"broker_url": REDIS_URL, "broker_namespace": namespace, "provider_budgets": "google=5/60"}
+    # Two processes' worth of settings (the limiter cache is keyed by broker URL; the key by namespace).
+    first = settings_for(emulator, "sqlite://", **common)
+    second = settings_for(emulator, "sqlite://", **common)
+    try:
+        for _ in range(3):
+            take_one(first, "google")
+        for _ in range(2):
+            take_one(second, "google")
+        with pytest.raises(RateLimited) as refused:
+            take_one(first, "google")
+        assert refused.value.retry_after == 60
+        take_one(first, "clever")  # no budget configured for it: never limited
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{namespace}*"):
+            client.delete(key)
+
+
+def test_a_spent_budget_stops_the_sync_as_a_rate_limit(
+    runtime: Runtime, link: Linker, emulator: GoogleEmulator
+) -> None:
+    integration_id = link(0)
+    limited: Settings = runtime.settings.model_copy(
+        update={"provider_budgets": "google=3/60", "broker_namespace": f"rs-budget-{uuid.uuid4().hex[:10]}"}
+    )
+    rt = Runtime(limited, runtime.engine, runtime.vault, runtime.pseudonymiser)
+    seen = len(emulator.requests)
+    with pytest.raises(RateLimited):
+        run_sync(rt, integration_id)
+    roster_calls = [r for r in emulator.requests[seen:] if r.path.startswith("/v1/courses")]
+    # 3 units: the class list (one page, one unit to find it ended), one roster page; the next is refused.
+    assert len(roster_calls) == 2

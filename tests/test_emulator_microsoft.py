@@ -1,0 +1,382 @@
+"""The Microsoft emulator must answer like Entra ID and Graph Education (providers.md section 3), or the
+minimisation and revocation tests built on it prove nothing. OAuth flows are driven by MSAL itself,
+over real HTTPS, trusting only the emulator's own CA; a fresh MSAL app per test (library-notes 2)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import msal
+import pytest
+import requests
+
+from emulators.district import District
+from emulators.microsoft import GRAPH_RESOURCE, MicrosoftEmulator
+
+REDIRECT_URI = "https://rostersync.test/oauth/microsoft/callback"
+DEFAULT = [GRAPH_RESOURCE + "/.default"]
+TIMEOUT = 10
+# Every personal property a fully read educationUser carries (providers.md 3.2), plus our unknown one.
+PERSONAL = {
+    "displayName", "givenName", "middleName", "surname", "mail", "mailNickname", "userPrincipalName",
+    "mobilePhone", "businessPhones", "mailingAddress", "residenceAddress", "relatedContacts", "student",
+    "teacher", "onPremisesInfo", "createdBy", "learnerWellbeingNote",
+}  # fmt: skip
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
+    with MicrosoftEmulator(cert_dir=tmp_path, tenants=2, teachers=2, students_per_course=6) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def http(emu: MicrosoftEmulator) -> Iterator[requests.Session]:
+    session = requests.Session()
+    session.verify = str(emu.ca_path)
+    session.trust_env = False
+    yield session
+    session.close()
+
+
+def _app(
+    emu: MicrosoftEmulator, http: requests.Session, tenant: str = "organizations"
+) -> msal.ConfidentialClientApplication:
+    return msal.ConfidentialClientApplication(
+        emu.client_id,
+        client_credential=emu.client_secret,
+        authority=emu.authority(tenant),
+        http_client=http,
+        instance_discovery=False,
+        token_cache=msal.SerializableTokenCache(),
+    )
+
+
+def _sign_in(emu: MicrosoftEmulator, http: requests.Session, app: msal.ConfidentialClientApplication) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # msal recommends form_post; our callback is a query
+        flow = app.initiate_auth_code_flow(["EduRoster.ReadBasic"], redirect_uri=REDIRECT_URI)
+    answer = http.get(flow["auth_uri"], allow_redirects=False, timeout=TIMEOUT)
+    assert answer.status_code == 302
+    params = {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
+    result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, params)
+    return result
+
+
+def _app_token(emu: MicrosoftEmulator, http: requests.Session, tenant: str) -> str:
+    result = _app(emu, http, tenant).acquire_token_for_client(DEFAULT)
+    assert "access_token" in result, result.get("error")
+    return str(result["access_token"])
+
+
+def _get(http: requests.Session, url: str, token: str, **params: str) -> requests.Response:
+    return http.get(url, params=params, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
+
+
+# ------------------------------------------------------------------------------------ identity
+def test_openid_configuration_advertises_https_endpoints_per_tenant(
+    emu: MicrosoftEmulator, http: requests.Session
+) -> None:
+    for tenant in ("organizations", emu.tenant_ids[0]):
+        config = http.get(f"{emu.authority(tenant)}/v2.0/.well-known/openid-configuration", timeout=TIMEOUT).json()
+        assert config["token_endpoint"] == f"{emu.authority(tenant)}/oauth2/v2.0/token"
+        assert all(config[k].startswith("https://") for k in ("authorization_endpoint", "token_endpoint", "issuer"))
+    unknown = http.get(f"{emu.authority('no-such-tenant')}/v2.0/.well-known/openid-configuration", timeout=TIMEOUT)
+    assert unknown.status_code == 400 and unknown.json()["error_codes"] == [90002]
+
+
+def test_msal_auth_code_flow_with_pkce_and_nonce(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    teacher = emu.teacher_ids(emu.tenant_ids[1])[0]
+    emu.set_signin_user(teacher)
+    app = _app(emu, http)
+    result = _sign_in(emu, http, app)
+    assert "access_token" in result, result.get("error")
+    assert result["id_token_claims"]["oid"] == teacher and result["id_token_claims"]["tid"] == emu.tenant_ids[1]
+    assert "EduRoster.ReadBasic" in result["scope"].split()
+    assert app.get_accounts()[0]["home_account_id"] == f"{teacher}.{emu.tenant_ids[1]}"
+    token_calls = [r for r in emu.requests if r.path.endswith("/oauth2/v2.0/token")]
+    assert len(token_calls) == 1 and token_calls[0].status == 200
+
+
+def test_code_is_single_use_and_pkce_is_checked(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    app = _app(emu, http)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        flow = app.initiate_auth_code_flow(["EduRoster.ReadBasic"], redirect_uri=REDIRECT_URI)
+    location = http.get(flow["auth_uri"], allow_redirects=False, timeout=TIMEOUT).headers["Location"]
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    token_url = f"{emu.authority()}/oauth2/v2.0/token"
+    form = {
+        "client_id": emu.client_id,
+        "client_secret": emu.client_secret,
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": "not-the-verifier",
+    }
+    wrong = http.post(token_url, data=form, timeout=TIMEOUT)
+    assert wrong.status_code == 400 and wrong.json()["error_codes"] == [501481]
+    form["code_verifier"] = flow["code_verifier"]
+    reused = http.post(token_url, data=form, timeout=TIMEOUT)
+    assert reused.json()["error"] == "invalid_grant" and reused.json()["error_codes"] == [70008]
+
+
+def test_refresh_rotates_and_the_spent_refresh_token_is_refused(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    app = _app(emu, http)
+    first = _sign_in(emu, http, app)
+    account = app.get_accounts()[0]
+    second = app.acquire_token_silent_with_error(["EduRoster.ReadBasic"], account, force_refresh=True)
+    assert second is not None and "access_token" in second
+    assert second["refresh_token"] != first["refresh_token"]
+    replay = http.post(
+        f"{emu.authority()}/oauth2/v2.0/token",
+        data={
+            "client_id": emu.client_id,
+            "client_secret": emu.client_secret,
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+        },
+        timeout=TIMEOUT,
+    )
+    assert replay.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.filterwarnings("ignore:Using /common or /organizations authority:DeprecationWarning")
+def test_client_credentials_need_a_tenant_and_dot_default(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = emu.tenant_ids[0]
+    assert "access_token" in _app(emu, http, tenant).acquire_token_for_client(DEFAULT)
+    narrow = _app(emu, http, tenant).acquire_token_for_client([GRAPH_RESOURCE + "/EduRoster.Read.All"])
+    assert narrow["error"] == "invalid_scope"
+    assert _app(emu, http, "organizations").acquire_token_for_client(DEFAULT)["error_codes"] == [90002]
+
+
+@pytest.mark.parametrize(
+    ("control", "error", "code"),
+    [
+        ("withdraw_consent", "invalid_grant", 65001),
+        ("revoke_sessions", "invalid_grant", 50173),
+        ("expire_refresh_tokens", "invalid_grant", 700082),
+        ("disable_app", "unauthorized_client", 7000112),
+        ("delete_service_principal", "unauthorized_client", 700016),
+        ("expire_client_secret", "invalid_client", 7000222),
+    ],
+)
+def test_token_endpoint_errors_carry_the_documented_aadsts_codes(
+    emu: MicrosoftEmulator, http: requests.Session, control: str, error: str, code: int
+) -> None:
+    app = _app(emu, http)
+    result = _sign_in(emu, http, app)
+    teacher, tenant = result["id_token_claims"]["oid"], result["id_token_claims"]["tid"]
+    argument = {
+        "withdraw_consent": (tenant,),
+        "revoke_sessions": (teacher,),
+        "expire_refresh_tokens": (teacher,),
+        "disable_app": (tenant,),
+        "delete_service_principal": (tenant,),
+        "expire_client_secret": (),
+    }[control]
+    getattr(emu, control)(*argument)
+    refreshed = app.acquire_token_silent_with_error(["EduRoster.ReadBasic"], app.get_accounts()[0], force_refresh=True)
+    assert refreshed is not None and refreshed["error"] == error and refreshed["error_codes"] == [code]
+    assert "AADSTS" in refreshed["error_description"]
+    if control == "withdraw_consent":
+        assert refreshed["suberror"] == "consent_required"
+
+
+def test_consent_withdrawn_cuts_a_live_access_token_with_a_claims_challenge(
+    emu: MicrosoftEmulator, http: requests.Session
+) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200
+    emu.withdraw_consent(tenant)
+    cut = _get(http, f"{emu.graph_endpoint}/education/classes", token)
+    assert cut.status_code == 401 and cut.json()["error"]["code"] == "InvalidAuthenticationToken"
+    assert 'error="insufficient_claims"' in cut.headers["WWW-Authenticate"]
+    fresh = _app_token(emu, http, tenant)  # client credentials still work, but the token carries no roles
+    denied = _get(http, f"{emu.graph_endpoint}/education/classes", fresh)
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "AccessDenied"
+
+
+# ------------------------------------------------------------------------------------ Graph
+def test_fully_read_users_carry_every_personal_property_and_an_unknown_one(
+    emu: MicrosoftEmulator, http: requests.Session
+) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    users = _get(http, f"{emu.graph_endpoint}/education/users", token, **{"$top": "999"}).json()["value"]
+    students = [u for u in users if u["primaryRole"] == "student"]
+    assert students and all(set(u) >= PERSONAL for u in users)
+    student = students[0]
+    assert {"birthDate", "gender", "studentNumber", "externalId", "grade", "graduationYear"} <= set(student["student"])
+    assert student["relatedContacts"][0]["emailAddress"] and student["residenceAddress"]["street"]
+    strings = emu.personal_strings()
+    assert student["student"]["birthDate"] in strings and student["relatedContacts"][0]["displayName"] in strings
+
+
+def test_delegated_tokens_see_the_minimal_set_and_only_their_own_classes(
+    emu: MicrosoftEmulator, http: requests.Session
+) -> None:
+    tenant = emu.tenant_ids[0]
+    teacher = emu.teacher_ids(tenant)[0]
+    emu.set_signin_user(teacher)
+    token = _sign_in(emu, http, _app(emu, http))["access_token"]
+    classes = _get(http, f"{emu.graph_endpoint}/education/me/classes", token).json()["value"]
+    assert {c["id"] for c in classes} == set(emu.class_ids(tenant, teacher_id=teacher))
+    members = _get(http, f"{emu.graph_endpoint}/education/classes/{classes[0]['id']}/members", token).json()["value"]
+    assert all("mail" not in m and "relatedContacts" not in m for m in members)
+    assert _get(http, f"{emu.graph_endpoint}/education/users", token).status_code == 403
+    me = _get(http, f"{emu.graph_endpoint}/education/me", token, **{"$select": "id,primaryRole"}).json()
+    assert me["id"] == teacher and me["primaryRole"] == "teacher" and "displayName" not in me
+
+
+def test_select_top_and_absolute_next_links(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    class_id = emu.class_ids(tenant)[0]
+    url: str | None = f"{emu.graph_endpoint}/education/classes/{class_id}/members?$select=id,primaryRole&$top=3"
+    seen: list[str] = []
+    while url:
+        body = _get(http, url, token).json()
+        assert all(set(m) == {"id", "primaryRole"} for m in body["value"]) and len(body["value"]) <= 3
+        seen += [m["id"] for m in body["value"]]
+        url = body.get("@odata.nextLink")
+        assert url is None or url.startswith(emu.graph_endpoint + "/")
+    assert seen == emu.members_of(class_id)
+    clamped = _get(http, f"{emu.graph_endpoint}/education/users", token, **{"$top": "100000"})
+    assert clamped.status_code == 200
+    bad = _get(http, f"{emu.graph_endpoint}/education/users", token, **{"$select": "id,noSuchProperty"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "BadRequest"
+
+
+def test_application_permission_levels(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = emu.tenant_ids[0]
+    emu.grant_consent(tenant, application=["EduRoster.ReadBasic.All"])
+    token = _app_token(emu, http, tenant)
+    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 403
+    delta = _get(http, f"{emu.graph_endpoint}/education/users/delta", token).json()["value"]
+    assert delta and all("birthDate" not in json.dumps(u) and "relatedContacts" not in u for u in delta)
+
+
+def _delta_round(http: requests.Session, url: str, token: str) -> tuple[list[dict[str, Any]], str]:
+    values: list[dict[str, Any]] = []
+    while True:
+        body = _get(http, url, token).json()
+        assert not ("@odata.nextLink" in body and "@odata.deltaLink" in body)
+        values += body["value"]
+        if "@odata.deltaLink" in body:
+            return values, str(body["@odata.deltaLink"])
+        url = body["@odata.nextLink"]
+
+
+def test_delta_reports_changes_since_the_delta_link(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    users, users_link = _delta_round(
+        http, f"{emu.graph_endpoint}/education/users/delta?$select=id,primaryRole&$top=5", token
+    )
+    classes, classes_link = _delta_round(http, f"{emu.graph_endpoint}/education/classes/delta?$select=id", token)
+    assert len(users) == len(emu.student_ids(tenant)) + len(emu.teacher_ids(tenant))
+    assert all(set(u) == {"id", "primaryRole"} for u in users) and len(classes) == len(emu.class_ids(tenant))
+    assert _delta_round(http, users_link, token)[0] == [] and _delta_round(http, classes_link, token)[0] == []
+    class_id = emu.class_ids(tenant)[0]
+    newcomer = emu.add_student(class_id)
+    emu.rename_class(emu.class_ids(tenant)[1], "Renamed")
+    changed_users, users_link = _delta_round(http, users_link, token)
+    changed_classes, _ = _delta_round(http, classes_link, token)
+    assert changed_users == [{"id": newcomer, "primaryRole": "student"}]
+    assert {c["id"] for c in changed_classes} == {class_id, emu.class_ids(tenant)[1]}
+    emu.delete_class(class_id)  # Graph documents that class delta does not report deletions
+    assert class_id not in {c["id"] for c in _delta_round(http, classes_link, token)[0]}
+
+
+def test_delta_removed_entries_when_enabled(tmp_path: Path) -> None:
+    with MicrosoftEmulator(
+        cert_dir=tmp_path, tenants=1, teachers=1, students_per_course=3, delta_reports_removed=True
+    ) as emu:
+        session = requests.Session()
+        session.verify, session.trust_env = str(emu.ca_path), False
+        tenant = emu.tenant_ids[0]
+        token = _app_token(emu, session, tenant)
+        _, link = _delta_round(session, f"{emu.graph_endpoint}/education/users/delta?$select=id,primaryRole", token)
+        gone = emu.student_ids(tenant)[0]
+        emu.delete_user(gone)
+        changed, _ = _delta_round(session, link, token)
+        assert changed == [{"id": gone, "@removed": {"reason": "deleted"}}]
+        session.close()
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, "syncStateNotFound"), (410, "resyncRequired")])
+def test_expired_delta_links(emu: MicrosoftEmulator, http: requests.Session, status: int, code: str) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    _, link = _delta_round(http, f"{emu.graph_endpoint}/education/classes/delta", token)
+    emu.expire_delta_tokens(tenant, status=status)
+    expired = _get(http, link, token)
+    assert expired.status_code == status and expired.json()["error"]["code"] == code
+    if status == 410:
+        assert "/education/classes/delta" in expired.headers["Location"]
+    fresh, _ = _delta_round(http, f"{emu.graph_endpoint}/education/classes/delta", token)
+    assert len(fresh) == len(emu.class_ids(tenant))
+
+
+def test_batch_answers_each_sub_request_on_its_own_and_logs_it(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    class_ids = emu.class_ids(tenant)[:3]
+    emu.fail_next(f"/classes/{class_ids[1]}/members", 429, retry_after=2)
+    requests_ = [
+        {"id": str(i), "method": "GET", "url": f"/education/classes/{cid}/members?$select=id,primaryRole"}
+        for i, cid in enumerate(class_ids)
+    ]
+    answer = http.post(
+        f"{emu.graph_endpoint}/$batch", json={"requests": requests_}, headers={"Authorization": f"Bearer {token}"}
+    )
+    by_id = {r["id"]: r for r in answer.json()["responses"]}
+    assert by_id["1"]["status"] == 429 and by_id["1"]["headers"]["Retry-After"] == "2"
+    assert by_id["0"]["status"] == 200 and [m["id"] for m in by_id["2"]["body"]["value"]] == emu.members_of(
+        class_ids[2]
+    )
+    logged = [r for r in emu.requests if r.path.endswith("/members")]
+    assert len(logged) == 3 and all(r.query["$select"] == ["id,primaryRole"] for r in logged)
+    too_many = http.post(
+        f"{emu.graph_endpoint}/$batch", json={"requests": requests_ * 7}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert too_many.status_code == 400
+
+
+def test_throttling_and_server_errors_in_graphs_shape(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    emu.fail_next("/education/classes", 429, retry_after=7)
+    emu.fail_next("/education/users", 503)
+    throttled = _get(http, f"{emu.graph_endpoint}/education/classes", token)
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "7"
+    assert throttled.json()["error"]["code"] == "TooManyRequests"
+    assert _get(http, f"{emu.graph_endpoint}/education/users", token).status_code == 503
+    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200
+
+
+def test_deleted_class_is_404_and_members_changes_are_visible(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    class_id = emu.class_ids(tenant)[0]
+    student = next(m for m in emu.members_of(class_id) if m in emu.student_ids(tenant))
+    emu.remove_member(class_id, student)
+    members = _get(http, f"{emu.graph_endpoint}/education/classes/{class_id}/members", token).json()["value"]
+    assert student not in {m["id"] for m in members}
+    emu.delete_class(class_id)
+    gone = _get(http, f"{emu.graph_endpoint}/education/classes/{class_id}", token)
+    assert gone.status_code == 404
+
+
+def test_the_shared_district_generator_is_unchanged() -> None:
+    """Google's and Clever's emulators build from the same generator: the same seed gives the same data."""
+    first, second = District(seed=7), District(seed=7)
+    assert [p.full_name for p in first.people.values()] == [p.full_name for p in second.people.values()]
+    assert [c.name for c in first.courses.values()] == [c.name for c in second.courses.values()]

@@ -1,0 +1,86 @@
+"""``/healthz`` (database and broker reachable), ``/metrics`` (Prometheus) and ``/providers``.
+
+Metric labels are fixed words only: provider names, statuses, results. No id, no name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from store import overview, pending_revokes
+from web.context import WebContext, context
+from web.schemas import ProviderOut
+from worker import broker as brokers
+from worker.provider_config import configured
+from worker.providers import SUPPORTED
+
+router = APIRouter(tags=["operations"])
+Ctx = Annotated[WebContext, Depends(context)]
+
+
+@router.get("/healthz", summary="200 when the database and the broker are reachable, else 503")
+def healthz(ctx: Ctx) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        with ctx.runtime.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError as error:
+        checks["database"] = f"unreachable ({type(error).__name__})"
+    try:
+        brokers.check(ctx.broker)
+        checks["broker"] = "in-memory" if brokers.is_in_memory(ctx.broker) else "ok"
+    except brokers.BrokerUnavailable:
+        checks["broker"] = "unreachable"
+    healthy = checks["database"] == "ok" and checks["broker"] in ("ok", "in-memory")
+    return JSONResponse({"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503)
+
+
+@router.get(
+    "/providers", response_model=list[ProviderOut], summary="Providers this server can link, and whether configured"
+)
+def providers(ctx: Ctx) -> list[ProviderOut]:
+    return [ProviderOut(name=name, configured=configured(ctx.runtime.settings, name)) for name in SUPPORTED]
+
+
+class StoreCollector(Collector):
+    """Gauges read from the database at scrape time, so every web replica reports the same truth."""
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        engine = self.ctx.runtime.engine
+        by_status = GaugeMetricFamily(
+            "rostersync_integrations", "Integrations by provider and status.", labels=["provider", "status"]
+        )
+        for (provider, status), count in sorted(overview.status_counts(engine).items()):
+            by_status.add_metric([provider, status], count)
+        yield by_status
+        queued, running = overview.queue_counts(engine)
+        yield GaugeMetricFamily("rostersync_syncs_queued", "Syncs queued or running.", value=queued)
+        yield GaugeMetricFamily("rostersync_syncs_running", "Sync runs not finished.", value=running)
+        yield GaugeMetricFamily(
+            "rostersync_pending_revokes",
+            "Provider revokes still being retried.",
+            value=len(pending_revokes.summaries(engine)),
+        )
+
+
+def metrics_registry(ctx: WebContext) -> CollectorRegistry:
+    ctx.metrics.registry.register(StoreCollector(ctx))
+    return ctx.metrics.registry
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics")
+def metrics(ctx: Ctx) -> Response:
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,156 @@
+"""A teacher links in the browser: ``/link/{provider}`` sends them to consent, the callback completes the link.
+
+Same state + PKCE store and the same ``complete_link`` as the command line; the first sync is
+queued at once (coalesced with one already queued). Each provider is one row of
+``worker.providers``: Clever and Microsoft plug in by their row and their settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from store import integrations
+from store.models import KEY_LENGTH
+from store.vault import VaultError
+from web import signing
+from web.context import WebContext, context
+from web.pages import NO_STORE, page, what_to_do
+from worker import broker as brokers
+from worker.consent import BASES, DEFAULT_BASIS
+from worker.linking import LinkError, complete_link, start_link
+from worker.preview import class_names
+from worker.provider_config import configured
+from worker.providers import SUPPORTED
+from worker.sync_requests import sync_after_link
+
+log = logging.getLogger("rostersync.web")
+router = APIRouter(tags=["linking"])
+
+ProviderName = Annotated[str, Path(max_length=32, description="A provider of worker/providers.py, e.g. google.")]
+BASIS_PATTERN = "^(" + "|".join(BASES) + ")$"
+
+
+def _unusable(ctx: WebContext, provider: str) -> HTMLResponse | None:
+    if provider not in SUPPORTED:
+        return page("Unknown provider", [f"rostersync cannot link {provider!r}."], status=404)
+    if ctx.runtime.settings.link_signing_key is None:
+        return page(
+            "Not available yet",
+            [
+                "Linking in the browser is not configured on this server (no link signing key). "
+                "Tell your school's administrator."
+            ],
+            status=503,
+        )
+    if not configured(ctx.runtime.settings, provider):
+        return page(
+            "Not available yet",
+            [f"Linking {provider} is not configured on this server. Tell your school's administrator."],
+            status=503,
+        )
+    return None
+
+
+@router.get(
+    "/link/{provider}",
+    response_class=RedirectResponse,
+    status_code=302,
+    responses={302: {"description": "To the provider's consent page"}, 400: {}, 403: {}, 404: {}, 503: {}},
+    summary="Start linking: redirect the teacher to the provider's consent page",
+)
+def link(
+    provider: ProviderName,
+    ctx: Annotated[WebContext, Depends(context)],
+    teacher: Annotated[str, Query(min_length=1, max_length=KEY_LENGTH, description="The platform's teacher id")],
+    tenant: Annotated[
+        str | None, Query(min_length=1, max_length=KEY_LENGTH, description="The platform's school")
+    ] = None,
+    basis: Annotated[
+        str, Query(pattern=BASIS_PATTERN, description="Consent basis: school (default) or parent")
+    ] = DEFAULT_BASIS,
+    expires: Annotated[int | None, Query(ge=0, le=2**40, description="Unix time the signature ends")] = None,
+    sig: Annotated[str | None, Query(max_length=64, description="The platform's HMAC, see docs/web.md")] = None,
+) -> Response:
+    refused = _unusable(ctx, provider)
+    if refused is not None:
+        return refused
+    key = ctx.runtime.settings.link_signing_key
+    assert key is not None  # _unusable refused an unsigned server
+    try:
+        signing.check(
+            key.get_secret_value(),
+            provider=provider,
+            teacher=teacher,
+            tenant=tenant,
+            basis=basis,
+            expires=expires,
+            sig=sig,
+        )
+    except signing.BadSignature as error:
+        ctx.metrics.links.labels(provider, "unsigned").inc()
+        return page("Cannot start linking", [f"{error}. Start again from the platform."], status=403)
+    try:
+        url = start_link(ctx.runtime, provider_name=provider, teacher=teacher, tenant=tenant, basis=basis)
+    except LinkError as error:
+        return page("Cannot start linking", [str(error)], status=400)
+    return RedirectResponse(url, status_code=302, headers=NO_STORE)
+
+
+@router.get(
+    "/oauth/{provider}/callback",
+    response_class=HTMLResponse,
+    responses={400: {}, 404: {}, 500: {}, 503: {}},
+    summary="The provider sends the teacher back here: complete the link and queue the first sync",
+)
+def callback(
+    provider: ProviderName,
+    request: Request,
+    ctx: Annotated[WebContext, Depends(context)],
+    state: Annotated[str | None, Query(max_length=512)] = None,
+    code: Annotated[str | None, Query(max_length=4096)] = None,
+    error: Annotated[str | None, Query(max_length=512)] = None,
+) -> HTMLResponse:
+    refused = _unusable(ctx, provider)
+    if refused is not None:
+        return refused
+    try:
+        integration_id = complete_link(ctx.runtime, str(request.url))
+    except LinkError as failure:
+        ctx.metrics.links.labels(provider, "refused").inc()
+        return page("Not linked", [str(failure), what_to_do(str(failure))], status=400)
+    except VaultError:
+        ctx.metrics.links.labels(provider, "error").inc()
+        log.error("link callback: the token keys cannot open the consent in flight")
+        return page("Not linked", ["The server's keys changed during your link. Connect again."], status=500)
+    ctx.metrics.links.labels(provider, "linked").inc()
+    return _linked_page(ctx, integration_id)
+
+
+def _linked_page(ctx: WebContext, integration_id: int) -> HTMLResponse:
+    state = integrations.load(ctx.runtime.engine, integration_id)
+    try:
+        sync_after_link(ctx.runtime, integration_id)
+        when = "The first sync has started; your classes appear in the platform within a few minutes."
+    except brokers.BrokerUnavailable:
+        log.warning("integration %s linked; first sync not queued (broker down), the scheduler will run it", state.id)
+        when = "The first sync will run shortly."
+    names = class_names(ctx.runtime, integration_id)
+    students = (
+        "Class lists include students, stored under a pseudonym only."
+        if state.consent_basis in BASES
+        else "No consent basis was recorded, so only teachers and classes sync, never students."
+    )
+    listing = (
+        ["These classes will sync:"]
+        if names
+        else ["No active class was found yet." if names == [] else "The classes will be listed after the first sync."]
+    )
+    return page(
+        "Linked",
+        [f"Your {state.provider} account is linked (integration {state.id}).", when, students, *listing],
+        items=names or None,
+    )

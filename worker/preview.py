@@ -1,0 +1,47 @@
+"""Which classes a fresh link will sync: one read of the teacher's class list, for the page they land on.
+
+Read-only and fenced like a sync's token store: nothing is written but rotated tokens. The names
+go to the teacher's own browser, never to a log.
+"""
+
+from __future__ import annotations
+
+from connectors.base import ConnectorError, TokenSet
+from mappers.policy import MappingContext
+from store import integrations
+from store.vault import VaultError
+from worker.providers import provider, tokens_from_payload, tokens_to_payload
+from worker.runtime import Runtime
+
+MAX_PAGES = 3
+
+
+def class_names(runtime: Runtime, integration_id: int) -> list[str] | None:
+    """Names (with section) of the classes the integration will sync; None when the provider cannot tell now."""
+    state = integrations.load(runtime.engine, integration_id)
+    if state.token_blob is None or state.status != "active":
+        return None
+    spec = provider(state.provider)
+
+    def persist(tokens: TokenSet) -> None:
+        sealed = runtime.vault.seal(tokens_to_payload(tokens))
+        integrations.store_tokens(runtime.engine, state.id, state.generation, sealed)
+
+    names: list[str] = []
+    try:
+        tokens = tokens_from_payload(runtime.vault.open(state.token_blob))
+        connector = spec.connector(runtime.settings, tokens, persist)
+        context = MappingContext(state.tenant, state.granted_scopes, runtime.pseudonymiser)
+        try:
+            for number, page in enumerate(connector.classes({"class": spec.field_mask("class", state.granted_scopes)})):
+                batch = spec.map_page(page, context)
+                names.extend(f"{r.name} ({r.section})" if r.section else r.name for r in batch.classes)
+                if number + 1 >= MAX_PAGES:
+                    break
+        finally:
+            connector.close()
+    except (ConnectorError, VaultError, KeyError, ValueError):
+        return None
+    except Exception:
+        return None
+    return names

@@ -1,0 +1,156 @@
+"""``rostersync scheduler``: claim due syncs and pending provider revokes in the database, and get them run.
+
+With a Redis broker each tick claims (store.scheduling) and enqueues, spreading the messages over
+``SCHEDULER_JITTER_SECONDS`` so a thousand integrations due at midnight do not hit a provider in
+the same second; several schedulers may run, the claim keeps them from queueing one sync twice.
+On the embedded default (in-memory broker) there are no separate workers: ``--once`` runs every
+due sync and revoke here, one after the other, and exits, so one cron line schedules a machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from connectors.base import ConnectorError
+from store import pending_revokes, scheduling
+from worker import broker as brokers
+from worker.outcomes import verdict
+from worker.pending_revokes import retry_one
+from worker.runtime import Runtime
+from worker.sync import run_sync
+
+log = logging.getLogger("rostersync.scheduler")
+
+REVOKE_HOLD_SECONDS = 600
+"""A claimed pending revoke is hidden this long from other schedulers while its attempt runs."""
+
+
+@dataclass
+class TickReport:
+    """What one tick (or one ``--once`` run) did, in ids and counts only."""
+
+    syncs: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    revokes: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"synced": len(self.syncs) - len(self.failed), "failed": self.failed, "revoke_attempts": self.revokes}
+
+
+def jitter_ms(runtime: Runtime) -> int:
+    return int(random.uniform(0, runtime.settings.scheduler_jitter_seconds) * 1000)
+
+
+def tick(runtime: Runtime) -> TickReport:
+    """Claim everything due now and enqueue it (Redis broker); the workers run it."""
+    from worker.actors import retry_pending_revoke, sync_integration
+
+    settings, report = runtime.settings, TickReport()
+    while True:
+        ids = scheduling.claim_due(
+            runtime.engine, limit=settings.scheduler_batch, stale_seconds=settings.queue_stale_seconds
+        )
+        for position, integration_id in enumerate(ids):
+            try:
+                brokers.enqueue_with_delay(sync_integration, jitter_ms(runtime), integration_id)
+            except brokers.BrokerUnavailable:
+                scheduling.unqueue(runtime.engine, ids[position:])  # claimed but not sent: due again next tick
+                raise
+            report.syncs.append(integration_id)
+        if len(ids) < settings.scheduler_batch:
+            break
+    for pending_id in pending_revokes.claim_due(
+        runtime.engine, limit=settings.scheduler_batch, hold_seconds=REVOKE_HOLD_SECONDS
+    ):
+        brokers.enqueue(retry_pending_revoke, pending_id)
+        report.revokes += 1
+    if report.syncs or report.revokes:
+        log.info("scheduler: enqueued %s sync(s) and %s revoke attempt(s)", len(report.syncs), report.revokes)
+    return report
+
+
+def run_due_here(runtime: Runtime) -> TickReport:
+    """Every due sync and revoke, run in this process one after the other (embedded default, ``--once``).
+
+    A sync that fails transiently stays due (it is tried again by the next run, e.g. the next cron
+    line), and is not retried within this run, so the run always ends.
+    """
+    settings, report = runtime.settings, TickReport()
+    done: set[int] = set()
+    while True:
+        ids = scheduling.claim_due(
+            runtime.engine, limit=settings.scheduler_batch, stale_seconds=settings.queue_stale_seconds
+        )
+        again = [one for one in ids if one in done]
+        scheduling.unqueue(runtime.engine, again)
+        fresh = [one for one in ids if one not in done]
+        if not fresh:
+            break
+        for integration_id in fresh:
+            done.add(integration_id)
+            report.syncs.append(integration_id)
+            if not run_claimed_here(runtime, integration_id):
+                report.failed.append(integration_id)
+    for pending_id in pending_revokes.claim_due(
+        runtime.engine, limit=settings.scheduler_batch, hold_seconds=REVOKE_HOLD_SECONDS
+    ):
+        retry_one(runtime, pending_id)
+        report.revokes += 1
+    return report
+
+
+def run_claimed_here(runtime: Runtime, integration_id: int) -> bool:
+    """Run one claimed sync in this process; True when it completed. The claim is released either way."""
+    keep_due = False
+    try:
+        outcome = run_sync(runtime, integration_id).outcome
+    except ConnectorError as error:
+        log.warning("integration %s: sync failed, due again at the next run: %s", integration_id, error)
+        keep_due, outcome = True, error.kind
+    finally:
+        if keep_due:
+            scheduling.unqueue(runtime.engine, [integration_id])
+        else:
+            scheduling.run_ended(
+                runtime.engine, integration_id, default_interval=runtime.settings.sync_interval_seconds
+            )
+    return verdict(integration_id, outcome).ok
+
+
+def serve(runtime: Runtime, job: Callable[[Runtime], TickReport]) -> None:
+    """Tick every ``SCHEDULER_TICK_SECONDS`` until SIGTERM / SIGINT (APScheduler 3, one tick at a time)."""
+    scheduler = BlockingScheduler(timezone="UTC")
+
+    def safe_tick() -> None:
+        try:
+            job(runtime)
+        except Exception as error:  # a failed tick (database or broker down) must not stop the scheduler
+            log.warning(
+                "scheduler tick failed (%s); next tick in %ss",
+                type(error).__name__,
+                runtime.settings.scheduler_tick_seconds,
+            )
+
+    scheduler.add_job(
+        safe_tick,
+        IntervalTrigger(seconds=runtime.settings.scheduler_tick_seconds),
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=None,
+    )
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    safe_tick()  # at start-up, not one interval later
+    scheduler.start()
