@@ -35,6 +35,7 @@ import requests
 
 from connectors.base import (
     AccessRevoked,
+    ChangesUnavailable,
     ConnectorError,
     Page,
     ProviderDataError,
@@ -112,18 +113,14 @@ class ClientRejected(TransientError):
     kind = "client_config"
 
 
-class CursorExpired(ConnectorError):
-    """The delta cursor cannot be continued: the worker runs a full sync instead.
+class CursorExpired(ChangesUnavailable):
+    """The delta cursor cannot be continued: the worker runs a full sync instead (a ``ChangesUnavailable``).
 
     ``reason``: ``expired`` (older than 7 days, 400 ``syncStateNotFound``, 410 ``resyncRequired``)
     or ``invalid`` (unreadable, or a link off Graph's host).
     """
 
     kind = "cursor_expired"
-
-    def __init__(self, public: str, *, reason: str) -> None:
-        super().__init__(public)
-        self.reason = reason
 
 
 class RecordUnavailable(ProviderDataError):
@@ -272,23 +269,28 @@ def classify_graph_error(status: int, body: Any, headers: Mapping[str, str], *, 
     return ProviderDataError(f"Graph refused the request ({status} {code})".replace(" )", ")"))
 
 
-def _quiet_flow(app: msal.ConfidentialClientApplication, redirect_uri: str, login_hint: str | None) -> dict[str, Any]:
+def _quiet_flow(
+    app: msal.ConfidentialClientApplication, redirect_uri: str, login_hint: str | None, state: str | None = None
+) -> dict[str, Any]:
     """msal warns unless ``response_mode=form_post``; our callback is a query URL pasted into the CLI."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         flow: dict[str, Any] = app.initiate_auth_code_flow(
-            [DELEGATED_SCOPE], redirect_uri=redirect_uri, login_hint=login_hint
+            [DELEGATED_SCOPE], redirect_uri=redirect_uri, login_hint=login_hint, state=state
         )
     return flow
 
 
 # ------------------------------------------------------------------------------------- linking
-def start_teacher_link(settings: Settings, *, login_hint: str | None = None) -> LinkStart:
-    """Begin a teacher's sign-in at ``{authority host}/organizations`` (auth code + PKCE + nonce)."""
+def start_teacher_link(settings: Settings, *, login_hint: str | None = None, state: str | None = None) -> LinkStart:
+    """Begin a teacher's sign-in at ``{authority host}/organizations`` (auth code + PKCE + nonce).
+
+    ``state``: the caller's own state (the link attempt's key); MSAL makes one up when None.
+    """
     with http_session(settings) as session:
         app = _msal_app(settings, "organizations", msal.SerializableTokenCache(), session)
         try:
-            flow = _quiet_flow(app, settings.microsoft_redirect_uri, login_hint)
+            flow = _quiet_flow(app, settings.microsoft_redirect_uri, login_hint, state)
         except requests.RequestException as error:
             raise TransientError(f"Microsoft's identity platform unreachable ({type(error).__name__})") from None
     return LinkStart(auth_url=str(flow["auth_uri"]), flow=flow)
@@ -474,15 +476,19 @@ class MicrosoftConnector:
 
         Pages are ``members`` and ``teachers`` with the class id as ``parent_id``; a class whose roster
         cannot be read (403, 404) is one ``unreadable`` marker page instead, and none of its other pages.
-        Requests go in ``$batch``es of 20 (10 classes a call).
+        Requests go in ``$batch``es of 20 (10 classes a call). Without a ``member`` mask (no consent
+        basis for students) no ``members`` list is requested at all.
         """
-        member_params = {"$select": _mask(masks, "member"), "$top": str(PAGE_SIZE)}
-        teacher_params = {"$select": _mask(masks, "teacher"), "$top": str(PAGE_SIZE)}
+        reads = [
+            (kind, {"$select": _mask(masks, key), "$top": str(PAGE_SIZE)})
+            for kind, key in (("members", "member"), ("teachers", "teacher"))
+            if kind == "teachers" or key in masks
+        ]
         subs: list[_SubRequest] = []
         for class_id in dict.fromkeys(class_ids):
             if not isinstance(class_id, str) or not class_id or "/" in class_id or "?" in class_id:
                 raise ProviderDataError("a class id is not a plain Graph id")
-            for kind, params in (("members", member_params), ("teachers", teacher_params)):
+            for kind, params in reads:
                 query = urlencode(params, safe="$,")
                 subs.append(_SubRequest(class_id, kind, f"/education/classes/{class_id}/{kind}?{query}"))
         for start in range(0, len(subs), BATCH_LIMIT):

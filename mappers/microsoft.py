@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappers.policy import MappingContext, project, rules_for
-from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, RosterBatch
+from mappers.records import ChangeBatch, ClassRecord, EnrollmentRecord, PersonRecord, RawPage, RosterBatch
 
 PROVIDER = "microsoft"
 ACTIVE = "ACTIVE"
@@ -120,7 +120,7 @@ def map_teachers(class_id: str, raw_records: Sequence[Any], context: MappingCont
     return batch
 
 
-def map_page(kind: str, parent_id: str | None, raw_records: Sequence[Any], context: MappingContext) -> RosterBatch:
+def map_records(kind: str, parent_id: str | None, raw_records: Sequence[Any], context: MappingContext) -> RosterBatch:
     """One connector page (``classes``, ``members``, ``teachers``) -> a RosterBatch.
 
     ``unreadable`` markers and delta ``users`` pages carry nothing to store as a batch (see
@@ -196,6 +196,30 @@ def map_class_delta(raw_records: Sequence[Any], context: MappingContext) -> Delt
     mapped = map_classes(kept, context)
     change.upserts.classes, change.upserts.skipped = mapped.classes, change.upserts.skipped + mapped.skipped
     return change
+
+
+# ------------------------------------------------------------------------------- the generic entries
+def map_page(page: RawPage, context: MappingContext) -> RosterBatch:
+    """One page of a full listing (``classes``, a class's ``members`` or ``teachers``) -> a RosterBatch."""
+    return map_records(page.kind, page.parent_id, page.records, context)
+
+
+def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
+    """One page of a delta round -> one ChangeBatch; applying it twice changes nothing.
+
+    ``users`` pages: students (pseudonyms) and ``@removed`` people; ``classes`` pages: changed classes
+    and ``@removed`` ones; the ``members``/``teachers`` pages of a changed class upsert its enrolments.
+    They replace nothing: a class's roster arrives over several pages (members, then teachers), so an
+    enrolment that ended is removed by the periodic full reconcile, as are deleted classes (class
+    delta never reports them).
+    """
+    if page.kind == "users":
+        change = map_user_delta(page.records, context)
+        return ChangeBatch(upserts=change.upserts, deleted_people=[("student", p) for p in change.removed_people])
+    if page.kind == "classes":
+        change = map_class_delta(page.records, context)
+        return ChangeBatch(upserts=change.upserts, deleted_classes=list(change.removed_classes))
+    return ChangeBatch(upserts=map_records(page.kind, page.parent_id, page.records, context))
 
 
 # ---------------------------------------------------------------------------------------- identity

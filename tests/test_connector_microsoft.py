@@ -259,12 +259,26 @@ def test_a_class_that_cannot_be_read_is_an_unreadable_marker(emu: MicrosoftEmula
     assert {p.kind for p in pages if p.parent_id == kept} == {"members", "teachers"}
 
 
+def test_without_a_member_mask_no_members_list_is_requested(emu: MicrosoftEmulator, settings: Settings) -> None:
+    """No consent basis for students: only each class's ``teachers`` are read."""
+    tenant = emu.tenant_ids[0]
+    grant = link_tenant(settings, tenant)
+    class_id = emu.class_ids(tenant)[0]
+    start = len(emu.requests)
+    with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
+        pages = list(connector.members([class_id], {"class": "id", "teacher": "id,displayName"}))
+    assert {p.kind for p in pages} == {"teachers"}
+    assert not [r for r in emu.requests[start:] if r.path.endswith("/members")]
+
+
 def test_masks_are_required(emu: MicrosoftEmulator, settings: Settings) -> None:
     tenant = emu.tenant_ids[0]
     grant = link_tenant(settings, tenant)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
-        with pytest.raises(ValueError, match="member"):
+        with pytest.raises(ValueError, match="teacher"):
             list(connector.members(["x"], {"class": "id"}))
+        with pytest.raises(ValueError, match="member"):
+            list(connector.members(["x"], {"class": "id", "teacher": "id", "member": ""}))
         with pytest.raises(ValueError, match="class"):
             list(connector.classes({"class": "id,displayName&$expand=x"}))
 

@@ -21,7 +21,7 @@ from mappers.microsoft import (
     map_class_delta,
     map_classes,
     map_members,
-    map_page,
+    map_records,
     map_teachers,
     map_user_delta,
 )
@@ -156,13 +156,14 @@ def test_delta_removals_and_changes() -> None:
 
 def test_map_page_and_identity() -> None:
     context = _context()
-    assert map_page("classes", None, [{"id": "c", "displayName": "C"}], context).classes[0].external_id == "c"
-    assert map_page("members", "c", [{"id": "s", "primaryRole": "student"}], context).enrollments[0].role == "student"
-    assert map_page("unreadable", "c", [], context).people == []
+    assert map_records("classes", None, [{"id": "c", "displayName": "C"}], context).classes[0].external_id == "c"
+    member = [{"id": "s", "primaryRole": "student"}]
+    assert map_records("members", "c", member, context).enrollments[0].role == "student"
+    assert map_records("unreadable", "c", [], context).people == []
     with pytest.raises(ValueError):
-        map_page("members", None, [], context)
+        map_records("members", None, [], context)
     with pytest.raises(ValueError):
-        map_page("guardians", None, [], context)
+        map_records("guardians", None, [], context)
     me = identity({"id": "u", "primaryRole": "teacher", "displayName": "Never read"})
     assert me is not None and (me.user_id, me.role) == ("u", "teacher") and identity({"id": "u"}) is None
 
@@ -185,7 +186,7 @@ def test_no_student_property_beyond_id_and_role_crosses_the_wire(emu: MicrosoftE
         pages += list(connector.members(class_ids, masks))
         emu.add_student(class_ids[0])
         pages += list(connector.changes(cursor))
-        batches = [map_page(p.kind, p.parent_id, p.records, context) for p in pages]
+        batches = [map_records(p.kind, p.parent_id, p.records, context) for p in pages]
     graph = [r for r in emu.requests if r.path.startswith("/v1.0/education/")]
     student_reads = [r for r in graph if r.path.endswith(("/members", "/users/delta"))]
     selected = [r for r in student_reads if "$select" in r.query]

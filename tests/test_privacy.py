@@ -16,7 +16,7 @@ from store.models import Person
 from tests.conftest import MessageRecorder
 from tests.helpers import dump_tables
 from worker import broker as brokers
-from worker.demo import demo_clever, demo_emulator, tell_story
+from worker.demo import demo_clever, demo_emulator, demo_microsoft, tell_story
 
 
 def test_full_demo_leaks_nothing(
@@ -31,21 +31,32 @@ def test_full_demo_leaks_nothing(
         return broker
 
     caplog.set_level(logging.DEBUG)
-    with demo_emulator(60, tmp_path) as emulator, demo_clever(60, tmp_path) as clever:
+    with (
+        demo_emulator(60, tmp_path) as emulator,
+        demo_clever(60, tmp_path) as clever,
+        demo_microsoft(60, tmp_path) as microsoft,
+    ):
         brokers.make_broker = recording_broker  # type: ignore[assignment]
         try:
-            runtime = tell_story(emulator, tmp_path, clever)
+            runtime = tell_story(emulator, tmp_path, clever, microsoft)
         finally:
             brokers.make_broker = original_make  # type: ignore[assignment]
             brokers.shutdown()
-        personal = emulator.personal_strings() | clever.personal_strings()
-        tokens = emulator.issued_tokens() | clever.issued_tokens()
+        personal = emulator.personal_strings() | clever.personal_strings() | microsoft.personal_strings()
+        tokens = emulator.issued_tokens() | clever.issued_tokens() | microsoft.issued_tokens()
+        member_selects = {
+            chosen
+            for call in microsoft.requests
+            if call.path.endswith("/members") or call.path.endswith("/users/delta")
+            for chosen in call.query.get("$select", [])
+        }
         student_records = set(clever.student_ids(None)) | {
             s for d in clever.district_ids for s in clever.student_ids(d)
         }
         asked = {call.path.rsplit("/", 1)[-1] for call in clever.requests if call.path.startswith("/v3.0/users/")}
         roles = {role for call in clever.requests for role in call.query.get("role", [])}
     assert not asked & student_records and roles <= {"teacher"}, "a Clever student record was requested"
+    assert member_selects == {"id,primaryRole"}, "a Graph read of people could have returned a student's name"
 
     assert recorder.encoded, "the demo queued its syncs"
     messages = b"\n".join(recorder.encoded).decode()

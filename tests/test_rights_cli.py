@@ -62,7 +62,7 @@ def test_rights_commands_end_to_end(emulator: GoogleEmulator, tmp_path: Path) ->
     assert json.loads(purged.stdout)["deleted_accounts"] == 0  # six months are not over
 
     inventory = json.loads(run("inventory", "--json", env=env).stdout)
-    assert [p["provider"] for p in inventory["providers"]] == ["clever", "google"]
+    assert [p["provider"] for p in inventory["providers"]] == ["clever", "google", "microsoft"]
     one = json.loads(run("inventory", str(integration_id), "--json", env=env).stdout)
     assert one["integration"] == integration_id and one["consent_basis"] == "school"
     assert run("inventory", str(integration_id), env=env).stdout.startswith(f"integration {integration_id} (google")

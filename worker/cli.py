@@ -154,7 +154,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log sync
 
 @link_app.command("start")
 def link_start(
-    provider: Annotated[str, typer.Option(help="Provider to link: google or clever.")],
+    provider: Annotated[str, typer.Option(help="Provider to link: google, clever or microsoft.")],
     teacher: Annotated[str, typer.Option(help="The platform's id of the teacher who links.")],
     tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
     basis: Annotated[
@@ -192,8 +192,12 @@ def link_complete(
 
 @link_app.command("org")
 def link_org_command(
-    provider: Annotated[str, typer.Option(help="Provider to link: clever (a district).")],
-    org: Annotated[str, typer.Option(help="The provider's id of the organisation (a Clever district id).")],
+    provider: Annotated[
+        str, typer.Option(help="Provider to link: clever (a district) or microsoft (an Entra tenant).")
+    ],
+    org: Annotated[
+        str, typer.Option(help="The provider's id of the organisation (a Clever district id, an Entra tenant id).")
+    ],
     tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
     basis: Annotated[
         str, typer.Option(help="Consent basis (COPPA): school (the institution's own link, the default) or parent.")
@@ -316,7 +320,8 @@ def revoke(
         AtProvider.NONE_HELD: "no grant was held any more (it was revoked at the provider when it ended)",
         AtProvider.PENDING: "the provider could not be reached: the revoke is kept sealed and retried by the worker",
         AtProvider.UNSUPPORTED: "the provider has no revoke endpoint, so access ends only when it is disconnected "
-        "there (Clever: the district removes the app in its Clever dashboard)",
+        "there (Clever: the district removes the app in its Clever dashboard; Microsoft: the tenant admin "
+        "withdraws the app's consent or deletes its enterprise application in Entra)",
     }[result.at_provider]
     err.print(f"integration {integration_id}: revoked, tokens deleted, roster purged; {at_provider}")
 

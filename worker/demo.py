@@ -4,8 +4,11 @@ Google: three teachers link; the first sync runs with progress; a roster change 
 teacher revokes at Google and the next cycle honours it; an admin revokes another; the third
 stays active. Clever: two districts link school-wide and one Library teacher signs in; a change
 arrives through Clever's events; one district disconnects and the next cycle honours it while
-the other district and the teacher stay active. Throwaway keys, a throwaway SQLite file and the
-in-memory broker: nothing outside a temporary directory is touched, and nothing personal is printed.
+the other district and the teacher stay active. Microsoft: one tenant links school-wide and a
+teacher of another tenant signs in; a change arrives through Graph delta; the teacher's tenant
+withdraws consent and the next cycle honours it while the tenant link stays active. Throwaway keys,
+a throwaway SQLite file and the in-memory broker: nothing outside a temporary directory is
+touched, and nothing personal is printed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import SecretStr
 from connectors.google import http_session
 from emulators.clever import CleverEmulator
 from emulators.google import GoogleEmulator
+from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from store import integrations
 from store.vault import new_key
@@ -37,17 +41,31 @@ TEACHERS = ("teacher-ada", "teacher-bo", "teacher-cy")
 COURSES_PER_TEACHER = 2
 
 
-def demo_settings(emulator: GoogleEmulator, workdir: Path, clever: CleverEmulator | None = None) -> Settings:
+def demo_settings(
+    emulator: GoogleEmulator,
+    workdir: Path,
+    clever: CleverEmulator | None = None,
+    microsoft: MicrosoftEmulator | None = None,
+) -> Settings:
     """Embedded defaults pointed at the emulators; the keys are generated here and thrown away.
 
     One CA bundle holds both emulators' throwaway CAs, as ``CA_BUNDLE`` would hold a proxy's.
     """
     ca_bundle = emulator.ca_path
     clever_settings: dict[str, object] = {}
-    if clever is not None:
+    others = [e.ca_path for e in (clever, microsoft) if e is not None]
+    if others:
         ca_bundle = workdir / "demo-ca-bundle.pem"
-        ca_bundle.write_bytes(emulator.ca_path.read_bytes() + clever.ca_path.read_bytes())
-        clever_settings = {
+        ca_bundle.write_bytes(b"".join(path.read_bytes() for path in (emulator.ca_path, *others)))
+    if microsoft is not None:
+        clever_settings |= {
+            "microsoft_client_id": microsoft.client_id,
+            "microsoft_client_secret": SecretStr(microsoft.client_secret),
+            "microsoft_authority_host": microsoft.authority_host,
+            "graph_endpoint": microsoft.graph_endpoint,
+        }
+    if clever is not None:
+        clever_settings |= {
             "clever_client_id": clever.client_id,
             "clever_client_secret": SecretStr(clever.client_secret),
             "clever_authorize_url": clever.authorize_url,
@@ -105,15 +123,24 @@ def demo_clever(students: int, workdir: Path) -> CleverEmulator:
     )
 
 
+def demo_microsoft(students: int, workdir: Path) -> MicrosoftEmulator:
+    """Two synthetic tenants: one links school-wide, a teacher of the other signs in."""
+    per_class = max(1, math.ceil(students / (2 * 2 * COURSES_PER_TEACHER)))
+    return MicrosoftEmulator(
+        tenants=2, teachers=2, courses_per_teacher=COURSES_PER_TEACHER, students_per_course=per_class, cert_dir=workdir
+    )
+
+
 def run_demo(students: int, report: Callable[[Runtime], None]) -> None:
     """Tell the story, hand the final state to ``report``, then delete all it made (database, CA, keys)."""
     with (
         tempfile.TemporaryDirectory(prefix="rostersync-demo-") as workdir,
         demo_emulator(students, Path(workdir)) as emulator,
         demo_clever(students, Path(workdir)) as clever,
+        demo_microsoft(students, Path(workdir)) as microsoft,
     ):
         try:
-            runtime = tell_story(emulator, Path(workdir), clever)
+            runtime = tell_story(emulator, Path(workdir), clever, microsoft)
             report(runtime)
             runtime.engine.dispose()
         finally:
@@ -131,15 +158,22 @@ def _sync_cycle(rt: Runtime, broker: Broker) -> float:
     return time.perf_counter() - started
 
 
-def tell_story(emulator: GoogleEmulator, workdir: Path, clever: CleverEmulator | None = None) -> Runtime:
+def tell_story(
+    emulator: GoogleEmulator,
+    workdir: Path,
+    clever: CleverEmulator | None = None,
+    microsoft: MicrosoftEmulator | None = None,
+) -> Runtime:
     err.print("[bold]rostersync demo[/]: embedded defaults, local Google emulator at " + emulator.base_url)
     if clever is not None:
         err.print("  and local Clever emulator at " + clever.base_url)
+    if microsoft is not None:
+        err.print("  and local Microsoft (Entra ID + Graph) emulator at " + microsoft.base_url)
     err.print(
         "  throwaway keys generated for this run (ROSTERSYNC_PSEUDONYM_KEY, ROSTERSYNC_TOKEN_KEYS); "
         "a throwaway database, removed at the end"
     )
-    rt = build_runtime(demo_settings(emulator, workdir, clever))
+    rt = build_runtime(demo_settings(emulator, workdir, clever, microsoft))
     set_runtime(rt)
     broker = brokers.install(brokers.make_broker(rt.settings))
 
@@ -190,6 +224,8 @@ def tell_story(emulator: GoogleEmulator, workdir: Path, clever: CleverEmulator |
     err.print(f"  {len(calls)} calls to Google for integration {first}, {stray} for the revoked ones")
     if clever is not None:
         tell_clever_story(rt, broker, clever)
+    if microsoft is not None:
+        tell_microsoft_story(rt, broker, microsoft)
     err.print("")
     return rt
 
@@ -236,4 +272,56 @@ def tell_clever_story(rt: Runtime, broker: Broker, clever: CleverEmulator) -> No
         f"  one more cycle: integrations {stays} and {library} "
         f"{integrations.load(rt.engine, stays).status} and {integrations.load(rt.engine, library).status}, "
         f"{stray} requests for the disconnected district"
+    )
+
+
+def _graph_calls(microsoft: MicrosoftEmulator, since: int) -> int:
+    return sum(
+        1 for call in microsoft.requests[since:] if call.path.startswith("/v1.0/") and "/$batch" not in call.path
+    )
+
+
+def tell_microsoft_story(rt: Runtime, broker: Broker, microsoft: MicrosoftEmulator) -> None:
+    """The Microsoft part: a tenant link, a teacher link, a Graph delta change, withdrawn consent honoured."""
+    from connectors.microsoft import http_session as microsoft_session
+
+    school, other = microsoft.tenant_ids[:2]
+    err.print(
+        "\n[bold]10. A Microsoft 365 tenant links school-wide[/] (`rostersync link org --provider microsoft`: "
+        "client credentials, EduRoster.Read.All)"
+    )
+    tenant_link = link_org(rt, provider_name="microsoft", org=school, tenant="tenant-one")
+    microsoft.set_signin_user(microsoft.teacher_ids(other)[0])
+    with microsoft_session(rt.settings) as browser:
+        url = start_link(rt, provider_name="microsoft", teacher="teacher-eve", tenant="tenant-two")
+        teacher_link = complete_link(rt, consent_headlessly(browser, url))
+    err.print(
+        f"  tenant link: integration {tenant_link}; a teacher of another tenant signs in "
+        f"(auth code + PKCE, EduRoster.ReadBasic): integration {teacher_link}; MSAL token caches sealed in the vault"
+    )
+    before = len(microsoft.requests)
+    _sync_cycle(rt, broker)
+    err.print(
+        f"  first Microsoft sync: {_graph_calls(microsoft, before)} Graph reads for both links ($batch sub-requests "
+        "counted one by one; members asked for id,primaryRole only: no student name crosses the wire)"
+    )
+
+    err.print("\n[bold]11. The roster changes in Microsoft 365[/]: a student joins a class; Graph delta reports it")
+    microsoft.add_student(microsoft.class_ids(school)[0])
+    before = len(microsoft.requests)
+    _sync_cycle(rt, broker)
+    err.print(f"  synced: {_graph_calls(microsoft, before)} Graph reads (the tenant link read its delta)")
+
+    err.print(
+        "\n[bold]12. The teacher's tenant admin withdraws rostersync's consent in Entra[/]; the next cycle honours it"
+    )
+    microsoft.withdraw_consent(other)
+    _sync_cycle(rt, broker)
+    err.print(f"  integration {teacher_link}: {integrations.load(rt.engine, teacher_link).status}, roster purged")
+    before = len(microsoft.requests)
+    _sync_cycle(rt, broker)
+    stray = sum(1 for call in microsoft.requests[before:] if call.user_id in microsoft.teacher_ids(other))
+    err.print(
+        f"  one more cycle: integration {tenant_link} {integrations.load(rt.engine, tenant_link).status}, "
+        f"{stray} requests for the withdrawn teacher (Microsoft has no revoke endpoint: consent is the switch)"
     )

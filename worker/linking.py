@@ -16,7 +16,7 @@ from connectors.base import ConnectorError, TokenSet
 from store import integrations, links
 from store.models import KEY_LENGTH
 from worker.consent import DEFAULT_BASIS, BasisError, checked
-from worker.providers import SUPPORTED, Callback, Grant, Provider, provider, tokens_to_payload
+from worker.providers import SUPPORTED, Callback, ConsentStart, Grant, Provider, provider, tokens_to_payload
 from worker.revoke import revoke_grant
 from worker.runtime import Runtime
 
@@ -57,16 +57,22 @@ def start_link(
     spec = provider(provider_name)
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
+    try:
+        started = spec.consent_url(runtime.settings, state=state, code_challenge=_challenge(verifier))
+    except ConnectorError as error:
+        raise LinkError(str(error)) from None
+    # A provider client that keeps its own PKCE verifier (MSAL's flow) has it sealed here instead of ours.
+    url, kept = (started.url, started.secret) if isinstance(started, ConsentStart) else (started, verifier)
     links.remember(
         runtime.engine,
         state=state,
         provider=provider_name,
         tenant=tenant,
         linked_by=teacher,
-        verifier_blob=runtime.vault.seal_text(verifier),
+        verifier_blob=runtime.vault.seal_text(kept),
         consent_basis=basis,
     )
-    return spec.consent_url(runtime.settings, state=state, code_challenge=_challenge(verifier))
+    return url
 
 
 def _callback_parameters(callback_url: str) -> dict[str, str]:

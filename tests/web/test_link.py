@@ -98,6 +98,7 @@ def test_the_app_starts_without_provider_credentials(emulator: GoogleEmulator, p
         assert bare.get("/providers").json() == [
             {"name": "google", "configured": False},
             {"name": "clever", "configured": False},
+            {"name": "microsoft", "configured": False},
         ]
         page = bare.get("/link/google", params=signed("t"), follow_redirects=False)
         assert page.status_code == 503 and "not configured on this server. Tell" in page.text

@@ -1,0 +1,274 @@
+"""Microsoft Graph Education through the provider-neutral sync cycle, against the Microsoft emulator and
+the real MSAL, on SQLite and PostgreSQL: teacher links (auth code + PKCE) and tenant links (client
+credentials), delta re-syncs, an expired delta, withdrawn consent, a narrower grant refused at link time.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from connectors.microsoft import ClientRejected, http_session
+from emulators.microsoft import MicrosoftEmulator
+from settings import Settings
+from store import integrations
+from store.models import AuditEvent, Integration
+from store.vault import new_key
+from tests.helpers import classes, dump_tables, enrollments, people
+from worker import cursor as cursor_document
+from worker.demo import consent_headlessly
+from worker.linking import LinkError, complete_link, link_org, start_link
+from worker.revoke import AtProvider, revoke_integration
+from worker.runtime import Runtime
+from worker.sync import run_sync
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
+    with MicrosoftEmulator(cert_dir=tmp_path, tenants=2, teachers=3, students_per_course=8) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def settings(emu: MicrosoftEmulator, database_url: str) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "broker_url": None,
+        "pseudonym_key": secrets.token_urlsafe(48),
+        "token_keys": new_key(),
+        "microsoft_client_id": emu.client_id,
+        "microsoft_client_secret": emu.client_secret,
+        "microsoft_authority_host": emu.authority_host,
+        "graph_endpoint": emu.graph_endpoint,
+        "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
+        "ca_bundle": emu.ca_path,
+        "retry_min_backoff_ms": 50,
+        "retry_max_backoff_ms": 200,
+        "http_timeout_seconds": 5,
+    }
+    return Settings(**values)
+
+
+def link_teacher(runtime: Runtime, emu: MicrosoftEmulator, user_id: str, platform_teacher: str = "t-1") -> int:
+    """link start -> the emulator's consent screen (headless) -> link complete."""
+    emu.set_signin_user(user_id)
+    url = start_link(runtime, provider_name="microsoft", teacher=platform_teacher)
+    with http_session(runtime.settings) as browser:
+        callback = consent_headlessly(browser, url)
+    return complete_link(runtime, callback)
+
+
+def graph_calls(emu: MicrosoftEmulator, since: int = 0) -> list[Any]:
+    return [r for r in emu.requests[since:] if r.path.startswith("/v1.0/")]
+
+
+def student_pseudonyms(runtime: Runtime, emu: MicrosoftEmulator, tenant_id: str, class_ids: list[str]) -> set[str]:
+    students = set(emu.student_ids(tenant_id))
+    platform = runtime.settings.default_tenant
+    return {
+        runtime.pseudonymiser.pseudonym("microsoft", platform, member)
+        for class_id in class_ids
+        for member in emu.members_of(class_id)
+        if member in students
+    }
+
+
+def assert_private(runtime: Runtime, emu: MicrosoftEmulator, integration_id: int, log_text: str) -> None:
+    """No student name or other dropped property in any table or log line; no token in clear anywhere."""
+    dump = dump_tables(runtime.engine)
+    for teacher in people(runtime.engine, integration_id, role="teacher", current=False):
+        for value in (teacher.display_name, teacher.email_address):
+            if value:
+                dump = dump.replace(value, "")
+                log_text = log_text.replace(value, "")
+    assert {(p.display_name, p.email_address) for p in people(runtime.engine, integration_id, role="student")} <= {
+        (None, None)
+    }
+    assert not [s for s in emu.personal_strings() if s in dump], "a dropped Graph property reached a table"
+    assert not [s for s in emu.personal_strings() if s in log_text], "a personal value in a log line"
+    assert not [t for t in emu.issued_tokens() if t in dump or t in log_text], "a token in the clear"
+    assert "code_verifier" not in dump and "refresh_token" not in dump.lower().replace("refresh_token_blob", "")
+
+
+def assert_minimal_selects(emu: MicrosoftEmulator, since: int = 0) -> None:
+    """Every Graph read names its properties, and no read of people could return a student's name."""
+    for call in graph_calls(emu, since):
+        if call.path.endswith("/$batch") or {"$deltatoken", "$skiptoken"} & set(call.query):
+            continue  # sub-requests are logged on their own; delta and next links carry their round's $select
+        assert "$select" in call.query, f"a Graph read without $select: {call.path}"
+        if call.path.endswith("/members") or call.path.endswith("/users/delta"):
+            assert call.query["$select"] == ["id,primaryRole"]
+
+
+# ------------------------------------------------------------------------------------- teacher
+def test_teacher_link_end_to_end_syncs_own_classes_with_students_as_pseudonyms(
+    runtime: Runtime, emu: MicrosoftEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tenant = emu.tenant_ids[0]
+    teacher = emu.teacher_ids(tenant)[0]
+    integration_id = link_teacher(runtime, emu, teacher)
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.provider == "microsoft" and "EduRoster.ReadBasic" in state.granted_scopes
+
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "full")
+    own = emu.class_ids(tenant, teacher_id=teacher)
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(own)
+    stored = {p.pseudonym for p in people(runtime.engine, integration_id, role="student")}
+    assert stored and stored == student_pseudonyms(runtime, emu, tenant, own)
+    teachers = people(runtime.engine, integration_id, role="teacher")
+    assert teachers and all(t.display_name for t in teachers), "teachers named from each class's teachers list"
+    assert cursor_document.loads(integrations.load(runtime.engine, integration_id).sync_cursor) is None, (
+        "a teacher link has no delta"
+    )
+    assert_minimal_selects(emu)
+    assert any(r.path == "/v1.0/education/me/classes" for r in graph_calls(emu))
+    assert_private(runtime, emu, integration_id, caplog.text)
+
+
+def test_a_narrower_teacher_grant_is_refused_and_nothing_is_stored(runtime: Runtime, emu: MicrosoftEmulator) -> None:
+    tenant = emu.tenant_ids[0]
+    emu.grant_consent(tenant, delegated=())
+    with pytest.raises(LinkError):
+        link_teacher(runtime, emu, emu.teacher_ids(tenant)[0])
+    with runtime.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(Integration)).scalar_one() == 0
+    assert not graph_calls(emu)
+
+
+def test_withdrawn_consent_ends_a_teacher_link(runtime: Runtime, emu: MicrosoftEmulator) -> None:
+    tenant = emu.tenant_ids[0]
+    integration_id = link_teacher(runtime, emu, emu.teacher_ids(tenant)[0])
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert classes(runtime.engine, integration_id)
+
+    emu.withdraw_consent(tenant)
+    assert run_sync(runtime, integration_id).outcome == "revoked"
+    ended = integrations.load(runtime.engine, integration_id)
+    assert ended.status == "revoked" and ended.token_blob is None
+    assert not classes(runtime.engine, integration_id) and not people(runtime.engine, integration_id)
+    assert not enrollments(runtime.engine, integration_id)
+    with runtime.engine.connect() as connection:
+        actions = set(
+            connection.execute(select(AuditEvent.action).where(AuditEvent.integration_id == integration_id)).scalars()
+        )
+    assert "provider_revoke_unsupported" in actions, actions
+
+    before = len(emu.requests)
+    assert run_sync(runtime, integration_id).outcome == "skipped:revoked"
+    assert len(emu.requests) == before, "no further request after the grant is gone"
+
+
+# ------------------------------------------------------------------------------------- tenant
+def test_tenant_link_full_sync_then_a_no_change_delta_writes_nothing(
+    runtime: Runtime, emu: MicrosoftEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tenant = emu.tenant_ids[0]
+    integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
+    start = len(emu.requests)
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "full")
+    full_requests = len(graph_calls(emu, start))
+    all_classes = emu.class_ids(tenant)
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(all_classes)
+    stored = {p.pseudonym for p in people(runtime.engine, integration_id, role="student")}
+    assert stored == student_pseudonyms(runtime, emu, tenant, all_classes)
+    assert cursor_document.loads(integrations.load(runtime.engine, integration_id).sync_cursor) is not None
+    assert_minimal_selects(emu)
+    assert_private(runtime, emu, integration_id, caplog.text)
+
+    start = len(emu.requests)
+    again = run_sync(runtime, integration_id)
+    assert (again.outcome, again.mode, again.rows_written, again.removed) == ("ok", "changes", 0, 0)
+    delta_requests = len(graph_calls(emu, start))
+    assert delta_requests < full_requests
+    print(f"tenant: full sync {full_requests} Graph requests; no-change delta {delta_requests}")
+
+
+def test_a_delta_change_is_synced(runtime: Runtime, emu: MicrosoftEmulator) -> None:
+    tenant = emu.tenant_ids[0]
+    integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    class_id = emu.class_ids(tenant)[0]
+    newcomer = emu.add_student(class_id)
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "changes")
+    pseudonym = runtime.pseudonymiser.pseudonym("microsoft", runtime.settings.default_tenant, newcomer)
+    assert pseudonym in {p.pseudonym for p in people(runtime.engine, integration_id, role="student")}
+    assert_minimal_selects(emu)
+
+
+def test_an_expired_delta_falls_back_to_a_full_sync(runtime: Runtime, emu: MicrosoftEmulator) -> None:
+    tenant = emu.tenant_ids[0]
+    integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    emu.expire_delta_tokens(tenant)
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "full")
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(emu.class_ids(tenant))
+    assert run_sync(runtime, integration_id).mode == "changes", "a fresh delta link was stored"
+
+
+def test_withdrawn_consent_ends_a_tenant_link(runtime: Runtime, emu: MicrosoftEmulator) -> None:
+    tenant = emu.tenant_ids[0]
+    integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    emu.withdraw_consent(tenant)
+    outcome = run_sync(runtime, integration_id)
+    assert outcome.outcome in ("revoked", "degraded")
+    ended = integrations.load(runtime.engine, integration_id)
+    assert ended.status == outcome.outcome and ended.token_blob is None
+    assert not classes(runtime.engine, integration_id) and not people(runtime.engine, integration_id)
+    before = len(emu.requests)
+    assert run_sync(runtime, integration_id).outcome.startswith("skipped:")
+    assert len(emu.requests) == before
+
+
+def test_a_tenant_without_the_application_permission_is_refused(runtime: Runtime, emu: MicrosoftEmulator) -> None:
+    tenant = emu.tenant_ids[0]
+    emu.grant_consent(tenant, application=())
+    with pytest.raises(LinkError):
+        link_org(runtime, provider_name="microsoft", org=tenant)
+    with runtime.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(Integration)).scalar_one() == 0
+
+
+def test_admin_revoke_says_microsoft_has_no_revoke_endpoint(runtime: Runtime, emu: MicrosoftEmulator) -> None:
+    tenant = emu.tenant_ids[0]
+    integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    before = len(emu.requests)
+    result = revoke_integration(runtime, integration_id, actor="admin:test", reason="school left")
+    assert result.at_provider is AtProvider.UNSUPPORTED and not result.provider_revoked
+    assert len(emu.requests) == before, "there is nothing to call at Microsoft"
+    ended = integrations.load(runtime.engine, integration_id)
+    assert ended.status == "revoked" and ended.token_blob is None
+    assert not classes(runtime.engine, integration_id) and not people(runtime.engine, integration_id)
+    with runtime.engine.connect() as connection:
+        actions = set(
+            connection.execute(select(AuditEvent.action).where(AuditEvent.integration_id == integration_id)).scalars()
+        )
+    assert "provider_revoke_unsupported" in actions and "provider_revoked" not in actions
+
+
+def test_our_rejected_client_secret_is_retried_and_purges_nothing(runtime: Runtime, emu: MicrosoftEmulator) -> None:
+    tenant = emu.tenant_ids[0]
+    integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    stored = {c.external_id for c in classes(runtime.engine, integration_id)}
+    emu.expire_access_tokens()
+    emu.expire_client_secret()
+    with pytest.raises(ClientRejected) as raised:
+        run_sync(runtime, integration_id)
+    assert "ROSTERSYNC_MICROSOFT_CLIENT_SECRET" in str(raised.value)
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.status == "active" and state.token_blob is not None
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == stored
