@@ -250,7 +250,7 @@ def _full_sync(
     """Classes, then the rest of the roster, then the sweep; the feed position is taken first, stored last.
 
     Only the roles the consent basis allows get a mask, and a role without a mask is not requested;
-    members a provider returns inline (Clever's ``students[]``) are dropped here before any write.
+    members a provider returns inline with its classes are dropped here before any write.
     """
     engine, generation, scopes = runtime.engine, state.generation, state.granted_scopes
     outcome.mode = "full"
