@@ -57,14 +57,6 @@ class Settings(BaseSettings):
     clever_token_url: str = "https://clever.com/oauth/tokens"  # noqa: S105 - a URL, not a secret
     clever_api_base: str = "https://api.clever.com"
 
-    @field_validator("clever_redirect_uri", "clever_authorize_url", "clever_token_url", "clever_api_base")
-    @classmethod
-    def _clever_https_only(cls, url: str) -> str:
-        """Promise P5 for Clever too: tokens and rosters only ever travel over TLS."""
-        if urlsplit(url).scheme != "https":
-            raise ValueError("provider URLs must use https")
-        return url.rstrip("/")
-
     # Microsoft (providers.md 3): teacher links use {authority host}/organizations, tenant links {host}/{tenant id};
     # Graph paths are appended to the endpoint. msal itself refuses anything but https.
     microsoft_client_id: str = ""
@@ -72,14 +64,6 @@ class Settings(BaseSettings):
     microsoft_redirect_uri: str = "https://platform.example/integrations/microsoft/callback"
     microsoft_authority_host: str = "https://login.microsoftonline.com"
     graph_endpoint: str = "https://graph.microsoft.com/v1.0"
-
-    @field_validator("microsoft_redirect_uri", "microsoft_authority_host", "graph_endpoint")
-    @classmethod
-    def _microsoft_https_only(cls, url: str) -> str:
-        """Promise P5 for Microsoft too: tokens and rosters only ever travel over TLS."""
-        if urlsplit(url).scheme != "https":
-            raise ValueError("provider URLs must use https")
-        return url.rstrip("/")
 
     # Retention (P10), read by `rostersync purge-expired` and shown by `rostersync inventory`.
     revoked_grace_seconds: int = Field(default=0, ge=0, le=90 * 86_400)  # ended integrations: purged at once
@@ -116,10 +100,22 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=9191, ge=0, le=65535)  # 0: no Prometheus exposition by workers
     provider_budgets: str = ""  # "google=3000/60": at most 3000 provider requests per 60 s, shared by all workers
 
-    @field_validator("google_auth_uri", "google_token_uri", "google_revoke_uri", "google_api_endpoint")
+    @field_validator(
+        "google_auth_uri",
+        "google_token_uri",
+        "google_revoke_uri",
+        "google_api_endpoint",
+        "clever_redirect_uri",
+        "clever_authorize_url",
+        "clever_token_url",
+        "clever_api_base",
+        "microsoft_redirect_uri",
+        "microsoft_authority_host",
+        "graph_endpoint",
+    )
     @classmethod
     def _https_only(cls, url: str) -> str:
-        """Promise P5: provider traffic is always TLS; the emulators serve HTTPS too."""
+        """Promise P5: provider traffic is always TLS, for every provider; the emulators serve HTTPS too."""
         if urlsplit(url).scheme != "https":
             raise ValueError("provider URLs must use https")
         return url.rstrip("/")

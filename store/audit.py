@@ -1,7 +1,7 @@
 """The audit log: who did what, when, to which integration, with ids and counts only.
 
 Append-only: this module only inserts and reads, and the database refuses UPDATE and DELETE on
-``audit_events`` (migration 0002). An event never holds a name, an email or a provider's raw id:
+``audit_events`` (migration 0003). An event never holds a name, an email or a provider's raw id:
 ``details`` takes integers, ids, pseudonyms and short fixed words, checked here before it is written,
 so a careless caller cannot slip a roster value in.
 """

@@ -89,9 +89,9 @@ def test_rights_commands_refuse_bad_input_in_one_line(emulator: GoogleEmulator, 
     one_line_error(run("export", "--person", "a" * 64, env=env), "no person with that pseudonym")
     one_line_error(run("erase", "Jane Doe", env=env), "64 lowercase hex")
     one_line_error(run("erase", env=env), "PSEUDONYM or --integration ID")
-    one_line_error(run("erase", "--integration", "0", env=env), "positive whole number")
+    one_line_error(run("erase", "--integration", "0", env=env), "--integration")
     one_line_error(run("suppressions", "lift", "b" * 64, env=env), "not suppressed")
-    one_line_error(run("audit", "--integration", "-3", env=env), "positive whole number")
+    one_line_error(run("audit", "--integration", "-3", env=env), "--integration")
     one_line_error(run("inventory", "42", env=env), "no integration with id 42")
     assert run("account", "mark-deleted", "teacher-9", env=env).returncode == 0
     one_line_error(run("account", "mark-deleted", "teacher-9", env=env), "already marked deleted")
