@@ -123,7 +123,11 @@ class CursorExpired(ChangesUnavailable):
     kind = "cursor_expired"
 
 
-class RecordUnavailable(ProviderDataError):
+class _Refused(ProviderDataError):
+    """Graph refused the request itself (400, 404, other 4xx): what was asked for is wrong or gone."""
+
+
+class RecordUnavailable(_Refused):
     """A 404 for one class or user: deleted, or out of the token's reach."""
 
     kind = "record_unavailable"
@@ -266,7 +270,7 @@ def classify_graph_error(status: int, body: Any, headers: Mapping[str, str], *, 
         return RecordUnavailable(f"record unavailable at Graph (404 {code})".rstrip())
     if status >= 500:
         return TransientError(f"Graph answered {status}")
-    return ProviderDataError(f"Graph refused the request ({status} {code})".replace(" )", ")"))
+    return _Refused(f"Graph refused the request ({status} {code})".replace(" )", ")"))
 
 
 def _quiet_flow(
@@ -535,10 +539,10 @@ class MicrosoftConnector:
                 raise CursorExpired("the delta cursor points away from Graph's host", reason="invalid")
 
         def pages() -> Iterator[Page]:
-            for records, _ in self._pages(state["users"], None, delta=True):
+            for records, _ in self._pages(state["users"], None, delta=True, stored=True):
                 yield Page(kind="users", parent_id=None, records=records)
             changed: list[str] = []
-            for records, _ in self._pages(state["classes"], None, delta=True):
+            for records, _ in self._pages(state["classes"], None, delta=True, stored=True):
                 changed += [r["id"] for r in records if isinstance(r, Mapping) and isinstance(r.get("id"), str)]
                 yield Page(kind="classes", parent_id=None, records=records)
             yield from self.members(changed, masks)
@@ -562,17 +566,24 @@ class MicrosoftConnector:
         )
 
     def _pages(
-        self, url: str, params: Mapping[str, str] | None, *, delta: bool = False
+        self, url: str, params: Mapping[str, str] | None, *, delta: bool = False, stored: bool = False
     ) -> Iterator[tuple[list[Any], str | None]]:
         """A collection page by page, following ``@odata.nextLink`` as given (Graph's host only, no loops).
 
         Yields each page's ``value`` and, on a delta round's last page, its ``@odata.deltaLink``.
+        ``stored``: ``url`` is a delta link from our cursor; if Graph refuses it (a 400 or 404 of any
+        code: expired, reset, or a token it does not know) the cursor is dead, so ``CursorExpired``.
         """
-        seen: set[str] = set()
+        seen: set[str] = set() if params else {url}  # a link that leads back to itself is a loop too
         current: str | None = url
         query = params
         while current is not None:
-            body = self._get(current, query)
+            try:
+                body = self._get(current, query)
+            except ProviderDataError as error:
+                if stored and current == url and isinstance(error, _Refused):
+                    raise CursorExpired("Graph does not know the stored delta link", reason="invalid") from None
+                raise
             records = body.get("value")
             if not isinstance(records, list):
                 raise ProviderDataError("a Graph list response carries no value list")

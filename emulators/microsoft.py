@@ -52,6 +52,12 @@ DELTA_TTL = timedelta(days=7)
 ACCESS_TOKEN_SECONDS = 3599
 CODE_TTL_SECONDS = 600.0
 _JSON_TYPE = "application/json; charset=utf-8"
+CORRUPTIONS = ("malformed_json", "html_page", "missing_value", "next_link_loop", "foreign_next_link")
+"""The bad answers ``corrupt_next`` can inject."""
+_HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Service unavailable</title></head>"
+    b"<body><h1>The gateway could not reach the server.</h1></body></html>"
+)
 _EPOCH = datetime(2025, 8, 18, 7, 0, 0, tzinfo=UTC)
 
 # Which educationUser properties a token sees (providers.md 3.1: delegated tokens get a minimal set;
@@ -123,6 +129,17 @@ class _Tenant:
     service_principal: bool = True
     delta_epoch: float = 0.0
     delta_expiry_status: int = 400
+
+
+@dataclass
+class _Corruption:
+    """An injected bad answer (see ``corrupt_next``)."""
+
+    path_contains: str
+    kind: str
+    remaining: int
+    link: str = ""
+    status: int = 200
 
 
 @dataclass
@@ -267,6 +284,7 @@ class MicrosoftEmulator(EmulatorCore):
         self._signin_user: str | None = None
         self._sessions_revoked: dict[str, float] = {}
         self._batch_depth = 0
+        self._corruptions: list[_Corruption] = []
         for index in range(tenants):
             source = District(
                 seed=seed + 2000 * (index + 1),
@@ -642,6 +660,57 @@ class MicrosoftEmulator(EmulatorCore):
                         klass.teachers.remove(user_id)
                     klass.changed = self._tick()
 
+    def corrupt_next(self, path_contains: str, kind: str, count: int = 1, *, link: str = "", status: int = 200) -> None:
+        """The next ``count`` Graph answers whose path contains ``path_contains`` come back broken, the way
+        proxies and half-deployed services break them (a ``$batch`` sub-request is matched on its own path):
+
+        ``malformed_json`` (a 200 cut off mid-body), ``html_page`` (an HTML error page with ``status``,
+        as a gateway sends), ``missing_value`` (a 200 object without ``value``/``responses``),
+        ``next_link_loop`` (``@odata.nextLink`` pointing at the page itself, so a client sees the same
+        link twice), ``foreign_next_link`` (``@odata.nextLink``, or the ``@odata.deltaLink`` of a delta
+        round's last page, replaced by ``link``, e.g. a URL on another host).
+        """
+        if kind not in CORRUPTIONS:
+            raise ValueError(f"unknown corruption {kind!r}; one of {', '.join(CORRUPTIONS)}")
+        if kind == "foreign_next_link" and not link:
+            raise ValueError("foreign_next_link needs the link to serve")
+        with self._lock:
+            self._corruptions.append(_Corruption(path_contains, kind, count, link, status))
+
+    def clear_corruptions(self) -> None:
+        """Forget every corruption not yet served (a loop injected for longer than the client followed it)."""
+        with self._lock:
+            self._corruptions = []
+
+    def _corrupted(self, request: Request, response: Response) -> Response:
+        """``response`` as the next matching corruption breaks it (unchanged when none matches)."""
+        entry = next((c for c in self._corruptions if c.remaining > 0 and c.path_contains in request.path), None)
+        if entry is None:
+            return response
+        entry.remaining -= 1
+        self._corruptions = [c for c in self._corruptions if c.remaining > 0]
+        if entry.kind == "html_page":
+            return Response(entry.status, _HTML_PAGE, [("Content-Type", "text/html")], user_id=response.user_id)
+        if entry.kind == "malformed_json":
+            return Response(200, response.body[: max(1, len(response.body) // 2)], response.headers, response.user_id)
+        body = json.loads(response.body or b"null")
+        if not isinstance(body, dict):
+            return response
+        if entry.kind == "missing_value":
+            body.pop("value", None)
+            body.pop("responses", None)
+        else:
+            own = f"{self.base_url}{request.path}"
+            if request.query:
+                own += "?" + urlencode([(k, v) for k, vs in request.query.items() for v in vs], safe="$,")
+            target = own if entry.kind == "next_link_loop" else entry.link
+            if "@odata.deltaLink" in body and entry.kind == "foreign_next_link":
+                body["@odata.deltaLink"] = target
+            else:
+                body.pop("@odata.deltaLink", None)
+                body["@odata.nextLink"] = target
+        return Response(response.status, json_body(body), response.headers, response.user_id)
+
     def _cut_access(self, predicate: Any) -> None:
         for access in self._access.values():
             if predicate(access):
@@ -664,7 +733,13 @@ class MicrosoftEmulator(EmulatorCore):
                 "error_codes": [90033],
             }
             return _json(failure.status, body, headers)
-        codes = {429: "TooManyRequests", 503: "serviceNotAvailable", 504: "gatewayTimeout"}
+        codes = {
+            401: "InvalidAuthenticationToken",
+            403: "AccessDenied",
+            429: "TooManyRequests",
+            503: "serviceNotAvailable",
+            504: "gatewayTimeout",
+        }
         code = codes.get(failure.status, "generalException" if failure.status >= 500 else "badRequest")
         return _graph_error(failure.status, code, "injected failure", headers)
 
@@ -672,6 +747,10 @@ class MicrosoftEmulator(EmulatorCore):
         return _graph_error(status, "generalException" if status >= 500 else "BadRequest", message)
 
     def _dispatch(self, request: Request) -> Response:
+        response = self._route(request)
+        return self._corrupted(request, response) if request.path.startswith("/v1.0/") else response
+
+    def _route(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]
         if parts[:1] == ["v1.0"]:
             if request.method == "POST" and parts == ["v1.0", "$batch"]:
@@ -1216,19 +1295,17 @@ class MicrosoftEmulator(EmulatorCore):
                     result = _graph_error(405, "Request_BadRequest", "Only GET is served by this emulator.")
                 else:
                     result = self._graph(sub, [p for p in path.split("/") if p][1:])
+            result = self._corrupted(sub, result)
             user_id = result.user_id if result.user_id is not None else self._identify(sub, before=False)
             self._log.append(
                 RequestRecord(sub.method, sub.path, {k: list(v) for k, v in sub.query.items()}, user_id, result.status)
             )
             headers = {name: value for name, value in result.headers}
-            responses.append(
-                {
-                    "id": item["id"],
-                    "status": result.status,
-                    "headers": headers,
-                    "body": json.loads(result.body or b"null"),
-                }
-            )
+            try:
+                sub_body: Any = json.loads(result.body or b"null")
+            except ValueError:  # Graph hands a non-JSON sub-response body back base64-encoded
+                sub_body = base64.b64encode(result.body).decode()
+            responses.append({"id": item["id"], "status": result.status, "headers": headers, "body": sub_body})
         responses.reverse()  # Graph answers sub-requests in any order; clients must match them by id
         return _json(200, {"responses": responses}, user_id=self._identify(request, before=False))
 

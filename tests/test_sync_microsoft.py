@@ -5,6 +5,7 @@ credentials), delta re-syncs, an expired delta, withdrawn consent, a narrower gr
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Iterator
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dramatiq.broker import Broker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware
 from sqlalchemy import func, select
 
 from connectors.microsoft import ClientRejected, http_session
@@ -20,7 +24,9 @@ from settings import Settings
 from store import integrations
 from store.models import AuditEvent, Integration
 from store.vault import new_key
+from tests.conftest import MessageRecorder
 from tests.helpers import classes, dump_tables, enrollments, people
+from worker import broker as brokers
 from worker import cursor as cursor_document
 from worker.demo import consent_headlessly
 from worker.linking import LinkError, complete_link, link_org, start_link
@@ -274,3 +280,81 @@ def test_our_rejected_client_secret_is_retried_and_purges_nothing(runtime: Runti
     state = integrations.load(runtime.engine, integration_id)
     assert state.status == "active" and state.token_blob is not None
     assert {c.external_id for c in classes(runtime.engine, integration_id)} == stored
+
+
+# ------------------------------------------------------------------------------------- Dramatiq
+class DelayRecorder(Middleware):
+    """Keeps the delay of every enqueue (a retry's delay is the provider's Retry-After plus jitter)."""
+
+    def __init__(self) -> None:
+        self.delays: list[int] = []
+
+    def before_enqueue(self, broker: Broker, message: Any, delay: int) -> None:
+        self.delays.append(delay or 0)
+
+
+def test_in_process_worker_queues_ids_only_and_honours_withdrawn_consent(
+    runtime: Runtime,
+    emu: MicrosoftEmulator,
+    stub_broker: StubBroker,
+    message_recorder: MessageRecorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    from worker.actors import sync_integration
+
+    school, other = emu.tenant_ids
+    tenant_link = link_org(runtime, provider_name="microsoft", org=school)
+    stays = link_teacher(runtime, emu, emu.teacher_ids(school)[0], "t-1")
+    gone = link_teacher(runtime, emu, emu.teacher_ids(other)[0], "t-2")
+    ids = [tenant_link, stays, gone]
+    for change in (True, False):
+        for one in ids:
+            brokers.enqueue(sync_integration, one)
+        brokers.drain(stub_broker)
+        if change:
+            emu.add_student(emu.class_ids(school)[0])
+    assert all(classes(runtime.engine, one) for one in ids)
+    assert cursor_document.loads(integrations.load(runtime.engine, tenant_link).sync_cursor) is not None
+
+    emu.withdraw_consent(other)  # the teacher's tenant admin withdraws consent (CAE cuts the live token)
+    for one in ids:
+        brokers.enqueue(sync_integration, one)
+    brokers.drain(stub_broker)
+    assert stub_broker.dead_letters == [], "ended cleanly: not failed, not retried"
+    assert integrations.load(runtime.engine, gone).status == "revoked"
+    assert not classes(runtime.engine, gone) and not people(runtime.engine, gone)
+    assert {integrations.load(runtime.engine, one).status for one in (tenant_link, stays)} == {"active"}
+    since = len(emu.requests)
+    for one in ids:
+        brokers.enqueue(sync_integration, one)
+    brokers.drain(stub_broker)
+    assert not [r for r in emu.requests[since:] if r.user_id == emu.teacher_ids(other)[0]]
+    assert [r for r in emu.requests[since:] if r.user_id == school], "the tenant link syncs on"
+
+    encoded = [json.loads(m) for m in message_recorder.encoded]
+    assert encoded and all(m["args"] in ([one] for one in ids) and not m["kwargs"] for m in encoded), "ids only"
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    text += b"\n".join(message_recorder.encoded).decode()
+    assert not [s for s in emu.personal_strings() if s in text]
+    assert not [t for t in emu.issued_tokens() if t in text]
+    assert "token_cache" not in text and "AccessToken" not in text and emu.client_secret not in text
+
+
+def test_a_throttled_sync_is_retried_by_the_actor_after_retry_after(
+    runtime: Runtime, emu: MicrosoftEmulator, stub_broker: StubBroker
+) -> None:
+    from worker.actors import sync_integration
+
+    delays = DelayRecorder()
+    stub_broker.add_middleware(delays)
+    integration_id = link_org(runtime, provider_name="microsoft", org=emu.tenant_ids[0])
+    emu.fail_next("/education/classes/delta", 429, retry_after=1)
+    brokers.enqueue(sync_integration, integration_id)
+    brokers.drain(stub_broker)
+    assert stub_broker.dead_letters == []
+    retries = [delay for delay in delays.delays[1:] if delay]  # a due delayed message is enqueued again, undelayed
+    assert delays.delays[0] == 0 and len(retries) == 1
+    assert retries[0] >= 1000, "the one retry waits at least the Retry-After (1 s)"
+    assert integrations.load(runtime.engine, integration_id).status == "active"
+    assert classes(runtime.engine, integration_id)
