@@ -127,12 +127,14 @@ def test_demo_json_tells_the_final_state(tmp_path: Path) -> None:
         ("clever", "active"),  # the Library teacher
         ("microsoft", "active"),  # the tenant link
         ("microsoft", "revoked"),  # the teacher whose tenant withdrew consent
+        ("microsoft", "active"),  # the teacher of the linked school
     ]
     assert set(rows[0]) == {"id", "provider", "status", "status_reason", "classes", "teachers", "students"}
     assert rows[0]["students"] > 0 and rows[0]["classes"] >= 2 and rows[0]["teachers"] >= 1
     assert all(row[k] == 0 for row in rows[1:4] for k in ("classes", "teachers", "students"))
     assert all(row["students"] > 0 and row["classes"] > 0 for row in rows[4:7])
-    assert all(row[k] == 0 for k in ("classes", "teachers", "students") for row in rows[7:])
+    assert all(row["students"] > 0 and row["classes"] > 0 for row in (rows[6], rows[8]))
+    assert all(rows[7][k] == 0 for k in ("classes", "teachers", "students"))
     assert "throwaway keys" in result.stderr
     assert list(tmp_path.iterdir()) == [scratch]  # the demo writes nothing where it runs ...
     assert list(scratch.iterdir()) == []  # ... and removes its throwaway database, CA and keys

@@ -4,9 +4,10 @@ Google: three teachers link; the first sync runs with progress; a roster change 
 teacher revokes at Google and the next cycle honours it; an admin revokes another; the third
 stays active. Clever: two districts link school-wide and one Library teacher signs in; a change
 arrives through Clever's events; one district disconnects and the next cycle honours it while
-the other district and the teacher stay active. Microsoft: one tenant links school-wide and a
-teacher of another tenant signs in; a change arrives through Graph delta; the teacher's tenant
-withdraws consent and the next cycle honours it while the tenant link stays active. Throwaway keys,
+the other district and the teacher stay active. Microsoft: one tenant links school-wide and two
+teachers sign in, one of another tenant and one of the linked school; a change arrives through Graph
+delta; the first teacher's tenant withdraws consent and the next cycle honours it while the tenant
+link and the other teacher stay active. Throwaway keys,
 a throwaway SQLite file and the in-memory broker: nothing outside a temporary directory is
 touched, and nothing personal is printed.
 """
@@ -124,7 +125,7 @@ def demo_clever(students: int, workdir: Path) -> CleverEmulator:
 
 
 def demo_microsoft(students: int, workdir: Path) -> MicrosoftEmulator:
-    """Two synthetic tenants: one links school-wide, a teacher of the other signs in."""
+    """Two synthetic tenants: one links school-wide and a teacher of it signs in; so does a teacher of the other."""
     per_class = max(1, math.ceil(students / (2 * 2 * COURSES_PER_TEACHER)))
     return MicrosoftEmulator(
         tenants=2, teachers=2, courses_per_teacher=COURSES_PER_TEACHER, students_per_course=per_class, cert_dir=workdir
@@ -282,7 +283,7 @@ def _graph_calls(microsoft: MicrosoftEmulator, since: int) -> int:
 
 
 def tell_microsoft_story(rt: Runtime, broker: Broker, microsoft: MicrosoftEmulator) -> None:
-    """The Microsoft part: a tenant link, a teacher link, a Graph delta change, withdrawn consent honoured."""
+    """The Microsoft part: a tenant link, two teacher links, a Graph delta change, one teacher's consent withdrawn."""
     from connectors.microsoft import http_session as microsoft_session
 
     school, other = microsoft.tenant_ids[:2]
@@ -291,19 +292,26 @@ def tell_microsoft_story(rt: Runtime, broker: Broker, microsoft: MicrosoftEmulat
         "client credentials, EduRoster.Read.All)"
     )
     tenant_link = link_org(rt, provider_name="microsoft", org=school, tenant="tenant-one")
-    microsoft.set_signin_user(microsoft.teacher_ids(other)[0])
+    teacher_links: dict[str, int] = {}
     with microsoft_session(rt.settings) as browser:
-        url = start_link(rt, provider_name="microsoft", teacher="teacher-eve", tenant="tenant-two")
-        teacher_link = complete_link(rt, consent_headlessly(browser, url))
+        for teacher, user, tenant in (
+            ("teacher-eve", microsoft.teacher_ids(other)[0], "tenant-two"),
+            ("teacher-fay", microsoft.teacher_ids(school)[0], "tenant-one"),
+        ):
+            microsoft.set_signin_user(user)
+            url = start_link(rt, provider_name="microsoft", teacher=teacher, tenant=tenant)
+            teacher_links[teacher] = complete_link(rt, consent_headlessly(browser, url))
+    withdrawn, stays = teacher_links["teacher-eve"], teacher_links["teacher-fay"]
     err.print(
-        f"  tenant link: integration {tenant_link}; a teacher of another tenant signs in "
-        f"(auth code + PKCE, EduRoster.ReadBasic): integration {teacher_link}; MSAL token caches sealed in the vault"
+        f"  tenant link: integration {tenant_link}; two teachers sign in (auth code + PKCE, EduRoster.ReadBasic): "
+        f"teacher-eve of another tenant, integration {withdrawn}, and teacher-fay of the linked school, "
+        f"integration {stays}; MSAL token caches sealed in the vault"
     )
     before = len(microsoft.requests)
     _sync_cycle(rt, broker)
     err.print(
-        f"  first Microsoft sync: {_graph_calls(microsoft, before)} Graph reads for both links ($batch sub-requests "
-        "counted one by one; members asked for id,primaryRole only: no student name crosses the wire)"
+        f"  first Microsoft sync: {_graph_calls(microsoft, before)} Graph reads for the three links ($batch "
+        "sub-requests counted one by one; members asked for id,primaryRole only: no student name crosses the wire)"
     )
 
     err.print("\n[bold]11. The roster changes in Microsoft 365[/]: a student joins a class; Graph delta reports it")
@@ -313,15 +321,16 @@ def tell_microsoft_story(rt: Runtime, broker: Broker, microsoft: MicrosoftEmulat
     err.print(f"  synced: {_graph_calls(microsoft, before)} Graph reads (the tenant link read its delta)")
 
     err.print(
-        "\n[bold]12. The teacher's tenant admin withdraws rostersync's consent in Entra[/]; the next cycle honours it"
+        "\n[bold]12. teacher-eve's tenant admin withdraws rostersync's consent in Entra[/]; the next cycle honours it"
     )
     microsoft.withdraw_consent(other)
     _sync_cycle(rt, broker)
-    err.print(f"  integration {teacher_link}: {integrations.load(rt.engine, teacher_link).status}, roster purged")
+    err.print(f"  integration {withdrawn}: {integrations.load(rt.engine, withdrawn).status}, roster purged")
     before = len(microsoft.requests)
     _sync_cycle(rt, broker)
     stray = sum(1 for call in microsoft.requests[before:] if call.user_id in microsoft.teacher_ids(other))
     err.print(
-        f"  one more cycle: integration {tenant_link} {integrations.load(rt.engine, tenant_link).status}, "
+        f"  one more cycle: integrations {tenant_link} and {stays} "
+        f"{integrations.load(rt.engine, tenant_link).status} and {integrations.load(rt.engine, stays).status}, "
         f"{stray} requests for the withdrawn teacher (Microsoft has no revoke endpoint: consent is the switch)"
     )
