@@ -362,6 +362,42 @@ def test_throttling_and_server_errors_in_graphs_shape(emu: MicrosoftEmulator, ht
     assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200
 
 
+def test_corrupted_answers_break_the_way_they_say(emu: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    url = f"{emu.graph_endpoint}/education/classes"
+    emu.corrupt_next("/education/classes", "malformed_json")
+    cut = _get(http, url, token, **{"$select": "id"})
+    assert cut.status_code == 200
+    with pytest.raises(ValueError):
+        json.loads(cut.content)
+    emu.corrupt_next("/education/classes", "html_page", status=502)
+    page = _get(http, url, token)
+    assert page.status_code == 502 and page.headers["Content-Type"] == "text/html" and b"<html>" in page.content
+    emu.corrupt_next("/education/classes", "missing_value")
+    assert "value" not in _get(http, url, token).json()
+    emu.corrupt_next("/education/classes", "next_link_loop")
+    looped = _get(http, url, token, **{"$select": "id"})
+    assert looped.json()["@odata.nextLink"] == f"{url}?$select=id"
+    emu.corrupt_next("/education/users/delta", "foreign_next_link", link="https://elsewhere.test/v1.0/x")
+    assert _get(http, f"{emu.graph_endpoint}/education/users/delta", token).json()["@odata.deltaLink"] == (
+        "https://elsewhere.test/v1.0/x"
+    )
+    class_id = emu.class_ids(tenant)[0]
+    emu.corrupt_next("/members", "html_page", status=200)
+    answer = http.post(
+        f"{emu.graph_endpoint}/$batch",
+        json={"requests": [{"id": "1", "method": "GET", "url": f"/education/classes/{class_id}/members"}]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    sub = answer.json()["responses"][0]
+    assert sub["status"] == 200 and isinstance(sub["body"], str), "a non-JSON sub-response body comes base64-encoded"
+    assert _get(http, url, token).json()["value"], "each corruption is served once"
+    emu.corrupt_next("/education/classes", "missing_value", count=5)
+    emu.clear_corruptions()
+    assert "value" in _get(http, url, token).json()
+
+
 def test_deleted_class_is_404_and_members_changes_are_visible(emu: MicrosoftEmulator, http: requests.Session) -> None:
     tenant = emu.tenant_ids[0]
     token = _app_token(emu, http, tenant)
