@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 import redis
+from sqlalchemy import func, select
 
 from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from store import integrations
+from store.models import SyncRun
 from tests.conftest import REDIS_URL
 from tests.helpers import row_count
 from tests.microsoft_fixtures import link_microsoft_teacher, microsoft_env, microsoft_settings_for
@@ -106,6 +108,15 @@ def redis_contents(namespace: str) -> bytes:
     return b"\n".join(chunks)
 
 
+def finished_runs(runtime: Runtime) -> int:
+    with runtime.engine.connect() as connection:
+        return int(
+            connection.execute(
+                select(func.count()).select_from(SyncRun).where(SyncRun.finished_at.is_not(None))
+            ).scalar_one()
+        )
+
+
 def queued_messages(namespace: str) -> list[dict[str, Any]]:
     """The Dramatiq messages held in the namespace's hashes, decoded."""
     client = redis.Redis.from_url(REDIS_URL)
@@ -140,7 +151,9 @@ def test_real_worker_syncs_tenant_and_teacher_links_then_honours_withdrawn_conse
     assert sorted(m["args"] for m in messages) == sorted([one] for one in ids), "both queued, ids only"
     assert all(m["kwargs"] == {} and m["actor_name"] == "sync_integration" for m in messages)
     worker_process = start_worker()
-    wait_for(lambda: all(row_count(redis_runtime.engine, one) > 0 for one in ids))
+    # rows appear before a run ends (and releases its lease): wait for both runs to finish
+    wait_for(lambda: finished_runs(redis_runtime) >= len(ids))
+    assert all(row_count(redis_runtime.engine, one) > 0 for one in ids)
     stored += redis_contents(redis_settings.broker_namespace)
     assert not [s for s in emu.personal_strings() if s.encode() in stored]
     assert not [t for t in emu.issued_tokens() if t.encode() in stored]
@@ -151,11 +164,12 @@ def test_real_worker_syncs_tenant_and_teacher_links_then_honours_withdrawn_conse
     wait_for(lambda: integrations.load(redis_runtime.engine, gone).status == "revoked")
     assert row_count(redis_runtime.engine, gone) == 0
     assert integrations.load(redis_runtime.engine, gone).token_blob is None
-    runs = integrations.run_count(redis_runtime.engine)
+    wait_for(lambda: finished_runs(redis_runtime) >= len(ids) + 1)
+    runs = finished_runs(redis_runtime)
     seen = len(emu.requests)
     for one in ids:
         sync_integration.send(one)
-    wait_for(lambda: integrations.run_count(redis_runtime.engine) >= runs + 2)
+    wait_for(lambda: finished_runs(redis_runtime) >= runs + 2)
     assert [r for r in emu.requests[seen:] if r.user_id == emu.teacher_ids(other)[0]] == []
     assert integrations.load(redis_runtime.engine, tenant_link).status == "active"
     assert worker_process.poll() is None
