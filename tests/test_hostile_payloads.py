@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import update
@@ -108,11 +110,11 @@ def _set(key: str) -> Callable[[dict[str, Any], Any], None]:
     return setter
 
 
-@pytest.fixture(params=["google", "clever", "microsoft"])
-def world(
-    request: pytest.FixtureRequest, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+@contextmanager
+def open_world(
+    provider: str, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, *, change_feed: bool = False
 ) -> Iterator[World]:
-    provider = request.param
+    """``change_feed=False``: every sync lists everything (Clever's events off); True: Clever's events on."""
     common: dict[str, Any] = {"pseudonym_key": secrets.token_urlsafe(48), "token_keys": new_key()}
     if provider == "google":
         emu: EmulatorCore = GoogleEmulator(
@@ -132,7 +134,7 @@ def world(
         emu = CleverEmulator(cert_dir=tmp_path, districts=1, teachers=2, students_per_course=6)
         with emu:
             assert isinstance(emu, CleverEmulator)
-            emu.set_events_enabled(emu.district_ids[0], False)  # full listings only
+            emu.set_events_enabled(emu.district_ids[0], change_feed)
             runtime = _runtime(clever_settings_for(emu, pg_url, **common))
             integration = link_district(runtime, emu)
             yield World(
@@ -166,6 +168,14 @@ def world(
             )  # fmt: skip
     set_runtime(None)
     runtime.engine.dispose()
+
+
+@pytest.fixture(params=["google", "clever", "microsoft"])
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    with open_world(request.param, tmp_path, pg_url, monkeypatch) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -343,3 +353,41 @@ def test_unicode_edge_cases_in_names_are_stored_readably(synced: World) -> None:
         assert stored[external_id] == expected
         assert "\x00" not in stored[external_id]
     assert world.roster()[1:] == before[1:], "people and enrolments untouched"
+
+
+FEEDS = {"clever": "/v3.0/events", "microsoft": "/v1.0/education/users/delta"}
+
+
+@pytest.mark.parametrize("provider", ["clever", "microsoft"])
+def test_a_change_feed_page_that_names_itself_next_is_a_loop(
+    provider: str, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clever's events and Graph's delta follow their next links as given; one pointing back is refused."""
+    with open_world(provider, tmp_path, pg_url, monkeypatch, change_feed=True) as world:
+        assert run_sync(world.runtime, world.integration_id).outcome == "ok"
+        before = world.roster()
+        emu = world.emu
+        if isinstance(emu, CleverEmulator):
+            emu.add_student(emu.section_ids(emu.district_ids[0])[0])
+        else:
+            assert isinstance(emu, MicrosoftEmulator)
+            emu.add_student(emu.class_ids(emu.tenant_ids[0])[0])
+        path = FEEDS[provider]
+
+        def itself(request: Request, response: Response) -> Response:
+            if isinstance(emu, MicrosoftEmulator):
+                token = request.param("$deltatoken") or request.param("$skiptoken")
+                kind = "$deltatoken" if request.param("$deltatoken") else "$skiptoken"
+                own = f"{emu.graph_endpoint}/education/users/delta?{kind}={token}"
+            else:
+                own = f"{request.path}?{urlencode(request.query, doseq=True)}"
+            return json_edit(lambda body: world.next_set(body, own))(request, response)
+
+        start = len(emu.requests)
+        emu.tamper_next(path, on_path(path, itself), count=2)
+        outcome = run_sync(world.runtime, world.integration_id)
+        assert (outcome.outcome, outcome.mode, outcome.removed) == ("provider_data", "changes", 0)
+        assert world.requests_to(path, start) <= 3, "the loop is caught at the first repeat"
+        after = world.roster()
+        assert before[0] <= after[0] and before[1] <= after[1] and before[2] <= after[2], "rows already stored stay"
+        assert run_sync(world.runtime, world.integration_id).outcome == "ok", "the next good run completes"
