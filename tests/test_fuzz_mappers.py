@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import mappers.clever
@@ -61,6 +61,7 @@ settings.register_profile(
     database=None,
     deadline=None,
     print_blob=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: a big schema shrinks for minutes
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 FUZZ = settings.get_profile("rostersync-fuzz")
