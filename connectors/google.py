@@ -314,11 +314,21 @@ class GoogleConnector:
         return revoke_token(self._settings, str(self._credentials.refresh_token))
 
     def _pages(self, collection: Any, request: Any, list_key: str, parent: str | None, scope: str) -> Iterator[Page]:
+        """Follow ``nextPageToken`` as given; a token that is not a string, or comes back a second time
+        (a listing that would never end), breaks the documented shape."""
+        seen: set[str] = set()
         while request is not None:
             response = self._execute(request, scope)
             records = response.get(list_key, [])
             if not isinstance(records, list):
                 raise ProviderDataError(f"'{list_key}' is not a list")
+            token = response.get("nextPageToken")
+            if token is not None and not isinstance(token, str):
+                raise ProviderDataError("a nextPageToken is not a string")
+            if token:
+                if token in seen:
+                    raise ProviderDataError("page tokens loop")
+                seen.add(token)
             yield Page(kind=list_key, parent_id=parent, records=records)
             request = collection.list_next(request, response)
 

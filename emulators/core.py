@@ -39,6 +39,8 @@ __all__ = [
     "Request",
     "RequestRecord",
     "Response",
+    "Rewrite",
+    "Tamper",
     "copy_query",
     "json_body",
 ]
@@ -68,6 +70,19 @@ class Failure:
     status: int
     remaining: int
     retry_after: int | None
+
+
+@dataclass
+class Tamper:
+    """A hostile answer: the next ``remaining`` answers ``rewrite`` takes (it returns None to pass one by).
+
+    For payloads a provider should never send but one day will: an HTML error page with status 200,
+    truncated JSON, a wrong type, a 10 MB page, a cursor that points back at its own page.
+    """
+
+    path_contains: str
+    rewrite: Rewrite
+    remaining: int
 
 
 @dataclass
@@ -119,6 +134,10 @@ class Response:
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     user_id: str | None = None
+
+
+Rewrite: TypeAlias = "Callable[[Request, Response], Response | None]"
+"""Gets a request and the answer the emulator would give; returns the answer to send instead, or None."""
 
 
 def json_body(value: Any, *, pretty: bool = False) -> bytes:
@@ -226,6 +245,7 @@ class EmulatorCore:
         self._hooks: list[Callable[[RequestRecord], None]] = []
         self._log: list[RequestRecord] = []
         self._failures: list[Failure] = []
+        self._tampers: list[Tamper] = []
 
         self._ca = trustme.CA()
         leaf = self._ca.issue_cert("127.0.0.1", "localhost")
@@ -327,6 +347,14 @@ class EmulatorCore:
         with self._lock:
             self._failures.append(Failure(path_contains, status, count, retry_after))
 
+    def tamper_next(self, path_contains: str, rewrite: Rewrite, count: int = 1) -> None:
+        """The next ``count`` answers to requests whose path contains ``path_contains`` that ``rewrite``
+        takes are replaced by what it returns (the log records the status actually sent)."""
+        if count < 1:
+            raise ValueError("tamper_next needs a count of at least 1")
+        with self._lock:
+            self._tampers.append(Tamper(path_contains, rewrite, count))
+
     def add_hook(self, hook: Callable[[RequestRecord], None]) -> None:
         """Run ``hook`` before each request is answered (user_id judged from the request, status 0)."""
         with self._lock:
@@ -382,6 +410,7 @@ class EmulatorCore:
         with self._lock:
             if response is None:
                 response = self._injected_failure(request) or self._dispatch(request)
+                response = self._tampered(request, response)
             user_id = (
                 response.user_id if response.user_id is not None else self._identify(request, before=False)
             )
@@ -401,6 +430,17 @@ class EmulatorCore:
         handler.end_headers()
         if response.body and handler.command != "HEAD":
             handler.wfile.write(response.body)
+
+    def _tampered(self, request: Request, response: Response) -> Response:
+        for tamper in self._tampers:
+            if tamper.remaining <= 0 or tamper.path_contains not in request.path:
+                continue
+            replaced = tamper.rewrite(request, response)
+            if replaced is not None:
+                tamper.remaining -= 1
+                self._tampers = [t for t in self._tampers if t.remaining > 0]
+                return replaced
+        return response
 
     def _injected_failure(self, request: Request) -> Response | None:
         failure = next(

@@ -15,6 +15,7 @@ from typing import Any
 
 from mappers.policy import MappingContext, Pseudonymiser, project, rules_for
 from mappers.records import ChangeBatch, ClassRecord, EnrollmentRecord, PersonRecord, RawPage, Role, RosterBatch
+from mappers.text import display, identifier
 
 PROVIDER = "clever"
 ACTIVE = "ACTIVE"
@@ -35,17 +36,16 @@ def user_records_needed(role: Role) -> bool:
     return any(rule.canonical != "subject" for rule in rules_for(PROVIDER, role, frozenset()))
 
 
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
 def _ids(value: Any) -> list[str] | None:
-    """A list of Clever ids, or None when the payload breaks the definition (not a list of strings)."""
+    """A list of Clever ids, or None when the payload breaks the definition (not a list of usable ids)."""
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+    if not isinstance(value, list):
         return None
-    return list(dict.fromkeys(value))
+    ids = [identifier(item, strip=False) for item in value]
+    if any(item is None for item in ids):
+        return None
+    return list(dict.fromkeys(item for item in ids if item is not None))
 
 
 def _pseudonym(context: MappingContext, subject: str) -> str:
@@ -58,15 +58,15 @@ def map_teacher(raw: Any, context: MappingContext) -> PersonRecord | None:
     if not isinstance(raw, Mapping):
         return None
     fields = project(raw, rules_for(PROVIDER, "teacher", context.granted_scopes))
-    subject = _text(fields["subject"])
+    subject = identifier(fields["subject"])
     if subject is None:
         return None
-    parts = [part for part in (_text(fields["given_name"]), _text(fields["family_name"])) if part]
+    parts = [part for part in (display(fields["given_name"]), display(fields["family_name"])) if part]
     return PersonRecord(
         role="teacher",
         pseudonym=_pseudonym(context, subject),
         display_name=" ".join(parts) or None,
-        email_address=_text(fields["email_address"]),
+        email_address=display(fields["email_address"]),
     )
 
 
@@ -106,12 +106,12 @@ def map_sections(
     rules = rules_for(PROVIDER, "class", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, Mapping) else {}
-        external_id, name = _text(fields.get("external_id")), _text(fields.get("name"))
+        external_id, name = identifier(fields.get("external_id")), display(fields.get("name"))
         student_ids, teacher_ids = _ids(fields.get("student_ids")), _ids(fields.get("teacher_ids"))
         if external_id is None or name is None or student_ids is None or teacher_ids is None:
             batch.skipped += 1
             continue
-        section = _text(fields.get("section")) or _text(fields.get("section_number"))
+        section = display(fields.get("section")) or display(fields.get("section_number"))
         batch.classes.append(ClassRecord(external_id, name, section, ACTIVE))
         members: list[PersonRecord] = []
         for subject in teacher_ids:
@@ -164,7 +164,8 @@ def map_event(raw: Any, context: MappingContext) -> EventChange:
         return change
     if record_type == "sections":
         if action == "deleted":
-            external_id = _text(project(record, rules_for(PROVIDER, "class", context.granted_scopes))["external_id"])
+            rules = rules_for(PROVIDER, "class", context.granted_scopes)
+            external_id = identifier(project(record, rules)["external_id"])
             if external_id is None:
                 change.upserts.skipped = 1
             else:
@@ -255,10 +256,10 @@ def identity(raw_me: Any) -> CleverIdentity | None:
     """``/me``'s ``data`` -> identity; only ``id``, ``district`` and ``type`` are read (providers.md 2.1)."""
     if not isinstance(raw_me, Mapping):
         return None
-    user_id, user_type = _text(raw_me.get("id")), _text(raw_me.get("type"))
+    user_id, user_type = identifier(raw_me.get("id")), identifier(raw_me.get("type"))
     if user_id is None or user_type is None:
         return None
-    return CleverIdentity(user_id=user_id, district_id=_text(raw_me.get("district")), user_type=user_type)
+    return CleverIdentity(user_id=user_id, district_id=identifier(raw_me.get("district")), user_type=user_type)
 
 
 def pseudonyms(subjects: Iterable[str], pseudonymiser: Pseudonymiser, tenant: str) -> list[str]:

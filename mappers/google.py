@@ -7,6 +7,7 @@ from typing import Any
 
 from mappers.policy import FieldRule, MappingContext, project, rules_for
 from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, RawPage, Role, RosterBatch
+from mappers.text import MAX_STATE_LENGTH, display, identifier
 
 PROVIDER = "google"
 LIST_KEYS: dict[str, str] = {"class": "courses", "student": "students", "teacher": "teachers"}
@@ -32,10 +33,6 @@ def field_mask(role: str, granted_scopes: frozenset[str]) -> str:
     return f"{LIST_KEYS[role]}({_selector([rule.path for rule in rules])}),nextPageToken"
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def map_page(page: RawPage, context: MappingContext) -> RosterBatch:
     """One raw page of the full listing -> records: ``courses`` are classes, ``students``/``teachers`` members."""
     if page.kind == "courses":
@@ -49,12 +46,12 @@ def _map_classes(raw_records: Sequence[Any], context: MappingContext) -> RosterB
     rules = rules_for(PROVIDER, "class", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, dict) else {}
-        external_id, name = _text(fields.get("external_id")), _text(fields.get("name"))
+        external_id, name = identifier(fields.get("external_id"), strip=False), display(fields.get("name"), strip=False)
         if external_id is None or name is None:
             batch.skipped += 1
             continue
-        state = _text(fields.get("state")) or "ACTIVE"
-        batch.classes.append(ClassRecord(external_id, name, _text(fields.get("section")), state))
+        state = identifier(fields.get("state"), max_length=MAX_STATE_LENGTH) or "ACTIVE"
+        batch.classes.append(ClassRecord(external_id, name, display(fields.get("section"), strip=False), state))
     return batch
 
 
@@ -65,7 +62,7 @@ def _map_members(
     rules = rules_for(PROVIDER, role, context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, dict) else {}
-        subject = _text(fields.get("subject"))
+        subject = identifier(fields.get("subject"), strip=False)
         if subject is None:
             batch.skipped += 1
             continue
@@ -74,8 +71,8 @@ def _map_members(
             PersonRecord(
                 role=role,
                 pseudonym=pseudonym,
-                display_name=_text(fields.get("display_name")),
-                email_address=_text(fields.get("email_address")),
+                display_name=display(fields.get("display_name"), strip=False),
+                email_address=display(fields.get("email_address"), strip=False),
             )
         )
         batch.enrollments.append(EnrollmentRecord(class_external_id, pseudonym, role))

@@ -15,6 +15,7 @@ from typing import Any
 
 from mappers.policy import MappingContext, project, rules_for
 from mappers.records import ChangeBatch, ClassRecord, EnrollmentRecord, PersonRecord, RawPage, RosterBatch
+from mappers.text import display, identifier
 
 PROVIDER = "microsoft"
 ACTIVE = "ACTIVE"
@@ -37,10 +38,6 @@ def field_masks(granted_scopes: frozenset[str]) -> dict[str, str]:
     return {key: field_mask(role, granted_scopes) for key, role in MASK_ROLES.items()}
 
 
-def _text(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
 def _pseudonym(context: MappingContext, subject: str) -> str:
     return context.pseudonymiser.pseudonym(PROVIDER, context.tenant, subject)
 
@@ -52,7 +49,7 @@ def map_classes(raw_records: Sequence[Any], context: MappingContext) -> RosterBa
     rules = rules_for(PROVIDER, "class", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, Mapping) else {}
-        external_id, name = _text(fields.get("external_id")), _text(fields.get("name"))
+        external_id, name = identifier(fields.get("external_id")), display(fields.get("name"))
         if external_id is None or name is None:
             batch.skipped += 1
             continue
@@ -72,7 +69,7 @@ def map_members(class_id: str, raw_records: Sequence[Any], context: MappingConte
     seen: set[str] = set()
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, Mapping) else {}
-        subject, role = _text(fields.get("subject")), _text(fields.get("role"))
+        subject, role = identifier(fields.get("subject")), identifier(fields.get("role"))
         if subject is None or role is None:
             batch.skipped += 1
             continue
@@ -92,14 +89,14 @@ def map_teacher(raw: Any, context: MappingContext) -> PersonRecord | None:
     if not isinstance(raw, Mapping):
         return None
     fields = project(raw, rules_for(PROVIDER, "teacher", context.granted_scopes))
-    subject = _text(fields["subject"])
+    subject = identifier(fields["subject"])
     if subject is None:
         return None
     return PersonRecord(
         role="teacher",
         pseudonym=_pseudonym(context, subject),
-        display_name=_text(fields["display_name"]),
-        email_address=_text(fields.get("email_address")),
+        display_name=display(fields["display_name"]),
+        email_address=display(fields.get("email_address")),
     )
 
 
@@ -163,7 +160,7 @@ def map_user_delta(raw_records: Sequence[Any], context: MappingContext) -> Delta
     rules = rules_for(PROVIDER, "student", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, Mapping) else {}
-        subject = _text(fields.get("subject"))
+        subject = identifier(fields.get("subject"))
         if subject is None:
             change.upserts.skipped += 1
             continue
@@ -171,7 +168,7 @@ def map_user_delta(raw_records: Sequence[Any], context: MappingContext) -> Delta
         if _removed(raw):
             change.removed_people.append(_pseudonym(context, subject))
             continue
-        role = _text(fields.get("role"))
+        role = identifier(fields.get("role"))
         if role is None:
             change.upserts.skipped += 1
         elif role == "student":
@@ -186,7 +183,7 @@ def map_class_delta(raw_records: Sequence[Any], context: MappingContext) -> Delt
     kept: list[Any] = []
     for raw in raw_records:
         if isinstance(raw, Mapping) and _removed(raw):
-            external_id = _text(project(raw, rules).get("external_id"))
+            external_id = identifier(project(raw, rules).get("external_id"))
             if external_id is None:
                 change.upserts.skipped += 1
             else:
@@ -235,7 +232,7 @@ def identity(raw_me: Any) -> MicrosoftIdentity | None:
     """Only ``id`` and ``primaryRole`` are read."""
     if not isinstance(raw_me, Mapping):
         return None
-    user_id, role = _text(raw_me.get("id")), _text(raw_me.get("primaryRole"))
+    user_id, role = identifier(raw_me.get("id")), identifier(raw_me.get("primaryRole"))
     if user_id is None or role is None:
         return None
     return MicrosoftIdentity(user_id=user_id, role=role)

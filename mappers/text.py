@@ -1,0 +1,50 @@
+"""Provider strings -> strings the store can keep: one rule for every mapper.
+
+A provider's payload holds whatever its own database holds, and JSON can carry things our store
+cannot: PostgreSQL refuses NUL in text, UTF-8 cannot encode a lone surrogate (a ``"\\ud800"`` escape
+in JSON decodes to one), and an id longer than its column is refused. Any of those used to fail
+the whole write (and the run) far from the record that caused it. Here an id that cannot be one is
+refused (the mapper skips and counts the record), and free text is made storable without changing
+what a person would read: right-to-left marks, combining characters and long names pass unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MAX_ID_LENGTH = 128
+"""The store's ``external_id`` column; no provider's ids come near it (Graph's GUIDs are 36)."""
+MAX_STATE_LENGTH = 32
+"""The store's ``state`` column."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""C0 controls and DEL, except tab, newline and carriage return."""
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def identifier(value: Any, *, strip: bool = True, max_length: int = MAX_ID_LENGTH) -> str | None:
+    """An id as the provider gave it, or None when it cannot be one.
+
+    Not a string, blank, longer than ``max_length``, or holding a control character or a lone
+    surrogate: such a record breaks every provider's documented shape.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip() if strip else value
+    if not text or len(text) > max_length or _CONTROL.search(text) or _SURROGATE.search(text):
+        return None
+    return text
+
+
+def display(value: Any, *, strip: bool = True) -> str | None:
+    """Free text (a name, a section, an email) made storable; None when it is not text or is blank.
+
+    NUL and the other C0 controls (but tab and line breaks) are removed, and a lone surrogate is
+    replaced by U+FFFD. Nothing else is touched.
+    """
+    if not isinstance(value, str):
+        return None
+    text = _SURROGATE.sub("\ufffd", _CONTROL.sub("", value))
+    if strip:
+        text = text.strip()
+    return text or None
