@@ -36,7 +36,16 @@ class Limits:
 
 
 class HoldError(Exception):
-    """An approve or drop that cannot be done; the text is ours (ids and fixed words), safe to show."""
+    """An approve or drop that cannot be done; the text is ours (ids and fixed words), safe to show.
+
+    ``kind``: ``unknown`` (no such run), ``not_held`` (the run held nothing), ``gone`` (no longer
+    held), ``superseded`` (a newer listing holds instead), ``busy`` (a sync is running), ``fenced``
+    (revoked, re-linked or failed since the hold).
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def verdict(plan: roster.Removals, limits: Limits) -> str | None:
@@ -171,22 +180,23 @@ class Decision:
 
 def _missing(connection: Connection, run_id: int) -> HoldError:
     """Why run ``run_id`` has no open hold, in words an admin can act on."""
-    run = connection.execute(
-        select(SyncRun.integration_id, SyncRun.outcome).where(SyncRun.id == run_id)
-    ).one_or_none()
+    query = select(SyncRun.integration_id, SyncRun.outcome).where(SyncRun.id == run_id)
+    run = connection.execute(query).one_or_none()
     if run is None:
-        return HoldError(f"no sync run with id {run_id}")
+        return HoldError(f"no sync run with id {run_id}", "unknown")
     if run.outcome != "held":
-        return HoldError(f"run {run_id} held no removals (it ended {audit.word(run.outcome)})")
+        return HoldError(f"run {run_id} held no removals (it ended {audit.word(run.outcome)})", "not_held")
     newer = holds.of_integration(connection, run.integration_id)
     if newer is not None:
         return HoldError(
             f"run {run_id}'s hold was superseded by run {newer.run_id}, a newer listing of integration "
-            f"{run.integration_id}; see `rostersync held list`"
+            f"{run.integration_id}; see `rostersync held list`",
+            "superseded",
         )
     return HoldError(
         f"run {run_id}'s held removals are no longer held (approved, dropped, superseded by a newer listing, "
-        f"or gone with a revoke); see `rostersync audit --integration {run.integration_id}`"
+        f"or gone with a revoke); see `rostersync audit --integration {run.integration_id}`",
+        "gone",
     )
 
 
@@ -206,8 +216,8 @@ def approve(engine: Engine, run_id: int, *, actor: str, lease_seconds: int) -> D
     if state is None:
         status = integrations.load(engine, hold.integration_id).status
         if status == "active":
-            raise HoldError(ACTIVE_SYNC.format(id=hold.integration_id))
-        raise HoldError(f"integration {hold.integration_id} is {status}; nothing removed")
+            raise HoldError(ACTIVE_SYNC.format(id=hold.integration_id), "busy")
+        raise HoldError(f"integration {hold.integration_id} is {status}; nothing removed", "fenced")
     try:
         with fenced(engine, hold.integration_id, hold.generation, lease) as connection:
             current = holds.of_run(connection, run_id)
@@ -227,7 +237,8 @@ def approve(engine: Engine, run_id: int, *, actor: str, lease_seconds: int) -> D
     except Fenced:
         raise HoldError(
             f"integration {hold.integration_id} was revoked or re-linked after run {run_id} held these removals; "
-            "nothing removed (the next full sync decides again)"
+            "nothing removed (the next full sync decides again)",
+            "fenced",
         ) from None
     finally:
         integrations.release_lease(engine, hold.integration_id, lease, state.generation, None)
