@@ -4,6 +4,7 @@ shown, approved (fenced) or dropped; a listing that fails or is cut short never 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +13,11 @@ from sqlalchemy import select
 
 from connectors.base import TransientError
 from emulators.google import GoogleEmulator, RequestRecord
+from settings import Settings
 from store import audit, breaker, integrations
 from store.fence import Lease
 from store.models import HeldRemoval, RemovalHold, SyncRun
-from tests.conftest import Linker
+from tests.conftest import Linker, link_teacher
 from tests.helpers import classes, enrollments, people
 from worker.revoke import revoke_integration
 from worker.runtime import Runtime
@@ -294,3 +296,51 @@ def test_an_empty_listing_is_held_whatever_the_limits(
     assert outcome.outcome == "held", outcome
     [view] = breaker.pending(runtime.engine)
     assert view.reason == "empty" and snapshot(runtime, integration_id) == before
+
+
+def test_held_removals_on_the_command_line(sqlite_settings: Settings, emulator: GoogleEmulator) -> None:
+    from tests.test_cli import env_for, one_line_error, run
+    from worker.runtime import build_runtime, set_runtime
+
+    rt = build_runtime(sqlite_settings)
+    set_runtime(rt)
+    try:
+        integration_id = link_teacher(rt, emulator, 0)
+        run_sync(rt, integration_id)
+        remove_students(emulator, 6)
+    finally:
+        set_runtime(None)
+        rt.engine.dispose()
+    env = env_for(sqlite_settings)
+    synced = run("sync", str(integration_id), "--now", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert "removals held by the mass-removal breaker" in synced.stderr and "held list" in synced.stderr
+
+    status = json.loads(run("status", "--json", env=env).stdout)
+    [held] = status["held"]
+    assert held["integration_id"] == integration_id and held["reason"] == "share" and held["provider"] == "google"
+    run_id = held["run_id"]
+    listed = json.loads(run("held", "list", "--json", env=env).stdout)
+    assert listed == {"held": [held]}
+    table = run("status", env=env)
+    assert "held" in table.stdout and str(run_id) in table.stdout and "held approve RUN_ID" in table.stderr
+
+    one_line_error(run("held", "approve", "999", env=env), "no sync run with id 999")
+    one_line_error(run("held", "drop", "1", env=env), "run 1 held no removals")
+    dropped = run("held", "drop", str(run_id), env=env)
+    assert dropped.returncode == 0 and "dropped; nothing removed" in dropped.stderr
+    one_line_error(run("held", "approve", str(run_id), env=env), f"run {run_id}'s held removals are no longer held")
+    assert run("held", "list", env=env).stderr.strip() == "no removals are held"
+
+    again = run("sync", str(integration_id), "--now", env=env)
+    assert again.returncode == 0, again.stderr
+    [held] = json.loads(run("held", "list", "--json", env=env).stdout)["held"]
+    approved = run("held", "approve", str(held["run_id"]), env=env)
+    assert approved.returncode == 0, approved.stderr
+    assert f"run {held['run_id']}'s held removals applied" in approved.stderr
+    assert json.loads(run("status", "--json", env=env).stdout)["held"] == []
+    audit_log = run("audit", "--integration", str(integration_id), env=env).stdout
+    assert "removals_dropped\tadmin:cli" in audit_log and "removals_approved\tadmin:cli" in audit_log
+
+    one_line_error(run("status", env=env | {"ROSTERSYNC_BREAKER_SHARE": "0"}), "ROSTERSYNC_BREAKER_SHARE")
+    one_line_error(run("status", env=env | {"ROSTERSYNC_BREAKER_MIN_PEOPLE": "0"}), "ROSTERSYNC_BREAKER_MIN_PEOPLE")
