@@ -6,6 +6,9 @@ instead of applying it when it would remove more than ``share`` of the integrati
 people or classes while touching at least ``min_people`` people, and always when it would remove
 every current person or every current class (an empty listing where there were members).
 
+A change-feed page is judged by the same rule (``apply_changes``): one that would be held is rolled
+back and the sync runs a full listing instead, whose sweep is applied or held as above.
+
 A held sweep is stored (store.holds, ids only), one per integration: a newer full listing
 supersedes it and decides afresh, so the same removals are never held twice side by side. An
 admin approves (the held removals are applied, fenced: a revoke, a re-link or a running sync wins)
@@ -18,11 +21,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, distinct, func, select
 
+from mappers.records import ChangeBatch
 from store import audit, holds, integrations, roster
+from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
-from store.models import Integration, SyncRun
+from store.models import Enrollment, Integration, Person, SchoolClass, SyncRun
 
 ACTIVE_SYNC = "a sync of integration {id} is running; try again when it has finished"
 
@@ -118,6 +123,67 @@ def _counts(plan: roster.Removals) -> dict[str, audit.Detail]:
         "current_classes": plan.active_classes,
         "current_people": plan.active_people,
     }
+
+
+class ChangesTooLarge(Exception):
+    """A change-feed page would remove too much: its transaction is rolled back, a full listing decides."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"a change page would remove too much ({reason}); a full listing decides instead")
+        self.reason = reason
+
+
+def apply_changes(connection: Connection, integration_id: int, changes: ChangeBatch, limits: Limits) -> int:
+    """``roster.apply_changes`` under the breaker, inside the sync's fenced page transaction.
+
+    A page whose deletions the breaker would hold raises ``ChangesTooLarge`` after applying it, so
+    the caller's transaction (the page and its cursor) rolls back; the sync then runs a full listing,
+    whose sweep is the one that is applied or held. Pages without deletions cost nothing extra.
+    """
+    if not (changes.deleted_classes or changes.deleted_people or changes.replaced_classes):
+        return roster.apply_changes(connection, integration_id, changes)
+    started = utcnow()
+    current = _current(connection, integration_id)
+    written = roster.apply_changes(connection, integration_id, changes)
+    gone = roster.Removals(
+        classes=list(
+            connection.execute(
+                select(SchoolClass.id).where(
+                    SchoolClass.integration_id == integration_id, SchoolClass.removed_at >= started
+                )
+            ).scalars()
+        ),
+        enrollments=[],
+        people=_removed_since(connection, integration_id, Person, started),
+        touched=int(
+            connection.execute(
+                select(func.count(distinct(Enrollment.person_id))).where(
+                    Enrollment.integration_id == integration_id, Enrollment.removed_at >= started
+                )
+            ).scalar_one()
+        ),
+        active_classes=current[0],
+        active_people=current[1],
+    )
+    reason = verdict(gone, limits) if gone.classes or gone.people or gone.touched else None
+    if reason is not None:
+        raise ChangesTooLarge(reason)
+    return written
+
+
+def _current(connection: Connection, integration_id: int) -> tuple[int, int]:
+    counts = [
+        connection.execute(
+            select(func.count()).where(model.integration_id == integration_id, model.removed_at.is_(None))
+        ).scalar_one()
+        for model in (SchoolClass, Person)
+    ]
+    return int(counts[0]), int(counts[1])
+
+
+def _removed_since(connection: Connection, integration_id: int, model: type[Person], since: datetime) -> int:
+    query = select(func.count()).where(model.integration_id == integration_id, model.removed_at >= since)
+    return int(connection.execute(query).scalar_one())
 
 
 @dataclass(frozen=True)

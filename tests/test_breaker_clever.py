@@ -1,6 +1,6 @@
 """The mass-removal breaker on Clever district links, on SQLite and PostgreSQL: a full listing that loses half
-the district's sections is held and approved; an empty listing is held whatever the limits; a change feed's
-explicit deletions are applied (docs/reliability.md, "Mass-removal breaker").
+the district's sections is held and approved; an empty listing is held whatever the limits; a change page that
+deletes too much is rolled back and a full listing decides (docs/reliability.md, "Mass-removal breaker").
 """
 
 from __future__ import annotations
@@ -84,16 +84,36 @@ def test_an_empty_district_listing_is_held_whatever_the_limits(
     assert current(runtime, integration_id) == before and breaker.pending(runtime.engine) == []
 
 
-def test_change_feed_deletions_are_applied_not_held(runtime: Runtime, clever: CleverEmulator) -> None:
-    """Events are the provider's explicit, per-record deletions, not an absence read from a listing."""
+def test_a_change_page_deleting_too_much_falls_back_to_a_held_full_listing(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    """Events deleting half the district are rolled back; the full listing that follows holds its sweep."""
     district = clever.district_ids[0]
     integration_id = link_district(runtime, clever)
     run_sync(runtime, integration_id)
+    before = current(runtime, integration_id)
     sections = clever.section_ids(district)
     gone = sections[: len(sections) // 2]
     for section in gone:
         clever.unshare_section(section)
     outcome = run_sync(runtime, integration_id)
-    assert (outcome.outcome, outcome.mode) == ("ok", "changes")
+    assert (outcome.outcome, outcome.mode, outcome.removed) == ("held", "full", 0)
+    assert current(runtime, integration_id) == before
+    [view] = breaker.pending(runtime.engine)
+    assert view.classes == len(gone)
+    # The listing's cursor is past those events: the next run applies changes again, and holds nothing new.
+    after = run_sync(runtime, integration_id)
+    assert (after.outcome, after.mode) == ("ok", "changes") and current(runtime, integration_id) == before
+    breaker.approve(runtime.engine, outcome.run_id, actor="admin:test", lease_seconds=60)
     assert current(runtime, integration_id)[0] == set(sections) - set(gone)
+
+
+def test_a_small_change_page_is_applied_as_it_comes(runtime: Runtime, clever: CleverEmulator) -> None:
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    section = clever.section_ids(district)[0]
+    clever.remove_student(section, clever.students_of(section)[0])
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "changes") and outcome.rows_written > 0
     assert breaker.pending(runtime.engine) == []

@@ -204,6 +204,8 @@ def _sync(
                 return
             except ChangesUnavailable as error:
                 log.info("integration %s: change feed unavailable (%s); full sync", state.id, error.reason)
+            except breaker.ChangesTooLarge as error:  # that page was rolled back; the listing's sweep decides
+                log.warning("integration %s: %s", state.id, error)
         _full_sync(runtime, state, lease, spec, connector, context, allowlist, roles, outcome)
     finally:
         connector.close()
@@ -228,7 +230,7 @@ def _apply_changes(
         batch = spec.map_changes(page, context)
         batch.upserts = _within(batch.upserts, roles)
         with fenced(runtime.engine, state.id, state.generation, lease) as connection:
-            outcome.rows_written += roster.apply_changes(connection, state.id, batch)
+            outcome.rows_written += breaker.apply_changes(connection, state.id, batch, _limits(runtime))
             if page.cursor is not None and page.cursor != saved.cursor:
                 saved = saved.advanced(page.cursor)
                 integrations.store_cursor(connection, state.id, saved.dumps())
@@ -308,9 +310,13 @@ def _full_sync(
             outcome.incomplete_classes,
             sweep_classes=classes_complete,
         )
-        limits = breaker.Limits(runtime.settings.breaker_share, runtime.settings.breaker_min_people)
         swept = breaker.sweep(
-            connection, integration_id=state.id, run_id=outcome.run_id, generation=generation, plan=plan, limits=limits
+            connection,
+            integration_id=state.id,
+            run_id=outcome.run_id,
+            generation=generation,
+            plan=plan,
+            limits=_limits(runtime),
         )
         outcome.removed += swept.removed
         if swept.held is not None:
@@ -318,6 +324,10 @@ def _full_sync(
             log.warning("integration %s: sweep held by the mass-removal breaker (%s)", state.id, swept.held)
         document = cursor_document.CursorState(cursor, allowlist, utcnow()).dumps() if cursor is not None else None
         integrations.store_cursor(connection, state.id, document)
+
+
+def _limits(runtime: Runtime) -> breaker.Limits:
+    return breaker.Limits(runtime.settings.breaker_share, runtime.settings.breaker_min_people)
 
 
 def _within(batch: RosterBatch, roles: tuple[Role, ...]) -> RosterBatch:
