@@ -348,22 +348,6 @@ def apply_removals(connection: Connection, integration_id: int, removals: Remova
     return removed
 
 
-def remove_unseen(
-    connection: Connection,
-    integration_id: int,
-    seen_classes: set[int],
-    seen_enrollments: set[tuple[int, int]],
-    incomplete_classes: set[int],
-    *,
-    sweep_classes: bool = True,
-) -> int:
-    """Soft-delete what a complete sync did not see (``plan_removals`` then ``apply_removals``), unguarded."""
-    plan = plan_removals(
-        connection, integration_id, seen_classes, seen_enrollments, incomplete_classes, sweep_classes=sweep_classes
-    )
-    return apply_removals(connection, integration_id, plan)
-
-
 def purge(connection: Connection, integration_id: int) -> None:
     """Hard-delete every roster row that came through the integration."""
     for model in (HeldRemoval, RemovalHold, Enrollment, Person, SchoolClass):
