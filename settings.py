@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     revoke_retry_max_backoff_seconds: int = Field(default=6 * 3600, gt=0, le=7 * DAY)
     sync_time_limit_seconds: int = Field(default=1800, gt=0, le=DAY)
     worker_metrics_port: int = Field(default=9191, ge=0, le=65535)  # 0: no Prometheus exposition by workers
+    # Issue 10: the mass-removal breaker holds a sweep that would remove more than this share of an
+    # integration's current people or classes, once it touches at least this many people (store.breaker).
+    breaker_share: float = Field(default=0.2, gt=0, le=1)
+    breaker_min_people: int = Field(default=10, ge=1, le=1_000_000)
     provider_budgets: str = ""  # "google=3000/60": at most 3000 provider requests per 60 s, shared by all workers
 
     @field_validator(

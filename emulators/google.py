@@ -580,6 +580,7 @@ class GoogleEmulator(EmulatorCore):
         self._withdrawn: dict[str, set[str]] = {}
         self._api_disabled: set[str] = set()
         self._page_salt = secrets.token_hex(8)
+        self._cut_listings: str | None = None
 
     # ------------------------------------------------------------------------------- addresses
     @property
@@ -689,6 +690,23 @@ class GoogleEmulator(EmulatorCore):
     def remove_student(self, course_id: str, user_id: str) -> None:
         with self._lock:
             self._district.unenrol_student(course_id, user_id)
+
+    def set_course_state(self, course_id: str, state: str) -> None:
+        """A teacher archives (``ARCHIVED``) or reactivates (``ACTIVE``) a course; ACTIVE-only listings follow."""
+        if state not in _COURSE_STATES:
+            raise ValueError(f"unknown course state {state}")
+        with self._lock:
+            self._district.courses[course_id].state = state
+
+    def cut_listings(self, path_contains: str | None) -> None:
+        """List answers whose path contains this carry no ``nextPageToken``: a listing silently cut short
+        after its first page, answered 200 like a complete one (None: paging is whole again)."""
+        with self._lock:
+            self._cut_listings = path_contains
+
+    def _next_token(self, request: _Request, token: str | None) -> str | None:
+        cut = self._cut_listings is not None and self._cut_listings in request.path
+        return None if cut else token
 
     def rename_user(self, user_id: str) -> None:
         with self._lock:
@@ -1227,6 +1245,7 @@ class GoogleEmulator(EmulatorCore):
         if isinstance(page, _Response):
             return page
         items, next_token = page
+        next_token = self._next_token(request, next_token)
         body: Json = {}
         if items:
             body["courses"] = [self._course_json(course) for course in items]
@@ -1258,6 +1277,7 @@ class GoogleEmulator(EmulatorCore):
         if isinstance(page, _Response):
             return page
         items, next_token = page
+        next_token = self._next_token(request, next_token)
         body: Json = {}
         if items:
             body[kind] = [self._member_json(kind, course, person, scopes) for person in items]

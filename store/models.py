@@ -203,5 +203,42 @@ class AccountDeletion(Base):
     purged_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class RemovalHold(Base):
+    """A sweep the mass-removal breaker held: one per integration at most, until an admin approves or drops it.
+
+    Counts and ids only. ``run_id`` is the ``sync_runs`` row whose listing asked for the removals;
+    ``generation`` the integration's generation then (approving on any other generation is refused);
+    ``held_since`` is carried over when a newer listing supersedes the hold with the same verdict.
+    """
+
+    __tablename__ = "removal_holds"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        ForeignKey("integrations.id", ondelete="CASCADE"), index=True, unique=True
+    )
+    run_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(16))  # share | empty
+    held_at: Mapped[datetime] = mapped_column(DateTime)
+    held_since: Mapped[datetime] = mapped_column(DateTime)
+
+
+class HeldRemoval(Base):
+    """One removal a hold keeps back: a class (``person_id`` NULL) or one enrolment ``(class_id, person_id)``.
+
+    Internal row ids only, never a pseudonym or a provider id; the foreign keys cascade, so a purge,
+    an erase or the retention job takes the held rows with the roster rows they name.
+    """
+
+    __tablename__ = "held_removals"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hold_id: Mapped[int] = mapped_column(ForeignKey("removal_holds.id", ondelete="CASCADE"), index=True)
+    integration_id: Mapped[int] = mapped_column(Id, index=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id", ondelete="CASCADE"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), nullable=True)
+
+
 Index("ix_integrations_due", Integration.status, Integration.due_at)
 Index("ix_pending_revokes_due", PendingRevoke.next_attempt_at)

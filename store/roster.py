@@ -14,9 +14,9 @@ from sqlalchemy import Connection, Table, and_, delete, exists, func, or_, selec
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mappers.records import ChangeBatch, ClassRecord, PersonRecord, RosterBatch
-from store import suppressions
+from store import holds, suppressions
 from store.db import utcnow
-from store.models import Base, Enrollment, Person, SchoolClass
+from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass
 
 CHUNK = 500
 
@@ -140,7 +140,8 @@ def apply_batch(
     stored by an earlier page; one naming a class that is not stored is dropped. People no
     enrolment names only update rows already held; references (``complete=False``) never overwrite.
     A suppressed (erased) person is dropped here, inside the fenced transaction, so no sync brings
-    them back (neither a full listing nor a change feed).
+    them back (neither a full listing nor a change feed). A class or enrolment the page lists again
+    leaves any removal hold it was in (store.holds): approving a hold never removes what was seen since.
     """
     written = _upsert_classes(connection, integration_id, batch.classes)
     blocked = suppressions.suppressed(
@@ -196,6 +197,7 @@ def apply_batch(
     for chunk in _chunks(list(enrollment_rows.values())):
         written += _upsert(connection, _table(Enrollment), chunk, ("class_id", "person_id"), ("role",))
     own_classes = {c.external_id: class_ids[c.external_id] for c in batch.classes if c.external_id in class_ids}
+    holds.release_listed(connection, integration_id, set(own_classes.values()), set(enrollment_rows))
     return written, own_classes, set(enrollment_rows)
 
 
@@ -238,7 +240,70 @@ def apply_changes(connection: Connection, integration_id: int, changes: ChangeBa
     return written
 
 
-def remove_unseen(
+@dataclass(frozen=True)
+class Removals:
+    """What a sweep would soft-delete, and how much of the integration that is (for the breaker).
+
+    ``enrollments`` holds ``(enrolment id, class id, person id)``; ``people`` is how many current
+    people would be left with no enrolment (and so be removed too), ``touched`` how many people lose
+    at least one enrolment. ``active_*`` are the integration's current counts before the sweep.
+    """
+
+    classes: list[int]
+    enrollments: list[tuple[int, int, int]]
+    people: int
+    touched: int
+    active_classes: int
+    active_people: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.classes and not self.enrollments and not self.people
+
+
+def impact(
+    connection: Connection,
+    integration_id: int,
+    gone_classes: Iterable[int],
+    gone_enrollments: Iterable[tuple[int, int]],
+) -> Removals:
+    """The removals of these classes and ``(class id, person id)`` enrolments, with what they would do."""
+    classes_gone, keys_gone = set(gone_classes), set(gone_enrollments)
+    active_classes = set(
+        connection.execute(
+            select(SchoolClass.id).where(
+                SchoolClass.integration_id == integration_id, SchoolClass.removed_at.is_(None)
+            )
+        ).scalars()
+    )
+    active_people = set(
+        connection.execute(
+            select(Person.id).where(Person.integration_id == integration_id, Person.removed_at.is_(None))
+        ).scalars()
+    )
+    enrollments = connection.execute(
+        select(Enrollment.id, Enrollment.class_id, Enrollment.person_id).where(
+            Enrollment.integration_id == integration_id, Enrollment.removed_at.is_(None)
+        )
+    ).all()
+    gone: list[tuple[int, int, int]] = []
+    keeping: set[int] = set()
+    for enrollment_id, class_id, person_id in enrollments:
+        if class_id in classes_gone or (class_id, person_id) in keys_gone:
+            gone.append((enrollment_id, class_id, person_id))
+        else:
+            keeping.add(person_id)
+    return Removals(
+        classes=sorted(classes_gone & active_classes),
+        enrollments=gone,
+        people=len(active_people - keeping),
+        touched=len({person_id for _, _, person_id in gone} | (active_people - keeping)),
+        active_classes=len(active_classes),
+        active_people=len(active_people),
+    )
+
+
+def plan_removals(
     connection: Connection,
     integration_id: int,
     seen_classes: set[int],
@@ -246,40 +311,46 @@ def remove_unseen(
     incomplete_classes: set[int],
     *,
     sweep_classes: bool = True,
-) -> int:
-    """Soft-delete what a complete sync did not see; people left with no enrolment go too.
+) -> Removals:
+    """What a complete listing did not see, without removing anything yet.
 
     Enrolments of a class whose roster could not be read in full are left alone, and so are classes
     (with their enrolments) when a class record of this run was malformed (``sweep_classes=False``).
     """
-    now = utcnow()
-    removed = 0
     active_classes = connection.execute(
         select(SchoolClass.id).where(SchoolClass.integration_id == integration_id, SchoolClass.removed_at.is_(None))
     ).scalars()
     gone_classes = [class_id for class_id in active_classes if class_id not in seen_classes] if sweep_classes else []
     active_enrollments = connection.execute(
-        select(Enrollment.id, Enrollment.class_id, Enrollment.person_id).where(
+        select(Enrollment.class_id, Enrollment.person_id).where(
             Enrollment.integration_id == integration_id, Enrollment.removed_at.is_(None)
         )
     ).all()
     gone_enrollments = [
-        enrollment_id
-        for enrollment_id, class_id, person_id in active_enrollments
+        (class_id, person_id)
+        for class_id, person_id in active_enrollments
         if (class_id, person_id) not in seen_enrollments
         and class_id not in incomplete_classes
         and (sweep_classes or class_id in seen_classes)
     ]
-    for model, ids in ((SchoolClass, gone_classes), (Enrollment, gone_enrollments)):
+    return impact(connection, integration_id, gone_classes, gone_enrollments)
+
+
+def apply_removals(connection: Connection, integration_id: int, removals: Removals) -> int:
+    """Soft-delete the planned classes and enrolments (those still current); people left with none go too."""
+    now = utcnow()
+    removed = 0
+    enrollment_ids = [enrollment_id for enrollment_id, _, _ in removals.enrollments]
+    for model, ids in ((SchoolClass, removals.classes), (Enrollment, enrollment_ids)):
         for chunk in _chunks(ids):
-            removed += connection.execute(update(model).where(model.id.in_(chunk)).values(removed_at=now)).rowcount
+            removed += _soft_delete(connection, model, model.id.in_(chunk), now)
     removed += _remove_people_without_enrollment(connection, integration_id, now)
     return removed
 
 
 def purge(connection: Connection, integration_id: int) -> None:
     """Hard-delete every roster row that came through the integration."""
-    for model in (Enrollment, Person, SchoolClass):
+    for model in (HeldRemoval, RemovalHold, Enrollment, Person, SchoolClass):
         connection.execute(delete(model).where(model.integration_id == integration_id))
 
 

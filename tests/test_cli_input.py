@@ -3,6 +3,7 @@ nothing half-done; work the command waited for is reported with its outcome and 
 
 from __future__ import annotations
 
+import json
 import subprocess
 from urllib.parse import parse_qs, urlsplit
 
@@ -51,7 +52,7 @@ def test_unreachable_broker_fails_link_complete_before_the_state_is_spent(
     callback = link_with_cli(emulator, env)
     down = env | {"ROSTERSYNC_BROKER_URL": "redis://127.0.0.1:1/0"}
     one_line_error(run("link", "complete", callback, env=down), "message broker unreachable", "BROKER_URL")
-    assert run("status", "--json", env=env).stdout.strip() == '{"integrations": []}'  # nothing stored
+    assert json.loads(run("status", "--json", env=env).stdout) == {"held": [], "integrations": []}  # nothing stored
 
     completed = run("link", "complete", callback, env=env)  # the state was not used up
     assert completed.returncode == 0, completed.stderr

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import dramatiq
 from fastapi import FastAPI
 
-from web import admin, health, linking, rights
+from web import admin, health, holds, linking, rights
 from web.auth import AdminAuth
 from web.context import WebContext, new_metrics
 from worker import broker as brokers
@@ -50,6 +50,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(linking.router)
     app.include_router(admin.router)
     app.include_router(rights.router)
+    app.include_router(holds.router)
     app.include_router(health.router)
     app.add_middleware(AdminAuth, tokens=runtime.settings.admin_token_list(), on_refused=ctx.metrics.admin_refused.inc)
     return app

@@ -42,6 +42,10 @@ link_app = typer.Typer(
 app.add_typer(link_app, name="link")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage the keys that seal tokens at rest.")
 app.add_typer(keys_app, name="keys")
+held_app = typer.Typer(
+    no_args_is_help=True, help="Removals the mass-removal breaker held: list them, approve or drop them."
+)
+app.add_typer(held_app, name="held")
 
 IntegrationId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Integration id.")]
 
@@ -113,8 +117,11 @@ def install_broker(settings: Settings) -> Broker:
 
 
 def status_payload(rt: Runtime) -> dict[str, list[dict[str, object]]]:
-    """The JSON shape shared by ``status --json`` and ``demo --json``."""
+    """The JSON shape shared by ``status --json`` and ``demo --json``; ``held``: removals waiting for an admin."""
+    from store import breaker
+
     return {
+        "held": [view.as_json() for view in breaker.pending(rt.engine)],
         "integrations": [
             {
                 "id": summary.id,
@@ -142,9 +149,28 @@ def print_status(rt: Runtime, as_json: bool) -> None:
     for row in payload["integrations"]:
         table.add_row(*(escape(str(row[key])) for key in columns))
     out.print(table)
+    if payload["held"]:
+        out.print(held_table(payload["held"]))
+        err.print("approve with `rostersync held approve RUN_ID`, or drop with `rostersync held drop RUN_ID`")
     for row in payload["integrations"]:
         if row["status_reason"]:
             err.print(f"integration {row['id']} is {row['status']}: {escape(str(row['status_reason']))}")
+
+
+HELD_COLUMNS = ("run_id", "integration_id", "provider", "reason", "classes", "enrollments", "people", "held_since")
+
+
+def held_table(rows: list[dict[str, object]]) -> Table:
+    """Held removals: what approving each would remove now, out of the integration's current counts."""
+    table = Table(title="removals held by the mass-removal breaker")
+    for column in HELD_COLUMNS:
+        table.add_column(column.replace("_", " "), justify="left" if column in ("provider", "reason") else "right")
+    for row in rows:
+        cells = dict(row)
+        cells["classes"] = f"{row['classes']} of {row['current_classes']}"
+        cells["people"] = f"{row['people']} of {row['current_people']}"
+        table.add_row(*(escape(str(cells[key])) for key in HELD_COLUMNS))
+    return table
 
 
 @app.callback()
@@ -756,3 +782,55 @@ def inventory(
         _json_out(payload)
         return
     sys.stdout.write("\n".join(inv.render(one) for one in inventories))
+
+
+# --- The mass-removal breaker (issue 10, part 1) ---------------------------------------------------------------
+
+RunId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The run that held the removals (`held list`).")]
+
+
+@contextmanager
+def held_errors() -> Iterator[None]:
+    from store.breaker import HoldError
+
+    with user_errors():
+        try:
+            yield
+        except HoldError as error:
+            fail(str(error))
+
+
+@held_app.command("list")
+def held_list(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
+    """Every held sweep: its run, integration, why, and what approving it would remove now."""
+    from store import breaker
+
+    with held_errors():
+        rows = [view.as_json() for view in breaker.pending(runtime().engine)]
+    if as_json:
+        _json_out({"held": rows})
+    elif rows:
+        out.print(held_table(rows))
+    else:
+        err.print("no removals are held")
+
+
+@held_app.command("approve")
+def held_approve(run_id: RunId) -> None:
+    """Apply exactly the removals this run held (fenced: a revoke or re-link since wins); audited."""
+    from store import breaker
+
+    with held_errors():
+        rt = runtime()
+        done = breaker.approve(rt.engine, run_id, actor=RIGHTS_ACTOR, lease_seconds=rt.settings.lease_seconds)
+    err.print(f"integration {done.integration_id}: run {run_id}'s held removals applied ({done.removed} row(s))")
+
+
+@held_app.command("drop")
+def held_drop(run_id: RunId) -> None:
+    """Discard this run's held removals: nothing is removed; a later listing that still misses them holds again."""
+    from store import breaker
+
+    with held_errors():
+        done = breaker.drop(runtime().engine, run_id, actor=RIGHTS_ACTOR)
+    err.print(f"integration {done.integration_id}: run {run_id}'s held removals dropped; nothing removed")

@@ -30,6 +30,13 @@ class Verdict:
 def verdict(integration_id: int, outcome: str | None) -> Verdict:
     if outcome == "ok":
         return Verdict(integration_id, True, f"integration {integration_id}: synced")
+    if outcome == "held":  # the sync completed; only its removals wait for an admin
+        return Verdict(
+            integration_id,
+            True,
+            f"integration {integration_id}: synced; removals held by the mass-removal breaker "
+            "(see `rostersync held list`)",
+        )
     if outcome is None:
         why = "the sync did not run (run with -v for the log)"
     elif outcome.startswith("skipped:") and outcome not in MEANING:

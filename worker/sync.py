@@ -25,7 +25,7 @@ from connectors.base import (
 )
 from mappers.policy import MappingContext, allowlist_digest
 from mappers.records import ROLES, Role, RosterBatch
-from store import integrations, roster
+from store import breaker, integrations, roster
 from store.consent import purge_role
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
@@ -46,7 +46,8 @@ class SyncOutcome:
     """What one run did, in counts only."""
 
     integration_id: int
-    outcome: str = "ok"  # set to the failure kind by run_sync when a run does not complete
+    outcome: str = "ok"  # set to the failure kind by run_sync when a run does not complete; "held": see store.breaker
+    run_id: int = 0
     mode: str = "full"  # "full" (listing and sweep) or "changes" (change feed from the stored cursor)
     classes_seen: int = 0
     members_seen: int = 0
@@ -84,8 +85,8 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
             runtime.engine, integrations.start_run(runtime.engine, integration_id), f"skipped:{skipped}"
         )
         return SyncOutcome(integration_id, outcome=f"skipped:{skipped}")
-    outcome = SyncOutcome(integration_id)
     run_id = integrations.start_run(runtime.engine, integration_id)
+    outcome = SyncOutcome(integration_id, run_id=run_id)
     next_due = None
     try:
         _sync(runtime, state, lease, provider(state.provider), outcome)
@@ -203,6 +204,8 @@ def _sync(
                 return
             except ChangesUnavailable as error:
                 log.info("integration %s: change feed unavailable (%s); full sync", state.id, error.reason)
+            except breaker.ChangesTooLarge as error:  # that page was rolled back; the listing's sweep decides
+                log.warning("integration %s: %s", state.id, error)
         _full_sync(runtime, state, lease, spec, connector, context, allowlist, roles, outcome)
     finally:
         connector.close()
@@ -227,7 +230,7 @@ def _apply_changes(
         batch = spec.map_changes(page, context)
         batch.upserts = _within(batch.upserts, roles)
         with fenced(runtime.engine, state.id, state.generation, lease) as connection:
-            outcome.rows_written += roster.apply_changes(connection, state.id, batch)
+            outcome.rows_written += breaker.apply_changes(connection, state.id, batch, _limits(runtime))
             if page.cursor is not None and page.cursor != saved.cursor:
                 saved = saved.advanced(page.cursor)
                 integrations.store_cursor(connection, state.id, saved.dumps())
@@ -293,8 +296,13 @@ def _full_sync(
         outcome.members_seen += len(batch.enrollments)
         outcome.rows_written += written
         outcome.records_skipped += batch.skipped
+        if batch.skipped and page.parent_id in class_ids:  # a member record broke: that roster is not whole
+            outcome.incomplete_classes.add(class_ids[page.parent_id])
+    # Reached only when every page above was read without error: a failure anywhere raised, unswept.
     with fenced(engine, state.id, generation, lease) as connection:
-        outcome.removed = roster.remove_unseen(
+        if "student" not in roles:
+            outcome.removed += purge_role(connection, state.id, "student")  # policy, not a listing: never held
+        plan = roster.plan_removals(
             connection,
             state.id,
             set(class_ids.values()),
@@ -302,10 +310,24 @@ def _full_sync(
             outcome.incomplete_classes,
             sweep_classes=classes_complete,
         )
-        if "student" not in roles:
-            outcome.removed += purge_role(connection, state.id, "student")
+        swept = breaker.sweep(
+            connection,
+            integration_id=state.id,
+            run_id=outcome.run_id,
+            generation=generation,
+            plan=plan,
+            limits=_limits(runtime),
+        )
+        outcome.removed += swept.removed
+        if swept.held is not None:
+            outcome.outcome = "held"
+            log.warning("integration %s: sweep held by the mass-removal breaker (%s)", state.id, swept.held)
         document = cursor_document.CursorState(cursor, allowlist, utcnow()).dumps() if cursor is not None else None
         integrations.store_cursor(connection, state.id, document)
+
+
+def _limits(runtime: Runtime) -> breaker.Limits:
+    return breaker.Limits(runtime.settings.breaker_share, runtime.settings.breaker_min_people)
 
 
 def _within(batch: RosterBatch, roles: tuple[Role, ...]) -> RosterBatch:

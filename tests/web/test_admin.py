@@ -32,7 +32,7 @@ def every_admin_call(client: TestClient, integration_id: int) -> list[tuple[str,
         if template.startswith("/admin/"):
             path = template.replace("{integration_id}", str(integration_id))
             path = path.replace("{tenant}", "default-school").replace("{teacher}", "teacher-0")
-            path = path.replace("{pseudonym}", "0" * 64)
+            path = path.replace("{pseudonym}", "0" * 64).replace("{run_id}", "1")
             assert not re.search(r"{\w+}", path), path
             calls.extend((method.upper(), path) for method in operations)
     assert len(calls) >= 10

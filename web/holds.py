@@ -1,0 +1,89 @@
+"""The admin API of the mass-removal breaker: see held removals, approve or drop them.
+
+The same operations as `rostersync held list / approve / drop`, through store.breaker, audited as
+actor ``admin:api``. Authenticated by web.auth like every ``/admin/`` route.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Security
+from pydantic import BaseModel, Field
+
+from store import breaker
+from store.models import MAX_ID
+from web.auth import bearer_scheme
+from web.context import WebContext, context
+
+ACTOR = "admin:api"
+router = APIRouter(prefix="/admin", tags=["breaker"], dependencies=[Security(bearer_scheme)])
+
+Ctx = Annotated[WebContext, Depends(context)]
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The sync run that held the removals.")]
+STATUS = {"unknown": 404, "not_held": 404, "gone": 404, "superseded": 409, "busy": 409, "fenced": 409}
+
+
+class HeldOut(BaseModel):
+    run_id: int
+    integration_id: int
+    provider: str
+    reason: str = Field(description="empty (every current person or class would go) | share (over BREAKER_SHARE)")
+    held_at: datetime
+    held_since: datetime = Field(description="first held; kept when a newer listing holds the same again")
+    classes: int
+    enrollments: int
+    people: int = Field(description="people approving would remove now (left with no enrolment)")
+    current_classes: int
+    current_people: int
+
+    @classmethod
+    def of(cls, view: breaker.HeldView) -> HeldOut:
+        return cls(**view.__dict__)
+
+
+class DecisionOut(BaseModel):
+    run_id: int
+    integration_id: int
+    decision: str = Field(description="approved | dropped")
+    removed: int = Field(description="rows soft-deleted by an approval; 0 for a drop")
+
+
+def _refused(error: breaker.HoldError) -> HTTPException:
+    return HTTPException(STATUS.get(error.kind, 409), str(error))
+
+
+@router.get("/held-removals", response_model=list[HeldOut], summary="Sweeps held by the mass-removal breaker")
+def list_held(ctx: Ctx) -> list[HeldOut]:
+    return [HeldOut.of(view) for view in breaker.pending(ctx.runtime.engine)]
+
+
+@router.post(
+    "/held-removals/{run_id}/approve",
+    response_model=DecisionOut,
+    responses={404: {}, 409: {}},
+    summary="Apply exactly the removals this run held (a revoke, re-link or running sync wins: 409)",
+)
+def approve(run_id: RunId, ctx: Ctx) -> DecisionOut:
+    try:
+        done = breaker.approve(
+            ctx.runtime.engine, run_id, actor=ACTOR, lease_seconds=ctx.runtime.settings.lease_seconds
+        )
+    except breaker.HoldError as error:
+        raise _refused(error) from None
+    return DecisionOut(run_id=run_id, integration_id=done.integration_id, decision="approved", removed=done.removed)
+
+
+@router.post(
+    "/held-removals/{run_id}/drop",
+    response_model=DecisionOut,
+    responses={404: {}, 409: {}},
+    summary="Discard this run's held removals; nothing is removed",
+)
+def drop(run_id: RunId, ctx: Ctx) -> DecisionOut:
+    try:
+        done = breaker.drop(ctx.runtime.engine, run_id, actor=ACTOR)
+    except breaker.HoldError as error:
+        raise _refused(error) from None
+    return DecisionOut(run_id=run_id, integration_id=done.integration_id, decision="dropped", removed=0)
