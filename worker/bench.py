@@ -551,7 +551,11 @@ def _measure(scenario: Scenario, counter: Counter, databases: Sequence[tuple[str
         assert baseline is not None
         per_database[database] = _database_figures(results, baseline)
     assert baseline is not None
-    figures |= {"baseline_s": round(baseline.seconds, 3), "baseline_peak_rss_mb": round(baseline.peak_rss_mb, 1)}
+    figures |= {
+        "baseline_s": round(baseline.seconds, 3),
+        "baseline_requests": baseline.requests,
+        "baseline_peak_rss_mb": round(baseline.peak_rss_mb, 1),
+    }
     figures |= per_database[databases[0][0]]  # the embedded default is the headline
     figures["databases"] = per_database
     err.print(
