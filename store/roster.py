@@ -6,6 +6,7 @@ with no change writes no rows. ``RETURNING`` tells which rows were written, port
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -31,14 +32,21 @@ def _upsert(
     """INSERT .. ON CONFLICT DO UPDATE .. WHERE changed; returns how many rows were really written."""
     if not rows:
         return 0
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    upsert = _upsert_statement(connection.dialect.name, table, tuple(keys), tuple(values))
+    return len(connection.execute(upsert, list(rows)).all())
+
+
+@functools.cache
+def _upsert_statement(dialect: str, table: Table, keys: tuple[str, ...], values: tuple[str, ...]) -> Any:
+    """Built once per table and dialect: constructing it anew took a third of a no-change page's time."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table)
     changed = or_(
         table.c.removed_at.is_not(None), *(table.c[name].is_distinct_from(statement.excluded[name]) for name in values)
     )
     set_ = {name: statement.excluded[name] for name in values} | {"removed_at": None}
     upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=changed)
-    return len(connection.execute(upsert.returning(table.c.id), list(rows)).all())
+    return upsert.returning(table.c.id)
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -100,14 +108,19 @@ def _restore_references(connection: Connection, rows: Sequence[dict[str, Any]]) 
     """Insert people known by reference only if missing, restore them if soft-deleted; never touch their fields."""
     if not rows:
         return 0
+    return len(connection.execute(_restore_statement(connection.dialect.name), list(rows)).all())
+
+
+@functools.cache
+def _restore_statement(dialect: str) -> Any:
     table = _table(Person)
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     upsert = insert(table).on_conflict_do_update(
         index_elements=["integration_id", "role", "pseudonym"],
         set_={"removed_at": None},
         where=table.c.removed_at.is_not(None),
     )
-    return len(connection.execute(upsert.returning(table.c.id), list(rows)).all())
+    return upsert.returning(table.c.id)
 
 
 def _update_known(connection: Connection, integration_id: int, people: Sequence[PersonRecord]) -> int:
