@@ -225,10 +225,30 @@ def _remove_people_without_enrollment(connection: Connection, integration_id: in
     return _soft_delete(connection, Person, and_(Person.integration_id == integration_id, ~has_enrollment), now)
 
 
+def _remove_orphans(connection: Connection, integration_id: int, person_ids: set[int], now: Any) -> int:
+    """Soft-delete those of ``person_ids`` left with no current enrolment (the others are not looked at)."""
+    has_enrollment = exists().where(Enrollment.person_id == Person.id, Enrollment.removed_at.is_(None))
+    removed = 0
+    for chunk in _chunks(sorted(person_ids)):
+        removed += _soft_delete(
+            connection,
+            Person,
+            and_(Person.integration_id == integration_id, Person.id.in_(chunk), ~has_enrollment),
+            now,
+        )
+    return removed
+
+
 def apply_changes(connection: Connection, integration_id: int, changes: ChangeBatch) -> int:
-    """Apply one change-feed page: upsert, replace memberships, soft-delete; idempotent. Returns rows written."""
+    """Apply one change-feed page: upsert, replace memberships, soft-delete; idempotent. Returns rows written.
+
+    People left with no enrolment go too; only the people this page touched can be, so only they are
+    looked at (a scan of the whole roster on every page cost more than the page itself).
+    """
     now = utcnow()
     written, _classes, seen = apply_batch(connection, integration_id, changes.upserts)
+    members = {(e.role, e.pseudonym) for e in changes.upserts.enrollments}
+    touched = set(_person_ids(connection, integration_id, members).values())
     replaced = _class_ids(connection, integration_id, changes.replaced_classes)
     for class_id in replaced.values():
         current = connection.execute(
@@ -236,18 +256,24 @@ def apply_changes(connection: Connection, integration_id: int, changes: ChangeBa
                 Enrollment.class_id == class_id, Enrollment.removed_at.is_(None)
             )
         ).all()
-        gone = [enrollment_id for enrollment_id, person_id in current if (class_id, person_id) not in seen]
-        for chunk in _chunks(gone):
+        gone = [(enrollment_id, person_id) for enrollment_id, person_id in current if (class_id, person_id) not in seen]
+        touched.update(person_id for _, person_id in gone)
+        for chunk in _chunks([enrollment_id for enrollment_id, _ in gone]):
             written += _soft_delete(connection, Enrollment, Enrollment.id.in_(chunk), now)
     deleted_classes = list(_class_ids(connection, integration_id, changes.deleted_classes).values())
     for chunk in _chunks(deleted_classes):
+        touched.update(
+            connection.execute(
+                select(Enrollment.person_id).where(Enrollment.class_id.in_(chunk), Enrollment.removed_at.is_(None))
+            ).scalars()
+        )
         written += _soft_delete(connection, SchoolClass, SchoolClass.id.in_(chunk), now)
         written += _soft_delete(connection, Enrollment, Enrollment.class_id.in_(chunk), now)
     deleted_people = list(_person_ids(connection, integration_id, changes.deleted_people).values())
     for chunk in _chunks(deleted_people):
         written += _soft_delete(connection, Person, Person.id.in_(chunk), now)
         written += _soft_delete(connection, Enrollment, Enrollment.person_id.in_(chunk), now)
-    written += _remove_people_without_enrollment(connection, integration_id, now)
+    written += _remove_orphans(connection, integration_id, touched, now)
     return written
 
 

@@ -11,9 +11,10 @@ emulator hook: HTTP round trips, a ``$batch`` is one) against the documented min
 from the district's counts and the providers' page sizes, rows written (the ``sync_runs``
 counters) and peak RSS.
 
-Every phase, the baseline too, runs in a fresh process of its own (``spawn``), so that its
-``ru_maxrss`` is the peak of that phase alone: a forked child would inherit the emulator's
-district (hundreds of MB) and a thread would share one high-water mark across phases. The
+Every phase, the baseline too, runs in a fresh process of its own (``spawn``), so that its peak
+RSS (``VmHWM``, reset when the phase starts) is that phase's alone: a forked child would share
+the emulator's district (hundreds of MB) and a thread would share one high-water mark across
+phases. The peak includes the interpreter and its imports (``rss_at_start_mb`` says how much). The
 emulators serve from this process, so a phase never shares its interpreter (or its GIL) with
 the server. The figures are for one machine and one emulator; ``BENCHMARKS.md`` says which.
 """
@@ -83,8 +84,37 @@ class PhaseResult:
     outcomes: list[str] = field(default_factory=list)
 
 
+def _status_mb(field_name: str) -> float | None:
+    """A ``/proc/self/status`` memory figure in MB (Linux), None where there is none."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> float:
+    """Forget the high-water mark this process inherited; returns the current RSS in MB.
+
+    A spawned child is forked before it execs, and Linux carries the fork's high-water mark (the
+    parent's, emulator and all) across exec; writing 5 to ``clear_refs`` resets it (Linux 4.0+).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        pass
+    current = _status_mb("VmRSS")
+    return current if current is not None else _rss_mb()
+
+
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """Peak RSS of this process since ``_reset_peak`` (ru_maxrss where /proc is not there)."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _sync_phase(settings: Settings, ids: Sequence[int]) -> PhaseResult:
@@ -92,7 +122,7 @@ def _sync_phase(settings: Settings, ids: Sequence[int]) -> PhaseResult:
     from worker.sync import run_sync
 
     runtime = build_runtime(settings, run_migrations=False)
-    start_rss = _rss_mb()
+    start_rss = _reset_peak()
     written, outcomes = 0, []
     started = time.perf_counter()
     for integration_id in ids:
@@ -117,7 +147,7 @@ class Fetch:
 
 def _baseline_phase(ca_bundle: str, fetches: Sequence[Fetch]) -> PhaseResult:
     """Child process: the same pages with a plain session, bodies read and thrown away."""
-    start_rss = _rss_mb()
+    start_rss = _reset_peak()
     with requests.Session() as session:
         session.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would override ``verify``
         session.verify = ca_bundle
