@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, Engine, select, update
 
-from store.db import utcnow
+from store.db import ADVISORY_READ, utcnow
 from store.models import Integration
 
 SYNCABLE = ("active",)
@@ -50,7 +50,7 @@ def still_current(engine: Engine, integration_id: int, generation: int, lease: L
     keeps it from asking the provider for more once the integration has ended (the write that
     follows is fenced all the same).
     """
-    with engine.connect() as connection:
+    with engine.connect().execution_options(**{ADVISORY_READ: True}) as connection:
         row = connection.execute(
             select(
                 Integration.status, Integration.generation, Integration.lease_owner, Integration.lease_expires_at
