@@ -84,6 +84,39 @@ def _person_ids(
     return ids
 
 
+def _held_people(
+    connection: Connection, integration_id: int, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Any]:
+    """The stored rows (id, fields, removed_at) of these ``(role, pseudonym)`` keys, soft-deleted ones too."""
+    held: dict[tuple[str, str], Any] = {}
+    wanted = set(keys)
+    for role in {role for role, _ in wanted}:
+        pseudonyms = sorted(pseudonym for person_role, pseudonym in wanted if person_role == role)
+        for chunk in _chunks(pseudonyms):
+            found = connection.execute(
+                select(Person.pseudonym, Person.id, Person.display_name, Person.email_address, Person.removed_at).where(
+                    Person.integration_id == integration_id, Person.role == role, Person.pseudonym.in_(chunk)
+                )
+            )
+            held.update({(role, found_row.pseudonym): found_row for found_row in found})
+    return held
+
+
+def _held_enrollments(
+    connection: Connection, integration_id: int, class_ids: Iterable[int]
+) -> dict[tuple[int, int], tuple[str, Any]]:
+    """``(class id, person id) -> (role, removed_at)`` of every stored enrolment of these classes."""
+    held: dict[tuple[int, int], tuple[str, Any]] = {}
+    for chunk in _chunks(sorted(class_ids)):
+        found = connection.execute(
+            select(Enrollment.class_id, Enrollment.person_id, Enrollment.role, Enrollment.removed_at).where(
+                Enrollment.integration_id == integration_id, Enrollment.class_id.in_(chunk)
+            )
+        )
+        held.update({(class_id, person_id): (role, removed_at) for class_id, person_id, role, removed_at in found})
+    return held
+
+
 def _upsert_classes(connection: Connection, integration_id: int, records: Sequence[ClassRecord]) -> int:
     rows = {
         r.external_id: {
@@ -95,10 +128,22 @@ def _upsert_classes(connection: Connection, integration_id: int, records: Sequen
         }
         for r in records
     }
+    held: dict[str, tuple[Any, ...]] = {}
+    for chunk in _chunks(sorted(rows)):
+        found = connection.execute(
+            select(
+                SchoolClass.external_id,
+                SchoolClass.name,
+                SchoolClass.section,
+                SchoolClass.state,
+                SchoolClass.removed_at,
+            ).where(SchoolClass.integration_id == integration_id, SchoolClass.external_id.in_(chunk))
+        )
+        held.update({external_id: tuple(values) for external_id, *values in found})
     return _upsert(
         connection,
         _table(SchoolClass),
-        list(rows.values()),
+        [row for key, row in rows.items() if held.get(key) != (row["name"], row["section"], row["state"], None)],
         ("integration_id", "external_id"),
         ("name", "section", "state"),
     )
@@ -176,8 +221,28 @@ def apply_batch(
             "email_address": p.email_address if p.complete else None,
         }
 
-    complete = [row(p) for key, p in people.items() if key in members and p.complete]
-    references = [row(p) for key, p in people.items() if key in members and not p.complete]
+    # What the store already holds is read first and left alone: a no-change page then writes nothing
+    # and locks no row (PostgreSQL's ON CONFLICT DO UPDATE locks a row even when its WHERE is false).
+    held = _held_people(connection, integration_id, set(people) | members)
+
+    def differs(key: tuple[str, str], p: PersonRecord) -> bool:
+        found = held.get(key)
+        return (
+            found is None
+            or found.removed_at is not None
+            or (found.display_name, found.email_address)
+            != (
+                p.display_name,
+                p.email_address,
+            )
+        )
+
+    complete = [row(p) for key, p in people.items() if key in members and p.complete and differs(key, p)]
+    references = [
+        row(p)
+        for key, p in people.items()
+        if key in members and not p.complete and (key not in held or held[key].removed_at is not None)
+    ]
     written += _upsert(
         connection,
         _table(Person),
@@ -187,14 +252,17 @@ def apply_batch(
     )
     written += _restore_references(connection, references)
     written += _update_known(
-        connection, integration_id, [p for key, p in people.items() if key not in members and p.complete]
+        connection,
+        integration_id,
+        [p for key, p in people.items() if key not in members and p.complete and key in held and differs(key, p)],
     )
     class_ids = _class_ids(
         connection,
         integration_id,
         [c.external_id for c in batch.classes] + [e.class_external_id for e in enrollments],
     )
-    person_ids = _person_ids(connection, integration_id, members)
+    person_ids: dict[tuple[str, str], int] = {key: held[key].id for key in members if key in held}
+    person_ids |= _person_ids(connection, integration_id, members - set(person_ids))
     enrollment_rows: dict[tuple[int, int], dict[str, Any]] = {}
     for e in enrollments:
         class_id, person_id = class_ids.get(e.class_external_id), person_ids.get((e.role, e.pseudonym))
@@ -206,7 +274,9 @@ def apply_batch(
             "person_id": person_id,
             "role": e.role,
         }
-    for chunk in _chunks(list(enrollment_rows.values())):
+    held_enrollments = _held_enrollments(connection, integration_id, {class_id for class_id, _ in enrollment_rows})
+    changed = [row for key, row in enrollment_rows.items() if held_enrollments.get(key) != (row["role"], None)]
+    for chunk in _chunks(changed):
         written += _upsert(connection, _table(Enrollment), chunk, ("class_id", "person_id"), ("role",))
     own_classes = {c.external_id: class_ids[c.external_id] for c in batch.classes if c.external_id in class_ids}
     return written, own_classes, set(enrollment_rows)
