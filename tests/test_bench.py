@@ -14,7 +14,11 @@ import subprocess
 
 import pytest
 
+from emulators.google import GoogleEmulator
+from tests.conftest import link_teacher, settings_for
 from tests.test_cli import ROSTERSYNC
+from worker.runtime import Runtime, build_runtime
+from worker.sync import run_sync
 
 HEADLINE = {
     "baseline_s",
@@ -61,3 +65,35 @@ def test_bench_json_reports_every_provider_on_both_databases(pg_url: str) -> Non
             assert row["peak_rss_mb"] >= max(row["phase_peak_rss_mb"].values()) > 0, where
     for provider in ("clever", "microsoft"):  # a change feed: the no-change re-sync reads one empty round
         assert report[provider]["resync_requests"] == report[provider]["resync_requests_minimum"]
+
+
+def test_a_no_change_resync_on_postgresql_locks_no_roster_row(pg_url: str, emulator: GoogleEmulator) -> None:
+    """What the store holds is read and left alone: no upsert reaches a row whose values are unchanged.
+
+    PostgreSQL's ``ON CONFLICT DO UPDATE .. WHERE`` locks a conflicting row even when the WHERE
+    is false, and the lock is a write (the row's ``xmax``); a no-change re-sync must leave every
+    roster row exactly as it was, ``xmin`` and ``xmax`` included (the first sync's foreign-key
+    checks leave share locks' xmax behind; the re-sync must not replace them).
+    """
+    rt = build_runtime(settings_for(emulator, pg_url))
+    try:
+        integration_id = link_teacher(rt, emulator, 0)
+        assert run_sync(rt, integration_id).rows_written > 0
+        before = _row_versions(rt)
+        again = run_sync(rt, integration_id)
+        assert again.outcome == "ok" and again.rows_written == 0 and again.members_seen > 0
+        after = _row_versions(rt)
+        assert after == before and len(after) > 0  # a lock would have set xmax to the re-sync's transaction
+    finally:
+        rt.engine.dispose()
+
+
+def _row_versions(rt: Runtime) -> list[tuple[str, int, str, str]]:
+    with rt.engine.connect() as connection:
+        return [
+            (table, row_id, xmin, xmax)
+            for table in ("classes", "people", "enrollments")
+            for row_id, xmin, xmax in connection.exec_driver_sql(
+                f"SELECT id, xmin::text, xmax::text FROM {table} ORDER BY id"  # noqa: S608 - fixed table names
+            )
+        ]
