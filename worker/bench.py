@@ -159,7 +159,7 @@ def _baseline_phase(ca_bundle: str, fetches: Sequence[Fetch]) -> PhaseResult:
                 params=fetch.params or None,
                 json=fetch.body,
                 headers={"Authorization": f"Bearer {fetch.token}"},
-                timeout=60,
+                timeout=300,
             )
             response.raise_for_status()
             _ = response.content
@@ -510,6 +510,7 @@ def bench_settings(scenario: Scenario, database_url: str) -> Settings:
         pseudonym_key=SecretStr(secrets.token_urlsafe(48)),
         token_keys=SecretStr(new_key()),
         ca_bundle=scenario.emulator.ca_path,
+        http_timeout_seconds=300,  # one emulator thread answers a 100,000-user delta page on a loaded machine
     )
 
 

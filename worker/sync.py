@@ -32,7 +32,7 @@ from store.fence import Fenced, Lease, fenced, still_current
 from store.vault import VaultError
 from worker import cursor as cursor_document
 from worker.budgets import budgeted
-from worker.coalesce import Coalescer
+from worker.coalesce import Coalescer, split
 from worker.consent import roles_to_sync
 from worker.progress import ProgressEvent, emit
 from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
@@ -265,11 +265,12 @@ def _full_sync(
     for page in connector.classes(masks):
         outcome.provider_calls += 1
         batch = _within(spec.map_page(page, context), roles)
-        with fenced(engine, state.id, generation, lease) as connection:
-            written, ids, keys = roster.apply_batch(connection, state.id, batch)
-        class_ids.update(ids)
-        seen_enrollments |= keys
-        outcome.rows_written += written
+        for part in split(batch):  # a page of thousands of classes is written a thousand rows at a time
+            with fenced(engine, state.id, generation, lease) as connection:
+                written, ids, keys = roster.apply_batch(connection, state.id, part)
+            class_ids.update(ids)
+            seen_enrollments |= keys
+            outcome.rows_written += written
         outcome.members_seen += len(batch.enrollments)
         outcome.records_skipped += batch.skipped
         classes_complete = classes_complete and batch.skipped == 0
