@@ -254,6 +254,7 @@ class GoogleConnector:
             client_options={"api_endpoint": settings.google_api_endpoint},
             cache_discovery=False,
         )
+        self._rosters: dict[str, Any] = {}
 
     def close(self) -> None:
         self._session.close()
@@ -299,7 +300,12 @@ class GoogleConnector:
                 yield Page(kind=UNREADABLE, parent_id=class_id, records=())
 
     def _members(self, class_id: str, role: str, field_mask: str) -> Iterator[Page]:
-        collection = self._service.courses().students() if role == "student" else self._service.courses().teachers()
+        collection = self._rosters.get(role)
+        if collection is None:
+            # Each resource call builds its methods from the discovery document anew (half of a roster
+            # page's cost when measured): build the two roster collections once per connector.
+            courses = self._service.courses()
+            collection = self._rosters[role] = courses.students() if role == "student" else courses.teachers()
         request = collection.list(courseId=class_id, fields=field_mask)
         yield from self._pages(collection, request, ROSTER_LIST_KEYS[role], class_id, ROSTERS_SCOPE)
 

@@ -516,7 +516,9 @@ class MicrosoftConnector:
         for path, mask in (("/education/classes/delta", "class"), ("/education/users/delta", "member")):
             url = self._settings.graph_endpoint + path
             delta_link = ""
-            for _, link in self._pages(url, {"$select": _mask(chosen, mask)}, delta=True):
+            # The largest page here too: the initial round lists every user of the tenant.
+            params = {"$select": _mask(chosen, mask), "$top": str(PAGE_SIZE)}
+            for _, link in self._pages(url, params, delta=True):
                 delta_link = link or ""
             links.append(delta_link)
         return _encode_cursor(links[0], links[1], chosen, issued)

@@ -17,6 +17,9 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
 ALEMBIC_DIR = Path(__file__).with_name("alembic")
+ADVISORY_READ = "rostersync_advisory_read"
+"""Execution option of a read whose answer only advises (a fenced write re-checks it under the lock): on
+SQLite it reads the last commit without taking the write lock that every other transaction takes."""
 
 
 def utcnow() -> datetime:
@@ -38,7 +41,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            if not connection.get_execution_options().get(ADVISORY_READ):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, hide_parameters=True, pool_pre_ping=True)

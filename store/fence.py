@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, Engine, select, update
 
-from store.db import utcnow
+from store.db import ADVISORY_READ, utcnow
 from store.models import Integration
 
 SYNCABLE = ("active",)
@@ -40,6 +40,31 @@ class Lease:
 
     owner: str
     seconds: int
+
+
+def still_current(engine: Engine, integration_id: int, generation: int, lease: Lease | None = None) -> None:
+    """Raise ``Fenced`` if a revoke, re-link or lease take-over has committed; an unlocked read, no write
+    (but for renewing the lease once half of it is spent).
+
+    Between two fenced writes a sync reads several provider pages; checking here after each page
+    keeps it from asking the provider for more once the integration has ended (the write that
+    follows is fenced all the same).
+    """
+    with engine.connect().execution_options(**{ADVISORY_READ: True}) as connection:
+        row = connection.execute(
+            select(
+                Integration.status, Integration.generation, Integration.lease_owner, Integration.lease_expires_at
+            ).where(Integration.id == integration_id)
+        ).one_or_none()
+    if row is None or row.status not in SYNCABLE or row.generation != generation:
+        raise Fenced(integration_id)
+    if lease is None:
+        return
+    if row.lease_owner != lease.owner:
+        raise Fenced(integration_id, "lease was taken over by another sync")
+    if row.lease_expires_at is None or row.lease_expires_at - utcnow() < timedelta(seconds=lease.seconds / 2):
+        with fenced(engine, integration_id, generation, lease):
+            pass  # renews the lease under the lock, as a write would, so a long run of reads keeps it
 
 
 @contextmanager

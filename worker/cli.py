@@ -391,6 +391,26 @@ def demo(
 
 
 @app.command()
+def bench(
+    provider: Annotated[
+        str | None, typer.Option(help="google, clever or microsoft; all three when left out.")
+    ] = None,
+    students: Annotated[
+        int | None,
+        typer.Option(min=1, max=500_000, help="Students per district (default 100,000; Google 10,000)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
+) -> None:
+    """Time full, no-change and 1% change syncs against a plain download of the same pages (BENCHMARKS.md)."""
+    from worker.bench import PROVIDERS, print_report, run_bench
+
+    if provider is not None and provider not in PROVIDERS:
+        fail(f"--provider must be one of {', '.join(PROVIDERS)}")
+    with user_errors():
+        print_report(run_bench([provider] if provider else list(PROVIDERS), students), as_json)
+
+
+@app.command()
 def emulate(
     provider: Annotated[str, typer.Option(help="Provider to emulate: google, clever or microsoft.")] = "google",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")] = 8443,

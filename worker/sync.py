@@ -28,10 +28,11 @@ from mappers.records import ROLES, Role, RosterBatch
 from store import breaker, integrations, roster
 from store.consent import purge_role
 from store.db import utcnow
-from store.fence import Fenced, Lease, fenced
+from store.fence import Fenced, Lease, fenced, still_current
 from store.vault import VaultError
 from worker import cursor as cursor_document
 from worker.budgets import budgeted
+from worker.coalesce import Coalescer, split
 from worker.consent import roles_to_sync
 from worker.progress import ProgressEvent, emit
 from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
@@ -267,17 +268,29 @@ def _full_sync(
     for page in connector.classes(masks):
         outcome.provider_calls += 1
         batch = _within(spec.map_page(page, context), roles)
-        with fenced(engine, state.id, generation, lease) as connection:
-            written, ids, keys = roster.apply_batch(connection, state.id, batch)
-        class_ids.update(ids)
-        seen_enrollments |= keys
-        outcome.rows_written += written
+        for part in split(batch):  # a page of thousands of classes is written a thousand rows at a time
+            with fenced(engine, state.id, generation, lease) as connection:
+                written, ids, keys = roster.apply_batch(connection, state.id, part)
+            class_ids.update(ids)
+            seen_enrollments |= keys
+            outcome.rows_written += written
         outcome.members_seen += len(batch.enrollments)
         outcome.records_skipped += batch.skipped
         classes_complete = classes_complete and batch.skipped == 0
     outcome.classes_seen = len(class_ids)
     emit(ProgressEvent(state.id, "classes", 0, len(class_ids)))
     done: set[str] = set()
+    pending = Coalescer()
+
+    def write_pending() -> None:
+        """One fenced write for the pages gathered so far (small pages cost one transaction together)."""
+        if pending.empty:
+            return
+        with fenced(engine, state.id, generation, lease) as connection:
+            written, _ids, keys = roster.apply_batch(connection, state.id, pending.take())
+        seen_enrollments.update(keys)
+        outcome.rows_written += written
+
     for page in connector.members(list(class_ids), masks):
         if page.parent_id is not None and page.parent_id in class_ids and page.parent_id not in done:
             done.add(page.parent_id)
@@ -290,14 +303,15 @@ def _full_sync(
             continue
         outcome.provider_calls += 1
         batch = _within(spec.map_page(page, context), roles)
-        with fenced(engine, state.id, generation, lease) as connection:
-            written, _ids, keys = roster.apply_batch(connection, state.id, batch)
-        seen_enrollments |= keys
         outcome.members_seen += len(batch.enrollments)
-        outcome.rows_written += written
         outcome.records_skipped += batch.skipped
         if batch.skipped and page.parent_id in class_ids:  # a member record broke: that roster is not whole
             outcome.incomplete_classes.add(class_ids[page.parent_id])
+        if pending.add(batch):
+            write_pending()
+        else:
+            still_current(engine, state.id, generation, lease)  # no further provider call once ended
+    write_pending()
     # Reached only when every page above was read without error: a failure anywhere raised, unswept.
     with fenced(engine, state.id, generation, lease) as connection:
         if "student" not in roles:

@@ -1,0 +1,99 @@
+"""``rostersync bench --json`` on a tiny district of every provider: the shape of its report, not its timings.
+
+Speed is the bench's to measure, never a test's; what is asserted is what the figures must mean:
+one JSON object on stdout keyed by provider, both databases measured, the baseline replaying
+exactly the requests the full sync made, the documented minimum of requests met, a no-change
+re-sync writing nothing and a 1% change writing something.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from emulators.google import GoogleEmulator
+from tests.conftest import link_teacher, settings_for
+from tests.test_cli import ROSTERSYNC
+from worker.runtime import Runtime, build_runtime
+from worker.sync import run_sync
+
+HEADLINE = {
+    "baseline_s",
+    "full_s",
+    "full_ratio",
+    "resync_s",
+    "resync_ratio",
+    "resync_rows_written",
+    "change_s",
+    "requests",
+    "requests_minimum",
+    "peak_rss_mb",
+}
+
+
+@pytest.mark.timeout(600)
+def test_bench_json_reports_every_provider_on_both_databases(pg_url: str) -> None:
+    done = subprocess.run(
+        [ROSTERSYNC, "bench", "--students", "60", "--json"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
+        | {"ROSTERSYNC_DATABASE_URL": pg_url},
+        capture_output=True,
+        text=True,
+        timeout=580,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # stdout holds the one object and nothing else
+    assert set(report) == {"google", "clever", "microsoft"}
+    assert "full sync" in done.stderr  # progress goes to stderr
+    for provider, figures in report.items():
+        assert set(figures) >= HEADLINE, provider
+        assert all(isinstance(figures[key], int | float) for key in HEADLINE), provider
+        assert set(figures["databases"]) == {"sqlite", "postgresql"}, provider
+        assert figures["students"] >= 60 and figures["classes"] >= 1
+        assert figures["baseline_s"] > 0 and figures["baseline_requests"] == figures["requests"], provider
+        assert figures["requests"] <= figures["requests_minimum"] * 1.05, provider
+        for database, row in figures["databases"].items():
+            where = (provider, database)
+            assert row["outcomes"] == ["ok"], where
+            assert row["full_rows_written"] > 0 and row["resync_rows_written"] == 0, where
+            assert row["change_rows_written"] > 0, where
+            assert row["full_ratio"] == pytest.approx(row["full_s"] / figures["baseline_s"], rel=0.05), where
+            assert row["peak_rss_mb"] >= max(row["phase_peak_rss_mb"].values()) > 0, where
+    for provider in ("clever", "microsoft"):  # a change feed: the no-change re-sync reads one empty round
+        assert report[provider]["resync_requests"] == report[provider]["resync_requests_minimum"]
+
+
+def test_a_no_change_resync_on_postgresql_locks_no_roster_row(pg_url: str, emulator: GoogleEmulator) -> None:
+    """What the store holds is read and left alone: no upsert reaches a row whose values are unchanged.
+
+    PostgreSQL's ``ON CONFLICT DO UPDATE .. WHERE`` locks a conflicting row even when the WHERE
+    is false, and the lock is a write (the row's ``xmax``); a no-change re-sync must leave every
+    roster row exactly as it was, ``xmin`` and ``xmax`` included (the first sync's foreign-key
+    checks leave share locks' xmax behind; the re-sync must not replace them).
+    """
+    rt = build_runtime(settings_for(emulator, pg_url))
+    try:
+        integration_id = link_teacher(rt, emulator, 0)
+        assert run_sync(rt, integration_id).rows_written > 0
+        before = _row_versions(rt)
+        again = run_sync(rt, integration_id)
+        assert again.outcome == "ok" and again.rows_written == 0 and again.members_seen > 0
+        after = _row_versions(rt)
+        assert after == before and len(after) > 0  # a lock would have set xmax to the re-sync's transaction
+    finally:
+        rt.engine.dispose()
+
+
+def _row_versions(rt: Runtime) -> list[tuple[str, int, str, str]]:
+    with rt.engine.connect() as connection:
+        return [
+            (table, row_id, xmin, xmax)
+            for table in ("classes", "people", "enrollments")
+            for row_id, xmin, xmax in connection.exec_driver_sql(
+                f"SELECT id, xmin::text, xmax::text FROM {table} ORDER BY id"  # noqa: S608 - fixed table names
+            )
+        ]
