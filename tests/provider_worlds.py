@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,9 @@ def _base(database_url: str) -> dict[str, Any]:
     }
 
 
-def _google(tmp_path: Path, database_url: str) -> Iterator[World]:
-    with GoogleEmulator(cert_dir=tmp_path, teachers=2, courses_per_teacher=2, students_per_course=6) as emu:
+def _google(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+    sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
+    with GoogleEmulator(cert_dir=tmp_path, **sizes) as emu:
         values = _base(database_url) | {
             "google_client_id": emu.client_id,
             "google_client_secret": emu.client_secret,
@@ -92,8 +94,8 @@ def _google(tmp_path: Path, database_url: str) -> Iterator[World]:
         yield World("google", emu, "/v1/courses", values, lambda rt: link_teacher(rt, emu, 0))
 
 
-def _clever(tmp_path: Path, database_url: str) -> Iterator[World]:
-    sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6}
+def _clever(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+    sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with CleverEmulator(cert_dir=tmp_path, districts=1, **sizes) as emu:
         values = _base(database_url) | {
             "clever_client_id": emu.client_id,
@@ -106,8 +108,8 @@ def _clever(tmp_path: Path, database_url: str) -> Iterator[World]:
         yield World("clever", emu, "/v3.0/sections", values, lambda rt: link_district(rt, emu, 0))
 
 
-def _microsoft(tmp_path: Path, database_url: str) -> Iterator[World]:
-    sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6}
+def _microsoft(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+    sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with MicrosoftEmulator(cert_dir=tmp_path, tenants=1, **sizes) as emu:
         values = _base(database_url) | {
             "microsoft_client_id": emu.client_id,
@@ -126,10 +128,10 @@ def _microsoft(tmp_path: Path, database_url: str) -> Iterator[World]:
 WORLDS = {"google": _google, "clever": _clever, "microsoft": _microsoft}
 
 
-@pytest.fixture(params=PROVIDERS, name="world")
-def world_fixture(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) -> Iterator[World]:
-    """One provider's emulator and settings on a PostgreSQL schema of this test's own."""
-    made = WORLDS[str(request.param)](tmp_path, pg_url)
+@contextmanager
+def opened(provider: str, tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+    """One provider's world (emulator options passed on), torn down with its runtimes."""
+    made = WORLDS[provider](tmp_path, database_url, **options)
     one = next(made)
     try:
         yield one
@@ -138,3 +140,10 @@ def world_fixture(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) -
         for rt in one.runtimes:
             rt.engine.dispose()
         made.close()
+
+
+@pytest.fixture(params=PROVIDERS, name="world")
+def world_fixture(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) -> Iterator[World]:
+    """One provider's emulator and settings on a PostgreSQL schema of this test's own."""
+    with opened(str(request.param), tmp_path, pg_url) as one:
+        yield one
