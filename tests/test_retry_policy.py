@@ -7,6 +7,7 @@ time: what is asserted is the decision (wait how long, or give up), the outcome,
 from __future__ import annotations
 
 import random
+import uuid
 
 import pytest
 from dramatiq.brokers.stub import StubBroker
@@ -192,3 +193,15 @@ def test_the_actor_does_not_retry_sooner_than_asked_past_the_total_cap(world: Wo
         brokers.shutdown()
     assert _outcomes(rt, integration_id)[before:] == ["rate_limited"]
     assert integrations.load(rt.engine, integration_id).status == "failed"
+
+
+@pytest.mark.parametrize("world", ["google"], indirect=True)  # the budget is provider-neutral worker code
+def test_our_own_spent_budget_is_retried_but_never_marks_the_integration_failed(world: World) -> None:
+    namespace = f"rs-retry-budget-{uuid.uuid4().hex[:10]}"
+    rt = world.runtime(max_retries=1, provider_budgets="google=2/60", broker_namespace=namespace)
+    integration_id = world.link(rt)
+    slept: list[float] = []
+    assert run_with_retries(rt, integration_id, sleep=slept.append) == "budget_spent"
+    assert len(slept) == 1 and slept[0] >= 60.0  # waited for the budget's window, once
+    assert _outcomes(rt, integration_id) == ["budget_spent", "budget_spent"]
+    assert integrations.load(rt.engine, integration_id).status == "active"  # the provider never refused it

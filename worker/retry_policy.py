@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from connectors.base import ConnectorError, RateLimited, TransientError
 from settings import Settings
 from store import integrations
+from worker.budgets import BudgetSpent
 from worker.runtime import Runtime
 
 log = logging.getLogger("rostersync.retry")
@@ -93,13 +94,22 @@ def give_up_reason(error: ConnectorError, attempts: int, waited: float) -> str:
 
 def give_up(
     runtime: Runtime, integration_id: int, generation: int, error: ConnectorError, attempts: int, waited: float
-) -> bool:
-    """Mark the integration ``failed`` (fenced on ``generation``); False when a revoke or re-link came first."""
+) -> str:
+    """End the retries: mark the integration ``failed`` (fenced on ``generation``); returns the outcome word.
+
+    ``fenced`` when a revoke or re-link came first. Our own request budget (``BudgetSpent``) marks
+    nothing: the provider never refused this integration, it is only due again at its next turn.
+    """
+    if isinstance(error, BudgetSpent):
+        log.info(
+            "integration %s: request budget still spent after %s attempt(s); due again later", integration_id, attempts
+        )
+        return error.kind
     reason = give_up_reason(error, attempts, waited)
-    failed = integrations.mark_failed(runtime.engine, integration_id, generation, actor="system:sync", reason=reason)
-    if failed:
-        log.warning("integration %s failed: %s", integration_id, reason)
-    return failed
+    if not integrations.mark_failed(runtime.engine, integration_id, generation, actor="system:sync", reason=reason):
+        return "fenced"
+    log.warning("integration %s failed: %s", integration_id, reason)
+    return error.kind
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,11 @@ class Wait:
     max_attempts: int
 
 
-WAIT_WORDS = {"rate_limited": "rate limited by the provider", "client_config": "client credentials refused"}
+WAIT_WORDS = {
+    "rate_limited": "rate limited by the provider",
+    "budget_spent": "rostersync's own request budget for the provider is spent (PROVIDER_BUDGETS)",
+    "client_config": "client credentials refused",
+}
 
 
 def wait_line(wait: Wait) -> str:
@@ -150,8 +164,7 @@ def run_with_retries(
         except RETRYABLE as error:
             wait = policy.wait_after(error, attempt, waited)
             if wait is None:
-                failed = give_up(runtime, integration_id, generation, error, attempt, waited)
-                return error.kind if failed else "fenced"
+                return give_up(runtime, integration_id, generation, error, attempt, waited)
             kind = error.kind
         if on_wait is not None:
             on_wait(Wait(integration_id, kind, wait, attempt + 1, policy.max_attempts))
