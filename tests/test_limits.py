@@ -116,3 +116,16 @@ def test_every_actor_has_a_time_limit_and_a_retry_cap(settings: Settings) -> Non
     [retries] = [m for m in broker.middleware if isinstance(m, Retries)]
     assert "max_retries" not in actors.sync_integration.options
     assert retries.max_retries == settings.max_retries == RetryPolicy.from_settings(settings).max_attempts - 1
+
+
+@pytest.mark.parametrize("world", ["google"], indirect=True)  # the actor is provider-neutral
+def test_a_sync_whose_retries_ran_out_outside_the_policy_ends_failed(world: World) -> None:
+    """What the Retries middleware hands ``on_retry_exhausted`` (a time limit, an unexpected error) ends ``failed``."""
+    rt = world.runtime()
+    integration_id = world.link(rt)
+    assert actors.sync_integration.options["on_retry_exhausted"] == "sync_retries_exhausted"
+    actors.sync_retries_exhausted({"args": [integration_id]}, {"retries": 5, "max_retries": 5})
+    [summary] = [s for s in integrations.summaries(rt.engine) if s.id == integration_id]
+    assert summary.status == "failed" and summary.status_reason == actors.EXHAUSTED_REASON
+    assert "SYNC_TIME_LIMIT_SECONDS" in summary.status_reason
+    actors.sync_retries_exhausted({"args": [integration_id + 1000]}, {})  # erased meanwhile: nothing to mark
