@@ -22,6 +22,7 @@ from worker import broker as brokers
 from worker.actors import sync_integration
 from worker.retry_policy import RetryPolicy, Wait, give_up_reason, run_with_retries, wait_line
 from worker.runtime import Runtime
+from worker.scheduler import run_due_here
 
 POLICY = RetryPolicy(max_attempts=6, max_wait=600.0, min_backoff=2.0, max_backoff=20.0)
 
@@ -205,3 +206,13 @@ def test_our_own_spent_budget_is_retried_but_never_marks_the_integration_failed(
     assert len(slept) == 1 and slept[0] >= 60.0  # waited for the budget's window, once
     assert _outcomes(rt, integration_id) == ["budget_spent", "budget_spent"]
     assert integrations.load(rt.engine, integration_id).status == "active"  # the provider never refused it
+
+
+def test_scheduler_once_runs_each_due_sync_under_the_same_policy(world: World) -> None:
+    rt = world.runtime()
+    integration_id = world.link(rt)  # a fresh link is due at once
+    world.emulator.fail_next(world.data_path, 429, count=2, retry_after=0)
+    report = run_due_here(rt)
+    assert report.syncs == [integration_id] and report.failed == []
+    assert _outcomes(rt, integration_id) == ["rate_limited", "rate_limited", "ok"]
+    assert integrations.load(rt.engine, integration_id).status == "active"

@@ -166,7 +166,9 @@ def run_with_retries(
             if wait is None:
                 return give_up(runtime, integration_id, generation, error, attempt, waited)
             kind = error.kind
+        shown = Wait(integration_id, kind, wait, attempt + 1, policy.max_attempts)
+        log.info("%s", wait_line(shown))
         if on_wait is not None:
-            on_wait(Wait(integration_id, kind, wait, attempt + 1, policy.max_attempts))
+            on_wait(shown)
         sleep(wait)
         waited += wait
