@@ -21,6 +21,7 @@ from settings import Settings
 from store import integrations
 from worker.budgets import BudgetSpent
 from worker.runtime import Runtime
+from worker.sync import run_sync
 
 log = logging.getLogger("rostersync.retry")
 
@@ -152,8 +153,6 @@ def run_with_retries(
     allowed attempt the integration is ``failed`` and the outcome is the kind of the last error
     (``rate_limited``, ``transient``, ...), the word the actor's last run records too.
     """
-    from worker.sync import run_sync
-
     policy = RetryPolicy.from_settings(runtime.settings)
     attempt, waited = 0, 0.0
     while True:
