@@ -108,6 +108,9 @@ def test_invalid_utf8_argument_is_one_line(sqlite_settings: Settings) -> None:
         ("ROSTERSYNC_LINK_STATE_TTL_SECONDS", "1" + "0" * 20),
         ("ROSTERSYNC_SYNC_INTERVAL_SECONDS", "1" + "0" * 20),
         ("ROSTERSYNC_DEFAULT_TENANT", "s" * 129),
+        ("ROSTERSYNC_RETRY_MAX_WAIT_SECONDS", "1" + "0" * 20),
+        ("ROSTERSYNC_HTTP_CONNECT_TIMEOUT_SECONDS", "0"),  # no timeout is no limit
+        ("ROSTERSYNC_MAX_PAGES", "0"),
     ],
 )
 def test_unbounded_settings_are_refused(sqlite_settings: Settings, variable: str, value: str) -> None:
