@@ -72,16 +72,21 @@ class Settings(BaseSettings):
 
     ca_bundle: Path | None = None
     # Every duration has an upper bound: an unbounded one overflows datetime arithmetic mid-sync.
-    http_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=600)  # read: the longest silence of a provider
+    http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)  # TCP and TLS set-up of one connection
+    max_pages: int = Field(default=10_000, ge=1, le=1_000_000)  # per listing; one more is a ProviderDataError
     sync_interval_seconds: int = Field(default=DAY, gt=0, le=31 * DAY)  # per integration, unless it has its own
     lease_seconds: int = Field(default=2400, gt=0, le=DAY)  # renewed by every write of a running sync
     # A link with a change feed (a Clever district) applies changes between full listings; a full
     # listing (with its sweep) still runs at least this often, to catch what a feed missed.
     # At most 29 days: Clever keeps events for 30, so a cursor is never trusted past its window.
     full_reconcile_seconds: int = Field(default=DAY, gt=0, le=29 * DAY)
+    # One retry policy (worker.retry_policy) for the actor and `sync --now`: at most MAX_RETRIES retries
+    # and RETRY_MAX_WAIT_SECONDS of waiting in all, then the integration is marked failed.
     max_retries: int = Field(default=5, ge=0, le=100)
     retry_min_backoff_ms: int = Field(default=2_000, ge=1, le=DAY * 1000)
     retry_max_backoff_ms: int = Field(default=600_000, ge=1, le=7 * DAY * 1000)
+    retry_max_wait_seconds: int = Field(default=3600, ge=0, le=DAY)
     default_tenant: str = Field(default="default-school", min_length=1, max_length=128)
     link_state_ttl_seconds: int = Field(default=900, gt=0, le=DAY)
 
@@ -178,6 +183,11 @@ class Settings(BaseSettings):
         """The admin API's bearer tokens; empty means the admin API refuses everyone."""
         raw = self.admin_tokens.get_secret_value() if self.admin_tokens is not None else ""
         return [token.strip() for token in raw.split(",") if token.strip()]
+
+    @property
+    def http_timeouts(self) -> tuple[float, float]:
+        """``(connect, read)`` seconds, what every requests call passes as ``timeout``."""
+        return (self.http_connect_timeout_seconds, self.http_timeout_seconds)
 
     @property
     def tls_verify(self) -> str | bool:

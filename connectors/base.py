@@ -72,6 +72,28 @@ class ProviderDataError(ConnectorError):
     kind = "provider_data"
 
 
+class PageBound:
+    """Counts the pages of one listing, so no pagination loop can run forever.
+
+    A provider that keeps handing out new cursors (a bug, a cycle longer than our loop checks, a
+    hostile proxy) would otherwise hold a worker and its lease for good. ``next_page()`` is called
+    before each page is fetched; the one past ``limit`` (``ROSTERSYNC_MAX_PAGES``) is refused as a
+    ``ProviderDataError`` naming the setting, and the listing is treated as not received in full.
+    """
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit = limit
+        self.what = what
+        self.count = 0
+
+    def next_page(self) -> None:
+        self.count += 1
+        if self.count > self.limit:
+            raise ProviderDataError(
+                f"{self.what}: more than {self.limit} pages (ROSTERSYNC_MAX_PAGES); listing stopped"
+            )
+
+
 class ChangesUnavailable(ConnectorError):
     """The change feed cannot continue from the stored cursor (expired, switched off): run a full sync instead.
 

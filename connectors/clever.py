@@ -30,6 +30,7 @@ from connectors.base import (
     ConnectorError,
     Masks,
     Page,
+    PageBound,
     ProviderDataError,
     RateLimited,
     RawRecord,
@@ -39,6 +40,7 @@ from connectors.base import (
     TokenSink,
     TransientError,
 )
+from connectors.http import http_session as timeout_session
 from settings import Settings
 
 for _chatty in ("requests_oauthlib", "oauthlib"):
@@ -94,11 +96,8 @@ class DistrictToken:
 
 # ------------------------------------------------------------------------------------- plumbing
 def http_session(settings: Settings) -> requests.Session:
-    """A requests session that trusts exactly ``CA_BUNDLE`` (or the system store), whatever the environment says."""
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = settings.tls_verify
-    return session
+    """Our CA only, and connect and read timeouts on every request, whoever sends it (connectors.http)."""
+    return timeout_session(settings)
 
 
 def _oauth_session(settings: Settings, state: str | None = None) -> OAuth2Session:
@@ -185,7 +184,7 @@ def exchange_code(settings: Settings, *, authorization_response: str, state: str
             authorization_response=authorization_response,
             client_secret=settings.clever_client_secret.get_secret_value(),
             include_client_id=False,
-            timeout=settings.http_timeout_seconds,
+            timeout=settings.http_timeouts,
         )
     except MismatchingStateError:
         raise LinkRefused("the sign-in callback does not belong to this link (state mismatch)") from None
@@ -215,9 +214,7 @@ def district_tokens(settings: Settings, district_id: str | None = None) -> list[
     auth = (settings.clever_client_id, settings.clever_client_secret.get_secret_value())
     with http_session(settings) as session:
         try:
-            response = session.get(
-                settings.clever_token_url, params=params, auth=auth, timeout=settings.http_timeout_seconds
-            )
+            response = session.get(settings.clever_token_url, params=params, auth=auth, timeout=settings.http_timeouts)
         except requests.RequestException as error:
             raise TransientError(f"Clever's token list unreachable ({type(error).__name__})") from None
     if response.status_code == 429:
@@ -353,7 +350,9 @@ class CleverConnector:
         uri: str | None = f"/{API_VERSION}/events"
         query: Any = params
         seen: set[str] = set()
+        bound = PageBound(self._settings.max_pages, "Clever's events listing")
         while uri is not None:
+            bound.next_page()
             records, following = self._list(uri, query, events_after=cursor)
             last = records[-1] if records else None
             last_id = last.get("id") if isinstance(last, Mapping) else None
@@ -368,7 +367,9 @@ class CleverConnector:
         uri: str | None = f"/{API_VERSION}{path}"
         query: Any = dict(params)
         seen: set[str] = set()
+        bound = PageBound(self._settings.max_pages, f"Clever's {kind} listing")
         while uri is not None:
+            bound.next_page()
             records, following = self._list(uri, query)
             yield Page(kind=kind, parent_id=parent, records=records)
             uri, query = self._next(following, seen), None
@@ -446,7 +447,7 @@ class CleverConnector:
                 self._settings.clever_api_base + path,
                 params=params,
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
-                timeout=self._settings.http_timeout_seconds,
+                timeout=self._settings.http_timeouts,
                 allow_redirects=False,
             )
         except requests.RequestException as error:

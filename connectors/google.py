@@ -35,6 +35,7 @@ from connectors.base import (
     ConnectorError,
     Masks,
     Page,
+    PageBound,
     ProviderDataError,
     RateLimited,
     RevokeVerdict,
@@ -43,6 +44,7 @@ from connectors.base import (
     TokenSink,
     TransientError,
 )
+from connectors.http import http_session as timeout_session
 from settings import GOOGLE_SCOPES, Settings
 
 COURSES_SCOPE, ROSTERS_SCOPE = GOOGLE_SCOPES
@@ -57,11 +59,8 @@ class LinkRefused(ConnectorError):
 
 
 def http_session(settings: Settings) -> requests.Session:
-    """A requests session that trusts exactly ``CA_BUNDLE`` (or the system store), whatever the environment says."""
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = settings.tls_verify
-    return session
+    """Our CA only, and connect and read timeouts on every request, whoever sends it (connectors.http)."""
+    return timeout_session(settings)
 
 
 def consent_url(settings: Settings, *, state: str, code_challenge: str, login_hint: str | None = None) -> str:
@@ -108,7 +107,7 @@ def exchange_code(settings: Settings, *, code: str, code_verifier: str) -> Token
     }
     with http_session(settings) as session:
         try:
-            response = session.post(settings.google_token_uri, data=form, timeout=settings.http_timeout_seconds)
+            response = session.post(settings.google_token_uri, data=form, timeout=settings.http_timeouts)
         except requests.RequestException as error:
             raise TransientError(f"token endpoint unreachable ({type(error).__name__})") from error
     if response.status_code >= 500:
@@ -125,9 +124,7 @@ def revoke_token(settings: Settings, token: str) -> RevokeVerdict:
     """Revoke at Google the grant ``token`` belongs to (a refresh or an access token: either ends the grant)."""
     with http_session(settings) as session:
         try:
-            response = session.post(
-                settings.google_revoke_uri, data={"token": token}, timeout=settings.http_timeout_seconds
-            )
+            response = session.post(settings.google_revoke_uri, data={"token": token}, timeout=settings.http_timeouts)
         except requests.RequestException as error:
             raise TransientError(f"revoke endpoint unreachable ({type(error).__name__})") from error
     if response.status_code == 200:
@@ -152,7 +149,7 @@ def account_id(settings: Settings, tokens: TokenSet) -> str:
                 url,
                 params={"fields": "id"},
                 headers={"Authorization": f"Bearer {tokens.access_token}"},
-                timeout=settings.http_timeout_seconds,
+                timeout=settings.http_timeouts,
             )
         except requests.RequestException as error:
             raise TransientError(f"Google unreachable ({type(error).__name__})") from error
@@ -238,11 +235,12 @@ class GoogleConnector:
         )
         self._session = http_session(settings)
         self._refresh_request = functools.partial(
-            google.auth.transport.requests.Request(self._session), timeout=settings.http_timeout_seconds
+            google.auth.transport.requests.Request(self._session), timeout=settings.http_timeouts
         )
         ca_certs = str(settings.ca_bundle) if settings.ca_bundle is not None else None
         authorized_http = google_auth_httplib2.AuthorizedHttp(
             self._credentials,
+            # httplib2 has one socket timeout, for the connect and for each read: the read timeout
             http=httplib2.Http(timeout=settings.http_timeout_seconds, ca_certs=ca_certs),
             refresh_status_codes=(),
         )
@@ -323,7 +321,9 @@ class GoogleConnector:
         """Follow ``nextPageToken`` as given; a token that is not a string, or comes back a second time
         (a listing that would never end), breaks the documented shape."""
         seen: set[str] = set()
+        bound = PageBound(self._settings.max_pages, f"Google's {list_key} listing")
         while request is not None:
+            bound.next_page()
             response = self._execute(request, scope)
             records = response.get(list_key, [])
             if not isinstance(records, list):

@@ -38,11 +38,13 @@ from connectors.base import (
     ChangesUnavailable,
     ConnectorError,
     Page,
+    PageBound,
     ProviderDataError,
     RateLimited,
     ScopeMissing,
     TransientError,
 )
+from connectors.http import http_session as timeout_session
 from settings import Settings
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
@@ -159,11 +161,8 @@ class Grant:
 
 # ------------------------------------------------------------------------------------- plumbing
 def http_session(settings: Settings) -> requests.Session:
-    """A requests session that trusts exactly ``CA_BUNDLE`` (or the system store), whatever the environment says."""
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = settings.tls_verify
-    return session
+    """Our CA only, and connect and read timeouts on every request, whoever sends it (connectors.http)."""
+    return timeout_session(settings)
 
 
 def _msal_app(
@@ -182,7 +181,7 @@ def _msal_app(
             token_cache=cache,
             http_client=session,
             instance_discovery=None if host in MICROSOFT_AUTHORITY_HOSTS else False,
-            timeout=settings.http_timeout_seconds,
+            # no ``timeout=``: MSAL drops it once given an http_client; the session itself carries the timeouts
         )
     except requests.RequestException as error:
         raise TransientError(f"Microsoft's identity platform unreachable ({type(error).__name__})") from None
@@ -358,7 +357,7 @@ def link_tenant(settings: Settings, tenant_id: str) -> Grant:
                 f"{settings.graph_endpoint}/education/classes",
                 params={"$select": "id", "$top": "1"},
                 headers={"Authorization": f"Bearer {result['access_token']}", "Accept": "application/json"},
-                timeout=settings.http_timeout_seconds,
+                timeout=settings.http_timeouts,
                 allow_redirects=False,
             )
         except requests.RequestException as error:
@@ -579,7 +578,9 @@ class MicrosoftConnector:
         seen: set[str] = set() if params else {url}  # a link that leads back to itself is a loop too
         current: str | None = url
         query = params
+        bound = PageBound(self._settings.max_pages, "a Graph listing")
         while current is not None:
+            bound.next_page()
             try:
                 body = self._get(current, query)
             except ProviderDataError as error:
@@ -737,7 +738,7 @@ class MicrosoftConnector:
                 target,
                 json=payload,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=self._settings.http_timeout_seconds,
+                timeout=self._settings.http_timeouts,
                 allow_redirects=False,
             )
         except requests.RequestException as error:

@@ -109,6 +109,9 @@ def test_invalid_utf8_argument_is_one_line(sqlite_settings: Settings) -> None:
         ("ROSTERSYNC_LINK_STATE_TTL_SECONDS", "1" + "0" * 20),
         ("ROSTERSYNC_SYNC_INTERVAL_SECONDS", "1" + "0" * 20),
         ("ROSTERSYNC_DEFAULT_TENANT", "s" * 129),
+        ("ROSTERSYNC_RETRY_MAX_WAIT_SECONDS", "1" + "0" * 20),
+        ("ROSTERSYNC_HTTP_CONNECT_TIMEOUT_SECONDS", "0"),  # no timeout is no limit
+        ("ROSTERSYNC_MAX_PAGES", "0"),
     ],
 )
 def test_unbounded_settings_are_refused(sqlite_settings: Settings, variable: str, value: str) -> None:
@@ -131,9 +134,15 @@ def test_a_failed_queued_sync_is_exit_1_with_one_line_and_no_traceback(
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        "error: integration 1: sync failed: the provider kept failing or could not be reached: retries exhausted"
+        "error: integration 1: sync failed: the provider kept failing or could not be reached: retries exhausted, "
+        "integration marked failed"
     ]
-
+    # Past the retry cap the integration is failed (issue 10, part 5), with a reason in our own words ...
+    status = run("status", env=env)
+    assert "integration 1 is failed: sync gave up after 2 attempt(s)" in status.stderr
+    one_line_error(run("sync", "1", env=env), "integration 1 is failed")
+    # ... and linking it again resumes syncing.
+    assert run("link", "complete", link_with_cli(emulator, env), env=env).returncode == 0
     ok = run("sync", "1", env=env)
     assert ok.returncode == 0, ok.stderr
     assert "integration 1: synced" in ok.stderr

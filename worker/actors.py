@@ -1,27 +1,39 @@
 """Dramatiq actors. They only orchestrate: messages carry integration ids, never a name or a token.
 
 ``dramatiq worker.actors`` imports this module, so it sets the broker up from the settings first.
-Retry policy: ``RateLimited`` is retried no sooner than the provider asked (``Retry(delay=)``);
-``TransientError`` falls through to the Retries middleware (exponential backoff with jitter);
-a lost grant never reaches here, ``run_sync`` has already ended the integration.
+Retries of a sync follow ``worker.retry_policy``, the policy ``sync --now`` runs under too: the actor
+asks it for the delay (``Retry(delay=)``: a rate limit no sooner than the provider asked, transient
+faults with exponential backoff and jitter) and, once a cap is reached, the integration is marked
+``failed`` and the message ends. A lost grant never reaches here, ``run_sync`` has already ended it.
+Every actor has a time limit and a retry cap of its own.
 """
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
-from connectors.base import RateLimited
 from settings import get_settings
+from store import integrations
 from store.scheduling import run_ended
 from worker.broker import QUEUE, ensure_broker
 from worker.pending_revokes import retry_one
 from worker.retention import purge_expired as purge_now
+from worker.retry_policy import RETRYABLE, RetryPolicy, give_up
 from worker.revoke import revoke_integration as revoke_now
 from worker.runtime import get_runtime
 from worker.sync import run_sync
+
+WAITED_OPTION = "rostersync_waited_s"
+"""Message option: seconds this sync has waited between its attempts so far (travels with the retried message)."""
+SHORT_TIME_LIMIT_MS = 5 * 60 * 1000
+"""Actors that make at most one provider call (with its timeouts) or a few writes."""
+EXHAUSTED_REASON = (
+    "sync gave up: it kept failing with an unexpected error or ran past ROSTERSYNC_SYNC_TIME_LIMIT_SECONDS "
+    "until its retries were exhausted; link the integration again to resume syncing"
+)
 
 ensure_broker(get_settings())
 
@@ -33,15 +45,28 @@ ensure_broker(get_settings())
     on_retry_exhausted="sync_retries_exhausted",
 )
 def sync_integration(integration_id: int) -> None:
-    """One sync; the scheduler's "queued" mark is cleared when no retry of it will follow."""
+    """One sync; the scheduler's "queued" mark is cleared when no retry of it will follow.
+
+    Its retry cap is the Retries middleware's ``MAX_RETRIES`` (worker.broker), the same number the
+    policy counts with, so the policy always decides first for provider faults; the middleware's cap
+    only catches what the policy never sees (time limit, unexpected errors).
+    """
     runtime, retrying = get_runtime(), False
+    generation = integrations.load(runtime.engine, integration_id).generation
     try:
         run_sync(runtime, integration_id)
-    except RateLimited as error:
+    except RETRYABLE as error:
+        message = CurrentMessage.get_current_message()
+        options: dict[str, Any] = message.options if message is not None else {}
+        attempt, waited = int(options.get("retries", 0)) + 1, float(options.get(WAITED_OPTION, 0.0))
+        wait = RetryPolicy.from_settings(runtime.settings).wait_after(error, attempt, waited)
+        if wait is None:
+            give_up(runtime, integration_id, generation, error, attempt, waited)
+            return
         retrying = True
-        delay_ms = int(error.retry_after * 1000) + random.randint(0, 1000)
-        raise dramatiq.Retry(str(error), delay=delay_ms) from None
-    except BaseException:  # transient, shutdown, time limit: the Retries middleware sends it again
+        options[WAITED_OPTION] = waited + wait
+        raise dramatiq.Retry(str(error), delay=int(wait * 1000)) from None
+    except BaseException:  # shutdown, time limit, the unexpected: the Retries middleware sends it again
         retrying = True
         raise
     finally:
@@ -49,25 +74,33 @@ def sync_integration(integration_id: int) -> None:
             run_ended(runtime.engine, integration_id, default_interval=runtime.settings.sync_interval_seconds)
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=3)
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, time_limit=SHORT_TIME_LIMIT_MS)
 def sync_retries_exhausted(message: dict[str, Any], _retry_info: dict[str, Any]) -> None:
-    """The last retry of a sync failed: release its mark so the scheduler takes it up one interval on."""
+    """The last retry of a sync failed outside the policy's view: mark it failed and release its mark."""
     runtime = get_runtime()
-    run_ended(runtime.engine, int(message["args"][0]), default_interval=runtime.settings.sync_interval_seconds)
+    integration_id = int(message["args"][0])
+    try:
+        state = integrations.load(runtime.engine, integration_id)
+    except integrations.UnknownIntegration:
+        return  # erased meanwhile: nothing left to mark
+    integrations.mark_failed(
+        runtime.engine, integration_id, state.generation, actor="system:sync", reason=EXHAUSTED_REASON
+    )
+    run_ended(runtime.engine, integration_id, default_interval=runtime.settings.sync_interval_seconds)
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=SHORT_TIME_LIMIT_MS)
 def retry_pending_revoke(pending_id: int) -> None:
     """One more attempt at a provider revoke that failed transiently (claimed by the scheduler)."""
     retry_one(get_runtime(), pending_id)
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=3)
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, time_limit=SHORT_TIME_LIMIT_MS)
 def revoke_integration(integration_id: int, requested_by: str) -> None:
     revoke_now(get_runtime(), integration_id, actor=requested_by, reason="requested")
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=3)
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, time_limit=get_settings().sync_time_limit_seconds * 1000)
 def purge_expired() -> None:
     """The retention job (P10), for the scheduler to enqueue daily; it takes no argument, so it carries nothing."""
     purge_now(get_runtime())

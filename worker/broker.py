@@ -15,7 +15,7 @@ import redis.exceptions
 from dramatiq.broker import Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import Retries, TimeLimit
+from dramatiq.middleware import CurrentMessage, Retries, TimeLimit
 
 from settings import Settings
 
@@ -40,6 +40,7 @@ def make_broker(settings: Settings) -> Broker:
             middleware.max_retries = settings.max_retries
         if isinstance(middleware, TimeLimit):
             middleware.time_limit = settings.sync_time_limit_seconds * 1000
+    broker.add_middleware(CurrentMessage())  # the sync actor reads its attempt count and waits (worker.retry_policy)
     if settings.broker_url and settings.worker_metrics_port:
         from dramatiq.middleware.prometheus import Prometheus  # only exports from `dramatiq` worker processes
 

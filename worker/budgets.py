@@ -23,6 +23,16 @@ _lock = threading.Lock()
 _limiters: dict[tuple[str, str, int, int], WindowRateLimiter] = {}
 
 
+class BudgetSpent(RateLimited):
+    """Our own fleet-wide budget for the provider is spent: rostersync's throttle, not the provider's verdict.
+
+    Retried like a rate limit, but when the retry policy's caps are reached the integration is not
+    marked ``failed`` (the provider never refused it): the sync is simply due again at its next turn.
+    """
+
+    kind = "budget_spent"
+
+
 def limiter(settings: Settings, provider: str) -> WindowRateLimiter | None:
     """The provider's shared limiter, or None when it has no budget configured."""
     budget = settings.budgets().get(provider)
@@ -46,7 +56,7 @@ def take_one(settings: Settings, provider: str) -> None:
         return
     with shared.acquire(raise_on_failure=False) as acquired:
         if not acquired:
-            raise RateLimited(float(shared.window))
+            raise BudgetSpent(float(shared.window))
 
 
 def _metered(pages: Iterator[Page], take: Callable[[], None]) -> Iterator[Page]:

@@ -314,14 +314,17 @@ def sync(
 
 
 def sync_here(rt: Runtime, ids: list[int]) -> list[Verdict]:
-    """``sync --now``: every integration in turn; one's failure is reported and the next still runs."""
-    from worker.sync import run_sync
+    """``sync --now``: every integration in turn, under the actor's retry policy (each wait shown on stderr).
+
+    One's failure is reported and the next still runs.
+    """
+    from worker.retry_policy import run_with_retries, wait_line
 
     verdicts = []
     with sync_progress():
         for one in ids:
             try:
-                outcome = run_sync(rt, one).outcome
+                outcome = run_with_retries(rt, one, on_wait=lambda wait: err.print(wait_line(wait), markup=False))
             except ConnectorError as error:
                 verdicts.append(Verdict(one, False, f"integration {one}: sync failed: {error}"))
                 continue

@@ -12,8 +12,11 @@ MEANING = {
     "degraded": "a required permission was withdrawn: integration degraded, roster purged",
     "failed": "the stored token cannot be decrypted with the configured keys: re-link the integration",
     "fenced": "the integration was revoked or re-linked during the sync: later writes discarded",
-    "transient": "the provider kept failing or could not be reached: retries exhausted",
-    "rate_limited": "the provider kept rate-limiting us: retries exhausted",
+    "transient": "the provider kept failing or could not be reached: retries exhausted, integration marked failed",
+    "rate_limited": "the provider kept rate-limiting us: retries exhausted, integration marked failed",
+    "budget_spent": "rostersync's own request budget for the provider (PROVIDER_BUDGETS) stayed spent: "
+    "retries exhausted, due again at its next turn",
+    "client_config": "the provider kept refusing our client credentials: retries exhausted, integration marked failed",
     "provider_data": "the provider's class list broke its documented schema: nothing was removed",
     "error": "unexpected error (run with -v for the log)",
     "skipped:busy": "another sync of it is running",

@@ -25,8 +25,8 @@ from store import pending_revokes, scheduling
 from worker import broker as brokers
 from worker.outcomes import verdict
 from worker.pending_revokes import retry_one
+from worker.retry_policy import run_with_retries
 from worker.runtime import Runtime
-from worker.sync import run_sync
 
 log = logging.getLogger("rostersync.scheduler")
 
@@ -81,8 +81,9 @@ def tick(runtime: Runtime) -> TickReport:
 def run_due_here(runtime: Runtime) -> TickReport:
     """Every due sync and revoke, run in this process one after the other (embedded default, ``--once``).
 
-    A sync that fails transiently stays due (it is tried again by the next run, e.g. the next cron
-    line), and is not retried within this run, so the run always ends.
+    Each sync runs under the one retry policy (worker.retry_policy), as on a worker: rate limits and
+    transient faults are waited out within this run, and past the policy's caps the integration is
+    ``failed``; the caps bound every sync, so the run always ends.
     """
     settings, report = runtime.settings, TickReport()
     done: set[int] = set()
@@ -109,10 +110,13 @@ def run_due_here(runtime: Runtime) -> TickReport:
 
 
 def run_claimed_here(runtime: Runtime, integration_id: int) -> bool:
-    """Run one claimed sync in this process; True when it completed. The claim is released either way."""
+    """Run one claimed sync in this process under the retry policy; True when it completed.
+
+    The claim is released either way; a failure the policy does not retry leaves it due for the next run.
+    """
     keep_due = False
     try:
-        outcome = run_sync(runtime, integration_id).outcome
+        outcome = run_with_retries(runtime, integration_id)
     except ConnectorError as error:
         log.warning("integration %s: sync failed, due again at the next run: %s", integration_id, error)
         keep_due, outcome = True, error.kind
