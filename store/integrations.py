@@ -291,6 +291,30 @@ def mark_failed(engine: Engine, integration_id: int, generation: int, *, actor: 
     return changed == 1
 
 
+def resume_failed(engine: Engine, integration_id: int, *, actor: str) -> bool:
+    """Make a ``failed`` integration ``active`` again and due now, keeping its tokens and roster.
+
+    Why: ``failed`` also ends a sync whose retries ran out (a provider outage longer than the retry
+    caps); once the provider is back, an admin resumes it here instead of asking the teacher to consent
+    again. Only a failed integration that still holds tokens resumes; one whose token no key opens fails
+    again on its next sync (after ``keys rotate`` with the right key it syncs). Audited ``resumed``.
+    """
+    now = utcnow()
+    with engine.begin() as connection:
+        changed = connection.execute(
+            update(Integration)
+            .where(
+                Integration.id == integration_id,
+                Integration.status == "failed",
+                Integration.token_blob.is_not(None),
+            )
+            .values(status="active", status_changed_at=now, due_at=now, lease_owner=None, lease_expires_at=None)
+        ).rowcount
+        if changed == 1:
+            record_audit(connection, integration_id, actor, "resumed", "resumed by an admin")
+    return changed == 1
+
+
 def status_reason(connection: Connection, integration_id: int, status: str) -> str:
     """The reason recorded with the latest change to ``status`` (safe text written by our own code)."""
     if status == "active":

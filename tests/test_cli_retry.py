@@ -39,9 +39,10 @@ def test_sync_now_waits_out_429s_shows_each_wait_and_finishes(world: World) -> N
 
 
 def test_a_storm_past_the_cap_ends_failed_with_a_safe_reason_shown_by_status(world: World) -> None:
+    """...and once the provider answers again, `resume` brings it back without a new consent."""
     rt = world.runtime(max_retries=1)
     integration_id = world.link(rt)
-    world.emulator.fail_next(world.data_path, 429, count=50, retry_after=1)
+    world.emulator.fail_next(world.data_path, 429, count=2, retry_after=1)  # both attempts the cap allows
     result = cli("sync", str(integration_id), "--now", rt=rt)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -53,9 +54,20 @@ def test_a_storm_past_the_cap_ends_failed_with_a_safe_reason_shown_by_status(wor
     ]
     reason = (
         "sync gave up after 2 attempt(s) and 1s of waiting: the provider kept rate-limiting it; "
-        "link the integration again to resume syncing"
+        "resume it with rostersync resume ID (or the admin API) once the cause is fixed"
     )
     status = cli("status", rt=rt)
     assert f"integration {integration_id} is failed: {reason}" in status.stderr
     [row] = [r for r in json.loads(cli("status", "--json", rt=rt).stdout)["integrations"] if r["id"] == integration_id]
     assert row["status"] == "failed" and row["status_reason"] == reason
+    resumed = cli("resume", str(integration_id), rt=rt)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"integration {integration_id}: resumed" in resumed.stderr
+    again = cli("resume", str(integration_id), rt=rt)
+    assert again.returncode == 2
+    assert again.stderr.strip().startswith(f"error: integration {integration_id} is active, not failed")
+    synced = cli("sync", str(integration_id), "--now", rt=rt)
+    assert synced.returncode == 0, synced.stderr
+    [row] = [r for r in json.loads(cli("status", "--json", rt=rt).stdout)["integrations"] if r["id"] == integration_id]
+    assert row["status"] == "active" and row["classes"] > 0
+    assert cli("resume", "999999", rt=rt).returncode == 2

@@ -65,7 +65,7 @@ def test_the_admin_reason_is_our_words_only() -> None:
     reason = give_up_reason(RateLimited(3), 6, 61.7)
     assert reason == (
         "sync gave up after 6 attempt(s) and 62s of waiting: the provider kept rate-limiting it; "
-        "link the integration again to resume syncing"
+        "resume it with rostersync resume ID (or the admin API) once the cause is fixed"
     )
     leaky = TransientError("Google answered 502 for Ada Lovelace <ada@example.org>")
     assert "Ada" not in give_up_reason(leaky, 2, 0) and "502" not in give_up_reason(leaky, 2, 0)
@@ -119,7 +119,7 @@ def test_a_storm_past_the_attempt_cap_marks_the_integration_failed(world: World,
     }[kind]
     assert summary.status_reason == (
         f"sync gave up after 3 attempt(s) and {round(sum(slept))}s of waiting: {why}; "
-        "link the integration again to resume syncing"
+        "resume it with rostersync resume ID (or the admin API) once the cause is fixed"
     )
     assert row_count(rt.engine, integration_id) == rows  # failed is not revoked: the school's roster is kept
 
@@ -176,7 +176,8 @@ def test_the_actor_gives_up_where_sync_now_does(world: World) -> None:
     assert summary.status == "failed"
     assert summary.status_reason.startswith("sync gave up after 2 attempt(s) and 0s of waiting: ")
     assert summary.status_reason.endswith(
-        "the provider kept failing or could not be reached; link the integration again to resume syncing"
+        "the provider kept failing or could not be reached; "
+        "resume it with rostersync resume ID (or the admin API) once the cause is fixed"
     )
 
 

@@ -133,6 +133,19 @@ def trigger_sync(integration_id: IntegrationId, ctx: Ctx) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
+@router.post(
+    "/integrations/{integration_id}/resume",
+    response_model=IntegrationOut,
+    responses={404: {}, 409: {}},
+    summary="Make a failed integration active again, its tokens and roster kept; its next sync is due now",
+)
+def resume(integration_id: IntegrationId, ctx: Ctx) -> IntegrationOut:
+    if not integrations.resume_failed(ctx.runtime.engine, integration_id, actor="admin:api"):
+        current = _one(ctx, integration_id)  # 404 when there is no such integration
+        raise HTTPException(409, f"integration {integration_id} is {current.status}, not failed with its tokens")
+    return _one(ctx, integration_id)
+
+
 @router.put("/integrations/{integration_id}/interval", response_model=IntegrationOut, responses={404: {}})
 def set_interval(integration_id: IntegrationId, body: IntervalRequest, ctx: Ctx) -> IntegrationOut:
     """This integration's own sync interval (from its next sync on); null returns it to the default."""

@@ -32,7 +32,7 @@ SHORT_TIME_LIMIT_MS = 5 * 60 * 1000
 """Actors that make at most one provider call (with its timeouts) or a few writes."""
 EXHAUSTED_REASON = (
     "sync gave up: it kept failing with an unexpected error or ran past ROSTERSYNC_SYNC_TIME_LIMIT_SECONDS "
-    "until its retries were exhausted; link the integration again to resume syncing"
+    "until its retries were exhausted; resume it with rostersync resume ID (or the admin API) once the cause is fixed"
 )
 
 ensure_broker(get_settings())

@@ -133,7 +133,7 @@ def status_payload(rt: Runtime) -> dict[str, list[dict[str, object]]]:
                 "students": summary.counts.students,
             }
             for summary in integrations.summaries(rt.engine)
-        ]
+        ],
     }
 
 
@@ -208,8 +208,10 @@ def link_complete(
         try:
             queued = sync_after_link(rt, integration_id)  # False: the scheduler has queued it already
         except brokers.BrokerUnavailable as error:
-            fail(f"linked integration {integration_id}, but its first sync could not be queued: {error}; "
-                 f"run `rostersync sync {integration_id}` once the broker is back")
+            fail(
+                f"linked integration {integration_id}, but its first sync could not be queued: {error}; "
+                f"run `rostersync sync {integration_id}` once the broker is back"
+            )
         err.print(f"linked: integration {integration_id}; first sync {'enqueued' if queued else 'already queued'}")
         verdicts = wait_in_memory(rt, broker, [integration_id]) if queued else []
     out.print(f"integration {integration_id}")
@@ -355,6 +357,21 @@ def revoke(
     err.print(f"integration {integration_id}: revoked, tokens deleted, roster purged; {at_provider}")
 
 
+@app.command()
+def resume(integration_id: IntegrationId) -> None:
+    """Make a failed integration active again (e.g. after a provider outage outlasted the retry caps)."""
+    with user_errors():
+        rt = runtime()
+        resumed = integrations.resume_failed(rt.engine, integration_id, actor="admin:cli")
+        current = None if resumed else integrations.load(rt.engine, integration_id)
+    if current is not None:
+        fail(
+            f"integration {integration_id} is {current.status}, not failed; only a failed integration that still "
+            "holds its tokens resumes (a revoked or degraded one is re-linked)"
+        )
+    err.print(f"integration {integration_id}: resumed; its next sync is due now")
+
+
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Re-seal every stored secret under the first of ROSTERSYNC_TOKEN_KEYS, so the others can be retired."""
@@ -395,9 +412,7 @@ def demo(
 
 @app.command()
 def bench(
-    provider: Annotated[
-        str | None, typer.Option(help="google, clever or microsoft; all three when left out.")
-    ] = None,
+    provider: Annotated[str | None, typer.Option(help="google, clever or microsoft; all three when left out.")] = None,
     students: Annotated[
         int | None,
         typer.Option(min=1, max=500_000, help="Students per district (default 100,000; Google 10,000)."),

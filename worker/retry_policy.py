@@ -89,7 +89,7 @@ def give_up_reason(error: ConnectorError, attempts: int, waited: float) -> str:
     why = GIVE_UP_WHY.get(error.kind, DEFAULT_WHY)
     return (
         f"sync gave up after {attempts} attempt(s) and {round(waited)}s of waiting: {why}; "
-        "link the integration again to resume syncing"
+        "resume it with rostersync resume ID (or the admin API) once the cause is fixed"
     )
 
 

@@ -127,6 +127,28 @@ def test_manual_sync_is_queued_coalesced_and_cooled_down(
     assert interval.json()["sync_interval_seconds"] == 600
 
 
+def test_a_failed_integration_resumes_with_its_tokens_and_roster(
+    client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    integration_id = link_teacher(web_runtime, emulator, 0)
+    run_sync(web_runtime, integration_id)
+    stored = row_count(web_runtime.engine, integration_id)
+    state = integrations.load(web_runtime.engine, integration_id)
+    assert client.post(f"/admin/integrations/{integration_id}/resume", headers=AUTH).status_code == 409  # active
+    assert integrations.mark_failed(
+        web_runtime.engine, integration_id, state.generation, actor="system:sync", reason="retries ran out"
+    )
+    resumed = client.post(f"/admin/integrations/{integration_id}/resume", headers=AUTH)
+    assert resumed.status_code == 200 and resumed.json()["status"] == "active"
+    assert row_count(web_runtime.engine, integration_id) == stored  # nothing purged, no consent needed again
+    assert integrations.load(web_runtime.engine, integration_id).token_blob is not None
+    assert run_sync(web_runtime, integration_id).outcome == "ok"
+    assert "resumed" in {event["action"] for event in client.get("/admin/audit", headers=AUTH).json()}
+    client.post(f"/admin/integrations/{integration_id}/revoke", headers=AUTH, json={})
+    assert client.post(f"/admin/integrations/{integration_id}/resume", headers=AUTH).status_code == 409  # revoked
+    assert client.post("/admin/integrations/987654/resume", headers=AUTH).status_code == 404
+
+
 def test_revoke_during_a_running_sync_keeps_later_writes_out(
     client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator
 ) -> None:
