@@ -9,14 +9,21 @@ lost" against the emulator itself.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from emulators.clever import CleverEmulator
@@ -29,6 +36,7 @@ from store.vault import new_key
 from tests.clever_fixtures import link_district
 from tests.conftest import link_teacher
 from tests.helpers import classes, enrollments
+from tests.test_cli import ROSTERSYNC
 from tests.test_sync_microsoft import link_teacher as link_microsoft_teacher
 from worker.runtime import Runtime
 
@@ -50,30 +58,34 @@ class Case:
     expected: Callable[[], tuple[set[str], int]]  # class ids and the number of student enrolments a full roster has
 
     def settings_values(self) -> dict[str, Any]:
-        emulator: Any = self.emulator
-        if self.name == "google":
-            return {
-                "google_client_id": emulator.client_id,
-                "google_client_secret": emulator.client_secret,
-                "google_auth_uri": emulator.auth_uri,
-                "google_token_uri": emulator.token_uri,
-                "google_revoke_uri": emulator.revoke_uri,
-                "google_api_endpoint": emulator.api_endpoint,
-            }
-        if self.name == "clever":
-            return {
-                "clever_client_id": emulator.client_id,
-                "clever_client_secret": emulator.client_secret,
-                "clever_authorize_url": emulator.authorize_url,
-                "clever_token_url": emulator.token_url,
-                "clever_api_base": emulator.api_base,
-            }
+        return provider_values(self.name, self.emulator)
+
+
+def provider_values(name: str, emulator: Any) -> dict[str, Any]:
+    """The settings that point rostersync at one provider's emulator."""
+    if name == "google":
         return {
-            "microsoft_client_id": emulator.client_id,
-            "microsoft_client_secret": emulator.client_secret,
-            "microsoft_authority_host": emulator.authority_host,
-            "graph_endpoint": emulator.graph_endpoint,
+            "google_client_id": emulator.client_id,
+            "google_client_secret": emulator.client_secret,
+            "google_auth_uri": emulator.auth_uri,
+            "google_token_uri": emulator.token_uri,
+            "google_revoke_uri": emulator.revoke_uri,
+            "google_api_endpoint": emulator.api_endpoint,
         }
+    if name == "clever":
+        return {
+            "clever_client_id": emulator.client_id,
+            "clever_client_secret": emulator.client_secret,
+            "clever_authorize_url": emulator.authorize_url,
+            "clever_token_url": emulator.token_url,
+            "clever_api_base": emulator.api_base,
+        }
+    return {
+        "microsoft_client_id": emulator.client_id,
+        "microsoft_client_secret": emulator.client_secret,
+        "microsoft_authority_host": emulator.authority_host,
+        "graph_endpoint": emulator.graph_endpoint,
+    }
 
 
 def google_case(tmp_path: Path) -> tuple[Case, GoogleEmulator]:
@@ -223,3 +235,109 @@ def run_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
 
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         return list(pool.map(go, calls))
+
+
+# --------------------------------------------------------------------- all three, with real workers
+class World:
+    """All three providers' worlds at once (serving from construction on), one set of settings for them,
+    and the environment a worker process needs; leave it (``with`` or ``__exit__``) to stop the emulators."""
+
+    def __init__(self, tmp_path: Path, database_url: str, **overrides: Any) -> None:
+        self.cases = [MAKERS[name](tmp_path)[0] for name in PROVIDERS]
+        for case in self.cases:
+            case.emulator.start()  # the settings need their ports
+        self.tmp_path = tmp_path
+        bundle = tmp_path / "ca-bundle.pem"
+        bundle.write_bytes(b"".join(case.emulator.ca_path.read_bytes() for case in self.cases))
+        values: dict[str, Any] = {}
+        for case in self.cases:
+            values |= case.settings_values()
+        self.settings = base_settings(database_url, bundle, **(values | overrides))
+
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for case in self.cases:
+            case.emulator.stop()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a worker process: every setting the test's runtime has, as ROSTERSYNC_*."""
+        settings = self.settings
+        assert settings.pseudonym_key is not None and settings.token_keys is not None and settings.broker_url
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
+        for name, value in settings.model_dump().items():
+            if value is None or value == "":
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"ROSTERSYNC_{name.upper()}"] = str(value)
+        env["ROSTERSYNC_WORKER_METRICS_PORT"] = "0"  # no shared metrics port between tests
+        return env | extra
+
+
+class WorkerProcess:
+    """`rostersync worker` in a session of its own, so that SIGKILL reaches its children too (and nothing else)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [ROSTERSYNC, "worker", "--processes", "1", "--threads", "3"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, the whole process group: no shutdown hook, no lease release, no ack."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self._log.close()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:  # the main process only: it hands SIGTERM on (a second one means kill)
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self._log.close()
+        return code
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_until(
+    predicate: Callable[[], bool], what: str, timeout: float = 90, worker: WorkerProcess | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if worker is not None and not worker.alive():
+            raise AssertionError(f"the worker died while waiting for {what}:\n{worker.text()[-3000:]}")
+        time.sleep(0.1)
+    tail = worker.text()[-3000:] if worker is not None else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def finished_runs(runtime: Runtime, integration_id: int) -> list[Any]:
+    with runtime.engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(SyncRun.outcome, SyncRun.rows_written, SyncRun.finished_at)
+                .where(SyncRun.integration_id == integration_id, SyncRun.finished_at.is_not(None))
+                .order_by(SyncRun.id)
+            )
+        )
+
+
+def clear_namespace(url: str, namespace: str) -> None:
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(f"{namespace}*"):
+        client.delete(key)
+    client.close()
