@@ -279,11 +279,11 @@ class World:
 class WorkerProcess:
     """`rostersync worker` in a session of its own, so that SIGKILL reaches its children too (and nothing else)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [ROSTERSYNC, "worker", "--processes", "1", "--threads", "3"],
+            [ROSTERSYNC, "worker", "--processes", "1", "--threads", "3", *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
