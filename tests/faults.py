@@ -88,7 +88,7 @@ def provider_values(name: str, emulator: Any) -> dict[str, Any]:
     }
 
 
-def google_case(tmp_path: Path) -> tuple[Case, GoogleEmulator]:
+def google_case(tmp_path: Path) -> Case:
     emu = GoogleEmulator(cert_dir=tmp_path, teachers=1, courses_per_teacher=2, students_per_course=6)
     teacher = emu.teacher_ids[0]
 
@@ -96,7 +96,7 @@ def google_case(tmp_path: Path) -> tuple[Case, GoogleEmulator]:
         courses = emu.course_ids_of(teacher, states=("ACTIVE",))
         return set(courses), sum(len(emu.student_ids_of(c)) for c in courses)
 
-    case = Case(
+    return Case(
         name="google",
         emulator=emu,
         link=lambda runtime: link_teacher(runtime, emu, 0),
@@ -107,10 +107,9 @@ def google_case(tmp_path: Path) -> tuple[Case, GoogleEmulator]:
         expire_access=lambda: emu.expire_access_tokens(teacher),
         expected=expected,
     )
-    return case, emu
 
 
-def clever_case(tmp_path: Path) -> tuple[Case, CleverEmulator]:
+def clever_case(tmp_path: Path) -> Case:
     emu = CleverEmulator(cert_dir=tmp_path, districts=1, teachers=1, courses_per_teacher=2, students_per_course=6)
     district = emu.district_ids[0]
 
@@ -121,7 +120,7 @@ def clever_case(tmp_path: Path) -> tuple[Case, CleverEmulator]:
     def rotate() -> None:
         emu.rotate_district_token(district)
 
-    case = Case(
+    return Case(
         name="clever",
         emulator=emu,
         link=lambda runtime: link_district(runtime, emu, 0),
@@ -132,10 +131,9 @@ def clever_case(tmp_path: Path) -> tuple[Case, CleverEmulator]:
         expire_access=rotate,
         expected=expected,
     )
-    return case, emu
 
 
-def microsoft_case(tmp_path: Path) -> tuple[Case, MicrosoftEmulator]:
+def microsoft_case(tmp_path: Path) -> Case:
     emu = MicrosoftEmulator(cert_dir=tmp_path, tenants=1, teachers=1, courses_per_teacher=2, students_per_course=6)
     tenant = emu.tenant_ids[0]
     teacher = emu.teacher_ids(tenant)[0]
@@ -145,7 +143,7 @@ def microsoft_case(tmp_path: Path) -> tuple[Case, MicrosoftEmulator]:
         students = set(emu.student_ids(tenant))
         return set(ids), sum(len(set(emu.members_of(c)) & students) for c in ids)
 
-    case = Case(
+    return Case(
         name="microsoft",
         emulator=emu,
         link=lambda runtime: link_microsoft_teacher(runtime, emu, teacher),
@@ -156,7 +154,6 @@ def microsoft_case(tmp_path: Path) -> tuple[Case, MicrosoftEmulator]:
         expire_access=emu.expire_access_tokens,
         expected=expected,
     )
-    return case, emu
 
 
 MAKERS = {"google": google_case, "clever": clever_case, "microsoft": microsoft_case}
@@ -180,8 +177,8 @@ def base_settings(database_url: str, ca_bundle: Path, **overrides: Any) -> Setti
 
 def started(name: str, tmp_path: Path) -> Iterator[Case]:
     """The body of a test module's ``case`` fixture: the provider's world, its emulator serving."""
-    made, emulator = MAKERS[name](tmp_path)
-    with emulator:
+    made = MAKERS[name](tmp_path)
+    with made.emulator:
         yield made
 
 
@@ -201,22 +198,18 @@ def outcomes(runtime: Runtime, integration_id: int) -> list[str]:
         )
 
 
-def once_on(emulator: EmulatorCore, path: str, action: Callable[[], Any], *, nth: int = 1) -> list[int]:
-    """Run ``action`` (in the serving thread, before the answer) on the ``nth`` request whose path has ``path``.
+def once_on(emulator: EmulatorCore, path: str, action: Callable[[], Any]) -> list[int]:
+    """Run ``action`` (in the serving thread, before the answer) on the first request whose path has ``path``.
 
     Returns a list that gets the request log's length when it fires (the firing request is logged at
     that index or, for a Graph ``$batch``, after its sub-requests), so a test can tell that it fired and when.
     """
     fired: list[int] = []
-    seen = [0]
     lock = threading.Lock()
 
     def hook(record: RequestRecord) -> None:
         with lock:
             if fired or path not in record.path:
-                return
-            seen[0] += 1
-            if seen[0] < nth:
                 return
             fired.append(len(emulator.requests))
         action()
@@ -243,7 +236,7 @@ class World:
     and the environment a worker process needs; leave it (``with`` or ``__exit__``) to stop the emulators."""
 
     def __init__(self, tmp_path: Path, database_url: str, **overrides: Any) -> None:
-        self.cases = [MAKERS[name](tmp_path)[0] for name in PROVIDERS]
+        self.cases = [MAKERS[name](tmp_path) for name in PROVIDERS]
         for case in self.cases:
             case.emulator.start()  # the settings need their ports
         self.tmp_path = tmp_path

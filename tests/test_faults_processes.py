@@ -92,15 +92,6 @@ def assert_complete(world: World, runtime: Runtime, ids: list[int]) -> None:
         assert len(enrollments(runtime.engine, one, current=False)) == len(enrollments(runtime.engine, one)), case.name
 
 
-def leases_held(runtime: Runtime, ids: list[int]) -> int:
-    with runtime.engine.connect() as connection:
-        return len(
-            connection.execute(
-                select(Integration.id).where(Integration.id.in_(ids), Integration.lease_owner.is_not(None))
-            ).all()
-        )
-
-
 @pytest.mark.timeout(240)
 def test_sigkill_of_the_worker_mid_page_then_the_next_run_completes(
     shared: tuple[World, Runtime], tmp_path: Path
@@ -229,13 +220,12 @@ def test_redis_restarted_mid_run_the_worker_carries_on(
         ids = link_all(world, runtime)
         worker = WorkerProcess(world.env(), tmp_path / "worker.log")
         try:
+            arrived = [once_on(case.emulator, case.later_path, lambda: None) for case in world.cases]
             for case in world.cases:
-                case.emulator.latency = 0.5
+                case.emulator.stall_next(case.later_path, seconds=3)  # every sync is mid-run when Redis goes
             send_all(ids)
-            wait_until(lambda: leases_held(runtime, ids) == 3, "three running syncs", worker=worker)
+            wait_until(lambda: all(arrived), "three running syncs", worker=worker)
             redis.Redis.from_url(url).shutdown(nosave=True)  # the private server only; it exits here
-            for case in world.cases:
-                case.emulator.latency = 0
             wait_until(lambda: finished(runtime, ids, 1), "the running syncs to finish without Redis", worker=worker)
             assert [finished_runs(runtime, one)[-1].outcome for one in ids] == ["ok"] * 3
             restarted = start_redis(redis_command(port), tmp_path)
