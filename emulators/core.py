@@ -189,7 +189,9 @@ class _Server(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
-    def finish_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
+    def finish_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
         if not isinstance(request, socket.socket):
             return
         request.settimeout(_HANDSHAKE_TIMEOUT)
@@ -334,7 +336,9 @@ class EmulatorCore:
         return self._ca_path
 
     # ------------------------------------------------------------------------------- controls
-    def fail_next(self, path_contains: str, status: int, count: int = 1, retry_after: int | None = None) -> None:
+    def fail_next(
+        self, path_contains: str, status: int, count: int = 1, retry_after: int | None = None
+    ) -> None:
         """The next ``count`` requests whose path contains ``path_contains`` fail with ``status``."""
         if not 400 <= status <= 599:
             raise ValueError("fail_next needs an HTTP error status (400-599)")
@@ -415,7 +419,9 @@ class EmulatorCore:
         with self._lock:
             if response is None:
                 response = self._injected_failure(request) or self._dispatch(request)
-            user_id = response.user_id if response.user_id is not None else self._identify(request, before=False)
+            user_id = (
+                response.user_id if response.user_id is not None else self._identify(request, before=False)
+            )
             self._log.append(
                 RequestRecord(request.method, request.path, copy_query(request.query), user_id, response.status)
             )
@@ -450,7 +456,9 @@ class EmulatorCore:
             socket.socket.close(handler.connection)
 
     def _injected_failure(self, request: Request) -> Response | None:
-        failure = next((f for f in self._failures if f.remaining > 0 and f.path_contains in request.path), None)
+        failure = next(
+            (f for f in self._failures if f.remaining > 0 and f.path_contains in request.path), None
+        )
         if failure is None:
             return None
         failure.remaining -= 1
