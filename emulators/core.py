@@ -18,6 +18,7 @@ import secrets
 import shutil
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 import time
@@ -33,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 import trustme
 
 __all__ = [
+    "Disruption",
     "EmulatorCore",
     "Failure",
     "Json",
@@ -83,6 +85,21 @@ class Tamper:
     path_contains: str
     rewrite: Rewrite
     remaining: int
+
+
+@dataclass
+class Disruption:
+    """A network fault for the next ``remaining`` requests whose path contains ``path_contains``.
+
+    ``reset``: the connection is torn down with a TCP reset before any answer (a load balancer
+    dropping it); ``stall``: the answer is held back ``seconds`` (a client with a shorter read
+    timeout gives up first), then sent as usual.
+    """
+
+    path_contains: str
+    kind: str
+    remaining: int
+    seconds: float = 0.0
 
 
 @dataclass
@@ -246,6 +263,7 @@ class EmulatorCore:
         self._log: list[RequestRecord] = []
         self._failures: list[Failure] = []
         self._tampers: list[Tamper] = []
+        self._disruptions: list[Disruption] = []
 
         self._ca = trustme.CA()
         leaf = self._ca.issue_cert("127.0.0.1", "localhost")
@@ -355,6 +373,18 @@ class EmulatorCore:
         with self._lock:
             self._tampers.append(Tamper(path_contains, rewrite, count))
 
+    def reset_next(self, path_contains: str, count: int = 1) -> None:
+        """The next ``count`` requests whose path contains ``path_contains`` get a TCP reset, no answer."""
+        with self._lock:
+            self._disruptions.append(Disruption(path_contains, "reset", count))
+
+    def stall_next(self, path_contains: str, seconds: float, count: int = 1) -> None:
+        """The next ``count`` requests whose path contains ``path_contains`` are answered ``seconds`` late."""
+        if seconds <= 0:
+            raise ValueError("stall_next needs a positive number of seconds")
+        with self._lock:
+            self._disruptions.append(Disruption(path_contains, "stall", count, seconds))
+
     def add_hook(self, hook: Callable[[RequestRecord], None]) -> None:
         """Run ``hook`` before each request is answered (user_id judged from the request, status 0)."""
         with self._lock:
@@ -408,6 +438,13 @@ class EmulatorCore:
                 response = self._error_response(500, f"emulator hook failed: {exc!r}")
                 break
         with self._lock:
+            disruption = self._take_disruption(request) if response is None else None
+        if disruption is not None and disruption.kind == "reset":
+            self._reset(handler, request)
+            return
+        if disruption is not None:
+            time.sleep(disruption.seconds)  # the client may have given up meanwhile: the answer then goes nowhere
+        with self._lock:
             if response is None:
                 response = self._injected_failure(request) or self._dispatch(request)
                 response = self._tampered(request, response)
@@ -441,6 +478,22 @@ class EmulatorCore:
                 self._tampers = [t for t in self._tampers if t.remaining > 0]
                 return replaced
         return response
+
+    def _take_disruption(self, request: Request) -> Disruption | None:
+        disruption = next((d for d in self._disruptions if d.remaining > 0 and d.path_contains in request.path), None)
+        if disruption is not None:
+            disruption.remaining -= 1
+            self._disruptions = [d for d in self._disruptions if d.remaining > 0]
+        return disruption
+
+    def _reset(self, handler: _Handler, request: Request) -> None:
+        """Log the request (status 0: never answered) and close with SO_LINGER 0, which sends a TCP RST."""
+        with self._lock:
+            self._log.append(RequestRecord(request.method, request.path, copy_query(request.query), None, 0))
+        handler.close_connection = True
+        with contextlib.suppress(OSError):
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            socket.socket.close(handler.connection)
 
     def _injected_failure(self, request: Request) -> Response | None:
         failure = next(

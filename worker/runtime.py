@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -36,13 +37,17 @@ def build_runtime(settings: Settings, *, run_migrations: bool = True) -> Runtime
 
 
 _runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
 
 
 def get_runtime() -> Runtime:
+    """Built once per process, under a lock: a fresh worker's threads take their first messages at the same
+    moment, and two migrations at once break Alembic's process-wide context (``KeyError: 'config'``)."""
     global _runtime
-    if _runtime is None:
-        _runtime = build_runtime(get_settings())
-    return _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = build_runtime(get_settings())
+        return _runtime
 
 
 def set_runtime(runtime: Runtime | None) -> None:
