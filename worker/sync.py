@@ -174,7 +174,7 @@ def _sync(
 ) -> None:
     engine, generation = runtime.engine, state.generation
 
-    held = [state.token_blob]  # the sealed tokens this sync holds: read at the start, replaced on each rotation
+    tokens_held = [state.token_blob]  # the sealed tokens this sync holds: read at the start, replaced on each rotation
 
     def persist_tokens(tokens: TokenSet) -> None:
         """Store rotated tokens before they are used; tokens the fence refuses belong to nobody: revoke them."""
@@ -187,7 +187,7 @@ def _sync(
             # live grant is in our hands only, so it is ended here before the sync stops.
             revoke_grant_at_provider(runtime, state.provider, state.id, sealed, actor="system:sync")
             raise
-        held[0] = sealed
+        tokens_held[0] = sealed
 
     tokens = _open_tokens(runtime, state)
     scopes = state.granted_scopes
@@ -214,7 +214,7 @@ def _sync(
     except AccessRevoked:
         # A sync that outlived its lease can find its refresh token rotated out by the sync that took
         # over: the provider then refuses it as if revoked. The grant is alive in the newer tokens.
-        if integrations.load(engine, state.id).token_blob != held[0]:
+        if integrations.load(engine, state.id).token_blob != tokens_held[0]:
             raise Fenced(state.id, "tokens were rotated by another sync") from None
         raise
     finally:
