@@ -8,6 +8,7 @@ every later write, and the run stops without another provider call.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
@@ -300,26 +301,33 @@ def _full_sync(
         seen_enrollments.update(keys)
         outcome.rows_written += written
 
-    for page in connector.members(list(class_ids), masks):
-        if page.parent_id is not None and page.parent_id in class_ids and page.parent_id not in done:
-            done.add(page.parent_id)
-            emit(ProgressEvent(state.id, "class", len(done), len(class_ids)))
-        if page.kind == UNREADABLE:
-            if page.parent_id in class_ids:
+    try:
+        for page in connector.members(list(class_ids), masks):
+            if page.parent_id is not None and page.parent_id in class_ids and page.parent_id not in done:
+                done.add(page.parent_id)
+                emit(ProgressEvent(state.id, "class", len(done), len(class_ids)))
+            if page.kind == UNREADABLE:
+                if page.parent_id in class_ids:
+                    outcome.incomplete_classes.add(class_ids[page.parent_id])
+                outcome.records_skipped += 1
+                log.warning("integration %s: roster of one class skipped (unreadable)", state.id)
+                continue
+            outcome.provider_calls += 1
+            batch = _within(spec.map_page(page, context), roles)
+            outcome.members_seen += len(batch.enrollments)
+            outcome.records_skipped += batch.skipped
+            if batch.skipped and page.parent_id in class_ids:  # a member record broke: that roster is not whole
                 outcome.incomplete_classes.add(class_ids[page.parent_id])
-            outcome.records_skipped += 1
-            log.warning("integration %s: roster of one class skipped (unreadable)", state.id)
-            continue
-        outcome.provider_calls += 1
-        batch = _within(spec.map_page(page, context), roles)
-        outcome.members_seen += len(batch.enrollments)
-        outcome.records_skipped += batch.skipped
-        if batch.skipped and page.parent_id in class_ids:  # a member record broke: that roster is not whole
-            outcome.incomplete_classes.add(class_ids[page.parent_id])
-        if pending.add(batch):
+            if pending.add(batch):
+                write_pending()
+            else:
+                still_current(engine, state.id, generation, lease)  # no further provider call once ended
+    except ConnectorError:
+        # Pages read before the failure are kept as if written one by one (and leave any hold they list);
+        # nothing is swept. A revoke that fenced them first wins: the original error still goes up.
+        with contextlib.suppress(Fenced):
             write_pending()
-        else:
-            still_current(engine, state.id, generation, lease)  # no further provider call once ended
+        raise
     write_pending()
     # Reached only when every page above was read without error: a failure anywhere raised, unswept.
     with fenced(engine, state.id, generation, lease) as connection:
