@@ -384,7 +384,9 @@ def test_a_change_feed_page_that_names_itself_next_is_a_loop(
             return json_edit(lambda body: world.next_set(body, own))(request, response)
 
         start = len(emu.requests)
-        emu.tamper_next(path, on_path(path, itself), count=2)
+        # Graph's connector knows the page it asked for, so a link back to it is a loop at once (one
+        # answer tampered); Clever's events are caught when the repeated link comes round (two).
+        emu.tamper_next(path, on_path(path, itself), count=1 if isinstance(emu, MicrosoftEmulator) else 2)
         outcome = run_sync(world.runtime, world.integration_id)
         assert (outcome.outcome, outcome.mode, outcome.removed) == ("provider_data", "changes", 0)
         assert world.requests_to(path, start) <= 3, "the loop is caught at the first repeat"
