@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import pydantic
 import sqlalchemy.exc
@@ -133,7 +133,7 @@ def status_payload(rt: Runtime) -> dict[str, list[dict[str, object]]]:
                 "students": summary.counts.students,
             }
             for summary in integrations.summaries(rt.engine)
-        ]
+        ],
     }
 
 
@@ -208,8 +208,10 @@ def link_complete(
         try:
             queued = sync_after_link(rt, integration_id)  # False: the scheduler has queued it already
         except brokers.BrokerUnavailable as error:
-            fail(f"linked integration {integration_id}, but its first sync could not be queued: {error}; "
-                 f"run `rostersync sync {integration_id}` once the broker is back")
+            fail(
+                f"linked integration {integration_id}, but its first sync could not be queued: {error}; "
+                f"run `rostersync sync {integration_id}` once the broker is back"
+            )
         err.print(f"linked: integration {integration_id}; first sync {'enqueued' if queued else 'already queued'}")
         verdicts = wait_in_memory(rt, broker, [integration_id]) if queued else []
     out.print(f"integration {integration_id}")
@@ -392,12 +394,19 @@ def demo(
 
 @app.command()
 def bench(
-    provider: Annotated[
-        str | None, typer.Option(help="google, clever or microsoft; all three when left out.")
-    ] = None,
+    provider: Annotated[str | None, typer.Option(help="google, clever or microsoft; all three when left out.")] = None,
     students: Annotated[
         int | None,
         typer.Option(min=1, max=500_000, help="Students per district (default 100,000; Google 10,000)."),
+    ] = None,
+    fleet: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=20_000,
+            help="Link this many Google teachers (the issue's fleet: 2000) and sync them all through Redis "
+            "with two worker processes, under the provider's quota. Alone, only the fleet runs.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
 ) -> None:
@@ -406,8 +415,20 @@ def bench(
 
     if provider is not None and provider not in PROVIDERS:
         fail(f"--provider must be one of {', '.join(PROVIDERS)}")
+    if fleet is not None and provider not in (None, "google"):
+        fail("--fleet measures Google teacher links only")
     with user_errors():
-        print_report(run_bench([provider] if provider else list(PROVIDERS), students), as_json)
+        report: dict[str, Any] = {}
+        if fleet is None or students is not None:
+            report = run_bench([provider] if provider else list(PROVIDERS), students)
+        if fleet is not None:
+            from worker.fleet_bench import FleetError, run_fleet
+
+            try:
+                report["fleet"] = run_fleet(fleet)
+            except FleetError as error:
+                fail(str(error))
+        print_report(report, as_json)
 
 
 @app.command()
