@@ -10,6 +10,7 @@ in-memory broker the budget is this process's alone (one machine has one worker)
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,8 @@ from dramatiq.rate_limits.backends import RedisBackend, StubBackend
 from connectors.base import Masks, Page, RateLimited, RosterConnector
 from settings import Settings
 
+WAIT_SECONDS = 2.0
+POLL_SECONDS = 0.1
 _lock = threading.Lock()
 _limiters: dict[tuple[str, str, int, int], WindowRateLimiter] = {}
 
@@ -43,16 +46,22 @@ def limiter(settings: Settings, provider: str) -> WindowRateLimiter | None:
 def take_one(settings: Settings, provider: str) -> int | None:
     """Spend one request of the provider's budget, or raise ``RateLimited`` to retry after the window.
 
+    A spent budget is waited on for up to ``WAIT_SECONDS`` first: in a sliding window units come
+    free every second, and a sync that stopped half-way would spend its pages again on its retry.
     Returns the second the unit was counted in (for ``give_back``), None without a budget.
     """
     shared = limiter(settings, provider)
     if shared is None:
         return None
-    second = int(time.time())
-    with shared.acquire(raise_on_failure=False) as acquired:
-        if not acquired:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        second = int(time.time())
+        with shared.acquire(raise_on_failure=False) as acquired:
+            if acquired:
+                return second
+        if time.monotonic() >= deadline:
             raise RateLimited(float(shared.window))
-    return second
+        time.sleep(POLL_SECONDS * (0.5 + random.random()))
 
 
 def give_back(settings: Settings, provider: str, second: int | None) -> None:
