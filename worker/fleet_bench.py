@@ -235,7 +235,7 @@ def _drain(emulator: GoogleEmulator, settings: Settings, teachers: int, quota: i
             while done < len(ids):
                 if any(process.poll() is not None for process in workers):
                     raise FleetError(f"a worker exited early:\n{_log_tail(workdir)}")
-                if clock.times and time.monotonic() - clock.times[-1] > 300:
+                if time.monotonic() - max([started, *clock.times[-1:]]) > 300:
                     raise FleetError(f"no request for 5 minutes; {done} of {len(ids)} synced:\n{_log_tail(workdir)}")
                 time.sleep(0.5)
                 done = _synced(runtime)
