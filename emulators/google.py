@@ -145,6 +145,14 @@ _DEFAULT_MESSAGES = {
     503: "The service is currently unavailable.",
     504: "The request timed out.",
 }
+PUBLISHED_RATE_LIMITS = {"user": 1_200, "client": 3_000}
+"""Classroom's default read quotas per minute (providers.md 1.8): per user, and per client project."""
+_QUOTA_LIMITS = {"user": "ReadRequestsPerMinutePerUser", "client": "ReadRequestsPerMinutePerProject"}
+_QUOTA_MESSAGES = {
+    scope: f"Quota exceeded for quota metric 'Read requests' and limit '{name}' "
+    "of service 'classroom.googleapis.com' for consumer 'project_number:100000000001'."
+    for scope, name in (("user", "Read requests per minute per user"), ("client", "Read requests per minute"))
+}
 _OAUTH_FAILURES = {
     400: ("invalid_request", "Bad Request"),
     401: ("invalid_client", "Unauthorized"),
@@ -553,8 +561,13 @@ class GoogleEmulator(EmulatorCore):
         rotate_refresh_tokens: bool = True,
         courses_page_cap: int = 10,
         roster_page_cap: int = 30,
+        rate_limit_per_user: int | None = None,
+        rate_limit_per_client: int | None = None,
     ) -> None:
         super().__init__(host=host, port=port, cert_dir=cert_dir)
+        self._rate_limits: dict[str, int | None] = {"user": None, "client": None}
+        self._rate_windows: dict[str, tuple[int, int]] = {}  # "user:<id>" / "client": (minute, requests)
+        self.set_rate_limits(per_user=rate_limit_per_user, per_client=rate_limit_per_client)
         self._district = District(
             seed=seed,
             teachers=teachers,
@@ -639,6 +652,18 @@ class GoogleEmulator(EmulatorCore):
     def set_granted_scopes(self, scopes: list[str] | None) -> None:
         with self._lock:
             self._granted_override = None if scopes is None else tuple(normalize_scope(s) for s in scopes)
+
+    def set_rate_limits(self, *, per_user: int | None = None, per_client: int | None = None) -> None:
+        """Enforce Classroom's read quotas per minute (None: unlimited, the default).
+
+        Google publishes 1,200 requests a minute per user and 3,000 per client project
+        (``PUBLISHED_RATE_LIMITS``); past either, an API call is answered 429 ``RESOURCE_EXHAUSTED``
+        with a ``RATE_LIMIT_EXCEEDED`` ErrorInfo naming the quota, and no Retry-After. The window
+        is the calendar minute; a refused call counts too.
+        """
+        with self._lock:
+            self._rate_limits = {"user": per_user, "client": per_client}
+            self._rate_windows.clear()
 
     def set_consent_user(self, user_id: str | None) -> None:
         """Who approves every following /authorize without a known login_hint (None: round-robin)."""
@@ -982,6 +1007,21 @@ class GoogleEmulator(EmulatorCore):
             return "userProfiles.get", [parts[1]]
         return None, []
 
+    def _over_quota(self, user_id: str) -> str | None:
+        """Count one call against each enforced quota; the quota it exceeds ("user" first), or None."""
+        minute = int(time.time() // 60)
+        over = None
+        for scope, key in (("user", f"user:{user_id}"), ("client", "client")):
+            limit = self._rate_limits[scope]
+            if limit is None:
+                continue
+            started, used = self._rate_windows.get(key, (minute, 0))
+            used = used + 1 if started == minute else 1
+            self._rate_windows[key] = (minute, used)
+            if used > limit and over is None:
+                over = scope
+        return over
+
     def _api(self, request: _Request) -> _Response:
         route_key, args = self._route(request.path)
         if route_key is None or request.method != "GET":
@@ -1024,6 +1064,16 @@ class GoogleEmulator(EmulatorCore):
                 headers=[("WWW-Authenticate", f'{_REALM}, error="invalid_token"')],
             )
         user_id = access.grant.user_id
+        exhausted = self._over_quota(user_id)
+        if exhausted is not None:
+            quota = _error_info(
+                "RATE_LIMIT_EXCEEDED",
+                route.name,
+                quota_metric="classroom.googleapis.com/read_requests",
+                quota_limit=_QUOTA_LIMITS[exhausted],
+                quota_limit_value=str(self._rate_limits[exhausted]),
+            )
+            return _api_error(429, _QUOTA_MESSAGES[exhausted], detail=quota)
 
         for name in request.query:
             if name not in route.params and name not in _SYSTEM_PARAMS:

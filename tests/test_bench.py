@@ -15,8 +15,8 @@ import subprocess
 import pytest
 
 from emulators.google import GoogleEmulator
-from tests.conftest import link_teacher, settings_for
-from tests.test_cli import ROSTERSYNC
+from tests.conftest import REDIS_URL, link_teacher, settings_for
+from tests.test_cli import ROSTERSYNC, one_line_error
 from worker.runtime import Runtime, build_runtime
 from worker.sync import run_sync
 
@@ -97,3 +97,58 @@ def _row_versions(rt: Runtime) -> list[tuple[str, int, str, str]]:
                 f"SELECT id, xmin::text, xmax::text FROM {table} ORDER BY id"  # noqa: S608 - fixed table names
             )
         ]
+
+
+FLEET = {
+    "integrations",
+    "workers",
+    "seconds",
+    "integrations_per_min",
+    "requests",
+    "rate_limit_per_min",
+    "limit_share",
+    "http_429",
+}
+
+
+def _clean_env(**overrides: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")} | overrides
+
+
+@pytest.mark.timeout(300)
+def test_bench_fleet_json_reports_a_tiny_fleet_synced_by_two_workers_through_redis(pg_url: str) -> None:
+    done = subprocess.run(
+        [ROSTERSYNC, "bench", "--fleet", "6", "--json"],
+        env=_clean_env(ROSTERSYNC_DATABASE_URL=pg_url, ROSTERSYNC_BROKER_URL=REDIS_URL),
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) == {"fleet"}  # --fleet alone runs the fleet only
+    assert "integrations/min" in done.stderr  # progress on stderr
+    fleet = report["fleet"]
+    assert set(fleet) >= FLEET
+    assert fleet["integrations"] == 6 and fleet["workers"] == 2
+    assert fleet["rate_limit_per_min"] == 3000 and fleet["http_429"] == 0
+    # Every teacher's sync lists its classes and each class's students and teachers: 5 requests at least.
+    assert fleet["requests"] >= 6 * 5
+    assert fleet["seconds"] > 0
+    assert fleet["integrations_per_min"] == pytest.approx(6 / fleet["seconds"] * 60, rel=0.01)
+    per_minute = fleet["requests"] / fleet["seconds"] * 60
+    assert fleet["limit_share"] == pytest.approx(per_minute / 3000, rel=0.01, abs=0.001)
+    assert 0 < fleet["busiest_minute_share"] <= 1
+
+
+def test_bench_fleet_without_redis_is_one_clear_error(pg_url: str) -> None:
+    done = subprocess.run(
+        [ROSTERSYNC, "bench", "--fleet", "6"],
+        env=_clean_env(ROSTERSYNC_DATABASE_URL=pg_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    one_line_error(done, "ROSTERSYNC_BROKER_URL")

@@ -11,7 +11,7 @@ from connectors.base import RateLimited
 from emulators.google import GoogleEmulator
 from settings import Settings
 from tests.conftest import REDIS_URL, Linker, settings_for
-from worker.budgets import take_one
+from worker.budgets import give_back, take_one
 from worker.runtime import Runtime
 from worker.sync import run_sync
 
@@ -49,5 +49,22 @@ def test_a_spent_budget_stops_the_sync_as_a_rate_limit(
     with pytest.raises(RateLimited):
         run_sync(rt, integration_id)
     roster_calls = [r for r in emulator.requests[seen:] if r.path.startswith("/v1/courses")]
-    # 3 units: the class list (one page, one unit to find it ended), one roster page; the next is refused.
-    assert len(roster_calls) == 2
+    # 3 units: the class list (one page; the unit that found it ended is given back), two roster pages.
+    assert len(roster_calls) == 3
+
+
+def test_a_unit_spent_on_no_request_is_given_back(emulator: GoogleEmulator) -> None:
+    namespace = f"rs-budget-{uuid.uuid4().hex[:10]}"
+    settings = settings_for(
+        emulator, "sqlite://", broker_url=REDIS_URL, broker_namespace=namespace, provider_budgets="google=2/60"
+    )
+    try:
+        take_one(settings, "google")
+        give_back(settings, "google", take_one(settings, "google"))
+        take_one(settings, "google")  # the unit given back is spent again
+        with pytest.raises(RateLimited):
+            take_one(settings, "google")
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{namespace}*"):
+            client.delete(key)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -659,3 +660,32 @@ def test_googleapiclient_accepts_the_emulator(emu: GoogleEmulator, http: request
         assert json.loads(caught.value.content)["error"]["message"].startswith("@ClassroomApiDisabled")
     finally:
         authorized.http.close()
+
+
+def test_rate_limits_answer_429_resource_exhausted_past_the_quota(make_emu: Factory) -> None:
+    """Per user, then per client: the call past the quota is refused in Google's shape, the others pass."""
+    emu = make_emu(rate_limit_per_user=3, rate_limit_per_client=5)
+    if time.time() % 60 > 50:  # the quota's window is the calendar minute: start in a fresh one
+        time.sleep(60.5 - time.time() % 60)
+    with _session(emu) as http:
+        first = _login(emu, http, login_hint=emu.teacher_ids[0])["access_token"]
+        second = _login(emu, http, login_hint=emu.teacher_ids[1])["access_token"]
+        assert [_api(emu, http, first, "/v1/courses").status_code for _ in range(3)] == [200, 200, 200]
+        over_user = _api(emu, http, first, "/v1/courses")
+        assert _api(emu, http, second, "/v1/courses").status_code == 200  # the client's 5th call
+        over_client = _api(emu, http, second, "/v1/courses")
+    for response, quota in (
+        (over_user, "ReadRequestsPerMinutePerUser"),
+        (over_client, "ReadRequestsPerMinutePerProject"),
+    ):
+        assert response.status_code == 429
+        assert "Retry-After" not in response.headers
+        error = _error(response)
+        assert error["status"] == "RESOURCE_EXHAUSTED"
+        assert error["errors"][0]["reason"] == "rateLimitExceeded"
+        detail = error["details"][0]
+        assert detail["reason"] == "RATE_LIMIT_EXCEEDED" and detail["metadata"]["quota_limit"] == quota
+    assert [r.status for r in emu.requests if r.path == "/v1/courses"].count(429) == 2
+    emu.set_rate_limits()  # lifted: the same user is served again
+    with _session(emu) as http:
+        assert _api(emu, http, first, "/v1/courses").status_code == 200

@@ -651,6 +651,8 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
     ):
         table.add_column(column, justify="right" if column not in ("provider", "db") else "left")
     for name, figures in report.items():
+        if name == "fleet":
+            continue
         for database, row in figures["databases"].items():
             table.add_row(
                 name,
@@ -664,4 +666,13 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
                 str(row["resync_rows_written"]),
                 f"{row['peak_rss_mb']:.0f}",
             )
-    out.print(table)
+    if table.rows:
+        out.print(table)
+    if "fleet" in report:
+        fleet = report["fleet"]
+        out.print(
+            f"fleet: {fleet['integrations']:,} teacher links, {fleet['workers']} workers: "
+            f"{fleet['integrations_per_min']} integrations/min; {fleet['requests']:,} requests, "
+            f"{fleet['limit_share']:.0%} of the {fleet['rate_limit_per_min']:,}/min quota "
+            f"(busiest minute {fleet['busiest_minute_share']:.0%}); {fleet['http_429']} HTTP 429"
+        )

@@ -2,15 +2,17 @@
 
 ``PROVIDER_BUDGETS=google=3000/60`` keeps the whole fleet under 3000 Google requests a minute
 (the provider's published per-project quota, with headroom), however many workers run. One unit
-is taken before each page a connector fetches (and one to learn that a list ended: it errs on the
-safe side); when the budget is spent the sync stops with
+is taken before each page a connector fetches; the one taken to learn that a list ended (no
+request went out) is given back, so a fleet can run close to the quota; when the budget is spent the sync stops with
 ``RateLimited`` and its actor retries it after the window, like a provider's own 429. On the
 in-memory broker the budget is this process's alone (one machine has one worker).
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from dramatiq.rate_limits import WindowRateLimiter
@@ -19,6 +21,8 @@ from dramatiq.rate_limits.backends import RedisBackend, StubBackend
 from connectors.base import Masks, Page, RateLimited, RosterConnector
 from settings import Settings
 
+WAIT_SECONDS = 2.0
+POLL_SECONDS = 0.1
 _lock = threading.Lock()
 _limiters: dict[tuple[str, str, int, int], WindowRateLimiter] = {}
 
@@ -49,22 +53,48 @@ def limiter(settings: Settings, provider: str) -> WindowRateLimiter | None:
         return found
 
 
-def take_one(settings: Settings, provider: str) -> None:
-    """Spend one request of the provider's budget, or raise ``RateLimited`` to retry after the window."""
+def take_one(settings: Settings, provider: str) -> int | None:
+    """Spend one request of the provider's budget, or raise ``BudgetSpent`` (a ``RateLimited``) to retry after the window.
+
+    A spent budget is waited on for up to ``WAIT_SECONDS`` first: in a sliding window units come
+    free every second, and a sync that stopped half-way would spend its pages again on its retry.
+    Returns the second the unit was counted in (for ``give_back``), None without a budget.
+    """
     shared = limiter(settings, provider)
     if shared is None:
-        return
-    with shared.acquire(raise_on_failure=False) as acquired:
-        if not acquired:
-            raise BudgetSpent(float(shared.window))
-
-
-def _metered(pages: Iterator[Page], take: Callable[[], None]) -> Iterator[Page]:
+        return None
+    deadline = time.monotonic() + WAIT_SECONDS
     while True:
-        take()
+        second = int(time.time())
+        with shared.acquire(raise_on_failure=False) as acquired:
+            if acquired:
+                return second
+        if time.monotonic() >= deadline:
+            raise BudgetSpent(float(shared.window))
+        time.sleep(POLL_SECONDS * (0.5 + random.random()))
+
+
+def give_back(settings: Settings, provider: str, second: int | None) -> None:
+    """Return a unit spent on no request: the end of a list is learnt without fetching.
+
+    Dramatiq's window limiter counts each second in a key ``<key>@<unix second>``; there is no
+    public refund, so the unit is taken off the second it was counted in (never below zero).
+    """
+    shared = limiter(settings, provider)
+    if shared is None or second is None:
+        return
+    shared.backend.decr(f"{shared.key}@{second}", 1, minimum=0, ttl=shared.window_millis)
+
+
+def _metered(
+    pages: Iterator[Page], take: Callable[[], int | None], refund: Callable[[int | None], None]
+) -> Iterator[Page]:
+    while True:
+        taken = take()
         try:
             page = next(pages)
         except StopIteration:
+            refund(taken)
             return
         yield page
 
@@ -77,21 +107,24 @@ class Budgeted:
         self._settings = settings
         self._provider = provider
 
-    def take(self) -> None:
-        take_one(self._settings, self._provider)
+    def take(self) -> int | None:
+        return take_one(self._settings, self._provider)
+
+    def refund(self, second: int | None) -> None:
+        give_back(self._settings, self._provider, second)
 
     def classes(self, masks: Masks) -> Iterator[Page]:
-        return _metered(iter(self.inner.classes(masks)), self.take)
+        return _metered(iter(self.inner.classes(masks)), self.take, self.refund)
 
     def members(self, class_ids: Sequence[str], masks: Masks) -> Iterator[Page]:
-        return _metered(iter(self.inner.members(class_ids, masks)), self.take)
+        return _metered(iter(self.inner.members(class_ids, masks)), self.take, self.refund)
 
     def change_cursor(self) -> str | None:
         self.take()
         return self.inner.change_cursor()
 
     def changes(self, cursor: str) -> Iterator[Page]:
-        return _metered(iter(self.inner.changes(cursor)), self.take)
+        return _metered(iter(self.inner.changes(cursor)), self.take, self.refund)
 
     def close(self) -> None:
         self.inner.close()

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import pydantic
 import sqlalchemy.exc
@@ -417,6 +417,15 @@ def bench(
         int | None,
         typer.Option(min=1, max=500_000, help="Students per district (default 100,000; Google 10,000)."),
     ] = None,
+    fleet: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=20_000,
+            help="Link this many Google teachers (the issue's fleet: 2000) and sync them all through Redis "
+            "with two worker processes, under the provider's quota. Alone, only the fleet runs.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
 ) -> None:
     """Time full, no-change and 1% change syncs against a plain download of the same pages (BENCHMARKS.md)."""
@@ -424,8 +433,20 @@ def bench(
 
     if provider is not None and provider not in PROVIDERS:
         fail(f"--provider must be one of {', '.join(PROVIDERS)}")
+    if fleet is not None and provider not in (None, "google"):
+        fail("--fleet measures Google teacher links only")
     with user_errors():
-        print_report(run_bench([provider] if provider else list(PROVIDERS), students), as_json)
+        report: dict[str, Any] = {}
+        if fleet is None or students is not None:
+            report = run_bench([provider] if provider else list(PROVIDERS), students)
+        if fleet is not None:
+            from worker.fleet_bench import FleetError, run_fleet
+
+            try:
+                report["fleet"] = run_fleet(fleet)
+            except FleetError as error:
+                fail(str(error))
+        print_report(report, as_json)
 
 
 @app.command()
