@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from store import integrations
 from store.models import AuditEvent, Integration
-from store.vault import new_key
 from tests.conftest import MessageRecorder
 from tests.helpers import classes, dump_tables, enrollments, people
+from tests.microsoft_fixtures import microsoft_settings_for
 from worker import broker as brokers
 from worker import cursor as cursor_document
 from worker.demo import consent_headlessly
@@ -43,22 +42,7 @@ def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
 
 @pytest.fixture
 def settings(emu: MicrosoftEmulator, database_url: str) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "broker_url": None,
-        "pseudonym_key": secrets.token_urlsafe(48),
-        "token_keys": new_key(),
-        "microsoft_client_id": emu.client_id,
-        "microsoft_client_secret": emu.client_secret,
-        "microsoft_authority_host": emu.authority_host,
-        "graph_endpoint": emu.graph_endpoint,
-        "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
-        "ca_bundle": emu.ca_path,
-        "retry_min_backoff_ms": 50,
-        "retry_max_backoff_ms": 200,
-        "http_timeout_seconds": 5,
-    }
-    return Settings(**values)
+    return microsoft_settings_for(emu, database_url)
 
 
 def link_teacher(runtime: Runtime, emu: MicrosoftEmulator, user_id: str, platform_teacher: str = "t-1") -> int:
