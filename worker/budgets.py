@@ -54,7 +54,7 @@ def limiter(settings: Settings, provider: str) -> WindowRateLimiter | None:
 
 
 def take_one(settings: Settings, provider: str) -> int | None:
-    """Spend one request of the provider's budget, or raise ``BudgetSpent`` (a ``RateLimited``) to retry after the window.
+    """Spend one request of the provider's budget, or raise ``BudgetSpent`` to retry after the window.
 
     A spent budget is waited on for up to ``WAIT_SECONDS`` first: in a sliding window units come
     free every second, and a sync that stopped half-way would spend its pages again on its retry.
