@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy
 from dramatiq.broker import Broker
 from dramatiq.brokers.stub import StubBroker
@@ -149,3 +150,17 @@ def link_teacher(
 @pytest.fixture
 def link(runtime: Runtime, emulator: GoogleEmulator) -> Linker:
     return functools.partial(link_teacher, runtime, emulator)
+
+
+@pytest.fixture
+def redis_runtime(redis_settings: Settings) -> Iterator[Runtime]:
+    """The runtime of a module's ``redis_settings`` (the real Redis broker under a namespace of the test's
+    own), installed for the actors; the namespace's keys are deleted afterwards."""
+    rt = build_runtime(redis_settings)
+    set_runtime(rt)
+    yield rt
+    set_runtime(None)
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"{redis_settings.broker_namespace}*"):
+        client.delete(key)
+    rt.engine.dispose()

@@ -11,7 +11,6 @@ lost row: what an earlier sync stored is still there afterwards.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ from emulators.microsoft import MicrosoftEmulator
 from mappers.text import display
 from settings import Settings
 from store.models import Integration
-from store.vault import new_key
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.conftest import link_teacher, settings_for
 from tests.helpers import classes, dump_tables, enrollments, people
+from tests.microsoft_fixtures import microsoft_settings_for
 from worker.linking import link_org
 from worker.runtime import Runtime, build_runtime, set_runtime
 from worker.sync import run_sync
@@ -115,14 +114,13 @@ def open_world(
     provider: str, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, *, change_feed: bool = False
 ) -> Iterator[World]:
     """``change_feed=False``: every sync lists everything (Clever's events off); True: Clever's events on."""
-    common: dict[str, Any] = {"pseudonym_key": secrets.token_urlsafe(48), "token_keys": new_key()}
     if provider == "google":
         emu: EmulatorCore = GoogleEmulator(
             cert_dir=tmp_path, teachers=1, courses_per_teacher=3, students_per_course=6, courses_page_cap=2
         )
         with emu:
             assert isinstance(emu, GoogleEmulator)
-            runtime = _runtime(settings_for(emu, pg_url, **common))
+            runtime = _runtime(settings_for(emu, pg_url))
             integration = link_teacher(runtime, emu, 0)
             yield World(
                 "google", emu, runtime, integration, "/v1/courses", "/students",
@@ -135,7 +133,7 @@ def open_world(
         with emu:
             assert isinstance(emu, CleverEmulator)
             emu.set_events_enabled(emu.district_ids[0], change_feed)
-            runtime = _runtime(clever_settings_for(emu, pg_url, **common))
+            runtime = _runtime(clever_settings_for(emu, pg_url))
             integration = link_district(runtime, emu)
             yield World(
                 "clever", emu, runtime, integration, "/v3.0/sections", "/v3.0/users",
@@ -147,19 +145,7 @@ def open_world(
         emu = MicrosoftEmulator(cert_dir=tmp_path, tenants=1, teachers=2, students_per_course=6)
         with emu:
             assert isinstance(emu, MicrosoftEmulator)
-            values = {
-                "database_url": pg_url,
-                "broker_url": None,
-                "microsoft_client_id": emu.client_id,
-                "microsoft_client_secret": emu.client_secret,
-                "microsoft_authority_host": emu.authority_host,
-                "graph_endpoint": emu.graph_endpoint,
-                "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
-                "ca_bundle": emu.ca_path,
-                "http_timeout_seconds": 5,
-                **common,
-            }
-            runtime = _runtime(Settings(**values))
+            runtime = _runtime(microsoft_settings_for(emu, pg_url))
             integration = link_org(runtime, provider_name="microsoft", org=emu.tenant_ids[0])
             yield World(
                 "microsoft", emu, runtime, integration, "/v1.0/education/classes", "/$batch",

@@ -20,7 +20,7 @@ from tests.helpers import row_count
 from tests.test_cli import env_for
 from tests.test_redis_worker import wait_for
 from worker import broker as brokers
-from worker.runtime import Runtime, build_runtime, set_runtime
+from worker.runtime import Runtime
 
 
 @pytest.fixture
@@ -33,18 +33,6 @@ def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
 def redis_settings(clever: CleverEmulator, pg_url: str) -> Settings:
     namespace = f"rs-test-{uuid.uuid4().hex[:10]}"
     return clever_settings_for(clever, pg_url, broker_url=REDIS_URL, broker_namespace=namespace)
-
-
-@pytest.fixture
-def redis_runtime(redis_settings: Settings) -> Iterator[Runtime]:
-    rt = build_runtime(redis_settings)
-    set_runtime(rt)
-    yield rt
-    set_runtime(None)
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{redis_settings.broker_namespace}*"):
-        client.delete(key)
-    rt.engine.dispose()
 
 
 @pytest.fixture

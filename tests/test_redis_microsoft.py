@@ -27,7 +27,7 @@ from tests.test_cli import env_for
 from tests.test_redis_worker import wait_for
 from worker import broker as brokers
 from worker.linking import link_org
-from worker.runtime import Runtime, build_runtime, set_runtime
+from worker.runtime import Runtime
 
 
 @pytest.fixture
@@ -40,18 +40,6 @@ def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
 def redis_settings(emu: MicrosoftEmulator, pg_url: str) -> Settings:
     namespace = f"rs-test-{uuid.uuid4().hex[:10]}"
     return microsoft_settings_for(emu, pg_url, broker_url=REDIS_URL, broker_namespace=namespace)
-
-
-@pytest.fixture
-def redis_runtime(redis_settings: Settings) -> Iterator[Runtime]:
-    rt = build_runtime(redis_settings)
-    set_runtime(rt)
-    yield rt
-    set_runtime(None)
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{redis_settings.broker_namespace}*"):
-        client.delete(key)
-    rt.engine.dispose()
 
 
 WorkerStarter = Callable[[], subprocess.Popen[bytes]]

@@ -22,23 +22,12 @@ from tests.conftest import REDIS_URL, link_teacher, settings_for
 from tests.helpers import row_count
 from tests.test_cli import env_for
 from worker import broker as brokers
-from worker.runtime import Runtime, build_runtime, set_runtime
+from worker.runtime import Runtime
 
 
 @pytest.fixture
 def redis_settings(emulator: GoogleEmulator, pg_url: str) -> Settings:
     return settings_for(emulator, pg_url, broker_url=REDIS_URL, broker_namespace=f"rs-test-{uuid.uuid4().hex[:10]}")
-
-
-@pytest.fixture
-def redis_runtime(redis_settings: Settings) -> Iterator[Runtime]:
-    rt = build_runtime(redis_settings)
-    set_runtime(rt)
-    yield rt
-    set_runtime(None)
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{redis_settings.broker_namespace}*"):
-        client.delete(key)
 
 
 @pytest.fixture
