@@ -61,7 +61,11 @@ def test_bench_json_reports_every_provider_on_both_databases(pg_url: str) -> Non
             assert row["outcomes"] == ["ok"], where
             assert row["full_rows_written"] > 0 and row["resync_rows_written"] == 0, where
             assert row["change_rows_written"] > 0, where
-            assert row["full_ratio"] == pytest.approx(row["full_s"] / figures["baseline_s"], rel=0.05), where
+            # Seconds are printed to the millisecond and a tiny district's baseline is a few of them: the
+            # ratio (from the unrounded times, to 0.01) must lie within what the printed times allow.
+            full, base, ms = row["full_s"], figures["baseline_s"], 0.0005
+            low, high = (full - ms) / (base + ms) - 0.005, (full + ms) / max(base - ms, 1e-9) + 0.005
+            assert low <= row["full_ratio"] <= high, where
             assert row["peak_rss_mb"] >= max(row["phase_peak_rss_mb"].values()) > 0, where
     for provider in ("clever", "microsoft"):  # a change feed: the no-change re-sync reads one empty round
         assert report[provider]["resync_requests"] == report[provider]["resync_requests_minimum"]
