@@ -168,6 +168,14 @@ class RosterConnector(Protocol):
     (``change_cursor`` returns None when the provider, or this kind of link, has none).
     """
 
+    @property
+    def requests_made(self) -> int:
+        """HTTP round trips to the provider's API so far (a ``$batch`` is one; token calls are not counted).
+
+        Pages are no measure of it: one answer can hold many pages, and one cursor read can take several.
+        """
+        ...
+
     def classes(self, masks: Masks) -> Iterator[Page]:
         """Pages of classes; a provider whose classes carry their members returns them inline."""
         ...

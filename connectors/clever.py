@@ -508,6 +508,10 @@ class CleverRoster:
 
         self.reader = CleverConnector(settings, tokens.access_token, district_id=self._district_id, on_token=rotated)
 
+    @property
+    def requests_made(self) -> int:
+        return self.reader.requests_made
+
     def close(self) -> None:
         self.reader.close()
 

@@ -253,6 +253,7 @@ class GoogleConnector:
             cache_discovery=False,
         )
         self._rosters: dict[str, Any] = {}
+        self.requests_made = 0
 
     def close(self) -> None:
         self._session.close()
@@ -346,6 +347,7 @@ class GoogleConnector:
             refreshed = True
         for _attempt in range(2):
             try:
+                self.requests_made += 1
                 response = request.execute(num_retries=0)
             except HttpError as error:
                 if error.status_code == 401 and not refreshed:

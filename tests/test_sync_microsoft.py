@@ -163,10 +163,14 @@ def test_tenant_link_full_sync_then_a_no_change_delta_writes_nothing(
     caplog.set_level(logging.DEBUG)
     tenant = emu.tenant_ids[0]
     integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
+    round_trips: list[str] = []  # a hook sees each HTTP request once: a $batch, not its parts
+    emu.add_hook(lambda record: round_trips.append(record.path) if record.path.startswith("/v1.0/") else None)
     start = len(emu.requests)
     outcome = run_sync(runtime, integration_id)
     assert (outcome.outcome, outcome.mode) == ("ok", "full")
     full_requests = len(graph_calls(emu, start))
+    assert "/v1.0/$batch" in round_trips
+    assert outcome.provider_calls == len(round_trips) < full_requests  # the run counts requests, not $batch parts
     all_classes = emu.class_ids(tenant)
     assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(all_classes)
     stored = {p.pseudonym for p in people(runtime.engine, integration_id, role="student")}
@@ -179,6 +183,7 @@ def test_tenant_link_full_sync_then_a_no_change_delta_writes_nothing(
     again = run_sync(runtime, integration_id)
     assert (again.outcome, again.mode, again.rows_written, again.removed) == ("ok", "changes", 0, 0)
     delta_requests = len(graph_calls(emu, start))
+    assert again.provider_calls == delta_requests
     assert delta_requests < full_requests
     print(f"tenant: full sync {full_requests} Graph requests; no-change delta {delta_requests}")
 

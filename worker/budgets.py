@@ -126,6 +126,10 @@ class Budgeted:
     def changes(self, cursor: str) -> Iterator[Page]:
         return _metered(iter(self.inner.changes(cursor)), self.take, self.refund)
 
+    @property
+    def requests_made(self) -> int:
+        return self.inner.requests_made
+
     def close(self) -> None:
         self.inner.close()
 

@@ -196,6 +196,10 @@ class MicrosoftRoster:
     def changes(self, cursor: str) -> Iterator[Page]:
         return self.reader.changes(cursor)
 
+    @property
+    def requests_made(self) -> int:
+        return self.reader.requests_made
+
     def close(self) -> None:
         self.reader.close()
 

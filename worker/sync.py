@@ -219,6 +219,7 @@ def _sync(
             raise Fenced(state.id, "tokens were rotated by another sync") from None
         raise
     finally:
+        outcome.provider_calls = connector.requests_made
         connector.close()
 
 
@@ -237,7 +238,6 @@ def _apply_changes(
     assert spec.map_changes is not None
     outcome.mode = "changes"
     for page in connector.changes(saved.cursor):
-        outcome.provider_calls += 1
         batch = spec.map_changes(page, context)
         batch.upserts = _within(batch.upserts, roles)
         with fenced(runtime.engine, state.id, state.generation, lease) as connection:
@@ -270,13 +270,10 @@ def _full_sync(
     outcome.mode = "full"
     masks = {role: spec.field_mask(role, scopes) for role in ("class", *roles)}
     cursor = connector.change_cursor() if spec.map_changes is not None else None
-    if cursor is not None:
-        outcome.provider_calls += 1
     class_ids: dict[str, int] = {}
     seen_enrollments: set[tuple[int, int]] = set()
     classes_complete = True
     for page in connector.classes(masks):
-        outcome.provider_calls += 1
         batch = _within(spec.map_page(page, context), roles)
         for part in split(batch):  # a page of thousands of classes is written a thousand rows at a time
             with fenced(engine, state.id, generation, lease) as connection:
@@ -312,7 +309,6 @@ def _full_sync(
                 outcome.records_skipped += 1
                 log.warning("integration %s: roster of one class skipped (unreadable)", state.id)
                 continue
-            outcome.provider_calls += 1
             batch = _within(spec.map_page(page, context), roles)
             outcome.members_seen += len(batch.enrollments)
             outcome.records_skipped += batch.skipped
