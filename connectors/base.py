@@ -155,6 +155,8 @@ class Page:
     parent_id: str | None
     records: Sequence[RawRecord]
     cursor: str | None = None
+    continued: bool = False
+    """A later part of an answer an earlier page began (a long page read as a stream): it cost no request."""
 
 
 Masks = Mapping[str, str]

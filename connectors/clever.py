@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +41,7 @@ from connectors.base import (
     TransientError,
 )
 from connectors.http import http_session as timeout_session
+from connectors.streaming import ChunkReader, StreamedList
 from settings import Settings
 
 for _chatty in ("requests_oauthlib", "oauthlib"):
@@ -50,6 +51,8 @@ for _chatty in ("requests_oauthlib", "oauthlib"):
 API_VERSION = "v3.0"
 PAGE_LIMIT = 10_000
 """Clever's largest page (a bigger ``limit`` is answered 413): the fewest requests per sync."""
+STREAM_CHUNK_BYTES = 64 * 1024
+"""Bytes read off the socket at a time while a roster page is parsed as it arrives."""
 DEFAULT_RESET_WAIT_SECONDS = 60.0
 """Clever's rate-limit window is one minute; used when a 429 carries no usable reset header."""
 MSG_NOT_IN_SCOPE = "Resource not in token's scopes"
@@ -351,28 +354,60 @@ class CleverConnector:
         query: Any = params
         seen: set[str] = set()
         bound = PageBound(self._settings.max_pages, "Clever's events listing")
-        while uri is not None:
-            bound.next_page()
-            records, following = self._list(uri, query, events_after=cursor)
+
+        def page(records: list[Any], continued: bool) -> Page:
+            """A part of an events answer, whose cursor is its last event: applied with it, resumed after it."""
+            nonlocal cursor
             last = records[-1] if records else None
             last_id = last.get("id") if isinstance(last, Mapping) else None
             if records and not isinstance(last_id, str):
                 raise ProviderDataError("an event carries no id")
             cursor = last_id if isinstance(last_id, str) else cursor
-            yield Page(kind="events", parent_id=None, records=records, cursor=cursor)
+            return Page(kind="events", parent_id=None, records=records, cursor=cursor, continued=continued)
+
+        while uri is not None:
+            bound.next_page()
+            following = yield from self._streamed(uri, query, page, events_after=cursor)
             uri, query = self._next(following, seen), None
 
     # ------------------------------------------------------------------------------- paging
     def _pages(self, path: str, params: Mapping[str, str], kind: str, parent: str | None) -> Iterator[Page]:
+        """A roster listing, each answer read as a stream and handed on in parts (``connectors.streaming``)."""
         uri: str | None = f"/{API_VERSION}{path}"
         query: Any = dict(params)
         seen: set[str] = set()
         bound = PageBound(self._settings.max_pages, f"Clever's {kind} listing")
         while uri is not None:
             bound.next_page()
-            records, following = self._list(uri, query)
-            yield Page(kind=kind, parent_id=parent, records=records)
+            following = yield from self._streamed(
+                uri, query, lambda records, continued: Page(kind, parent, records, continued=continued)
+            )
             uri, query = self._next(following, seen), None
+
+    def _streamed(
+        self,
+        path: str,
+        params: Any,
+        page: Callable[[list[Any], bool], Page],
+        *,
+        events_after: str | bool | None = False,
+    ) -> Generator[Page, None, Any]:
+        """One list call, read as it arrives, as pages of a few hundred records each; returns its links.
+
+        ``page(records, continued)`` makes each page (``continued`` for all but the first part: they
+        cost no request). Malformed items are left for the mapper to count. Closing the generator (the
+        worker stopped reading: a revoke fenced it) closes the answer unread.
+        """
+        response = self._response(path, params, events_after=events_after, stream=True)
+        listing = StreamedList(ChunkReader(response.iter_content(STREAM_CHUNK_BYTES)))
+        try:
+            for number, items in enumerate(listing.parts()):
+                yield page([item.get("data") if isinstance(item, dict) else item for item in items], number > 0)
+        except (requests.RequestException, OSError) as error:
+            raise TransientError(f"network error reading from Clever ({type(error).__name__})") from None
+        finally:
+            response.close()
+        return listing.kept.get("links")
 
     def _next(self, links: Any, seen: set[str]) -> str | None:
         """Clever's ``rel=next`` exactly as given; it must stay on our API host and never repeat."""
@@ -415,14 +450,25 @@ class CleverConnector:
 
     # ------------------------------------------------------------------------------- HTTP
     def _get(self, path: str, params: Any, *, events_after: str | bool | None = False) -> dict[str, Any]:
-        """One GET; a district link re-fetches its token once on 401, then gives up as revoked.
+        """One GET whose whole body is a JSON object."""
+        response = self._response(path, params, events_after=events_after)
+        body = _json_or_none(response)
+        if not isinstance(body, dict):
+            raise ProviderDataError("Clever answered 200 with a body that is not a JSON object")
+        return body
+
+    def _response(
+        self, path: str, params: Any, *, events_after: str | bool | None = False, stream: bool = False
+    ) -> requests.Response:
+        """One GET answered 200 (its body unread when ``stream``); a district link re-fetches its token
+        once on 401, then gives up as revoked. Every other answer is sorted into the taxonomy.
 
         ``events_after`` is False for data calls; for events calls it is the cursor sent, so that a
         refusal can be told apart: events off for the district, or a cursor outside the window.
         """
         refetched = False
         while True:
-            response = self._send(path, params)
+            response = self._send(path, params, stream=stream)
             if response.status_code == 401:
                 if self._district_id is None:
                     raise AccessRevoked("Clever rejected the teacher's sign-in token (401)", reason="unauthorized")
@@ -431,16 +477,14 @@ class CleverConnector:
                 self._refetch_district_token()
                 refetched = True
                 continue
+            if response.status_code == 200:
+                return response
             body = _json_or_none(response)
-            if response.status_code != 200:
-                if events_after is not False:
-                    _raise_events_refusal(response.status_code, body, cursor=events_after)
-                raise classify_api_error(response.status_code, body, response.headers)
-            if not isinstance(body, dict):
-                raise ProviderDataError("Clever answered 200 with a body that is not a JSON object")
-            return body
+            if events_after is not False:
+                _raise_events_refusal(response.status_code, body, cursor=events_after)
+            raise classify_api_error(response.status_code, body, response.headers)
 
-    def _send(self, path: str, params: Any) -> requests.Response:
+    def _send(self, path: str, params: Any, *, stream: bool = False) -> requests.Response:
         self.requests_made += 1
         try:
             return self._session.get(
@@ -449,6 +493,7 @@ class CleverConnector:
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
                 timeout=self._settings.http_timeouts,
                 allow_redirects=False,
+                stream=stream,
             )
         except requests.RequestException as error:
             raise TransientError(f"network error talking to Clever ({type(error).__name__})") from None

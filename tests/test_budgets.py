@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
 
 from connectors.base import RateLimited
+from emulators.clever import CleverEmulator
 from emulators.google import GoogleEmulator
 from settings import Settings
+from tests.clever_fixtures import clever_settings_for, link_district
 from tests.conftest import REDIS_URL, Linker, settings_for
 from worker.budgets import give_back, take_one
-from worker.runtime import Runtime
+from worker.runtime import Runtime, build_runtime
 from worker.sync import run_sync
 
 
@@ -68,3 +71,23 @@ def test_a_unit_spent_on_no_request_is_given_back(emulator: GoogleEmulator) -> N
         client = redis.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(f"{namespace}*"):
             client.delete(key)
+
+
+def test_a_page_read_in_parts_spends_one_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Clever sections page streamed in parts is one request: its later parts give their units back."""
+    monkeypatch.setattr("connectors.streaming.PART_RECORDS", 2)
+    with CleverEmulator(cert_dir=tmp_path, districts=1, teachers=2, students_per_course=4) as clever:
+        namespace = f"rs-budget-{uuid.uuid4().hex[:10]}"
+        # The district sync is three requests (the event cursor, the sections, the teachers), and a unit is
+        # taken, then given back, to learn that a list ended: four units, if every later part gives its own back.
+        settings = clever_settings_for(
+            clever, f"sqlite:///{tmp_path / 'budget.db'}", provider_budgets="clever=4/60", broker_namespace=namespace
+        )
+        runtime = build_runtime(settings)
+        try:
+            integration_id = link_district(runtime, clever)
+            outcome = run_sync(runtime, integration_id)
+        finally:
+            runtime.engine.dispose()
+    assert len(clever.section_ids(clever.district_ids[0])) > 2, "the sections page came in several parts"
+    assert (outcome.outcome, outcome.provider_calls) == ("ok", 3)

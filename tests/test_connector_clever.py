@@ -95,6 +95,41 @@ def test_district_sync_reads_sections_and_teachers_in_one_request_each(
     assert calls[1][1]["role"] == ["teacher"], "student records are never requested"
 
 
+def test_a_large_page_is_read_as_a_stream_in_parts_that_cost_one_request(
+    settings: Settings, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sections page arrives in parts (connectors/streaming.py): the same records as the page parsed
+    whole, in order, one request; only the first part counts against a budget (the others are ``continued``)."""
+    monkeypatch.setattr("connectors.streaming.PART_RECORDS", 3)
+    with _district(settings, clever) as connector:
+        whole, _links = connector._list("/v3.0/sections", {"limit": "10000"})
+        before = connector.requests_made
+        pages = list(connector.sections())
+        assert connector.requests_made - before == 1
+    assert len(whole) > 3
+    assert [len(page.records) for page in pages] == [min(3, len(whole) - n) for n in range(0, len(whole), 3)]
+    assert [record for page in pages for record in page.records] == whole
+    assert [page.continued for page in pages] == [False] + [True] * (len(pages) - 1)
+
+
+def test_an_events_page_read_in_parts_carries_the_cursor_of_each_part(
+    settings: Settings, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each part's cursor is its own last event, so a part applied with its cursor resumes right after it."""
+    district_id = clever.district_ids[0]
+    with _district(settings, clever) as connector:
+        cursor = connector.latest_event_id() or ""
+    section = clever.section_ids(district_id)[0]
+    for _ in range(4):
+        clever.add_student(section)
+    monkeypatch.setattr("connectors.streaming.PART_RECORDS", 3)
+    with _district(settings, clever) as connector:
+        pages = list(connector.events(cursor))
+    events = [event for page in pages for event in page.records]
+    assert len(events) >= 4 and len(pages) == -(-len(events) // 3)
+    assert [page.cursor for page in pages] == [page.records[-1]["id"] for page in pages]
+
+
 def test_paging_follows_next_links_as_given(
     settings: Settings, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -265,6 +300,7 @@ def _fake(status: int, body: bytes, content_type: str = "application/json") -> r
     response = requests.Response()
     response.status_code = status
     response._content = body
+    response._content_consumed = True  # iter_content serves the body as if read from a socket
     response.headers = CaseInsensitiveDict({"Content-Type": content_type})
     return response
 
@@ -272,8 +308,11 @@ def _fake(status: int, body: bytes, content_type: str = "application/json") -> r
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"<html><body>Oops</body></html>", "not a JSON object"),
-        (b'{"data": {"id": "x"}, "links": []}', "no data list"),
+        (b"<html><body>Oops</body></html>", "not readable JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"data": [{"data": {"id": "x"}}', "cut short"),
+        (b'{"data": {"id": "x"}, "links": []}', "'data' of a list answer is not a list"),
+        (b'{"links": []}', "carries no 'data' list"),
         (b'{"data": [], "links": [{"rel": "next", "uri": "https://evil.test/v3.0/sections"}]}', "away from"),
         (b'{"data": [], "links": [{"rel": "next", "uri": "/v3.0/sections?starting_after=a"}]}', "loop"),
     ],
@@ -282,6 +321,6 @@ def test_bad_payloads_are_provider_data_errors(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, body: bytes, message: str
 ) -> None:
     connector = CleverConnector(settings, "token", district_id="d1")
-    monkeypatch.setattr(connector, "_send", lambda path, params: _fake(200, body))
+    monkeypatch.setattr(connector, "_send", lambda path, params, **_: _fake(200, body))
     with pytest.raises(ProviderDataError, match=message):
         list(connector.sections())

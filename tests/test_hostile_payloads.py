@@ -336,6 +336,8 @@ def test_unicode_edge_cases_in_names_are_stored_readably(synced: World) -> None:
     assert renamed, "the listing was rewritten"
     for external_id, name in renamed.items():
         expected = display(name, strip=world.provider != "google")
+        if world.provider == "clever":  # read by a streaming parser (yajl), which replaces a lone surrogate itself
+            expected = expected and expected.replace("\ufffd", "?")
         assert stored[external_id] == expected
         assert "\x00" not in stored[external_id]
     assert world.roster()[1:] == before[1:], "people and enrolments untouched"

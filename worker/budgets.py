@@ -2,8 +2,9 @@
 
 ``PROVIDER_BUDGETS=google=3000/60`` keeps the whole fleet under 3000 Google requests a minute
 (the provider's published per-project quota, with headroom), however many workers run. One unit
-is taken before each page a connector fetches; the one taken to learn that a list ended (no
-request went out) is given back, so a fleet can run close to the quota; when the budget is spent the sync stops with
+is taken before each page a connector fetches; the one taken to learn that a list ended, and the
+one of a later part of an answer read as a stream (no request went out for either), is given
+back, so a fleet can run close to the quota; when the budget is spent the sync stops with
 ``RateLimited`` and its actor retries it after the window, like a provider's own 429. On the
 in-memory broker the budget is this process's alone (one machine has one worker).
 """
@@ -96,6 +97,8 @@ def _metered(
         except StopIteration:
             refund(taken)
             return
+        if page.continued:
+            refund(taken)  # a later part of an answer already received: no request went out for it
         yield page
 
 

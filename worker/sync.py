@@ -30,6 +30,7 @@ from store import breaker, integrations, roster
 from store.consent import purge_role
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced, still_current
+from store.statistics import Statistics
 from store.vault import VaultError
 from worker import cursor as cursor_document
 from worker.budgets import budgeted
@@ -271,16 +272,18 @@ def _full_sync(
     masks = {role: spec.field_mask(role, scopes) for role in ("class", *roles)}
     cursor = connector.change_cursor() if spec.map_changes is not None else None
     class_ids: dict[str, int] = {}
-    seen_enrollments: set[tuple[int, int]] = set()
+    seen_enrollments = roster.SeenEnrollments()
     classes_complete = True
+    statistics = Statistics(engine)
     for page in connector.classes(masks):
         batch = _within(spec.map_page(page, context), roles)
         for part in split(batch):  # a page of thousands of classes is written a thousand rows at a time
             with fenced(engine, state.id, generation, lease) as connection:
                 written, ids, keys = roster.apply_batch(connection, state.id, part)
             class_ids.update(ids)
-            seen_enrollments |= keys
+            seen_enrollments.update(keys)
             outcome.rows_written += written
+            statistics.written(outcome.rows_written)
         outcome.members_seen += len(batch.enrollments)
         outcome.records_skipped += batch.skipped
         classes_complete = classes_complete and batch.skipped == 0
@@ -297,6 +300,7 @@ def _full_sync(
             written, _ids, keys = roster.apply_batch(connection, state.id, pending.take())
         seen_enrollments.update(keys)
         outcome.rows_written += written
+        statistics.written(outcome.rows_written)
 
     try:
         for page in connector.members(list(class_ids), masks):

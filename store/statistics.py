@@ -1,0 +1,43 @@
+"""Fresh planner statistics while one sync writes a district into roster tables that were nearly empty.
+
+PostgreSQL plans the store's look-ups (``pseudonym IN (...)`` within an integration and role) from
+the statistics of the last ANALYZE. Autovacuum refreshes them at most once a minute, so during a
+district's first sync the planner still believes the tables are (nearly) empty: it scans every
+row of the integration instead of probing the unique index for each key, and every page's look-up
+costs more than the one before (measured: a 10,000-student Clever district spent 2.5 s of 4.5 s
+in two such look-ups, growing with the square of the district). Bulk loaders ANALYZE as they load;
+so does a sync, when its writes have doubled since its last ANALYZE. SQLite plans equality on a
+unique index the same way whatever it knows, so nothing is done there.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from store.models import Enrollment, Person, SchoolClass
+
+FIRST_AT = 5_000
+"""Rows a run writes before its first ANALYZE: below that a scan of the integration's rows costs little."""
+
+TABLES = ", ".join(model.__tablename__ for model in (SchoolClass, Person, Enrollment))
+
+
+class Statistics:
+    """Told how many rows a run has written so far; ANALYZEs the roster tables at 5,000, 10,000, 20,000, ...
+
+    A run that writes N rows ANALYZEs about log2(N / 5,000) times; each samples at most 30,000 rows
+    a table, so the cost stays a few tens of milliseconds however large the district.
+    """
+
+    def __init__(self, engine: Engine, first_at: int | None = None) -> None:
+        self._engine = engine
+        first = FIRST_AT if first_at is None else first_at
+        self._next_at = first if engine.dialect.name == "postgresql" else None
+
+    def written(self, rows: int) -> None:
+        if self._next_at is None or rows < self._next_at:
+            return
+        with self._engine.connect() as connection:
+            connection.exec_driver_sql(f"ANALYZE {TABLES}")
+            connection.commit()
+        self._next_at = 2 * rows
