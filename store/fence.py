@@ -18,12 +18,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from store.db import ADVISORY_READ, utcnow
 from store.models import Integration
 
 SYNCABLE = ("active",)
+
+_STATE = select(
+    Integration.status, Integration.generation, Integration.lease_owner, Integration.lease_expires_at
+).where(Integration.id == bindparam("integration_id"))
+"""Built once: the check runs after every provider page, and building the statement cost more than running it."""
+_LOCKED_STATE = _STATE.with_for_update()
 
 
 class Fenced(Exception):
@@ -51,11 +57,7 @@ def still_current(engine: Engine, integration_id: int, generation: int, lease: L
     follows is fenced all the same).
     """
     with engine.connect().execution_options(**{ADVISORY_READ: True}) as connection:
-        row = connection.execute(
-            select(
-                Integration.status, Integration.generation, Integration.lease_owner, Integration.lease_expires_at
-            ).where(Integration.id == integration_id)
-        ).one_or_none()
+        row = connection.execute(_STATE, {"integration_id": integration_id}).one_or_none()
     if row is None or row.status not in SYNCABLE or row.generation != generation:
         raise Fenced(integration_id)
     if lease is None:
@@ -70,13 +72,7 @@ def still_current(engine: Engine, integration_id: int, generation: int, lease: L
 @contextmanager
 def fenced(engine: Engine, integration_id: int, generation: int, lease: Lease | None = None) -> Iterator[Connection]:
     with engine.begin() as connection:
-        row = connection.execute(
-            select(
-                Integration.status, Integration.generation, Integration.lease_owner, Integration.lease_expires_at
-            )
-            .where(Integration.id == integration_id)
-            .with_for_update()
-        ).one_or_none()
+        row = connection.execute(_LOCKED_STATE, {"integration_id": integration_id}).one_or_none()
         if row is None or row.status not in SYNCABLE or row.generation != generation:
             raise Fenced(integration_id)
         if lease is not None:
