@@ -20,6 +20,9 @@ from store.db import utcnow
 from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass
 
 CHUNK = 500
+STREAMED = {"stream_results": True, "yield_per": 2_000}
+"""Rows read a few thousand at a time (a server-side cursor on PostgreSQL, whose driver would otherwise
+fetch the whole result into memory first; SQLite reads lazily anyway)."""
 
 
 def _table(model: type[Base]) -> Table:
@@ -408,7 +411,8 @@ def _removals(
     enrollments = connection.execute(
         select(Enrollment.id, Enrollment.class_id, Enrollment.person_id).where(
             Enrollment.integration_id == integration_id, Enrollment.removed_at.is_(None)
-        )
+        ),
+        execution_options=STREAMED,
     )
     gone: list[tuple[int, int, int]] = []
     keeping: set[int] = set()
@@ -420,7 +424,8 @@ def _removals(
     active_people = 0
     left_without: set[int] = set()
     for person_id in connection.execute(
-        select(Person.id).where(Person.integration_id == integration_id, Person.removed_at.is_(None))
+        select(Person.id).where(Person.integration_id == integration_id, Person.removed_at.is_(None)),
+        execution_options=STREAMED,
     ).scalars():
         active_people += 1
         if person_id not in keeping:

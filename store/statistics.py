@@ -7,7 +7,8 @@ row of the integration instead of probing the unique index for each key, and eve
 costs more than the one before (measured: a 10,000-student Clever district spent 2.5 s of 4.5 s
 in two such look-ups, growing with the square of the district). Bulk loaders ANALYZE as they load;
 so does a sync, when its writes have doubled since its last ANALYZE. SQLite plans equality on a
-unique index the same way whatever it knows, so nothing is done there.
+unique index the same way whatever it knows, so nothing is done there. A database user that does
+not own the tables gets a warning from PostgreSQL and no statistics, never an error.
 """
 
 from __future__ import annotations
