@@ -1457,6 +1457,8 @@ def _inner_request(text: str) -> _Request | None:
     headers: dict[str, str] = {}
     last = ""
     for line in lines[1:]:
+        if not line.strip():
+            continue
         if line[:1] in (" ", "\t") and last:
             headers[last] += " " + line.strip()
             continue
