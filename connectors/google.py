@@ -629,10 +629,12 @@ class _RosterRead:
         self.halted: RateLimited | None = None
 
     def course(self, class_id: str) -> Iterator[Page]:
-        """All pages of the course's listings in turn, or an ``UNREADABLE`` marker once one of them broke."""
-        for listing in self._by_course.get(class_id, []):
+        """All pages of the course's listings in turn, or an ``UNREADABLE`` marker once one of them broke
+        (whichever: a course is read whole or not at all, so its pages still waiting are dropped)."""
+        own = self._by_course.get(class_id, [])
+        for listing in own:
             while True:
-                if listing.unreadable:
+                if any(item.unreadable for item in own):
                     yield Page(kind=UNREADABLE, parent_id=class_id, records=())
                     return
                 if listing.pages:

@@ -187,6 +187,23 @@ def test_a_part_404_marks_that_course_unreadable_and_the_others_sync(rt: Runtime
     ]
 
 
+def test_a_course_whose_teachers_fail_is_unreadable_even_with_students_still_to_page(
+    rt: Runtime, emulator: GoogleEmulator
+) -> None:
+    integration_id = link_teacher(rt, emulator, 0)
+    courses = emulator.course_ids_of(emulator.teacher_ids[0], states=["ACTIVE"])
+    for _ in range(40):  # the students need a follow-up page the broken course never gets
+        emulator.add_student(courses[0])
+    emulator.fail_next(f"/courses/{courses[0]}/teachers", 404)
+    seen = len(emulator.requests)
+    pages = list(connector(rt, integration_id).members(courses, MASKS))
+    assert [(p.parent_id, p.kind) for p in pages] == [
+        (courses[0], UNREADABLE),
+        *[(course, kind) for course in courses[1:] for kind in ("students", "teachers")],
+    ]
+    assert len(parts_of_batches(emulator, seen)) == 1  # no follow-up for a course already lost
+
+
 def test_a_part_401_costs_one_refresh_and_only_the_failed_parts_are_sent_again(
     rt: Runtime, emulator: GoogleEmulator
 ) -> None:
