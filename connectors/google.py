@@ -7,6 +7,10 @@ so this module never names a personal field.
 
 Refreshing is done here, explicitly, never silently by the HTTP wrapper: Google may rotate
 the refresh token, and the new one must reach the vault (``on_tokens``) before it is used.
+
+Course rosters go through Google's batch endpoint (``{google_api_endpoint}/batch``): up to
+``BATCH_LIMIT`` list calls (students and teachers of many courses, first pages and follow-ups)
+in one HTTP round trip, each part answered, and its failure classified, as a direct call's.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from __future__ import annotations
 import functools
 import json
 import ssl
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -26,7 +33,8 @@ import google_auth_httplib2
 import httplib2
 import requests
 from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
+from googleapiclient.errors import BatchError, HttpError
+from googleapiclient.http import BatchHttpRequest
 
 from connectors.base import (
     UNREADABLE,
@@ -50,6 +58,17 @@ from settings import GOOGLE_SCOPES, Settings
 COURSES_SCOPE, ROSTERS_SCOPE = GOOGLE_SCOPES
 DEFAULT_RETRY_AFTER_SECONDS = 30.0
 ROSTER_LIST_KEYS = {"student": "students", "teacher": "teachers"}
+BATCH_LIMIT = 50
+"""Calls a batch may carry. Google's Classroom guide "Batch requests"
+(developers.google.com/classroom/best-practices/batch): "You're limited to 50 calls in a single batch
+request. If you must make more calls than that, use multiple batch requests." (The client library's own
+``MAX_BATCH_LIMIT`` of 1,000 is a ceiling for every Google API, not Classroom's.)"""
+PART_ATTEMPTS = 3
+"""Sends of one part that Google answered 429 or 5xx (the first and two retries) before the sync gives up."""
+MAX_INLINE_WAIT_SECONDS = 10.0
+"""A part's Retry-After up to this is waited out in place; a longer one stops the sync as ``RateLimited``."""
+PART_RETRY_SECONDS = 1.0
+"""The wait before resending a 5xx part that named no Retry-After."""
 
 
 class LinkRefused(ConnectorError):
@@ -211,6 +230,32 @@ def refresh_error(error: google.auth.exceptions.RefreshError) -> ConnectorError:
     return TransientError(f"token endpoint refused the refresh ({str(details.get('error', 'unknown'))[:40]})")
 
 
+def _still_failing(
+    pending: Mapping[str, _Listing], failures: Mapping[str, ConnectorError], wait: float
+) -> RateLimited | None:
+    """Parts that outlasted the retries: a rate limit for the whole read, or each listing's own error."""
+    limited = [error for error in failures.values() if isinstance(error, RateLimited)]
+    if limited:
+        return RateLimited(max(wait, *(error.retry_after for error in limited)))
+    for key, listing in pending.items():
+        listing.error = failures.get(key) or TransientError("Google kept failing a part of a batch")
+        listing.request = None
+    return None
+
+
+def _retryable(status: int, error: ConnectorError) -> bool:
+    """Parts worth sending again in place: rate limits and the server's own failures, as Google advises."""
+    return isinstance(error, RateLimited) or status in (408, 500, 502, 503, 504)
+
+
+def _part_wait(error: ConnectorError, retry_after: str | None) -> float:
+    """Seconds before a failed part is sent again: its Retry-After, else ``PART_RETRY_SECONDS``
+    (a 429 without one gets ``DEFAULT_RETRY_AFTER_SECONDS``: too long to wait in place)."""
+    if isinstance(error, RateLimited):
+        return error.retry_after
+    return _retry_after_seconds(retry_after) if retry_after is not None else PART_RETRY_SECONDS
+
+
 def _retry_after_seconds(header: str | None) -> float:
     try:
         return max(0.0, float(header)) if header is not None else DEFAULT_RETRY_AFTER_SECONDS
@@ -221,9 +266,12 @@ def _retry_after_seconds(header: str | None) -> float:
 class GoogleConnector:
     """Reads one teacher's courses and rosters; one instance per sync, per thread (httplib2 is not thread-safe)."""
 
-    def __init__(self, settings: Settings, tokens: TokenSet, on_tokens: TokenSink) -> None:
+    def __init__(
+        self, settings: Settings, tokens: TokenSet, on_tokens: TokenSink, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._settings = settings
         self._on_tokens = on_tokens
+        self._sleep = sleep
         self._credentials = google.oauth2.credentials.Credentials(  # type: ignore[no-untyped-call]
             token=tokens.access_token,
             refresh_token=tokens.refresh_token,
@@ -244,6 +292,7 @@ class GoogleConnector:
             http=httplib2.Http(timeout=settings.http_timeout_seconds, ca_certs=ca_certs),
             refresh_status_codes=(),
         )
+        self._http = authorized_http
         self._service = build(
             "classroom",
             "v1",
@@ -284,29 +333,42 @@ class GoogleConnector:
         yield from self._pages(courses, request, "courses", None, COURSES_SCOPE)
 
     def members(self, class_ids: Sequence[str], masks: Masks) -> Iterator[Page]:
-        """Students then teachers of each course, page by page (pages of at most 30 at Google).
+        """Students then teachers of each course, page by page, course by course, read in batches.
+
+        The pending list calls (every listing's first page, then each ``nextPageToken`` follow-up) go
+        ``BATCH_LIMIT`` to a batch, earliest listing first; pages are yielded in listing order as
+        soon as they are in. A batch is sent only when the page the caller asks for is not in yet, so
+        a caller that stops reading (a fence, a revoke) stops the calls: nothing is fetched ahead.
+
+        Each yielded page is one call Google counted against the quota (a batch of n calls counts
+        as n), which is what the worker's budget (``worker.budgets``) spends a unit on.
 
         A course whose roster cannot be read (404, a 403 on that course, a broken page) is reported as
         an ``UNREADABLE`` marker and the next course is read: the worker keeps that course's enrolments.
         A role the worker hands no mask for is not requested at all.
         """
         roles = [role for role in ("student", "teacher") if role in masks]
-        for class_id in class_ids:
-            try:
-                for role in roles:
-                    yield from self._members(class_id, role, masks[role])
-            except ProviderDataError:
-                yield Page(kind=UNREADABLE, parent_id=class_id, records=())
+        reader = _RosterRead(
+            self, [self._listing(c, role, masks[role]) for c in dict.fromkeys(class_ids) for role in roles]
+        )
+        for class_id in dict.fromkeys(class_ids):
+            yield from reader.course(class_id)
 
-    def _members(self, class_id: str, role: str, field_mask: str) -> Iterator[Page]:
+    def _listing(self, class_id: str, role: str, field_mask: str) -> _Listing:
         collection = self._rosters.get(role)
         if collection is None:
             # Each resource call builds its methods from the discovery document anew (half of a roster
             # page's cost when measured): build the two roster collections once per connector.
             courses = self._service.courses()
             collection = self._rosters[role] = courses.students() if role == "student" else courses.teachers()
-        request = collection.list(courseId=class_id, fields=field_mask)
-        yield from self._pages(collection, request, ROSTER_LIST_KEYS[role], class_id, ROSTERS_SCOPE)
+        list_key = ROSTER_LIST_KEYS[role]
+        return _Listing(
+            class_id,
+            list_key,
+            collection,
+            collection.list(courseId=class_id, fields=field_mask),
+            PageBound(self._settings.max_pages, f"Google's {list_key} listing"),
+        )
 
     def change_cursor(self) -> str | None:
         """Classroom has no change feed for a teacher's courses: every sync is a full listing."""
@@ -317,6 +379,121 @@ class GoogleConnector:
 
     def revoke(self) -> RevokeVerdict:
         return revoke_token(self._settings, str(self._credentials.refresh_token))
+
+    # ------------------------------------------------------------------------------- batches
+    @property
+    def batch_uri(self) -> str:
+        """``{google_api_endpoint}/batch``: Classroom's ``batchPath`` under whatever endpoint is configured.
+
+        Not ``service.new_batch_http_request()``: that builds the URL from the discovery document's
+        ``rootUrl`` (the real Google), whatever ``api_endpoint`` the service was built with.
+        """
+        return f"{self._settings.google_api_endpoint.rstrip('/')}/batch"
+
+    def batch(self, listings: Sequence[_Listing]) -> RateLimited | None:
+        """Read the next page of each listing in one batch; failed parts are sent again, and only they.
+
+        Every part is judged as a direct call would be: a 401 earns one refresh (a second is
+        ``AccessRevoked``), a missing scope or a switched-off Classroom ends the sync at once, a 404 or
+        a 403 on one course makes that course unreadable, and a 429 or 5xx part is sent again after its
+        Retry-After (``PART_ATTEMPTS`` sends, waits up to ``MAX_INLINE_WAIT_SECONDS``). What is still
+        failing then is not raised here, so the pages already in are not lost: a rate limit is returned
+        (no further batch may go out), any other failure stays with its listing, raised when the
+        caller reaches it (earlier listings are still read, as they were one call at a time).
+        """
+        pending = {str(n): listing for n, listing in enumerate(listings, start=1)}
+        refreshed = self._fresh_token()
+        for attempt in range(1, PART_ATTEMPTS + 1):
+            retry: dict[str, _Listing] = {}
+            failures: dict[str, ConnectorError] = {}
+            waits: list[float] = []
+            unauthorized = False
+            answers, refreshed = self._send_batch(pending, refreshed)
+            for key, (status, headers, content) in answers.items():
+                listing = pending[key]
+                if status == 200:
+                    self._page_in(listing, content)
+                    continue
+                if status == 401:
+                    unauthorized = True
+                    retry[key] = listing
+                    failures[key] = TransientError("Google kept refusing a part of a batch (401)")
+                    continue
+                error = classify_api_error(
+                    status, _json_or_empty(content), headers.get("retry-after"), required_scope=ROSTERS_SCOPE
+                )
+                if isinstance(error, ProviderDataError):
+                    listing.give_up()
+                elif not _retryable(status, error):
+                    raise error
+                else:
+                    retry[key] = listing
+                    failures[key] = error
+                    waits.append(_part_wait(error, headers.get("retry-after")))
+            if unauthorized:
+                if refreshed:
+                    raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
+                self.refresh()
+                refreshed = True
+            pending = retry
+            if not pending:
+                return None
+            wait = max(waits, default=0.0)
+            if attempt == PART_ATTEMPTS or wait > MAX_INLINE_WAIT_SECONDS:
+                return _still_failing(pending, failures, wait)
+            if wait > 0:
+                self._sleep(wait)
+        return None  # pragma: no cover - the loop returns on its last attempt
+
+    def _page_in(self, listing: _Listing, content: bytes) -> None:
+        """A part answered 200: its page; a broken page, or one past ``ROSTERSYNC_MAX_PAGES``, loses the course."""
+        try:
+            listing.take(json.loads(content or b"null"))
+        except (ValueError, ProviderDataError):
+            listing.give_up()
+
+    def _fresh_token(self) -> bool:
+        """Refresh before sending when the token is stale; True when it was refreshed for this batch."""
+        if self._credentials.valid:
+            return False
+        self.refresh()
+        return True
+
+    def _send_batch(self, pending: Mapping[str, _Listing], refreshed: bool) -> tuple[_Answers, bool]:
+        """One HTTP round trip (two when the batch as a whole gets a 401 on a token not refreshed for it).
+
+        A batch refused as a whole (429, 5xx) is classified like a direct call; returns the answers and
+        whether the token has been refreshed for this batch by now.
+        """
+        for _attempt in range(2):
+            batch = _OneTrip(batch_uri=self.batch_uri)
+            for key, listing in pending.items():
+                batch.add(listing.request, request_id=key)
+            self.requests_made += 1
+            try:
+                return batch.send(self._http), refreshed
+            except BatchError:
+                raise ProviderDataError("Google's batch answer is not a well-formed multipart/mixed message") from None
+            except HttpError as error:
+                if error.status_code == 401 and not refreshed:
+                    self.refresh()
+                    refreshed = True
+                    continue
+                if error.status_code == 401:
+                    raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized") from None
+                raise classify_api_error(
+                    error.status_code,
+                    _json_or_empty(error.content),
+                    error.resp.get("retry-after"),
+                    required_scope=ROSTERS_SCOPE,
+                ) from None
+            except google.auth.exceptions.RefreshError as error:
+                raise refresh_error(error) from None
+            except (TimeoutError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as error:
+                raise TransientError(f"network error talking to Google ({type(error).__name__})") from None
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+                raise ProviderDataError("Google's batch answer is not a well-formed multipart/mixed message") from None
+        raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
 
     def _pages(self, collection: Any, request: Any, list_key: str, parent: str | None, scope: str) -> Iterator[Page]:
         """Follow ``nextPageToken`` as given; a token that is not a string, or comes back a second time
@@ -370,6 +547,113 @@ class GoogleConnector:
                 raise ProviderDataError("response is not a JSON object")
             return response
         raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
+
+
+# ------------------------------------------------------------------------------------ batches
+_Answers = dict[str, tuple[int, Mapping[str, str], bytes]]
+"""A batch's answers by request id: status, headers (lower-case names), body."""
+
+
+class _OneTrip(BatchHttpRequest):  # type: ignore[misc]
+    """google-api-python-client's batch, sent exactly once: the connector decides about 401s.
+
+    The library's ``execute`` refreshes the credentials by itself when a part comes back 401, through
+    a fresh ``httplib2.Http()`` (no CA bundle, no timeout, and a rotated refresh token that never
+    reaches the vault), then sends those parts again in a second round trip nobody counts. ``send``
+    is the library's own serialisation and parsing (``_execute``) without that: one POST, every part's
+    answer as ``(status, headers, body)`` by request id.
+    """
+
+    def send(self, http: Any) -> _Answers:
+        self._execute(http, self._order, self._requests)
+        answers: _Answers = {}
+        for request_id in self._order:
+            response, content = self._responses[request_id]  # KeyError: Google left a part out
+            answers[request_id] = (int(response.status), response, content)
+        return answers
+
+
+@dataclass
+class _Listing:
+    """One roster listing (a course's students or teachers): the pages in so far, the call for the next."""
+
+    course: str
+    list_key: str
+    collection: Any
+    request: Any | None
+    bound: PageBound
+    pages: deque[Page] = field(default_factory=deque)
+    seen: set[str] = field(default_factory=set)
+    unreadable: bool = False
+    error: ConnectorError | None = None
+    """A failure that outlasted the retries: raised when the caller reaches this listing."""
+
+    def take(self, body: Any) -> None:
+        """One page's answer: keep its records, and the follow-up call if there is one (``PageBound`` first)."""
+        if not isinstance(body, dict):
+            raise ProviderDataError("response is not a JSON object")
+        records = body.get(self.list_key, [])
+        if not isinstance(records, list):
+            raise ProviderDataError(f"'{self.list_key}' is not a list")
+        token = body.get("nextPageToken")
+        if token is not None and not isinstance(token, str):
+            raise ProviderDataError("a nextPageToken is not a string")
+        if token:
+            if token in self.seen:
+                raise ProviderDataError("page tokens loop")
+            self.seen.add(token)
+        self.pages.append(Page(kind=self.list_key, parent_id=self.course, records=records))
+        self.request = self.collection.list_next(self.request, body)
+        if self.request is not None:
+            self.bound.next_page()
+
+    def give_up(self) -> None:
+        self.unreadable, self.request = True, None
+        self.pages.clear()
+
+
+class _RosterRead:
+    """The roster listings of one ``members`` call, fetched in batches as the caller reads them in order.
+
+    ``halted`` is a rate limit that outlasted the retries: the pages already in are still handed out in
+    order, and the first page that would need another batch raises it instead (no batch goes out).
+    """
+
+    def __init__(self, connector: GoogleConnector, listings: list[_Listing]) -> None:
+        self._connector = connector
+        self._listings = listings
+        self._by_course: dict[str, list[_Listing]] = {}
+        for listing in listings:
+            listing.bound.next_page()
+            self._by_course.setdefault(listing.course, []).append(listing)
+        self.halted: RateLimited | None = None
+
+    def course(self, class_id: str) -> Iterator[Page]:
+        """All pages of the course's listings in turn, or an ``UNREADABLE`` marker once one of them broke
+        (whichever: a course is read whole or not at all, so its pages still waiting are dropped)."""
+        own = self._by_course.get(class_id, [])
+        for listing in own:
+            while True:
+                if any(item.unreadable for item in own):
+                    yield Page(kind=UNREADABLE, parent_id=class_id, records=())
+                    return
+                if listing.pages:
+                    yield listing.pages.popleft()
+                elif listing.error is not None:
+                    raise listing.error
+                elif listing.request is None:
+                    break
+                else:
+                    self._fetch()
+
+    def _fetch(self) -> None:
+        """One batch of the earliest pending calls (the caller's own is first among them); none for a
+        course already known unreadable."""
+        if self.halted is not None:
+            raise self.halted
+        lost = {item.course for item in self._listings if item.unreadable}
+        pending = [item for item in self._listings if item.request is not None and item.course not in lost]
+        self.halted = self._connector.batch(pending[:BATCH_LIMIT])
 
 
 ConnectorFactory = Callable[[Settings, TokenSet, TokenSink], GoogleConnector]

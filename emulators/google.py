@@ -13,6 +13,8 @@ It stands for the provider, so it imports nothing from the project: only the sta
 from __future__ import annotations
 
 import base64
+import email.message
+import email.parser
 import hashlib
 import itertools
 import re
@@ -21,11 +23,12 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeAlias
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from emulators.core import EmulatorCore, Failure, Json, Request, RequestRecord, Response, json_body
+from emulators.core import EmulatorCore, Failure, Json, Request, RequestRecord, Response, copy_query, json_body
 from emulators.district import EMAIL_DOMAIN, Course, District, Person
 
 __all__ = [
@@ -70,6 +73,13 @@ def normalize_scope(scope: str) -> str:
 AUTH_PATH = "/o/oauth2/v2/auth"
 TOKEN_PATH = "/token"
 REVOKE_PATH = "/revoke"
+BATCH_PATH = "/batch"
+"""Classroom's ``batchPath`` (``batch``, under ``rootUrl``) in its discovery document."""
+MAX_BATCH_CALLS = 50
+"""Google's Classroom guide "Batch requests" (developers.google.com/classroom/best-practices/batch): "You're
+limited to 50 calls in a single batch request. If you must make more calls than that, use multiple batch
+requests." (google-api-python-client's own ``MAX_BATCH_LIMIT`` of 1,000 is the library's, for every API.)"""
+_MSG_BATCH_TOO_LARGE = f"A batch request cannot contain more than {MAX_BATCH_CALLS} calls."
 _CODE_TTL = 600.0
 _JSON_TYPE = "application/json; charset=UTF-8"
 _NO_STORE = "no-cache, no-store, max-age=0, must-revalidate"
@@ -563,8 +573,10 @@ class GoogleEmulator(EmulatorCore):
         roster_page_cap: int = 30,
         rate_limit_per_user: int | None = None,
         rate_limit_per_client: int | None = None,
+        batch_limit: int = MAX_BATCH_CALLS,
     ) -> None:
         super().__init__(host=host, port=port, cert_dir=cert_dir)
+        self._batch_limit = max(1, batch_limit)
         self._rate_limits: dict[str, int | None] = {"user": None, "client": None}
         self._rate_windows: dict[str, tuple[int, int]] = {}  # "user:<id>" / "client": (minute, requests)
         self.set_rate_limits(per_user=rate_limit_per_user, per_client=rate_limit_per_client)
@@ -761,7 +773,7 @@ class GoogleEmulator(EmulatorCore):
     def _identify(self, request: _Request, *, before: bool) -> str | None:
         """Which district user a request acts for, judged from its credentials (None when unknown)."""
         path = request.path
-        if path.startswith("/v1/") or path == "/v1":
+        if path.startswith("/v1/") or path in ("/v1", BATCH_PATH):
             token = request.bearer()
             access = self._access.get(token) if token else None
             return access.grant.user_id if access else None
@@ -820,6 +832,8 @@ class GoogleEmulator(EmulatorCore):
             return self._revoke(request)
         if path.startswith("/v1/"):
             return self._api(request)
+        if path == BATCH_PATH and request.method == "POST":
+            return self._batch(request)
         return _Response(404, b"Not Found", [("Content-Type", "text/plain; charset=utf-8")])
 
     # --------------------------------------------------------------------------------- OAuth
@@ -1363,3 +1377,113 @@ class GoogleEmulator(EmulatorCore):
             if not shares:
                 return _api_error(403)
         return self._profile_json(person, scopes)
+
+    # ------------------------------------------------------------------------------ batch
+    def _batch(self, request: _Request) -> _Response:
+        """Google's batch endpoint: one ``multipart/mixed`` POST of ``application/http`` parts, one answer each.
+
+        As Google's guide describes it (developers.google.com/classroom/best-practices/batch): the outer
+        request's headers, but its ``Content-`` ones, apply to every part unless the part sets its own
+        (google-api-python-client puts the Authorization header on both); each part is then served as if
+        it had come alone, so it is authorised, quota-counted, failure-injected, tampered with and logged
+        on its own (the log holds the parts just before the batch itself), while the hooks see only the
+        batch: it is one HTTP round trip. Answers come in request order, each part's ``Content-ID``
+        ``<response-X>`` for the request's ``<X>``. More than ``MAX_BATCH_CALLS`` parts is refused whole
+        with a 400 and no part served [U: the guide gives the limit, not the exact refusal].
+        """
+        parts = _batch_parts(request)
+        if isinstance(parts, _Response):
+            return parts
+        if len(parts) > self._batch_limit:
+            message = _MSG_BATCH_TOO_LARGE.replace(str(MAX_BATCH_CALLS), str(self._batch_limit))
+            return _api_error(400, message)
+        shared = {name: value for name, value in request.headers.items() if not name.startswith("content-")}
+        answers = [(content_id, self._batch_part(sub, shared)) for content_id, sub in parts]
+        boundary = "batch_" + secrets.token_hex(12)
+        body = b"".join(_batch_answer(boundary, content_id, answer) for content_id, answer in answers)
+        response = _Response(
+            200,
+            body + f"--{boundary}--\r\n".encode(),
+            [("Content-Type", f"multipart/mixed; boundary={boundary}"), ("Vary", "Origin, X-Origin, Referer")],
+        )
+        response.user_id = self._identify(request, before=False)
+        return response
+
+    def _batch_part(self, sub: _Request, shared: dict[str, str]) -> _Response:
+        """Serve one part as a request of its own (outer headers first, the part's own override them)."""
+        sub.headers = shared | sub.headers
+        result = self._injected_failure(sub)
+        if result is None:
+            result = self._api(sub) if sub.path.startswith("/v1/") else _api_error(404)
+        result = self._tampered(sub, result)
+        user_id = result.user_id if result.user_id is not None else self._identify(sub, before=False)
+        self._log.append(RequestRecord(sub.method, sub.path, copy_query(sub.query), user_id, result.status))
+        return result
+
+
+_BatchParts: TypeAlias = "list[tuple[str, _Request]]"
+
+
+def _batch_parts(request: _Request) -> _BatchParts | _Response:
+    """The parts of a batch request as (Content-ID, request), or the 400 a malformed batch gets."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/mixed") or "boundary=" not in content_type.lower():
+        return _api_error(400, "Batch requests must be multipart/mixed with a boundary.")
+    envelope = email.parser.BytesParser().parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + request.body
+    )
+    payload = envelope.get_payload() if envelope.is_multipart() else None
+    if not isinstance(payload, list) or not payload:
+        return _api_error(400, "Failed to parse batch request: no parts.")
+    parts: _BatchParts = []
+    for index, part in enumerate(payload):
+        if not isinstance(part, email.message.Message) or part.get_content_type() != "application/http":
+            return _api_error(400, "Failed to parse batch request: every part must be application/http.")
+        inner = _inner_request(str(part.get_payload()))
+        if inner is None:
+            return _api_error(400, "Failed to parse batch request: a part is not an HTTP request.")
+        content_id = " ".join(str(part.get("Content-ID", "")).split()).strip("<>") or f"part-{index + 1}"
+        parts.append((content_id, inner))
+    return parts
+
+
+def _inner_request(text: str) -> _Request | None:
+    """``GET /v1/... HTTP/1.1`` plus headers and body; only a path is allowed, never a full URL."""
+    head, _, body = text.replace("\r\n", "\n").partition("\n\n")
+    lines = head.lstrip("\n").split("\n")
+    words = lines[0].split(" ")
+    if len(words) != 3 or not words[2].startswith("HTTP/") or not words[1].startswith("/"):
+        return None
+    headers: dict[str, str] = {}
+    last = ""
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        if line[:1] in (" ", "\t") and last:
+            headers[last] += " " + line.strip()
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            return None
+        last = name.strip().lower()
+        headers[last] = value.strip()
+    target = urlsplit(words[1])
+    query = parse_qs(target.query, keep_blank_values=True)
+    return _Request(words[0].upper(), target.path, query, {}, headers, body.encode())
+
+
+def _batch_answer(boundary: str, content_id: str, answer: _Response) -> bytes:
+    """One ``application/http`` part of a batch answer: status line, headers, JSON body (CRLF throughout)."""
+    try:
+        reason = HTTPStatus(answer.status).phrase
+    except ValueError:
+        reason = "Unknown"
+    lines = [f"HTTP/1.1 {answer.status} {reason}"]
+    lines += [f"{name}: {value}" for name, value in answer.headers if name.lower() != "content-length"]
+    lines.append(f"Content-Length: {len(answer.body)}")
+    head = (
+        f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <response-{content_id}>\r\n\r\n"
+        + "\r\n".join(lines)
+        + "\r\n\r\n"
+    )
+    return head.encode() + answer.body + b"\r\n"

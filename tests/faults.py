@@ -101,7 +101,7 @@ def google_case(tmp_path: Path) -> Case:
         emulator=emu,
         link=lambda runtime: link_teacher(runtime, emu, 0),
         classes_path="/v1/courses",
-        later_path="/students",
+        later_path="/batch",  # the roster batch: one HTTP round trip carrying every students and teachers list
         token_path="/token",
         end_grant=lambda: emu.revoke_grants(teacher),
         expire_access=lambda: emu.expire_access_tokens(teacher),

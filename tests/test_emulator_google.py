@@ -689,3 +689,51 @@ def test_rate_limits_answer_429_resource_exhausted_past_the_quota(make_emu: Fact
     emu.set_rate_limits()  # lifted: the same user is served again
     with _session(emu) as http:
         assert _api(emu, http, first, "/v1/courses").status_code == 200
+
+
+def test_the_stock_batch_client_gets_every_part_and_the_hooks_one_round_trip(
+    emu: GoogleEmulator, http: requests.Session
+) -> None:
+    """google-api-python-client's own ``BatchHttpRequest.execute`` (callbacks, Content-ID matching) against
+    ``/batch``: each part answered as a direct call, a bad one failing alone, one hook call for the batch."""
+    import google.oauth2.credentials
+    import google_auth_httplib2
+    import httplib2
+    from googleapiclient.discovery import build
+    from googleapiclient.errors import HttpError
+    from googleapiclient.http import BatchHttpRequest
+
+    teacher = emu.teacher_ids[0]
+    creds = google.oauth2.credentials.Credentials(  # type: ignore[no-untyped-call]
+        token=_login(emu, http)["access_token"], scopes=SCOPES
+    )
+    authorized = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=10, ca_certs=str(emu.ca_path)))
+    hooked: list[str] = []
+    emu.add_hook(lambda record: hooked.append(record.path))
+    try:
+        service = build(
+            "classroom", "v1", static_discovery=True, client_options={"api_endpoint": emu.api_endpoint}, http=authorized
+        )
+        courses = emu.course_ids_of(teacher, states=["ACTIVE"])
+        answers: dict[str, Any] = {}
+
+        def keep(request_id: str, response: Any, exception: HttpError | None) -> None:
+            answers[request_id] = exception.status_code if exception is not None else response
+
+        batch = BatchHttpRequest(callback=keep, batch_uri=emu.api_endpoint + "/batch")
+        for course in courses:
+            batch.add(service.courses().students().list(courseId=course, fields="students(userId)"), request_id=course)
+        batch.add(service.courses().teachers().list(courseId="999999999999"), request_id="missing")
+        seen = len(emu.requests)
+        batch.execute()
+        for course in courses:
+            assert [s["userId"] for s in answers[course]["students"]] == emu.student_ids_of(course)
+        assert answers["missing"] == 404
+        assert hooked == ["/batch"]
+        parts = emu.requests[seen:-1]
+        assert [r.path for r in parts] == [f"/v1/courses/{c}/students" for c in courses] + [
+            "/v1/courses/999999999999/teachers"
+        ]
+        assert all(r.user_id == teacher for r in parts) and emu.requests[-1].path == "/batch"
+    finally:
+        authorized.http.close()

@@ -209,7 +209,9 @@ def test_sigterm_releases_the_leases_of_cut_short_syncs(
 ) -> None:
     rt = fleet_runtime
     ids = [link_teacher(rt, emulator, n % 3, platform_teacher=f"slow-{n}") for n in range(8)]
-    emulator.latency = 0.3  # every provider call is slow: the syncs are still running when SIGTERM comes
+    # Every provider call is slow, so the syncs are still waiting on Google when SIGTERM comes: a link's
+    # sync is two round trips (its course list and one roster batch), a second each.
+    emulator.latency = 1.0
     fleet = Fleet(rt.settings, tmp_path)
     fleet.start()
     try:

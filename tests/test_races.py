@@ -226,9 +226,12 @@ def test_a_whole_sync_keeps_a_short_lease_alive(
 ) -> None:
     """End to end: with a lease of 5 s and a sync that takes longer, nobody else can take it meanwhile."""
     integration_id = link(0)
+    course = emulator.course_ids_of(emulator.teacher_ids[0])[0]
+    for _ in range(95):  # 107 students: four pages, so four roster batches (each follow-up needs the last page)
+        emulator.add_student(course)
     monkeypatch.setattr(runtime.settings, "lease_seconds", 5)
-    # five calls 1.5 s apart, the last one past the first lease (6 s > 5 s): without renewal the thief
-    # would win there; every write renews once 2.5 s are left, a margin of 1 s on a busy machine
+    # five calls 1.5 s apart (the course list, four batches), the last one past the first lease (6 s > 5 s):
+    # without renewal the thief would win there; every write renews once 2.5 s are left, a margin of 1 s
     emulator.latency = 1.5
     stolen: list[bool] = []
 

@@ -103,22 +103,27 @@ def test_revoke_between_two_pages_fences_every_later_write(
     for _ in range(35):
         emulator.add_student(course)
     fired: list[int] = []
+    batches: list[str] = []
 
     def revoke_mid_page(record: object) -> None:
-        query = getattr(record, "query", {})
-        if not fired and getattr(record, "path", "").endswith("/students") and "pageToken" in query:
-            fired.append(len(emulator.requests))
-            integrations.end_integration(
-                runtime.engine, integration_id, status="revoked", actor="admin:test", reason="mid-run"
-            )
+        # The first batch carries every roster's first page; the second, the follow-up of the long one.
+        if getattr(record, "path", "") == "/batch":
+            batches.append("/batch")
+            if len(batches) == 2:
+                fired.append(len(emulator.requests))
+                integrations.end_integration(
+                    runtime.engine, integration_id, status="revoked", actor="admin:test", reason="mid-run"
+                )
 
     emulator.add_hook(revoke_mid_page)
     outcome = run_sync(runtime, integration_id)
     assert fired, "the second page of a roster was requested"
+    in_flight = emulator.requests[fired[0] :]
+    assert any(r.path.endswith("/students") and "pageToken" in r.query for r in in_flight)
     assert outcome.outcome == "fenced"
     assert row_count(runtime.engine, integration_id) == 0
-    # The page in flight was the last call: nothing after the fence was hit.
-    assert len(emulator.requests) == fired[0] + 1
+    # The batch in flight was the last call (its parts are logged just before it): nothing after the fence.
+    assert in_flight[-1].path == "/batch" and all(r.path.startswith("/v1/courses/") for r in in_flight[:-1])
     assert integrations.load(runtime.engine, integration_id).status == "revoked"
 
 
@@ -143,8 +148,9 @@ def test_rate_limit_is_honoured_before_the_retry(
 def test_server_errors_are_retried_with_backoff(
     runtime: Runtime, emulator: GoogleEmulator, link: Linker, stub_broker: StubBroker
 ) -> None:
+    """A batch refused as a whole: the actor retries the sync (a failing part is retried in place, below)."""
     integration_id = link(0)
-    emulator.fail_next("/students", 503, count=2)
+    emulator.fail_next("/batch", 503, count=2)
     sync_integration.send(integration_id)
     brokers.drain(stub_broker)
     assert stub_broker.dead_letters == []

@@ -2,14 +2,14 @@
 
 A sync can be no faster than fetching its pages, so every figure is set against that: the
 **baseline** replays, with a plain ``requests`` session trusting the emulator's CA, exactly the
-API requests the full sync made (same paths, same queries, Graph ``$batch`` bodies rebuilt from
-the emulator's log) and throws the answers away. Then, per database: a **full sync**, a
-**no-change re-sync** (a change feed where the provider has one, a full listing where not) and
-a **1% change re-sync** (1% of the students leave a class and as many new ones join, through the
-emulator's controls). For each: wall time, ratio to the baseline, API requests (counted by an
-emulator hook: HTTP round trips, a ``$batch`` is one) against the documented minimum computed
-from the district's counts and the providers' page sizes, rows written (the ``sync_runs``
-counters) and peak RSS.
+API requests the full sync made (same paths, same queries, Graph ``$batch`` bodies and Google
+batch ``multipart/mixed`` bodies rebuilt from the emulator's log) and throws the answers away.
+Then, per database: a **full sync**, a **no-change re-sync** (a change feed where the provider
+has one, a full listing where not) and a **1% change re-sync** (1% of the students leave a class
+and as many new ones join, through the emulator's controls). For each: wall time, ratio to the
+baseline, API requests (counted by an emulator hook: HTTP round trips, a ``$batch`` or a Google
+batch is one) against the documented minimum computed from the district's counts and the
+providers' page and batch sizes, rows written (the ``sync_runs`` counters) and peak RSS.
 
 Every phase, the baseline too, runs in a fresh process of its own (``spawn``), so that its peak
 RSS (``VmHWM``, reset when the phase starts) is that phase's alone: a forked child would share
@@ -65,7 +65,10 @@ CLASS_SIZE = {"google": 30, "clever": 25, "microsoft": 25}
 """Students per class; the district generator shares a fifth of each class with the previous one."""
 CLASSES_PER_TEACHER = 5
 API_PREFIX = {"google": "/v1/", "clever": "/v3.0/", "microsoft": "/v1.0/"}
+BATCH_PATH = {"google": "/batch", "microsoft": "/v1.0/$batch"}
+"""The batch endpoint of a provider that has one: a round trip of its own, its parts logged just before it."""
 GOOGLE_COURSES_PAGE, GOOGLE_ROSTER_PAGE = 10, 30  # the emulator's caps; Google's documented roster default is 30
+GOOGLE_BATCH = 50  # Classroom's documented batch limit (connectors.google.BATCH_LIMIT)
 CLEVER_PAGE = 10_000  # Clever's largest ``limit``
 GRAPH_PAGE, GRAPH_BATCH = 999, 20  # Graph's largest $top for directory lists; its $batch limit
 CHANGE_SHARE = 0.01
@@ -136,13 +139,16 @@ def _sync_phase(settings: Settings, ids: Sequence[int]) -> PhaseResult:
 
 @dataclass(frozen=True)
 class Fetch:
-    """One request of the baseline: a GET with its query, or a Graph ``$batch`` with its body."""
+    """One request of the baseline: a GET with its query, a Graph ``$batch`` with its JSON body, or a
+    Google batch with its ``multipart/mixed`` body (``data``, sent as ``content_type``)."""
 
     method: str
     url: str
     token: str
     params: list[tuple[str, str]] = field(default_factory=list)
     body: dict[str, Any] | None = None
+    data: bytes | None = None
+    content_type: str | None = None
 
 
 def _baseline_phase(ca_bundle: str, fetches: Sequence[Fetch]) -> PhaseResult:
@@ -153,12 +159,16 @@ def _baseline_phase(ca_bundle: str, fetches: Sequence[Fetch]) -> PhaseResult:
         session.verify = ca_bundle
         started = time.perf_counter()
         for fetch in fetches:
+            headers = {"Authorization": f"Bearer {fetch.token}"}
+            if fetch.content_type is not None:
+                headers["Content-Type"] = fetch.content_type
             response = session.request(
                 fetch.method,
                 fetch.url,
                 params=fetch.params or None,
                 json=fetch.body,
-                headers={"Authorization": f"Bearer {fetch.token}"},
+                data=fetch.data,
+                headers=headers,
                 timeout=300,
             )
             response.raise_for_status()
@@ -248,7 +258,11 @@ class GoogleScenario:
         return len(self._active())
 
     def minimum(self, *, resync: bool) -> int:
-        """Per link: its course pages, then each course's student and teacher pages (no change feed)."""
+        """Per link: its course pages, then its roster list calls in batches of ``GOOGLE_BATCH`` (no change feed).
+
+        A link's rosters need at least ceil(list calls / 50) batches, and at least as many as its longest
+        roster has pages: a follow-up page can only be asked for once the page before it is in.
+        """
         e = self.emulator
         teachers_of: dict[str, int] = {}
         for teacher in e.teacher_ids:
@@ -258,9 +272,10 @@ class GoogleScenario:
         for teacher in e.teacher_ids:
             courses = e.course_ids_of(teacher, states=["ACTIVE"])
             total += _pages(len(courses), GOOGLE_COURSES_PAGE)
-            for course in courses:
-                total += _pages(len(e.student_ids_of(course)), GOOGLE_ROSTER_PAGE)
-                total += _pages(teachers_of[course], GOOGLE_ROSTER_PAGE)
+            listings = [_pages(len(e.student_ids_of(course)), GOOGLE_ROSTER_PAGE) for course in courses]
+            listings += [_pages(teachers_of[course], GOOGLE_ROSTER_PAGE) for course in courses]
+            if listings:
+                total += max(math.ceil(sum(listings) / GOOGLE_BATCH), max(listings))
         return total
 
     def change(self, count: int) -> int:
@@ -434,8 +449,9 @@ def replay_plan(
 ) -> list[Fetch]:
     """The API requests of a full sync, from the emulator's log, as a plain client would send them.
 
-    The log holds a ``$batch``'s sub-requests just before the ``$batch`` itself (one request is
-    served at a time under the emulator's lock), so they are gathered back into its body.
+    The log holds a batch's parts just before the batch itself (one request is served at a time
+    under the emulator's lock), so they are gathered back into its body: a Graph ``$batch``'s JSON,
+    a Google batch's ``multipart/mixed`` (the token on the batch, which Google applies to its parts).
     """
     plan: list[Fetch] = []
     pending: list[RequestRecord] = []
@@ -446,6 +462,11 @@ def replay_plan(
         pending.clear()
 
     for record in records:
+        if record.path == BATCH_PATH["google"] and prefix == API_PREFIX["google"]:
+            data, content_type = multipart_body(pending)
+            plan.append(Fetch("POST", base_url + record.path, token(record), data=data, content_type=content_type))
+            pending.clear()
+            continue
         if not record.path.startswith(prefix):
             continue
         if record.path.endswith("/$batch"):
@@ -463,11 +484,24 @@ def replay_plan(
             pending.clear()
         elif record.path.rstrip("/").endswith(("/members", "/teachers")) and prefix == API_PREFIX["microsoft"]:
             pending.append(record)
+        elif record.path.rstrip("/").endswith(("/students", "/teachers")) and prefix == API_PREFIX["google"]:
+            pending.append(record)  # Google's roster lists travel only in batches
         else:
             flush()
             plan.append(Fetch("GET", base_url + record.path, token(record), _params(record)))
     flush()
     return plan
+
+
+def multipart_body(parts: Sequence[RequestRecord]) -> tuple[bytes, str]:
+    """A Google batch body of one ``application/http`` GET per logged part, and its Content-Type."""
+    boundary = f"batch_{uuid.uuid4().hex}"
+    chunks = [
+        f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <part-{n}>\r\n\r\n"
+        f"GET {record.path}?{urlencode(_params(record))} HTTP/1.1\r\n\r\n"
+        for n, record in enumerate(parts, start=1)
+    ]
+    return ("".join(chunks) + f"--{boundary}--\r\n").encode(), f"multipart/mixed; boundary={boundary}"
 
 
 def _params(record: RequestRecord) -> list[tuple[str, str]]:
@@ -516,14 +550,15 @@ def bench_settings(scenario: Scenario, database_url: str) -> Settings:
 
 # ------------------------------------------------------------------------------------ one provider
 class Counter:
-    """An emulator hook counting the API's HTTP round trips (a ``$batch`` is one; its parts are not hooked)."""
+    """An emulator hook counting the API's HTTP round trips (a batch is one; its parts are not hooked)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, batch_path: str | None = None) -> None:
         self.prefix = prefix
+        self.batch_path = batch_path
         self.count = 0
 
     def __call__(self, record: RequestRecord) -> None:
-        if record.path.startswith(self.prefix):
+        if record.path.startswith(self.prefix) or record.path == self.batch_path:
             self.count += 1
 
 
@@ -535,7 +570,7 @@ def bench_provider(name: str, students: int, databases: Sequence[tuple[str, str]
     """Build the district, then baseline and the three phases on every database; the figures as a dict."""
     err.print(f"[bold]{name}[/]: building a district of about {students:,} students in the emulator")
     scenario = SCENARIOS[name](students, workdir)
-    counter = Counter(API_PREFIX[name])
+    counter = Counter(API_PREFIX[name], BATCH_PATH.get(name))
     scenario.emulator.add_hook(counter)
     try:
         return _measure(scenario, counter, databases)

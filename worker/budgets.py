@@ -7,6 +7,12 @@ one of a later part of an answer read as a stream (no request went out for eithe
 back, so a fleet can run close to the quota; when the budget is spent the sync stops with
 ``RateLimited`` and its actor retries it after the window, like a provider's own 429. On the
 in-memory broker the budget is this process's alone (one machine has one worker).
+
+A unit per page stays right where one HTTP round trip carries many pages (Google's roster batches,
+Graph's ``$batch``): Google counts every call inside a batch against the quota, and each page a
+connector yields is one such call (a part retried in place is one more the budget does not see).
+The units of a batch are taken as its pages are handed out, i.e. just after the batch went out:
+within a window that is the same count, only up to one batch (50 calls) late.
 """
 
 from __future__ import annotations
