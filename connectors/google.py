@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import google.auth.exceptions
@@ -263,6 +263,10 @@ def _retry_after_seconds(header: str | None) -> float:
         return DEFAULT_RETRY_AFTER_SECONDS
 
 
+_Sent = TypeVar("_Sent")
+"""What one send to Google answers: a JSON object, or a batch's answers."""
+
+
 class GoogleConnector:
     """Reads one teacher's courses and rosters; one instance per sync, per thread (httplib2 is not thread-safe)."""
 
@@ -465,35 +469,18 @@ class GoogleConnector:
         A batch refused as a whole (429, 5xx) is classified like a direct call; returns the answers and
         whether the token has been refreshed for this batch by now.
         """
-        for _attempt in range(2):
+
+        def send() -> _Answers:
             batch = _OneTrip(batch_uri=self.batch_uri)
             for key, listing in pending.items():
                 batch.add(listing.request, request_id=key)
-            self.requests_made += 1
             try:
-                return batch.send(self._http), refreshed
-            except BatchError:
+                return batch.send(self._http)
+            except (BatchError, KeyError, IndexError, TypeError, ValueError, AttributeError):
+                # BatchError is an HttpError: sorted here, before _sent classifies HTTP refusals
                 raise ProviderDataError("Google's batch answer is not a well-formed multipart/mixed message") from None
-            except HttpError as error:
-                if error.status_code == 401 and not refreshed:
-                    self.refresh()
-                    refreshed = True
-                    continue
-                if error.status_code == 401:
-                    raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized") from None
-                raise classify_api_error(
-                    error.status_code,
-                    _json_or_empty(error.content),
-                    error.resp.get("retry-after"),
-                    required_scope=ROSTERS_SCOPE,
-                ) from None
-            except google.auth.exceptions.RefreshError as error:
-                raise refresh_error(error) from None
-            except (TimeoutError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as error:
-                raise TransientError(f"network error talking to Google ({type(error).__name__})") from None
-            except (KeyError, IndexError, TypeError, ValueError, AttributeError):
-                raise ProviderDataError("Google's batch answer is not a well-formed multipart/mixed message") from None
-        raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
+
+        return self._sent(send, ROSTERS_SCOPE, refreshed)
 
     def _pages(self, collection: Any, request: Any, list_key: str, parent: str | None, scope: str) -> Iterator[Page]:
         """Follow ``nextPageToken`` as given; a token that is not a string, or comes back a second time
@@ -518,14 +505,22 @@ class GoogleConnector:
 
     def _execute(self, request: Any, scope: str) -> dict[str, Any]:
         """Send once; on a 401 with a token not refreshed for this request, refresh once and resend."""
-        refreshed = False
-        if not self._credentials.valid:
-            self.refresh()
-            refreshed = True
+        try:
+            response, _ = self._sent(lambda: request.execute(num_retries=0), scope, self._fresh_token())
+        except ValueError as error:
+            raise ProviderDataError(f"unreadable response ({type(error).__name__})") from None
+        if not isinstance(response, dict):
+            raise ProviderDataError("response is not a JSON object")
+        return response
+
+    def _sent(self, send: Callable[[], _Sent], scope: str, refreshed: bool) -> tuple[_Sent, bool]:
+        """``send()`` counted as one request; a 401 on a token not refreshed for it refreshes once and sends
+        again (a second 401 is ``AccessRevoked``); every other failure sorted into the taxonomy. Returns the
+        answer and whether the token has been refreshed by now."""
         for _attempt in range(2):
+            self.requests_made += 1
             try:
-                self.requests_made += 1
-                response = request.execute(num_retries=0)
+                return send(), refreshed
             except HttpError as error:
                 if error.status_code == 401 and not refreshed:
                     self.refresh()
@@ -541,11 +536,6 @@ class GoogleConnector:
                 raise refresh_error(error) from None
             except (TimeoutError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as error:
                 raise TransientError(f"network error talking to Google ({type(error).__name__})") from None
-            except ValueError as error:
-                raise ProviderDataError(f"unreadable response ({type(error).__name__})") from None
-            if not isinstance(response, dict):
-                raise ProviderDataError("response is not a JSON object")
-            return response
         raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
 
 
