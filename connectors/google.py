@@ -490,17 +490,7 @@ class GoogleConnector:
         while request is not None:
             bound.next_page()
             response = self._execute(request, scope)
-            records = response.get(list_key, [])
-            if not isinstance(records, list):
-                raise ProviderDataError(f"'{list_key}' is not a list")
-            token = response.get("nextPageToken")
-            if token is not None and not isinstance(token, str):
-                raise ProviderDataError("a nextPageToken is not a string")
-            if token:
-                if token in seen:
-                    raise ProviderDataError("page tokens loop")
-                seen.add(token)
-            yield Page(kind=list_key, parent_id=parent, records=records)
+            yield Page(kind=list_key, parent_id=parent, records=_page_records(response, list_key, seen))
             request = collection.list_next(request, response)
 
     def _execute(self, request: Any, scope: str) -> dict[str, Any]:
@@ -537,6 +527,22 @@ class GoogleConnector:
             except (TimeoutError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as error:
                 raise TransientError(f"network error talking to Google ({type(error).__name__})") from None
         raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
+
+
+def _page_records(body: Mapping[str, Any], list_key: str, seen: set[str]) -> list[Any]:
+    """One list answer's records, its ``nextPageToken`` checked: a token that is not a string, or one
+    already in ``seen`` (a listing that would never end), breaks the documented shape."""
+    records = body.get(list_key, [])
+    if not isinstance(records, list):
+        raise ProviderDataError(f"'{list_key}' is not a list")
+    token = body.get("nextPageToken")
+    if token is not None and not isinstance(token, str):
+        raise ProviderDataError("a nextPageToken is not a string")
+    if token:
+        if token in seen:
+            raise ProviderDataError("page tokens loop")
+        seen.add(token)
+    return records
 
 
 # ------------------------------------------------------------------------------------ batches
@@ -582,16 +588,7 @@ class _Listing:
         """One page's answer: keep its records, and the follow-up call if there is one (``PageBound`` first)."""
         if not isinstance(body, dict):
             raise ProviderDataError("response is not a JSON object")
-        records = body.get(self.list_key, [])
-        if not isinstance(records, list):
-            raise ProviderDataError(f"'{self.list_key}' is not a list")
-        token = body.get("nextPageToken")
-        if token is not None and not isinstance(token, str):
-            raise ProviderDataError("a nextPageToken is not a string")
-        if token:
-            if token in self.seen:
-                raise ProviderDataError("page tokens loop")
-            self.seen.add(token)
+        records = _page_records(body, self.list_key, self.seen)
         self.pages.append(Page(kind=self.list_key, parent_id=self.course, records=records))
         self.request = self.collection.list_next(self.request, body)
         if self.request is not None:
