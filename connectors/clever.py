@@ -470,6 +470,7 @@ class CleverConnector:
         while True:
             response = self._send(path, params, stream=stream)
             if response.status_code == 401:
+                response.close()  # a streamed answer's connection goes back to the pool unread
                 if self._district_id is None:
                     raise AccessRevoked("Clever rejected the teacher's sign-in token (401)", reason="unauthorized")
                 if refetched:
