@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from emulators.google import GoogleEmulator
+from settings import Settings
 from tests.webkit import ADMIN_TOKENS, AUTH, signed, web_settings
 from web.app import create_app
 from web.ratelimit import Limiter
@@ -114,3 +116,10 @@ def test_metrics_access_is_a_setting(make_client: Any, access: str, anonymous: i
 def test_openapi_is_off_by_default(make_client: Any) -> None:
     assert make_client().get("/openapi.json").status_code == 404
     assert "/admin/integrations" in make_client(openapi_enabled=True).get("/openapi.json").json()["paths"]
+
+
+def test_proxy_addresses_are_checked_at_start_up() -> None:
+    assert Settings(forwarded_allow_ips="10.0.0.0/24, ::1").forwarded_allow_list() == ["10.0.0.0/24", "::1"]
+    assert Settings(forwarded_allow_ips="").forwarded_allow_list() == []
+    with pytest.raises(ValidationError, match="expected IP addresses or networks"):
+        Settings(forwarded_allow_ips="proxy.internal")
