@@ -44,16 +44,21 @@ class Limiter:
         if self.per_minute <= 0:
             return 0
         with self._lock:
-            bucket = self._refilled(key)
-            return 0 if bucket.tokens >= 1 else max(1, math.ceil((1 - bucket.tokens) * 60 / self.per_minute))
+            return self._wait(self._refilled(key))
 
     def take(self, key: str) -> int:
         """Count one event of ``key``; 0 if it was allowed, else the seconds to wait (nothing taken)."""
-        waited = self.wait(key)
-        if waited == 0 and self.per_minute > 0:
-            with self._lock:
-                self._refilled(key).tokens -= 1
-        return waited
+        if self.per_minute <= 0:
+            return 0
+        with self._lock:
+            bucket = self._refilled(key)
+            waited = self._wait(bucket)
+            if waited == 0:
+                bucket.tokens -= 1
+            return waited
+
+    def _wait(self, bucket: _Bucket) -> int:
+        return 0 if bucket.tokens >= 1 else max(1, math.ceil((1 - bucket.tokens) * 60 / self.per_minute))
 
     def _refilled(self, key: str) -> _Bucket:
         now = self.clock()
