@@ -6,8 +6,10 @@ providers. Secrets are ``SecretStr`` so they never show up in a repr, a log line
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -109,6 +111,20 @@ class Settings(BaseSettings):
     breaker_min_people: int = Field(default=10, ge=1, le=1_000_000)
     provider_budgets: str = ""  # "google=3000/60": at most 3000 provider requests per 60 s, shared by all workers
 
+    # Issue 18: the web app's edge (docs/deploy.md "The web app behind TLS", docs/web.md "HTTP hygiene").
+    # Proxies whose X-Forwarded-For/-Proto are believed: comma list of addresses or networks; empty: none.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    allowed_hosts: str = "*"  # Host header values served, comma list ("*.example.org" allowed); "*": any
+    web_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)  # a request's headers, in full
+    web_keep_alive_seconds: int = Field(default=5, ge=1, le=300)  # an idle connection between requests
+    web_max_concurrency: int = Field(default=200, ge=1, le=100_000)  # connections + requests, then 503
+    web_max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)  # request line + headers
+    admin_failures_per_minute: int = Field(default=30, ge=0, le=100_000)  # wrong admin tokens per client; 0: no limit
+    link_requests_per_minute: int = Field(default=60, ge=0, le=100_000)  # /link and callbacks per client; 0: no limit
+    openapi_enabled: bool = False  # serve /openapi.json
+    docs_enabled: bool = False  # serve /docs, a plain list of the API's operations (no script, no CDN)
+    metrics_access: Literal["admin", "open", "off"] = "admin"  # /metrics: with an admin token, to anyone, or not
+
     @field_validator(
         "google_auth_uri",
         "google_token_uri",
@@ -151,6 +167,17 @@ class Settings(BaseSettings):
                 raise ValueError("expected provider=REQUESTS/SECONDS pairs, e.g. google=3000/60")
         return value
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        """Addresses or networks only: a typo would otherwise be compared as a literal and never match."""
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError("expected IP addresses or networks, e.g. 127.0.0.1,10.0.0.0/8") from None
+        return value
+
     @field_validator("ca_bundle")
     @classmethod
     def _ca_exists(cls, path: Path | None) -> Path | None:
@@ -183,6 +210,14 @@ class Settings(BaseSettings):
         """The admin API's bearer tokens; empty means the admin API refuses everyone."""
         raw = self.admin_tokens.get_secret_value() if self.admin_tokens is not None else ""
         return [token.strip() for token in raw.split(",") if token.strip()]
+
+    def forwarded_allow_list(self) -> list[str]:
+        """The proxies whose forwarded headers uvicorn believes; empty: it believes none."""
+        return [item.strip() for item in self.forwarded_allow_ips.split(",") if item.strip()]
+
+    def allowed_host_list(self) -> list[str]:
+        """Host header values the web app answers; ``["*"]``: any."""
+        return [item.strip() for item in self.allowed_hosts.split(",") if item.strip()] or ["*"]
 
     @property
     def http_timeouts(self) -> tuple[float, float]:

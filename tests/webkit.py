@@ -39,7 +39,7 @@ def web_settings(emulator: GoogleEmulator, database_url: str, **overrides: Any) 
         link_signing_key=SIGNING_KEY,
         google_redirect_uri=REDIRECT,
         manual_sync_cooldown_seconds=300,
-        **overrides,
+        **({"openapi_enabled": True} | overrides),
     )
 
 

@@ -1,9 +1,14 @@
-"""The ASGI app: ``create_app(runtime)``; ``rostersync web`` serves it with uvicorn.
+"""The ASGI app: ``create_app(runtime)``; ``rostersync web`` serves it with uvicorn (web.serving).
 
 It starts with only the database URL, the keys and the admin tokens set: a provider without
 client credentials is listed as not configured, its link page says so, nothing else fails.
 With the in-memory broker (one machine), the syncs it asks for run in a worker thread of this
 process; with Redis they go to the workers.
+
+The edge (docs/web.md, "HTTP hygiene"): security headers on every response; no trailing-slash
+redirect (its Location would echo the Host header) and, with ``ALLOWED_HOSTS``, only those
+hosts answered; per-client limits on wrong admin tokens and on linking; ``/openapi.json``,
+``/docs`` and ``/metrics`` each behind a setting.
 """
 
 from __future__ import annotations
@@ -13,17 +18,25 @@ from contextlib import asynccontextmanager
 
 import dramatiq
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from web import admin, health, holds, linking, rights
-from web.auth import AdminAuth
+from settings import Settings
+from web import admin, apidocs, health, holds, linking, rights
+from web.auth import ADMIN_PREFIX, AdminAuth
 from web.context import WebContext, new_metrics
+from web.headers import SecurityHeaders
+from web.ratelimit import Limiter, LinkRateLimit
 from worker import broker as brokers
 from worker.runtime import Runtime, set_runtime
+
+LINK_PREFIXES = ("/link/", "/oauth/")
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     set_runtime(runtime)  # the in-process actors use the same runtime
-    broker = brokers.install(brokers.make_broker(runtime.settings))
+    settings = runtime.settings
+    broker = brokers.install(brokers.make_broker(settings))
     ctx = WebContext(runtime=runtime, broker=broker, metrics=new_metrics())
     health.metrics_registry(ctx)
 
@@ -45,12 +58,47 @@ def create_app(runtime: Runtime) -> FastAPI:
         version="0.1.0",
         description="Teachers link their rosters; admins see and revoke integrations. See docs/web.md.",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if settings.openapi_enabled else None,
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN; see web.apidocs
+        redoc_url=None,
+        redirect_slashes=False,
     )
     app.state.rostersync = ctx
+    _routes(app, settings)
+    _middleware(app, ctx)
+    return app
+
+
+def _routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(linking.router)
     app.include_router(admin.router)
     app.include_router(rights.router)
     app.include_router(holds.router)
     app.include_router(health.router)
-    app.add_middleware(AdminAuth, tokens=runtime.settings.admin_token_list(), on_refused=ctx.metrics.admin_refused.inc)
-    return app
+    if settings.metrics_access != "off":
+        app.include_router(health.metrics_router)
+    if settings.docs_enabled:
+
+        @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+        def docs() -> HTMLResponse:
+            return apidocs.docs_page(app.openapi())
+
+
+def _middleware(app: FastAPI, ctx: WebContext) -> None:
+    """Added inside out: the last one added sees a request first (host check, headers, limits, tokens)."""
+    settings = ctx.runtime.settings
+    metrics_guarded = settings.metrics_access == "admin"
+
+    def guarded(path: str) -> bool:
+        return path.startswith(ADMIN_PREFIX) or (metrics_guarded and path == "/metrics")
+
+    app.add_middleware(
+        AdminAuth,
+        tokens=settings.admin_token_list(),
+        on_refused=ctx.metrics.admin_refused.inc,
+        limiter=Limiter(settings.admin_failures_per_minute),
+        guarded=guarded,
+    )
+    app.add_middleware(LinkRateLimit, limiter=Limiter(settings.link_requests_per_minute), prefixes=LINK_PREFIXES)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_host_list(), www_redirect=False)

@@ -3,23 +3,24 @@
 A pure ASGI middleware, not a route dependency, so that no path parameter, query or body of an
 ``/admin/`` request is parsed (nor a 404 / 422 told apart) for a caller without a valid token.
 Every configured token is compared, in constant time, whatever the first comparison said.
+A client that has sent ``ADMIN_FAILURES_PER_MINUTE`` wrong tokens is answered 429 (with
+Retry-After) before its token is looked at, so a right guess cannot be told from a wrong one
+until the limit lets it try again. ``/metrics`` is guarded the same way unless
+``METRICS_ACCESS=open``.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
 from fastapi.security import HTTPBearer
 
-ADMIN_PREFIX = "/admin/"
+from web.asgi import ASGIApp, Receive, Scope, Send
+from web.ratelimit import Limiter, client_of, too_many_json
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ADMIN_PREFIX = "/admin/"
 
 bearer_scheme = HTTPBearer(auto_error=False, description="One of ROSTERSYNC_ADMIN_TOKENS")
 """Declared on the admin routes so the OpenAPI document says how they are authenticated."""
@@ -42,29 +43,51 @@ def bearer_of(scope: Scope) -> bytes:
 
 
 class AdminAuth:
-    """401 for every ``/admin/`` request without one of the configured tokens; the rest passes through."""
+    """401 for every guarded request without one of the configured tokens, 429 past the failure limit."""
 
-    def __init__(self, app: ASGIApp, tokens: list[str], on_refused: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: list[str],
+        on_refused: Callable[[], None],
+        limiter: Limiter,
+        guarded: Callable[[str], bool] = lambda path: path.startswith(ADMIN_PREFIX),
+    ) -> None:
         self.app = app
         self.tokens = [token.encode() for token in tokens]
         self.on_refused = on_refused
+        self.limiter = limiter
+        self.guarded = guarded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        admin = scope["type"] == "http" and str(scope.get("path", "")).startswith(ADMIN_PREFIX)
-        if admin and not token_ok(bearer_of(scope), self.tokens):
-            self.on_refused()
-            body = json.dumps({"detail": "missing or wrong bearer token"}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"www-authenticate", b'Bearer realm="rostersync-admin"'),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+        if scope["type"] != "http" or not self.guarded(str(scope.get("path", ""))):
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        client = client_of(scope)
+        retry_after = self.limiter.wait(client)
+        if retry_after:
+            self.on_refused()
+            await too_many_json(send, retry_after)
+            return
+        if token_ok(bearer_of(scope), self.tokens):
+            await self.app(scope, receive, send)
+            return
+        self.limiter.take(client)
+        self.on_refused()
+        await _unauthorized(send)
+
+
+async def _unauthorized(send: Send) -> None:
+    body = json.dumps({"detail": "missing or wrong bearer token"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="rostersync-admin"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,5 +1,7 @@
 """``/healthz`` (database and broker reachable), ``/metrics`` (Prometheus) and ``/providers``.
 
+``/metrics`` needs an admin token unless ``METRICS_ACCESS=open`` (docs/web.md, "HTTP hygiene").
+
 Metric labels are fixed words only: provider names, statuses, results. No id, no name.
 """
 
@@ -24,6 +26,8 @@ from worker.provider_config import configured
 from worker.providers import SUPPORTED
 
 router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
+"""``/metrics`` apart, so the app can leave it out (``METRICS_ACCESS=off``)."""
 Ctx = Annotated[WebContext, Depends(context)]
 
 
@@ -81,6 +85,6 @@ def metrics_registry(ctx: WebContext) -> CollectorRegistry:
     return ctx.metrics.registry
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics")
+@metrics_router.get("/metrics", response_class=Response, summary="Prometheus metrics")
 def metrics(ctx: Ctx) -> Response:
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

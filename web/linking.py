@@ -17,6 +17,7 @@ from store import integrations
 from store.models import KEY_LENGTH
 from store.vault import VaultError
 from web import signing
+from web.callback_url import provider_callback_url
 from web.context import WebContext, context
 from web.pages import NO_STORE, page, what_to_do
 from worker import broker as brokers
@@ -118,7 +119,9 @@ def callback(
     if refused is not None:
         return refused
     try:
-        integration_id = complete_link(ctx.runtime, str(request.url))
+        integration_id = complete_link(
+            ctx.runtime, provider_callback_url(ctx.runtime.settings, provider, request.url.query)
+        )
     except LinkError as failure:
         ctx.metrics.links.labels(provider, "refused").inc()
         return page("Not linked", [str(failure), what_to_do(str(failure))], status=400)

@@ -9,7 +9,18 @@ from html import escape
 
 from fastapi.responses import HTMLResponse
 
-NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+"""Our pages are plain HTML: no script, no style, no frame, no form; nobody may frame them (clickjacking)."""
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+"""On every response of the app (web.headers), and on every page here."""
+
+NO_STORE = {"Cache-Control": "no-store", **SECURITY_HEADERS}
 
 
 def page(title: str, paragraphs: list[str], *, status: int = 200, items: list[str] | None = None) -> HTMLResponse:

@@ -585,10 +585,12 @@ def web(
     import uvicorn
 
     from web.app import create_app
+    from web.serving import uvicorn_config
 
     with user_errors():
-        app_ = create_app(runtime())
-    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+        rt = runtime()
+        app_ = create_app(rt)
+    uvicorn.Server(uvicorn_config(app_, rt.settings, host=host, port=port)).run()
 
 
 # --- Data-subject rights, retention, audit and inventory (issue 9) --------------------------------------------

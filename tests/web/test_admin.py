@@ -54,7 +54,7 @@ def test_no_or_a_wrong_token_is_401_and_changes_nothing(
     assert client.post("/admin/integrations/not-a-number/revoke", headers=headers, content=b"{").status_code == 401
     assert dump_tables(web_runtime.engine) == before
     assert emulator.live_grants(emulator.teacher_ids[0]) == 1
-    assert "rostersync_admin_unauthorized_total" in client.get("/metrics").text
+    assert "rostersync_admin_unauthorized_total" in client.get("/metrics", headers=AUTH).text
 
 
 def test_tokens_are_compared_in_full() -> None:
@@ -174,7 +174,7 @@ def test_revoke_during_a_running_sync_keeps_later_writes_out(
 def test_health_and_metrics(client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator, pg_url: str) -> None:
     link_teacher(web_runtime, emulator, 0, platform_teacher="teacher-canary-42")
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok", "broker": "in-memory"}
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=AUTH).text
     assert 'rostersync_integrations{provider="google",status="active"} 1.0' in text
     assert "rostersync_pending_revokes 0.0" in text
     assert "teacher-canary-42" not in text and "default-school" not in text

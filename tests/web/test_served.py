@@ -16,7 +16,10 @@ def test_rostersync_web_serves(sqlite_settings: Settings) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = env_for(sqlite_settings) | {"ROSTERSYNC_ADMIN_TOKENS": "served-admin-token-0123456789"}
+    env = env_for(sqlite_settings) | {
+        "ROSTERSYNC_ADMIN_TOKENS": "served-admin-token-0123456789",
+        "ROSTERSYNC_OPENAPI_ENABLED": "true",
+    }
     process = subprocess.Popen(
         [ROSTERSYNC, "web", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
