@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager
 
 import dramatiq
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from web import admin, health, holds, linking, rights
 from web.auth import AdminAuth
 from web.context import WebContext, new_metrics
+from web.validation import validation_failed
 from worker import broker as brokers
 from worker.runtime import Runtime, set_runtime
 
@@ -47,6 +49,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.rostersync = ctx
+    app.add_exception_handler(RequestValidationError, validation_failed)
     app.include_router(linking.router)
     app.include_router(admin.router)
     app.include_router(rights.router)
