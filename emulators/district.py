@@ -199,6 +199,13 @@ class District:
         person.given_name, person.family_name, person.nickname = given, family, nickname
         return person
 
+    def name(self, user_id: str, given: str, family: str) -> Person:
+        """Names chosen by the caller (hostile ones, say); the old ones stay in personal_strings."""
+        person = self.people[user_id]
+        self._past_strings |= self.strings_of(person)
+        person.given_name, person.family_name = given, family
+        return person
+
     # ------------------------------------------------------------------------------------ queries
     @staticmethod
     def strings_of(person: Person) -> set[str]:

@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -749,6 +749,20 @@ class GoogleEmulator(EmulatorCore):
         with self._lock:
             self._person(user_id)
             self._district.rename(user_id)
+
+    def name_user(self, user_id: str, given: str, family: str) -> None:
+        """Set a person's names to exactly these: any text a profile may hold, a formula included."""
+        with self._lock:
+            self._person(user_id)
+            self._district.name(user_id, given, family)
+
+    def rename_course(self, course_id: str, *, name: str | None = None, section: str | None = None) -> None:
+        """A teacher retitles a course (name, section): any text Classroom accepts, a formula included."""
+        with self._lock:
+            course = self._district.courses[course_id]
+            course.name = course.name if name is None else name
+            course.section = course.section if section is None else section
+            course.updated = datetime.now(UTC)
 
     def live_grants(self, user_id: str) -> int:
         """How many of the user's grants Google would still honour (none revoked): what a revoke must end."""

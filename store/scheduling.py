@@ -143,3 +143,30 @@ def set_interval(engine: Engine, integration_id: int, seconds: int | None) -> bo
             ).rowcount
             == 1
         )
+
+
+def change_interval(
+    engine: Engine, integration_id: int, seconds: int | None, *, default_interval: int, now: datetime | None = None
+) -> bool:
+    """An integration's own interval (None: back to the default) that moves its next sync already scheduled.
+
+    A scheduled due time is the last sync's end plus the interval then in force, so the new one
+    is that moment plus the new interval (never before now): a shorter interval brings the next
+    sync forward, a longer one puts it off. A sync that is due already (just linked, resumed,
+    overdue) stays due. False if there is no such integration.
+    """
+    now = now or utcnow()
+    with engine.begin() as connection:
+        row = connection.execute(
+            select(Integration.due_at, Integration.sync_interval_seconds)
+            .where(Integration.id == integration_id)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            return False
+        values: dict[str, object] = {"sync_interval_seconds": seconds}
+        if row.due_at is not None and row.due_at > now:
+            shift = (seconds or default_interval) - (row.sync_interval_seconds or default_interval)
+            values["due_at"] = max(now, row.due_at + timedelta(seconds=shift))
+        connection.execute(update(Integration).where(Integration.id == integration_id).values(**values))
+    return True

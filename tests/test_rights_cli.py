@@ -111,3 +111,67 @@ def test_an_export_that_cannot_be_written_is_refused_before_it_is_audited(
     one_line_error(run("export", "--integration", "1", "--out", str(target), env=env), "no integration with id 1")
     assert not target.exists()
     assert json.loads(run("audit", "--json", env=env).stdout) == {"events": []}
+
+
+def synced_env(emulator: GoogleEmulator, tmp_path: Path) -> tuple[dict[str, str], int]:
+    """The environment of a database holding one linked and synced Google integration."""
+    from tests.conftest import settings_for
+
+    settings: Settings = settings_for(emulator, f"sqlite:///{tmp_path / 'cli.db'}")
+    rt = build_runtime(settings)
+    set_runtime(rt)
+    try:
+        integration_id = link_teacher(rt, emulator, 0)
+        run_sync(rt, integration_id)
+    finally:
+        set_runtime(None)
+        rt.engine.dispose()
+    return env_for(settings), integration_id
+
+
+def test_a_failed_export_leaves_the_file_it_would_replace_as_it_was(emulator: GoogleEmulator, tmp_path: Path) -> None:
+    from tests.conftest import settings_for
+
+    env = env_for(settings_for(emulator, f"sqlite:///{tmp_path / 'cli.db'}"))
+    target = tmp_path / "exports" / "integration.json"
+    target.parent.mkdir()
+    target.write_bytes(b'{"an": "earlier export"}\n')
+    target.chmod(0o644)
+    one_line_error(run("export", "--integration", "1", "--out", str(target), env=env), "no integration with id 1")
+    assert target.read_bytes() == b'{"an": "earlier export"}\n'
+    assert target.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in target.parent.iterdir()) == ["integration.json"]  # no partial file left behind
+    one_line_error(run("export", "--integration", "1", "--out", str(target.parent), env=env), "is a directory")
+    assert json.loads(run("audit", "--json", env=env).stdout) == {"events": []}  # nothing exported, nothing audited
+
+
+def test_an_export_replaces_the_file_with_a_new_one_only_its_owner_can_read(
+    emulator: GoogleEmulator, tmp_path: Path
+) -> None:
+    env, integration_id = synced_env(emulator, tmp_path)
+    target = tmp_path / "integration.json"
+    target.write_bytes(b"an earlier export, left readable by everyone\n")
+    target.chmod(0o644)
+    done = run("export", "--integration", str(integration_id), "--out", str(target), env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(target.read_text())["integration"]["id"] == integration_id
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_export_to_a_symlink_replaces_the_link_and_never_writes_through_it(
+    emulator: GoogleEmulator, tmp_path: Path
+) -> None:
+    env, integration_id = synced_env(emulator, tmp_path)
+    elsewhere = tmp_path / "not-mine" / "precious.txt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"someone else's file\n")
+    elsewhere.chmod(0o644)
+    link = tmp_path / "exports" / "out.zip"
+    link.parent.mkdir()
+    link.symlink_to(elsewhere)
+    done = run("export", "--integration", str(integration_id), "--format", "oneroster", "--out", str(link), env=env)
+    assert done.returncode == 0, done.stderr
+    assert elsewhere.read_bytes() == b"someone else's file\n" and elsewhere.stat().st_mode & 0o777 == 0o644
+    assert not link.is_symlink() and link.stat().st_mode & 0o777 == 0o600
+    assert "users.csv" in zipfile.ZipFile(link).namelist()
+    assert [p.name for p in link.parent.iterdir()] == ["out.zip"]  # no partial file left behind

@@ -178,3 +178,40 @@ def test_scheduler_once_on_the_embedded_default(sqlite_settings: Settings) -> No
 def test_malformed_provider_budgets_are_refused(value: str) -> None:
     with pytest.raises(ValueError, match="provider=REQUESTS/SECONDS"):
         Settings(provider_budgets=value)
+
+
+def due_of(engine: Engine, integration_id: int) -> datetime:
+    with engine.connect() as connection:
+        return connection.execute(select(Integration.due_at).where(Integration.id == integration_id)).scalar_one()
+
+
+def test_a_new_interval_moves_the_next_due_time(runtime: Runtime, link: Linker) -> None:
+    """The next sync is the last one plus the new interval: sooner for a shorter one, later for a longer one."""
+    integration_id = link(0)
+    assert run_due_here(runtime).syncs == [integration_id]  # synced: next due one default interval (a day) on
+    day = runtime.settings.sync_interval_seconds
+    last = due_of(runtime.engine, integration_id) - timedelta(seconds=day)
+
+    assert scheduling.change_interval(runtime.engine, integration_id, 3600, default_interval=day)
+    assert due_of(runtime.engine, integration_id) == last + timedelta(hours=1)
+    assert scheduling.change_interval(runtime.engine, integration_id, 3 * day, default_interval=day)
+    assert due_of(runtime.engine, integration_id) == last + timedelta(days=3)
+    assert scheduling.change_interval(runtime.engine, integration_id, None, default_interval=day)  # the default
+    assert due_of(runtime.engine, integration_id) == last + timedelta(days=1)
+    assert integrations.load(runtime.engine, integration_id).sync_interval_seconds is None
+
+    later = last + timedelta(hours=2)  # the last sync is two hours old: a minute's interval makes it due then
+    assert scheduling.change_interval(runtime.engine, integration_id, 60, default_interval=day, now=later)
+    assert due_of(runtime.engine, integration_id) == later  # not in the past, ahead of integrations due before it
+    assert scheduling.claim_due(runtime.engine, limit=10, stale_seconds=3600, now=later) == [integration_id]
+    assert not scheduling.change_interval(runtime.engine, 987654, 60, default_interval=day)
+
+
+def test_a_new_interval_leaves_a_sync_that_is_due_already_due(runtime: Runtime, link: Linker) -> None:
+    """Just linked (or resumed): the first sync is due now, and a longer interval does not put it off."""
+    integration_id = link(0)
+    due = due_of(runtime.engine, integration_id)
+    assert due <= utcnow()
+    assert scheduling.change_interval(runtime.engine, integration_id, 31 * 86_400, default_interval=86_400)
+    assert due_of(runtime.engine, integration_id) == due
+    assert integrations.load(runtime.engine, integration_id).sync_interval_seconds == 31 * 86_400

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Security
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Security
 from fastapi.responses import JSONResponse
 
 from store import integrations, overview, pending_revokes, scheduling
@@ -42,6 +42,9 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
 Tenant = Annotated[str, Path(min_length=1, max_length=KEY_LENGTH, pattern=PRINTABLE)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+Revoking = Annotated[RevokeRequest | None, Body(description="Optional: no body is no reason.")]
+"""A revoke or an unlink never needs a body: whatever else fails, the way out stays open."""
+Unlinking = Annotated[UnlinkRequest | None, Body(description="Optional: no body is no reason.")]
 STATUSES = "^(active|degraded|revoked|failed)$"
 
 
@@ -85,9 +88,9 @@ def get_integration(integration_id: IntegrationId, ctx: Ctx) -> IntegrationOut:
     responses={404: {}},
     summary="Revoke: tokens deleted and roster purged at once, then the grant revoked at the provider",
 )
-def revoke(integration_id: IntegrationId, body: RevokeRequest, ctx: Ctx) -> RevokeOut:
+def revoke(integration_id: IntegrationId, ctx: Ctx, body: Revoking = None) -> RevokeOut:
     try:
-        result = revoke_integration(ctx.runtime, integration_id, actor="admin:api", reason=body.reason)
+        result = revoke_integration(ctx.runtime, integration_id, actor="admin:api", reason=body.reason if body else "")
     except integrations.UnknownIntegration as error:
         raise HTTPException(404, str(error)) from None
     return _revoked(ctx, result)
@@ -98,9 +101,10 @@ def revoke(integration_id: IntegrationId, body: RevokeRequest, ctx: Ctx) -> Revo
     response_model=TenantRevokeOut,
     summary="Revoke every integration of a tenant (a school); already revoked ones are no-ops",
 )
-def revoke_tenant(tenant: Tenant, body: RevokeRequest, ctx: Ctx) -> TenantRevokeOut:
+def revoke_tenant(tenant: Tenant, ctx: Ctx, body: Revoking = None) -> TenantRevokeOut:
+    reason = body.reason if body else ""
     results = [
-        _revoked(ctx, revoke_integration(ctx.runtime, one, actor="admin:api", reason=body.reason))
+        _revoked(ctx, revoke_integration(ctx.runtime, one, actor="admin:api", reason=reason))
         for one in overview.tenant_integration_ids(ctx.runtime.engine, tenant)
     ]
     return TenantRevokeOut(tenant=tenant, results=results)
@@ -148,8 +152,9 @@ def resume(integration_id: IntegrationId, ctx: Ctx) -> IntegrationOut:
 
 @router.put("/integrations/{integration_id}/interval", response_model=IntegrationOut, responses={404: {}})
 def set_interval(integration_id: IntegrationId, body: IntervalRequest, ctx: Ctx) -> IntegrationOut:
-    """This integration's own sync interval (from its next sync on); null returns it to the default."""
-    if not scheduling.set_interval(ctx.runtime.engine, integration_id, body.seconds):
+    """This integration's own sync interval; null returns it to the default. The next sync moves with it."""
+    default = ctx.runtime.settings.sync_interval_seconds
+    if not scheduling.change_interval(ctx.runtime.engine, integration_id, body.seconds, default_interval=default):
         raise HTTPException(404, f"no integration with id {integration_id}")
     return _one(ctx, integration_id)
 
@@ -160,12 +165,12 @@ def set_interval(integration_id: IntegrationId, body: IntervalRequest, ctx: Ctx)
     responses={404: {}},
     summary="A teacher unlinks their own integration (called by the platform, which knows who is logged in)",
 )
-def unlink(teacher: Tenant, integration_id: IntegrationId, body: UnlinkRequest, ctx: Ctx) -> RevokeOut:
+def unlink(teacher: Tenant, integration_id: IntegrationId, ctx: Ctx, body: Unlinking = None) -> RevokeOut:
     views = overview.integration_views(ctx.runtime.engine, integration_id=integration_id)
     if not views or views[0].linked_by != teacher:
         raise HTTPException(404, "this teacher has no such integration")  # the same answer: nothing to probe
     result = revoke_integration(
-        ctx.runtime, integration_id, actor=f"teacher:{teacher}", reason=body.reason or "unlinked"
+        ctx.runtime, integration_id, actor=f"teacher:{teacher}", reason=(body.reason if body else "") or "unlinked"
     )
     return _revoked(ctx, result)
 

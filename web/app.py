@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 
 import dramatiq
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -27,6 +28,7 @@ from web.auth import ADMIN_PREFIX, AdminAuth
 from web.context import WebContext, new_metrics
 from web.headers import SecurityHeaders
 from web.ratelimit import Limiter, LinkRateLimit
+from web.validation import validation_failed
 from worker import broker as brokers
 from worker.runtime import Runtime, set_runtime
 
@@ -64,6 +66,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.rostersync = ctx
+    app.add_exception_handler(RequestValidationError, validation_failed)
     _routes(app, settings)
     _middleware(app, ctx)
     return app

@@ -2,26 +2,65 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from store.overview import AuditView, IntegrationView, RunView
 from store.pending_revokes import PendingSummary
 
+MAX_TEXT = 500
+"""The longest free text a body may carry (a reason, kept in the audit log)."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""C0 controls (NUL, tab, line breaks, escape), DEL and C1 controls: never part of a one-line reason."""
 
-class RevokeRequest(BaseModel):
-    reason: str = Field(default="", max_length=500, description="Why; kept in the audit log.")
+
+def _printable(text: str) -> str:
+    """Refuse what the audit log could not keep as one readable line (PostgreSQL refuses NUL outright).
+
+    A lone surrogate is refused before this by pydantic itself (not UTF-8 text): a 422 too.
+    """
+    if _CONTROL.search(text):
+        raise ValueError("must be printable text, without a control character (NUL, tab, line break, escape)")
+    return text
 
 
-class IntervalRequest(BaseModel):
+BodyText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=MAX_TEXT),
+    AfterValidator(_printable),
+    Field(json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}),
+]
+"""Every free-text field of every request body: printable, one line, at most MAX_TEXT characters,
+surrounding blanks stripped; anything else is a 422 naming the field, before any work is done."""
+
+
+class RequestBody(BaseModel):
+    """A request body: a field the route does not know is a 422, never silently dropped.
+
+    A typo (``{"secs": 60}``) would otherwise read as "field left out" and apply its default.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RevokeRequest(RequestBody):
+    reason: BodyText = Field(default="", description="Why; kept in the audit log. May be left out.")
+
+
+class IntervalRequest(RequestBody):
     seconds: int | None = Field(
-        default=None, gt=0, le=31 * 86_400, description="This integration's sync interval; null for the default."
+        gt=0,
+        le=31 * 86_400,
+        strict=True,
+        description="This integration's sync interval; null for the default. Required: say which.",
     )
 
 
-class UnlinkRequest(BaseModel):
-    reason: str = Field(default="", max_length=500)
+class UnlinkRequest(RequestBody):
+    reason: BodyText = Field(default="", description="Why; kept in the audit log. Left out or blank: 'unlinked'.")
 
 
 class Run(BaseModel):

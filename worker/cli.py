@@ -27,6 +27,7 @@ from store.models import MAX_ID
 from store.secrets import reseal_all
 from store.vault import VaultError
 from worker import broker as brokers
+from worker import export_file
 from worker.consent import DEFAULT_BASIS
 from worker.console import configure_logging, err, out, sync_progress
 from worker.linking import LinkError, complete_link, link_org, start_link
@@ -630,41 +631,32 @@ def export(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Export what is stored about one person or one integration (P9: access, portability); audited."""
-    from worker import rights as rights_ops
-
     if (person is None) == (integration is None):
         fail("give --person PSEUDONYM or --integration ID (one of them)")
     if format_ not in ("json", "oneroster"):
         fail("--format is json or oneroster")
     if format_ == "oneroster" and (integration is None or out_file is None):
         fail("--format oneroster exports an integration to a zip file: give --integration ID and --out FILE")
-    handle = None
-    if out_file is not None:  # opened first, so an export is never audited as done when it cannot be delivered
-        try:  # personal data: readable by the exporting user alone
-            handle = os.fdopen(os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
-        except OSError as error:
-            fail(f"cannot write {out_file}: {error.strerror or type(error).__name__}")
-    try:
-        with rights_errors():
-            rt = runtime()
-            if person is not None:
-                export = rights_ops.export_person(rt, person, actor=RIGHTS_ACTOR)
-                payload = (json.dumps(export, indent=2) + "\n").encode()
-            else:
-                payload = rights_ops.export_integration(
-                    rt, integration or 0, actor=RIGHTS_ACTOR, oneroster=format_ == "oneroster"
-                )
-    except typer.Exit:
-        if handle is not None and out_file is not None:
-            handle.close()
-            out_file.unlink(missing_ok=True)
-        raise
-    if handle is None:
-        sys.stdout.write(payload.decode())
+    if out_file is None:
+        sys.stdout.write(_export_payload(person, integration, oneroster=False).decode())
         return
-    with handle:
-        handle.write(payload)
+    try:  # the file is created first, so an export is never audited as done when it cannot be delivered
+        with export_file.replacing(out_file) as handle:
+            handle.write(_export_payload(person, integration, oneroster=format_ == "oneroster"))
+    except OSError as error:
+        fail(f"cannot write {out_file}: {error.strerror or type(error).__name__}")
     err.print(f"export written to {out_file}")
+
+
+def _export_payload(person: str | None, integration: int | None, *, oneroster: bool) -> bytes:
+    from worker import rights as rights_ops
+
+    with rights_errors():
+        rt = runtime()
+        if person is not None:
+            export = rights_ops.export_person(rt, person, actor=RIGHTS_ACTOR)
+            return (json.dumps(export, indent=2) + "\n").encode()
+        return rights_ops.export_integration(rt, integration or 0, actor=RIGHTS_ACTOR, oneroster=oneroster)
 
 
 @app.command()

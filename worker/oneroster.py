@@ -6,12 +6,18 @@ stays empty rather than being guessed. People, teachers included, are identified
 ``sourcedId``: no provider id is stored for anyone (P1). Google keeps a teacher's full name only, so
 it goes whole into ``givenName``. Soft-deleted rows are left out (a bulk file lists what is current);
 the JSON export has them.
+
+Every cell is made safe to open in a spreadsheet (OWASP, CSV injection): a class title, a section
+or a teacher's name comes from the provider, where anyone who can name a class can write
+``=HYPERLINK(..)`` or ``+cmd|..``. A cell a spreadsheet would read as a formula starts with a
+single quote, which it shows as text; the value is the rest of the cell, unchanged.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -84,12 +90,30 @@ ENROLLMENTS_COLUMNS = (
 FILES = ("classes.csv", "users.csv", "roles.csv", "enrollments.csv")
 
 
+_FORMULA_START = re.compile(r"""(^|[;\t\r\n])(?=[\s"]*[=+\-@]|[\t\r])""")
+"""Where a spreadsheet could start a cell that runs: the value's start, or after a separator that a
+reader of another locale splits on (``;``, tab) or a line break (the comma is the file's own
+separator: a cell holding one is quoted whole). It runs when it starts with ``= + - @``, after
+blanks or a double quote too, or with a tab or a carriage return (OWASP's list)."""
+
+
+def spreadsheet_safe(value: str) -> str:
+    """The value, with a single quote where a spreadsheet would otherwise start a formula."""
+    return _FORMULA_START.sub(lambda start: start.group(1) + "'", value)
+
+
 def _csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+        writer.writerow(
+            {
+                key: spreadsheet_safe(value) if isinstance(value, str) else value
+                for key, value in row.items()
+                if value is not None
+            }
+        )
     return buffer.getvalue()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -184,3 +185,131 @@ def test_health_and_metrics(client: TestClient, web_runtime: Runtime, emulator: 
         response = unhealthy.get("/healthz")
         assert response.status_code == 503 and response.json()["broker"] == "unreachable"
     down.engine.dispose()
+
+
+BAD_TEXT = [
+    pytest.param("\x00", id="NUL"),
+    pytest.param("school\x00left", id="NUL-inside"),
+    pytest.param("line\nbreak", id="newline"),
+    pytest.param("\x1b[31mred", id="escape"),
+    pytest.param("del\x7f", id="DEL"),
+    pytest.param("c1\x9b", id="C1-control"),
+    pytest.param("x" * 501, id="too-long"),
+]
+
+
+def body_routes(client: TestClient, integration_id: int) -> list[tuple[str, str]]:
+    """Every admin operation that takes a JSON body, with its path filled in."""
+    routes = []
+    for template, operations in client.get("/openapi.json").json()["paths"].items():
+        for method, operation in operations.items():
+            if template.startswith("/admin/") and "requestBody" in operation:
+                path = template.replace("{integration_id}", str(integration_id)).replace("{tenant}", "default-school")
+                routes.append((method.upper(), path.replace("{teacher}", "teacher-0")))
+    return routes
+
+
+@pytest.mark.parametrize("reason", BAD_TEXT)
+def test_a_reason_that_is_not_printable_text_is_422_and_changes_nothing(
+    client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator, reason: str
+) -> None:
+    integration_id = link_teacher(web_runtime, emulator, 0, platform_teacher="teacher-a")
+    before = dump_tables(web_runtime.engine)
+    for path in (
+        f"/admin/integrations/{integration_id}/revoke",
+        "/admin/tenants/default-school/revoke",
+        f"/admin/teachers/teacher-a/integrations/{integration_id}/unlink",
+    ):
+        response = client.post(path, headers=AUTH, json={"reason": reason})
+        assert response.status_code == 422, (path, response.text)
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", "reason"]
+        assert "500 characters" in error["msg"] if len(reason) > 500 else "control character" in error["msg"]
+    assert dump_tables(web_runtime.engine) == before
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 1
+
+
+def test_a_lone_surrogate_in_a_reason_is_422(
+    client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    integration_id = link_teacher(web_runtime, emulator, 0)
+    raw = b'{"reason": "half \\ud800 of a pair"}'  # valid JSON, but no UTF-8 text: PostgreSQL cannot store it
+    response = client.post(
+        f"/admin/integrations/{integration_id}/revoke", headers=AUTH | {"Content-Type": "application/json"}, content=raw
+    )
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "reason"]
+    assert integrations.load(web_runtime.engine, integration_id).status == "active"
+    for raw in (b'{"seconds": "\\udfff"}', b'{"\\ud800": 60}'):  # any refused value or name: the 422 carries it
+        interval = client.put(
+            f"/admin/integrations/{integration_id}/interval",
+            headers=AUTH | {"Content-Type": "application/json"},
+            content=raw,
+        )
+        assert interval.status_code == 422, interval.text
+
+
+def test_a_reason_may_be_left_out_and_a_printable_one_is_kept(
+    client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    """A teacher can always unlink: with no body at all, an empty or a blank reason; the audit says why."""
+    first = link_teacher(web_runtime, emulator, 0, platform_teacher="teacher-a")
+    second = link_teacher(web_runtime, emulator, 1, platform_teacher="teacher-b")
+    third = link_teacher(web_runtime, emulator, 2, platform_teacher="teacher-c")
+    assert client.post(f"/admin/teachers/teacher-a/integrations/{first}/unlink", headers=AUTH).status_code == 200
+    blank = client.post(f"/admin/teachers/teacher-b/integrations/{second}/unlink", headers=AUTH, json={"reason": " "})
+    assert blank.status_code == 200
+    kept = "Schüler: ‏שלום ✓ 先生"  # accents, a right-to-left mark and Hebrew, a symbol, CJK: printable text
+    revoked = client.post(f"/admin/integrations/{third}/revoke", headers=AUTH, json={"reason": f"  {kept} "})
+    assert revoked.status_code == 200
+    reasons = {
+        event["integration_id"]: event["reason"]
+        for event in client.get("/admin/audit", headers=AUTH).json()
+        if event["action"] == "revoked"
+    }
+    assert reasons == {first: "unlinked", second: "unlinked", third: kept}
+    assert client.post(f"/admin/integrations/{third}/revoke", headers=AUTH).json()["already_revoked"] is True
+
+
+def test_an_unknown_field_in_any_admin_body_is_422_and_changes_nothing(
+    client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    integration_id = link_teacher(web_runtime, emulator, 0)
+    assert (
+        client.put(f"/admin/integrations/{integration_id}/interval", headers=AUTH, json={"seconds": 600}).status_code
+        == 200
+    )
+    before = dump_tables(web_runtime.engine)
+    routes = body_routes(client, integration_id)
+    assert len(routes) == 4
+    for method, path in routes:
+        response = client.request(method, path, headers=AUTH, json={"reasn": "typo", "secs": 60})
+        assert response.status_code == 422, (method, path, response.text)
+        assert {tuple(error["loc"]) for error in response.json()["detail"]} >= {("body", "reasn"), ("body", "secs")}
+    assert dump_tables(web_runtime.engine) == before
+    assert client.get(f"/admin/integrations/{integration_id}", headers=AUTH).json()["sync_interval_seconds"] == 600
+
+
+@pytest.mark.parametrize("body", [{}, {"secs": 60}, {"seconds": "60"}, {"seconds": True}, {"seconds": 1.5}, None])
+def test_an_interval_request_must_say_which_interval(
+    client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator, body: dict[str, object] | None
+) -> None:
+    integration_id = link_teacher(web_runtime, emulator, 0)
+    path = f"/admin/integrations/{integration_id}/interval"
+    assert client.put(path, headers=AUTH, json={"seconds": 600}).status_code == 200
+    assert client.put(path, headers=AUTH, json=body).status_code == 422
+    assert client.get(f"/admin/integrations/{integration_id}", headers=AUTH).json()["sync_interval_seconds"] == 600
+    reset = client.put(path, headers=AUTH, json={"seconds": None})  # null: back to the default, said explicitly
+    assert reset.status_code == 200 and reset.json()["sync_interval_seconds"] is None
+
+
+def test_a_new_interval_moves_the_next_due_time_over_the_api(
+    client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    integration_id = link_teacher(web_runtime, emulator, 0)
+    run_sync(web_runtime, integration_id)  # the next sync is due a day on (the default interval)
+    path = f"/admin/integrations/{integration_id}"
+    scheduled = datetime.fromisoformat(client.get(path, headers=AUTH).json()["due_at"])
+    shorter = client.put(f"{path}/interval", headers=AUTH, json={"seconds": 600}).json()
+    assert datetime.fromisoformat(shorter["due_at"]) == scheduled - timedelta(days=1) + timedelta(minutes=10)
+    default = client.put(f"{path}/interval", headers=AUTH, json={"seconds": None}).json()
+    assert datetime.fromisoformat(default["due_at"]) == scheduled
