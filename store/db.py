@@ -8,15 +8,19 @@ is taken. PostgreSQL gets the same guarantee from ``SELECT .. FOR UPDATE`` (stor
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 ALEMBIC_DIR = Path(__file__).with_name("alembic")
+MIGRATION_LOCK = text("SELECT pg_advisory_xact_lock(1920170350, hashtext(coalesce(current_schema(), '')))")
+"""PostgreSQL: one migration at a time per schema (the first key is ours: 'rsyn' in ASCII)."""
 ADVISORY_READ = "rostersync_advisory_read"
 """Execution option of a read whose answer only advises (a fenced write re-checks it under the lock): on
 SQLite it reads the last commit without taking the write lock that every other transaction takes."""
@@ -49,9 +53,53 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision; safe when several processes start at once."""
+    run_alembic(engine, "upgrade", "head")
+
+
+def run_alembic(engine: Engine, verb: Literal["upgrade", "downgrade"], revision: str) -> None:
+    """An Alembic command (``upgrade``/``downgrade``) in one transaction that holds the migration lock.
+
+    The lock is taken before Alembic reads the version, so a process that waited for another one's
+    migration finds it done. On PostgreSQL it is an advisory lock of the transaction, keyed by the
+    schema (two schemas of one database migrate independently) and released by the commit, or by the
+    server if the process dies. On SQLite the ``BEGIN IMMEDIATE`` of every transaction is the lock:
+    the database's one write lock, waited for up to the busy timeout.
+    """
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
-    with engine.begin() as connection:
+    with _migration_connection(engine) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(MIGRATION_LOCK)
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        getattr(command, verb)(config, revision)
+        _check_foreign_keys(connection)
+
+
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection to migrate on; on SQLite with foreign keys off meanwhile, as SQLite's ALTER TABLE guide asks.
+
+    Alembic's batch mode rebuilds a table by copying it and dropping the old one; with foreign keys on,
+    dropping ``integrations`` would first delete every row of it, cascading into the whole roster.
+    The pragma is a no-op inside a transaction, so it is set before the transaction begins.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            yield connection
+            return
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield connection
+        finally:
+            driver.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """With foreign keys off during a migration, prove before the commit that every reference still holds."""
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if broken:
+            raise RuntimeError(f"migration left {len(broken)} rows naming a missing row (first in {broken[0][0]})")

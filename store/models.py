@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -23,6 +24,7 @@ NAMING = {
     "uq": "uq_%(table_name)s_%(column_0_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
 }
 
 KEY_LENGTH = 128
@@ -34,8 +36,35 @@ ACTOR_LENGTH = 160
 MAX_ID = 2**63 - 1
 """Largest row id either database can hold; larger ids are refused at the edge, not by the driver."""
 
+INTEGRATION_STATUSES = ("active", "degraded", "revoked", "failed", "suspended")
+"""Every ``integrations.status`` (docs/architecture.md, Statuses); the CHECK ``ck_integrations_status``.
+
+A new status needs a migration that replaces that constraint, and ``skipped:<status>`` in RUN_OUTCOMES."""
+
+RUN_OUTCOMES = (
+    *("running", "ok", "held", "fenced", "error", "failed", "revoked", "degraded"),
+    # the kind of the connector error that stopped the run (connectors.*, worker.budgets)
+    *("connector_error", "access_revoked", "scope_missing", "rate_limited", "transient", "provider_data"),
+    *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
+    *("events_unavailable", "budget_spent"),
+    # not run: another sync holds the lease, or the integration is not active
+    *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended"),
+)
+"""Every ``sync_runs.outcome`` the code writes (worker.sync); the CHECK ``ck_sync_runs_outcome``."""
+
+NEVER_REUSED = {"sqlite_autoincrement": True}
+"""Table option of every table whose ids a person or the audit log names: SQLite's AUTOINCREMENT never hands
+out an id again (a plain rowid table reuses the highest one after it is deleted). PostgreSQL's sequences
+never go back anyway. The roster tables keep plain rowids: their ids stay internal and their rows cascade."""
+
 Id = BigInteger().with_variant(Integer(), "sqlite")
 """64-bit ids on PostgreSQL; INTEGER on SQLite so that it stays the autoincrementing rowid."""
+
+
+def one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    """A CHECK named after its column (``ck_<table>_<column>``), so that a later migration can replace it."""
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=column)
 
 
 class Base(DeclarativeBase):
@@ -46,13 +75,17 @@ class Integration(Base):
     """One teacher's (or district's) link to one provider; the fencing token is ``generation``."""
 
     __tablename__ = "integrations"
-    __table_args__ = (UniqueConstraint("provider", "tenant", "linked_by"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "tenant", "linked_by"),
+        one_of("status", INTEGRATION_STATUSES),
+        NEVER_REUSED,
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     provider: Mapped[str] = mapped_column(String(32))
     tenant: Mapped[str] = mapped_column(String(KEY_LENGTH))
     linked_by: Mapped[str] = mapped_column(String(KEY_LENGTH))
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | degraded | revoked | failed
+    status: Mapped[str] = mapped_column(String(16), default="active")  # INTEGRATION_STATUSES
     account_key: Mapped[str | None] = mapped_column(String(64), nullable=True)  # pseudonym of the provider account
     granted_scopes: Mapped[str] = mapped_column(Text, default="")
     token_blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -115,9 +148,10 @@ class SyncRun(Base):
     """One sync attempt: counts and the error kind only, never a payload."""
 
     __tablename__ = "sync_runs"
+    __table_args__ = (one_of("outcome", RUN_OUTCOMES), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    integration_id: Mapped[int] = mapped_column(Integer, index=True)
+    integration_id: Mapped[int] = mapped_column(BigInteger, index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     outcome: Mapped[str] = mapped_column(String(32), default="running")
@@ -132,9 +166,10 @@ class AuditEvent(Base):
     """Who did what to which integration and why; kept after a purge (it holds no roster data)."""
 
     __tablename__ = "audit_events"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    integration_id: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
+    integration_id: Mapped[int | None] = mapped_column(BigInteger, index=True, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime)
     actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     action: Mapped[str] = mapped_column(String(32))
@@ -146,6 +181,7 @@ class LinkAttempt(Base):
     """A consent in flight: state and PKCE verifier, kept until the callback uses them once."""
 
     __tablename__ = "link_attempts"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -166,6 +202,7 @@ class PendingRevoke(Base):
     """
 
     __tablename__ = "pending_revokes"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     integration_id: Mapped[int] = mapped_column(BigInteger, index=True)
@@ -181,7 +218,7 @@ class Suppression(Base):
     """An erased person kept out of every later sync of the provider and tenant, by pseudonym only."""
 
     __tablename__ = "suppressions"
-    __table_args__ = (UniqueConstraint("provider", "tenant", "pseudonym"),)
+    __table_args__ = (UniqueConstraint("provider", "tenant", "pseudonym"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     provider: Mapped[str] = mapped_column(String(32))
@@ -195,6 +232,7 @@ class AccountDeletion(Base):
     """A platform account (an integration's ``linked_by``) deleted on the platform; its data goes at the deadline."""
 
     __tablename__ = "account_deletions"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     account: Mapped[str] = mapped_column(String(128), unique=True)
@@ -212,6 +250,7 @@ class RemovalHold(Base):
     """
 
     __tablename__ = "removal_holds"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     integration_id: Mapped[int] = mapped_column(
