@@ -213,3 +213,19 @@ def test_an_account_linked_by_another_teacher_is_refused_with_its_grant_given_ba
     assert emulator.live_grants(emulator.teacher_ids[0]) == 1  # M's grant only
     assert [row.id for row in integrations.summaries(web_runtime.engine)] == [first]
     assert "link_refused" in integrations.audit_actions(web_runtime.engine, first)
+
+
+def test_the_platform_side_example_of_docs_web_md_makes_a_link_that_works(
+    client: TestClient, web_runtime: Runtime
+) -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "web.md").read_text()
+    example = re.search(r"```python\n(import hashlib.*?)```", doc, re.S)
+    assert example is not None
+    namespace: dict[str, object] = {}
+    exec(example.group(1), namespace)  # noqa: S102 - our own documentation, run as the platform would
+    url = urlsplit(namespace["link_url"](SIGNING_KEY, "google", "teacher|d", "school-d"))  # type: ignore[operator]
+    assert client.get(f"{url.path}?{url.query}", follow_redirects=False).status_code == 302
+    assert client.get(f"{url.path}?{url.query}", follow_redirects=False).status_code == 403
