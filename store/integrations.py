@@ -6,6 +6,8 @@ that started before it can never write again (store.fence).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -70,6 +72,40 @@ def _insert(connection: Connection) -> Any:
     return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
 
+class AccountTaken(Exception):
+    """The provider account is linked by another platform teacher of the tenant; nothing was written."""
+
+    def __init__(self, owner_id: int) -> None:
+        super().__init__(f"the provider account is linked by integration {owner_id}")
+        self.owner_id = owner_id
+
+
+def _account_owner(
+    connection: Connection, *, provider: str, tenant: str, account_key: str, linked_by: str
+) -> int | None:
+    """The integration of another platform id that holds a grant of this account in this tenant, if any.
+
+    One provider account belongs to one platform teacher per tenant at a time (issue 18): a second
+    teacher's link of it is refused, never merged (it would sync one teacher's classes to another).
+    On PostgreSQL a transaction lock on the account serialises two such links racing; SQLite's
+    ``BEGIN IMMEDIATE`` already does.
+    """
+    if connection.dialect.name == "postgresql":
+        digest = hashlib.sha256(json.dumps([provider, tenant, account_key]).encode()).digest()
+        connection.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
+    return connection.execute(
+        select(Integration.id)
+        .where(
+            Integration.provider == provider,
+            Integration.tenant == tenant,
+            Integration.account_key == account_key,
+            Integration.linked_by != linked_by,
+            Integration.token_blob.is_not(None),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 def save_link(
     engine: Engine,
     *,
@@ -89,6 +125,7 @@ def save_link(
     a uniqueness error. A re-link to another provider account first ends the old link as a revoke
     would (purged, audited); a re-link to the same account keeps its roster. Either way the grant it
     replaces is handed back, so that no grant we no longer keep stays alive at the provider.
+    Raises ``AccountTaken`` when another platform teacher of the tenant holds the account.
     """
     now = utcnow()
     values = {
@@ -104,6 +141,11 @@ def save_link(
         "consent_basis": consent_basis,
     }
     with engine.begin() as connection:
+        owner = _account_owner(
+            connection, provider=provider, tenant=tenant, account_key=account_key, linked_by=linked_by
+        )
+        if owner is not None:
+            raise AccountTaken(owner)
         created = connection.execute(
             _insert(connection)(Integration)
             .values(provider=provider, tenant=tenant, linked_by=linked_by, generation=1, created_at=now, **values)

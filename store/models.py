@@ -192,6 +192,17 @@ class LinkAttempt(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     consent_basis: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Issue 18: SHA-256 of the cookie value of the browser that began the link; NULL: `link start` (headless).
+    browser_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class LinkNonce(Base):
+    """The nonce of a signed ``/link`` request, spent on first use and kept until its signature expires."""
+
+    __tablename__ = "link_nonces"
+
+    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
 class PendingRevoke(Base):

@@ -153,7 +153,8 @@ def test_two_schedulers_and_two_workers_sync_each_integration_once_per_interval(
         # Round 1: teachers link while the fleet runs; each link queues its first sync at once.
         linked_at: dict[int, Any] = {}
         for n in range(INTEGRATIONS):
-            integration_id = link_teacher(rt, emulator, n % 3, platform_teacher=f"fleet-{n}")
+            # three Google accounts: each link in a school of its own (an account is one teacher's per school)
+            integration_id = link_teacher(rt, emulator, n % 3, platform_teacher=f"fleet-{n}", tenant=f"school-{n}")
             linked_at[integration_id] = utcnow()
             sync_after_link(rt, integration_id)  # False when a scheduler took it first (it is due at once): coalesced
         ids = sorted(linked_at)
@@ -208,7 +209,7 @@ def test_sigterm_releases_the_leases_of_cut_short_syncs(
     fleet_runtime: Runtime, emulator: GoogleEmulator, tmp_path: Path
 ) -> None:
     rt = fleet_runtime
-    ids = [link_teacher(rt, emulator, n % 3, platform_teacher=f"slow-{n}") for n in range(8)]
+    ids = [link_teacher(rt, emulator, n % 3, platform_teacher=f"slow-{n}", tenant=f"school-{n}") for n in range(8)]
     # Every provider call is slow, so the syncs are still waiting on Google when SIGTERM comes: a link's
     # sync is two round trips (its course list and one roster batch), a second each.
     emulator.latency = 1.0

@@ -116,3 +116,50 @@ def test_relinking_after_revoke_starts_a_new_generation(runtime: Runtime, emulat
     again = complete_link(runtime, consent(runtime, emulator))
     state = integrations.load(runtime.engine, again)
     assert again == first and state.status == "active" and state.generation == old_generation + 2
+
+
+# --- issue 18, item 2: one provider account, one platform teacher per tenant ---------------------------
+@pytest.mark.parametrize(("first", "second"), [("teacher-m", "teacher-t"), ("teacher-t", "teacher-m")])
+def test_an_account_belongs_to_one_teacher_of_a_tenant(
+    runtime: Runtime, emulator: GoogleEmulator, first: str, second: str
+) -> None:
+    from tests.conftest import link_teacher
+    from worker.linking import AccountTaken
+
+    owner = link_teacher(runtime, emulator, 0, platform_teacher=first)
+    with pytest.raises(AccountTaken, match="already linked by another teacher of this school"):
+        link_teacher(runtime, emulator, 0, platform_teacher=second)
+    assert integration_count(runtime) == 1
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 1  # the refused grant was given back at Google
+    assert integrations.audit_actions(runtime.engine, owner)[-2:] == ["link_refused", "provider_revoked"]
+    assert link_teacher(runtime, emulator, 0, platform_teacher=first) == owner  # the owner may re-link
+    assert link_teacher(runtime, emulator, 0, platform_teacher=second, tenant="another-school") != owner
+    integrations.end_integration(runtime.engine, owner, status="revoked", actor="admin:test", reason="")
+    assert link_teacher(runtime, emulator, 0, platform_teacher=second) != owner  # once ended, free to link
+
+
+def test_a_refused_grant_google_cannot_take_back_now_is_retried_until_it_does(
+    runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from store.db import utcnow
+    from store.models import PendingRevoke
+    from tests.conftest import link_teacher
+    from worker.linking import AccountTaken
+    from worker.revoke import AtProvider
+    from worker.scheduler import run_due_here
+
+    owner = link_teacher(runtime, emulator, 0, platform_teacher="teacher-m")
+    emulator.fail_next("/revoke", 503)
+    with pytest.raises(AccountTaken) as refused:
+        link_teacher(runtime, emulator, 0, platform_teacher="teacher-t")
+    assert refused.value.given_back is AtProvider.PENDING
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 2  # not yet: kept sealed for the retry worker
+    with runtime.engine.begin() as connection:
+        connection.execute(update(PendingRevoke).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+    run_due_here(runtime)
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 1  # only the holder's grant is left
+    assert integrations.load(runtime.engine, owner).status == "active"

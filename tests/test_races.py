@@ -22,7 +22,7 @@ from store.models import Integration
 from tests.conftest import Linker
 from tests.helpers import classes, row_count
 from worker.demo import consent_headlessly
-from worker.linking import complete_link, start_link
+from worker.linking import AccountTaken, complete_link, start_link
 from worker.revoke import AtProvider, revoke_integration
 from worker.runtime import Runtime
 from worker.sync import run_sync
@@ -40,9 +40,11 @@ def integration_row(runtime: Runtime, integration_id: int) -> Any:
         return connection.execute(select(Integration).where(Integration.id == integration_id)).one()
 
 
-def callback_for(runtime: Runtime, emulator: GoogleEmulator, platform_teacher: str, google_teacher: int) -> str:
+def callback_for(
+    runtime: Runtime, emulator: GoogleEmulator, platform_teacher: str, google_teacher: int, tenant: str | None = None
+) -> str:
     emulator.set_consent_user(emulator.teacher_ids[google_teacher])
-    url = start_link(runtime, provider_name="google", teacher=platform_teacher)
+    url = start_link(runtime, provider_name="google", teacher=platform_teacher, tenant=tenant)
     with http_session(runtime.settings) as browser:
         return consent_headlessly(browser, url)
 
@@ -65,7 +67,8 @@ def test_racing_links_of_one_teacher_both_complete_and_the_grant_not_kept_is_rev
     runtime: Runtime, emulator: GoogleEmulator
 ) -> None:
     teachers = [f"racer-{n}" for n in range(8)]
-    callbacks = [callback_for(runtime, emulator, teacher, 0) for teacher in teachers for _ in range(2)]
+    # one Google account, so each racer in a school of its own (an account is one teacher's per school)
+    callbacks = [callback_for(runtime, emulator, t, 0, tenant=f"school-{t}") for t in teachers for _ in range(2)]
     ids = run_at_once([lambda url=url: complete_link(runtime, url) for url in callbacks])
 
     assert len(set(ids)) == len(teachers)  # both links of each teacher landed on one integration
@@ -75,6 +78,24 @@ def test_racing_links_of_one_teacher_both_complete_and_the_grant_not_kept_is_rev
         assert audit(runtime, integration_id).count("provider_revoked") == 1
     # exactly one live grant per kept integration: every replaced one was revoked at Google
     assert emulator.live_grants(emulator.teacher_ids[0]) == len(teachers)
+
+
+@ON_POSTGRESQL  # the race is PostgreSQL's: SQLite serialises writers
+def test_racing_links_of_one_account_by_two_teachers_keep_one(runtime: Runtime, emulator: GoogleEmulator) -> None:
+    """Issue 18, item 2: two teachers of a school link the same account at once; one link, one live grant."""
+    callbacks = [callback_for(runtime, emulator, f"rival-{n}", 0) for n in range(6)]
+
+    def attempt(url: str) -> int | None:
+        try:
+            return complete_link(runtime, url)
+        except AccountTaken:
+            return None
+
+    results = run_at_once([lambda url=url: attempt(url) for url in callbacks])
+    [kept] = [one for one in results if one is not None]
+    assert results.count(None) == len(callbacks) - 1
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 1
+    assert audit(runtime, kept).count("link_refused") == len(callbacks) - 1
 
 
 # --- defect 2: an admin revoke while a sync rotates the refresh token ------------------------------

@@ -3,17 +3,25 @@
 Same state + PKCE store and the same ``complete_link`` as the command line; the first sync is
 queued at once (coalesced with one already queued). Each provider is one row of
 ``worker.providers``: Clever and Microsoft plug in by their row and their settings.
+
+Trust at the edges (issue 18): a signed ``/link`` request is used once (its nonce is spent), and
+the link is bound to the browser that made it: ``/link`` sets a ``__Host-`` cookie holding a random
+value whose hash is stored with the state, and the callback finishes only a state whose cookie it
+receives, on the path of the state's own provider. A consent URL forwarded to someone else, or a
+state of ``rostersync link start``, links nothing here.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from store import integrations
+from store import integrations, links
 from store.models import KEY_LENGTH
 from store.vault import VaultError
 from web import signing
@@ -22,10 +30,11 @@ from web.context import WebContext, context
 from web.pages import NO_STORE, page, what_to_do
 from worker import broker as brokers
 from worker.consent import BASES, DEFAULT_BASIS
-from worker.linking import LinkError, complete_link, start_link
+from worker.linking import AccountTaken, LinkError, WrongFinisher, complete_link, start_link
 from worker.preview import class_names
 from worker.provider_config import configured
 from worker.providers import SUPPORTED
+from worker.revoke import AtProvider
 from worker.sync_requests import sync_after_link
 
 log = logging.getLogger("rostersync.web")
@@ -33,6 +42,8 @@ router = APIRouter(tags=["linking"])
 
 ProviderName = Annotated[str, Path(max_length=32, description="A provider of worker/providers.py, e.g. google.")]
 BASIS_PATTERN = "^(" + "|".join(BASES) + ")$"
+COOKIE = "__Host-rostersync-link"
+"""Host-only, Secure, path ``/``: the browser keeps it from every other host and from plain http."""
 
 
 def _unusable(ctx: WebContext, provider: str) -> HTMLResponse | None:
@@ -74,6 +85,9 @@ def link(
         str, Query(pattern=BASIS_PATTERN, description="Consent basis: school (default) or parent")
     ] = DEFAULT_BASIS,
     expires: Annotated[int | None, Query(ge=0, le=2**40, description="Unix time the signature ends")] = None,
+    nonce: Annotated[
+        str | None, Query(pattern=signing.NONCE_PATTERN, description="Random, used once: see docs/web.md")
+    ] = None,
     sig: Annotated[str | None, Query(max_length=64, description="The platform's HMAC, see docs/web.md")] = None,
 ) -> Response:
     refused = _unusable(ctx, provider)
@@ -89,16 +103,39 @@ def link(
             tenant=tenant,
             basis=basis,
             expires=expires,
+            nonce=nonce,
             sig=sig,
         )
     except signing.BadSignature as error:
         ctx.metrics.links.labels(provider, "unsigned").inc()
         return page("Cannot start linking", [f"{error}. Start again from the platform."], status=403)
+    assert nonce is not None and expires is not None  # signing.check refused a request without them
+    if not links.spend_nonce(ctx.runtime.engine, nonce, datetime.fromtimestamp(expires, UTC).replace(tzinfo=None)):
+        ctx.metrics.links.labels(provider, "replayed").inc()
+        return page("Cannot start linking", ["This link was already used. Start again from the platform."], status=403)
+    return _to_consent(ctx, provider, teacher=teacher, tenant=tenant, basis=basis)
+
+
+def _to_consent(ctx: WebContext, provider: str, *, teacher: str, tenant: str | None, basis: str) -> Response:
+    """Store the state bound to a fresh cookie value, set the cookie, send the browser to consent."""
+    cookie = secrets.token_urlsafe(32)
     try:
-        url = start_link(ctx.runtime, provider_name=provider, teacher=teacher, tenant=tenant, basis=basis)
+        url = start_link(
+            ctx.runtime, provider_name=provider, teacher=teacher, tenant=tenant, basis=basis, browser_cookie=cookie
+        )
     except LinkError as error:
         return page("Cannot start linking", [str(error)], status=400)
-    return RedirectResponse(url, status_code=302, headers=NO_STORE)
+    response = RedirectResponse(url, status_code=302, headers=NO_STORE)
+    response.set_cookie(
+        COOKIE,
+        cookie,
+        max_age=ctx.runtime.settings.link_state_ttl_seconds,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="lax",  # sent on the provider's top-level redirect back to us, never on a cross-site POST
+    )
+    return response
 
 
 @router.get(
@@ -118,10 +155,22 @@ def callback(
     refused = _unusable(ctx, provider)
     if refused is not None:
         return refused
+    response = _finish(ctx, provider, request)
+    response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="lax")  # the state is spent
+    return response
+
+
+def _finish(ctx: WebContext, provider: str, request: Request) -> HTMLResponse:
+    finisher = links.Finisher(browser=True, cookie=request.cookies.get(COOKIE), provider=provider)
     try:
-        integration_id = complete_link(
-            ctx.runtime, provider_callback_url(ctx.runtime.settings, provider, request.url.query)
-        )
+        callback_url = provider_callback_url(ctx.runtime.settings, provider, request.url.query)
+        integration_id = complete_link(ctx.runtime, callback_url, finisher)
+    except AccountTaken as taken:
+        ctx.metrics.links.labels(provider, "refused").inc()
+        return page("Not linked", [str(taken), _given_back(provider, taken.given_back), TAKEN_ADVICE], status=409)
+    except WrongFinisher as failure:
+        ctx.metrics.links.labels(provider, "refused").inc()
+        return page("Not linked", [f"{failure}.", "Nothing was linked. Start again from the platform."], status=400)
     except LinkError as failure:
         ctx.metrics.links.labels(provider, "refused").inc()
         return page("Not linked", [str(failure), what_to_do(str(failure))], status=400)
@@ -131,6 +180,24 @@ def callback(
         return page("Not linked", ["The server's keys changed during your link. Connect again."], status=500)
     ctx.metrics.links.labels(provider, "linked").inc()
     return _linked_page(ctx, integration_id)
+
+
+TAKEN_ADVICE = (
+    "A provider account can be linked by one teacher of a school at a time. If it is yours, ask your "
+    "school's administrator to end the other link (or its teacher to unlink it), then connect again."
+)
+
+
+def _given_back(provider: str, verdict: AtProvider) -> str:
+    """What became of the access the teacher just granted: nothing of it may stay live unseen."""
+    if verdict is AtProvider.REVOKED:
+        return f"The access you just granted was given back: {provider} confirmed it is revoked."
+    if verdict is AtProvider.PENDING:
+        return f"The access you just granted is being given back: {provider} did not answer yet, rostersync retries."
+    hint = f"remove rostersync from the apps allowed in your {provider} account's settings"
+    if verdict is AtProvider.UNSUPPORTED:
+        return f"The access you just granted was not kept, but {provider} cannot take it back for us: {hint}."
+    return f"The access you just granted was not kept, but {provider} did not confirm it was given back: {hint}."
 
 
 def _linked_page(ctx: WebContext, integration_id: int) -> HTMLResponse:

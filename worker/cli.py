@@ -26,11 +26,12 @@ from store import integrations
 from store.models import MAX_ID
 from store.secrets import reseal_all
 from store.vault import VaultError
+from web import signing
 from worker import broker as brokers
 from worker import export_file
 from worker.consent import DEFAULT_BASIS
 from worker.console import configure_logging, err, out, sync_progress
-from worker.linking import LinkError, complete_link, link_org, start_link
+from worker.linking import LinkError, checked_request, complete_link, link_org, start_link
 from worker.outcomes import Verdict, verdict
 from worker.revoke import AtProvider, revoke_integration
 from worker.runtime import Runtime, build_runtime, set_runtime
@@ -193,6 +194,39 @@ def link_start(
     with user_errors():
         url = start_link(runtime(), provider_name=provider, teacher=teacher, tenant=tenant, basis=basis)
     err.print("Open this URL, grant access, then pass the URL you are sent back to to `rostersync link complete`:")
+    sys.stdout.write(url + "\n")
+
+
+@link_app.command("url")
+def link_url(
+    provider: Annotated[str, typer.Option(help="Provider to link: google, clever or microsoft.")],
+    teacher: Annotated[str, typer.Option(help="The platform's id of the teacher who links.")],
+    tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
+    basis: Annotated[
+        str,
+        typer.Option(help="Consent basis (COPPA): school (the school's licence, a teacher acting for it) or parent."),
+    ] = DEFAULT_BASIS,
+) -> None:
+    """Print a signed, single-use /link URL exactly as the platform makes one (valid ten minutes).
+
+    For an operator helping a teacher: the teacher opens it in the browser they will finish in. Its
+    host is the one of the provider's redirect URI (the web app's callback).
+    """
+    with user_errors():
+        settings = Settings()
+        basis = checked_request(provider_name=provider, teacher=teacher, tenant=tenant, basis=basis)
+        if settings.link_signing_key is None:
+            fail("ROSTERSYNC_LINK_SIGNING_KEY is not set: the web app does not link in the browser without it")
+        url = signing.link_url(
+            settings.link_signing_key.get_secret_value(),
+            str(getattr(settings, f"{provider}_redirect_uri")),
+            provider=provider,
+            teacher=teacher,
+            tenant=tenant,
+            basis=basis,
+            lifetime=signing.MAX_LIFETIME,
+        )
+    err.print("Give this link to the teacher; it works once, for ten minutes, in the browser that opens it:")
     sys.stdout.write(url + "\n")
 
 

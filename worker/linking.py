@@ -17,12 +17,27 @@ from store import integrations, links
 from store.models import KEY_LENGTH
 from worker.consent import DEFAULT_BASIS, BasisError, checked
 from worker.providers import SUPPORTED, Callback, ConsentStart, Grant, Provider, provider, tokens_to_payload
-from worker.revoke import revoke_grant
+from worker.revoke import AtProvider, revoke_at_provider, revoke_grant
 from worker.runtime import Runtime
 
 
 class LinkError(Exception):
     """A link cannot be completed; the message says why and what to do, and names no secret."""
+
+
+class WrongFinisher(LinkError):
+    """The callback came from a client that did not begin the link (another browser, the other path); spent."""
+
+
+class AccountTaken(LinkError):
+    """The provider account is another platform teacher's in this tenant: refused, the fresh grant given back.
+
+    ``given_back`` says what the provider did with the refused grant, for the page the teacher sees.
+    """
+
+    def __init__(self, message: str, given_back: AtProvider) -> None:
+        super().__init__(message)
+        self.given_back = given_back
 
 
 def _challenge(verifier: str) -> str:
@@ -41,9 +56,8 @@ def _platform_id(option: str, value: str) -> str:
     return value
 
 
-def start_link(
-    runtime: Runtime, *, provider_name: str, teacher: str, tenant: str | None = None, basis: str = DEFAULT_BASIS
-) -> str:
+def checked_request(*, provider_name: str, teacher: str, tenant: str | None, basis: str) -> str:
+    """What a teacher's link asks for, refused with a clear message before anything is stored; the basis."""
     if provider_name not in SUPPORTED:
         raise LinkError(f"linking {provider_name!r} is not supported yet (supported: {', '.join(SUPPORTED)})")
     try:
@@ -53,7 +67,23 @@ def start_link(
     teacher = _platform_id("--teacher", teacher)
     if teacher.startswith(ORG_PREFIX):
         raise LinkError(f"--teacher must not start with {ORG_PREFIX!r} (kept for `link org`)")
-    tenant = _platform_id("--tenant", tenant) if tenant is not None else runtime.settings.default_tenant
+    if tenant is not None:
+        _platform_id("--tenant", tenant)
+    return basis
+
+
+def start_link(
+    runtime: Runtime,
+    *,
+    provider_name: str,
+    teacher: str,
+    tenant: str | None = None,
+    basis: str = DEFAULT_BASIS,
+    browser_cookie: str | None = None,
+) -> str:
+    """The consent URL; ``browser_cookie`` binds the state to the browser that holds it (None: headless)."""
+    basis = checked_request(provider_name=provider_name, teacher=teacher, tenant=tenant, basis=basis)
+    tenant = tenant if tenant is not None else runtime.settings.default_tenant
     spec = provider(provider_name)
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)
@@ -71,6 +101,7 @@ def start_link(
         linked_by=teacher,
         verifier_blob=runtime.vault.seal_text(kept),
         consent_basis=basis,
+        browser_cookie=browser_cookie,
     )
     return url
 
@@ -94,15 +125,39 @@ def _refuse(runtime: Runtime, spec: Provider, tokens: TokenSet, message: str) ->
     return LinkError(message)
 
 
-def complete_link(runtime: Runtime, callback_url: str) -> int:
+def _account_taken(runtime: Runtime, spec: Provider, tokens: TokenSet, *, owner_id: int, actor: str) -> AccountTaken:
+    """Audit the refusal on the integration that holds the account, then give the refused grant back.
+
+    The holder keeps its link: only an admin (or its own teacher) ends it. Why not the other way
+    round: whoever held the provider account for a moment could otherwise purge a colleague's roster.
+    The revoke is the one of every ended grant (``revoke_at_provider``): its verdict is audited next
+    to ``link_refused``, and a provider that fails transiently gets it again from the retry worker.
+    """
+    with runtime.engine.begin() as connection:
+        integrations.record_audit(
+            connection, owner_id, actor, "link_refused", "another teacher linked this provider account; refused"
+        )
+    sealed = runtime.vault.seal(tokens_to_payload(tokens))
+    given_back = revoke_at_provider(runtime, spec.name, owner_id, sealed, actor=actor)
+    return AccountTaken(
+        f"this {spec.name} account is already linked by another teacher of this school; nothing was linked",
+        given_back,
+    )
+
+
+def complete_link(runtime: Runtime, callback_url: str, finisher: links.Finisher = links.HEADLESS) -> int:
     """Exchange the code, check the granted scopes, store encrypted tokens; returns the integration id.
 
-    Every grant this ends up not keeping is revoked at the provider: one that lacks a scope, and
-    the one a re-link replaces (also when two links of the same teacher race).
+    ``finisher`` is who presents the callback: the state must have been begun by the same kind of
+    client (and, in a browser, the same browser) for the code to be exchanged at all. Every grant
+    this ends up not keeping is revoked at the provider: one that lacks a scope, one of an account
+    another teacher holds, and the one a re-link replaces (also when two links of the same teacher race).
     """
     query = _callback_parameters(callback_url)
     try:
-        pending = links.claim(runtime.engine, query["state"], runtime.settings.link_state_ttl_seconds)
+        pending = links.claim(runtime.engine, query["state"], runtime.settings.link_state_ttl_seconds, finisher)
+    except links.WrongFinisher as error:
+        raise WrongFinisher(str(error)) from None
     except links.LinkStateError as error:
         raise LinkError(str(error)) from None
     if "error" in query:
@@ -143,17 +198,20 @@ def _save(
     runtime: Runtime, spec: Provider, grant: Grant, *, tenant: str, linked_by: str, actor: str, basis: str | None
 ) -> int:
     """Store the grant sealed (tokens and their ``extra``) under the account's pseudonym; revoke what it replaces."""
-    saved = integrations.save_link(
-        runtime.engine,
-        provider=spec.name,
-        tenant=tenant,
-        linked_by=linked_by,
-        account_key=runtime.pseudonymiser.pseudonym(spec.name, tenant, grant.account),
-        scopes=grant.tokens.scopes,
-        token_blob=runtime.vault.seal(tokens_to_payload(grant.tokens)),
-        actor=actor,
-        consent_basis=basis,
-    )
+    try:
+        saved = integrations.save_link(
+            runtime.engine,
+            provider=spec.name,
+            tenant=tenant,
+            linked_by=linked_by,
+            account_key=runtime.pseudonymiser.pseudonym(spec.name, tenant, grant.account),
+            scopes=grant.tokens.scopes,
+            token_blob=runtime.vault.seal(tokens_to_payload(grant.tokens)),
+            actor=actor,
+            consent_basis=basis,
+        )
+    except integrations.AccountTaken as taken:
+        raise _account_taken(runtime, spec, grant.tokens, owner_id=taken.owner_id, actor=actor) from None
     if saved.replaced_token_blob is not None:
         revoke_grant(runtime, spec.name, saved.integration_id, saved.replaced_token_blob, actor=actor)
     return saved.integration_id
