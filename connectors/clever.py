@@ -40,6 +40,7 @@ from connectors.base import (
     TokenSink,
     TransientError,
 )
+from connectors.http import RefusesRedirects
 from connectors.http import http_session as timeout_session
 from connectors.streaming import ChunkReader, StreamedList
 from settings import Settings
@@ -103,8 +104,12 @@ def http_session(settings: Settings) -> requests.Session:
     return timeout_session(settings)
 
 
+class _OAuthSession(RefusesRedirects, OAuth2Session):
+    """requests-oauthlib's session that follows no redirect: a 307 on the token call would re-post the code."""
+
+
 def _oauth_session(settings: Settings, state: str | None = None) -> OAuth2Session:
-    session = OAuth2Session(settings.clever_client_id, redirect_uri=settings.clever_redirect_uri, state=state)
+    session = _OAuthSession(settings.clever_client_id, redirect_uri=settings.clever_redirect_uri, state=state)
     session.trust_env = False
     session.verify = settings.tls_verify
     return session
@@ -493,7 +498,6 @@ class CleverConnector:
                 params=params,
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
                 timeout=self._settings.http_timeouts,
-                allow_redirects=False,
                 stream=stream,
             )
         except requests.RequestException as error:

@@ -290,12 +290,12 @@ class GoogleConnector:
             google.auth.transport.requests.Request(self._session), timeout=settings.http_timeouts
         )
         ca_certs = str(settings.ca_bundle) if settings.ca_bundle is not None else None
-        authorized_http = google_auth_httplib2.AuthorizedHttp(
-            self._credentials,
-            # httplib2 has one socket timeout, for the connect and for each read: the read timeout
-            http=httplib2.Http(timeout=settings.http_timeout_seconds, ca_certs=ca_certs),
-            refresh_status_codes=(),
-        )
+        # httplib2 has one socket timeout, for the connect and for each read: the read timeout
+        http = httplib2.Http(timeout=settings.http_timeout_seconds, ca_certs=ca_certs)
+        # httplib2 follows a 303 or 308 even on a POST, sending the body again: on /batch every part
+        # carries a bearer token. Off, a 3xx comes back as an answer, an HttpError the taxonomy sorts.
+        http.follow_redirects = False
+        authorized_http = google_auth_httplib2.AuthorizedHttp(self._credentials, http=http, refresh_status_codes=())
         self._http = authorized_http
         self._service = build(
             "classroom",
@@ -319,7 +319,8 @@ class GoogleConnector:
         except google.auth.exceptions.RefreshError as error:
             raise refresh_error(error) from None
         except (google.auth.exceptions.TransportError, OSError) as error:
-            raise TransientError(f"token endpoint unreachable ({type(error).__name__})") from None
+            cause = error.__cause__ or error  # google-auth wraps what the session raised (RedirectNotFollowed)
+            raise TransientError(f"token endpoint unreachable ({type(cause).__name__})") from None
         granted = getattr(self._credentials, "granted_scopes", None) or GOOGLE_SCOPES
         self._on_tokens(
             TokenSet(
