@@ -13,7 +13,6 @@ records. No token, response body or personal value ever goes into an exception t
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ import requests
 from oauthlib.oauth2.rfc6749.errors import MismatchingStateError, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
+from connectors import logs
 from connectors.base import (
     AccessRevoked,
     ChangesUnavailable,
@@ -44,10 +44,6 @@ from connectors.http import RefusesRedirects
 from connectors.http import http_session as timeout_session
 from connectors.streaming import ChunkReader, StreamedList
 from settings import Settings
-
-for _chatty in ("requests_oauthlib", "oauthlib"):
-    # Both log the code, the Basic auth header and the token response at DEBUG: never let them.
-    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 API_VERSION = "v3.0"
 PAGE_LIMIT = 10_000
@@ -109,6 +105,7 @@ class _OAuthSession(RefusesRedirects, OAuth2Session):
 
 
 def _oauth_session(settings: Settings, state: str | None = None) -> OAuth2Session:
+    logs.install()  # requests-oauthlib logs the code, the Basic auth header and the token answer at DEBUG
     session = _OAuthSession(settings.clever_client_id, redirect_uri=settings.clever_redirect_uri, state=state)
     session.trust_env = False
     session.verify = settings.tls_verify

@@ -22,7 +22,10 @@ from typing import Any
 
 import requests
 
+from connectors import logs
 from settings import Settings
+
+logs.hold_at_warning()
 
 _TIMEOUT_POSITION = 6
 """Index of ``timeout`` in ``Session.request``'s positional arguments after method and url."""
@@ -68,7 +71,8 @@ class TimeoutSession(RefusesRedirects):
 
 def http_session(settings: Settings) -> TimeoutSession:
     """A session that trusts exactly ``CA_BUNDLE`` (or the system store), whatever the environment says,
-    and follows no redirect."""
+    and follows no redirect. The HTTP libraries' loggers get their filter first (``connectors.logs``)."""
+    logs.install()
     session = TimeoutSession(settings.http_timeouts)
     session.trust_env = False
     session.verify = settings.tls_verify
