@@ -40,7 +40,7 @@ from connectors.base import (
     TokenSink,
     TransientError,
 )
-from connectors.http import RefusesRedirects
+from connectors.http import GuardedSession
 from connectors.http import http_session as timeout_session
 from connectors.streaming import ChunkReader, StreamedList
 from settings import Settings
@@ -100,8 +100,8 @@ def http_session(settings: Settings) -> requests.Session:
     return timeout_session(settings)
 
 
-class _OAuthSession(RefusesRedirects, OAuth2Session):
-    """requests-oauthlib's session that follows no redirect: a 307 on the token call would re-post the code."""
+class _OAuthSession(GuardedSession, OAuth2Session):
+    """requests-oauthlib's session, guarded: a redirect followed on the token call would re-post the code."""
 
 
 def _oauth_session(settings: Settings, state: str | None = None) -> OAuth2Session:

@@ -21,6 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 
 from connectors import logs
 from settings import Settings
@@ -35,13 +38,44 @@ class RedirectNotFollowed(requests.exceptions.RequestException):
     """A provider answered with a redirect and it was not followed; the text holds the status only (no URL)."""
 
 
-class RefusesRedirects(requests.Session):
+class _QuietHTTPConnection(urllib3.connection.HTTPConnection):
+    debuglevel = 0
+    """Shadows ``http.client.HTTPConnection.debuglevel``: set above 0 (the usual recipe for debugging
+    requests), http.client prints every request to stdout, bearer token and ids included."""
+
+
+class _QuietHTTPSConnection(urllib3.connection.HTTPSConnection):
+    debuglevel = 0
+
+
+class _QuietHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _QuietHTTPConnection
+
+
+class _QuietHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _QuietHTTPSConnection
+
+
+class _QuietAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter whose connections never print what they send (``_QuietHTTPConnection``)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _QuietHTTPPool, "https": _QuietHTTPSPool}
+
+
+class GuardedSession(requests.Session):
     """A session that sends nothing to where a redirect points, whoever calls it (``send`` is where
-    ``Session.request`` and every library's call meet).
+    ``Session.request`` and every library's call meet), and whose connections print nothing.
 
     A caller that asks for ``allow_redirects=False`` gets the 3xx answer to read (the headless consent
     step reads its ``Location``, carrying no credential); any other redirect is ``RedirectNotFollowed``.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mount("https://", _QuietAdapter())
+        self.mount("http://", _QuietAdapter())
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         wanted = kwargs.get("allow_redirects", True)
@@ -53,7 +87,7 @@ class RefusesRedirects(requests.Session):
         return response
 
 
-class TimeoutSession(RefusesRedirects):
+class TimeoutSession(GuardedSession):
     """A ``requests.Session`` whose every request is bounded by ``timeouts`` unless it brings its own."""
 
     def __init__(self, timeouts: tuple[float, float]) -> None:

@@ -19,12 +19,14 @@ issued (teachers and students) and every token.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httplib2
 import pytest
 import redis
 from sqlalchemy import inspect, select, text
@@ -204,7 +206,11 @@ def every_logger_at_debug() -> Iterator[None]:
     levels = [(logger, logger.level) for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.DEBUG)
+    httplib2.debuglevel = 4  # httplib2's own switch: http.client then prints every request it sends
+    http.client.HTTPConnection.debuglevel = 1  # the same for requests (urllib3), the usual debugging recipe
     yield
+    http.client.HTTPConnection.debuglevel = 0
+    httplib2.debuglevel = 0
     for logger, level in levels:
         logger.setLevel(level)
 
