@@ -13,7 +13,6 @@ records. No token, response body or personal value ever goes into an exception t
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ import requests
 from oauthlib.oauth2.rfc6749.errors import MismatchingStateError, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
+from connectors import logs
 from connectors.base import (
     AccessRevoked,
     ChangesUnavailable,
@@ -40,13 +40,10 @@ from connectors.base import (
     TokenSink,
     TransientError,
 )
+from connectors.http import GuardedSession
 from connectors.http import http_session as timeout_session
 from connectors.streaming import ChunkReader, StreamedList
 from settings import Settings
-
-for _chatty in ("requests_oauthlib", "oauthlib"):
-    # Both log the code, the Basic auth header and the token response at DEBUG: never let them.
-    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
 API_VERSION = "v3.0"
 PAGE_LIMIT = 10_000
@@ -103,8 +100,13 @@ def http_session(settings: Settings) -> requests.Session:
     return timeout_session(settings)
 
 
+class _OAuthSession(GuardedSession, OAuth2Session):
+    """requests-oauthlib's session, guarded: a redirect followed on the token call would re-post the code."""
+
+
 def _oauth_session(settings: Settings, state: str | None = None) -> OAuth2Session:
-    session = OAuth2Session(settings.clever_client_id, redirect_uri=settings.clever_redirect_uri, state=state)
+    logs.install()  # requests-oauthlib logs the code, the Basic auth header and the token answer at DEBUG
+    session = _OAuthSession(settings.clever_client_id, redirect_uri=settings.clever_redirect_uri, state=state)
     session.trust_env = False
     session.verify = settings.tls_verify
     return session
@@ -493,7 +495,6 @@ class CleverConnector:
                 params=params,
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
                 timeout=self._settings.http_timeouts,
-                allow_redirects=False,
                 stream=stream,
             )
         except requests.RequestException as error:

@@ -290,12 +290,9 @@ class GoogleConnector:
             google.auth.transport.requests.Request(self._session), timeout=settings.http_timeouts
         )
         ca_certs = str(settings.ca_bundle) if settings.ca_bundle is not None else None
-        authorized_http = google_auth_httplib2.AuthorizedHttp(
-            self._credentials,
-            # httplib2 has one socket timeout, for the connect and for each read: the read timeout
-            http=httplib2.Http(timeout=settings.http_timeout_seconds, ca_certs=ca_certs),
-            refresh_status_codes=(),
-        )
+        # httplib2 has one socket timeout, for the connect and for each read: the read timeout
+        http = _Http(timeout=settings.http_timeout_seconds, ca_certs=ca_certs)
+        authorized_http = google_auth_httplib2.AuthorizedHttp(self._credentials, http=http, refresh_status_codes=())
         self._http = authorized_http
         self._service = build(
             "classroom",
@@ -319,7 +316,8 @@ class GoogleConnector:
         except google.auth.exceptions.RefreshError as error:
             raise refresh_error(error) from None
         except (google.auth.exceptions.TransportError, OSError) as error:
-            raise TransientError(f"token endpoint unreachable ({type(error).__name__})") from None
+            cause = error.__cause__ or error  # google-auth wraps what the session raised (RedirectNotFollowed)
+            raise TransientError(f"token endpoint unreachable ({type(cause).__name__})") from None
         granted = getattr(self._credentials, "granted_scopes", None) or GOOGLE_SCOPES
         self._on_tokens(
             TokenSet(
@@ -543,6 +541,48 @@ def _page_records(body: Mapping[str, Any], list_key: str, seen: set[str]) -> lis
             raise ProviderDataError("page tokens loop")
         seen.add(token)
     return records
+
+
+# ------------------------------------------------------------------------------------ httplib2
+class _QuietHTTPS(httplib2.HTTPSConnectionWithTimeout):
+    """A connection that ignores ``httplib2.debuglevel``: above 0, http.client prints every request it
+    sends to stdout, the bearer token and the path with its ids included."""
+
+    def set_debuglevel(self, level: int) -> None:
+        super().set_debuglevel(0)
+
+
+class _QuietHTTP(httplib2.HTTPConnectionWithTimeout):
+    """The same for a plain-HTTP endpoint (a local test set-up; Google itself is HTTPS only)."""
+
+    def set_debuglevel(self, level: int) -> None:
+        super().set_debuglevel(0)
+
+
+class _Http(httplib2.Http):
+    """httplib2 as the Classroom service uses it: no redirect followed, nothing printed.
+
+    httplib2 follows a 303 or 308 even on a POST, sending the body again: on ``/batch`` every part
+    carries a bearer token. With ``follow_redirects`` off a 3xx comes back as an answer, which
+    googleapiclient raises as an ``HttpError`` and ``classify_api_error`` makes a ``TransientError``.
+    """
+
+    def __init__(self, *, timeout: float, ca_certs: str | None) -> None:
+        super().__init__(timeout=timeout, ca_certs=ca_certs)
+        self.follow_redirects = False
+
+    def request(
+        self,
+        uri: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Any = None,
+        redirections: int = httplib2.DEFAULT_MAX_REDIRECTS,
+        connection_type: Any = None,
+    ) -> Any:
+        if connection_type is None:
+            connection_type = _QuietHTTPS if uri.startswith("https:") else _QuietHTTP
+        return super().request(uri, method, body, headers, redirections, connection_type)
 
 
 # ------------------------------------------------------------------------------------ batches

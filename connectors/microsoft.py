@@ -358,7 +358,6 @@ def link_tenant(settings: Settings, tenant_id: str) -> Grant:
                 params={"$select": "id", "$top": "1"},
                 headers={"Authorization": f"Bearer {result['access_token']}", "Accept": "application/json"},
                 timeout=settings.http_timeouts,
-                allow_redirects=False,
             )
         except requests.RequestException as error:
             raise TransientError(f"Graph unreachable ({type(error).__name__})") from None
@@ -739,7 +738,6 @@ class MicrosoftConnector:
                 json=payload,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
                 timeout=self._settings.http_timeouts,
-                allow_redirects=False,
             )
         except requests.RequestException as error:
             raise TransientError(f"network error talking to Graph ({type(error).__name__})") from None

@@ -472,6 +472,11 @@ class CleverEmulator(EmulatorCore):
             events = self._districts[district_id].events
             return events[-1].id if events else None
 
+    def person_ids(self) -> set[str]:
+        """Every user id this emulator ever issued (teachers and students), for tests that grep logs for them."""
+        with self._lock:
+            return set(self._users)
+
     def issued_tokens(self) -> set[str]:
         with self._lock:
             return set(self._issued)

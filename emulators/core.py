@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeAlias
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Protocol, Self, TypeAlias
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import trustme
 
@@ -38,11 +38,13 @@ __all__ = [
     "EmulatorCore",
     "Failure",
     "Json",
+    "Redirect",
     "Request",
     "RequestRecord",
     "Response",
     "Rewrite",
     "Tamper",
+    "Trap",
     "copy_query",
     "json_body",
 ]
@@ -100,6 +102,22 @@ class Disruption:
     kind: str
     remaining: int
     seconds: float = 0.0
+
+
+@dataclass
+class Redirect:
+    """A redirect instead of the answer for the next ``remaining`` requests whose path contains ``path_contains``.
+
+    ``status`` (301, 302, 303, 307 or 308) with ``Location`` = ``target`` + the request's own path and
+    query: a provider moved, or something between us and it (a proxy, a hijacked DNS name) sends
+    clients elsewhere. With 307 and 308 a client that follows re-sends the method and the body, so
+    whatever credential the request carried would reach ``target``. The endpoint itself does not act.
+    """
+
+    path_contains: str
+    status: int
+    target: str
+    remaining: int
 
 
 @dataclass
@@ -195,22 +213,26 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
+class _Serving(Protocol):
+    """What a server hands each request to: an emulator, or a trap."""
+
+    def _serve(self, handler: _Handler) -> None: ...
+
+
 class _Server(ThreadingHTTPServer):
     """TLS is negotiated in the per-connection thread, so a client that never finishes its handshake
     ties up only its own thread, never the accept loop."""
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], emulator: EmulatorCore, context: ssl.SSLContext) -> None:
+    def __init__(self, address: tuple[str, int], emulator: _Serving, context: ssl.SSLContext) -> None:
         self.emulator = emulator
         self.ssl_context = context
         self._connections: set[ssl.SSLSocket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
-    def finish_request(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
-    ) -> None:
+    def finish_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
         if not isinstance(request, socket.socket):
             return
         request.settimeout(_HANDSHAKE_TIMEOUT)
@@ -264,6 +286,8 @@ class EmulatorCore:
         self._failures: list[Failure] = []
         self._tampers: list[Tamper] = []
         self._disruptions: list[Disruption] = []
+        self._redirects: list[Redirect] = []
+        self._traps: list[Trap] = []
 
         self._ca = trustme.CA()
         leaf = self._ca.issue_cert("127.0.0.1", "localhost")
@@ -316,6 +340,10 @@ class EmulatorCore:
             server.close_connections()
         if thread is not None:
             thread.join(timeout=5)
+        with self._lock:
+            traps, self._traps = self._traps, []
+        for trap in traps:
+            trap.stop()
         self._stopped.set()
 
     def serve_forever(self) -> None:
@@ -356,9 +384,7 @@ class EmulatorCore:
         return self._ca_path
 
     # ------------------------------------------------------------------------------- controls
-    def fail_next(
-        self, path_contains: str, status: int, count: int = 1, retry_after: int | None = None
-    ) -> None:
+    def fail_next(self, path_contains: str, status: int, count: int = 1, retry_after: int | None = None) -> None:
         """The next ``count`` requests whose path contains ``path_contains`` fail with ``status``."""
         if not 400 <= status <= 599:
             raise ValueError("fail_next needs an HTTP error status (400-599)")
@@ -385,6 +411,23 @@ class EmulatorCore:
         with self._lock:
             self._disruptions.append(Disruption(path_contains, "stall", count, seconds))
 
+    def redirect_next(self, path_contains: str, target: str, status: int = 307, count: int = 1) -> None:
+        """The next ``count`` requests whose path contains ``path_contains`` are answered ``status`` with
+        ``Location: target + path + query`` instead of being served (``trap()`` gives a ``target``)."""
+        if status not in (301, 302, 303, 307, 308):
+            raise ValueError("redirect_next needs a redirect status (301, 302, 303, 307 or 308)")
+        with self._lock:
+            self._redirects.append(Redirect(path_contains, status, target, count))
+
+    def trap(self) -> Trap:
+        """A listener on another port of this host, with this emulator's certificate, so a client that
+        trusts the emulator would trust it too: a different origin where a redirect can point. It
+        records all it receives; it stops with the emulator."""
+        trap = Trap(self._host, self._ssl_context).start()
+        with self._lock:
+            self._traps.append(trap)
+        return trap
+
     def add_hook(self, hook: Callable[[RequestRecord], None]) -> None:
         """Run ``hook`` before each request is answered (user_id judged from the request, status 0)."""
         with self._lock:
@@ -410,23 +453,11 @@ class EmulatorCore:
 
     # ------------------------------------------------------------------------------- serving
     def _serve(self, handler: _Handler) -> None:
-        split = urlsplit(handler.path)
-        headers = {name.lower(): value for name, value in handler.headers.items()}
-        try:
-            length = int(headers.get("content-length") or 0)
-        except ValueError:
+        request = _read_request(handler)
+        if request is None:
             handler.close_connection = True
-            self._write(handler, self._error_response(400, "Invalid Content-Length."))
+            _write(handler, self._error_response(400, "Invalid Content-Length."))
             return
-        body = handler.rfile.read(length) if length > 0 else b""
-        form: dict[str, list[str]] = {}
-        if "application/x-www-form-urlencoded" in headers.get("content-type", "") or (
-            body and handler.command == "POST" and not headers.get("content-type")
-        ):
-            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        request = Request(
-            handler.command, split.path, parse_qs(split.query, keep_blank_values=True), form, headers, body
-        )
         with self._lock:
             before_user = self._identify(request, before=True)
             hooks = list(self._hooks)
@@ -446,27 +477,15 @@ class EmulatorCore:
             time.sleep(disruption.seconds)  # the client may have given up meanwhile: the answer then goes nowhere
         with self._lock:
             if response is None:
-                response = self._injected_failure(request) or self._dispatch(request)
+                response = self._injected_failure(request) or self._redirection(request) or self._dispatch(request)
                 response = self._tampered(request, response)
-            user_id = (
-                response.user_id if response.user_id is not None else self._identify(request, before=False)
-            )
+            user_id = response.user_id if response.user_id is not None else self._identify(request, before=False)
             self._log.append(
                 RequestRecord(request.method, request.path, copy_query(request.query), user_id, response.status)
             )
         if self.latency > 0:
             time.sleep(self.latency)
-        self._write(handler, response)
-
-    @staticmethod
-    def _write(handler: _Handler, response: Response) -> None:
-        handler.send_response(response.status)
-        for name, value in response.headers:
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(response.body)))
-        handler.end_headers()
-        if response.body and handler.command != "HEAD":
-            handler.wfile.write(response.body)
+        _write(handler, response)
 
     def _tampered(self, request: Request, response: Response) -> Response:
         for tamper in self._tampers:
@@ -495,12 +514,103 @@ class EmulatorCore:
             handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             socket.socket.close(handler.connection)
 
+    def _redirection(self, request: Request) -> Response | None:
+        redirect = next((r for r in self._redirects if r.remaining > 0 and r.path_contains in request.path), None)
+        if redirect is None:
+            return None
+        redirect.remaining -= 1
+        self._redirects = [r for r in self._redirects if r.remaining > 0]
+        query = urlencode(request.query, doseq=True)
+        location = redirect.target.rstrip("/") + request.path + (f"?{query}" if query else "")
+        return Response(redirect.status, b"", [("Location", location)])
+
     def _injected_failure(self, request: Request) -> Response | None:
-        failure = next(
-            (f for f in self._failures if f.remaining > 0 and f.path_contains in request.path), None
-        )
+        failure = next((f for f in self._failures if f.remaining > 0 and f.path_contains in request.path), None)
         if failure is None:
             return None
         failure.remaining -= 1
         self._failures = [f for f in self._failures if f.remaining > 0]
         return self._failure_response(request, failure)
+
+
+# ------------------------------------------------------------------------------------ shared serving
+def _read_request(handler: _Handler) -> Request | None:
+    """The request on ``handler``, its body read and forms parsed; None when its Content-Length is unreadable."""
+    split = urlsplit(handler.path)
+    headers = {name.lower(): value for name, value in handler.headers.items()}
+    try:
+        length = int(headers.get("content-length") or 0)
+    except ValueError:
+        return None
+    body = handler.rfile.read(length) if length > 0 else b""
+    form: dict[str, list[str]] = {}
+    if "application/x-www-form-urlencoded" in headers.get("content-type", "") or (
+        body and handler.command == "POST" and not headers.get("content-type")
+    ):
+        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return Request(handler.command, split.path, parse_qs(split.query, keep_blank_values=True), form, headers, body)
+
+
+def _write(handler: _Handler, response: Response) -> None:
+    handler.send_response(response.status)
+    for name, value in response.headers:
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(response.body)))
+    handler.end_headers()
+    if response.body and handler.command != "HEAD":
+        handler.wfile.write(response.body)
+
+
+class Trap:
+    """Where a tampered redirect points: it keeps every request whole (headers, body) and answers 200 ``{}``.
+
+    What it received is what a client that follows redirects would have handed to a stranger: a
+    bearer token, a client secret, an authorization code, a refresh token. A test asserts it got nothing.
+    """
+
+    def __init__(self, host: str, context: ssl.SSLContext) -> None:
+        self._host = host
+        self._context = context
+        self._lock = threading.Lock()
+        self._received: list[Request] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        server = _Server((self._host, 0), self, self._context)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="trap", daemon=True
+        )
+        self._server = server
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the trap is not listening")
+        host = "127.0.0.1" if self._host in ("", "0.0.0.0") else self._host  # noqa: S104 - comparison only
+        return f"https://{host}:{self._server.server_address[1]}"
+
+    @property
+    def received(self) -> list[Request]:
+        with self._lock:
+            return list(self._received)
+
+    def _serve(self, handler: _Handler) -> None:
+        request = _read_request(handler)
+        if request is None:
+            handler.close_connection = True
+            return
+        with self._lock:
+            self._received.append(request)
+        _write(handler, Response(200, b"{}", [("Content-Type", "application/json")]))

@@ -654,6 +654,11 @@ class GoogleEmulator(EmulatorCore):
         with self._lock:
             return list(self._district.courses[course_id].students)
 
+    def person_ids(self) -> set[str]:
+        """Every user id this emulator ever issued (teachers and students), for tests that grep logs for them."""
+        with self._lock:
+            return set(self._district.people)
+
     def personal_strings(self) -> set[str]:
         with self._lock:
             strings = self._district.personal_strings()

@@ -483,6 +483,11 @@ class MicrosoftEmulator(EmulatorCore):
         with self._lock:
             return self._class_json(self._classes[class_id])
 
+    def person_ids(self) -> set[str]:
+        """Every user id this emulator ever issued (teachers and students), for tests that grep logs for them."""
+        with self._lock:
+            return set(self._users)
+
     def issued_tokens(self) -> set[str]:
         """Every access and refresh token ever handed out, for leak checks."""
         with self._lock:

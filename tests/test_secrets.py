@@ -9,15 +9,24 @@ ever queued are searched for the actual secret values: every access and refresh 
 emulators issued, MSAL token caches, the three client secrets, the Fernet keys, the pseudonym
 key, and every canary personal value of the synthetic districts. ``test_privacy.py`` does the
 same for the embedded demo (in-memory broker); this one adds Redis, a worker process, secrets.
+
+``test_every_logger_at_debug_names_no_provider_id_and_no_token`` (issue 18, item 13) puts every logger
+of this process at DEBUG, the HTTP libraries' own included (urllib3, requests-oauthlib, oauthlib, MSAL,
+google-auth, googleapiclient), as an embedding application may, links and syncs every kind of link of
+the three providers in-process, and searches what was logged for every raw person id the emulators
+issued (teachers and students) and every token.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httplib2
 import pytest
 import redis
 from sqlalchemy import inspect, select, text
@@ -28,11 +37,14 @@ from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from store import integrations
 from store.models import Person
+from tests.clever_fixtures import link_clever_teacher
 from tests.conftest import REDIS_URL, MessageRecorder
 from tests.faults import WorkerProcess, World, clear_namespace, finished_runs, wait_until
 from worker import broker as brokers
 from worker.linking import link_org
+from worker.revoke import revoke_integration as revoke_here
 from worker.runtime import Runtime, build_runtime, set_runtime
+from worker.sync import run_sync
 
 MSAL_CACHE_MARKERS = ('"AccessToken"', '"RefreshToken"', '"IdToken"', '"AppMetadata"', '"credential_type"', '"secret"')
 """What a serialised MSAL token cache is made of (its sections, and the key each token sits under)."""
@@ -144,6 +156,7 @@ def test_a_whole_run_on_redis_with_a_real_worker_keeps_no_secret_in_clear(
 
     found = secrets_of(world.settings, [google, clever, microsoft])
     assert len(found["token"]) >= 8, "the story issued and rotated tokens"
+    raw_ids = google.person_ids() | clever.person_ids() | microsoft.person_ids()
     personal = google.personal_strings() | clever.personal_strings() | microsoft.personal_strings()
     captured = capsys.readouterr()
     tables = dump_schema(runtime)
@@ -174,5 +187,120 @@ def test_a_whole_run_on_redis_with_a_real_worker_keeps_no_secret_in_clear(
             assert not [v for v in values if v in dumped], f"a {kind} in clear in {where}"
         assert not [marker for marker in MSAL_CACHE_MARKERS if marker in dumped], f"an MSAL token cache in {where}"
         assert not [value for value in personal if value in dumped], f"a canary personal value in {where}"
+    for where in ("the worker's log", "this process's log", "the console"):
+        assert not [value for value in raw_ids if value in places[where]], f"a raw provider person id in {where}"
     set_runtime(None)
     runtime.engine.dispose()
+
+
+@pytest.fixture
+def every_logger_at_debug() -> Iterator[None]:
+    """Every logger that exists once the connectors are imported at DEBUG, the root too; restored after."""
+    import connectors.clever
+    import connectors.google
+    import connectors.microsoft  # noqa: F401 - their libraries create their loggers on import
+
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.root.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    levels = [(logger, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    httplib2.debuglevel = 4  # httplib2's own switch: http.client then prints every request it sends
+    http.client.HTTPConnection.debuglevel = 1  # the same for requests (urllib3), the usual debugging recipe
+    yield
+    http.client.HTTPConnection.debuglevel = 0
+    httplib2.debuglevel = 0
+    for logger, level in levels:
+        logger.setLevel(level)
+
+
+def leaks(records: list[logging.LogRecord], values: set[str]) -> dict[str, int]:
+    """Loggers whose records carry any of ``values`` (message, arguments rendered, traceback), with counts."""
+    found: dict[str, int] = {}
+    for record in records:
+        text = record.getMessage() + str(record.exc_text or "")
+        if any(value in text for value in values):
+            found[record.name] = found.get(record.name, 0) + 1
+    return found
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.usefixtures("every_logger_at_debug")
+def test_every_logger_at_debug_names_no_provider_id_and_no_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with World(tmp_path, f"sqlite:///{tmp_path / 'logs.db'}") as world:
+        google, clever, microsoft = (case.emulator for case in world.cases)
+        assert isinstance(google, GoogleEmulator) and isinstance(clever, CleverEmulator)
+        assert isinstance(microsoft, MicrosoftEmulator)
+        runtime = build_runtime(world.settings)
+        set_runtime(runtime)
+        try:
+            district_teacher = clever.teacher_ids(clever.district_ids[0])[0]
+            links: list[Any] = [case.link(runtime) for case in world.cases]
+            links.append(link_clever_teacher(runtime, clever, district_teacher, "clever-teacher"))
+            links.append(link_org(runtime, provider_name="microsoft", org=microsoft.tenant_ids[0], tenant="tenant-one"))
+            for one in links:
+                run_sync(runtime, one)
+            google.expire_access_tokens()
+            microsoft.expire_access_tokens()  # the next syncs refresh: token calls logged too
+            for one in links:
+                run_sync(runtime, one)
+            revoke_here(runtime, links[0], actor="admin:logs-test")  # Google's /revoke
+        finally:
+            set_runtime(None)
+            runtime.engine.dispose()
+        raw_ids = google.person_ids() | clever.person_ids() | microsoft.person_ids()
+        tokens = google.issued_tokens() | clever.issued_tokens() | microsoft.issued_tokens()
+        secrets = {world.settings.google_client_secret.get_secret_value()}
+        secrets |= {world.settings.clever_client_secret.get_secret_value()}
+        secrets |= {world.settings.microsoft_client_secret.get_secret_value()}
+    assert len(raw_ids) > 40 and len(tokens) >= 6
+    assert {r.levelno for r in caplog.records} & {logging.DEBUG, logging.INFO}, "the run logged at DEBUG"
+    found = {
+        "raw person id": leaks(caplog.records, raw_ids),
+        "token or secret": leaks(caplog.records, tokens | secrets),
+    }
+    assert found == {"raw person id": {}, "token or secret": {}}, "loggers that named a person id or a secret"
+    printed = capsys.readouterr()
+    assert not [value for value in raw_ids | tokens if value in printed.out + printed.err]
+
+
+def test_a_library_lowered_to_debug_by_the_application_still_logs_no_path_and_no_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An application's own logging set-up (dictConfig naming urllib3 at DEBUG) cannot undo the filter."""
+    import logging.config
+
+    import connectors.http  # noqa: F401 - holds the libraries at WARNING, as any connector import does
+    from connectors import logs
+
+    logs.install()
+    raw = "5f0c2a9d8e7b6c5d4e3f2a1b"
+    logging.config.dictConfig(
+        {"version": 1, "disable_existing_loggers": False, "loggers": {"urllib3": {"level": "DEBUG"}}}
+    )
+    try:
+        caplog.set_level(logging.DEBUG)
+        pool = logging.getLogger("urllib3.connectionpool")
+        pool.debug(
+            '%s://%s:%s "%s %s %s" %s %s',
+            "https",
+            "clever",
+            443,
+            "GET",
+            f"/v3.0/users/{raw}/sections",
+            "HTTP/1.1",
+            200,
+            9,
+        )
+        pool.warning(
+            "Failed to parse headers (url=%s): %s", f"https://clever:443/v3.0/users/{raw}/sections?limit=10", "x"
+        )
+    finally:
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("urllib3")] == [
+        (logging.WARNING, "Failed to parse headers (url=https://clever:443/v3.0/users/*/sections?limit=*): x")
+    ]
