@@ -24,12 +24,14 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKENS[1]}"}
 SIGNING_KEY = "link-signing-key-for-tests-0123456789"
 
 
-def signed(teacher: str, *, tenant: str | None = None, basis: str = "school", lifetime: int = 540) -> dict[str, str]:
-    """The query the platform puts on a /link/google URL it hands a logged-in teacher (a fresh nonce each)."""
+def signed(
+    teacher: str, *, tenant: str | None = None, basis: str = "school", lifetime: int = 540, provider: str = "google"
+) -> dict[str, str]:
+    """The query the platform puts on a /link/PROVIDER URL it hands a logged-in teacher (a fresh nonce each)."""
     expires = int(time.time()) + lifetime
     nonce = secrets.token_urlsafe(16)
     sig = signature(
-        SIGNING_KEY, provider="google", teacher=teacher, tenant=tenant, basis=basis, expires=expires, nonce=nonce
+        SIGNING_KEY, provider=provider, teacher=teacher, tenant=tenant, basis=basis, expires=expires, nonce=nonce
     )
     query = {"teacher": teacher, "basis": basis, "expires": str(expires), "nonce": nonce, "sig": sig}
     return query | ({"tenant": tenant} if tenant is not None else {})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,7 @@ import pytest
 from emulators.clever import CleverEmulator
 from store.vault import new_key
 from tests.proxykit import caddy, free_port, rostersync_web, session
-from tests.webkit import SIGNING_KEY
-from web.signing import signature
+from tests.webkit import SIGNING_KEY, signed
 
 ELSEWHERE = "192.0.2.10"
 """A proxy address that is not this machine's (TEST-NET-1): nothing is ever sent there."""
@@ -51,12 +49,6 @@ def web_env(clever: CleverEmulator, tmp_path: Path, proxy_port: int) -> dict[str
     }
 
 
-def signed_link(teacher: str) -> dict[str, str]:
-    expires = int(time.time()) + 600
-    sig = signature(SIGNING_KEY, provider="clever", teacher=teacher, tenant=None, basis="school", expires=expires)
-    return {"teacher": teacher, "basis": "school", "expires": str(expires), "sig": sig}
-
-
 def test_a_clever_teacher_links_through_a_tls_terminating_proxy(clever: CleverEmulator, tmp_path: Path) -> None:
     web_port, proxy_port = free_port(), free_port()
     public = f"https://127.0.0.1:{proxy_port}"
@@ -68,7 +60,8 @@ def test_a_clever_teacher_links_through_a_tls_terminating_proxy(clever: CleverEm
         trust.write_text(proxy_ca.read_text() + Path(clever.ca_path).read_text())
         clever.set_consent_user(clever.teacher_ids()[0])
         with session(trust) as browser:
-            started = browser.get(f"{public}/link/clever", params=signed_link("teacher-1"), allow_redirects=False)
+            query = signed("teacher-1", provider="clever")
+            started = browser.get(f"{public}/link/clever", params=query, allow_redirects=False)
             assert started.status_code == 302, started.text
             consent = browser.get(started.headers["location"], allow_redirects=False, timeout=10)
             assert consent.status_code == 302
