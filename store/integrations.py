@@ -262,13 +262,17 @@ def end_integration(
     return Ended(previous_status=row.status, token_blob=cast(bytes | None, row.token_blob))
 
 
-def mark_failed(engine: Engine, integration_id: int, generation: int, *, actor: str, reason: str) -> bool:
+def mark_failed(
+    engine: Engine, integration_id: int, generation: int, *, actor: str, reason: str, drop_tokens: bool = False
+) -> bool:
     """Stop syncing an integration that needs a person (e.g. its token cannot be decrypted any more).
 
     Not retried and not purged: the roster it holds is still the school's, only stale, and an admin
     re-links (which makes it ``active`` again) or revokes it. Fenced like every sync-side change;
-    returns False when the generation is already over.
+    returns False when the generation is already over. ``drop_tokens``: the stored tokens are dead
+    (rotated out, their successor revoked), so none is kept and ``resume`` refuses: only a re-link helps.
     """
+    dropped: dict[str, Any] = {"token_blob": None, "sync_cursor": None} if drop_tokens else {}
     with engine.begin() as connection:
         changed = connection.execute(
             update(Integration)
@@ -284,6 +288,7 @@ def mark_failed(engine: Engine, integration_id: int, generation: int, *, actor: 
                 due_at=None,
                 lease_owner=None,
                 lease_expires_at=None,
+                **dropped,
             )
         ).rowcount
         if changed == 1:
