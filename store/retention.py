@@ -20,6 +20,16 @@ SUSPENDED = "suspended"
 """An integration of a deleted account: not synced, data and grant kept until the retention deadline."""
 ENDED = ("revoked", "degraded")
 """Statuses whose roster the revoke already purged; ``purge_ended`` sweeps what may be left of them."""
+REVOKED = "revoked"
+
+
+def not_ended(status: str) -> bool:
+    """Whether a path that ends or erases an integration must revoke it first: every status but ``revoked``.
+
+    ``failed`` and ``suspended`` integrations keep their tokens (a live grant at the provider); a
+    ``degraded`` one holds none, and its revoke only records the end (the provider call is skipped).
+    """
+    return status != REVOKED
 
 
 class AlreadyDeleted(Exception):
@@ -74,7 +84,7 @@ def mark_account_deleted(engine: Engine, account: str, *, actor: str, at: dateti
 class DueAccount:
     account: str
     integration_ids: list[int]
-    active_ids: list[int]
+    live_ids: list[int]  # not revoked yet: revoked (here and at the provider) before anything is deleted
 
 
 def due_accounts(engine: Engine, now: datetime, months: int) -> list[DueAccount]:
@@ -96,7 +106,7 @@ def due_accounts(engine: Engine, now: datetime, months: int) -> list[DueAccount]
                 DueAccount(
                     account,
                     [row.id for row in linked],
-                    [row.id for row in linked if row.status in ("active", SUSPENDED)],
+                    [row.id for row in linked if not_ended(row.status)],
                 )
             )
     return due
