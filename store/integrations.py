@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from store import audit, roster
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
-from store.models import AuditEvent, Integration, SyncRun
+from store.models import AccountDeletion, AuditEvent, Integration, SyncRun
 
 
 class UnknownIntegration(LookupError):
@@ -130,6 +130,31 @@ def save_link(
         )
         record_audit(connection, row.id, actor, "relinked")
     return SavedLink(row.id, cast(bytes | None, row.token_blob), ended_other_account=other_account)
+
+
+ACCOUNT_DELETED_REFUSAL = (
+    "this platform account is marked deleted: it cannot link until its data is purged at the retention "
+    "deadline (a person who comes back gets a new platform account); nothing was stored"
+)
+
+
+def _deletion_pending(account: Any) -> Any:
+    """SQL: the account is marked deleted and its data not purged yet (the rule of ``store.retention``)."""
+    return (
+        select(AccountDeletion.id)
+        .where(AccountDeletion.account == account, AccountDeletion.purged_at.is_(None))
+        .exists()
+    )
+
+
+def link_refusal(engine: Engine, linked_by: str) -> str | None:
+    """Why this platform account may not link now (its deletion is pending), or None.
+
+    Checked when a link completes, before the code is exchanged, so a refused link makes no token.
+    """
+    with engine.connect() as connection:
+        pending = connection.execute(select(_deletion_pending(linked_by))).scalar_one()
+    return ACCOUNT_DELETED_REFUSAL if pending else None
 
 
 def load(engine: Engine, integration_id: int) -> IntegrationState:
@@ -303,6 +328,7 @@ def resume_failed(engine: Engine, integration_id: int, *, actor: str) -> bool:
     caps); once the provider is back, an admin resumes it here instead of asking the teacher to consent
     again. Only a failed integration that still holds tokens resumes; one whose token no key opens fails
     again on its next sync (after ``keys rotate`` with the right key it syncs). Audited ``resumed``.
+    Never one of an account marked deleted (its integrations are suspended; this is the second lock).
     """
     now = utcnow()
     with engine.begin() as connection:
@@ -312,6 +338,7 @@ def resume_failed(engine: Engine, integration_id: int, *, actor: str) -> bool:
                 Integration.id == integration_id,
                 Integration.status == "failed",
                 Integration.token_blob.is_not(None),
+                ~_deletion_pending(Integration.linked_by),
             )
             .values(status="active", status_changed_at=now, due_at=now, lease_owner=None, lease_expires_at=None)
         ).rowcount

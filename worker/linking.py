@@ -105,6 +105,8 @@ def complete_link(runtime: Runtime, callback_url: str) -> int:
         pending = links.claim(runtime.engine, query["state"], runtime.settings.link_state_ttl_seconds)
     except links.LinkStateError as error:
         raise LinkError(str(error)) from None
+    if refusal := integrations.link_refusal(runtime.engine, pending.linked_by):  # issue 18: a deleted account
+        raise LinkError(refusal)
     if "error" in query:
         raise LinkError(f"the teacher did not grant access at the provider ({query['error'][:40]})")
     spec = provider(pending.provider)
