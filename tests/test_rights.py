@@ -21,6 +21,8 @@ from store.rights import PersonNotFound
 from tests.conftest import Linker
 from tests.helpers import classes, enrollments, people
 from worker import oneroster
+from worker.retry_policy import run_with_retries
+from worker.revoke import revoke_integration
 from worker.rights import (
     RightsError,
     erase_integration,
@@ -29,7 +31,6 @@ from worker.rights import (
     export_person,
     lift_suppression,
 )
-from worker.retry_policy import run_with_retries
 from worker.runtime import Runtime
 from worker.sync import run_sync
 
@@ -414,3 +415,16 @@ def test_erasing_the_owner_of_a_failed_integration_ends_it_and_resume_cannot_bri
     seen = len(emulator.requests)
     assert run_sync(runtime, integration_id).outcome == "skipped:revoked"
     assert emulator.requests[seen:] == []  # the erased teacher's token reads nothing any more
+
+
+def test_revoking_a_failed_integration_ends_its_grant_at_the_provider(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    """The fourth path that ends an integration, kept as it was: whatever the status, the grant ends at Google."""
+    integration_id = link(0)
+    run_sync(runtime, integration_id)
+    failed_after_an_outage(runtime, emulator, integration_id)
+    result = revoke_integration(runtime, integration_id, actor=ACTOR)
+    assert result.provider_revoked and not result.already_revoked
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 0
+    assert integrations.resume_failed(runtime.engine, integration_id, actor=ACTOR) is False

@@ -103,23 +103,10 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     except Fenced as error:
         outcome.outcome = "fenced"
         log.info("sync of integration %s stopped: %s", integration_id, error)
-    except TokensNotStored:
-        failed = integrations.mark_failed(
-            runtime.engine,
-            integration_id,
-            state.generation,
-            actor="system:sync",
-            reason=TOKENS_NOT_STORED_REASON,
-            drop_tokens=True,
-        )
-        outcome.outcome = "tokens_not_stored" if failed else "fenced"
-        log.warning("integration %s failed: %s", integration_id, TOKENS_NOT_STORED_REASON)
+    except TokensNotStored:  # not a revocation: roster kept, the dead tokens dropped (worker.tokens)
+        outcome.outcome = _fail(runtime, state, TOKENS_NOT_STORED_REASON, "tokens_not_stored", drop_tokens=True)
     except UnusableToken:
-        failed = integrations.mark_failed(
-            runtime.engine, integration_id, state.generation, actor="system:sync", reason=UNREADABLE_GRANT_REASON
-        )
-        outcome.outcome = "failed" if failed else "fenced"
-        log.warning("integration %s failed: %s", integration_id, UNREADABLE_GRANT_REASON)
+        outcome.outcome = _fail(runtime, state, UNREADABLE_GRANT_REASON, "failed")
     except AccessRevoked as error:
         # After invalid_grant the grant is already dead at the provider; otherwise revoke what is left of it.
         outcome.outcome = _end(runtime, state, "revoked", error.reason, revoke_grant=error.reason != "invalid_grant")
@@ -155,6 +142,17 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
 
 class UnusableToken(Exception):
     """The stored token blob cannot be opened or read: a person must re-link, retrying cannot help."""
+
+
+def _fail(
+    runtime: Runtime, state: integrations.IntegrationState, reason: str, word: str, *, drop_tokens: bool = False
+) -> str:
+    """Mark the integration this sync started on ``failed`` (fenced); ``word`` is the run's outcome, else ``fenced``."""
+    failed = integrations.mark_failed(
+        runtime.engine, state.id, state.generation, actor="system:sync", reason=reason, drop_tokens=drop_tokens
+    )
+    log.warning("integration %s failed: %s", state.id, reason)
+    return word if failed else "fenced"
 
 
 def _end(
