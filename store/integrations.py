@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from store import audit, roster
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
-from store.models import AuditEvent, Integration, SyncRun
+from store.models import AccountDeletion, AuditEvent, Integration, SyncRun
 
 
 class UnknownIntegration(LookupError):
@@ -174,6 +174,31 @@ def save_link(
     return SavedLink(row.id, cast(bytes | None, row.token_blob), ended_other_account=other_account)
 
 
+ACCOUNT_DELETED_REFUSAL = (
+    "this platform account is marked deleted: it cannot link until its data is purged at the retention "
+    "deadline (a person who comes back gets a new platform account); nothing was stored"
+)
+
+
+def _deletion_pending(account: Any) -> Any:
+    """SQL: the account is marked deleted and its data not purged yet (the rule of ``store.retention``)."""
+    return (
+        select(AccountDeletion.id)
+        .where(AccountDeletion.account == account, AccountDeletion.purged_at.is_(None))
+        .exists()
+    )
+
+
+def link_refusal(engine: Engine, linked_by: str) -> str | None:
+    """Why this platform account may not link now (its deletion is pending), or None.
+
+    Checked when a link completes, before the code is exchanged, so a refused link makes no token.
+    """
+    with engine.connect() as connection:
+        pending = connection.execute(select(_deletion_pending(linked_by))).scalar_one()
+    return ACCOUNT_DELETED_REFUSAL if pending else None
+
+
 def load(engine: Engine, integration_id: int) -> IntegrationState:
     with engine.connect() as connection:
         row = connection.execute(
@@ -304,13 +329,17 @@ def end_integration(
     return Ended(previous_status=row.status, token_blob=cast(bytes | None, row.token_blob))
 
 
-def mark_failed(engine: Engine, integration_id: int, generation: int, *, actor: str, reason: str) -> bool:
+def mark_failed(
+    engine: Engine, integration_id: int, generation: int, *, actor: str, reason: str, drop_tokens: bool = False
+) -> bool:
     """Stop syncing an integration that needs a person (e.g. its token cannot be decrypted any more).
 
     Not retried and not purged: the roster it holds is still the school's, only stale, and an admin
     re-links (which makes it ``active`` again) or revokes it. Fenced like every sync-side change;
-    returns False when the generation is already over.
+    returns False when the generation is already over. ``drop_tokens``: the stored tokens are dead
+    (rotated out, their successor revoked), so none is kept and ``resume`` refuses: only a re-link helps.
     """
+    dropped: dict[str, Any] = {"token_blob": None, "sync_cursor": None} if drop_tokens else {}
     with engine.begin() as connection:
         changed = connection.execute(
             update(Integration)
@@ -326,6 +355,7 @@ def mark_failed(engine: Engine, integration_id: int, generation: int, *, actor: 
                 due_at=None,
                 lease_owner=None,
                 lease_expires_at=None,
+                **dropped,
             )
         ).rowcount
         if changed == 1:
@@ -340,6 +370,7 @@ def resume_failed(engine: Engine, integration_id: int, *, actor: str) -> bool:
     caps); once the provider is back, an admin resumes it here instead of asking the teacher to consent
     again. Only a failed integration that still holds tokens resumes; one whose token no key opens fails
     again on its next sync (after ``keys rotate`` with the right key it syncs). Audited ``resumed``.
+    Never one of an account marked deleted (its integrations are suspended; this is the second lock).
     """
     now = utcnow()
     with engine.begin() as connection:
@@ -349,6 +380,7 @@ def resume_failed(engine: Engine, integration_id: int, *, actor: str) -> bool:
                 Integration.id == integration_id,
                 Integration.status == "failed",
                 Integration.token_blob.is_not(None),
+                ~_deletion_pending(Integration.linked_by),
             )
             .values(status="active", status_changed_at=now, due_at=now, lease_owner=None, lease_expires_at=None)
         ).rowcount

@@ -46,7 +46,7 @@ RUN_OUTCOMES = (
     # the kind of the connector error that stopped the run (connectors.*, worker.budgets)
     *("connector_error", "access_revoked", "scope_missing", "rate_limited", "transient", "provider_data"),
     *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
-    *("events_unavailable", "budget_spent"),
+    *("events_unavailable", "budget_spent", "tokens_not_stored"),
     # not run: another sync holds the lease, or the integration is not active
     *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended"),
 )

@@ -20,6 +20,18 @@ SUSPENDED = "suspended"
 """An integration of a deleted account: not synced, data and grant kept until the retention deadline."""
 ENDED = ("revoked", "degraded")
 """Statuses whose roster the revoke already purged; ``purge_ended`` sweeps what may be left of them."""
+REVOKED = "revoked"
+SUSPENDABLE = ("active", "failed")
+"""Statuses a deleted account's integrations leave for ``suspended``: the ones that hold a grant and could sync."""
+
+
+def not_ended(status: str) -> bool:
+    """Whether a path that ends or erases an integration must revoke it first: every status but ``revoked``.
+
+    ``failed`` and ``suspended`` integrations keep their tokens (a live grant at the provider); a
+    ``degraded`` one holds none, and its revoke only records the end (the provider call is skipped).
+    """
+    return status != REVOKED
 
 
 class AlreadyDeleted(Exception):
@@ -35,22 +47,37 @@ def add_months(moment: datetime, months: int) -> datetime:
 
 
 def mark_account_deleted(engine: Engine, account: str, *, actor: str, at: datetime) -> list[int]:
-    """Record that the platform deleted an account; returns the integrations it linked. One audit event."""
+    """Record that the platform deleted an account; returns the integrations it linked. One audit event.
+
+    The rule (issue 18, docs/privacy.md): a deletion stands until its deadline. Until then the account
+    cannot link again (``store.integrations.link_refusal``) and nothing of it syncs or resumes; once
+    its data is purged the account id is free, and a later deletion of it starts a new clock.
+    """
     with engine.begin() as connection:
         known = connection.execute(
-            select(AccountDeletion.id).where(AccountDeletion.account == account).with_for_update()
+            select(AccountDeletion.id, AccountDeletion.purged_at)
+            .where(AccountDeletion.account == account)
+            .with_for_update()
         ).one_or_none()
-        if known is not None:
+        if known is not None and known.purged_at is None:
             raise AlreadyDeleted("that account is already marked deleted; its deadline is unchanged")
-        connection.execute(insert(AccountDeletion).values(account=account, deleted_at=at, recorded_by=actor))
+        if known is not None:
+            connection.execute(
+                update(AccountDeletion)
+                .where(AccountDeletion.id == known.id)
+                .values(deleted_at=at, recorded_by=actor, purged_at=None)
+            )
+        else:
+            connection.execute(insert(AccountDeletion).values(account=account, deleted_at=at, recorded_by=actor))
         linked = audit.ids_of(
             list(connection.execute(select(Integration.id).where(Integration.linked_by == account)).scalars())
         )
         # No new data for a deleted account: its active integrations stop syncing (a running sync is fenced
         # by the generation bump) and keep what they hold, tokens included, until the deadline revokes them.
+        # A failed one too, or `resume` would bring it back.
         connection.execute(
             update(Integration)
-            .where(Integration.linked_by == account, Integration.status == "active")
+            .where(Integration.linked_by == account, Integration.status.in_(SUSPENDABLE))
             .values(
                 status=SUSPENDED,
                 generation=Integration.generation + 1,
@@ -74,7 +101,7 @@ def mark_account_deleted(engine: Engine, account: str, *, actor: str, at: dateti
 class DueAccount:
     account: str
     integration_ids: list[int]
-    active_ids: list[int]
+    live_ids: list[int]  # not revoked yet: revoked (here and at the provider) before anything is deleted
 
 
 def due_accounts(engine: Engine, now: datetime, months: int) -> list[DueAccount]:
@@ -96,7 +123,7 @@ def due_accounts(engine: Engine, now: datetime, months: int) -> list[DueAccount]
                 DueAccount(
                     account,
                     [row.id for row in linked],
-                    [row.id for row in linked if row.status in ("active", SUSPENDED)],
+                    [row.id for row in linked if not_ended(row.status)],
                 )
             )
     return due

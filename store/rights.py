@@ -230,11 +230,11 @@ def holdings(engine: Engine, pseudonym: str) -> list[Holding]:
         found: dict[int, Holding] = {}
         for person_id, role, integration_id, provider, tenant, status, account_key in rows:
             if account_key is not None:
-                owner = role == "teacher" and status in ("active", "suspended") and account_key == pseudonym
+                owner = role == "teacher" and status != "revoked" and account_key == pseudonym
             else:
                 owner = (
                     role == "teacher"
-                    and status in ("active", "suspended")
+                    and status != "revoked"
                     and _teaches_every_class(connection, integration_id, person_id)
                 )
             previous = found.get(integration_id)
@@ -319,11 +319,11 @@ def erase_person(
 def delete_integration(connection: Connection, integration_id: int) -> int:
     """Remove an ended integration's own record and everything hanging off it; returns rows removed."""
     row = connection.execute(
-        select(Integration.status, Integration.linked_by).where(Integration.id == integration_id).with_for_update()
+        select(Integration.status).where(Integration.id == integration_id).with_for_update()
     ).one_or_none()
     if row is None:
         raise UnknownIntegration(integration_id)
-    if row.status in ("active", "suspended"):
+    if row.status != "revoked":  # failed and suspended ones hold a live grant too; degraded ones end as revoked
         raise StillActive(f"integration {integration_id} still holds a live grant: revoke it first")
     removed = 0
     for model in (Enrollment, Person, SchoolClass):

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import time_machine
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import insert, select
@@ -13,9 +14,11 @@ from sqlalchemy import insert, select
 from emulators.google import GoogleEmulator
 from store import audit, integrations
 from store.models import Integration, Person
-from store.retention import add_months
+from store.retention import AlreadyDeleted, add_months
 from tests.conftest import Linker
 from tests.helpers import people, row_count
+from tests.test_rights import failed_after_an_outage
+from worker.linking import LinkError
 from worker.retention import mark_account_deleted, purge_expired
 from worker.runtime import Runtime
 from worker.sync import run_sync
@@ -118,3 +121,63 @@ def test_the_retention_actor_runs_the_job_from_the_queue(runtime: Runtime, stub_
     brokers.drain(stub_broker)
     assert stub_broker.dead_letters == []
     assert audit.count(runtime.engine, "purged_expired") == 1
+
+
+# --- issue 18, items 10 and 11: failed integrations and deleted accounts ---------------------------------
+def test_the_deadline_revokes_the_grant_of_a_deleted_accounts_failed_integration(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    with time_machine.travel(START, tick=True):
+        integration_id = link(0, platform_teacher="teacher-gone")
+        run_sync(runtime, integration_id)
+        failed_after_an_outage(runtime, emulator, integration_id)
+        mark_account_deleted(runtime, "teacher-gone", actor="admin:test")
+    with time_machine.travel(add_months(START, 6) + timedelta(minutes=1), tick=False):
+        report = purge_expired(runtime)
+    assert report.revoked == [integration_id]
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 0  # the grant ended at Google, not only here
+    with runtime.engine.connect() as connection:
+        assert connection.execute(select(Integration.id)).scalars().all() == []
+
+
+def test_a_failed_integration_of_a_deleted_account_is_suspended_and_cannot_be_resumed(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    integration_id = link(0, platform_teacher="teacher-gone")
+    run_sync(runtime, integration_id)
+    failed_after_an_outage(runtime, emulator, integration_id)
+    assert mark_account_deleted(runtime, "teacher-gone", actor="admin:test") == [integration_id]
+    assert integrations.load(runtime.engine, integration_id).status == "suspended"
+    assert integrations.resume_failed(runtime.engine, integration_id, actor="admin:test") is False
+    seen = len(emulator.requests)
+    assert run_sync(runtime, integration_id).outcome == "skipped:suspended"
+    assert emulator.requests[seen:] == []
+
+
+def test_a_deleted_account_cannot_link_again_until_its_data_is_purged(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    """The rule (docs/privacy.md): a deletion stands until the deadline; a link by that account is refused."""
+    with time_machine.travel(START, tick=True):
+        integration_id = link(0, platform_teacher="teacher-gone")
+        run_sync(runtime, integration_id)
+        mark_account_deleted(runtime, "teacher-gone", actor="admin:test")
+        grants = emulator.live_grants(emulator.teacher_ids[0])
+        with pytest.raises(LinkError, match="marked deleted"):
+            link(0, platform_teacher="teacher-gone")
+        with pytest.raises(LinkError, match="marked deleted"):  # another provider account, a new integration
+            link(1, platform_teacher="teacher-gone")
+        assert emulator.live_grants(emulator.teacher_ids[0]) == grants  # no code was exchanged: no new grant
+        assert emulator.live_grants(emulator.teacher_ids[1]) == 0
+        state = integrations.load(runtime.engine, integration_id)
+        assert state.status == "suspended"
+        with runtime.engine.connect() as connection:
+            assert connection.execute(select(Integration.id)).scalars().all() == [integration_id]
+        with pytest.raises(AlreadyDeleted):  # the first deletion still stands, and its deadline
+            mark_account_deleted(runtime, "teacher-gone", actor="admin:test")
+    with time_machine.travel(add_months(START, 6) + timedelta(minutes=1), tick=True):
+        assert purge_expired(runtime).revoked == [integration_id]
+        # Purged: the account id is free again, and a new deletion of it starts a new clock.
+        again = link(0, platform_teacher="teacher-gone")
+        assert mark_account_deleted(runtime, "teacher-gone", actor="admin:test") == [again]
+        assert integrations.load(runtime.engine, again).status == "suspended"

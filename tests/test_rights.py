@@ -22,6 +22,8 @@ from store.rights import PersonNotFound
 from tests.conftest import Linker
 from tests.helpers import classes, enrollments, people
 from worker import oneroster
+from worker.retry_policy import run_with_retries
+from worker.revoke import revoke_integration
 from worker.rights import (
     RightsError,
     erase_integration,
@@ -433,3 +435,62 @@ def test_any_sync_outcome_is_audited_as_a_safe_word(runtime: Runtime, link: Link
     integrations.finish_run(runtime.engine, run_id, "skipped:busy", classes_seen=1)
     [event] = [e for e in audit.events(runtime.engine) if e.action == "synced"]  # none for the refused outcome
     assert event.details == {"outcome": "skipped:busy", "classes_seen": 1}
+
+
+# --- issue 18, item 10: a `failed` integration still holds a live grant ----------------------------------
+def failed_after_an_outage(runtime: Runtime, emulator: GoogleEmulator, integration_id: int) -> None:
+    """A 503 with no retries left: the integration is `failed`, its token readable and its grant live."""
+    runtime.settings.max_retries = 0
+    emulator.fail_next("/v1/courses", 503)
+    assert run_with_retries(runtime, integration_id, sleep=lambda _: None) == "transient"
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.status == "failed" and state.token_blob is not None
+
+
+def test_erasing_a_failed_integration_revokes_its_grant_first(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    integration_id = link(0)
+    run_sync(runtime, integration_id)
+    failed_after_an_outage(runtime, emulator, integration_id)
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 1
+
+    result = erase_integration(runtime, integration_id, actor=ACTOR)
+    assert result.revoked_first
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 0
+    with runtime.engine.connect() as connection:
+        assert connection.execute(select(Integration.id)).all() == []
+    assert "provider_revoked" in [e.action for e in audit.events(runtime.engine, integration_id)]
+
+
+def test_erasing_the_owner_of_a_failed_integration_ends_it_and_resume_cannot_bring_it_back(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    integration_id = link(0)
+    run_sync(runtime, integration_id)
+    failed_after_an_outage(runtime, emulator, integration_id)
+    tenant = integrations.load(runtime.engine, integration_id).tenant
+    owner = runtime.pseudonymiser.pseudonym("google", tenant, emulator.teacher_ids[0])
+
+    result = erase_person(runtime, owner, actor=ACTOR)
+    assert result.revoked == [integration_id]
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.status == "revoked" and state.token_blob is None
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 0
+    assert integrations.resume_failed(runtime.engine, integration_id, actor=ACTOR) is False
+    seen = len(emulator.requests)
+    assert run_sync(runtime, integration_id).outcome == "skipped:revoked"
+    assert emulator.requests[seen:] == []  # the erased teacher's token reads nothing any more
+
+
+def test_revoking_a_failed_integration_ends_its_grant_at_the_provider(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    """The fourth path that ends an integration, kept as it was: whatever the status, the grant ends at Google."""
+    integration_id = link(0)
+    run_sync(runtime, integration_id)
+    failed_after_an_outage(runtime, emulator, integration_id)
+    result = revoke_integration(runtime, integration_id, actor=ACTOR)
+    assert result.provider_revoked and not result.already_revoked
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 0
+    assert integrations.resume_failed(runtime.engine, integration_id, actor=ACTOR) is False

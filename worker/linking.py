@@ -160,6 +160,8 @@ def complete_link(runtime: Runtime, callback_url: str, finisher: links.Finisher 
         raise WrongFinisher(str(error)) from None
     except links.LinkStateError as error:
         raise LinkError(str(error)) from None
+    if refusal := integrations.link_refusal(runtime.engine, pending.linked_by):  # issue 18: a deleted account
+        raise LinkError(refusal)
     if "error" in query:
         raise LinkError(f"the teacher did not grant access at the provider ({query['error'][:40]})")
     spec = provider(pending.provider)

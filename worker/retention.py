@@ -61,7 +61,7 @@ def purge_expired(runtime: Runtime, *, actor: str = ACTOR) -> PurgeReport:
     report = PurgeReport()
     due = retention.due_accounts(runtime.engine, now, settings.deleted_account_retention_months)
     for account in due:
-        for integration_id in account.active_ids:
+        for integration_id in account.live_ids:
             revoke_integration(runtime, integration_id, actor=actor, reason="account deleted")
             report.revoked.append(integration_id)
     with runtime.engine.begin() as connection:

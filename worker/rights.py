@@ -3,7 +3,8 @@
 Each operation leaves exactly one audit event of its own, holding ids, counts and pseudonyms only.
 An erase that hits the account a grant belongs to ends that grant first (``revoke_integration``:
 provider revoke, tokens deleted, purge, with the revoke's own audit events), so no later sync reads
-that person's courses through their own token.
+that person's courses through their own token. Whatever its status: a ``failed`` or ``suspended``
+integration still holds a live grant, and one left ``failed`` could be resumed (issue 18).
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from typing import Any
 
 from store import audit, rights, suppressions
 from store.integrations import load
-from store.retention import SUSPENDED
+from store.retention import not_ended
 from worker.oneroster import csv_files, zipped
 from worker.revoke import revoke_integration
 from worker.runtime import Runtime
 
 PSEUDONYM = re.compile(r"[0-9a-f]{64}")
-LIVE = ("active", SUSPENDED)
-"""Integrations whose grant is still alive at the provider: an erase revokes them first."""
 
 
 class RightsError(Exception):
@@ -83,14 +82,14 @@ class PersonErased:
 
 
 def erase_person(runtime: Runtime, pseudonym: str, *, actor: str) -> PersonErased:
-    """Remove a person and their enrolments at once and suppress them; an owned, active grant is revoked first."""
+    """Remove a person and their enrolments at once and suppress them; a grant they own is ended first."""
     check_pseudonym(pseudonym)
     found = rights.holdings(runtime.engine, pseudonym)
     if not found:
         raise rights.PersonNotFound()
     revoked = []
     for holding in found:
-        if holding.owner and holding.status in LIVE:
+        if holding.owner and not_ended(holding.status):
             revoke_integration(runtime, holding.integration_id, actor=actor, reason="owner erased")
             revoked.append(holding.integration_id)
     erasure = rights.erase_person(
@@ -111,9 +110,9 @@ class IntegrationErased:
 
 
 def erase_integration(runtime: Runtime, integration_id: int, *, actor: str) -> IntegrationErased:
-    """End the grant if it is still active, then remove the integration's record and everything left of it."""
+    """End the grant whatever its status (revoke, then at the provider), then remove the record and all left of it."""
     state = load(runtime.engine, integration_id)
-    revoked_first = state.status in LIVE
+    revoked_first = not_ended(state.status)
     if revoked_first:
         revoke_integration(runtime, integration_id, actor=actor, reason="integration erased")
     rows = rights.erase_integration(runtime.engine, integration_id, actor=actor)

@@ -37,9 +37,10 @@ from worker.budgets import budgeted
 from worker.coalesce import Coalescer, split
 from worker.consent import roles_to_sync
 from worker.progress import ProgressEvent, emit
-from worker.providers import Provider, provider, tokens_from_payload, tokens_to_payload
+from worker.providers import Provider, provider, tokens_from_payload
 from worker.revoke import revoke_grant as revoke_grant_at_provider
 from worker.runtime import Runtime
+from worker.tokens import HeldTokens, TokensNotStored
 
 log = logging.getLogger("rostersync.sync")
 
@@ -74,6 +75,10 @@ UNREADABLE_GRANT_REASON = (
     "stored token cannot be decrypted with the configured ROSTERSYNC_TOKEN_KEYS (was its key retired?); "
     "re-link the integration"
 )
+TOKENS_NOT_STORED_REASON = (
+    "the provider rotated the tokens and the database would not store them; they were revoked at the provider "
+    "(a failure to store is not a revocation: the roster is kept); re-link the integration"
+)
 
 
 def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
@@ -98,12 +103,10 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     except Fenced as error:
         outcome.outcome = "fenced"
         log.info("sync of integration %s stopped: %s", integration_id, error)
+    except TokensNotStored:  # not a revocation: roster kept, the dead tokens dropped (worker.tokens)
+        outcome.outcome = _fail(runtime, state, TOKENS_NOT_STORED_REASON, "tokens_not_stored", drop_tokens=True)
     except UnusableToken:
-        failed = integrations.mark_failed(
-            runtime.engine, integration_id, state.generation, actor="system:sync", reason=UNREADABLE_GRANT_REASON
-        )
-        outcome.outcome = "failed" if failed else "fenced"
-        log.warning("integration %s failed: %s", integration_id, UNREADABLE_GRANT_REASON)
+        outcome.outcome = _fail(runtime, state, UNREADABLE_GRANT_REASON, "failed")
     except AccessRevoked as error:
         # After invalid_grant the grant is already dead at the provider; otherwise revoke what is left of it.
         outcome.outcome = _end(runtime, state, "revoked", error.reason, revoke_grant=error.reason != "invalid_grant")
@@ -141,6 +144,17 @@ class UnusableToken(Exception):
     """The stored token blob cannot be opened or read: a person must re-link, retrying cannot help."""
 
 
+def _fail(
+    runtime: Runtime, state: integrations.IntegrationState, reason: str, word: str, *, drop_tokens: bool = False
+) -> str:
+    """Mark the integration this sync started on ``failed`` (fenced); ``word`` is the run's outcome, else ``fenced``."""
+    failed = integrations.mark_failed(
+        runtime.engine, state.id, state.generation, actor="system:sync", reason=reason, drop_tokens=drop_tokens
+    )
+    log.warning("integration %s failed: %s", state.id, reason)
+    return word if failed else "fenced"
+
+
 def _end(
     runtime: Runtime, state: integrations.IntegrationState, status: str, reason: str, *, revoke_grant: bool
 ) -> str:
@@ -174,30 +188,14 @@ def _open_tokens(runtime: Runtime, state: integrations.IntegrationState) -> Toke
 def _sync(
     runtime: Runtime, state: integrations.IntegrationState, lease: Lease, spec: Provider, outcome: SyncOutcome
 ) -> None:
-    engine, generation = runtime.engine, state.generation
-
-    tokens_held = [state.token_blob]  # the sealed tokens this sync holds: read at the start, replaced on each rotation
-
-    def persist_tokens(tokens: TokenSet) -> None:
-        """Store rotated tokens before they are used; tokens the fence refuses belong to nobody: revoke them."""
-        sealed = runtime.vault.seal(tokens_to_payload(tokens))
-        try:
-            integrations.store_tokens(engine, state.id, generation, sealed)
-        except Fenced:
-            # A revoke or re-link committed while the provider rotated the refresh token: whoever ended
-            # this generation revoked the token it read, which is now the dead, rotated-out one. The
-            # live grant is in our hands only, so it is ended here before the sync stops.
-            revoke_grant_at_provider(runtime, state.provider, state.id, sealed, actor="system:sync")
-            raise
-        tokens_held[0] = sealed
-
     tokens = _open_tokens(runtime, state)
+    held = HeldTokens(runtime, state, tokens)  # the tokens this sync holds, replaced on each rotation
     scopes = state.granted_scopes
     context = MappingContext(state.tenant, scopes, runtime.pseudonymiser)
     roles = roles_to_sync(state.consent_basis)  # P7: no student is even requested without a consent basis
     # The cursor is trusted only under the rules its rows were stored under: the allowlist and the roles.
     allowlist = f"{allowlist_digest(spec.name, scopes)}:{','.join(roles)}"
-    connector = budgeted(spec.connector(runtime.settings, tokens, persist_tokens), runtime.settings, spec.name)
+    connector = budgeted(spec.connector(runtime.settings, tokens, held.keep), runtime.settings, spec.name)
     try:
         saved = cursor_document.loads(state.sync_cursor)
         if (
@@ -216,7 +214,8 @@ def _sync(
     except AccessRevoked:
         # A sync that outlived its lease can find its refresh token rotated out by the sync that took
         # over: the provider then refuses it as if revoked. The grant is alive in the newer tokens.
-        if integrations.load(engine, state.id).token_blob != tokens_held[0]:
+        # Told by what the tokens are, not by their ciphertext, which `keys rotate` changes meanwhile.
+        if not held.still_stored():
             raise Fenced(state.id, "tokens were rotated by another sync") from None
         raise
     finally:

@@ -32,7 +32,7 @@ OUTCOMES = (
     *("running", "ok", "held", "fenced", "error", "failed", "revoked", "degraded"),
     *("connector_error", "access_revoked", "scope_missing", "rate_limited", "transient", "provider_data"),
     *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
-    *("events_unavailable", "budget_spent"),
+    *("events_unavailable", "budget_spent", "tokens_not_stored"),
     *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended"),
 )
 NAMED_IDS = (
