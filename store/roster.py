@@ -373,10 +373,47 @@ class Removals:
     touched: int
     active_classes: int
     active_people: int
+    active_enrollments: int
 
     @property
     def empty(self) -> bool:
         return not self.classes and not self.enrollments and not self.people
+
+    def measure(self) -> Measure:
+        return Measure(
+            classes=len(self.classes),
+            enrollments=len(self.enrollments),
+            people=self.people,
+            touched=self.touched,
+            active_classes=self.active_classes,
+            active_enrollments=self.active_enrollments,
+            active_people=self.active_people,
+        )
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How much a removal takes, in counts, against the integration's current counts (what the breaker judges).
+
+    Enrolments count on their own: students who all lose one of their two classes lose no class and
+    leave no one without an enrolment, yet half of every roster is gone.
+    """
+
+    classes: int
+    enrollments: int
+    people: int
+    touched: int
+    active_classes: int
+    active_enrollments: int
+    active_people: int
+
+    def shares(self) -> tuple[tuple[int, int], ...]:
+        """``(removed, current)`` of classes, enrolments and people."""
+        return (
+            (self.classes, self.active_classes),
+            (self.enrollments, self.active_enrollments),
+            (self.people, self.active_people),
+        )
 
 
 def impact(
@@ -424,7 +461,9 @@ def _removals(
     )
     gone: list[tuple[int, int, int]] = []
     keeping: set[int] = set()
+    active_enrollments = 0
     for enrollment_id, class_id, person_id in enrollments:
+        active_enrollments += 1
         if goes(class_id, person_id):
             gone.append((enrollment_id, class_id, person_id))
         else:
@@ -445,6 +484,7 @@ def _removals(
         touched=len({person_id for _, _, person_id in gone} | left_without),
         active_classes=len(active_classes),
         active_people=active_people,
+        active_enrollments=active_enrollments,
     )
 
 
