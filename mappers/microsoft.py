@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappers.policy import MappingContext, project, rules_for
+from mappers.records import ROLES as PERSON_ROLES
 from mappers.records import ChangeBatch, ClassRecord, EnrollmentRecord, PersonRecord, RawPage, RosterBatch
 from mappers.text import display, identifier
 
@@ -215,7 +216,7 @@ def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
         change = map_user_delta(page.records, context)
         # ``@removed`` carries an id and no role, and the pseudonym is the same whatever the role:
         # the person goes as a teacher or a student, whichever is stored (with their enrolments).
-        removed = [(role, pseudonym) for pseudonym in change.removed_people for role in ("student", "teacher")]
+        removed = [(role, pseudonym) for pseudonym in change.removed_people for role in PERSON_ROLES]
         return ChangeBatch(upserts=change.upserts, deleted_people=removed)
     if page.kind == "classes":
         change = map_class_delta(page.records, context)
