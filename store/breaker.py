@@ -158,10 +158,10 @@ class ChangeGuard:
         integration_id = self._integration_id
         if not (changes.deleted_classes or changes.deleted_people or changes.replaced_classes):
             return roster.apply_changes(connection, integration_id, changes)
-        started = utcnow()
+        now = utcnow()
         before = self._removed or _current(connection, integration_id)
-        written = roster.apply_changes(connection, integration_id, changes)
-        page = _removed_since(connection, integration_id, started)
+        written = roster.apply_changes(connection, integration_id, changes, now=now)
+        page = _removed_at(connection, integration_id, now)
         total = replace(
             before,
             classes=before.classes + page.classes,
@@ -187,14 +187,17 @@ def _current(connection: Connection, integration_id: int) -> roster.Measure:
     return roster.Measure(0, 0, 0, 0, active_classes=active[0], active_enrollments=active[1], active_people=active[2])
 
 
-def _removed_since(connection: Connection, integration_id: int, since: datetime) -> roster.Measure:
-    """What this page soft-deleted (its rows carry ``removed_at`` from ``since`` on); no current counts."""
+def _removed_at(connection: Connection, integration_id: int, moment: datetime) -> roster.Measure:
+    """What this page soft-deleted: its rows, and only its rows, carry ``removed_at = moment``; no current counts.
+
+    An exact moment, not "since": rows a clock that ran ahead soft-deleted "in the future" are not this page's.
+    """
     mine = [(model, model.integration_id == integration_id) for model in (SchoolClass, Enrollment, Person)]
-    removed = [_count(connection, select(func.count()).where(own, model.removed_at >= since)) for model, own in mine]
+    removed = [_count(connection, select(func.count()).where(own, model.removed_at == moment)) for model, own in mine]
     touched = _count(
         connection,
         select(func.count(distinct(Enrollment.person_id))).where(
-            Enrollment.integration_id == integration_id, Enrollment.removed_at >= since
+            Enrollment.integration_id == integration_id, Enrollment.removed_at == moment
         ),
     )
     return roster.Measure(removed[0], removed[1], removed[2], touched, 0, 0, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, delete, exists, func, null, or_, select, update
@@ -320,13 +321,16 @@ def _remove_orphans(connection: Connection, integration_id: int, person_ids: set
     return removed
 
 
-def apply_changes(connection: Connection, integration_id: int, changes: ChangeBatch) -> int:
+def apply_changes(
+    connection: Connection, integration_id: int, changes: ChangeBatch, *, now: datetime | None = None
+) -> int:
     """Apply one change-feed page: upsert, replace memberships, soft-delete; idempotent. Returns rows written.
 
     People left with no enrolment go too; only the people this page touched can be, so only they are
-    looked at (a scan of the whole roster on every page cost more than the page itself).
+    looked at (a scan of the whole roster on every page cost more than the page itself). Every row
+    it soft-deletes carries ``now`` as ``removed_at``, which is how the breaker counts them.
     """
-    now = utcnow()
+    now = now or utcnow()
     written, _classes, seen = apply_batch(connection, integration_id, changes.upserts)
     members = {(e.role, e.pseudonym) for e in changes.upserts.enrollments}
     touched = set(_person_ids(connection, integration_id, members).values())
