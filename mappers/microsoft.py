@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappers.policy import MappingContext, project, rules_for
+from mappers.records import ROLES as PERSON_ROLES
 from mappers.records import ChangeBatch, ClassRecord, EnrollmentRecord, PersonRecord, RawPage, RosterBatch
 from mappers.text import display, identifier
 
@@ -153,6 +154,7 @@ def _removed(raw: Mapping[str, Any]) -> bool:
 def map_user_delta(raw_records: Sequence[Any], context: MappingContext) -> DeltaChange:
     """A users delta page (``id,primaryRole``) -> student pseudonyms, and removals for ``@removed`` entries.
 
+    A removed entry carries no role, so its pseudonym is removed whatever role it was stored under.
     A changed teacher is left alone: a delta record has no name (by design), and teachers are named
     from the classes' ``teachers`` lists.
     """
@@ -204,15 +206,18 @@ def map_page(page: RawPage, context: MappingContext) -> RosterBatch:
 def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
     """One page of a delta round -> one ChangeBatch; applying it twice changes nothing.
 
-    ``users`` pages: students (pseudonyms) and ``@removed`` people; ``classes`` pages: changed classes
-    and ``@removed`` ones; the ``members``/``teachers`` pages of a changed class upsert its enrolments.
-    They replace nothing: a class's roster arrives over several pages (members, then teachers), so an
-    enrolment that ended is removed by the periodic full reconcile, as are deleted classes (class
-    delta never reports them).
+    ``users`` pages: students (pseudonyms) and ``@removed`` people (teachers and students);
+    ``classes`` pages: changed classes and ``@removed`` ones; the ``members``/``teachers`` pages of a
+    changed class upsert its enrolments. They replace nothing: a class's roster arrives over several
+    pages (members, then teachers), so an enrolment that ended is removed by the periodic full
+    reconcile, as are deleted classes (class delta never reports them).
     """
     if page.kind == "users":
         change = map_user_delta(page.records, context)
-        return ChangeBatch(upserts=change.upserts, deleted_people=[("student", p) for p in change.removed_people])
+        # ``@removed`` carries an id and no role, and the pseudonym is the same whatever the role:
+        # the person goes as a teacher or a student, whichever is stored (with their enrolments).
+        removed = [(role, pseudonym) for pseudonym in change.removed_people for role in PERSON_ROLES]
+        return ChangeBatch(upserts=change.upserts, deleted_people=removed)
     if page.kind == "classes":
         change = map_class_delta(page.records, context)
         return ChangeBatch(upserts=change.upserts, deleted_classes=list(change.removed_classes))

@@ -6,8 +6,9 @@ instead of applying it when it would remove more than ``share`` of the integrati
 people or classes while touching at least ``min_people`` people, and always when it would remove
 every current person or every current class (an empty listing where there were members).
 
-A change-feed page is judged by the same rule (``apply_changes``): one that would be held is rolled
-back and the sync runs a full listing instead, whose sweep is applied or held as above.
+A run's change-feed pages are judged by the same rule, on what they remove together
+(``ChangeGuard``): the page that would tip them over is rolled back and the sync runs a full
+listing instead, whose sweep is applied or held as above.
 
 A held sweep is stored (store.holds, ids only), one per integration: a newer full listing
 supersedes it and decides afresh, so the same removals are never held twice side by side. An
@@ -18,10 +19,10 @@ or drops it; each step is audited with ids and counts only.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, distinct, func, select
+from sqlalchemy import Connection, Engine, Select, distinct, func, select
 
 from mappers.records import ChangeBatch
 from store import audit, holds, integrations, roster
@@ -53,17 +54,20 @@ class HoldError(Exception):
         self.kind = kind
 
 
-def verdict(plan: roster.Removals, limits: Limits) -> str | None:
-    """Why this sweep must be held (``empty`` or ``share``), or None to apply it."""
-    if plan.empty:
+def verdict(measure: roster.Measure, limits: Limits) -> str | None:
+    """Why this removal must be held (``empty`` or ``share``), or None to apply it.
+
+    Classes, enrolments and people are each judged against their current count: a removal that
+    takes too large a share of any one of them is held.
+    """
+    shares = measure.shares()
+    if not any(removed for removed, _ in shares):
         return None
-    if (plan.active_people and plan.people >= plan.active_people) or (
-        plan.active_classes and len(plan.classes) >= plan.active_classes
-    ):
+    if any(current and removed >= current for removed, current in shares):
         return "empty"
-    if plan.touched < limits.min_people:
+    if measure.touched < limits.min_people:
         return None
-    if plan.people > limits.share * plan.active_people or len(plan.classes) > limits.share * plan.active_classes:
+    if any(removed > limits.share * current for removed, current in shares):
         return "share"
     return None
 
@@ -92,7 +96,7 @@ def sweep(
             integration_id=integration_id,
             details={"run": previous.run_id, "by_run": run_id},
         )
-    reason = verdict(plan, limits)
+    reason = verdict(plan.measure(), limits)
     if reason is None:
         return Swept(roster.apply_removals(connection, integration_id, plan), None)
     holds.create(
@@ -121,69 +125,82 @@ def _counts(plan: roster.Removals) -> dict[str, audit.Detail]:
         "enrollments": len(plan.enrollments),
         "people": plan.people,
         "current_classes": plan.active_classes,
+        "current_enrollments": plan.active_enrollments,
         "current_people": plan.active_people,
     }
 
 
 class ChangesTooLarge(Exception):
-    """A change-feed page would remove too much: its transaction is rolled back, a full listing decides."""
+    """A run's change pages would remove too much: the page's transaction rolls back, a full listing decides."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"a change page would remove too much ({reason}); a full listing decides instead")
+        super().__init__(f"the change feed would remove too much ({reason}); a full listing decides instead")
         self.reason = reason
 
 
-def apply_changes(connection: Connection, integration_id: int, changes: ChangeBatch, limits: Limits) -> int:
-    """``roster.apply_changes`` under the breaker, inside the sync's fenced page transaction.
+class ChangeGuard:
+    """``roster.apply_changes`` under the breaker for one run's change pages, each in its fenced transaction.
 
-    A page whose deletions the breaker would hold raises ``ChangesTooLarge`` after applying it, so
-    the caller's transaction (the page and its cursor) rolls back; the sync then runs a full listing,
-    whose sweep is the one that is applied or held. Pages without deletions cost nothing extra.
+    What the pages remove (classes, enrolments, people, people touched) is added up over the run
+    and judged against the integration's counts before its first deleting page, by the same rule as
+    a sweep: a feed that spreads a mass removal over many small pages is stopped as soon as the
+    run's total would be held. That page raises ``ChangesTooLarge`` after applying it, so the
+    caller's transaction (the page and its cursor) rolls back; the sync then runs a full listing,
+    whose sweep is the one applied or held. Pages without deletions cost nothing extra.
     """
-    if not (changes.deleted_classes or changes.deleted_people or changes.replaced_classes):
-        return roster.apply_changes(connection, integration_id, changes)
-    started = utcnow()
-    current = _current(connection, integration_id)
-    written = roster.apply_changes(connection, integration_id, changes)
-    gone = roster.Removals(
-        classes=list(
-            connection.execute(
-                select(SchoolClass.id).where(
-                    SchoolClass.integration_id == integration_id, SchoolClass.removed_at >= started
-                )
-            ).scalars()
-        ),
-        enrollments=[],
-        people=_removed_since(connection, integration_id, Person, started),
-        touched=int(
-            connection.execute(
-                select(func.count(distinct(Enrollment.person_id))).where(
-                    Enrollment.integration_id == integration_id, Enrollment.removed_at >= started
-                )
-            ).scalar_one()
-        ),
-        active_classes=current[0],
-        active_people=current[1],
-    )
-    reason = verdict(gone, limits) if gone.classes or gone.people or gone.touched else None
-    if reason is not None:
-        raise ChangesTooLarge(reason)
-    return written
+
+    def __init__(self, integration_id: int, limits: Limits) -> None:
+        self._integration_id = integration_id
+        self._limits = limits
+        self._removed: roster.Measure | None = None  # the run's total so far, with the counts before it
+
+    def apply(self, connection: Connection, changes: ChangeBatch) -> int:
+        integration_id = self._integration_id
+        if not (changes.deleted_classes or changes.deleted_people or changes.replaced_classes):
+            return roster.apply_changes(connection, integration_id, changes)
+        now = utcnow()
+        before = self._removed or _current(connection, integration_id)
+        written = roster.apply_changes(connection, integration_id, changes, now=now)
+        page = _removed_at(connection, integration_id, now)
+        total = replace(
+            before,
+            classes=before.classes + page.classes,
+            enrollments=before.enrollments + page.enrollments,
+            people=before.people + page.people,
+            touched=before.touched + page.touched,
+        )
+        reason = verdict(total, self._limits)
+        if reason is not None:
+            raise ChangesTooLarge(reason)
+        self._removed = total
+        return written
 
 
-def _current(connection: Connection, integration_id: int) -> tuple[int, int]:
-    counts = [
-        connection.execute(
-            select(func.count()).where(model.integration_id == integration_id, model.removed_at.is_(None))
-        ).scalar_one()
-        for model in (SchoolClass, Person)
-    ]
-    return int(counts[0]), int(counts[1])
-
-
-def _removed_since(connection: Connection, integration_id: int, model: type[Person], since: datetime) -> int:
-    query = select(func.count()).where(model.integration_id == integration_id, model.removed_at >= since)
+def _count(connection: Connection, query: Select[int]) -> int:
     return int(connection.execute(query).scalar_one())
+
+
+def _current(connection: Connection, integration_id: int) -> roster.Measure:
+    """Nothing removed yet, against the integration's current classes, enrolments and people."""
+    mine = [(model, model.integration_id == integration_id) for model in (SchoolClass, Enrollment, Person)]
+    active = [_count(connection, select(func.count()).where(own, model.removed_at.is_(None))) for model, own in mine]
+    return roster.Measure(0, 0, 0, 0, active_classes=active[0], active_enrollments=active[1], active_people=active[2])
+
+
+def _removed_at(connection: Connection, integration_id: int, moment: datetime) -> roster.Measure:
+    """What this page soft-deleted: its rows, and only its rows, carry ``removed_at = moment``; no current counts.
+
+    An exact moment, not "since": rows a clock that ran ahead soft-deleted "in the future" are not this page's.
+    """
+    mine = [(model, model.integration_id == integration_id) for model in (SchoolClass, Enrollment, Person)]
+    removed = [_count(connection, select(func.count()).where(own, model.removed_at == moment)) for model, own in mine]
+    touched = _count(
+        connection,
+        select(func.count(distinct(Enrollment.person_id))).where(
+            Enrollment.integration_id == integration_id, Enrollment.removed_at == moment
+        ),
+    )
+    return roster.Measure(removed[0], removed[1], removed[2], touched, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -200,6 +217,7 @@ class HeldView:
     enrollments: int
     people: int
     current_classes: int
+    current_enrollments: int
     current_people: int
 
     def as_json(self) -> dict[str, object]:
@@ -231,6 +249,7 @@ def pending(engine: Engine) -> list[HeldView]:
                     enrollments=len(plan.enrollments),
                     people=plan.people,
                     current_classes=plan.active_classes,
+                    current_enrollments=plan.active_enrollments,
                     current_people=plan.active_people,
                 )
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, delete, exists, func, null, or_, select, update
@@ -320,13 +321,16 @@ def _remove_orphans(connection: Connection, integration_id: int, person_ids: set
     return removed
 
 
-def apply_changes(connection: Connection, integration_id: int, changes: ChangeBatch) -> int:
+def apply_changes(
+    connection: Connection, integration_id: int, changes: ChangeBatch, *, now: datetime | None = None
+) -> int:
     """Apply one change-feed page: upsert, replace memberships, soft-delete; idempotent. Returns rows written.
 
     People left with no enrolment go too; only the people this page touched can be, so only they are
-    looked at (a scan of the whole roster on every page cost more than the page itself).
+    looked at (a scan of the whole roster on every page cost more than the page itself). Every row
+    it soft-deletes carries ``now`` as ``removed_at``, which is how the breaker counts them.
     """
-    now = utcnow()
+    now = now or utcnow()
     written, _classes, seen = apply_batch(connection, integration_id, changes.upserts)
     members = {(e.role, e.pseudonym) for e in changes.upserts.enrollments}
     touched = set(_person_ids(connection, integration_id, members).values())
@@ -373,10 +377,47 @@ class Removals:
     touched: int
     active_classes: int
     active_people: int
+    active_enrollments: int
 
     @property
     def empty(self) -> bool:
         return not self.classes and not self.enrollments and not self.people
+
+    def measure(self) -> Measure:
+        return Measure(
+            classes=len(self.classes),
+            enrollments=len(self.enrollments),
+            people=self.people,
+            touched=self.touched,
+            active_classes=self.active_classes,
+            active_enrollments=self.active_enrollments,
+            active_people=self.active_people,
+        )
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How much a removal takes, in counts, against the integration's current counts (what the breaker judges).
+
+    Enrolments count on their own: students who all lose one of their two classes lose no class and
+    leave no one without an enrolment, yet half of every roster is gone.
+    """
+
+    classes: int
+    enrollments: int
+    people: int
+    touched: int
+    active_classes: int
+    active_enrollments: int
+    active_people: int
+
+    def shares(self) -> tuple[tuple[int, int], ...]:
+        """``(removed, current)`` of classes, enrolments and people."""
+        return (
+            (self.classes, self.active_classes),
+            (self.enrollments, self.active_enrollments),
+            (self.people, self.active_people),
+        )
 
 
 def impact(
@@ -424,7 +465,9 @@ def _removals(
     )
     gone: list[tuple[int, int, int]] = []
     keeping: set[int] = set()
+    active_enrollments = 0
     for enrollment_id, class_id, person_id in enrollments:
+        active_enrollments += 1
         if goes(class_id, person_id):
             gone.append((enrollment_id, class_id, person_id))
         else:
@@ -445,6 +488,7 @@ def _removals(
         touched=len({person_id for _, _, person_id in gone} | left_without),
         active_classes=len(active_classes),
         active_people=active_people,
+        active_enrollments=active_enrollments,
     )
 
 

@@ -130,6 +130,7 @@ def test_a_mass_removal_is_held_removes_nothing_and_is_shown(
         "enrollments": h.enrolments,
         "people": h.people,
         "current_classes": len(before[0]),
+        "current_enrollments": len(before[2]),
         "current_people": len(before[1]),
     }
     # Ids and counts only: no pseudonym of a held person is written anywhere new.

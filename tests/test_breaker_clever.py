@@ -117,3 +117,72 @@ def test_a_small_change_page_is_applied_as_it_comes(runtime: Runtime, clever: Cl
     outcome = run_sync(runtime, integration_id)
     assert (outcome.outcome, outcome.mode) == ("ok", "changes") and outcome.rows_written > 0
     assert breaker.pending(runtime.engine) == []
+
+
+def in_two_sections(clever: CleverEmulator) -> list[tuple[str, list[str]]]:
+    """Enrol every student in one more section (the next one, in a ring, that does not have them yet).
+
+    Returns ``(section, the students it gained)``: taking those out again leaves every student in
+    their own section(s), with no class and no person gone.
+    """
+    sections = clever.section_ids(clever.district_ids[0])
+    rosters = {section: set(clever.students_of(section)) for section in sections}
+    gained: dict[str, list[str]] = {section: [] for section in sections}
+    for student in sorted(set().union(*rosters.values())):
+        first = next(n for n, section in enumerate(sections) if student in rosters[section])
+        extra = next(
+            sections[(first + step) % len(sections)]
+            for step in range(1, len(sections))
+            if student not in rosters[sections[(first + step) % len(sections)]]
+        )
+        clever.enroll_student(extra, student)
+        gained[extra].append(student)
+    return list(gained.items())
+
+
+def half_of_every_roster_leaves(clever: CleverEmulator, pairs: list[tuple[str, list[str]]]) -> None:
+    for section, theirs in pairs:
+        for student in theirs:
+            clever.remove_student(section, student)
+
+
+@pytest.mark.parametrize("mode", ["full", "events"])
+def test_every_student_losing_one_of_two_sections_is_held(runtime: Runtime, clever: CleverEmulator, mode: str) -> None:
+    """No class and no person goes, but half the enrolments do: the breaker counts enrolments too."""
+    district = clever.district_ids[0]
+    clever.set_events_enabled(district, mode == "events")
+    integration_id = link_district(runtime, clever)
+    pairs = in_two_sections(clever)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    if mode == "events":  # the doubled rosters arrived by events; the next run is a change run too
+        assert run_sync(runtime, integration_id).mode == "changes"
+    before = current(runtime, integration_id)
+    half_of_every_roster_leaves(clever, pairs)
+    held = run_sync(runtime, integration_id)
+    assert (held.outcome, held.mode, held.removed) == ("held", "full", 0)
+    assert current(runtime, integration_id) == before
+    [view] = breaker.pending(runtime.engine)
+    removed = sum(len(theirs) for _section, theirs in pairs)
+    assert (view.reason, view.classes, view.people, view.enrollments) == ("share", 0, 0, removed)
+    assert view.current_enrollments == before[2]
+    breaker.approve(runtime.engine, held.run_id, actor="admin:test", lease_seconds=60)
+    assert current(runtime, integration_id) == (before[0], before[1], before[2] - removed)
+
+
+def test_a_mass_removal_spread_over_many_change_pages_is_stopped(
+    runtime: Runtime, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One event a page: each page alone is small, the run's pages together are judged."""
+    integration_id = link_district(runtime, clever)
+    pairs = in_two_sections(clever)
+    run_sync(runtime, integration_id)
+    assert run_sync(runtime, integration_id).mode == "changes"
+    before = current(runtime, integration_id)
+    half_of_every_roster_leaves(clever, pairs)
+    monkeypatch.setattr("connectors.clever.PAGE_LIMIT", 1)
+    held = run_sync(runtime, integration_id)
+    assert (held.outcome, held.mode) == ("held", "full")
+    share = (before[2] - current(runtime, integration_id)[2]) / before[2]
+    assert share <= runtime.settings.breaker_share  # what the pages before the stop removed stays under the share
+    [view] = breaker.pending(runtime.engine)
+    assert view.reason == "share" and view.classes == 0 and view.people == 0

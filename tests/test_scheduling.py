@@ -7,15 +7,19 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
+import time_machine
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine, insert, select, update
 
 from settings import Settings
 from store import integrations, scheduling
 from store.db import utcnow
-from store.models import Integration
-from tests.conftest import Linker
+from store.fence import Lease
+from store.models import Integration, SyncRun
+from tests.conftest import REDIS_URL, Linker
 from tests.test_cli import env_for, run
+from worker import broker as brokers
 from worker.runtime import Runtime, build_runtime
 from worker.scheduler import run_due_here, tick
 
@@ -215,3 +219,63 @@ def test_a_new_interval_leaves_a_sync_that_is_due_already_due(runtime: Runtime, 
     assert scheduling.change_interval(runtime.engine, integration_id, 31 * 86_400, default_interval=86_400)
     assert due_of(runtime.engine, integration_id) == due
     assert integrations.load(runtime.engine, integration_id).sync_interval_seconds == 31 * 86_400
+def redis_redelivery_seconds(settings: Settings) -> float:
+    """How long after a worker dies the Redis broker hands its unacked messages to another: the dead
+    worker's heartbeat must be ``heartbeat_timeout`` old (dramatiq's maintenance, brokers/redis)."""
+    broker = brokers.make_broker(Settings(**{**settings.model_dump(), "broker_url": REDIS_URL}))
+    assert isinstance(broker, RedisBroker)
+    return float(broker.heartbeat_timeout) / 1000
+
+
+def schedule_of(runtime: Runtime, integration_id: int) -> tuple[datetime | None, datetime | None]:
+    with runtime.engine.connect() as connection:
+        row = connection.execute(
+            select(Integration.due_at, Integration.queued_at).where(Integration.id == integration_id)
+        ).one()
+    return row.due_at, row.queued_at
+
+
+def test_a_redelivered_message_waits_for_the_dead_workers_lease_not_a_day(runtime: Runtime, link: Linker) -> None:
+    """Production values: the default lease (2,400 s) and the Redis broker's redelivery (60 s heartbeat).
+
+    A worker takes the claimed sync and dies holding the lease; the broker redelivers the message
+    long before the lease lapses, so the second worker finds it busy. That run must leave the due
+    time alone: the sync runs at the first tick after the lease lapses, not one interval later.
+    """
+    from worker.actors import sync_integration
+
+    settings = runtime.settings
+    assert settings.lease_seconds == Settings.model_fields["lease_seconds"].default == 2400
+    redelivery = redis_redelivery_seconds(settings)
+    assert redelivery < settings.lease_seconds  # the redelivered message always meets the dead worker's lease
+    integration_id = link(0)
+    with time_machine.travel(utcnow() + timedelta(hours=1), tick=False) as clock:
+        assert scheduling.claim_due(runtime.engine, limit=10, stale_seconds=settings.queue_stale_seconds) == [
+            integration_id
+        ]
+        due, _queued = schedule_of(runtime, integration_id)
+        dead = Lease(owner="killed-worker", seconds=settings.lease_seconds)
+        assert integrations.acquire_lease(runtime.engine, integration_id, dead) is not None  # then SIGKILL
+        clock.shift(redelivery + 1)
+        sync_integration(integration_id)  # the redelivered message, on another worker
+        assert latest_outcome(runtime, integration_id) == "skipped:busy"
+        assert schedule_of(runtime, integration_id) == (due, None)  # still due; the mark is cleared
+        clock.shift(settings.lease_seconds - redelivery - 2)
+        assert scheduling.claim_due(runtime.engine, limit=10, stale_seconds=settings.queue_stale_seconds) == []
+        clock.shift(settings.scheduler_tick_seconds)  # the first tick after the lease lapsed
+        assert scheduling.claim_due(runtime.engine, limit=10, stale_seconds=settings.queue_stale_seconds) == [
+            integration_id
+        ]
+        sync_integration(integration_id)
+        assert latest_outcome(runtime, integration_id) == "ok"
+        due_at, queued_at = schedule_of(runtime, integration_id)
+        assert queued_at is None and due_at == utcnow() + timedelta(seconds=settings.sync_interval_seconds)
+
+
+def latest_outcome(runtime: Runtime, integration_id: int) -> str:
+    with runtime.engine.connect() as connection:
+        return str(
+            connection.execute(
+                select(SyncRun.outcome).where(SyncRun.integration_id == integration_id).order_by(SyncRun.id.desc())
+            ).first()[0]
+        )

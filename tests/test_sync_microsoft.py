@@ -35,8 +35,10 @@ from worker.sync import run_sync
 
 
 @pytest.fixture
-def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=2, teachers=3, students_per_course=8) as emulator:
+def emu(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MicrosoftEmulator]:
+    """Emulator options a test may add with ``@pytest.mark.parametrize("emu", [{...}], indirect=True)``."""
+    options: dict[str, Any] = getattr(request, "param", {})
+    with MicrosoftEmulator(cert_dir=tmp_path, tenants=2, teachers=3, students_per_course=8, **options) as emulator:
         yield emulator
 
 
@@ -199,6 +201,30 @@ def test_a_delta_change_is_synced(runtime: Runtime, emu: MicrosoftEmulator) -> N
     pseudonym = runtime.pseudonymiser.pseudonym("microsoft", runtime.settings.default_tenant, newcomer)
     assert pseudonym in {p.pseudonym for p in people(runtime.engine, integration_id, role="student")}
     assert_minimal_selects(emu)
+
+
+@pytest.mark.parametrize("emu", [{"delta_reports_removed": True}], indirect=True)
+def test_a_teacher_removed_in_users_delta_is_gone_with_name_email_and_enrolments(
+    runtime: Runtime, emu: MicrosoftEmulator
+) -> None:
+    """``@removed`` names a Graph id, not a role: a removed teacher goes at the next delta, not a day later."""
+    tenant = emu.tenant_ids[0]
+    integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    teacher, colleague = emu.teacher_ids(tenant)[:2]
+    pseudonym = runtime.pseudonymiser.pseudonym("microsoft", runtime.settings.default_tenant, teacher)
+    [stored] = [p for p in people(runtime.engine, integration_id, role="teacher") if p.pseudonym == pseudonym]
+    assert stored.display_name and stored.email_address
+    assert [e for e in enrollments(runtime.engine, integration_id) if e.person_id == stored.id]
+    teachers_before = len(people(runtime.engine, integration_id, role="teacher"))
+    emu.delete_user(teacher)  # users delta reports it @removed
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "changes")
+    current = people(runtime.engine, integration_id, role="teacher")
+    assert pseudonym not in {p.pseudonym for p in current} and len(current) == teachers_before - 1
+    assert not [e for e in enrollments(runtime.engine, integration_id) if e.person_id == stored.id]
+    colleague_pseudonym = runtime.pseudonymiser.pseudonym("microsoft", runtime.settings.default_tenant, colleague)
+    assert colleague_pseudonym in {p.pseudonym for p in current}
 
 
 def test_an_expired_delta_falls_back_to_a_full_sync(runtime: Runtime, emu: MicrosoftEmulator) -> None:

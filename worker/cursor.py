@@ -2,7 +2,8 @@
 
 A cursor is only worth using under the allowlist it was taken with (records stored under other
 rules need a full listing) and for a while after the last full listing (a periodic full
-reconcile catches what a feed missed). Anything unreadable counts as no cursor: a full sync.
+reconcile catches what a feed missed), never when that listing lies in the future. Anything
+unreadable counts as no cursor: a full sync.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+
+from store.scheduling import CLOCK_SLACK
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,14 @@ class CursorState:
         return replace(self, cursor=cursor)
 
     def usable(self, allowlist: str, now: datetime, max_age_seconds: int) -> bool:
-        return self.allowlist == allowlist and now - self.full_at < timedelta(seconds=max_age_seconds)
+        """Taken under this allowlist, and its full listing neither too old nor in the future.
+
+        A ``full_at`` a little ahead (clocks of two machines, within ``CLOCK_SLACK``) counts as now; one
+        further ahead was written by a clock that ran ahead, and trusting it would put off the full
+        reconcile for as long as that clock was wrong: a full listing decides instead.
+        """
+        age = now - self.full_at
+        return self.allowlist == allowlist and -CLOCK_SLACK <= age < timedelta(seconds=max_age_seconds)
 
 
 def loads(document: str | None) -> CursorState | None:

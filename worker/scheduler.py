@@ -57,7 +57,10 @@ def tick(runtime: Runtime) -> TickReport:
     settings, report = runtime.settings, TickReport()
     while True:
         ids = scheduling.claim_due(
-            runtime.engine, limit=settings.scheduler_batch, stale_seconds=settings.queue_stale_seconds
+            runtime.engine,
+            limit=settings.scheduler_batch,
+            stale_seconds=settings.queue_stale_seconds,
+            default_interval=settings.sync_interval_seconds,
         )
         for position, integration_id in enumerate(ids):
             try:
@@ -89,7 +92,10 @@ def run_due_here(runtime: Runtime) -> TickReport:
     done: set[int] = set()
     while True:
         ids = scheduling.claim_due(
-            runtime.engine, limit=settings.scheduler_batch, stale_seconds=settings.queue_stale_seconds
+            runtime.engine,
+            limit=settings.scheduler_batch,
+            stale_seconds=settings.queue_stale_seconds,
+            default_interval=settings.sync_interval_seconds,
         )
         again = [one for one in ids if one in done]
         scheduling.unqueue(runtime.engine, again)

@@ -237,11 +237,12 @@ def _apply_changes(
     """Apply the change feed page by page; each page's writes and the cursor after it commit together."""
     assert spec.map_changes is not None
     outcome.mode = "changes"
+    guard = breaker.ChangeGuard(state.id, _limits(runtime))
     for page in connector.changes(saved.cursor):
         batch = spec.map_changes(page, context)
         batch.upserts = _within(batch.upserts, roles)
         with fenced(runtime.engine, state.id, state.generation, lease) as connection:
-            outcome.rows_written += breaker.apply_changes(connection, state.id, batch, _limits(runtime))
+            outcome.rows_written += guard.apply(connection, batch)
             if page.cursor is not None and page.cursor != saved.cursor:
                 saved = saved.advanced(page.cursor)
                 integrations.store_cursor(connection, state.id, saved.dumps())
