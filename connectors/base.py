@@ -40,6 +40,22 @@ class AccessRevoked(ConnectorError):
         self.reason = reason
 
 
+class AccessBlocked(ConnectorError):
+    """The provider refuses us for now by a setting the school controls (an admin switched data access off,
+    a Conditional Access policy, a missing licence): the school can switch it back, so this is not a revocation.
+
+    Tokens and roster are kept and nothing is revoked at the provider; the integration waits as ``blocked``,
+    retried on the schedule, and ends like a revoke only after ``BLOCKED_GRACE_DAYS``. ``public`` is worded
+    for the school's admin (what was switched off, where to switch it back); ``reason`` is a short word.
+    """
+
+    kind = "access_blocked"
+
+    def __init__(self, public: str, *, reason: str) -> None:
+        super().__init__(public)
+        self.reason = reason
+
+
 class ScopeMissing(ConnectorError):
     """The token lacks a scope the sync needs; never retried, the covered data is purged."""
 

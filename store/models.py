@@ -36,7 +36,7 @@ ACTOR_LENGTH = 160
 MAX_ID = 2**63 - 1
 """Largest row id either database can hold; larger ids are refused at the edge, not by the driver."""
 
-INTEGRATION_STATUSES = ("active", "degraded", "revoked", "failed", "suspended")
+INTEGRATION_STATUSES = ("active", "degraded", "revoked", "failed", "suspended", "blocked")
 """Every ``integrations.status`` (docs/architecture.md, Statuses); the CHECK ``ck_integrations_status``.
 
 A new status needs a migration that replaces that constraint, and ``skipped:<status>`` in RUN_OUTCOMES."""
@@ -44,11 +44,12 @@ A new status needs a migration that replaces that constraint, and ``skipped:<sta
 RUN_OUTCOMES = (
     *("running", "ok", "held", "fenced", "error", "failed", "revoked", "degraded"),
     # the kind of the connector error that stopped the run (connectors.*, worker.budgets)
-    *("connector_error", "access_revoked", "scope_missing", "rate_limited", "transient", "provider_data"),
+    *("connector_error", "access_revoked", "access_blocked", "scope_missing", "rate_limited", "transient"),
+    "provider_data",
     *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
     *("events_unavailable", "budget_spent", "tokens_not_stored"),
     # not run: another sync holds the lease, or the integration is not active
-    *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended"),
+    *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended", "skipped:blocked"),
 )
 """Every ``sync_runs.outcome`` the code writes (worker.sync); the CHECK ``ck_sync_runs_outcome``."""
 

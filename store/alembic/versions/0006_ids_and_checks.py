@@ -27,13 +27,14 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-STATUSES = ("active", "degraded", "revoked", "failed", "suspended")
+STATUSES = ("active", "degraded", "revoked", "failed", "suspended", "blocked")
 OUTCOMES = (
     *("running", "ok", "held", "fenced", "error", "failed", "revoked", "degraded"),
-    *("connector_error", "access_revoked", "scope_missing", "rate_limited", "transient", "provider_data"),
+    *("connector_error", "access_revoked", "access_blocked", "scope_missing", "rate_limited", "transient"),
+    "provider_data",
     *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
     *("events_unavailable", "budget_spent", "tokens_not_stored"),
-    *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended"),
+    *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended", "skipped:blocked"),
 )
 NAMED_IDS = (
     "integrations",
