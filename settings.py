@@ -6,6 +6,8 @@ providers. Secrets are ``SecretStr`` so they never show up in a repr, a log line
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +26,8 @@ DAY = 86_400
 """Seconds in a day, the unit of the settings' upper bounds."""
 
 BROKER_SCHEMES = ("redis", "rediss", "unix")
+MIN_SECRET_LENGTH = 32
+"""Characters of a pseudonym key, link signing key or admin token: what ``secrets.token_urlsafe(24)`` gives."""
 
 
 class ConfigError(Exception):
@@ -33,7 +37,8 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     """Process-wide configuration. Defaults are the embedded ones and the real provider URLs."""
 
-    model_config = SettingsConfigDict(env_prefix="ROSTERSYNC_", extra="ignore")
+    # hide_input_in_errors: a refused setting's value (a key, a token) never reaches an error text or traceback.
+    model_config = SettingsConfigDict(env_prefix="ROSTERSYNC_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "sqlite:///rostersync.db"
     broker_url: str | None = None
@@ -158,14 +163,40 @@ class Settings(BaseSettings):
             raise ValueError("CA bundle file does not exist")
         return path
 
+    @field_validator("pseudonym_key", "link_signing_key")
+    @classmethod
+    def _strong_key(cls, key: SecretStr | None) -> SecretStr | None:
+        """Set means usable: an empty signing key once counted as configured and let anyone link in any name."""
+        if key is not None:
+            _check_secret(key.get_secret_value(), "the key")
+        return key
+
+    @field_validator("admin_tokens")
+    @classmethod
+    def _strong_tokens(cls, tokens: SecretStr | None) -> SecretStr | None:
+        """Every admin token as strong as a key; an empty item of the list is a typo, not a token."""
+        if tokens is not None:
+            items = tokens.get_secret_value().split(",")
+            for position, token in enumerate(items, start=1):
+                _check_secret(token, f"token {position} of {len(items)}" if len(items) > 1 else "the token")
+        return tokens
+
+    @field_validator("token_keys")
+    @classmethod
+    def _fernet_keys(cls, keys: SecretStr | None) -> SecretStr | None:
+        """Each key a real Fernet key and not a constant one (an all-zero key seals nothing)."""
+        if keys is not None:
+            items = keys.get_secret_value().split(",")
+            for position, key in enumerate(items, start=1):
+                _check_fernet_key(key, f"key {position} of {len(items)}" if len(items) > 1 else "the key")
+        return keys
+
     def require_secrets(self) -> None:
         """Fail at start-up, not mid-sync, when a key the worker cannot run without is missing."""
         missing = []
         if self.pseudonym_key is None:
             missing.append("ROSTERSYNC_PSEUDONYM_KEY")
-        elif len(self.pseudonym_key.get_secret_value()) < 32:
-            raise ConfigError("ROSTERSYNC_PSEUDONYM_KEY must be at least 32 characters long")
-        if self.token_keys is None or not self.token_keys.get_secret_value().strip():
+        if self.token_keys is None:
             missing.append("ROSTERSYNC_TOKEN_KEYS")
         if missing:
             raise ConfigError(f"missing setting(s): {', '.join(missing)} (see README, 'Configuration')")
@@ -193,6 +224,31 @@ class Settings(BaseSettings):
     def tls_verify(self) -> str | bool:
         """What every HTTP client passes as its trust anchor: the extra CA if set, else the system store."""
         return str(self.ca_bundle) if self.ca_bundle is not None else True
+
+
+def _check_secret(value: str, what: str) -> None:
+    """Refuse what a generator never makes; the message says what is wrong, never the value."""
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} is empty: set a random one (README, 'Configuration'), or leave the setting unset")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{what} must be at least {MIN_SECRET_LENGTH} characters long")
+    if len(set(value)) == 1:
+        raise ValueError(f"{what} is one repeated character: generate a random one")
+
+
+def _check_fernet_key(key: str, what: str) -> None:
+    key = key.strip()
+    if not key:
+        raise ValueError(f"{what} is empty: each comma-separated item must be a Fernet key")
+    try:
+        raw = base64.urlsafe_b64decode(key.encode())
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(f"{what} is not a valid Fernet key (32 url-safe base64-encoded bytes)")
+    if len(set(raw)) == 1:
+        raise ValueError(f"{what} is one repeated byte (e.g. all zeros): generate it with Fernet.generate_key()")
 
 
 @lru_cache(maxsize=1)
