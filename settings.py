@@ -52,12 +52,13 @@ class Settings(BaseSettings):
     google_token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
     google_revoke_uri: str = "https://oauth2.googleapis.com/revoke"
     google_api_endpoint: str = "https://classroom.googleapis.com"
-    google_redirect_uri: str = "https://platform.example/integrations/google/callback"
+    # Redirect URIs (all three providers): unset until the operator registers one; https only (see _redirect_uri).
+    google_redirect_uri: str = ""
 
     # Clever (providers.md 2): the code appends /v3.0/... to the API base; the token URL also lists district tokens.
     clever_client_id: str = ""
     clever_client_secret: SecretStr = SecretStr("")
-    clever_redirect_uri: str = "https://platform.example/integrations/clever/callback"
+    clever_redirect_uri: str = ""
     clever_authorize_url: str = "https://clever.com/oauth/authorize"
     clever_token_url: str = "https://clever.com/oauth/tokens"  # noqa: S105 - a URL, not a secret
     clever_api_base: str = "https://api.clever.com"
@@ -66,7 +67,7 @@ class Settings(BaseSettings):
     # Graph paths are appended to the endpoint. msal itself refuses anything but https.
     microsoft_client_id: str = ""
     microsoft_client_secret: SecretStr = SecretStr("")
-    microsoft_redirect_uri: str = "https://platform.example/integrations/microsoft/callback"
+    microsoft_redirect_uri: str = ""
     microsoft_authority_host: str = "https://login.microsoftonline.com"
     graph_endpoint: str = "https://graph.microsoft.com/v1.0"
 
@@ -119,20 +120,33 @@ class Settings(BaseSettings):
         "google_token_uri",
         "google_revoke_uri",
         "google_api_endpoint",
-        "clever_redirect_uri",
         "clever_authorize_url",
         "clever_token_url",
         "clever_api_base",
-        "microsoft_redirect_uri",
         "microsoft_authority_host",
         "graph_endpoint",
     )
     @classmethod
     def _https_only(cls, url: str) -> str:
         """Promise P5: provider traffic is always TLS, for every provider; the emulators serve HTTPS too."""
-        if urlsplit(url).scheme != "https":
-            raise ValueError("provider URLs must use https")
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("provider URLs must use https and name a host")
         return url.rstrip("/")
+
+    @field_validator("google_redirect_uri", "clever_redirect_uri", "microsoft_redirect_uri")
+    @classmethod
+    def _redirect_uri(cls, url: str) -> str:
+        """One rule for every provider: empty (not set: that provider cannot link) or an https URL with a host.
+
+        The consent's code travels in it; the emulators serve HTTPS, so no switch allows http, even locally.
+        """
+        if not url.strip():
+            return ""
+        parts = urlsplit(url.strip())
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("a redirect URI must use https and name a host (https://HOST/oauth/PROVIDER/callback)")
+        return url.strip()
 
     @field_validator("broker_url")
     @classmethod

@@ -28,6 +28,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         "ROSTERSYNC_GOOGLE_TOKEN_URI": settings.google_token_uri,
         "ROSTERSYNC_GOOGLE_REVOKE_URI": settings.google_revoke_uri,
         "ROSTERSYNC_GOOGLE_API_ENDPOINT": settings.google_api_endpoint,
+        "ROSTERSYNC_GOOGLE_REDIRECT_URI": settings.google_redirect_uri,
         "ROSTERSYNC_CA_BUNDLE": str(settings.ca_bundle),
         "COLUMNS": "60",
     }

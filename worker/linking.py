@@ -16,6 +16,7 @@ from connectors.base import ConnectorError, TokenSet
 from store import integrations, links
 from store.models import KEY_LENGTH
 from worker.consent import DEFAULT_BASIS, BasisError, checked
+from worker.provider_config import missing
 from worker.providers import SUPPORTED, Callback, ConsentStart, Grant, Provider, provider, tokens_to_payload
 from worker.revoke import revoke_grant
 from worker.runtime import Runtime
@@ -46,6 +47,9 @@ def start_link(
 ) -> str:
     if provider_name not in SUPPORTED:
         raise LinkError(f"linking {provider_name!r} is not supported yet (supported: {', '.join(SUPPORTED)})")
+    unset = missing(runtime.settings, provider_name)
+    if unset:
+        raise LinkError(f"{provider_name} is not configured on this server: {'; '.join(unset)}")
     try:
         basis = checked(basis)
     except BasisError as error:
