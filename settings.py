@@ -148,6 +148,19 @@ class Settings(BaseSettings):
             raise ValueError("a redirect URI must use https and name a host (https://HOST/oauth/PROVIDER/callback)")
         return url.strip()
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        """``postgres://`` (many hosts' spelling) is no SQLAlchemy dialect, and a bare ``postgresql://`` means
+        psycopg2, which rostersync does not ship: both get the URL to write instead of a driver error."""
+        scheme = urlsplit(url).scheme.lower()
+        if scheme.split("+")[0] == "postgres" or scheme == "postgresql":
+            raise ValueError(
+                "write PostgreSQL URLs as postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE "
+                "(SQLAlchemy's name for the psycopg driver rostersync ships)"
+            )
+        return url
+
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, url: str | None) -> str | None:
