@@ -72,7 +72,7 @@ class SyncOutcome:
 
 UNREADABLE_GRANT_REASON = (
     "stored token cannot be decrypted with the configured ROSTERSYNC_TOKEN_KEYS (was its key retired?); "
-    "re-link the integration"
+    "add that key back, then `rostersync resume` it (re-link only if the key is lost)"
 )
 
 
@@ -138,7 +138,8 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
 
 
 class UnusableToken(Exception):
-    """The stored token blob cannot be opened or read: a person must re-link, retrying cannot help."""
+    """The stored token blob cannot be opened or read: a person must restore its key (or re-link); retrying cannot
+    help."""
 
 
 def _end(
