@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GOOGLE_SCOPES: tuple[str, ...] = (
@@ -192,10 +192,10 @@ class Settings(BaseSettings):
 
     @field_validator("pseudonym_key", "link_signing_key")
     @classmethod
-    def _strong_key(cls, key: SecretStr | None) -> SecretStr | None:
+    def _strong_key(cls, key: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         """Set means usable: an empty signing key once counted as configured and let anyone link in any name."""
         if key is not None:
-            _check_secret(key.get_secret_value(), "the key")
+            _check_secret(key.get_secret_value(), "the key", optional=info.field_name == "link_signing_key")
         return key
 
     @field_validator("admin_tokens")
@@ -205,7 +205,9 @@ class Settings(BaseSettings):
         if tokens is not None:
             items = tokens.get_secret_value().split(",")
             for position, token in enumerate(items, start=1):
-                _check_secret(token, f"token {position} of {len(items)}" if len(items) > 1 else "the token")
+                _check_secret(
+                    token, f"token {position} of {len(items)}" if len(items) > 1 else "the token", optional=True
+                )
         return tokens
 
     @field_validator("token_keys")
@@ -253,11 +255,15 @@ class Settings(BaseSettings):
         return str(self.ca_bundle) if self.ca_bundle is not None else True
 
 
-def _check_secret(value: str, what: str) -> None:
-    """Refuse what a generator never makes; the message says what is wrong, never the value."""
+def _check_secret(value: str, what: str, *, optional: bool) -> None:
+    """Refuse what a generator never makes; the message says what is wrong, never the value.
+
+    ``optional``: unsetting the setting turns a feature off (admin API, linking in the browser), so say so.
+    """
     value = value.strip()
     if not value:
-        raise ValueError(f"{what} is empty: set a random one (README, 'Configuration'), or leave the setting unset")
+        turn_off = ", or unset the setting to turn its feature off" if optional else ""
+        raise ValueError(f"{what} is empty: set a random one (README, 'Configuration'){turn_off}")
     if len(value) < MIN_SECRET_LENGTH:
         raise ValueError(f"{what} must be at least {MIN_SECRET_LENGTH} characters long")
     if len(set(value)) == 1:
