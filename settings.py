@@ -6,13 +6,15 @@ providers. Secrets are ``SecretStr`` so they never show up in a repr, a log line
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GOOGLE_SCOPES: tuple[str, ...] = (
@@ -26,6 +28,8 @@ DAY = 86_400
 """Seconds in a day, the unit of the settings' upper bounds."""
 
 BROKER_SCHEMES = ("redis", "rediss", "unix")
+MIN_SECRET_LENGTH = 32
+"""Characters of a pseudonym key, link signing key or admin token: what ``secrets.token_urlsafe(24)`` gives."""
 
 
 class ConfigError(Exception):
@@ -35,7 +39,8 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     """Process-wide configuration. Defaults are the embedded ones and the real provider URLs."""
 
-    model_config = SettingsConfigDict(env_prefix="ROSTERSYNC_", extra="ignore")
+    # hide_input_in_errors: a refused setting's value (a key, a token) never reaches an error text or traceback.
+    model_config = SettingsConfigDict(env_prefix="ROSTERSYNC_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "sqlite:///rostersync.db"
     broker_url: str | None = None
@@ -49,12 +54,13 @@ class Settings(BaseSettings):
     google_token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
     google_revoke_uri: str = "https://oauth2.googleapis.com/revoke"
     google_api_endpoint: str = "https://classroom.googleapis.com"
-    google_redirect_uri: str = "https://platform.example/integrations/google/callback"
+    # Redirect URIs (all three providers): unset until the operator registers one; https only (see _redirect_uri).
+    google_redirect_uri: str = ""
 
     # Clever (providers.md 2): the code appends /v3.0/... to the API base; the token URL also lists district tokens.
     clever_client_id: str = ""
     clever_client_secret: SecretStr = SecretStr("")
-    clever_redirect_uri: str = "https://platform.example/integrations/clever/callback"
+    clever_redirect_uri: str = ""
     clever_authorize_url: str = "https://clever.com/oauth/authorize"
     clever_token_url: str = "https://clever.com/oauth/tokens"  # noqa: S105 - a URL, not a secret
     clever_api_base: str = "https://api.clever.com"
@@ -63,7 +69,7 @@ class Settings(BaseSettings):
     # Graph paths are appended to the endpoint. msal itself refuses anything but https.
     microsoft_client_id: str = ""
     microsoft_client_secret: SecretStr = SecretStr("")
-    microsoft_redirect_uri: str = "https://platform.example/integrations/microsoft/callback"
+    microsoft_redirect_uri: str = ""
     microsoft_authority_host: str = "https://login.microsoftonline.com"
     graph_endpoint: str = "https://graph.microsoft.com/v1.0"
 
@@ -130,20 +136,46 @@ class Settings(BaseSettings):
         "google_token_uri",
         "google_revoke_uri",
         "google_api_endpoint",
-        "clever_redirect_uri",
         "clever_authorize_url",
         "clever_token_url",
         "clever_api_base",
-        "microsoft_redirect_uri",
         "microsoft_authority_host",
         "graph_endpoint",
     )
     @classmethod
     def _https_only(cls, url: str) -> str:
         """Promise P5: provider traffic is always TLS, for every provider; the emulators serve HTTPS too."""
-        if urlsplit(url).scheme != "https":
-            raise ValueError("provider URLs must use https")
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("provider URLs must use https and name a host")
         return url.rstrip("/")
+
+    @field_validator("google_redirect_uri", "clever_redirect_uri", "microsoft_redirect_uri")
+    @classmethod
+    def _redirect_uri(cls, url: str) -> str:
+        """One rule for every provider: empty (not set: that provider cannot link) or an https URL with a host.
+
+        The consent's code travels in it; the emulators serve HTTPS, so no switch allows http, even locally.
+        """
+        if not url.strip():
+            return ""
+        parts = urlsplit(url.strip())
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("a redirect URI must use https and name a host (https://HOST/oauth/PROVIDER/callback)")
+        return url.strip()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        """``postgres://`` (many hosts' spelling) is no SQLAlchemy dialect, and a bare ``postgresql://`` means
+        psycopg2, which rostersync does not ship: both get the URL to write instead of a driver error."""
+        scheme = urlsplit(url).scheme.lower()
+        if scheme.split("+")[0] == "postgres" or scheme == "postgresql":
+            raise ValueError(
+                "write PostgreSQL URLs as postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE "
+                "(SQLAlchemy's name for the psycopg driver rostersync ships)"
+            )
+        return url
 
     @field_validator("broker_url")
     @classmethod
@@ -185,14 +217,42 @@ class Settings(BaseSettings):
             raise ValueError("CA bundle file does not exist")
         return path
 
+    @field_validator("pseudonym_key", "link_signing_key")
+    @classmethod
+    def _strong_key(cls, key: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Set means usable: an empty signing key once counted as configured and let anyone link in any name."""
+        if key is not None:
+            _check_secret(key.get_secret_value(), "the key", optional=info.field_name == "link_signing_key")
+        return key
+
+    @field_validator("admin_tokens")
+    @classmethod
+    def _strong_tokens(cls, tokens: SecretStr | None) -> SecretStr | None:
+        """Every admin token as strong as a key; an empty item of the list is a typo, not a token."""
+        if tokens is not None:
+            items = tokens.get_secret_value().split(",")
+            for position, token in enumerate(items, start=1):
+                _check_secret(
+                    token, f"token {position} of {len(items)}" if len(items) > 1 else "the token", optional=True
+                )
+        return tokens
+
+    @field_validator("token_keys")
+    @classmethod
+    def _fernet_keys(cls, keys: SecretStr | None) -> SecretStr | None:
+        """Each key a real Fernet key and not a constant one (an all-zero key seals nothing)."""
+        if keys is not None:
+            items = keys.get_secret_value().split(",")
+            for position, key in enumerate(items, start=1):
+                _check_fernet_key(key, f"key {position} of {len(items)}" if len(items) > 1 else "the key")
+        return keys
+
     def require_secrets(self) -> None:
         """Fail at start-up, not mid-sync, when a key the worker cannot run without is missing."""
         missing = []
         if self.pseudonym_key is None:
             missing.append("ROSTERSYNC_PSEUDONYM_KEY")
-        elif len(self.pseudonym_key.get_secret_value()) < 32:
-            raise ConfigError("ROSTERSYNC_PSEUDONYM_KEY must be at least 32 characters long")
-        if self.token_keys is None or not self.token_keys.get_secret_value().strip():
+        if self.token_keys is None:
             missing.append("ROSTERSYNC_TOKEN_KEYS")
         if missing:
             raise ConfigError(f"missing setting(s): {', '.join(missing)} (see README, 'Configuration')")
@@ -228,6 +288,35 @@ class Settings(BaseSettings):
     def tls_verify(self) -> str | bool:
         """What every HTTP client passes as its trust anchor: the extra CA if set, else the system store."""
         return str(self.ca_bundle) if self.ca_bundle is not None else True
+
+
+def _check_secret(value: str, what: str, *, optional: bool) -> None:
+    """Refuse what a generator never makes; the message says what is wrong, never the value.
+
+    ``optional``: unsetting the setting turns a feature off (admin API, linking in the browser), so say so.
+    """
+    value = value.strip()
+    if not value:
+        turn_off = ", or unset the setting to turn its feature off" if optional else ""
+        raise ValueError(f"{what} is empty: set a random one (README, 'Configuration'){turn_off}")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{what} must be at least {MIN_SECRET_LENGTH} characters long")
+    if len(set(value)) == 1:
+        raise ValueError(f"{what} is one repeated character: generate a random one")
+
+
+def _check_fernet_key(key: str, what: str) -> None:
+    key = key.strip()
+    if not key:
+        raise ValueError(f"{what} is empty: each comma-separated item must be a Fernet key")
+    try:
+        raw = base64.urlsafe_b64decode(key.encode())
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(f"{what} is not a valid Fernet key (32 url-safe base64-encoded bytes)")
+    if len(set(raw)) == 1:
+        raise ValueError(f"{what} is one repeated byte (e.g. all zeros): generate it with Fernet.generate_key()")
 
 
 @lru_cache(maxsize=1)

@@ -78,6 +78,9 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
 MASK_KEYS = ("class", "member", "teacher")
 """``$select`` masks by what is read: classes, a class's ``members`` (id and role only), its ``teachers``."""
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
+_TENANT_GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+_TENANT_DOMAIN = re.compile(r"^(?=.{4,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+"""What Entra takes as a tenant in an authority URL: its id (a GUID) or one of its verified domains."""
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
 _CURSOR_VERSION = 1
 
@@ -338,8 +341,13 @@ def link_tenant(settings: Settings, tenant_id: str) -> Grant:
 
     One probe (``/education/classes?$select=id&$top=1``) proves the permission before anything is stored.
     """
-    if not _TENANT.match(tenant_id) or tenant_id.lower() in ("organizations", "common", "consumers"):
-        raise LinkRefused("a tenant link needs the school's Entra tenant id (a GUID or verified domain)")
+    if not (_TENANT_GUID.match(tenant_id) or _TENANT_DOMAIN.match(tenant_id)):
+        # Checked here, not left to Microsoft: its answer to a malformed id reads like a refusal of our app.
+        raise LinkRefused(
+            "the organisation id is not a valid Entra tenant id: give the school's tenant id (a GUID, "
+            "8-4-4-4-12 hex digits) or one of its verified domains (school.onmicrosoft.com); nothing was asked "
+            "of Microsoft"
+        )
     cache = msal.SerializableTokenCache()
     with http_session(settings) as session:
         app = _msal_app(settings, tenant_id, cache, session)

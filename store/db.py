@@ -8,6 +8,8 @@ is taken. PostgreSQL gets the same guarantee from ``SELECT .. FOR UPDATE`` (stor
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,6 +19,7 @@ from typing import Any, Literal
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 
 ALEMBIC_DIR = Path(__file__).with_name("alembic")
 MIGRATION_LOCK = text("SELECT pg_advisory_xact_lock(1920170350, hashtext(coalesce(current_schema(), '')))")
@@ -31,8 +34,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def create_private_sqlite_file(url: str) -> None:
+    """A new SQLite file is made 0600 before SQLite opens it (its WAL and -shm files copy that mode).
+
+    It holds sealed tokens and teachers' names; SQLite would create it 0644 under the usual umask.
+    An existing file keeps the mode its owner gave it; a missing directory is left for SQLite to report.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    with contextlib.suppress(OSError):  # exists already, or SQLite reports the unusable path itself
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        create_private_sqlite_file(url)
         engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")

@@ -18,7 +18,7 @@ from store.vault import TokenVault, VaultError
 
 @dataclass
 class ResealReport:
-    """Counts only; the ids of integrations whose tokens no configured key opens (they need a re-link)."""
+    """Counts only; the ids of integrations whose tokens no configured key opens (their key must come back)."""
 
     tokens: int = 0
     link_states: int = 0

@@ -8,7 +8,7 @@ from typing import Any
 from emulators.clever import CleverEmulator
 from settings import Settings
 from store.vault import new_key
-from worker.demo import consent_headlessly
+from worker.demo import consent_headlessly, headless_redirect
 from worker.linking import complete_link, link_org, start_link
 from worker.runtime import Runtime
 
@@ -24,6 +24,7 @@ def clever_settings_for(clever: CleverEmulator, database_url: str, **overrides: 
         "clever_authorize_url": clever.authorize_url,
         "clever_token_url": clever.token_url,
         "clever_api_base": clever.api_base,
+        "clever_redirect_uri": headless_redirect("clever"),
         "ca_bundle": clever.ca_path,
         "retry_min_backoff_ms": 50,
         "retry_max_backoff_ms": 200,

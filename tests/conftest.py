@@ -21,7 +21,7 @@ from emulators.google import GoogleEmulator
 from settings import Settings
 from store.vault import new_key
 from worker import broker as brokers
-from worker.demo import consent_headlessly
+from worker.demo import consent_headlessly, headless_redirect
 from worker.runtime import Runtime, build_runtime, set_runtime
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -69,6 +69,7 @@ def settings_for(emulator: GoogleEmulator, database_url: str, **overrides: Any) 
         "google_token_uri": emulator.token_uri,
         "google_revoke_uri": emulator.revoke_uri,
         "google_api_endpoint": emulator.api_endpoint,
+        "google_redirect_uri": headless_redirect("google"),
         "ca_bundle": emulator.ca_path,
         "retry_min_backoff_ms": 50,
         "retry_max_backoff_ms": 200,

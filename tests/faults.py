@@ -38,6 +38,7 @@ from tests.conftest import link_teacher
 from tests.helpers import classes, enrollments
 from tests.test_cli import ROSTERSYNC
 from tests.test_sync_microsoft import link_teacher as link_microsoft_teacher
+from worker.demo import headless_redirect
 from worker.runtime import Runtime
 
 PROVIDERS = ("google", "clever", "microsoft")
@@ -169,7 +170,7 @@ def base_settings(database_url: str, ca_bundle: Path, **overrides: Any) -> Setti
         "retry_min_backoff_ms": 20,
         "retry_max_backoff_ms": 100,
         "http_timeout_seconds": 5,
-        "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
+        **{f"{name}_redirect_uri": headless_redirect(name) for name in ("google", "clever", "microsoft")},
     }
     values.update(overrides)
     return Settings(**values)

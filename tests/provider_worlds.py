@@ -25,6 +25,7 @@ from settings import Settings
 from store.vault import new_key
 from tests.clever_fixtures import link_district
 from tests.conftest import link_teacher
+from worker.demo import headless_redirect
 from worker.linking import link_org
 from worker.runtime import Runtime, build_runtime, set_runtime
 
@@ -89,6 +90,7 @@ def _google(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World
             "google_token_uri": emu.token_uri,
             "google_revoke_uri": emu.revoke_uri,
             "google_api_endpoint": emu.api_endpoint,
+            "google_redirect_uri": headless_redirect("google"),
             "ca_bundle": emu.ca_path,
         }
         yield World("google", emu, "/v1/courses", values, lambda rt: link_teacher(rt, emu, 0))

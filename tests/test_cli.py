@@ -28,6 +28,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         "ROSTERSYNC_GOOGLE_TOKEN_URI": settings.google_token_uri,
         "ROSTERSYNC_GOOGLE_REVOKE_URI": settings.google_revoke_uri,
         "ROSTERSYNC_GOOGLE_API_ENDPOINT": settings.google_api_endpoint,
+        "ROSTERSYNC_GOOGLE_REDIRECT_URI": settings.google_redirect_uri,
         "ROSTERSYNC_CA_BUNDLE": str(settings.ca_bundle),
         "COLUMNS": "60",
     }
@@ -85,7 +86,20 @@ def test_malformed_callback_is_exit_2(sqlite_settings: Settings) -> None:
 
 def test_unreachable_database_is_exit_2(sqlite_settings: Settings) -> None:
     env = env_for(sqlite_settings) | {"ROSTERSYNC_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
-    one_line_error(run("status", env=env), "database unreachable")
+    one_line_error(run("status", env=env), "database unreachable: connection refused")
+
+
+def test_a_missing_postgresql_database_is_named(sqlite_settings: Settings) -> None:
+    """Issue 18, item 28: "database unreachable (OperationalError)" hid what the server said."""
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/rostersync_no_such_database"
+    result = run("status", env=env_for(sqlite_settings) | {"ROSTERSYNC_DATABASE_URL": url})
+    one_line_error(result, 'database "rostersync_no_such_database" does not exist', "ROSTERSYNC_DATABASE_URL")
+
+
+def test_a_postgres_scheme_gets_a_hint(sqlite_settings: Settings) -> None:
+    for url in ("postgres://postgres@127.0.0.1:5432/test", "postgresql://postgres@127.0.0.1:5432/test"):
+        result = run("status", env=env_for(sqlite_settings) | {"ROSTERSYNC_DATABASE_URL": url})
+        one_line_error(result, "ROSTERSYNC_DATABASE_URL", "postgresql+psycopg://")
 
 
 def test_missing_keys_are_exit_2(sqlite_settings: Settings) -> None:

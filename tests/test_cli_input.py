@@ -177,7 +177,8 @@ def test_sync_all_now_reports_each_and_carries_on_past_a_failed_one(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         "error: integration 1: sync failed: the stored token cannot be decrypted with the configured keys: "
-        "re-link the integration"
+        "add the key that sealed it back to ROSTERSYNC_TOKEN_KEYS, then `rostersync resume 1` "
+        "(re-link only if that key is lost)"
     ]
     assert "integration 2: synced" in result.stderr and "integration 3: synced" in result.stderr
 
@@ -187,3 +188,25 @@ def test_sync_all_now_reports_each_and_carries_on_past_a_failed_one(
     again = run("sync", "--all", "--now", env=env)
     assert again.returncode == 0 and "integration 1" not in again.stderr
     one_line_error(run("sync", "1", env=env), "integration 1 is failed")
+
+
+def test_an_undecryptable_token_is_mended_by_its_key_and_resume(
+    sqlite_settings: Settings, emulator: GoogleEmulator
+) -> None:
+    """Issue 18, item 28: the advice was "re-link" (the teacher consents again); putting the key back and
+    `resume` is the route, and it works."""
+    env = env_for(sqlite_settings)
+    assert run("link", "complete", link_with_cli(emulator, env), env=env).returncode == 0
+    old = env["ROSTERSYNC_TOKEN_KEYS"]
+    retired = env | {"ROSTERSYNC_TOKEN_KEYS": new_key()}  # the sealing key removed without `keys rotate`
+    failed = run("sync", "1", "--now", env=retired)
+    assert failed.returncode == 1 and "ROSTERSYNC_TOKEN_KEYS, then `rostersync resume 1`" in failed.stderr
+    assert "`rostersync resume`" in run("status", env=retired).stderr
+    one_line_error(run("sync", "1", env=retired), "integration 1 is failed", "rostersync resume 1")
+    rotate = run("keys", "rotate", env=retired)
+    assert "add the key that sealed it back to ROSTERSYNC_TOKEN_KEYS" in rotate.stderr
+
+    mended = retired | {"ROSTERSYNC_TOKEN_KEYS": f"{retired['ROSTERSYNC_TOKEN_KEYS']},{old}"}
+    assert run("resume", "1", env=mended).returncode == 0
+    synced = run("sync", "1", "--now", env=mended)
+    assert synced.returncode == 0 and "integration 1: synced" in synced.stderr

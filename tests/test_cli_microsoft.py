@@ -49,3 +49,19 @@ def test_emulate_microsoft_prints_working_exports(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_link_org_with_a_malformed_tenant_id_blames_the_id_not_microsoft(tmp_path: Path) -> None:
+    """Issue 18, item 28: `--org not-a-guid` went to Microsoft and came back as "the tenant has not admitted
+    this app"; the id itself is wrong, and nothing needs asking."""
+    from emulators.microsoft import MicrosoftEmulator
+    from tests.microsoft_fixtures import microsoft_env, microsoft_settings_for
+    from tests.test_cli import env_for, one_line_error, run
+
+    with MicrosoftEmulator(cert_dir=tmp_path, tenants=1) as emu:
+        settings = microsoft_settings_for(emu, f"sqlite:///{tmp_path / 'cli.db'}")
+        env = env_for(settings) | microsoft_env(settings)
+        for bad in ("not-a-guid", "1234", "72f988bf-86f1-41af-91ab"):
+            result = run("link", "org", "--provider", "microsoft", "--org", bad, env=env)
+            one_line_error(result, "not a valid Entra tenant id", "GUID", "nothing was asked")
+        assert emu.requests == []  # nothing was asked of Microsoft

@@ -3,6 +3,7 @@ and `keys rotate` re-seals every stored secret so that an old key can be retired
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -35,7 +36,7 @@ def old_key() -> str:
 def make_runtime(emulator: GoogleEmulator, database_url: str) -> Iterator[MakeRuntime]:
     """Runtimes on one database and one pseudonym key, differing only in their token keys."""
     made: list[Runtime] = []
-    pseudonym_key = "p" * 48
+    pseudonym_key = secrets.token_urlsafe(48)
 
     def make(token_keys: str) -> Runtime:
         rt = build_runtime(settings_for(emulator, database_url, token_keys=token_keys, pseudonym_key=pseudonym_key))
@@ -87,7 +88,7 @@ def test_a_token_no_key_opens_fails_the_integration_once_and_is_not_retried(
     state = integrations.load(rt.engine, integration_id)
     assert state.status == "failed"
     [summary] = integrations.summaries(rt.engine)
-    assert summary.status_reason == UNREADABLE_GRANT_REASON and "re-link" in summary.status_reason
+    assert summary.status_reason == UNREADABLE_GRANT_REASON and "rostersync resume" in summary.status_reason
     assert summary.counts == synced.counts and synced.counts.students > 0  # kept as it was, not purged
     assert "purged" not in integrations.audit_actions(rt.engine, integration_id)
     assert integrations.syncable_ids(rt.engine) == []

@@ -18,7 +18,7 @@ from tests.conftest import settings_for
 from web.signing import signature
 from worker.runtime import Runtime
 
-ADMIN_TOKENS = ("admin-token-one-0123456789", "admin-token-two-9876543210")
+ADMIN_TOKENS = ("admin-token-one-0123456789abcdefghij", "admin-token-two-9876543210jihgfedcba")
 REDIRECT = "https://rostersync.test/oauth/google/callback"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKENS[1]}"}
 SIGNING_KEY = "link-signing-key-for-tests-0123456789"

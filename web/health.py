@@ -22,7 +22,7 @@ from store import overview, pending_revokes
 from web.context import WebContext, context
 from web.schemas import ProviderOut
 from worker import broker as brokers
-from worker.provider_config import configured
+from worker.provider_config import browser_problems
 from worker.providers import SUPPORTED
 
 router = APIRouter(tags=["operations"])
@@ -50,10 +50,16 @@ def healthz(ctx: Ctx) -> JSONResponse:
 
 
 @router.get(
-    "/providers", response_model=list[ProviderOut], summary="Providers this server can link, and whether configured"
+    "/providers",
+    response_model=list[ProviderOut],
+    summary="Providers this server can link in the browser; for each one it cannot, the settings that stop it",
 )
 def providers(ctx: Ctx) -> list[ProviderOut]:
-    return [ProviderOut(name=name, configured=configured(ctx.runtime.settings, name)) for name in SUPPORTED]
+    listed = []
+    for name in SUPPORTED:
+        problems = browser_problems(ctx.runtime.settings, name)
+        listed.append(ProviderOut(name=name, configured=not problems, problems=problems))
+    return listed
 
 
 class StoreCollector(Collector):

@@ -32,7 +32,7 @@ from worker import broker as brokers
 from worker.consent import BASES, DEFAULT_BASIS
 from worker.linking import AccountTaken, LinkError, WrongFinisher, complete_link, start_link
 from worker.preview import class_names
-from worker.provider_config import configured
+from worker.provider_config import browser_problems
 from worker.providers import SUPPORTED
 from worker.revoke import AtProvider
 from worker.sync_requests import sync_after_link
@@ -58,7 +58,7 @@ def _unusable(ctx: WebContext, provider: str) -> HTMLResponse | None:
             ],
             status=503,
         )
-    if not configured(ctx.runtime.settings, provider):
+    if browser_problems(ctx.runtime.settings, provider):  # what is missing: GET /providers
         return page(
             "Not available yet",
             [f"Linking {provider} is not configured on this server. Tell your school's administrator."],

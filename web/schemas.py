@@ -155,4 +155,5 @@ class PendingRevokeOut(BaseModel):
 
 class ProviderOut(BaseModel):
     name: str
-    configured: bool
+    configured: bool  # a teacher can link it in the browser
+    problems: list[str]  # when not: each names the setting that stops it (never a value)

@@ -52,7 +52,7 @@ from settings import Settings
 from store import integrations
 from store.vault import new_key
 from worker.console import err, out
-from worker.demo import consent_headlessly
+from worker.demo import consent_headlessly, headless_redirect
 from worker.linking import complete_link, link_org, start_link
 from worker.providers import tokens_from_payload
 from worker.runtime import Runtime, build_runtime
@@ -233,6 +233,7 @@ class GoogleScenario:
             "google_token_uri": e.token_uri,
             "google_revoke_uri": e.revoke_uri,
             "google_api_endpoint": e.api_endpoint,
+            "google_redirect_uri": headless_redirect("google"),
         }
 
     def link(self, runtime: Runtime) -> list[int]:

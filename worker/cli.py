@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer >= 0.
 from connectors.base import ConnectorError
 from settings import ConfigError, Settings
 from store import integrations
+from store.db_errors import unusable_reason
 from store.models import MAX_ID
 from store.secrets import reseal_all
 from store.vault import VaultError
@@ -33,6 +36,7 @@ from worker.consent import DEFAULT_BASIS
 from worker.console import configure_logging, err, out, sync_progress
 from worker.linking import LinkError, checked_request, complete_link, link_org, start_link
 from worker.outcomes import Verdict, verdict
+from worker.provider_config import browser_problems
 from worker.revoke import AtProvider, revoke_integration
 from worker.runtime import Runtime, build_runtime, set_runtime
 from worker.sync_requests import sync_after_link
@@ -102,7 +106,7 @@ def user_errors() -> Iterator[None]:
     ) as error:
         fail(str(error))
     except sqlalchemy.exc.OperationalError as error:
-        fail(f"database unreachable ({type(error.orig).__name__}); check ROSTERSYNC_DATABASE_URL")
+        fail(f"database unreachable: {unusable_reason(error)}; check ROSTERSYNC_DATABASE_URL")
     except sqlalchemy.exc.ArgumentError:
         fail("ROSTERSYNC_DATABASE_URL is not a valid database URL")
 
@@ -215,8 +219,9 @@ def link_url(
     with user_errors():
         settings = Settings()
         basis = checked_request(provider_name=provider, teacher=teacher, tenant=tenant, basis=basis)
-        if settings.link_signing_key is None:
-            fail("ROSTERSYNC_LINK_SIGNING_KEY is not set: the web app does not link in the browser without it")
+        if problems := browser_problems(settings, provider):
+            fail(f"{provider} does not link in the browser on this server: {'; '.join(problems)}")
+        assert settings.link_signing_key is not None  # browser_problems names a missing one
         url = signing.link_url(
             settings.link_signing_key.get_secret_value(),
             str(getattr(settings, f"{provider}_redirect_uri")),
@@ -313,6 +318,11 @@ def report(verdicts: list[Verdict]) -> None:
 def syncable(rt: Runtime, integration_id: int) -> int:
     """The id, if it can be synced; a revoked, degraded or failed one is refused with what to do."""
     state = integrations.load(rt.engine, integration_id)
+    if state.status == "failed":
+        fail(
+            f"integration {integration_id} is failed (`rostersync status` says why); once that is mended, "
+            f"`rostersync resume {integration_id}` makes it active again"
+        )
     if state.status != "active":
         fail(f"integration {integration_id} is {state.status}; link it again to sync it")
     return state.id
@@ -416,7 +426,8 @@ def keys_rotate() -> None:
     for integration_id in result.unreadable_integrations:
         err.print(
             f"warning: integration {integration_id}: its token opens with none of the configured keys; "
-            "it cannot sync: re-link it"
+            "it cannot sync: add the key that sealed it back to ROSTERSYNC_TOKEN_KEYS and run `keys rotate` again "
+            "(re-link it only if that key is lost)"
         )
     if result.unreadable_link_states:
         err.print(f"warning: {result.unreadable_link_states} consent(s) in flight cannot be opened; they will expire")
@@ -562,8 +573,11 @@ def worker(ctx: typer.Context) -> None:
     with user_errors():
         settings = Settings()
         settings.require_secrets()
-    if not settings.broker_url:
-        fail("ROSTERSYNC_BROKER_URL is not set: the in-memory broker has no separate workers")
+        if not settings.broker_url:
+            fail("ROSTERSYNC_BROKER_URL is not set: the in-memory broker has no separate workers")
+        # Before Dramatiq says it is ready: a database it cannot use (or a schema not migrated) would fail
+        # every message it takes; the scheduler and the web app check the same at their start.
+        build_runtime(settings).engine.dispose()
     env = os.environ.copy()
     if settings.worker_metrics_port:
         env.setdefault("dramatiq_prom_port", str(settings.worker_metrics_port))
@@ -625,7 +639,22 @@ def web(
     with user_errors():
         rt = runtime()
         app_ = create_app(rt)
-    uvicorn.Server(uvicorn_config(app_, rt.settings, host=host, port=port)).run()
+    listening = listen(host, port)
+    server = uvicorn.Server(uvicorn_config(app_, rt.settings, host=host, port=port))
+    server.run(sockets=[listening])
+    if not server.started:  # the app's start-up failed (uvicorn.run would exit 3 here)
+        fail("the web app did not start (run with -v for the log)")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The web app's socket, bound here so a busy port or an unknown host is one ``error:`` line and exit 2
+    (uvicorn binding it itself logs its own text and exits 3)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as error:
+        reason = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror or type(error).__name__
+        fail(f"cannot listen on {host}:{port}: {reason}")
 
 
 # --- Data-subject rights, retention, audit and inventory (issue 9) --------------------------------------------

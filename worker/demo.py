@@ -85,11 +85,19 @@ def demo_settings(
         google_token_uri=emulator.token_uri,
         google_revoke_uri=emulator.revoke_uri,
         google_api_endpoint=emulator.api_endpoint,
-        google_redirect_uri="https://platform.example/integrations/google/callback",
+        google_redirect_uri=headless_redirect("google"),
+        clever_redirect_uri=headless_redirect("clever"),
+        microsoft_redirect_uri=headless_redirect("microsoft"),
         ca_bundle=ca_bundle,
         retry_min_backoff_ms=100,
         retry_max_backoff_ms=2_000,
     )
+
+
+def headless_redirect(provider: str) -> str:
+    """Where a headless link's consent returns (demo, bench): the URL is read from the provider's redirect and
+    never opened, so a reserved ``.example`` host does; https, as every redirect URI must be."""
+    return f"https://rostersync.example/oauth/{provider}/callback"
 
 
 def consent_headlessly(session: requests.Session, consent_url: str) -> str:

@@ -43,7 +43,7 @@ from store.vault import new_key
 from worker import broker as brokers
 from worker.bench import throwaway_databases
 from worker.console import err
-from worker.demo import consent_headlessly
+from worker.demo import consent_headlessly, headless_redirect
 from worker.linking import complete_link, start_link
 from worker.runtime import Runtime, build_runtime
 from worker.sync_requests import sync_after_link
@@ -103,6 +103,7 @@ def fleet_settings(emulator: GoogleEmulator, database_url: str, broker_url: str,
         google_token_uri=emulator.token_uri,
         google_revoke_uri=emulator.revoke_uri,
         google_api_endpoint=emulator.api_endpoint,
+        google_redirect_uri=headless_redirect("google"),
         database_url=database_url,
         broker_url=broker_url,
         broker_namespace=f"rs-bench-fleet-{uuid.uuid4().hex[:10]}",

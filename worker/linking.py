@@ -16,6 +16,7 @@ from connectors.base import ConnectorError, TokenSet
 from store import integrations, links
 from store.models import KEY_LENGTH
 from worker.consent import DEFAULT_BASIS, BasisError, checked
+from worker.provider_config import missing
 from worker.providers import SUPPORTED, Callback, ConsentStart, Grant, Provider, provider, tokens_to_payload
 from worker.revoke import AtProvider, revoke_at_provider, revoke_grant
 from worker.runtime import Runtime
@@ -83,6 +84,9 @@ def start_link(
 ) -> str:
     """The consent URL; ``browser_cookie`` binds the state to the browser that holds it (None: headless)."""
     basis = checked_request(provider_name=provider_name, teacher=teacher, tenant=tenant, basis=basis)
+    unset = missing(runtime.settings, provider_name)
+    if unset:
+        raise LinkError(f"{provider_name} is not configured on this server: {'; '.join(unset)}")
     tenant = tenant if tenant is not None else runtime.settings.default_tenant
     spec = provider(provider_name)
     state = secrets.token_urlsafe(32)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 MEANING = {
     "revoked": "access was revoked at the provider: integration ended, roster purged",
     "degraded": "a required permission was withdrawn: integration degraded, roster purged",
-    "failed": "the stored token cannot be decrypted with the configured keys: re-link the integration",
+    "failed": "the stored token cannot be decrypted with the configured keys: add the key that sealed it back to "
+    "ROSTERSYNC_TOKEN_KEYS, then `rostersync resume {id}` (re-link only if that key is lost)",
     "fenced": "the integration was revoked or re-linked during the sync: later writes discarded",
     "transient": "the provider kept failing or could not be reached: retries exhausted, integration marked failed",
     "rate_limited": "the provider kept rate-limiting us: retries exhausted, integration marked failed",
@@ -45,5 +46,5 @@ def verdict(integration_id: int, outcome: str | None) -> Verdict:
     elif outcome.startswith("skipped:") and outcome not in MEANING:
         why = f"skipped, it is {outcome.split(':', 1)[1]}"
     else:
-        why = MEANING.get(outcome, outcome)
+        why = MEANING.get(outcome, outcome).replace("{id}", str(integration_id))
     return Verdict(integration_id, False, f"integration {integration_id}: sync failed: {why}")

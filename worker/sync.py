@@ -73,7 +73,7 @@ class SyncOutcome:
 
 UNREADABLE_GRANT_REASON = (
     "stored token cannot be decrypted with the configured ROSTERSYNC_TOKEN_KEYS (was its key retired?); "
-    "re-link the integration"
+    "add that key back, then `rostersync resume` it (re-link only if the key is lost)"
 )
 TOKENS_NOT_STORED_REASON = (
     "the provider rotated the tokens and the database would not store them; they were revoked at the provider "
@@ -141,7 +141,8 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
 
 
 class UnusableToken(Exception):
-    """The stored token blob cannot be opened or read: a person must re-link, retrying cannot help."""
+    """The stored token blob cannot be opened or read: a person must restore its key (or re-link); retrying cannot
+    help."""
 
 
 def _fail(

@@ -95,10 +95,23 @@ def test_the_app_starts_without_provider_credentials(emulator: GoogleEmulator, p
         settings_for(emulator, pg_url, google_client_id="", google_client_secret="", link_signing_key=SIGNING_KEY)
     )
     with TestClient(create_app(rt)) as bare:
+        unset = "ROSTERSYNC_{}_{} is not set".format
         assert bare.get("/providers").json() == [
-            {"name": "google", "configured": False},
-            {"name": "clever", "configured": False},
-            {"name": "microsoft", "configured": False},
+            {
+                "name": "google",
+                "configured": False,
+                "problems": [unset("GOOGLE", "CLIENT_ID"), unset("GOOGLE", "CLIENT_SECRET")],
+            },
+            {
+                "name": "clever",
+                "configured": False,
+                "problems": [unset("CLEVER", part) for part in ("CLIENT_ID", "CLIENT_SECRET", "REDIRECT_URI")],
+            },
+            {
+                "name": "microsoft",
+                "configured": False,
+                "problems": [unset("MICROSOFT", part) for part in ("CLIENT_ID", "CLIENT_SECRET", "REDIRECT_URI")],
+            },
         ]
         page = bare.get("/link/google", params=signed("t"), follow_redirects=False)
         assert page.status_code == 503 and "not configured on this server. Tell" in page.text

@@ -17,7 +17,7 @@ def test_rostersync_web_serves(sqlite_settings: Settings) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = env_for(sqlite_settings) | {
-        "ROSTERSYNC_ADMIN_TOKENS": "served-admin-token-0123456789",
+        "ROSTERSYNC_ADMIN_TOKENS": "served-admin-token-0123456789abcdefghij",
         "ROSTERSYNC_OPENAPI_ENABLED": "true",
     }
     process = subprocess.Popen(
@@ -41,7 +41,7 @@ def test_rostersync_web_serves(sqlite_settings: Settings) -> None:
         assert health.json() == {"status": "ok", "database": "ok", "broker": "in-memory"}
         assert "/admin/integrations" in session.get(f"{base}/openapi.json", timeout=5).json()["paths"]
         assert session.get(f"{base}/admin/integrations", timeout=5).status_code == 401
-        admin = {"Authorization": "Bearer served-admin-token-0123456789"}
+        admin = {"Authorization": "Bearer served-admin-token-0123456789abcdefghij"}
         assert session.get(f"{base}/admin/integrations", headers=admin, timeout=5).json() == []
     finally:
         process.terminate()
