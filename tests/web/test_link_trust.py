@@ -195,7 +195,13 @@ def _fields(query: dict[str, str]) -> dict[str, object]:
 
 # --- item 6: the callback's path names the provider of its state -------------------------------------
 def test_a_google_state_sent_to_the_microsoft_callback_is_refused(emulator: GoogleEmulator, database_url: str) -> None:
-    settings = web_settings(emulator, database_url, microsoft_client_id="ms-client", microsoft_client_secret="ms")
+    settings = web_settings(
+        emulator,
+        database_url,
+        microsoft_client_id="ms-client",
+        microsoft_client_secret="ms",
+        microsoft_redirect_uri="https://rostersync.test/oauth/microsoft/callback",
+    )
     rt = build_runtime(settings)
     try:
         with TestClient(create_app(rt), base_url="https://rostersync.test") as client:

@@ -29,7 +29,7 @@ def served(sqlite_settings: Settings, request: pytest.FixtureRequest) -> Iterato
         "ROSTERSYNC_WEB_MAX_CONCURRENCY": str(CONCURRENCY),
         "ROSTERSYNC_WEB_MAX_HEADER_BYTES": "4096",
         "ROSTERSYNC_ADMIN_FAILURES_PER_MINUTE": "3",
-        "ROSTERSYNC_ADMIN_TOKENS": "served-admin-token-0123456789",
+        "ROSTERSYNC_ADMIN_TOKENS": "served-admin-token-0123456789abcdefghij",
         "ROSTERSYNC_FORWARDED_ALLOW_IPS": request.param,
     }
     assert "FORWARDED_ALLOW_IPS" not in os.environ
