@@ -22,8 +22,9 @@ from settings import Settings
 from store import integrations
 from store.models import Integration
 from tests.helpers import classes, enrollments, people
-from tests.microsoft_fixtures import microsoft_settings_for
-from worker.linking import link_org
+from tests.microsoft_fixtures import link_microsoft_teacher, microsoft_env, microsoft_settings_for
+from worker.linking import LinkError, link_org
+from worker.outcomes import verdict
 from worker.runtime import Runtime
 from worker.sync import run_sync
 
@@ -55,6 +56,82 @@ def reason_of(runtime: Runtime, integration_id: int) -> str:
 
 def pseudonym(runtime: Runtime, graph_id: str) -> str:
     return runtime.pseudonymiser.pseudonym("microsoft", runtime.settings.default_tenant, graph_id)
+
+
+# ------------------------------------------------------------------------ item 2: not an Education tenant
+@pytest.mark.parametrize("answer", ["unsupported_query", "segment"])
+def test_link_org_refuses_a_tenant_without_education_data_in_words_an_admin_can_act_on(
+    runtime: Runtime, emu: MicrosoftEmulator, answer: str
+) -> None:
+    school, education = emu.tenant_ids
+    emu.set_education(school, False, answer=answer)
+    with pytest.raises(LinkError) as refused:
+        link_org(runtime, provider_name="microsoft", org=school)
+    assert NO_EDUCATION in str(refused.value)
+    assert "Request_UnsupportedQuery" not in str(refused.value) and "400" not in str(refused.value)
+    assert stored_integrations(runtime) == 0, "nothing is stored"
+    linked = link_org(runtime, provider_name="microsoft", org=education)  # an Education tenant is unaffected
+    assert run_sync(runtime, linked).outcome == "ok" and classes(runtime.engine, linked)
+
+
+def test_cli_link_org_in_a_tenant_without_education_data_is_one_error_line(
+    emu: MicrosoftEmulator, settings: Settings
+) -> None:
+    from tests.test_cli import env_for, one_line_error, run
+
+    env = env_for(settings) | microsoft_env(settings)
+    school, education = emu.tenant_ids
+    emu.set_education(school, False)
+    one_line_error(run("link", "org", "--provider", "microsoft", "--org", school, env=env), NO_EDUCATION)
+    linked = run("link", "org", "--provider", "microsoft", "--org", education, env=env)
+    assert linked.returncode == 0, linked.stderr
+
+
+def test_a_teacher_link_in_a_tenant_without_education_data_is_refused_and_nothing_is_stored(
+    runtime: Runtime, emu: MicrosoftEmulator
+) -> None:
+    school, education = emu.tenant_ids
+    emu.set_education(school, False)
+    with pytest.raises(LinkError) as refused:
+        link_microsoft_teacher(runtime, emu, emu.teacher_ids(school)[0])
+    assert NO_EDUCATION in str(refused.value)
+    assert stored_integrations(runtime) == 0
+    linked = link_microsoft_teacher(runtime, emu, emu.teacher_ids(education)[0], "t-2")
+    assert run_sync(runtime, linked).outcome == "ok"
+
+
+@pytest.mark.parametrize("kind", ["teacher", "tenant"])
+def test_a_link_whose_tenant_loses_its_education_data_fails_with_the_reason_and_keeps_the_roster(
+    runtime: Runtime, emu: MicrosoftEmulator, kind: str
+) -> None:
+    school, education = emu.tenant_ids
+    if kind == "teacher":
+        integration_id = link_microsoft_teacher(runtime, emu, emu.teacher_ids(school)[0])
+    else:
+        integration_id = link_org(runtime, provider_name="microsoft", org=school)
+    other = link_org(runtime, provider_name="microsoft", org=education)
+    assert run_sync(runtime, integration_id).outcome == "ok" and run_sync(runtime, other).outcome == "ok"
+    kept = {c.external_id for c in classes(runtime.engine, integration_id)}
+    assert kept
+
+    emu.set_education(school, False)
+    outcome = run_sync(runtime, integration_id)
+    assert outcome.outcome == "setup_required"
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.status == "failed" and state.token_blob is not None, "not a revocation: tokens kept"
+    assert NO_EDUCATION in reason_of(runtime, integration_id)
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == kept, "nothing purged"
+    line = verdict(integration_id, outcome.outcome).line
+    assert "admin" in line and "rostersync resume" in line and "roster kept" in line
+    before = len(emu.requests)
+    assert run_sync(runtime, integration_id).outcome == "skipped:failed"
+    assert len(emu.requests) == before, "no more calls until an admin resumes it"
+    assert run_sync(runtime, other).outcome == "ok", "an Education tenant is unaffected"
+
+    emu.set_education(school, True)  # School Data Sync set up: the admin resumes the link
+    assert integrations.resume_failed(runtime.engine, integration_id, actor="admin:test")
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == kept
 
 
 # ------------------------------------------------------------------------ item 5: restored with the same id
