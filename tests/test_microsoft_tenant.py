@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from connectors.base import ProviderDataError
+from connectors.microsoft import NotEducationTenant, classify_graph_error
 from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from store import integrations
@@ -59,6 +61,24 @@ def pseudonym(runtime: Runtime, graph_id: str) -> str:
 
 
 # ------------------------------------------------------------------------ item 2: not an Education tenant
+@pytest.mark.parametrize(
+    ("code", "message", "education"),
+    [
+        ("Request_UnsupportedQuery", "Property 'extension_x_Education_ObjectType' does not exist.", False),
+        ("BadRequest", "Resource not found for the segment 'education'.", False),
+        ("BadRequest", "Could not find a property named 'x' on type 'microsoft.graph.educationClass'.", True),
+        ("BadRequest", "Resource not found for the segment 'foo'.", True),
+    ],
+)
+def test_only_the_answers_of_a_tenant_without_education_data_say_so(code: str, message: str, education: bool) -> None:
+    error = classify_graph_error(400, {"error": {"code": code, "message": message}}, {}, app_only=True)
+    assert isinstance(error, NotEducationTenant) is not education
+    if education:
+        assert isinstance(error, ProviderDataError)
+    else:
+        assert error.public == NO_EDUCATION and error.kind == "setup_required"
+
+
 @pytest.mark.parametrize("answer", ["unsupported_query", "segment"])
 def test_link_org_refuses_a_tenant_without_education_data_in_words_an_admin_can_act_on(
     runtime: Runtime, emu: MicrosoftEmulator, answer: str
