@@ -88,6 +88,18 @@ class ProviderDataError(ConnectorError):
     kind = "provider_data"
 
 
+class SetupRequired(ConnectorError):
+    """The provider account lacks something only its admin can set up (e.g. a Microsoft 365 tenant with no
+    education data): every call would fail the same way until then, so retrying is pointless, and nothing
+    was withdrawn, so nothing is purged or revoked.
+
+    The sync marks the integration ``failed`` with ``public`` as the status reason, worded for that admin;
+    tokens and roster are kept, and an admin resumes the link once the setup is done.
+    """
+
+    kind = "setup_required"
+
+
 class PageBound:
     """Counts the pages of one listing, so no pagination loop can run forever.
 

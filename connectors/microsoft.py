@@ -42,6 +42,7 @@ from connectors.base import (
     ProviderDataError,
     RateLimited,
     ScopeMissing,
+    SetupRequired,
     TransientError,
 )
 from connectors.http import http_session as timeout_session
@@ -82,6 +83,8 @@ _TENANT_GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$
 _TENANT_DOMAIN = re.compile(r"^(?=.{4,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 """What Entra takes as a tenant in an authority URL: its id (a GUID) or one of its verified domains."""
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
+NO_EDUCATION = "this Microsoft 365 tenant has no education data; School Data Sync or an Education licence is needed"
+"""Said to the admin when Graph answers an ``/education`` call as it does in a tenant that is not an Education one."""
 _CURSOR_VERSION = 1
 
 Masks = Mapping[str, str]
@@ -130,6 +133,35 @@ class CursorExpired(ChangesUnavailable):
 
 class _Refused(ProviderDataError):
     """Graph refused the request itself (400, 404, other 4xx): what was asked for is wrong or gone."""
+
+
+class NotEducationTenant(SetupRequired):
+    """The tenant has no education data: Graph's education API is not provisioned for it.
+
+    Graph's rostering APIs read "a school's Microsoft 365 tenant that has been provisioned with Microsoft
+    School Data Sync" (education-overview); elsewhere an ``/education`` call answers 400
+    ``Request_UnsupportedQuery`` about an ``..._Education_ObjectType`` extension property
+    (microsoft-graph-docs#4964) or, on older deployments, "Resource not found for the segment
+    'education'". No retry helps until the tenant's admin sets up School Data Sync.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(NO_EDUCATION)
+
+
+def _not_education(status: int, body: Any) -> bool:
+    """Graph's answer to an ``/education`` call in a tenant without education data (see ``NotEducationTenant``).
+
+    The code decides (Graph asks clients to branch on codes, not messages); the "segment 'education'"
+    text is the one message matched, because that older answer carries only a generic code.
+    """
+    if status != 400:
+        return False
+    if _graph_code(body) == "Request_UnsupportedQuery":
+        return True
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return isinstance(message, str) and "segment 'education'" in message
 
 
 class RecordUnavailable(_Refused):
@@ -260,6 +292,8 @@ def classify_graph_error(status: int, body: Any, headers: Mapping[str, str], *, 
     A 401 arrives here only after the connector's one forced token refresh has not helped.
     """
     code = _graph_code(body)
+    if _not_education(status, body):
+        return NotEducationTenant()
     if status == 429 or (status in (503, 504) and _has_retry_after(headers)):
         return RateLimited(_retry_after(headers))
     if status == 410 or code.lower() in ("syncstatenotfound", "resyncrequired"):
@@ -303,7 +337,8 @@ def start_teacher_link(settings: Settings, *, login_hint: str | None = None, sta
 
 
 def complete_teacher_link(settings: Settings, flow: Mapping[str, Any], callback_url: str) -> Grant:
-    """Redeem the callback for tokens; a grant without ``EduRoster.ReadBasic`` is refused and nothing kept."""
+    """Redeem the callback for tokens; a grant without ``EduRoster.ReadBasic``, or in a tenant without
+    education data (probed at ``/education/me``), is refused and nothing kept."""
     params = {name: values[0] for name, values in parse_qs(urlsplit(callback_url).query).items() if values}
     if "error" in params:
         error = params["error"] if _IDENTIFIER.match(params["error"]) else "unknown"
@@ -333,13 +368,53 @@ def complete_teacher_link(settings: Settings, flow: Mapping[str, Any], callback_
     tenant_id, user_id = claims.get("tid"), claims.get("oid")
     if not isinstance(tenant_id, str) or not isinstance(user_id, str):
         raise ProviderDataError("the id token names no tenant or user")
+    _probe_teacher(settings, result["access_token"])
     return Grant(token_cache=cache.serialize(), tenant_id=tenant_id, user_id=user_id, scopes=granted)
+
+
+def _probe_teacher(settings: Settings, access_token: str) -> None:
+    """One read of ``/education/me`` (id and role only) before anything is stored.
+
+    The scope check above cannot tell a tenant with no education data: its consent screen grants
+    ``EduRoster.ReadBasic`` like any other, and only Graph's education API refuses. Checked here, the
+    teacher hears it at once instead of linking a roster that every sync fails to read.
+    """
+    with http_session(settings) as session:
+        probe = _probe(settings, session, access_token, "/education/me", {"$select": "id,primaryRole"})
+    _refuse_unless_ok(probe, app_only=False)
+
+
+def _probe(
+    settings: Settings, session: requests.Session, access_token: str, path: str, params: Mapping[str, str]
+) -> requests.Response:
+    """A link-time Graph GET with a token just issued (nothing is stored yet, so no MSAL cache is involved)."""
+    try:
+        return session.get(
+            settings.graph_endpoint + path,
+            params=params,
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+            timeout=settings.http_timeouts,
+        )
+    except requests.RequestException as error:
+        raise TransientError(f"Graph unreachable ({type(error).__name__})") from None
+
+
+def _refuse_unless_ok(probe: requests.Response, *, app_only: bool) -> None:
+    """A link-time probe's failure, classified like any Graph answer; a tenant without education data is
+    the link's refusal in the admin's words (``NO_EDUCATION``), and nothing is stored either way."""
+    if probe.status_code == 200:
+        return
+    error = classify_graph_error(probe.status_code, _json_or_none(probe), probe.headers, app_only=app_only)
+    if isinstance(error, NotEducationTenant):
+        raise LinkRefused(f"{NO_EDUCATION}; nothing was stored")
+    raise error
 
 
 def link_tenant(settings: Settings, tenant_id: str) -> Grant:
     """A tenant-wide link with client credentials; refused unless the tenant admin granted ``EduRoster.Read.All``.
 
-    One probe (``/education/classes?$select=id&$top=1``) proves the permission before anything is stored.
+    One probe (``/education/classes?$select=id&$top=1``) proves the permission, and that the tenant has
+    education data at all (``NO_EDUCATION``), before anything is stored.
     """
     if not (_TENANT_GUID.match(tenant_id) or _TENANT_DOMAIN.match(tenant_id)):
         # Checked here, not left to Microsoft: its answer to a malformed id reads like a refusal of our app.
@@ -360,19 +435,10 @@ def link_tenant(settings: Settings, tenant_id: str) -> Grant:
             if isinstance(refusal, TransientError):
                 raise refusal
             raise LinkRefused(f"the tenant has not admitted this app: {refusal.public}")
-        try:
-            probe = session.get(
-                f"{settings.graph_endpoint}/education/classes",
-                params={"$select": "id", "$top": "1"},
-                headers={"Authorization": f"Bearer {result['access_token']}", "Accept": "application/json"},
-                timeout=settings.http_timeouts,
-            )
-        except requests.RequestException as error:
-            raise TransientError(f"Graph unreachable ({type(error).__name__})") from None
+        probe = _probe(settings, session, result["access_token"], "/education/classes", {"$select": "id", "$top": "1"})
     if probe.status_code in (401, 403):
         raise LinkRefused(f"the tenant admin has not granted the application permission {APPLICATION_PERMISSION}")
-    if probe.status_code != 200:
-        raise classify_graph_error(probe.status_code, _json_or_none(probe), probe.headers, app_only=True)
+    _refuse_unless_ok(probe, app_only=True)
     return Grant(
         token_cache=cache.serialize(), tenant_id=tenant_id, user_id=None, scopes=frozenset({APPLICATION_PERMISSION})
     )

@@ -104,6 +104,7 @@ class _User:
     pii: Json
     changed: int = 0
     deleted: bool = False
+    former_classes: list[str] = field(default_factory=list)  # what ``recreate_user`` gives back
 
 
 @dataclass
@@ -129,6 +130,7 @@ class _Tenant:
     service_principal: bool = True
     delta_epoch: float = 0.0
     delta_expiry_status: int = 400
+    education: str = ""  # "": an Education tenant; else how Graph refuses its education calls (``set_education``)
 
 
 @dataclass
@@ -272,6 +274,7 @@ class MicrosoftEmulator(EmulatorCore):
         self._client_secret = client_secret
         self._secret_expired = False
         self._delta_reports_removed = delta_reports_removed
+        self._delta_reports_removed_classes = False
         self._counter = itertools.count(1)
         self._tenants: dict[str, _Tenant] = {}
         self._users: dict[str, _User] = {}
@@ -651,6 +654,7 @@ class MicrosoftEmulator(EmulatorCore):
         """The class is deleted: 404 from now on, and (as Graph documents) never reported by class delta."""
         with self._lock:
             self._classes[class_id].deleted = True
+            self._classes[class_id].changed = self._tick()  # reported only with ``report_removed_classes``
 
     def delete_user(self, user_id: str) -> None:
         """The user is deleted: gone from member lists; in users delta only with ``delta_reports_removed``."""
@@ -660,10 +664,77 @@ class MicrosoftEmulator(EmulatorCore):
             user.changed = self._tick()
             for klass in self._classes.values():
                 if user_id in klass.members:
+                    user.former_classes.append(klass.id)
                     klass.members.remove(user_id)
                     if user_id in klass.teachers:
                         klass.teachers.remove(user_id)
                     klass.changed = self._tick()
+
+    def recreate_user(self, user_id: str) -> None:
+        """A deleted user comes back with the same id and the class memberships it had.
+
+        Entra keeps a deleted user 30 days and restores it in full, same object id (Graph's
+        directory-deleteditems-restore); its classes' memberships change, which class delta reports
+        ("newly created or updated classes, including membership changes", educationclass-delta),
+        and users delta lists the user again, without ``@removed``.
+        """
+        with self._lock:
+            user = self._users[user_id]
+            if not user.deleted:
+                raise ValueError(f"user {user_id} is not deleted")
+            user.deleted = False
+            user.changed = self._tick()
+            for class_id in dict.fromkeys(user.former_classes):
+                klass = self._classes[class_id]
+                if user_id not in klass.members:
+                    klass.members.append(user_id)
+                if user.role == "teacher" and user_id not in klass.teachers:
+                    klass.teachers.append(user_id)
+                klass.changed = self._tick()
+            user.former_classes.clear()
+
+    def recreate_class(self, class_id: str) -> None:
+        """A deleted class (a Microsoft 365 group) comes back with the same id, its members and teachers.
+
+        A restored group keeps its id (directory-deleteditems-restore); class delta reports it as
+        updated, and its ``members``/``teachers`` answer again.
+        """
+        with self._lock:
+            klass = self._classes[class_id]
+            if not klass.deleted:
+                raise ValueError(f"class {class_id} is not deleted")
+            klass.deleted = False
+            klass.changed = self._tick()
+
+    def report_removed_classes(self, report: bool = True) -> None:
+        """Class delta reports a deleted class as ``@removed`` (Graph documents that it does not; [U] for
+        restores), so the round trip ``@removed`` then present again can be tested."""
+        with self._lock:
+            self._delta_reports_removed_classes = report
+
+    def set_education(self, tenant_id: str, education: bool = True, *, answer: str = "unsupported_query") -> None:
+        """Make a tenant an Education tenant or not. Without education data (no School Data Sync, no
+        Education licence) Graph refuses every ``/education`` call with 400: ``unsupported_query`` is
+        the ``Request_UnsupportedQuery`` about ``..._Education_ObjectType`` seen on v1.0
+        (microsoft-graph-docs#4964); ``segment`` the older "Resource not found for the segment
+        'education'" (O365-EDU-Tools#13)."""
+        if answer not in ("unsupported_query", "segment"):
+            raise ValueError("answer is 'unsupported_query' or 'segment'")
+        with self._lock:
+            self._tenants[tenant_id].education = "" if education else answer
+
+    def _education_refusal(self, tenant_id: str, parts: list[str]) -> Response | None:
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None or not tenant.education or not parts or parts[0] != "education":
+            return None
+        if tenant.education == "segment":
+            return _graph_error(400, "BadRequest", "Resource not found for the segment 'education'.")
+        return _graph_error(
+            400,
+            "Request_UnsupportedQuery",
+            "Property 'extension_fe2174665583431c953114ff7268b7b3_Education_ObjectType' does not exist as a "
+            "declared property or extension property.",
+        )
 
     def corrupt_next(self, path_contains: str, kind: str, count: int = 1, *, link: str = "", status: int = 200) -> None:
         """The next ``count`` Graph answers whose path contains ``path_contains`` come back broken, the way
@@ -1033,6 +1104,9 @@ class MicrosoftEmulator(EmulatorCore):
 
     def _graph_route(self, request: Request, parts: list[str], access: _Access) -> Response:
         tenant_id = access.tenant_id
+        refusal = self._education_refusal(tenant_id, parts)
+        if refusal is not None:
+            return refusal
         classes = {c.id: c for c in self._classes.values() if c.tenant_id == tenant_id and not c.deleted}
         if access.user_id is not None:  # delegated callers see only their own classes
             classes = {k: c for k, c in classes.items() if access.user_id in c.members}
@@ -1229,8 +1303,12 @@ class MicrosoftEmulator(EmulatorCore):
         changed: list[Json] = []
         if kind == "classes":
             for klass in self._classes.values():
-                if klass.tenant_id == tenant.id and not klass.deleted and since < klass.changed <= horizon:
+                if klass.tenant_id != tenant.id or not since < klass.changed <= horizon:
+                    continue
+                if not klass.deleted:
                     changed.append(self._class_json(klass))
+                elif self._delta_reports_removed_classes and since > 0:
+                    changed.append({"id": klass.id, "@removed": {"reason": "deleted"}})
         else:
             for user in self._users.values():
                 if user.tenant_id != tenant.id or not since < user.changed <= horizon:

@@ -47,7 +47,7 @@ RUN_OUTCOMES = (
     *("connector_error", "access_revoked", "access_blocked", "scope_missing", "rate_limited", "transient"),
     "provider_data",
     *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
-    *("events_unavailable", "budget_spent", "tokens_not_stored"),
+    *("events_unavailable", "budget_spent", "tokens_not_stored", "setup_required"),
     # not run: another sync holds the lease, or the integration is not active
     *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended", "skipped:blocked"),
 )

@@ -19,6 +19,8 @@ MEANING = {
     "retries exhausted, due again at its next turn",
     "client_config": "the provider kept refusing our client credentials: retries exhausted, integration marked failed",
     "provider_data": "the provider's class list broke its documented schema: nothing was removed",
+    "setup_required": "the provider needs its admin to set something up first (the reason is in `rostersync "
+    "status`): integration marked failed, roster kept; `rostersync resume` once it is done",
     "error": "unexpected error (run with -v for the log)",
     "skipped:busy": "another sync of it is running",
 }

@@ -22,6 +22,7 @@ from connectors.base import (
     ProviderDataError,
     RosterConnector,
     ScopeMissing,
+    SetupRequired,
     TokenSet,
 )
 from mappers.policy import MappingContext, allowlist_digest
@@ -112,6 +113,8 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
         outcome.outcome = _end(runtime, state, "revoked", error.reason, revoke_grant=error.reason != "invalid_grant")
     except ScopeMissing as error:
         outcome.outcome = _end(runtime, state, "degraded", str(error), revoke_grant=True)
+    except SetupRequired as error:  # the provider says an admin must set something up: retrying cannot help
+        outcome.outcome = _fail(runtime, state, error.public, error.kind)
     except ProviderDataError as error:
         outcome.outcome = error.kind  # the class list itself broke the schema: nothing swept, not retried
         log.warning("sync of integration %s stopped: %s", integration_id, error)

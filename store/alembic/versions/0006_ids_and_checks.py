@@ -33,7 +33,7 @@ OUTCOMES = (
     *("connector_error", "access_revoked", "access_blocked", "scope_missing", "rate_limited", "transient"),
     "provider_data",
     *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
-    *("events_unavailable", "budget_spent", "tokens_not_stored"),
+    *("events_unavailable", "budget_spent", "tokens_not_stored", "setup_required"),
     *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended", "skipped:blocked"),
 )
 NAMED_IDS = (
