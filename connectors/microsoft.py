@@ -391,10 +391,9 @@ def classify_graph_error(
         return RateLimited(_retry_after(headers))
     if status == 410 or code.lower() in ("syncstatenotfound", "resyncrequired"):
         return CursorExpired(f"Graph says the delta link is no longer valid ({status} {code})", reason="expired")
-    if status in (401, 403) and claims_challenge(headers) is not None:
-        return AccessBlocked(_CLAIMS_CHALLENGED, reason="claims_challenge")
-    if status == 401:
-        return AccessRevoked("Graph rejected a freshly issued token (401)", reason="unauthorized")
+    challenged = claims_challenge(headers) is not None
+    if status == 401 or (status == 403 and challenged):
+        return _unauthorized_again(challenged=challenged)
     if status == 403:
         return _forbidden(body, app_only=app_only, granted=granted)
     if status == 404:
@@ -402,6 +401,14 @@ def classify_graph_error(
     if status >= 500:
         return TransientError(f"Graph answered {status}")
     return _Refused(f"Graph refused the request ({status} {code})".replace(" )", ")"))
+
+
+def _unauthorized_again(*, challenged: bool) -> ConnectorError:
+    """A 401 (or a challenged 403) that the one refresh did not cure: a claims challenge is a school's
+    policy (``AccessBlocked``), a plain 401 a token Graph no longer accepts (``AccessRevoked``)."""
+    if challenged:
+        return AccessBlocked(_CLAIMS_CHALLENGED, reason="claims_challenge")
+    return AccessRevoked("Graph rejected a freshly issued token (401)", reason="unauthorized")
 
 
 def _forbidden(body: Any, *, app_only: bool, granted: frozenset[str] | None) -> ConnectorError:
@@ -773,10 +780,8 @@ class MicrosoftConnector:
         """One ``$batch`` of up to 20 sub-requests; each answer handled on its own.
 
         A throttled (429, 503/504) or failed (5xx) sub-request is sent again in a smaller batch after
-        the longest Retry-After among them, without losing the answered ones; a 401 forces one token
-        refresh first (carrying a claims challenge's claims, as in ``_request``), and a 401 after it is
-        ``AccessBlocked`` when challenged, else ``AccessRevoked``. A class with a 403 or 404 becomes one
-        ``unreadable`` marker.
+        the longest Retry-After among them, without losing the answered ones; a 401 earns one token
+        refresh first, as in ``_request``. A class with a 403 or 404 becomes one ``unreadable`` marker.
         """
         pending = {str(index): sub for index, sub in enumerate(subs)}
         pages: dict[str, list[Page]] = {key: [] for key in pending}
@@ -786,10 +791,7 @@ class MicrosoftConnector:
         attempt = 0
         while pending:
             attempt += 1
-            body = self._post_batch(pending)
-            answers = body.get("responses")
-            if not isinstance(answers, list):
-                raise ProviderDataError("a $batch response carries no responses list")
+            answers = self._post_batch(pending)
             retry: dict[str, _SubRequest] = {}
             waits: list[float] = []
             throttled = unauthorized = False
@@ -819,35 +821,33 @@ class MicrosoftConnector:
                     raise classify_graph_error(status, sub_body, headers, app_only=self._app_only)
                 else:
                     raise ProviderDataError("a $batch sub-response carries no status")
-            for key, sub in pending.items():
-                if key not in answered:
-                    retry[key] = sub  # Graph left it out: ask again
-                    waits.append(1.0)
+            left_out = {key: sub for key, sub in pending.items() if key not in answered}
+            retry.update(left_out)  # Graph left them out: ask again
+            waits += [1.0] * len(left_out)
             pending = retry
             if not pending:
                 break
             if unauthorized:
                 if refreshed:
-                    raise classify_graph_error(401, None, _challenge_headers(challenge), app_only=self._app_only)
+                    raise _unauthorized_again(challenged=challenge is not None)
                 refreshed = True
                 self._renew(challenge)
                 challenge = None
-            if attempt >= SUB_REQUEST_ATTEMPTS:
-                wait = max(waits, default=DEFAULT_RETRY_AFTER)
-                if throttled:
-                    raise RateLimited(wait)
-                raise TransientError("Graph kept failing sub-requests of a $batch")
-            wait = max(waits, default=0.0)
-            if wait > MAX_INLINE_WAIT_SECONDS:
+            self._pause_before_retry(attempt, waits, throttled=throttled)
+        yield from _batch_pages(subs, pages, unreadable)
+
+    def _pause_before_retry(self, attempt: int, waits: Sequence[float], *, throttled: bool) -> None:
+        """Wait out the longest Retry-After of a $batch round in place, or give up as RateLimited/Transient."""
+        if attempt >= SUB_REQUEST_ATTEMPTS:
+            wait = max(waits, default=DEFAULT_RETRY_AFTER)
+            if throttled:
                 raise RateLimited(wait)
-            if wait > 0:
-                self._sleep(wait)
-        for key, sub in enumerate(subs):
-            if sub.class_id in unreadable:
-                continue
-            yield from pages[str(key)]
-        for class_id in dict.fromkeys(sub.class_id for sub in subs if sub.class_id in unreadable):
-            yield Page(kind="unreadable", parent_id=class_id, records=())
+            raise TransientError("Graph kept failing sub-requests of a $batch")
+        wait = max(waits, default=0.0)
+        if wait > MAX_INLINE_WAIT_SECONDS:
+            raise RateLimited(wait)
+        if wait > 0:
+            self._sleep(wait)
 
     def _sub_pages(self, sub: _SubRequest, body: Any) -> list[Page]:
         """A sub-response's page plus any further pages its nextLink leads to (read directly, in order)."""
@@ -861,9 +861,14 @@ class MicrosoftConnector:
                 pages.append(Page(kind=sub.kind, parent_id=sub.class_id, records=records))
         return pages
 
-    def _post_batch(self, pending: Mapping[str, _SubRequest]) -> dict[str, Any]:
+    def _post_batch(self, pending: Mapping[str, _SubRequest]) -> list[Any]:
+        """The sub-responses of one ``$batch`` call."""
         payload = {"requests": [{"id": key, "method": "GET", "url": sub.url} for key, sub in pending.items()]}
-        return self._request("POST", f"{self._settings.graph_endpoint}/$batch", None, payload)
+        body = self._request("POST", f"{self._settings.graph_endpoint}/$batch", None, payload)
+        answers = body.get("responses")
+        if not isinstance(answers, list):
+            raise ProviderDataError("a $batch response carries no responses list")
+        return answers
 
     # ------------------------------------------------------------------------------- HTTP
     def _get(self, url: str, params: Mapping[str, str] | None) -> dict[str, Any]:
@@ -973,9 +978,13 @@ def _first_challenge(seen: str | None, headers: Mapping[str, str]) -> str | None
     return seen if seen is not None else claims_challenge(headers)
 
 
-def _challenge_headers(challenge: str | None) -> Mapping[str, str]:
-    """Headers that carry a seen claims challenge again, so one classifier decides every 401."""
-    return {"WWW-Authenticate": 'Bearer error="insufficient_claims"'} if challenge is not None else {}
+def _batch_pages(subs: Sequence[_SubRequest], pages: Mapping[str, list[Page]], unreadable: set[str]) -> Iterator[Page]:
+    """A $batch's pages in request order, then one ``unreadable`` marker per class that could not be read."""
+    for key, sub in enumerate(subs):
+        if sub.class_id not in unreadable:
+            yield from pages[str(key)]
+    for class_id in dict.fromkeys(sub.class_id for sub in subs if sub.class_id in unreadable):
+        yield Page(kind="unreadable", parent_id=class_id, records=())
 
 
 def _mask(masks: Masks, key: str) -> str:
