@@ -506,6 +506,8 @@ def link_tenant(settings: Settings, tenant_id: str) -> Grant:
             refusal = classify_token_error(result)
             if isinstance(refusal, TransientError):
                 raise refusal
+            if isinstance(refusal, AccessBlocked):  # a school's policy, not a missing consent
+                raise LinkRefused(f"Microsoft refused the tenant's sign-in: {refusal.public}")
             raise LinkRefused(f"the tenant has not admitted this app: {refusal.public}")
         try:
             probe = session.get(

@@ -447,6 +447,24 @@ def test_only_a_missing_scope_is_scope_missing_among_graph_403s(
         assert raised.value.reason == ("claims_challenge" if denial == "ca" else "graph_forbidden")
 
 
+@pytest.mark.parametrize("kind", ["teacher", "tenant"])
+def test_a_policy_block_at_link_time_is_refused_with_the_admins_words(
+    emu: MicrosoftEmulator, settings: Settings, kind: str
+) -> None:
+    tenant = emu.tenant_ids[0]
+    emu.block_signin(tenant, 53003)
+    with pytest.raises(LinkRefused) as raised:
+        _teacher_grant(emu, settings) if kind == "teacher" else link_tenant(settings, tenant)
+    assert "Conditional Access" in str(raised.value) and "AADSTS53003" in str(raised.value)
+    assert "not admitted" not in str(raised.value)
+    emu.unblock_signin(tenant)
+    emu.deny_graph(tenant, "licence")
+    if kind == "tenant":  # the probe meets a 403 that is not a missing permission
+        with pytest.raises(LinkRefused) as probed:
+            link_tenant(settings, tenant)
+        assert "licence" in str(probed.value) and "not granted" not in str(probed.value)
+
+
 def test_claims_challenges_are_read_from_www_authenticate() -> None:
     encoded = base64.b64encode(json.dumps({"access_token": {"acrs": {"essential": True, "value": "c1"}}}).encode())
     header = f'Bearer realm="", authorization_uri="https://x", error="insufficient_claims", claims="{encoded.decode()}"'
