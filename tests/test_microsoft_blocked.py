@@ -86,13 +86,18 @@ def meet_the_block(runtime: Runtime, integration_id: int) -> str | None:
     return None
 
 
+ENDINGS = {"revoked", "degraded", "failed", "purged"}
+"""Audit actions a block must never write (nor any ``provider_revoke*``)."""
+
+
 def assert_kept(runtime: Runtime, integration_id: int, held: Roster, trail: set[str]) -> None:
     """What a block must leave: the link, its tokens, its roster; no revoke, no purge audited."""
     state = integrations.load(runtime.engine, integration_id)
-    assert state.status not in ("revoked", "degraded") and state.token_blob is not None, "tokens kept"
+    assert state.status not in ("revoked", "degraded", "failed") and state.token_blob is not None, "tokens kept"
     assert roster(runtime, integration_id) == held, "nothing purged, nothing removed"
     assert last_run_outcome(runtime, integration_id) == "access_blocked"
-    assert not audited(runtime, integration_id) - trail - {"synced"}, "no revoke, no purge, no provider revoke"
+    written = audited(runtime, integration_id) - trail
+    assert not written & ENDINGS and not {a for a in written if a.startswith("provider_revoke")}, written
 
 
 def no_graph_call_after(emu: MicrosoftEmulator, since: int, refusal: Callable[[str, int], bool]) -> None:
