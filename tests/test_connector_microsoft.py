@@ -261,6 +261,18 @@ def test_a_class_that_cannot_be_read_is_an_unreadable_marker(emu: MicrosoftEmula
     assert {p.kind for p in pages if p.parent_id == kept} == {"members", "teachers"}
 
 
+def test_a_403_on_one_class_sub_request_stays_an_unreadable_marker(emu: MicrosoftEmulator, settings: Settings) -> None:
+    # issue 23 made list and /me 403s a block; a class's own 403 still only keeps that class's stored roster
+    tenant = emu.tenant_ids[0]
+    grant = link_tenant(settings, tenant)
+    denied, kept = emu.class_ids(tenant)[:2]
+    emu.fail_next(f"/education/classes/{denied}/members", 403)
+    with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
+        pages = list(connector.members([denied, kept], MASKS))
+    assert Page(kind="unreadable", parent_id=denied, records=()) in pages
+    assert {p.kind for p in pages if p.parent_id == kept} == {"members", "teachers"}
+
+
 def test_without_a_member_mask_no_members_list_is_requested(emu: MicrosoftEmulator, settings: Settings) -> None:
     """No consent basis for students: only each class's ``teachers`` are read."""
     tenant = emu.tenant_ids[0]
