@@ -34,6 +34,7 @@ import msal
 import requests
 
 from connectors.base import (
+    AccessBlocked,
     AccessRevoked,
     ChangesUnavailable,
     ConnectorError,
@@ -89,19 +90,94 @@ _CURSOR_VERSION = 1
 
 Masks = Mapping[str, str]
 
-# What each token-endpoint code means (providers.md 3.6). All are terminal for the grant.
+# What each token-endpoint code means (reference-error-codes, providers.md 3.6; docs/microsoft.md has the
+# table with its reasons). Codes are looked up before ``error`` and ``suberror``: a 50079 arrives as
+# ``invalid_grant``. The grant is gone: the teacher, the district or Entra withdrew it.
 _REVOKED_REASONS: Mapping[int, str] = {
     50173: "sessions_revoked",
     65001: "consent_withdrawn",
+    90094: "consent_withdrawn",
     700082: "refresh_token_expired",
     70008: "grant_expired",
     70000: "grant_invalid",
+    50089: "grant_expired",
+    50132: "sessions_revoked",
+    50133: "sessions_revoked",
     700016: "app_removed_from_tenant",
-    7000112: "app_disabled_in_tenant",
-    50076: "interaction_required",
-    50079: "interaction_required",
-    53003: "conditional_access_block",
+    50034: "account_removed",
 }
+
+_CONDITIONAL_ACCESS = (
+    "a Conditional Access policy of the school's Microsoft Entra tenant blocks rostersync's sign-in; "
+    "a tenant admin can exclude rostersync from the policy (Entra admin center > Conditional Access), "
+    "and syncing resumes by itself"
+)
+_INTERACTION = (
+    "the school's Microsoft Entra tenant asks the teacher for an interactive step rostersync cannot take "
+    "(multifactor authentication, its registration, or another security challenge); the teacher signs in "
+    "again through rostersync's link page, or a tenant admin exempts rostersync from the policy"
+)
+_SIGN_IN_FREQUENCY = (
+    "a Conditional Access sign-in frequency policy of the school wants the teacher to sign in again; "
+    "the teacher signs in again through rostersync's link page, or a tenant admin exempts rostersync"
+)
+# Reversible settings of the school (docs/microsoft.md): tokens and roster are kept, the link waits.
+_BLOCKED_REASONS: Mapping[int, tuple[str, str]] = {
+    **dict.fromkeys(
+        (53000, 53001, 53002, 53003, 530032, 50005, 50097, 50129, 50131), ("conditional_access", _CONDITIONAL_ACCESS)
+    ),
+    530035: (
+        "security_defaults",
+        "the security defaults of the school's Microsoft Entra tenant block this sign-in; a tenant admin can "
+        "turn them off in favour of Conditional Access policies that exempt rostersync",
+    ),
+    **dict.fromkeys(
+        (50076, 50079, 50078, 50072, 50074, 50158, 53004, 53010, 53011), ("interaction_required", _INTERACTION)
+    ),
+    70043: ("sign_in_frequency", _SIGN_IN_FREQUENCY),
+    50105: (
+        "user_not_assigned",
+        "the teacher is not assigned to rostersync's enterprise application in the school's Microsoft Entra "
+        "tenant; a tenant admin assigns them (Enterprise applications > rostersync > Users and groups)",
+    ),
+    50057: (
+        "account_disabled",
+        "the teacher's Microsoft account is disabled; a tenant admin can enable it again in the Entra admin center",
+    ),
+    50053: (
+        "account_locked",
+        "Microsoft Entra locked the teacher's sign-in (too many attempts, or a sign-in it judged risky); "
+        "it unlocks after a while, or a tenant admin unlocks it",
+    ),
+    **dict.fromkeys(
+        (50055, 50144),
+        (
+            "password_expired",
+            "the teacher's Microsoft password has expired; once the teacher sets a new one and signs in again "
+            "through rostersync's link page, syncing resumes",
+        ),
+    ),
+    7000112: (
+        "app_disabled",
+        "a tenant admin turned off sign-in to rostersync's enterprise application; set \"Enabled for users to "
+        'sign in" back to Yes (Entra admin center > Enterprise applications > rostersync > Properties)',
+    ),
+}
+_INTERACTION_SUBERRORS = frozenset({"basic_action", "additional_action", "message_only", "user_password_expired"})
+"""``suberror`` values MSAL documents as resolvable by a person (UiRequiredExceptionClassification)."""
+_CLAIMS_CHALLENGED = (
+    "a Conditional Access policy of the school asks for something rostersync cannot provide (it answered "
+    "with a claims challenge, which rostersync, a server without a signed-in user, cannot satisfy); a tenant "
+    "admin can exempt rostersync from the policy, and syncing resumes by itself"
+)
+_FORBIDDEN = (
+    "the school's Microsoft 365 denies rostersync's reads although the permission is granted: a missing "
+    "Education licence (or School Data Sync plan) or a Conditional Access policy; a tenant admin can assign "
+    "the licence or exempt rostersync, and syncing resumes by itself"
+)
+_SCOPE_REFUSALS = ("required scp claim values are not provided", "required roles claim values are not provided")
+"""[O] the only text Graph education gives for a token without the permission (delegated ``scp``, app
+``roles``); Graph documents no code for it, so this one message check is the hint (docs/microsoft.md)."""
 
 
 # ------------------------------------------------------------------------------------- errors
@@ -261,9 +337,13 @@ def scope_names(raw: Any) -> frozenset[str]:
 
 
 def classify_token_error(result: Mapping[str, Any]) -> ConnectorError:
-    """The whole Entra token-endpoint error map (providers.md 3.6); MSAL hands errors back as dicts.
+    """The whole Entra token-endpoint error map (reference-error-codes; docs/microsoft.md); MSAL hands errors
+    back as dicts.
 
-    Classified on ``error`` and ``error_codes``, never on the description. Texts are ours.
+    Classified on the AADSTS code first (tables above), then on ``suberror`` and ``error``, never on the
+    description. An ``invalid_grant`` no table names stays a revocation: RFC 6749 gives it for a grant
+    that is invalid, expired or revoked, and keeping pupils' data on a guess is the wrong way to err.
+    Texts are ours.
     """
     error = result.get("error")
     raw_codes = result.get("error_codes")
@@ -274,9 +354,16 @@ def classify_token_error(result: Mapping[str, Any]) -> ConnectorError:
             f"Microsoft refused our client credentials ({label}); "
             "check ROSTERSYNC_MICROSOFT_CLIENT_ID and ROSTERSYNC_MICROSOFT_CLIENT_SECRET"
         )
-    if error in ("invalid_grant", "interaction_required", "unauthorized_client", "consent_required"):
-        reason = next((_REVOKED_REASONS[c] for c in codes if c in _REVOKED_REASONS), str(error))
-        return AccessRevoked(f"Microsoft refused the link's grant ({error}, {label})", reason=reason)
+    known = _refusal_by_code(codes, error, label)
+    if known is not None:
+        return known
+    suberror = result.get("suberror")
+    if suberror == "consent_required":
+        return AccessRevoked(f"Microsoft refused the link's grant ({error}, {label})", reason="consent_withdrawn")
+    if suberror in _INTERACTION_SUBERRORS or error == "interaction_required":
+        return AccessBlocked(f"{_INTERACTION} ({label})", reason="interaction_required")
+    if error in ("invalid_grant", "unauthorized_client", "consent_required"):
+        return AccessRevoked(f"Microsoft refused the link's grant ({error}, {label})", reason=str(error))
     if error == "invalid_scope":
         return ScopeMissing([DELEGATED_SCOPE])
     if error in ("temporarily_unavailable", "server_error"):
@@ -286,10 +373,53 @@ def classify_token_error(result: Mapping[str, Any]) -> ConnectorError:
     return TransientError("Microsoft's token endpoint answered without a token or an error")
 
 
-def classify_graph_error(status: int, body: Any, headers: Mapping[str, str], *, app_only: bool) -> ConnectorError:
+def _refusal_by_code(codes: Sequence[int], error: Any, label: str) -> ConnectorError | None:
+    """A revocation or a block the AADSTS code documents, whatever ``error`` says; None for other codes."""
+    for code in codes:
+        if code in _REVOKED_REASONS:
+            shown = error if isinstance(error, str) and _IDENTIFIER.match(error) else "refused"
+            return AccessRevoked(
+                f"Microsoft refused the link's grant ({shown}, {label})", reason=_REVOKED_REASONS[code]
+            )
+        if code in _BLOCKED_REASONS:
+            reason, public = _BLOCKED_REASONS[code]
+            return AccessBlocked(f"{public} (AADSTS{code})", reason=reason)
+    return None
+
+
+def claims_challenge(headers: Mapping[str, str]) -> str | None:
+    """The claims a ``WWW-Authenticate`` ``insufficient_claims`` challenge asks for, as MSAL takes them
+    (a JSON string); ``""`` for a challenge whose claims cannot be read; None when there is no challenge.
+
+    Format and meaning: learn.microsoft.com/entra/identity-platform/claims-challenge.
+    """
+    header = next((value for name, value in headers.items() if name.lower() == "www-authenticate"), "")
+    if not isinstance(header, str) or "insufficient_claims" not in header:
+        return None
+    found = re.search(r'claims="([A-Za-z0-9+/=_-]*)"', header)
+    if found is None:
+        return ""
+    try:
+        raw = found.group(1)
+        claims = json.loads(base64.urlsafe_b64decode(raw.replace("+", "-").replace("/", "_") + "=" * (-len(raw) % 4)))
+    except (ValueError, binascii.Error):
+        return ""
+    return json.dumps(claims) if isinstance(claims, dict) else ""
+
+
+def classify_graph_error(
+    status: int,
+    body: Any,
+    headers: Mapping[str, str],
+    *,
+    app_only: bool,
+    granted: frozenset[str] | None = None,
+) -> ConnectorError:
     """The whole Graph error map at a glance (providers.md 3.3, 3.4, 3.7), branching on status and ``code``.
 
-    A 401 arrives here only after the connector's one forced token refresh has not helped.
+    A 401 arrives here only after the connector's one token refresh has not helped: a claims challenge
+    that survived it is ``AccessBlocked``, a plain 401 ``AccessRevoked``. ``granted``: the scopes the
+    link's token holds, when known (delegated links), for telling a missing scope from other 403s.
     """
     code = _graph_code(body)
     if _not_education(status, body):
@@ -298,15 +428,40 @@ def classify_graph_error(status: int, body: Any, headers: Mapping[str, str], *, 
         return RateLimited(_retry_after(headers))
     if status == 410 or code.lower() in ("syncstatenotfound", "resyncrequired"):
         return CursorExpired(f"Graph says the delta link is no longer valid ({status} {code})", reason="expired")
-    if status == 401:
-        return AccessRevoked("Graph rejected a freshly issued token (401)", reason="unauthorized")
+    challenged = claims_challenge(headers) is not None
+    if status == 401 or (status == 403 and challenged):
+        return _unauthorized_again(challenged=challenged)
     if status == 403:
-        return ScopeMissing([APPLICATION_PERMISSION if app_only else DELEGATED_SCOPE])
+        return _forbidden(body, app_only=app_only, granted=granted)
     if status == 404:
         return RecordUnavailable(f"record unavailable at Graph (404 {code})".rstrip())
     if status >= 500:
         return TransientError(f"Graph answered {status}")
     return _Refused(f"Graph refused the request ({status} {code})".replace(" )", ")"))
+
+
+def _unauthorized_again(*, challenged: bool) -> ConnectorError:
+    """A 401 (or a challenged 403) that the one refresh did not cure: a claims challenge is a school's
+    policy (``AccessBlocked``), a plain 401 a token Graph no longer accepts (``AccessRevoked``)."""
+    if challenged:
+        return AccessBlocked(_CLAIMS_CHALLENGED, reason="claims_challenge")
+    return AccessRevoked("Graph rejected a freshly issued token (401)", reason="unauthorized")
+
+
+def _forbidden(body: Any, *, app_only: bool, granted: frozenset[str] | None) -> ConnectorError:
+    """A 403 (learn.microsoft.com/graph/errors: a missing permission, a missing licence, or Conditional Access).
+
+    Only a missing permission is ``ScopeMissing`` (the link degrades and its data goes): the grant we
+    hold lacks it, or Graph's "Required scp/roles claim values are not provided" says so. Any other
+    403 is a setting the school can change: ``AccessBlocked``, roster kept.
+    """
+    needed = APPLICATION_PERMISSION if app_only else DELEGATED_SCOPE
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    named = isinstance(message, str) and any(text in message.lower() for text in _SCOPE_REFUSALS)
+    if named or (granted is not None and needed not in granted):
+        return ScopeMissing([needed])
+    return AccessBlocked(_FORBIDDEN, reason="graph_forbidden")
 
 
 def _quiet_flow(
@@ -434,14 +589,24 @@ def link_tenant(settings: Settings, tenant_id: str) -> Grant:
             refusal = classify_token_error(result)
             if isinstance(refusal, TransientError):
                 raise refusal
+            if isinstance(refusal, AccessBlocked):  # a school's policy, not a missing consent
+                raise LinkRefused(f"Microsoft refused the tenant's sign-in: {refusal.public}")
             raise LinkRefused(f"the tenant has not admitted this app: {refusal.public}")
         probe = _probe(settings, session, result["access_token"], "/education/classes", {"$select": "id", "$top": "1"})
     if probe.status_code in (401, 403):
-        raise LinkRefused(f"the tenant admin has not granted the application permission {APPLICATION_PERMISSION}")
+        raise _probe_refusal(probe)
     _refuse_unless_ok(probe, app_only=True)
     return Grant(
         token_cache=cache.serialize(), tenant_id=tenant_id, user_id=None, scopes=frozenset({APPLICATION_PERMISSION})
     )
+
+
+def _probe_refusal(probe: requests.Response) -> LinkRefused:
+    """A tenant link's probe refused: the permission is missing, or a setting of the school blocks it."""
+    refusal = classify_graph_error(probe.status_code, _json_or_none(probe), probe.headers, app_only=True)
+    if isinstance(refusal, AccessBlocked):
+        return LinkRefused(f"Graph refuses the tenant's reads: {refusal.public}")
+    return LinkRefused(f"the tenant admin has not granted the application permission {APPLICATION_PERMISSION}")
 
 
 # ------------------------------------------------------------------------------------- cursor
@@ -691,20 +856,18 @@ class MicrosoftConnector:
         """One ``$batch`` of up to 20 sub-requests; each answer handled on its own.
 
         A throttled (429, 503/504) or failed (5xx) sub-request is sent again in a smaller batch after
-        the longest Retry-After among them, without losing the answered ones; a 401 forces one token
-        refresh first. A class with a 403 or 404 becomes one ``unreadable`` marker.
+        the longest Retry-After among them, without losing the answered ones; a 401 earns one token
+        refresh first, as in ``_request``. A class with a 403 or 404 becomes one ``unreadable`` marker.
         """
         pending = {str(index): sub for index, sub in enumerate(subs)}
         pages: dict[str, list[Page]] = {key: [] for key in pending}
         unreadable: set[str] = set()
         refreshed = False
+        challenge: str | None = None
         attempt = 0
         while pending:
             attempt += 1
-            body = self._post_batch(pending)
-            answers = body.get("responses")
-            if not isinstance(answers, list):
-                raise ProviderDataError("a $batch response carries no responses list")
+            answers = self._post_batch(pending)
             retry: dict[str, _SubRequest] = {}
             waits: list[float] = []
             throttled = unauthorized = False
@@ -724,6 +887,7 @@ class MicrosoftConnector:
                     unreadable.add(sub.class_id)
                 elif status == 401:
                     unauthorized = True
+                    challenge = _first_challenge(challenge, headers)
                     retry[key] = sub
                 elif status == 429 or (isinstance(status, int) and status >= 500):
                     throttled = throttled or status in (429, 503, 504)
@@ -733,35 +897,33 @@ class MicrosoftConnector:
                     raise classify_graph_error(status, sub_body, headers, app_only=self._app_only)
                 else:
                     raise ProviderDataError("a $batch sub-response carries no status")
-            for key, sub in pending.items():
-                if key not in answered:
-                    retry[key] = sub  # Graph left it out: ask again
-                    waits.append(1.0)
+            left_out = {key: sub for key, sub in pending.items() if key not in answered}
+            retry.update(left_out)  # Graph left them out: ask again
+            waits += [1.0] * len(left_out)
             pending = retry
             if not pending:
                 break
             if unauthorized:
                 if refreshed:
-                    raise AccessRevoked("Graph rejected a freshly issued token (401)", reason="unauthorized")
+                    raise _unauthorized_again(challenged=challenge is not None)
                 refreshed = True
-                self._token = None
-                self._access_token(force=True)
-            if attempt >= SUB_REQUEST_ATTEMPTS:
-                wait = max(waits, default=DEFAULT_RETRY_AFTER)
-                if throttled:
-                    raise RateLimited(wait)
-                raise TransientError("Graph kept failing sub-requests of a $batch")
-            wait = max(waits, default=0.0)
-            if wait > MAX_INLINE_WAIT_SECONDS:
+                self._renew(challenge)
+                challenge = None
+            self._pause_before_retry(attempt, waits, throttled=throttled)
+        yield from _batch_pages(subs, pages, unreadable)
+
+    def _pause_before_retry(self, attempt: int, waits: Sequence[float], *, throttled: bool) -> None:
+        """Wait out the longest Retry-After of a $batch round in place, or give up as RateLimited/Transient."""
+        if attempt >= SUB_REQUEST_ATTEMPTS:
+            wait = max(waits, default=DEFAULT_RETRY_AFTER)
+            if throttled:
                 raise RateLimited(wait)
-            if wait > 0:
-                self._sleep(wait)
-        for key, sub in enumerate(subs):
-            if sub.class_id in unreadable:
-                continue
-            yield from pages[str(key)]
-        for class_id in dict.fromkeys(sub.class_id for sub in subs if sub.class_id in unreadable):
-            yield Page(kind="unreadable", parent_id=class_id, records=())
+            raise TransientError("Graph kept failing sub-requests of a $batch")
+        wait = max(waits, default=0.0)
+        if wait > MAX_INLINE_WAIT_SECONDS:
+            raise RateLimited(wait)
+        if wait > 0:
+            self._sleep(wait)
 
     def _sub_pages(self, sub: _SubRequest, body: Any) -> list[Page]:
         """A sub-response's page plus any further pages its nextLink leads to (read directly, in order)."""
@@ -775,26 +937,39 @@ class MicrosoftConnector:
                 pages.append(Page(kind=sub.kind, parent_id=sub.class_id, records=records))
         return pages
 
-    def _post_batch(self, pending: Mapping[str, _SubRequest]) -> dict[str, Any]:
+    def _post_batch(self, pending: Mapping[str, _SubRequest]) -> list[Any]:
+        """The sub-responses of one ``$batch`` call."""
         payload = {"requests": [{"id": key, "method": "GET", "url": sub.url} for key, sub in pending.items()]}
-        return self._request("POST", f"{self._settings.graph_endpoint}/$batch", None, payload)
+        body = self._request("POST", f"{self._settings.graph_endpoint}/$batch", None, payload)
+        answers = body.get("responses")
+        if not isinstance(answers, list):
+            raise ProviderDataError("a $batch response carries no responses list")
+        return answers
 
     # ------------------------------------------------------------------------------- HTTP
     def _get(self, url: str, params: Mapping[str, str] | None) -> dict[str, Any]:
         return self._request("GET", url, params, None)
 
     def _request(self, method: str, url: str, params: Mapping[str, str] | None, payload: Any) -> dict[str, Any]:
-        """One Graph call; a 401 forces one token refresh and a resend, a second 401 is AccessRevoked."""
+        """One Graph call. A 401 earns one token refresh and a resend; a claims challenge (a 401 or 403 with
+        ``insufficient_claims``) earns one refresh that carries its claims. What survives the refresh is
+        classified: a challenge is ``AccessBlocked`` (we declare no client capabilities, so Entra sends
+        none unless a policy wants what a server cannot give), a plain 401 ``AccessRevoked``.
+        """
+        token = self._access_token()
         refreshed = False
         while True:
-            token = self._access_token(force=refreshed)
             response = self._send(method, url, params, payload, token)
-            if response.status_code == 401 and not refreshed:
+            challenge = claims_challenge(response.headers) if response.status_code in (401, 403) else None
+            if (response.status_code == 401 or challenge is not None) and not refreshed:
                 refreshed = True
+                token = self._renew(challenge)
                 continue
             body = _json_or_none(response)
             if response.status_code != 200:
-                raise classify_graph_error(response.status_code, body, response.headers, app_only=self._app_only)
+                raise classify_graph_error(
+                    response.status_code, body, response.headers, app_only=self._app_only, granted=self._granted()
+                )
             if not isinstance(body, dict):
                 raise ProviderDataError("Graph answered 200 with a body that is not a JSON object")
             return body
@@ -817,10 +992,26 @@ class MicrosoftConnector:
             raise TransientError(f"network error talking to Graph ({type(error).__name__})") from None
 
     # ------------------------------------------------------------------------------- tokens
-    def _access_token(self, *, force: bool = False) -> str:
+    def _renew(self, challenge: str | None) -> str:
+        """The one refresh a Graph 401 or claims challenge earns; a challenge's claims go to Entra with it
+        (an empty challenge asks for nothing more than a fresh token)."""
+        self._token = None
+        return self._access_token(force=True, claims=challenge or None)
+
+    def _granted(self) -> frozenset[str] | None:
+        """The scopes Entra granted the delegated link, from the access tokens in its MSAL cache (None for
+        a tenant link: app tokens carry ``roles`` inside the token, which a client must not read)."""
+        if self._app_only:
+            return None
+        targets = [entry.get("target") for entry in self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)]
+        scopes = [scope_names(target) for target in targets if isinstance(target, str)]
+        return frozenset().union(*scopes) if scopes else None
+
+    def _access_token(self, *, force: bool = False, claims: str | None = None) -> str:
         """An access token from MSAL (its cache first, then a refresh or client credentials).
 
-        ``force`` skips cached access tokens: the one refresh a Graph 401 earns.
+        ``force`` skips cached access tokens: the one refresh a Graph 401 earns; ``claims``: a claims
+        challenge's JSON, sent with that refresh.
         """
         if self._token is not None and not force:
             return self._token
@@ -828,12 +1019,14 @@ class MicrosoftConnector:
             if self._app_only:
                 if force:
                     self._app.remove_tokens_for_client()
-                result = self._app.acquire_token_for_client(list(APP_SCOPES))
+                result = self._app.acquire_token_for_client(list(APP_SCOPES), claims_challenge=claims)
             else:
                 accounts = self._app.get_accounts()
                 if not accounts:
                     raise AccessRevoked("the link's token cache holds no Microsoft account", reason="no_account")
-                result = self._app.acquire_token_silent_with_error([DELEGATED_SCOPE], accounts[0], force_refresh=force)
+                result = self._app.acquire_token_silent_with_error(
+                    [DELEGATED_SCOPE], accounts[0], force_refresh=force, claims_challenge=claims
+                )
                 if result is None:
                     raise AccessRevoked(
                         "the link's token cache holds no usable refresh token", reason="no_refresh_token"
@@ -854,6 +1047,20 @@ class MicrosoftConnector:
         """Hand the cache to the caller only when MSAL changed it (``serialize`` clears the flag)."""
         if self._cache.has_state_changed and self._on_token_cache is not None:
             self._on_token_cache(self._cache.serialize())
+
+
+def _first_challenge(seen: str | None, headers: Mapping[str, str]) -> str | None:
+    """A $batch round's claims challenge: the first one its 401 sub-responses carry."""
+    return seen if seen is not None else claims_challenge(headers)
+
+
+def _batch_pages(subs: Sequence[_SubRequest], pages: Mapping[str, list[Page]], unreadable: set[str]) -> Iterator[Page]:
+    """A $batch's pages in request order, then one ``unreadable`` marker per class that could not be read."""
+    for key, sub in enumerate(subs):
+        if sub.class_id not in unreadable:
+            yield from pages[str(key)]
+    for class_id in dict.fromkeys(sub.class_id for sub in subs if sub.class_id in unreadable):
+        yield Page(kind="unreadable", parent_id=class_id, records=())
 
 
 def _mask(masks: Masks, key: str) -> str:

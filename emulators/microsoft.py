@@ -164,6 +164,7 @@ class _Access:
     scopes: frozenset[str]  # ``scp`` of a delegated token, ``roles`` of an app token
     expires_at: float
     issued_at: float
+    capable: bool = False  # the token request declared client capability cp1 (``xms_cc``): CAE challenges
 
 
 @dataclass
@@ -205,7 +206,39 @@ _AADSTS = {
     90002: ("invalid_request", "Tenant not found."),
     501481: ("invalid_grant", "The Code_Verifier does not match the code_challenge supplied in the request."),
     900144: ("invalid_request", "The request body must contain the following parameter."),
+    # Policy and interaction codes (reference-error-codes); the ``error`` each carries is [O]/[I]: 53003
+    # observed with interaction_required + message_only, 50079 with invalid_grant + basic_action.
+    53000: ("interaction_required", "Device is not in required device state: compliant."),
+    53001: ("interaction_required", "Device is not in required device state: domain_joined."),
+    53002: ("interaction_required", "Application used is not an approved application."),
+    53003: ("interaction_required", "Access has been blocked by Conditional Access policies."),
+    53004: ("interaction_required", "User needs to complete Multi-factor authentication registration process."),
+    530032: ("interaction_required", "User blocked due to conditional access on security policy."),
+    530035: ("invalid_grant", "Access has been blocked by security defaults."),
+    50005: ("interaction_required", "User tried to log in to a device from a platform that's not supported."),
+    50131: ("interaction_required", "Used in various conditional access errors."),
+    50076: ("invalid_grant", "Due to a configuration change made by your administrator, you must use MFA."),
+    50079: ("invalid_grant", "Due to a configuration change made by your administrator, you must enroll in MFA."),
+    50078: ("invalid_grant", "Presented multi-factor authentication has expired due to policies."),
+    50158: ("interaction_required", "External security challenge was not satisfied."),
+    50097: ("interaction_required", "Device authentication is required."),
+    50105: ("invalid_grant", "The signed in user is not assigned to a role for the application."),
+    50057: ("invalid_grant", "The user account is disabled."),
+    50053: ("invalid_grant", "Account is locked because user tried to sign in too many times."),
+    50055: ("invalid_grant", "The password is expired."),
+    70043: ("invalid_grant", "The refresh token has expired or is invalid due to sign-in frequency checks."),
+    90094: ("invalid_grant", "The grant requires admin permission."),
+    50132: ("invalid_grant", "The session is not valid due to password expiration or recent password change."),
+    50034: ("invalid_grant", "The user account does not exist in the directory."),
+    50089: ("invalid_grant", "Flow token expired."),
 }
+_DEFAULT_SUBERROR = {
+    53003: "message_only",
+    50076: "basic_action",
+    50079: "basic_action",
+    50055: "user_password_expired",
+}
+"""The ``suberror`` Entra sends with a code when a control gives none ([O], research notes section 2)."""
 
 
 def _aadsts(code: int, *, suberror: str | None = None) -> Response:
@@ -225,6 +258,30 @@ def _aadsts(code: int, *, suberror: str | None = None) -> Response:
     if suberror:
         body["suberror"] = suberror
     return _json(401 if error == "invalid_client" else 400, body)
+
+
+def _declares_cp1(request: Request) -> bool:
+    """Whether a token request's ``claims`` declare the client capability ``cp1`` (``xms_cc``), as MSAL's
+    ``client_capabilities`` sends it (learn.microsoft.com/entra/identity-platform/claims-challenge)."""
+    try:
+        claims = json.loads(request.form_value("claims") or "null")
+    except ValueError:
+        return False
+    access = claims.get("access_token") if isinstance(claims, dict) else None
+    xms_cc = access.get("xms_cc") if isinstance(access, dict) else None
+    values = xms_cc.get("values") if isinstance(xms_cc, dict) else None
+    return isinstance(values, list) and "cp1" in values
+
+
+def _challenge(status: int, message: str) -> Response:
+    """A claims challenge as Graph sends it (claims-challenge page; 403 ``insufficient_claims``, graph/errors)."""
+    claims = _b64({"access_token": {"nbf": {"essential": True, "value": str(int(time.time()))}}})
+    header = (
+        'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
+        f'error="insufficient_claims", claims="{claims}"'
+    )
+    code = "InvalidAuthenticationToken" if status == 401 else "AccessDenied"
+    return _graph_error(status, code, message, [("WWW-Authenticate", header)])
 
 
 def _jwt(claims: Json) -> str:
@@ -288,6 +345,9 @@ class MicrosoftEmulator(EmulatorCore):
         self._sessions_revoked: dict[str, float] = {}
         self._batch_depth = 0
         self._corruptions: list[_Corruption] = []
+        self._signin_blocks: dict[str, tuple[int, str | None]] = {}  # user or tenant id -> AADSTS code, suberror
+        self._graph_denials: dict[str, str] = {}  # tenant id -> scope | licence | ca
+        self._forced_challenges: set[str] = set()  # user or tenant ids whose tokens Graph challenges
         for index in range(tenants):
             source = District(
                 seed=seed + 2000 * (index + 1),
@@ -571,6 +631,11 @@ class MicrosoftEmulator(EmulatorCore):
             self._tenants[tenant_id].app_enabled = False
             self._cut_access(lambda a: a.tenant_id == tenant_id)
 
+    def enable_app(self, tenant_id: str) -> None:
+        """The tenant admin turns sign-in to the enterprise app back on: grants are issued again."""
+        with self._lock:
+            self._tenants[tenant_id].app_enabled = True
+
     def delete_service_principal(self, tenant_id: str) -> None:
         """The tenant deletes the app: every grant fails with AADSTS700016."""
         with self._lock:
@@ -594,6 +659,45 @@ class MicrosoftEmulator(EmulatorCore):
             for refresh in self._refresh.values():
                 if refresh.user_id == user_id:
                     refresh.issued_at = 0.0
+
+    def block_signin(self, principal: str, code: int, *, suberror: str | None = None) -> None:
+        """Entra refuses every token request of a user, or of every user and the app in a tenant, with an
+        AADSTS ``code`` (53003 Conditional Access, 50076 MFA, ...) and ``suberror`` (the code's usual one
+        when None; ``""`` for none). Tokens already issued keep working until they expire, as without CAE.
+        """
+        with self._lock:
+            if principal not in self._users and principal not in self._tenants:
+                raise KeyError(f"unknown user or tenant {principal}")
+            if code not in _AADSTS:
+                raise ValueError(f"no text for AADSTS{code}")
+            self._signin_blocks[principal] = (code, _DEFAULT_SUBERROR.get(code) if suberror is None else suberror)
+
+    def unblock_signin(self, principal: str) -> None:
+        """The school lifted the policy: token requests of ``principal`` are answered again."""
+        with self._lock:
+            self._signin_blocks.pop(principal, None)
+
+    def deny_graph(self, tenant_id: str, kind: str) -> None:
+        """Graph answers 403 to every read of the tenant's tokens: ``scope`` ("Required scp/roles claim values
+        are not provided." [O]), ``licence`` (a bare ``Forbidden`` [O], as for a missing Education licence) or
+        ``ca`` (403 with an ``insufficient_claims`` challenge, learn.microsoft.com/graph/errors)."""
+        if kind not in ("scope", "licence", "ca"):
+            raise ValueError("deny_graph kind is scope, licence or ca")
+        with self._lock:
+            self._graph_denials[self._tenants[tenant_id].id] = kind
+
+    def allow_graph(self, tenant_id: str) -> None:
+        with self._lock:
+            self._graph_denials.pop(tenant_id, None)
+
+    def force_claims_challenge(self, principal: str, *, on: bool = True) -> None:
+        """Graph answers every call of a user's (or a tenant's) tokens with a 401 claims challenge, whatever
+        the client declared: the unexpected challenge of a policy that wants an interactive step."""
+        with self._lock:
+            if on:
+                self._forced_challenges.add(principal)
+            else:
+                self._forced_challenges.discard(principal)
 
     def expire_delta_tokens(self, tenant_id: str, *, status: int = 400) -> None:
         """Every delta link issued so far for the tenant expires: 400 ``syncStateNotFound`` (the 7-day expiry)
@@ -790,7 +894,26 @@ class MicrosoftEmulator(EmulatorCore):
     def _cut_access(self, predicate: Any) -> None:
         for access in self._access.values():
             if predicate(access):
-                access.expires_at = -1.0  # -1: revoked (CAE-style 401 with a claims challenge)
+                access.expires_at = -1.0  # -1: revoked (a claims challenge for a cp1 client, else a plain 401)
+
+    def _signin_block(self, tenant_id: str, user_id: str | None) -> Response | None:
+        """The refusal ``block_signin`` set for this user or tenant, if any."""
+        block = self._signin_blocks.get(user_id or "") or self._signin_blocks.get(tenant_id)
+        if block is None:
+            return None
+        code, suberror = block
+        return _aadsts(code, suberror=suberror or None)
+
+    def _denial(self, access: _Access) -> Response | None:
+        kind = self._graph_denials.get(access.tenant_id)
+        if kind == "scope":
+            claim = "scp" if access.user_id is not None else "roles"
+            return _graph_error(403, "AccessDenied", f"Required {claim} claim values are not provided.")
+        if kind == "licence":
+            return _graph_error(403, "Forbidden", "")
+        if kind == "ca":
+            return _challenge(403, "Access denied by a Conditional Access policy.")
+        return None
 
     # ------------------------------------------------------------------------------- subclass API
     def _identify(self, request: Request, *, before: bool) -> str | None:
@@ -966,10 +1089,14 @@ class MicrosoftEmulator(EmulatorCore):
                 expected = verifier
             if not verifier or not secrets.compare_digest(expected, entry.challenge):
                 return _aadsts(501481)
-        error = self._app_state_error(self._tenants[entry.tenant_id])
+        error = self._app_state_error(self._tenants[entry.tenant_id]) or self._signin_block(
+            entry.tenant_id, entry.user_id
+        )
         if error is not None:
             return error
-        return self._delegated_tokens(entry.tenant_id, entry.user_id, entry.scopes, nonce=entry.nonce)
+        return self._delegated_tokens(
+            entry.tenant_id, entry.user_id, entry.scopes, nonce=entry.nonce, capable=_declares_cp1(request)
+        )
 
     def _refresh_grant(self, request: Request, tenant_key: str) -> Response:
         refresh = self._refresh.get(request.form_value("refresh_token"))
@@ -978,7 +1105,7 @@ class MicrosoftEmulator(EmulatorCore):
         if tenant_key not in ("organizations", "common") and tenant_key != refresh.tenant_id:
             return _aadsts(70000)
         tenant = self._tenants[refresh.tenant_id]
-        error = self._app_state_error(tenant)
+        error = self._app_state_error(tenant) or self._signin_block(tenant.id, refresh.user_id)
         if error is not None:
             return error
         if not refresh.active:
@@ -989,17 +1116,21 @@ class MicrosoftEmulator(EmulatorCore):
         if not any(s in DELEGATED_SCOPES for s in granted):
             return _aadsts(65001, suberror="consent_required")
         refresh.active = False  # rotation: the old refresh token is spent (providers.md 3.5 [O])
-        return self._delegated_tokens(refresh.tenant_id, refresh.user_id, granted, nonce=None)
+        return self._delegated_tokens(
+            refresh.tenant_id, refresh.user_id, granted, nonce=None, capable=_declares_cp1(request)
+        )
 
     def _delegated_tokens(
-        self, tenant_id: str, user_id: str, scopes: tuple[str, ...], *, nonce: str | None
+        self, tenant_id: str, user_id: str, scopes: tuple[str, ...], *, nonce: str | None, capable: bool = False
     ) -> Response:
         user = self._users[user_id]
         now = time.time()
         access_token = "eyJ0eXAiOiJKV1QifQ." + secrets.token_urlsafe(32)
         refresh_token = "0.AXEA" + secrets.token_urlsafe(48)
         resource = [s for s in scopes if s not in OIDC_SCOPES]
-        self._access[access_token] = _Access(tenant_id, user_id, frozenset(resource), now + ACCESS_TOKEN_SECONDS, now)
+        self._access[access_token] = _Access(
+            tenant_id, user_id, frozenset(resource), now + ACCESS_TOKEN_SECONDS, now, capable=capable
+        )
         self._refresh[refresh_token] = _Refresh(tenant_id, user_id, scopes, now)
         self._issued |= {access_token, refresh_token}
         claims: Json = {
@@ -1034,7 +1165,7 @@ class MicrosoftEmulator(EmulatorCore):
         tenant = self._tenants.get(tenant_key)
         if tenant is None:
             return _aadsts(90002)
-        error = self._app_state_error(tenant)
+        error = self._app_state_error(tenant) or self._signin_block(tenant.id, None)
         if error is not None:
             return error
         if request.form_value("scope").split() != [GRAPH_RESOURCE + "/.default"]:
@@ -1042,7 +1173,12 @@ class MicrosoftEmulator(EmulatorCore):
         now = time.time()
         access_token = "eyJ0eXAiOiJKV1QifQ." + secrets.token_urlsafe(32)
         self._access[access_token] = _Access(
-            tenant.id, None, frozenset(tenant.app_roles), now + ACCESS_TOKEN_SECONDS, now
+            tenant.id,
+            None,
+            frozenset(tenant.app_roles),
+            now + ACCESS_TOKEN_SECONDS,
+            now,
+            capable=_declares_cp1(request),
         )
         self._issued.add(access_token)
         body = {
@@ -1064,26 +1200,28 @@ class MicrosoftEmulator(EmulatorCore):
                 401, "InvalidAuthenticationToken", "CompactToken parsing failed with error code: 80049217"
             )
         if access.expires_at == -1.0:
-            challenge = (
-                'Bearer realm="", error="insufficient_claims", '
-                f'claims="{_b64({"access_token": {"nbf": {"essential": True, "value": str(int(time.time()))}}})}"'
-            )
-            return _graph_error(
-                401,
-                "InvalidAuthenticationToken",
-                "Continuous access evaluation resulted in challenge with result: InteractionRequired "
-                "and code: TokenIssuedBeforeRevocationTimestamp",
-                [("WWW-Authenticate", challenge)],
-            )
+            # Entra sends claims challenges only to a client that declared cp1 (claims-challenge page);
+            # any other client's cut token just fails, and its refresh meets the revocation.
+            if access.capable:
+                return _challenge(
+                    401,
+                    "Continuous access evaluation resulted in challenge with result: InteractionRequired "
+                    "and code: TokenIssuedBeforeRevocationTimestamp",
+                )
+            return _graph_error(401, "InvalidAuthenticationToken", "Access token validation failure.")
         if time.time() > access.expires_at:
             return _graph_error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
+        if {access.user_id, access.tenant_id} & self._forced_challenges:
+            return _challenge(
+                401, "Continuous access evaluation resulted in challenge with result: InteractionRequired"
+            )
         return access
 
     def _graph(self, request: Request, parts: list[str]) -> Response:
         access = self._auth(request)
         if isinstance(access, Response):
             return access
-        response = self._graph_route(request, parts, access)
+        response = self._denial(access) or self._graph_route(request, parts, access)
         response.user_id = access.user_id or access.tenant_id
         return response
 

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from connectors.base import (
+    AccessBlocked,
     AccessRevoked,
     Page,
     ProviderDataError,
@@ -32,6 +33,7 @@ from connectors.microsoft import (
     LinkRefused,
     MicrosoftConnector,
     RecordUnavailable,
+    claims_challenge,
     classify_graph_error,
     classify_token_error,
     complete_teacher_link,
@@ -259,6 +261,18 @@ def test_a_class_that_cannot_be_read_is_an_unreadable_marker(emu: MicrosoftEmula
     assert {p.kind for p in pages if p.parent_id == kept} == {"members", "teachers"}
 
 
+def test_a_403_on_one_class_sub_request_stays_an_unreadable_marker(emu: MicrosoftEmulator, settings: Settings) -> None:
+    # issue 23 made list and /me 403s a block; a class's own 403 still only keeps that class's stored roster
+    tenant = emu.tenant_ids[0]
+    grant = link_tenant(settings, tenant)
+    denied, kept = emu.class_ids(tenant)[:2]
+    emu.fail_next(f"/education/classes/{denied}/members", 403)
+    with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
+        pages = list(connector.members([denied, kept], MASKS))
+    assert Page(kind="unreadable", parent_id=denied, records=()) in pages
+    assert {p.kind for p in pages if p.parent_id == kept} == {"members", "teachers"}
+
+
 def test_without_a_member_mask_no_members_list_is_requested(emu: MicrosoftEmulator, settings: Settings) -> None:
     """No consent basis for students: only each class's ``teachers`` are read."""
     tenant = emu.tenant_ids[0]
@@ -349,7 +363,7 @@ def test_consent_withdrawn_for_a_tenant_link_is_scope_missing(emu: MicrosoftEmul
     [
         ("revoke_sessions", AccessRevoked, "sessions_revoked"),
         ("expire_refresh_tokens", AccessRevoked, "refresh_token_expired"),
-        ("disable_app", AccessRevoked, "app_disabled_in_tenant"),
+        ("disable_app", AccessBlocked, "app_disabled"),  # an admin's toggle, switched back as easily
         ("delete_service_principal", AccessRevoked, "app_removed_from_tenant"),
         ("expire_client_secret", ClientRejected, None),
     ],
@@ -373,11 +387,105 @@ def test_token_endpoint_refusals_are_classified(
     ):
         list(connector.classes(MASKS))
     if reason is not None:
-        assert isinstance(raised.value, AccessRevoked) and raised.value.reason == reason
+        assert isinstance(raised.value, (AccessRevoked, AccessBlocked)) and raised.value.reason == reason
     else:
         assert isinstance(raised.value, TransientError) and not isinstance(raised.value, AccessRevoked)
         assert "CLIENT_SECRET" in str(raised.value)
     assert not any(token in str(raised.value) for token in emu.issued_tokens())
+
+
+def _reader(emu: MicrosoftEmulator, settings: Settings, kind: str) -> MicrosoftConnector:
+    """A connector on a fresh teacher or tenant link of the first tenant."""
+    tenant = emu.tenant_ids[0]
+    if kind == "teacher":
+        return MicrosoftConnector(settings, token_cache=_teacher_grant(emu, settings).token_cache)
+    return MicrosoftConnector(settings, token_cache=link_tenant(settings, tenant).token_cache, tenant_id=tenant)
+
+
+@pytest.mark.parametrize("kind", ["teacher", "tenant"])
+@pytest.mark.parametrize("code", [53003, 530032, 7000112])
+def test_a_policy_block_on_refresh_is_access_blocked_and_no_graph_call_follows(
+    emu: MicrosoftEmulator, settings: Settings, kind: str, code: int
+) -> None:
+    tenant = emu.tenant_ids[0]
+    connector = _reader(emu, settings, kind)
+    emu.block_signin(tenant, code)
+    emu.expire_access_tokens()
+    start = len(emu.requests)
+    with connector, pytest.raises(AccessBlocked) as raised:
+        list(connector.classes(MASKS))
+    assert f"AADSTS{code}" in raised.value.public and "admin" in raised.value.public
+    paths = [r.path.rsplit("/", 1)[-1] for r in emu.requests[start:] if "openid" not in r.path]
+    assert paths == ["classes", "token"], "one Graph 401, one refusal, no Graph call after it"
+
+
+@pytest.mark.parametrize("kind", ["teacher", "tenant"])
+def test_an_unexpected_claims_challenge_gets_one_refresh_with_its_claims_then_is_blocked(
+    emu: MicrosoftEmulator, settings: Settings, kind: str
+) -> None:
+    tenant = emu.tenant_ids[0]
+    connector = _reader(emu, settings, kind)
+    emu.force_claims_challenge(tenant)
+    start = len(emu.requests)
+    with connector, pytest.raises(AccessBlocked) as raised:
+        list(connector.classes(MASKS))
+    assert raised.value.reason == "claims_challenge" and "Conditional Access" in raised.value.public
+    calls = [(r.path.rsplit("/", 1)[-1], r.status) for r in emu.requests[start:] if "openid" not in r.path]
+    assert calls == [("classes", 401), ("token", 200), ("classes", 401)], "never a blind refresh, then revoked"
+
+
+def test_a_challenge_in_a_batch_is_blocked_too(emu: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = emu.tenant_ids[0]
+    with _reader(emu, settings, "tenant") as connector:
+        class_ids = [c["id"] for page in connector.classes(MASKS) for c in page.records]
+        emu.force_claims_challenge(tenant)
+        with pytest.raises(AccessBlocked) as raised:
+            list(connector.members(class_ids[:2], MASKS))
+    assert raised.value.reason == "claims_challenge"
+
+
+@pytest.mark.parametrize("kind", ["teacher", "tenant"])
+@pytest.mark.parametrize(
+    ("denial", "expected"), [("scope", ScopeMissing), ("licence", AccessBlocked), ("ca", AccessBlocked)]
+)
+def test_only_a_missing_scope_is_scope_missing_among_graph_403s(
+    emu: MicrosoftEmulator, settings: Settings, kind: str, denial: str, expected: type[Exception]
+) -> None:
+    connector = _reader(emu, settings, kind)
+    emu.deny_graph(emu.tenant_ids[0], denial)
+    with connector, pytest.raises(expected) as raised:
+        list(connector.classes(MASKS))
+    if isinstance(raised.value, AccessBlocked):
+        assert raised.value.reason == ("claims_challenge" if denial == "ca" else "graph_forbidden")
+
+
+@pytest.mark.parametrize("kind", ["teacher", "tenant"])
+def test_a_policy_block_at_link_time_is_refused_with_the_admins_words(
+    emu: MicrosoftEmulator, settings: Settings, kind: str
+) -> None:
+    tenant = emu.tenant_ids[0]
+    emu.block_signin(tenant, 53003)
+    with pytest.raises(LinkRefused) as raised:
+        _teacher_grant(emu, settings) if kind == "teacher" else link_tenant(settings, tenant)
+    assert "Conditional Access" in str(raised.value) and "AADSTS53003" in str(raised.value)
+    assert "not admitted" not in str(raised.value)
+    emu.unblock_signin(tenant)
+    emu.deny_graph(tenant, "licence")
+    if kind == "tenant":  # the probe meets a 403 that is not a missing permission
+        with pytest.raises(LinkRefused) as probed:
+            link_tenant(settings, tenant)
+        assert "licence" in str(probed.value) and "not granted" not in str(probed.value)
+
+
+def test_claims_challenges_are_read_from_www_authenticate() -> None:
+    encoded = base64.b64encode(json.dumps({"access_token": {"acrs": {"essential": True, "value": "c1"}}}).encode())
+    header = f'Bearer realm="", authorization_uri="https://x", error="insufficient_claims", claims="{encoded.decode()}"'
+    assert json.loads(claims_challenge({"www-authenticate": header}) or "") == {
+        "access_token": {"acrs": {"essential": True, "value": "c1"}}
+    }
+    assert claims_challenge({"WWW-Authenticate": 'Bearer error="insufficient_claims", claims="%%%"'}) == ""
+    assert claims_challenge({"WWW-Authenticate": 'Bearer error="invalid_token"'}) is None
+    assert claims_challenge({}) is None
 
 
 def test_token_error_map() -> None:
@@ -389,6 +497,38 @@ def test_token_error_map() -> None:
     assert isinstance(classify_token_error({}), TransientError)
     secret = classify_token_error({"error": "invalid_grant", "error_description": "AADSTS50173 user@school.test"})
     assert "school.test" not in str(secret)
+
+
+@pytest.mark.parametrize(
+    ("result", "expected", "reason"),
+    [
+        # the AADSTS code decides first, whatever ``error`` says (a real 50079 is invalid_grant + basic_action)
+        ({"error": "invalid_grant", "error_codes": [50079], "suberror": "basic_action"}, AccessBlocked, None),
+        ({"error": "interaction_required", "error_codes": [53003], "suberror": "message_only"}, AccessBlocked, None),
+        ({"error": "invalid_grant", "error_codes": [70043]}, AccessBlocked, "sign_in_frequency"),
+        ({"error": "unauthorized_client", "error_codes": [7000112]}, AccessBlocked, "app_disabled"),
+        ({"error": "invalid_grant", "error_codes": [50057]}, AccessBlocked, "account_disabled"),
+        ({"error": "invalid_grant", "error_codes": [50105]}, AccessBlocked, "user_not_assigned"),
+        ({"error": "interaction_required", "error_codes": [50173]}, AccessRevoked, "sessions_revoked"),
+        ({"error": "invalid_grant", "error_codes": [65001], "suberror": "consent_required"}, AccessRevoked, None),
+        ({"error": "invalid_grant", "error_codes": [700082]}, AccessRevoked, "refresh_token_expired"),
+        # no table names the code: suberror, then error
+        ({"error": "invalid_grant", "error_codes": [9_999_999], "suberror": "basic_action"}, AccessBlocked, None),
+        ({"error": "invalid_grant", "error_codes": [9_999_999], "suberror": "consent_required"}, AccessRevoked, None),
+        ({"error": "interaction_required", "error_codes": [9_999_999]}, AccessBlocked, "interaction_required"),
+        ({"error": "invalid_grant", "error_codes": [9_999_999]}, AccessRevoked, "invalid_grant"),  # conservative
+        ({"error": "invalid_grant", "error_codes": [9_999_999], "suberror": "bad_token"}, AccessRevoked, None),
+    ],
+)
+def test_policy_codes_are_blocked_and_revocations_stay_revoked(
+    result: dict[str, Any], expected: type[Exception], reason: str | None
+) -> None:
+    error = classify_token_error(result)
+    assert type(error) is expected
+    if reason is not None:
+        assert isinstance(error, (AccessBlocked, AccessRevoked)) and error.reason == reason
+    if isinstance(error, AccessBlocked):
+        assert "admin" in error.public or "teacher" in error.public, "worded for the school's admin"
 
 
 def test_graph_error_map() -> None:
@@ -403,8 +543,24 @@ def test_graph_error_map() -> None:
     assert isinstance(
         classify_graph_error(410, {"error": {"code": "resyncRequired"}}, {}, app_only=True), CursorExpired
     )
-    denied = classify_graph_error(403, {"error": {"code": "AccessDenied"}}, {}, app_only=False)
+    scp = {"error": {"code": "AccessDenied", "message": "Required scp claim values are not provided."}}
+    denied = classify_graph_error(403, scp, {}, app_only=False)
     assert isinstance(denied, ScopeMissing) and denied.scopes == ("EduRoster.ReadBasic",)
+    roles = {"error": {"code": "AccessDenied", "message": "Required roles claim values are not provided."}}
+    assert classify_graph_error(403, roles, {}, app_only=True).scopes == ("EduRoster.Read.All",)  # type: ignore[attr-defined]
+    bare = {"error": {"code": "AccessDenied", "message": ""}}
+    narrow = classify_graph_error(403, bare, {}, app_only=False, granted=frozenset({"openid", "profile"}))
+    assert isinstance(narrow, ScopeMissing), "the grant we hold lacks the scope"
+    for body in (bare, {"error": {"code": "Forbidden", "message": ""}}, None):
+        licence = classify_graph_error(403, body, {}, app_only=False, granted=frozenset({"EduRoster.ReadBasic"}))
+        assert isinstance(licence, AccessBlocked) and licence.reason == "graph_forbidden"
+        assert isinstance(classify_graph_error(403, body, {}, app_only=True), AccessBlocked)
+    challenge = {"WWW-Authenticate": 'Bearer realm="", error="insufficient_claims", claims="e30="'}
+    for status in (401, 403):
+        blocked = classify_graph_error(
+            status, bare, challenge, app_only=False, granted=frozenset({"EduRoster.ReadBasic"})
+        )
+        assert isinstance(blocked, AccessBlocked) and blocked.reason == "claims_challenge"
     assert isinstance(classify_graph_error(404, None, {}, app_only=True), RecordUnavailable)
     weird = classify_graph_error(400, {"error": {"code": "x y <script>", "message": "m"}}, {}, app_only=True)
     assert isinstance(weird, ProviderDataError) and "script" not in str(weird)

@@ -45,8 +45,9 @@ def http(emu: MicrosoftEmulator) -> Iterator[requests.Session]:
 
 
 def _app(
-    emu: MicrosoftEmulator, http: requests.Session, tenant: str = "organizations"
+    emu: MicrosoftEmulator, http: requests.Session, tenant: str = "organizations", *, cp1: bool = False
 ) -> msal.ConfidentialClientApplication:
+    """``cp1``: the app declares the client capability, as a CAE-ready client does (rostersync does not)."""
     return msal.ConfidentialClientApplication(
         emu.client_id,
         client_credential=emu.client_secret,
@@ -54,6 +55,7 @@ def _app(
         http_client=http,
         instance_discovery=False,
         token_cache=msal.SerializableTokenCache(),
+        client_capabilities=["cp1"] if cp1 else None,
     )
 
 
@@ -188,16 +190,20 @@ def test_token_endpoint_errors_carry_the_documented_aadsts_codes(
         assert refreshed["suberror"] == "consent_required"
 
 
-def test_consent_withdrawn_cuts_a_live_access_token_with_a_claims_challenge(
-    emu: MicrosoftEmulator, http: requests.Session
+@pytest.mark.parametrize("cp1", [True, False])
+def test_consent_withdrawn_cuts_a_live_access_token_and_challenges_only_a_capable_client(
+    emu: MicrosoftEmulator, http: requests.Session, cp1: bool
 ) -> None:
+    # claims-challenge page: Entra challenges only a client that declared "cp1"; any other just fails
     tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
+    result = _app(emu, http, tenant, cp1=cp1).acquire_token_for_client(DEFAULT)
+    token = str(result["access_token"])
     assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200
     emu.withdraw_consent(tenant)
     cut = _get(http, f"{emu.graph_endpoint}/education/classes", token)
     assert cut.status_code == 401 and cut.json()["error"]["code"] == "InvalidAuthenticationToken"
-    assert 'error="insufficient_claims"' in cut.headers["WWW-Authenticate"]
+    challenged = 'error="insufficient_claims"' in cut.headers.get("WWW-Authenticate", "")
+    assert challenged is cp1
     fresh = _app_token(emu, http, tenant)  # client credentials still work, but the token carries no roles
     denied = _get(http, f"{emu.graph_endpoint}/education/classes", fresh)
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "AccessDenied"
@@ -416,3 +422,75 @@ def test_the_shared_district_generator_is_unchanged() -> None:
     first, second = District(seed=7), District(seed=7)
     assert [p.full_name for p in first.people.values()] == [p.full_name for p in second.people.values()]
     assert [c.name for c in first.courses.values()] == [c.name for c in second.courses.values()]
+
+
+# ------------------------------------------------------------------------------------ school policies
+@pytest.mark.parametrize(
+    ("code", "suberror", "error", "sent"),
+    [
+        (53003, None, "interaction_required", "message_only"),
+        (50079, None, "invalid_grant", "basic_action"),
+        (50076, "", "invalid_grant", None),
+        (7000112, None, "unauthorized_client", None),
+        (70043, None, "invalid_grant", None),
+    ],
+)
+def test_block_signin_refuses_a_users_or_tenants_token_requests_until_unblocked(
+    emu: MicrosoftEmulator, http: requests.Session, code: int, suberror: str | None, error: str, sent: str | None
+) -> None:
+    app = _app(emu, http)
+    result = _sign_in(emu, http, app)
+    teacher, tenant = result["id_token_claims"]["oid"], result["id_token_claims"]["tid"]
+    emu.block_signin(teacher, code, suberror=suberror)
+    refused = app.acquire_token_silent_with_error(["EduRoster.ReadBasic"], app.get_accounts()[0], force_refresh=True)
+    assert refused is not None and refused["error"] == error and refused["error_codes"] == [code]
+    assert refused.get("suberror") == sent
+    assert "access_token" in _app(emu, http, tenant).acquire_token_for_client(DEFAULT), "only the user is blocked"
+    emu.block_signin(tenant, code)
+    assert _app(emu, http, tenant).acquire_token_for_client(DEFAULT)["error_codes"] == [code]
+    emu.unblock_signin(teacher)
+    emu.unblock_signin(tenant)
+    later = msal.ConfidentialClientApplication(  # a new app: MSAL's throttle cache replays the refusal
+        emu.client_id,
+        client_credential=emu.client_secret,
+        authority=emu.authority(tenant),
+        http_client=http,
+        instance_discovery=False,
+        token_cache=app.token_cache,
+    )
+    again = later.acquire_token_silent_with_error(["EduRoster.ReadBasic"], later.get_accounts()[0], force_refresh=True)
+    assert again is not None and "access_token" in again, "the refresh token survived the block"
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "message", "challenged"),
+    [
+        ("scope", "AccessDenied", "Required roles claim values are not provided.", False),
+        ("licence", "Forbidden", "", False),
+        ("ca", "AccessDenied", "Access denied by a Conditional Access policy.", True),
+    ],
+)
+def test_deny_graph_answers_403_of_each_kind(
+    emu: MicrosoftEmulator, http: requests.Session, kind: str, code: str, message: str, challenged: bool
+) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    emu.deny_graph(tenant, kind)
+    denied = _get(http, f"{emu.graph_endpoint}/education/classes", token)
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == code
+    assert denied.json()["error"]["message"] == message
+    assert ('error="insufficient_claims"' in denied.headers.get("WWW-Authenticate", "")) is challenged
+    emu.allow_graph(tenant)
+    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200
+
+
+def test_a_forced_claims_challenge_meets_any_client_until_lifted(
+    emu: MicrosoftEmulator, http: requests.Session
+) -> None:
+    tenant = emu.tenant_ids[0]
+    token = _app_token(emu, http, tenant)
+    emu.force_claims_challenge(tenant)
+    challenged = _get(http, f"{emu.graph_endpoint}/education/classes", token)
+    assert challenged.status_code == 401 and 'error="insufficient_claims"' in challenged.headers["WWW-Authenticate"]
+    emu.force_claims_challenge(tenant, on=False)
+    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200

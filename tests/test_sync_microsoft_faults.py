@@ -1,6 +1,7 @@
 """Microsoft through the provider-neutral sync cycle when things go wrong, with the real MSAL against the
 emulator, on SQLite and PostgreSQL: every AADSTS refusal classified (revoked vs operator error vs
-transient), Graph 401s and the one refresh they earn, throttling, a throttled ``$batch`` sub-request,
+transient; the school's reversible policies, AADSTS7000112 among them, are test_microsoft_blocked.py),
+Graph 401s and the one refresh they earn, throttling, a throttled ``$batch`` sub-request,
 links that leave Graph's host or loop, delta links that expired or were tampered with, the periodic full
 reconcile, and bad answers (malformed JSON, HTML pages, a missing ``value``) that must remove nothing.
 """
@@ -107,7 +108,6 @@ REVOCATIONS: dict[str, Callable[[MicrosoftEmulator], None]] = {
     "65001-cae": lambda emu: emu.withdraw_consent(emu.tenant_ids[0], cae=True),
     "700082": _expire_refresh_token,
     "700016": lambda emu: emu.delete_service_principal(emu.tenant_ids[0]),
-    "7000112": lambda emu: emu.disable_app(emu.tenant_ids[0]),
 }
 
 
@@ -119,9 +119,7 @@ REVOCATIONS: dict[str, Callable[[MicrosoftEmulator], None]] = {
         ("teacher", "65001-cae", "consent_withdrawn"),  # consent withdrawn under a still-valid access token
         ("teacher", "700082", "refresh_token_expired"),
         ("teacher", "700016", "app_removed_from_tenant"),
-        ("teacher", "7000112", "app_disabled_in_tenant"),
         ("tenant", "700016", "app_removed_from_tenant"),
-        ("tenant", "7000112", "app_disabled_in_tenant"),
     ],
 )
 def test_a_refused_grant_ends_the_link_and_no_graph_call_follows(
