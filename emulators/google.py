@@ -718,7 +718,8 @@ class GoogleEmulator(EmulatorCore):
             self._api_disabled.discard(user_id)
 
     def disable_classroom(self, user_id: str) -> None:
-        """A Workspace admin turns the Classroom service off for the user: API calls answer 403 ``@ClassroomDisabled``."""
+        """A Workspace admin turns the Classroom service off for the user: API calls answer 403
+        ``@ClassroomDisabled``; grants untouched."""
         with self._lock:
             self._person(user_id)
             self._classroom_disabled.add(user_id)
