@@ -101,12 +101,7 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     outcome = SyncOutcome(integration_id, run_id=run_id)
     next_due = None
     try:
-        if _blocked_past_grace(runtime, state):  # before any provider call: the school never switched it back
-            reason = integrations.grace_ended_reason(runtime.engine, state.id, runtime.settings.blocked_grace_days)
-            outcome.outcome = _end(runtime, state, "revoked", reason, revoke_grant=True)
-        else:
-            _sync(runtime, state, lease, provider(state.provider), outcome)
-            next_due = _completed(runtime, state, lease)
+        next_due = _run(runtime, state, lease, outcome)
     except Fenced as error:
         outcome.outcome = "fenced"
         log.info("sync of integration %s stopped: %s", integration_id, error)
@@ -147,6 +142,20 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
         outcome.provider_calls,
     )
     return outcome
+
+
+def _run(runtime: Runtime, state: integrations.IntegrationState, lease: Lease, outcome: SyncOutcome) -> datetime | None:
+    """The run proper; returns the next due time of a run that got through, else None.
+
+    A block older than BLOCKED_GRACE_DAYS ends here like a revoke, before any provider call: the school
+    never switched the setting back.
+    """
+    if _blocked_past_grace(runtime, state):
+        reason = integrations.grace_ended_reason(runtime.engine, state.id, runtime.settings.blocked_grace_days)
+        outcome.outcome = _end(runtime, state, "revoked", reason, revoke_grant=True)
+        return None
+    _sync(runtime, state, lease, provider(state.provider), outcome)
+    return _completed(runtime, state, lease)
 
 
 def _blocked_past_grace(runtime: Runtime, state: integrations.IntegrationState) -> bool:
