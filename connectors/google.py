@@ -196,13 +196,12 @@ BLOCKED_CODES = {
     "@ClassroomApiDisabled": (
         "api_disabled",
         "a Google Workspace admin turned off Classroom data access for this user; turn it on in the "
-        "Admin console (Apps > Google Workspace > Classroom > Data access), then it syncs again by itself",
+        "Admin console (Apps > Google Workspace > Classroom > Data access)",
     ),
     "@ClassroomDisabled": (
         "classroom_disabled",
         "a Google Workspace admin turned off Classroom for this user (or the account has no Classroom); turn "
-        "Classroom on for the user's organisational unit in the Admin console (it can take up to 24 hours), "
-        "then it syncs again by itself",
+        "Classroom on for the user's organisational unit in the Admin console (it can take up to 24 hours)",
     ),
 }
 """403s Google documents as an admin's setting (Access.Errors): the school can switch them back, so they block

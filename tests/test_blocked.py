@@ -21,6 +21,7 @@ from store.models import Integration
 from tests.conftest import Linker
 from tests.helpers import row_count
 from worker.cli import status_payload
+from worker.linking import LinkError
 from worker.retention import mark_account_deleted, purge_expired
 from worker.retry_policy import run_with_retries
 from worker.revoke import revoke_integration
@@ -207,3 +208,14 @@ def test_a_blocked_integration_holds_a_live_grant_for_revoke_and_account_deletio
     assert result.provider_revoked
     assert emulator.live_grants(emulator.teacher_ids[0]) == 0
     assert row_count(runtime.engine, integration_id) == 0
+
+
+def test_a_link_while_classroom_is_switched_off_is_refused_with_the_reason_and_stores_nothing(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    """At link time there is nothing to keep: the link is refused in the admin's words and the grant given back."""
+    emulator.disable_classroom(emulator.teacher_ids[0])
+    with pytest.raises(LinkError, match="turned off Classroom for this user"):
+        link(0)
+    assert status_payload(runtime)["integrations"] == []
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 0
