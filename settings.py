@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     revoked_grace_seconds: int = Field(default=0, ge=0, le=90 * 86_400)  # ended integrations: purged at once
     removed_retention_days: int = Field(default=30, ge=0, le=3650)  # rows the provider no longer lists
     deleted_account_retention_months: int = Field(default=6, ge=0, le=6)  # the policy's 6 months, never more
+    # A `blocked` integration (the school switched access off, reversibly) keeps its roster this long, then ends
+    # like a revoke (docs/privacy.md P3: why 30 days, never more); retried meanwhile after a wait that starts at
+    # BLOCKED_RETRY_MIN_SECONDS and doubles up to the integration's sync interval (docs/reliability.md).
+    blocked_grace_days: int = Field(default=30, ge=0, le=30)
+    blocked_retry_min_seconds: int = Field(default=900, gt=0, le=DAY)
 
     ca_bundle: Path | None = None
     # Every duration has an upper bound: an unbounded one overflows datetime arithmetic mid-sync.

@@ -38,6 +38,7 @@ from googleapiclient.http import BatchHttpRequest
 
 from connectors.base import (
     UNREADABLE,
+    AccessBlocked,
     AccessRevoked,
     ChangesUnavailable,
     ConnectorError,
@@ -191,6 +192,24 @@ def _json_or_empty(text: str | bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+BLOCKED_CODES = {
+    "@ClassroomApiDisabled": (
+        "api_disabled",
+        "a Google Workspace admin turned off Classroom data access for this user; turn it on in the "
+        "Admin console (Apps > Google Workspace > Classroom > Data access)",
+    ),
+    "@ClassroomDisabled": (
+        "classroom_disabled",
+        "a Google Workspace admin turned off Classroom for this user (or the account has no Classroom); turn "
+        "Classroom on for the user's organisational unit in the Admin console (it can take up to 24 hours)",
+    ),
+}
+"""403s Google documents as an admin's setting (Access.Errors): the school can switch them back, so they block
+the integration and never end it (issue 23). Matched as Google's error guide says: the message starts with the
+code followed by a space. Each reason is worded for the school's admin: what was switched off, where it goes on.
+"""
+
+
 def classify_api_error(
     status: int, body: Mapping[str, Any], retry_after: str | None, *, required_scope: str
 ) -> ConnectorError:
@@ -209,10 +228,9 @@ def classify_api_error(
     if status == 403:
         if reasons & {"ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions"}:
             return ScopeMissing([required_scope])
-        if message.startswith("@ClassroomApiDisabled"):
-            return AccessRevoked("school admin switched off Classroom data access", reason="api_disabled")
-        if message.startswith("@ClassroomDisabled"):
-            return AccessRevoked("the account has no Classroom access", reason="classroom_disabled")
+        for code, (reason, public) in BLOCKED_CODES.items():
+            if message.startswith(code + " "):  # Google's error guide: the code, then a space, then its words
+                return AccessBlocked(public, reason=reason)
         return ProviderDataError("Google denied access to one resource (403)")
     if status == 404:
         return ProviderDataError("resource vanished during the sync (404)")

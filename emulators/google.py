@@ -113,6 +113,8 @@ _MSG_MISSING_CREDENTIALS = (
     "https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
 _MSG_API_DISABLED = "@ClassroomApiDisabled The user is not permitted to access the Classroom API."
+_MSG_CLASSROOM_DISABLED = "@ClassroomDisabled The user is not permitted to access Classroom."
+"""Google's Access.Errors page documents the code and its meaning, not the words after it (these are ours)."""
 _MSG_NO_PERMISSION = "The caller does not have permission"
 _MSG_NOT_FOUND = "Requested entity was not found."
 
@@ -604,6 +606,7 @@ class GoogleEmulator(EmulatorCore):
         self._round_robin = 0
         self._withdrawn: dict[str, set[str]] = {}
         self._api_disabled: set[str] = set()
+        self._classroom_disabled: set[str] = set()
         self._page_salt = secrets.token_hex(8)
         self._cut_listings: str | None = None
 
@@ -702,9 +705,29 @@ class GoogleEmulator(EmulatorCore):
             self._withdrawn.setdefault(user_id, set()).add(normalize_scope(scope))
 
     def disable_api(self, user_id: str) -> None:
+        """A Workspace admin unticks "Classroom data access" for the user's unit: every API call of theirs is
+        answered 403 ``@ClassroomApiDisabled``; tokens, grants and the revoke endpoint are untouched."""
         with self._lock:
             self._person(user_id)
             self._api_disabled.add(user_id)
+
+    def enable_api(self, user_id: str) -> None:
+        """The admin ticks the box again: the same grant reads again, no new consent needed."""
+        with self._lock:
+            self._person(user_id)
+            self._api_disabled.discard(user_id)
+
+    def disable_classroom(self, user_id: str) -> None:
+        """A Workspace admin turns the Classroom service off for the user: API calls answer 403
+        ``@ClassroomDisabled``; grants untouched."""
+        with self._lock:
+            self._person(user_id)
+            self._classroom_disabled.add(user_id)
+
+    def enable_classroom(self, user_id: str) -> None:
+        with self._lock:
+            self._person(user_id)
+            self._classroom_disabled.discard(user_id)
 
     def expire_access_tokens(self, user_id: str | None = None) -> None:
         """Make outstanding access tokens (of one user, or all) expired, to exercise the refresh path."""
@@ -1153,6 +1176,8 @@ class GoogleEmulator(EmulatorCore):
                     400, str(exc), legacy=legacy, detail=_bad_request_detail("fields", str(exc))
                 )
 
+        if user_id in self._classroom_disabled:
+            return _api_error(403, _MSG_CLASSROOM_DISABLED)
         if user_id in self._api_disabled:
             return _api_error(403, _MSG_API_DISABLED)
 

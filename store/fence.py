@@ -23,7 +23,8 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 from store.db import ADVISORY_READ, utcnow
 from store.models import Integration
 
-SYNCABLE = ("active",)
+SYNCABLE = ("active", "blocked")
+"""Statuses a sync may run and write on: ``blocked`` too, since only a sync can find the block lifted."""
 
 _STATE = select(
     Integration.status, Integration.generation, Integration.lease_owner, Integration.lease_expires_at

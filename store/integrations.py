@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from store import audit, roster
 from store.db import utcnow
-from store.fence import Fenced, Lease, fenced
+from store.fence import SYNCABLE, Fenced, Lease, fenced
 from store.models import AccountDeletion, AuditEvent, Integration, SyncRun
 
 
@@ -41,6 +41,7 @@ class IntegrationState:
     sync_cursor: str | None = None  # a small JSON document written by the sync (worker.sync.CursorState)
     consent_basis: str | None = None  # school | parent; None: no recorded basis, so no student syncs
     sync_interval_seconds: int | None = None  # its own interval; None: the SYNC_INTERVAL_SECONDS default
+    status_changed_at: datetime | None = None  # when it entered its status (a block's grace counts from here)
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,7 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
                 Integration.sync_cursor,
                 Integration.consent_basis,
                 Integration.sync_interval_seconds,
+                Integration.status_changed_at,
             ).where(Integration.id == integration_id)
         ).one_or_none()
     if row is None:
@@ -228,11 +230,13 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
         sync_cursor=row.sync_cursor,
         consent_basis=row.consent_basis,
         sync_interval_seconds=row.sync_interval_seconds,
+        status_changed_at=row.status_changed_at,
     )
 
 
 def acquire_lease(engine: Engine, integration_id: int, lease: Lease) -> IntegrationState | None:
-    """Take the per-integration lease so one sync runs at a time; None if busy or no longer active."""
+    """Take the per-integration lease so one sync runs at a time; None if busy or not syncable (``SYNCABLE``:
+    active, or blocked, which only a sync can find lifted)."""
     owner, seconds = lease.owner, lease.seconds
     now = utcnow()
     with engine.begin() as connection:
@@ -240,7 +244,7 @@ def acquire_lease(engine: Engine, integration_id: int, lease: Lease) -> Integrat
             update(Integration)
             .where(
                 Integration.id == integration_id,
-                Integration.status == "active",
+                Integration.status.in_(SYNCABLE),
                 or_(Integration.lease_expires_at.is_(None), Integration.lease_expires_at < now),
             )
             .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
@@ -291,25 +295,35 @@ class Ended:
 
 
 def end_integration(
-    engine: Engine, integration_id: int, *, status: str, actor: str, reason: str, expected_generation: int | None = None
+    engine: Engine,
+    integration_id: int,
+    *,
+    status: str,
+    actor: str,
+    reason: str,
+    expected_generation: int | None = None,
+    blocked_before: datetime | None = None,
 ) -> Ended | None:
     """Revoke or degrade: bump the generation, drop the tokens, purge the roster, audit; one transaction.
 
     Returns None when the integration already has that status (a second, concurrent revoke is a
     no-op that writes nothing: the row lock makes it wait for the first and then see its result).
+    ``expected_generation``: a sync's verdict, only on the generation it ran on, still syncable (else
+    ``Fenced``). ``blocked_before``: the retention job's, only on one still blocked since before then (else
+    None: a sync unblocked it meanwhile).
     """
     now = utcnow()
     with engine.begin() as connection:
         row = connection.execute(
-            select(Integration.token_blob, Integration.status, Integration.generation)
+            select(Integration.token_blob, Integration.status, Integration.generation, Integration.status_changed_at)
             .where(Integration.id == integration_id)
             .with_for_update()
         ).one_or_none()
         if row is None:
             raise UnknownIntegration(integration_id)
-        if expected_generation is not None and (row.status != "active" or row.generation != expected_generation):
+        if expected_generation is not None and (row.status not in SYNCABLE or row.generation != expected_generation):
             raise Fenced(integration_id)  # a sync's verdict on a generation that is already over: not ours to end
-        if row.status == status:
+        if row.status == status or (blocked_before is not None and not _blocked_since(row, blocked_before)):
             return None
         connection.execute(
             update(Integration)
@@ -327,6 +341,89 @@ def end_integration(
         record_audit(connection, integration_id, actor, status, reason)
         record_audit(connection, integration_id, actor, "purged")
     return Ended(previous_status=row.status, token_blob=cast(bytes | None, row.token_blob))
+
+
+def _blocked_since(row: Any, before: datetime) -> bool:
+    return bool(row.status == "blocked" and row.status_changed_at is not None and row.status_changed_at <= before)
+
+
+def blocked_wait(blocked_for: timedelta, *, first_seconds: int, longest_seconds: int) -> timedelta:
+    """How long a blocked integration waits before it is tried again: as long as it has been blocked,
+    at least ``first_seconds`` and at most ``longest_seconds`` (its sync interval).
+
+    Why this shape: waiting as long as the block already lasted doubles the wait at every try (15 min,
+    15, 30, 1 h, ...) without a counter to store, so a block lifted soon is seen soon and a long one
+    costs the provider one call per interval, the normal schedule.
+    """
+    seconds = min(max(blocked_for.total_seconds(), first_seconds), max(first_seconds, longest_seconds))
+    return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class BlockedWait:
+    """The schedule of a blocked integration (``settings``: BLOCKED_RETRY_MIN_SECONDS, BLOCKED_GRACE_DAYS)."""
+
+    first_seconds: int
+    longest_seconds: int  # the integration's sync interval
+    grace_days: int
+
+
+def mark_blocked(
+    engine: Engine, integration_id: int, generation: int, lease: Lease, *, actor: str, reason: str, wait: BlockedWait
+) -> datetime:
+    """The provider refuses us for now by a setting the school controls: ``blocked``, due again after a wait.
+
+    Tokens, roster, cursor and generation are kept (nothing ended: the same grant reads again once the
+    setting is switched back). ``status_changed_at`` is set only on entering, so the grace counts from the
+    first refusal; the due time never passes the grace's end, where the next sync ends it like a revoke.
+    Audited ``blocked`` with the admin-worded ``reason`` on entering (or when the reason changes).
+    Fenced like every sync write (raises ``Fenced``); returns the next due time.
+    """
+    now = utcnow()
+    with fenced(engine, integration_id, generation, lease) as connection:
+        row = connection.execute(
+            select(Integration.status, Integration.status_changed_at).where(Integration.id == integration_id)
+        ).one()
+        since = row.status_changed_at if _blocked_since(row, now) else now
+        pause = blocked_wait(now - since, first_seconds=wait.first_seconds, longest_seconds=wait.longest_seconds)
+        due = min(now + pause, since + timedelta(days=wait.grace_days))
+        values: dict[str, Any] = {"status": "blocked", "due_at": due}
+        if row.status != "blocked":
+            values["status_changed_at"] = now
+        connection.execute(update(Integration).where(Integration.id == integration_id).values(**values))
+        if row.status != "blocked" or status_reason(connection, integration_id, "blocked") != reason:
+            record_audit(connection, integration_id, actor, "blocked", reason)
+    return due
+
+
+UNBLOCKED_REASON = "the provider answered again: the setting that blocked it was switched back"
+
+
+def unblock(engine: Engine, integration_id: int, generation: int, lease: Lease, *, actor: str) -> bool:
+    """A sync of a blocked integration got through: ``active`` again, audited ``unblocked``; fenced.
+
+    Called before the lease is released, so that the release sets the normal due time. False when it
+    was not blocked (nothing to do).
+    """
+    with fenced(engine, integration_id, generation, lease) as connection:
+        changed = connection.execute(
+            update(Integration)
+            .where(Integration.id == integration_id, Integration.status == "blocked")
+            .values(status="active", status_changed_at=utcnow())
+        ).rowcount
+        if changed == 1:
+            record_audit(connection, integration_id, actor, "unblocked", UNBLOCKED_REASON)
+    return changed == 1
+
+
+def grace_ended_reason(engine: Engine, integration_id: int, grace_days: int) -> str:
+    """Why a block that outlasted BLOCKED_GRACE_DAYS was ended: the block's own reason, and the rule."""
+    with engine.connect() as connection:
+        why = status_reason(connection, integration_id, "blocked")
+    return (
+        f"blocked for more than {grace_days} days (BLOCKED_GRACE_DAYS) and never switched back ({why}); "
+        "ended like a revoke: roster purged, grant revoked at the provider where it can be; link it again to sync"
+    )
 
 
 def mark_failed(
@@ -426,7 +523,7 @@ def syncable_ids(engine: Engine) -> list[int]:
     with engine.connect() as connection:
         return list(
             connection.execute(
-                select(Integration.id).where(Integration.status == "active").order_by(Integration.id)
+                select(Integration.id).where(Integration.status.in_(SYNCABLE)).order_by(Integration.id)
             ).scalars()
         )
 

@@ -21,7 +21,9 @@ SUSPENDED = "suspended"
 ENDED = ("revoked", "degraded")
 """Statuses whose roster the revoke already purged; ``purge_ended`` sweeps what may be left of them."""
 REVOKED = "revoked"
-SUSPENDABLE = ("active", "failed")
+BLOCKED = "blocked"
+"""The school switched access off, reversibly: roster and grant kept until BLOCKED_GRACE_DAYS, then ended."""
+SUSPENDABLE = ("active", "failed", "blocked")
 """Statuses a deleted account's integrations leave for ``suspended``: the ones that hold a grant and could sync."""
 
 
@@ -169,6 +171,22 @@ def purge_ended(connection: Connection, before: datetime) -> tuple[list[int], in
             touched.append(integration_id)
             removed += count
     return touched, removed
+
+
+def blocked_past_grace(engine: Engine, before: datetime) -> list[int]:
+    """Integrations blocked since before ``before``: the retention job ends them like a revoke.
+
+    Their own sync ends them too when it runs past the grace; this is the guarantee for one the
+    scheduler never claims (no worker running, a queue lost), so no roster outlives the grace.
+    """
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(Integration.id)
+                .where(Integration.status == BLOCKED, Integration.status_changed_at <= before)
+                .order_by(Integration.id)
+            ).scalars()
+        )
 
 
 def purge_link_attempts(connection: Connection, before: datetime) -> int:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from store.db import utcnow
+from store.fence import SYNCABLE
 from store.models import Integration
 
 DEFAULT_INTERVAL = 86_400
@@ -78,9 +79,10 @@ def overdue(due_at: datetime | None, interval_seconds: int, now: datetime) -> bo
 
 
 def _claimable(now: datetime, stale_seconds: int) -> ColumnElement[bool]:
-    """Active, not queued (or queued so long ago that the message was lost), and not running."""
+    """Syncable (active, or blocked: its backoff is its due time), not queued (or queued so long ago that the
+    message was lost), and not running."""
     return and_(
-        Integration.status == "active",
+        Integration.status.in_(SYNCABLE),
         or_(Integration.queued_at.is_(None), Integration.queued_at < now - timedelta(seconds=stale_seconds)),
         or_(Integration.lease_expires_at.is_(None), Integration.lease_expires_at < now),
     )
@@ -134,7 +136,7 @@ class ManualRequest(StrEnum):
     QUEUED = "queued"
     COALESCED = "coalesced"  # one is queued or running already: that one will do
     COOLDOWN = "cooldown"  # asked too recently
-    NOT_ACTIVE = "not_active"  # revoked, degraded or failed: nothing to sync
+    NOT_ACTIVE = "not_active"  # revoked, degraded, failed or suspended: nothing to sync (a blocked one is tried)
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ def request_manual(
         ).one_or_none()
         if row is None:
             raise LookupError(integration_id)
-        if row.status != "active":
+        if row.status not in SYNCABLE:
             return ManualVerdict(ManualRequest.NOT_ACTIVE)
         if row.manual_sync_at is not None and row.manual_sync_at > now - timedelta(seconds=cooldown_seconds):
             left = row.manual_sync_at + timedelta(seconds=cooldown_seconds) - now
@@ -201,7 +203,7 @@ def run_ended(engine: Engine, integration_id: int, *, default_interval: int, now
         values: dict[str, object] = {"queued_at": None}
         interval = row.sync_interval_seconds or default_interval
         leased = row.lease_expires_at is not None and row.lease_expires_at >= now
-        if row.status == "active" and not leased and overdue(row.due_at, interval, now):
+        if row.status in SYNCABLE and not leased and overdue(row.due_at, interval, now):
             values["due_at"] = now + timedelta(seconds=interval)
         connection.execute(update(Integration).where(Integration.id == integration_id).values(**values))
 

@@ -504,6 +504,20 @@ def test_disabled_api_gives_classroom_api_disabled(emu: GoogleEmulator, http: re
     error = _error(response)
     assert error["status"] == "PERMISSION_DENIED"
     assert error["message"].startswith("@ClassroomApiDisabled ")
+    emu.enable_api(emu.teacher_ids[0])  # the admin ticks the box again: the same token reads again
+    assert _api(emu, http, tokens["access_token"], "/v1/courses").status_code == 200
+
+
+def test_disabled_classroom_gives_classroom_disabled(emu: GoogleEmulator, http: requests.Session) -> None:
+    tokens = _login(emu, http)
+    emu.disable_classroom(emu.teacher_ids[0])
+    response = _api(emu, http, tokens["access_token"], "/v1/courses")
+    assert response.status_code == 403
+    error = _error(response)
+    assert error["status"] == "PERMISSION_DENIED"
+    assert error["message"].startswith("@ClassroomDisabled ")
+    emu.enable_classroom(emu.teacher_ids[0])
+    assert _api(emu, http, tokens["access_token"], "/v1/courses").status_code == 200
 
 
 def test_foreign_and_unknown_courses(emu: GoogleEmulator, http: requests.Session) -> None:

@@ -62,14 +62,21 @@ def test_401_after_a_fresh_token_means_revoked(runtime: Runtime, emulator: Googl
     assert paths[-3:] == ["/v1/courses", "/token", "/v1/courses"]
 
 
-def test_admin_disabling_classroom_access_ends_the_integration(
+def test_admin_disabling_classroom_access_blocks_and_is_no_revocation(
     runtime: Runtime, emulator: GoogleEmulator, link: Linker
 ) -> None:
+    """A Workspace admin's "Classroom data access" switch is the school's, and reversible (issue 23):
+    the integration waits ``blocked`` with its tokens and roster; nothing is purged or revoked at Google."""
     integration_id = link(0)
     run_sync(runtime, integration_id)
+    rows = row_count(runtime.engine, integration_id)
     emulator.disable_api(emulator.teacher_ids[0])
-    assert run_sync(runtime, integration_id).outcome == "revoked"
-    assert_ended(runtime, integration_id, "revoked", "revoked")
+    assert run_sync(runtime, integration_id).outcome == "access_blocked"
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.status == "blocked" and state.token_blob is not None
+    assert row_count(runtime.engine, integration_id) == rows
+    assert "purged" not in integrations.audit_actions(runtime.engine, integration_id)
+    assert emulator.live_grants(emulator.teacher_ids[0]) == 1
 
 
 def test_withdrawn_scope_degrades_and_purges(runtime: Runtime, emulator: GoogleEmulator, link: Linker) -> None:

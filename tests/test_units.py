@@ -6,7 +6,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
-from connectors.base import AccessRevoked, ProviderDataError, RateLimited, ScopeMissing, TransientError
+from connectors.base import AccessBlocked, ProviderDataError, RateLimited, ScopeMissing, TransientError
 from connectors.google import classify_api_error
 from mappers.google import field_mask
 from mappers.policy import GOOGLE_EMAILS_SCOPE, Pseudonymiser
@@ -67,8 +67,11 @@ def _error(message: str = "", reason: str = "", detail: str = "") -> dict[str, o
         (403, _error(reason="userRateLimitExceeded"), RateLimited),
         (403, _error(detail="ACCESS_TOKEN_SCOPE_INSUFFICIENT"), ScopeMissing),
         (403, _error(reason="insufficientPermissions"), ScopeMissing),
-        (403, _error(message="@ClassroomApiDisabled The user is not permitted"), AccessRevoked),
-        (403, _error(message="@ClassroomDisabled"), AccessRevoked),
+        (403, _error(message="@ClassroomApiDisabled The user is not permitted"), AccessBlocked),
+        (403, _error(message="@ClassroomDisabled The user is not permitted"), AccessBlocked),
+        # Google's error guide: the code is the message's first word, followed by a space
+        (403, _error(message="@ClassroomApiDisabledByPolicy is not ours to read"), ProviderDataError),
+        (403, _error(message="see @ClassroomDisabled docs"), ProviderDataError),
         (403, _error(message="The caller does not have permission"), ProviderDataError),
         (404, _error(), ProviderDataError),
         (500, _error(), TransientError),

@@ -45,7 +45,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Revoking = Annotated[RevokeRequest | None, Body(description="Optional: no body is no reason.")]
 """A revoke or an unlink never needs a body: whatever else fails, the way out stays open."""
 Unlinking = Annotated[UnlinkRequest | None, Body(description="Optional: no body is no reason.")]
-STATUSES = "^(active|degraded|revoked|failed)$"
+STATUSES = "^(active|blocked|degraded|revoked|failed|suspended)$"
 
 
 def _one(ctx: WebContext, integration_id: int) -> IntegrationOut:

@@ -316,14 +316,16 @@ def report(verdicts: list[Verdict]) -> None:
 
 
 def syncable(rt: Runtime, integration_id: int) -> int:
-    """The id, if it can be synced; a revoked, degraded or failed one is refused with what to do."""
+    """The id, if it can be synced; a revoked, degraded or failed one is refused with what to do.
+
+    A blocked one is synced: an admin who switched the setting back need not wait for its next try."""
     state = integrations.load(rt.engine, integration_id)
     if state.status == "failed":
         fail(
             f"integration {integration_id} is failed (`rostersync status` says why); once that is mended, "
             f"`rostersync resume {integration_id}` makes it active again"
         )
-    if state.status != "active":
+    if state.status not in ("active", "blocked"):
         fail(f"integration {integration_id} is {state.status}; link it again to sync it")
     return state.id
 
@@ -333,7 +335,7 @@ def sync(
     integration_id: Annotated[
         int | None, typer.Argument(min=1, max=MAX_ID, help="Integration to sync.", show_default=False)
     ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Sync every active integration.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Sync every active (or blocked) integration.")] = False,
     now: Annotated[bool, typer.Option("--now", help="Run here and now instead of through the queue.")] = False,
 ) -> None:
     """Sync one integration or all of them (queued; with the in-memory broker this waits until done).

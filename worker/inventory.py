@@ -67,6 +67,8 @@ def retention(settings: Settings) -> dict[str, str]:
     return {
         "ended_integrations": "roster and tokens deleted at the revoke"
         + (f"; anything left removed {grace} s after it" if grace else " (grace 0)"),
+        "blocked_integrations": "roster and tokens kept while the school's setting blocks access, then deleted "
+        f"like a revoke once blocked {settings.blocked_grace_days} days",
         "rows_the_provider_no_longer_lists": f"hidden at once, deleted after {settings.removed_retention_days} days",
         "deleted_platform_accounts": "everything the account linked deleted "
         f"{settings.deleted_account_retention_months} months after the account's deletion",

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 MEANING = {
     "revoked": "access was revoked at the provider: integration ended, roster purged",
     "degraded": "a required permission was withdrawn: integration degraded, roster purged",
+    "access_blocked": "the provider blocks access for now by a setting the school controls: integration "
+    "blocked, tokens and roster kept, tried again later (the reason and what to do: `rostersync status`)",
     "failed": "the stored token cannot be decrypted with the configured keys: add the key that sealed it back to "
     "ROSTERSYNC_TOKEN_KEYS, then `rostersync resume {id}` (re-link only if that key is lost)",
     "fenced": "the integration was revoked or re-linked during the sync: later writes discarded",

@@ -3,7 +3,9 @@
 One run, one clock, one audit event with counts. It removes: roster rows soft-deleted longer than
 ``REMOVED_RETENTION_DAYS``; whatever is left of integrations ended longer than
 ``REVOKED_GRACE_SECONDS`` ago (default 0: the revoke already purged at once); consents in flight past
-their time to live; and, ``DELETED_ACCOUNT_RETENTION_MONTHS`` (6) calendar months after the platform
+their time to live; integrations ``blocked`` longer than ``BLOCKED_GRACE_DAYS`` (ended like a revoke:
+purged, audited, the grant revoked at the provider where it can be; their own sync does the same when it
+runs); and, ``DELETED_ACCOUNT_RETENTION_MONTHS`` (6) calendar months after the platform
 deleted an account, everything that account linked: its grants are revoked at the provider first
 (``revoke_integration``, with its own audit events), then its integrations' records go.
 """
@@ -12,12 +14,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from store import audit, retention
+from store import audit, integrations, retention
 from store.db import utcnow
 from store.rights import delete_integration, delete_link_attempts
-from worker.revoke import revoke_integration
+from worker.revoke import revoke_at_provider, revoke_integration
 from worker.runtime import Runtime
 
 log = logging.getLogger("rostersync.retention")
@@ -55,10 +57,34 @@ def mark_account_deleted(runtime: Runtime, account: str, *, actor: str) -> list[
     return retention.mark_account_deleted(runtime.engine, account, actor=actor, at=utcnow())
 
 
+def end_blocked_past_grace(runtime: Runtime, now: datetime, *, actor: str) -> list[int]:
+    """End like a revoke every integration blocked longer than BLOCKED_GRACE_DAYS; returns their ids.
+
+    Only one still blocked since before the grace's start is ended (under its row lock): a sync that
+    found the block lifted meanwhile wins, and its integration is left alone.
+    """
+    days = runtime.settings.blocked_grace_days
+    before = now - timedelta(days=days)
+    ended = []
+    for integration_id in retention.blocked_past_grace(runtime.engine, before):
+        state = integrations.load(runtime.engine, integration_id)
+        reason = integrations.grace_ended_reason(runtime.engine, integration_id, days)
+        done = integrations.end_integration(
+            runtime.engine, integration_id, status="revoked", actor=actor, reason=reason, blocked_before=before
+        )
+        if done is None:
+            continue
+        if done.token_blob is not None:
+            revoke_at_provider(runtime, state.provider, integration_id, done.token_blob, actor=actor)
+        ended.append(integration_id)
+    return ended
+
+
 def purge_expired(runtime: Runtime, *, actor: str = ACTOR) -> PurgeReport:
     now = utcnow()
     settings = runtime.settings
     report = PurgeReport()
+    report.revoked.extend(end_blocked_past_grace(runtime, now, actor=actor))
     due = retention.due_accounts(runtime.engine, now, settings.deleted_account_retention_months)
     for account in due:
         for integration_id in account.live_ids:

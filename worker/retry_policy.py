@@ -93,6 +93,13 @@ def give_up_reason(error: ConnectorError, attempts: int, waited: float) -> str:
     )
 
 
+def _blocked(runtime: Runtime, integration_id: int) -> bool:
+    try:
+        return integrations.load(runtime.engine, integration_id).status == "blocked"
+    except integrations.UnknownIntegration:
+        return False  # erased meanwhile: mark_failed finds nothing either
+
+
 def give_up(
     runtime: Runtime, integration_id: int, generation: int, error: ConnectorError, attempts: int, waited: float
 ) -> str:
@@ -105,6 +112,11 @@ def give_up(
         log.info(
             "integration %s: request budget still spent after %s attempt(s); due again later", integration_id, attempts
         )
+        return error.kind
+    if _blocked(runtime, integration_id):
+        # Still blocked (the school's setting, or an outage on top): it stays blocked, tried again after its
+        # wait, and its grace keeps counting; ``failed`` would keep the roster until an admin came by.
+        log.info("integration %s: still blocked after %s attempt(s); tried again later", integration_id, attempts)
         return error.kind
     reason = give_up_reason(error, attempts, waited)
     if not integrations.mark_failed(runtime.engine, integration_id, generation, actor="system:sync", reason=reason):

@@ -1,7 +1,10 @@
 """One sync of one integration, told as its steps: lease, fetch, map, fenced write, sweep, release.
 
 Failures are sorted by the taxonomy: a lost grant ends the integration here and now (revoked or
-degraded, tokens deleted, roster purged, audited) and is never retried; rate limits and
+degraded, tokens deleted, roster purged, audited) and is never retried; a setting the school can
+switch back (``AccessBlocked``) only pauses it as ``blocked`` (tokens and roster kept, tried again
+after a growing wait, ``active`` again at the first run that gets through, ended like a revoke once
+blocked longer than ``BLOCKED_GRACE_DAYS``); rate limits and
 transient faults go back to the actor, which retries them; a revoke that lands mid-run fences
 every later write, and the run stops without another provider call.
 """
@@ -12,10 +15,11 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from connectors.base import (
     UNREADABLE,
+    AccessBlocked,
     AccessRevoked,
     ChangesUnavailable,
     ConnectorError,
@@ -30,7 +34,7 @@ from mappers.records import ROLES, Role, RosterBatch
 from store import breaker, integrations, roster
 from store.consent import purge_role
 from store.db import utcnow
-from store.fence import Fenced, Lease, fenced, still_current
+from store.fence import SYNCABLE, Fenced, Lease, fenced, still_current
 from store.statistics import Statistics
 from store.vault import VaultError
 from worker import cursor as cursor_document
@@ -88,7 +92,7 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     state = integrations.acquire_lease(runtime.engine, integration_id, lease)
     if state is None:
         current = integrations.load(runtime.engine, integration_id)
-        skipped = "busy" if current.status == "active" else current.status
+        skipped = "busy" if current.status in SYNCABLE else current.status
         log.info("sync of integration %s skipped: %s", integration_id, skipped)
         integrations.finish_run(
             runtime.engine, integrations.start_run(runtime.engine, integration_id), f"skipped:{skipped}"
@@ -98,9 +102,7 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     outcome = SyncOutcome(integration_id, run_id=run_id)
     next_due = None
     try:
-        _sync(runtime, state, lease, provider(state.provider), outcome)
-        interval = state.sync_interval_seconds or runtime.settings.sync_interval_seconds
-        next_due = utcnow() + timedelta(seconds=interval)
+        next_due = _run(runtime, state, lease, outcome)
     except Fenced as error:
         outcome.outcome = "fenced"
         log.info("sync of integration %s stopped: %s", integration_id, error)
@@ -111,6 +113,8 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     except AccessRevoked as error:
         # After invalid_grant the grant is already dead at the provider; otherwise revoke what is left of it.
         outcome.outcome = _end(runtime, state, "revoked", error.reason, revoke_grant=error.reason != "invalid_grant")
+    except AccessBlocked as error:
+        outcome.outcome = _block(runtime, state, lease, error)
     except ScopeMissing as error:
         outcome.outcome = _end(runtime, state, "degraded", str(error), revoke_grant=True)
     except SetupRequired as error:  # the provider says an admin must set something up: retrying cannot help
@@ -141,6 +145,53 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
         outcome.provider_calls,
     )
     return outcome
+
+
+def _run(runtime: Runtime, state: integrations.IntegrationState, lease: Lease, outcome: SyncOutcome) -> datetime | None:
+    """The run proper; returns the next due time of a run that got through, else None.
+
+    A block older than BLOCKED_GRACE_DAYS ends here like a revoke, before any provider call: the school
+    never switched the setting back.
+    """
+    if _blocked_past_grace(runtime, state):
+        reason = integrations.grace_ended_reason(runtime.engine, state.id, runtime.settings.blocked_grace_days)
+        outcome.outcome = _end(runtime, state, "revoked", reason, revoke_grant=True)
+        return None
+    _sync(runtime, state, lease, provider(state.provider), outcome)
+    return _completed(runtime, state, lease)
+
+
+def _blocked_past_grace(runtime: Runtime, state: integrations.IntegrationState) -> bool:
+    if state.status != "blocked" or state.status_changed_at is None:
+        return False
+    return state.status_changed_at + timedelta(days=runtime.settings.blocked_grace_days) <= utcnow()
+
+
+def _completed(runtime: Runtime, state: integrations.IntegrationState, lease: Lease) -> datetime:
+    """A run that got through: a blocked integration is unblocked (the provider answers again); the next due time."""
+    if state.status == "blocked":
+        integrations.unblock(runtime.engine, state.id, state.generation, lease, actor="system:sync")
+        log.info("integration %s unblocked: the provider answered again", state.id)
+    interval = state.sync_interval_seconds or runtime.settings.sync_interval_seconds
+    return utcnow() + timedelta(seconds=interval)
+
+
+def _block(runtime: Runtime, state: integrations.IntegrationState, lease: Lease, error: AccessBlocked) -> str:
+    """Pause the integration as ``blocked`` (nothing ended, nothing revoked at the provider); fenced."""
+    settings = runtime.settings
+    wait = integrations.BlockedWait(
+        first_seconds=settings.blocked_retry_min_seconds,
+        longest_seconds=state.sync_interval_seconds or settings.sync_interval_seconds,
+        grace_days=settings.blocked_grace_days,
+    )
+    try:
+        due = integrations.mark_blocked(
+            runtime.engine, state.id, state.generation, lease, actor="system:sync", reason=str(error), wait=wait
+        )
+    except Fenced:
+        return "fenced"
+    log.warning("integration %s blocked (%s); roster kept, tried again at %s", state.id, error.reason, due)
+    return error.kind
 
 
 class UnusableToken(Exception):
