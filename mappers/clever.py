@@ -245,21 +245,44 @@ def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
 # ---------------------------------------------------------------------------------------- identity
 @dataclass(frozen=True)
 class CleverIdentity:
-    """Who a token acts for (``/me``): the linking step needs the user id and the district, nothing else."""
+    """Who a token acts for (``/me``, and ``/userinfo`` for the role): the linking step needs the user id,
+    the district and the role, nothing else."""
 
     user_id: str
     district_id: str | None
     user_type: str
 
 
+USER = "user"
+"""``/me``'s ``type`` for a Library sign-in in v3.0 (dev.clever.com/docs/classroom-rostering): a user whose
+role ``/me`` does not tell; ``/userinfo``'s ``user_type`` does (``role_from_userinfo``)."""
+
+
 def identity(raw_me: Any) -> CleverIdentity | None:
-    """``/me``'s ``data`` -> identity; only ``id``, ``district`` and ``type`` are read (providers.md 2.1)."""
+    """``/me``'s ``data`` -> identity; only ``id``, ``district`` and ``type`` are read (providers.md 2.1).
+
+    ``type`` is the role for a district teacher's Instant Login and ``user`` for a Library sign-in, as
+    Clever's v3.0 Library page documents it; a ``user`` needs ``role_from_userinfo`` before it may link.
+    """
     if not isinstance(raw_me, Mapping):
         return None
     user_id, user_type = identifier(raw_me.get("id")), identifier(raw_me.get("type"))
     if user_id is None or user_type is None:
         return None
     return CleverIdentity(user_id=user_id, district_id=identifier(raw_me.get("district")), user_type=user_type)
+
+
+def role_from_userinfo(me: CleverIdentity, raw_userinfo: Any) -> CleverIdentity | None:
+    """``/userinfo`` (dev.clever.com/docs/the-userinfo-endpoint) completes a ``user`` identity with its role
+    "in the current login context"; only ``user_id``, ``user_type`` and ``district_id`` are read (never a name
+    or an email). None when it breaks that shape or speaks of another user than ``/me``."""
+    if not isinstance(raw_userinfo, Mapping):
+        return None
+    user_id, user_type = identifier(raw_userinfo.get("user_id")), identifier(raw_userinfo.get("user_type"))
+    if user_id != me.user_id or user_type is None:
+        return None
+    district = me.district_id or identifier(raw_userinfo.get("district_id"))
+    return CleverIdentity(user_id=me.user_id, district_id=district, user_type=user_type)
 
 
 def pseudonyms(subjects: Iterable[str], pseudonymiser: Pseudonymiser, tenant: str) -> list[str]:

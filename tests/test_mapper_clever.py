@@ -13,11 +13,14 @@ import pytest
 from connectors.clever import CleverConnector, district_token
 from emulators.clever import CleverEmulator
 from mappers.clever import (
+    USER,
+    CleverIdentity,
     field_mask,
     identity,
     map_event,
     map_sections,
     map_teachers,
+    role_from_userinfo,
     user_records_needed,
 )
 from mappers.policy import ALLOWLIST, MappingContext, Pseudonymiser
@@ -190,3 +193,18 @@ def test_an_event_page_folds_in_order_and_a_later_event_wins(context: MappingCon
     assert [p.display_name for p in named] == ["Ann Lee"]
     assert "Kid" not in repr(batch) and "2015" not in repr(batch)
     assert [p.complete for p in batch.upserts.people if p.role == "teacher"] == [False, True]  # reference, then name
+
+
+def test_a_library_me_of_type_user_takes_its_role_from_userinfo() -> None:
+    """v3.0 Library ``/me`` is ``{"id", "type": "user"}``; ``/userinfo`` tells the role and maybe the district."""
+    me = identity({"id": "u1", "type": "user"})
+    assert me == CleverIdentity(user_id="u1", district_id=None, user_type=USER)
+    info = {"user_id": "u1", "user_type": "teacher", "email": "t@x.test", "name": {"first": "T"}}
+    assert role_from_userinfo(me, info) == CleverIdentity(user_id="u1", district_id=None, user_type="teacher")
+    in_district = {"user_id": "u1", "user_type": "student", "district_id": "d1"}
+    assert role_from_userinfo(me, in_district) == CleverIdentity("u1", "d1", "student")
+    assert role_from_userinfo(me, {"user_id": "someone-else", "user_type": "teacher"}) is None
+    assert role_from_userinfo(me, {"user_id": "u1"}) is None
+    assert role_from_userinfo(me, ["not", "an", "object"]) is None
+    district_teacher = identity({"id": "u2", "district": "d1", "type": "teacher", "authorized_by": "district"})
+    assert district_teacher == CleverIdentity("u2", "d1", "teacher")

@@ -251,6 +251,54 @@ def test_a_disconnected_district_is_revoked_purged_and_never_called_again(
     assert second != first
 
 
+def test_a_401_while_clever_still_lists_the_token_is_transient_and_keeps_the_roster(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    """Clever's disconnect is the token leaving /oauth/tokens (issue 23 item 3): a 401 with the same token
+    still listed is retried, then ``failed`` with a reason once the retry caps run out; never revoked."""
+    from connectors.base import TransientError
+    from worker.retry_policy import run_with_retries
+
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    held = stored_roster(runtime, integration_id)
+    clever.refuse_calls(district)
+    with pytest.raises(TransientError):
+        run_sync(runtime, integration_id)
+    assert integrations.load(runtime.engine, integration_id).status == "active"
+    runtime.settings.max_retries = 1
+    slept: list[float] = []
+    assert run_with_retries(runtime, integration_id, sleep=slept.append) == "token_refused"
+    assert len(slept) == 1, "retried under the policy, not given up at once"
+    [summary] = [s for s in integrations.summaries(runtime.engine) if s.id == integration_id]
+    assert summary.status == "failed"
+    assert "Clever kept refusing the district's token (401) although it still lists it" in summary.status_reason
+    assert "resume it with rostersync resume ID" in summary.status_reason
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.token_blob is not None, "the grant is kept"
+    assert stored_roster(runtime, integration_id) == held, "nothing purged"
+    assert "revoked" not in integrations.audit_actions(runtime.engine, integration_id)
+    assert clever.district_token(district) is not None
+
+    clever.refuse_calls(district, refusing=False)
+    assert integrations.resume_failed(runtime.engine, integration_id, actor="admin:test")
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert stored_roster(runtime, integration_id) == held
+
+
+def test_a_401_then_a_token_gone_from_the_list_is_the_disconnect(runtime: Runtime, clever: CleverEmulator) -> None:
+    """The same 401, once the district's token has left /oauth/tokens, is the disconnect: revoked and purged."""
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    clever.refuse_calls(district)
+    clever.disconnect_district(district)
+    assert run_sync(runtime, integration_id).outcome == "revoked"
+    assert integrations.load(runtime.engine, integration_id).status == "revoked"
+    assert classes(runtime.engine, integration_id, current=False) == []
+
+
 def test_an_unshared_section_is_removed_and_restored(runtime: Runtime, clever: CleverEmulator) -> None:
     district = clever.district_ids[0]
     integration_id = link_district(runtime, clever)
@@ -344,6 +392,32 @@ def test_a_library_teacher_is_synced_with_their_sso_token_without_paging(
     assert all(not query for _, query, _ in calls), "no limit or paging parameters with an SSO token"
     assert classes(runtime.engine, integration_id)
     assert {p.display_name for p in people(runtime.engine, integration_id, role="student")} == {None}
+
+
+def test_a_library_teacher_links_by_what_userinfo_says_and_syncs(runtime: Runtime, clever: CleverEmulator) -> None:
+    """v3.0 ``/me`` names a Library sign-in ``"type": "user"`` (dev.clever.com/docs/classroom-rostering); the role
+    is ``/userinfo``'s ``user_type`` (issue 23 item 6)."""
+    teacher = clever.teacher_ids(None)[0]
+    before = len(clever.requests)
+    integration_id = link_clever_teacher(runtime, clever, teacher, "teacher-lib")
+    paths = [r.path for r in clever.requests[before:]]
+    assert "/v3.0/me" in paths and "/userinfo" in paths
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.token_blob is not None
+    assert tokens_from_payload(runtime.vault.open(state.token_blob)).extra == {"teacher_id": teacher}
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(
+        clever.section_ids(teacher_id=teacher)
+    )
+
+
+def test_a_library_student_sign_in_is_refused_clearly_and_nothing_is_stored(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    student = clever.student_ids(None)[0]
+    with pytest.raises(LinkError, match="this Clever sign-in is a student, not a teacher: only a teacher links"):
+        link_clever_teacher(runtime, clever, student, "student-lib")
+    assert integrations.summaries(runtime.engine) == []
 
 
 def test_a_teacher_links_401_is_access_revoked(runtime: Runtime, clever: CleverEmulator) -> None:

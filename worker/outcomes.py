@@ -17,6 +17,8 @@ MEANING = {
     "budget_spent": "rostersync's own request budget for the provider (PROVIDER_BUDGETS) stayed spent: "
     "retries exhausted, due again at its next turn",
     "client_config": "the provider kept refusing our client credentials: retries exhausted, integration marked failed",
+    "token_refused": "Clever kept refusing the district's token although it still lists it: retries exhausted, "
+    "integration marked failed (tokens and roster kept)",
     "provider_data": "the provider's class list broke its documented schema: nothing was removed",
     "error": "unexpected error (run with -v for the log)",
     "skipped:busy": "another sync of it is running",
