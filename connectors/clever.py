@@ -333,7 +333,8 @@ class CleverConnector:
         yield from self._pages("/sections", {"limit": str(PAGE_LIMIT)}, "sections", None)
 
     def teacher_sections(self, teacher_id: str) -> Iterator[Page]:
-        """One teacher's sections: paged with a district token, one unpaged call with a Library teacher's SSO token."""
+        """One user's sections (a teacher's, or a student's for a restore): paged with a district token, one
+        unpaged call with a Library teacher's SSO token."""
         path = f"/users/{teacher_id}/sections"
         if self._district_id is None:
             yield Page(kind="sections", parent_id=teacher_id, records=self._list(f"/{API_VERSION}{path}", None)[0])
@@ -605,6 +606,14 @@ class CleverRoster:
             yield Page(kind="teachers", parent_id=None, records=[self.reader.user(self._teacher_id)])
         except RecordUnavailable:
             return  # the teacher's record is out of reach: keep the name we have
+
+    def classes_of(self, user_id: str) -> Iterator[Page]:
+        """One user's sections now, each with its whole membership (``/users/{id}/sections``): what a person
+        whose id reappeared is enrolled in. Nothing when Clever no longer shares that user (404)."""
+        try:
+            yield from self.reader.teacher_sections(user_id)
+        except RecordUnavailable:
+            return
 
     def change_cursor(self) -> str | None:
         """The newest event id of a district link ("" when there is none yet); None when events are off."""

@@ -315,6 +315,68 @@ def test_an_unshared_section_is_removed_and_restored(runtime: Runtime, clever: C
     assert len(enrollments(runtime.engine, integration_id)) == members
 
 
+def current_enrollments_of(runtime: Runtime, integration_id: int, role: str, pseudonym: str) -> set[str]:
+    """The external ids of the classes this person is currently enrolled in (none when archived)."""
+    person = {p.id for p in people(runtime.engine, integration_id, role=role) if p.pseudonym == pseudonym}
+    names = {c.id: c.external_id for c in classes(runtime.engine, integration_id)}
+    return {names[e.class_id] for e in enrollments(runtime.engine, integration_id) if e.person_id in person}
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_a_user_deleted_and_recreated_with_the_same_id_comes_back_with_their_enrolments(
+    runtime: Runtime, clever: CleverEmulator, role: str
+) -> None:
+    """Clever's certification: archive a user deleted in Clever, "restore records if the Clever ID reappears"
+    (issue 23 item 5): through events, the person and their enrolments are back at the next sync."""
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    section = clever.section_ids(district)[0]
+    user = clever.teacher_ids(district)[0] if role == "teacher" else clever.students_of(section)[0]
+    pseudonym = runtime.pseudonymiser.pseudonym("clever", runtime.settings.default_tenant, user)
+    held = stored_roster(runtime, integration_id)
+    theirs = current_enrollments_of(runtime, integration_id, role, pseudonym)
+    sections = clever.section_ids(teacher_id=user) if role == "teacher" else clever.section_ids(district)
+    assert theirs == {s for s in sections if role == "teacher" or user in clever.students_of(s)}
+
+    clever.delete_user(user)
+    deleted = run_sync(runtime, integration_id)
+    assert (deleted.outcome, deleted.mode) == ("ok", "changes")
+    assert pseudonym not in {p.pseudonym for p in people(runtime.engine, integration_id, role=role)}, "archived"
+    assert current_enrollments_of(runtime, integration_id, role, pseudonym) == set()
+
+    clever.recreate_user(user)
+    before = len(clever.requests)
+    back = run_sync(runtime, integration_id)
+    assert (back.outcome, back.mode) == ("ok", "changes")
+    assert current_enrollments_of(runtime, integration_id, role, pseudonym) == theirs
+    assert stored_roster(runtime, integration_id) == held
+    assert [path for path, _, _ in api_calls(clever, before)] == ["/v3.0/events", f"/v3.0/users/{user}/sections"]
+    assert back.provider_calls == 2
+    if role == "teacher":
+        named = {p.pseudonym: p.display_name for p in people(runtime.engine, integration_id, role="teacher")}
+        assert named[pseudonym], "named again from the users.created record"
+
+    # Deleted and re-created between two syncs: the page folds to "still here", and nothing is re-read.
+    clever.delete_user(user)
+    clever.recreate_user(user)
+    before = len(clever.requests)
+    assert run_sync(runtime, integration_id).mode == "changes"
+    assert stored_roster(runtime, integration_id) == held
+    assert [path for path, _, _ in api_calls(clever, before)] == ["/v3.0/events"]
+
+
+def test_a_new_user_costs_no_extra_read(runtime: Runtime, clever: CleverEmulator) -> None:
+    """users.created of someone never stored is not a reappearance: their sections come with sections events."""
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    clever.add_student(clever.section_ids(district)[0])
+    before = len(clever.requests)
+    assert run_sync(runtime, integration_id).mode == "changes"
+    assert [path for path, _, _ in api_calls(clever, before)] == ["/v3.0/events"]
+
+
 def test_unshared_section_is_swept_by_a_full_sync_too(runtime: Runtime, clever: CleverEmulator) -> None:
     district = clever.district_ids[0]
     clever.set_events_enabled(district, False)

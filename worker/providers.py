@@ -75,6 +75,9 @@ class Provider:
     field_mask: Callable[[str, frozenset[str]], str]
     map_page: Callable[[RawPage, MappingContext], RosterBatch]
     map_changes: Callable[[RawPage, MappingContext], ChangeBatch] | None  # None: no change feed
+    # A person's classes now, by the provider's id (pages ``map_page`` reads), for a person whose id reappeared
+    # in the change feed (``ChangeBatch.reappeared``); None: the provider's feed brings enrolments back itself.
+    classes_of: Callable[[RosterConnector, str], Iterator[Page]] | None = None
 
 
 # ----------------------------------------------------------------------------------------- Google
@@ -137,6 +140,12 @@ def _clever_grant(settings: Settings, sso: TokenSet) -> Grant:
         )
     extra = {"district_id": me.district_id, "teacher_id": me.user_id}
     return Grant(TokenSet(token, "", None, extra=extra), me.user_id)
+
+
+def _clever_classes_of(connector: RosterConnector, user_id: str) -> Iterator[Page]:
+    """Clever's events say "created" for a user whose id reappears but not which sections they are in again."""
+    assert isinstance(connector, connectors.clever.CleverRoster)
+    return connector.classes_of(user_id)
 
 
 def _clever_org_grant(settings: Settings, district_id: str) -> Grant | None:
@@ -265,6 +274,7 @@ PROVIDERS: dict[str, Provider] = {
         field_mask=mappers.clever.field_mask,
         map_page=mappers.clever.map_page,
         map_changes=mappers.clever.map_changes,
+        classes_of=_clever_classes_of,
     ),
     "microsoft": Provider(
         name="microsoft",
