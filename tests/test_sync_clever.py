@@ -366,6 +366,34 @@ def test_a_user_deleted_and_recreated_with_the_same_id_comes_back_with_their_enr
     assert [path for path, _, _ in api_calls(clever, before)] == ["/v3.0/events"]
 
 
+def test_the_reread_of_a_reappeared_user_spends_the_request_budget(
+    runtime: Runtime, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one extra request a reappeared id costs is metered like every listing (PROVIDER_BUDGETS)."""
+    import worker.budgets
+
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    teacher = clever.teacher_ids(district)[0]
+    clever.delete_user(teacher)
+    run_sync(runtime, integration_id)
+    clever.recreate_user(teacher)
+    taken: list[str] = []
+    real = worker.budgets.take_one
+
+    def counting(settings: Settings, provider: str) -> int | None:
+        taken.append(provider)
+        return real(settings, provider)
+
+    monkeypatch.setattr(worker.budgets, "take_one", counting)
+    runtime.settings.provider_budgets = "clever=1000/60"
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.provider_calls) == ("ok", 2)
+    # a unit before each page and one more to learn each listing ended: the events and the re-read
+    assert taken == ["clever"] * 4
+
+
 def test_a_new_user_costs_no_extra_read(runtime: Runtime, clever: CleverEmulator) -> None:
     """users.created of someone never stored is not a reappearance: their sections come with sections events."""
     district = clever.district_ids[0]
