@@ -81,6 +81,22 @@ class RecordUnavailable(ProviderDataError):
     kind = "record_unavailable"
 
 
+class TokenRefused(TransientError):
+    """Clever answered 401 to a district token it still lists for the district at ``/oauth/tokens``.
+
+    Clever's disconnect is the token leaving that list (dev.clever.com/docs/onboarding: the list holds
+    "every token granted to your application"); a 401 while the same token is listed is a fault on
+    Clever's side or ours, so it is retried like any transient fault and, once the retry caps run out,
+    the integration is ``failed`` with a reason: tokens and roster kept, nothing purged.
+    """
+
+    kind = "token_refused"
+
+
+MAX_ROTATIONS = 2
+"""Fresh district tokens fetched within one request before a 401 is treated as a refusal, not a rotation."""
+
+
 @dataclass(frozen=True)
 class DistrictToken:
     """One row of ``GET /oauth/tokens?owner_type=district``; ``access_token`` must go straight to the vault."""
@@ -263,9 +279,10 @@ def district_token(settings: Settings, district_id: str) -> str | None:
 class CleverConnector:
     """Reads for one integration: a district link (``district_id`` set) or a teacher's SSO token.
 
-    A district link answers a 401 by re-fetching the district's token once (Clever rotates them),
-    hands a new one to ``on_token`` for the vault and carries on; no token any more, or a 401 with a
-    fresh one, is ``AccessRevoked``. A teacher's SSO token has nothing to refresh: its 401 is final.
+    A district link answers a 401 by asking ``/oauth/tokens`` for the district's token: a new one
+    (Clever rotates them) goes to ``on_token`` for the vault and the call is retried with it; none
+    any more is the disconnect, ``AccessRevoked``; the same one still listed is ``TokenRefused``, a
+    transient fault, never a revocation. A teacher's SSO token has nothing to refresh: its 401 is final.
     One instance per sync and thread.
     """
 
@@ -298,6 +315,11 @@ class CleverConnector:
         """The ``data`` object of ``/me`` (who the token acts for; ``mappers.clever.identity`` reads it)."""
         return self._record("/me")
 
+    def userinfo(self) -> RawRecord:
+        """``GET /userinfo`` with a sign-in token: the role "in the current login context" (no version, no
+        wrapper; dev.clever.com/docs/the-userinfo-endpoint). ``mappers.clever.role_from_userinfo`` reads it."""
+        return self._get("/userinfo", None)
+
     def user(self, user_id: str) -> RawRecord:
         """One user record (a teacher's own, for the display name). 404 is ``RecordUnavailable``."""
         return self._record(f"/users/{user_id}")
@@ -311,7 +333,8 @@ class CleverConnector:
         yield from self._pages("/sections", {"limit": str(PAGE_LIMIT)}, "sections", None)
 
     def teacher_sections(self, teacher_id: str) -> Iterator[Page]:
-        """One teacher's sections: paged with a district token, one unpaged call with a Library teacher's SSO token."""
+        """One user's sections (a teacher's, or a student's for a restore): paged with a district token, one
+        unpaged call with a Library teacher's SSO token."""
         path = f"/users/{teacher_id}/sections"
         if self._district_id is None:
             yield Page(kind="sections", parent_id=teacher_id, records=self._list(f"/{API_VERSION}{path}", None)[0])
@@ -462,23 +485,25 @@ class CleverConnector:
     def _response(
         self, path: str, params: Any, *, events_after: str | bool | None = False, stream: bool = False
     ) -> requests.Response:
-        """One GET answered 200 (its body unread when ``stream``); a district link re-fetches its token
-        once on 401, then gives up as revoked. Every other answer is sorted into the taxonomy.
+        """One GET answered 200 (its body unread when ``stream``). On a 401 a district link asks
+        ``/oauth/tokens`` what stands: no token is the disconnect (revoked), another token a rotation
+        (retried with it), the same token a refusal (``TokenRefused``, transient). Every other answer is
+        sorted into the taxonomy.
 
         ``events_after`` is False for data calls; for events calls it is the cursor sent, so that a
         refusal can be told apart: events off for the district, or a cursor outside the window.
         """
-        refetched = False
+        rotations = 0
         while True:
             response = self._send(path, params, stream=stream)
             if response.status_code == 401:
                 response.close()  # a streamed answer's connection goes back to the pool unread
                 if self._district_id is None:
                     raise AccessRevoked("Clever rejected the teacher's sign-in token (401)", reason="unauthorized")
-                if refetched:
-                    raise AccessRevoked("Clever rejected a freshly fetched district token (401)", reason="unauthorized")
+                if rotations == MAX_ROTATIONS:
+                    raise TokenRefused("Clever refused every fresh district token it listed (401)")
                 self._refetch_district_token()
-                refetched = True
+                rotations += 1
                 continue
             if response.status_code == 200:
                 return response
@@ -501,12 +526,13 @@ class CleverConnector:
             raise TransientError(f"network error talking to Clever ({type(error).__name__})") from None
 
     def _refetch_district_token(self) -> None:
+        """After a 401: the district's token as ``/oauth/tokens`` lists it now decides what the 401 meant."""
         assert self._district_id is not None
         token = district_token(self._settings, self._district_id)
         if token is None:
             raise AccessRevoked("the district disconnected the app at Clever", reason="district_disconnected")
         if token == self._token:
-            raise AccessRevoked("Clever rejected the district's current token (401)", reason="unauthorized")
+            raise TokenRefused("Clever refused the district's token (401) although it still lists it")
         self._token = token
         if self._on_token is not None:
             self._on_token(token)
@@ -580,6 +606,14 @@ class CleverRoster:
             yield Page(kind="teachers", parent_id=None, records=[self.reader.user(self._teacher_id)])
         except RecordUnavailable:
             return  # the teacher's record is out of reach: keep the name we have
+
+    def classes_of(self, user_id: str) -> Iterator[Page]:
+        """One user's sections now, each with its whole membership (``/users/{id}/sections``): what a person
+        whose id reappeared is enrolled in. Nothing when Clever no longer shares that user (404)."""
+        try:
+            yield from self.reader.teacher_sections(user_id)
+        except RecordUnavailable:
+            return
 
     def change_cursor(self) -> str | None:
         """The newest event id of a district link ("" when there is none yet); None when events are off."""

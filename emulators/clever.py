@@ -36,6 +36,7 @@ __all__ = ["MSG_NOT_IN_SCOPE", "CleverEmulator"]
 
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKENS_PATH = "/oauth/tokens"
+USERINFO_PATH = "/userinfo"
 API_VERSIONS = ("v3.0", "v3.1")
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 100
@@ -124,6 +125,7 @@ class _CleverDistrict:
     library: bool
     connected: bool = True
     events_enabled: bool = True
+    refusing: bool = False  # answer 401 to the listed token's API calls (refuse_calls)
     token: str | None = None
     token_id: str | None = None
     token_created: datetime = _EPOCH
@@ -551,6 +553,27 @@ class CleverEmulator(EmulatorCore):
                     return
             raise KeyError("unknown token")
 
+    def refuse_calls(self, district_id: str, refusing: bool = True) -> None:
+        """The district's token stays listed at /oauth/tokens but every API call with it is answered 401
+        (a fault at Clever's side, not a disconnect: Clever's disconnect is the token leaving the list)."""
+        with self._lock:
+            self._districts[district_id].refusing = refusing
+
+    def delete_user(self, user_id: str) -> None:
+        """The user is deleted at Clever: 404 from now on and a ``users.deleted`` event. Their sections keep
+        listing them ([U]: Clever names no section change for a deleted user; a full listing still finds them)."""
+        self.unshare_user(user_id)
+
+    def recreate_user(self, user_id: str) -> None:
+        """The user comes back with the same id (Clever keeps ids unless removed 300+ days or the sis_id changed,
+        dev.clever.com/docs/users): readable again and a ``users.created`` event with the whole record."""
+        with self._lock:
+            user = self._users[user_id]
+            user.shared = True
+            user.modified = datetime.now(UTC)
+            district = self._district_of(user.school_id)
+            self._record_event(district, "users.created", self._user_json(user, self._version))
+
     def set_events_enabled(self, district_id: str, enabled: bool) -> None:
         with self._lock:
             self._districts[district_id].events_enabled = enabled
@@ -800,6 +823,8 @@ class CleverEmulator(EmulatorCore):
             return self._exchange(request)
         if request.path == TOKENS_PATH and request.method == "GET":
             return self._list_tokens(request)
+        if request.path == USERINFO_PATH and request.method == "GET":
+            return self._userinfo(request)
         parts = [p for p in request.path.split("/") if p]
         if parts and parts[0] in API_VERSIONS and request.method == "GET":
             return self._api(request, parts[0], parts[1:])
@@ -911,7 +936,7 @@ class CleverEmulator(EmulatorCore):
             return _message(401, "Unauthorized")
         sso = self._sso.get(token)
         district = next((d for d in self._districts.values() if d.token == token and d.connected), None)
-        if (sso is None or sso.revoked) and district is None:
+        if (sso is None or sso.revoked) and (district is None or district.refusing):
             return _message(401, "Unauthorized")
         over, headers = self._rate_headers(token)
         if over:
@@ -958,13 +983,42 @@ class CleverEmulator(EmulatorCore):
         return _message(403, MSG_NOT_IN_SCOPE)
 
     def _me(self, user: _CleverUser) -> Response:
-        """/me as a live Instant Login recording shows it; a Library teacher has no district ([U])."""
+        """/me as Clever shows it: a district teacher as a live Instant Login recording shows it
+        (``type`` the role, ``district`` set, ``authorized_by`` district); a Library sign-in as the v3.0
+        Library page documents it (dev.clever.com/docs/classroom-rostering): ``{"id": ..., "type": "user"}``
+        and no district, the role being told by ``/userinfo`` alone."""
         links = [{"rel": "self", "uri": "/me"}, {"rel": "canonical", "uri": f"/v3.0/users/{user.id}"}]
-        if user.district_id is not None:
-            links.append({"rel": "district", "uri": f"/v3.0/districts/{user.district_id}"})
-        authorized_by = "district" if user.district_id is not None else "teacher"
-        data = {"id": user.id, "district": user.district_id, "type": user.role, "authorized_by": authorized_by}
+        if user.district_id is None:
+            return _json(200, {"data": {"id": user.id, "type": "user"}, "links": links})
+        links.append({"rel": "district", "uri": f"/v3.0/districts/{user.district_id}"})
+        data = {"id": user.id, "district": user.district_id, "type": user.role, "authorized_by": "district"}
         return _json(200, {"type": "user", "data": data, "links": links})
+
+    def _userinfo(self, request: Request) -> Response:
+        """``GET /userinfo`` with an SSO token (dev.clever.com/docs/the-userinfo-endpoint): the user's role in
+        this login (``user_type``), the district for a district-shared user; no version prefix, no wrapper.
+        A Library sign-in carries no district ([U]: the page's sample is a district teacher)."""
+        token = request.bearer()
+        sso = self._sso.get(token) if token is not None else None
+        if sso is None or sso.revoked:
+            return _message(401, "Unauthorized")
+        user = self._users[sso.user_id]
+        body: Json = {
+            "sub": user.id,
+            "user_id": user.id,
+            "multi_role_user_id": user.id,
+            "user_type": user.role,
+            "email": user.person.email,
+            "name": self._name(user),
+            "given_name": user.person.given_name,
+            "family_name": user.person.family_name,
+            "schools": [user.school_id],
+            "email_verified": False,
+            "authorized_by": "district" if user.district_id is not None else "teacher",
+        }
+        if user.district_id is not None:
+            body |= {"district_id": user.district_id, "district": user.district_id}
+        return _json(200, body, user_id=user.id)
 
     def _one(self, version: str, collection: str, record: Json) -> Response:
         uri = f"/{version}/{collection}/{record['id']}"

@@ -3,8 +3,9 @@
 Clever returns whole records and offers no field selection, so minimisation here is twofold:
 the allowlist projection below, and the choice of what to ask for at all. A section's
 ``students[]`` ids are all a student pseudonym needs, so ``user_records_needed("student")`` is
-False (derived from the allowlist, not stated) and no student record is ever requested; a
-student's ``users.*`` event is dropped unread.
+False (derived from the allowlist, not stated) and no student record is ever requested; of a
+student's ``users.*`` event only the id is read, through the same allowlist (to archive a deleted
+student and restore one whose id reappears), and ``users.updated`` of a student is dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappers.policy import MappingContext, Pseudonymiser, project, rules_for
-from mappers.records import ChangeBatch, ClassRecord, EnrollmentRecord, PersonRecord, RawPage, Role, RosterBatch
+from mappers.records import (
+    ChangeBatch,
+    ClassRecord,
+    EnrollmentRecord,
+    PersonRecord,
+    RawPage,
+    Reappeared,
+    Role,
+    RosterBatch,
+)
 from mappers.text import display, identifier
 
 PROVIDER = "clever"
@@ -133,18 +143,62 @@ class EventChange:
 
     A ``sections.created``/``updated`` event carries the whole section: its class and enrolments
     in ``upserts`` replace what is stored for that class. ``*.deleted`` names what to soft-delete.
+    A ``users.created`` names a person who may be back with an id Clever deleted before
+    (``reappeared``): Clever's certification asks to "restore records if the Clever ID reappears".
     """
 
     upserts: RosterBatch = field(default_factory=RosterBatch)
     deleted_classes: list[str] = field(default_factory=list)
-    deleted_people: list[str] = field(default_factory=list)
+    deleted_people: list[tuple[Role, str]] = field(default_factory=list)
+    reappeared: list[Reappeared] = field(default_factory=list)
     ignored: bool = False
 
 
-def _is_student_record(raw: Mapping[str, Any]) -> bool:
-    """Only the role keys are looked at, never a value: a student's record is dropped unread."""
+def _role_of(raw: Mapping[str, Any]) -> Role | None:
+    """Only the role keys are looked at, never a value; a user of any other role is not ours (None)."""
     roles = raw.get("roles")
-    return not isinstance(roles, Mapping) or "teacher" not in roles
+    if not isinstance(roles, Mapping):
+        return None
+    if "teacher" in roles:
+        return "teacher"
+    return "student" if "student" in roles else None
+
+
+def _map_section_event(record: Mapping[str, Any], action: str, context: MappingContext) -> EventChange:
+    change = EventChange()
+    if action != "deleted":
+        change.upserts = map_sections([record], context)
+        return change
+    external_id = identifier(project(record, rules_for(PROVIDER, "class", context.granted_scopes))["external_id"])
+    if external_id is None:
+        change.upserts.skipped = 1
+    else:
+        change.deleted_classes.append(external_id)
+    return change
+
+
+def _map_user_event(record: Mapping[str, Any], action: str, context: MappingContext) -> EventChange:
+    """A teacher's record names them; of a student's only the id is read, through the allowlist (the same id
+    a section lists), to archive them when deleted and re-read their sections when they come back."""
+    change = EventChange()
+    role = _role_of(record)
+    if role is None or (role == "student" and action == "updated"):
+        change.ignored = True  # nothing of a student's record is kept beyond the id their sections list
+        return change
+    subject = identifier(project(record, rules_for(PROVIDER, role, context.granted_scopes))["subject"])
+    teacher = map_teacher(record, context) if role == "teacher" else None
+    if subject is None or (role == "teacher" and teacher is None):
+        change.upserts.skipped = 1
+        return change
+    pseudonym = _pseudonym(context, subject)
+    if action == "deleted":
+        change.deleted_people.append((role, pseudonym))
+        return change
+    if teacher is not None:
+        change.upserts.people.append(teacher)
+    if action == "created":
+        change.reappeared.append(Reappeared(role, pseudonym, subject))
+    return change
 
 
 def map_event(raw: Any, context: MappingContext) -> EventChange:
@@ -163,27 +217,8 @@ def map_event(raw: Any, context: MappingContext) -> EventChange:
         change.upserts.skipped = 1
         return change
     if record_type == "sections":
-        if action == "deleted":
-            rules = rules_for(PROVIDER, "class", context.granted_scopes)
-            external_id = identifier(project(record, rules)["external_id"])
-            if external_id is None:
-                change.upserts.skipped = 1
-            else:
-                change.deleted_classes.append(external_id)
-            return change
-        change.upserts = map_sections([record], context)
-        return change
-    if _is_student_record(record):
-        change.ignored = True  # enrolments come with sections events; a student record is never read
-        return change
-    teacher = map_teacher(record, context)
-    if teacher is None:
-        change.upserts.skipped = 1
-    elif action == "deleted":
-        change.deleted_people.append(teacher.pseudonym)
-    else:
-        change.upserts.people.append(teacher)
-    return change
+        return _map_section_event(record, action, context)
+    return _map_user_event(record, action, context)
 
 
 # ------------------------------------------------------------------------------- the generic entries
@@ -195,71 +230,117 @@ def map_page(page: RawPage, context: MappingContext) -> RosterBatch:
     return RosterBatch(people=list(teachers.values()), skipped=skipped)
 
 
-def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
-    """One page of events -> one ChangeBatch, folded in event order (a later event about a record wins).
+@dataclass
+class _Fold:
+    """A page of events folded in order, so that a later event about the same record wins."""
 
-    A section's event carries the whole section, so its enrolments replace the stored ones.
-    """
-    sections: dict[str, RosterBatch | None] = {}
-    teachers: dict[str, PersonRecord | None] = {}
-    skipped = ignored = 0
-    for raw in page.records:
-        change = map_event(raw, context)
-        skipped += change.upserts.skipped
-        ignored += change.ignored
+    sections: dict[str, RosterBatch | None] = field(default_factory=dict)
+    people: dict[tuple[Role, str], PersonRecord | Reappeared | None] = field(default_factory=dict)
+    reappeared: dict[tuple[Role, str], Reappeared] = field(default_factory=dict)
+    skipped: int = 0
+    ignored: int = 0
+
+    def add(self, change: EventChange) -> None:
+        self.skipped += change.upserts.skipped
+        self.ignored += change.ignored
         for external_id in change.deleted_classes:
-            sections.pop(external_id, None)
-            sections[external_id] = None
+            self._set(self.sections, external_id, None)
         for cls in change.upserts.classes:
             one = RosterBatch(classes=[cls])
             one.enrollments = [e for e in change.upserts.enrollments if e.class_external_id == cls.external_id]
             named = {(e.role, e.pseudonym) for e in one.enrollments}
             one.people = [p for p in change.upserts.people if (p.role, p.pseudonym) in named]
-            sections.pop(cls.external_id, None)
-            sections[cls.external_id] = one
+            self._set(self.sections, cls.external_id, one)
         if not change.upserts.classes:
             for person in change.upserts.people:
-                teachers.pop(person.pseudonym, None)
-                teachers[person.pseudonym] = person
-        for pseudonym in change.deleted_people:
-            teachers.pop(pseudonym, None)
-            teachers[pseudonym] = None
-    result = ChangeBatch(ignored=ignored)
-    result.upserts.skipped = skipped
-    for external_id, section in sections.items():
-        if section is None:
-            result.deleted_classes.append(external_id)
-            continue
-        result.upserts.classes += section.classes
-        result.upserts.people += section.people
-        result.upserts.enrollments += section.enrollments
-        result.replaced_classes.append(external_id)
-    for pseudonym, teacher in teachers.items():
-        if teacher is None:
-            result.deleted_people.append(("teacher", pseudonym))
-        else:
-            result.upserts.people.append(teacher)
-    return result
+                self._set(self.people, (person.role, person.pseudonym), person)
+        for back in change.reappeared:
+            key = (back.role, back.pseudonym)
+            if not isinstance(self.people.get(key), PersonRecord):  # a student is only "there": nothing to upsert
+                self._set(self.people, key, back)
+            self.reappeared[key] = back
+        for key in change.deleted_people:
+            self._set(self.people, key, None)
+            self.reappeared.pop(key, None)
+
+    @staticmethod
+    def _set(fold: dict[Any, Any], key: Any, value: Any) -> None:
+        fold.pop(key, None)
+        fold[key] = value
+
+    def batch(self) -> ChangeBatch:
+        result = ChangeBatch(ignored=self.ignored, reappeared=list(self.reappeared.values()))
+        result.upserts.skipped = self.skipped
+        for external_id, section in self.sections.items():
+            if section is None:
+                result.deleted_classes.append(external_id)
+                continue
+            result.upserts.classes += section.classes
+            result.upserts.people += section.people
+            result.upserts.enrollments += section.enrollments
+            result.replaced_classes.append(external_id)
+        for key, person in self.people.items():
+            if person is None:
+                result.deleted_people.append(key)
+            elif isinstance(person, PersonRecord):
+                result.upserts.people.append(person)
+        return result
+
+
+def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
+    """One page of events -> one ChangeBatch, folded in event order (a later event about a record wins).
+
+    A section's event carries the whole section, so its enrolments replace the stored ones. A person
+    deleted and created again within the page is simply there; one created after an earlier page or
+    sync deleted them is in ``reappeared``, for the worker to restore with their sections.
+    """
+    fold = _Fold()
+    for raw in page.records:
+        fold.add(map_event(raw, context))
+    return fold.batch()
 
 
 # ---------------------------------------------------------------------------------------- identity
 @dataclass(frozen=True)
 class CleverIdentity:
-    """Who a token acts for (``/me``): the linking step needs the user id and the district, nothing else."""
+    """Who a token acts for (``/me``, and ``/userinfo`` for the role): the linking step needs the user id,
+    the district and the role, nothing else."""
 
     user_id: str
     district_id: str | None
     user_type: str
 
 
+USER = "user"
+"""``/me``'s ``type`` for a Library sign-in in v3.0 (dev.clever.com/docs/classroom-rostering): a user whose
+role ``/me`` does not tell; ``/userinfo``'s ``user_type`` does (``role_from_userinfo``)."""
+
+
 def identity(raw_me: Any) -> CleverIdentity | None:
-    """``/me``'s ``data`` -> identity; only ``id``, ``district`` and ``type`` are read (providers.md 2.1)."""
+    """``/me``'s ``data`` -> identity; only ``id``, ``district`` and ``type`` are read (providers.md 2.1).
+
+    ``type`` is the role for a district teacher's Instant Login and ``user`` for a Library sign-in, as
+    Clever's v3.0 Library page documents it; a ``user`` needs ``role_from_userinfo`` before it may link.
+    """
     if not isinstance(raw_me, Mapping):
         return None
     user_id, user_type = identifier(raw_me.get("id")), identifier(raw_me.get("type"))
     if user_id is None or user_type is None:
         return None
     return CleverIdentity(user_id=user_id, district_id=identifier(raw_me.get("district")), user_type=user_type)
+
+
+def role_from_userinfo(me: CleverIdentity, raw_userinfo: Any) -> CleverIdentity | None:
+    """``/userinfo`` (dev.clever.com/docs/the-userinfo-endpoint) completes a ``user`` identity with its role
+    "in the current login context"; only ``user_id``, ``user_type`` and ``district_id`` are read (never a name
+    or an email). None when it breaks that shape or speaks of another user than ``/me``."""
+    if not isinstance(raw_userinfo, Mapping):
+        return None
+    user_id, user_type = identifier(raw_userinfo.get("user_id")), identifier(raw_userinfo.get("user_type"))
+    if user_id != me.user_id or user_type is None:
+        return None
+    district = me.district_id or identifier(raw_userinfo.get("district_id"))
+    return CleverIdentity(user_id=me.user_id, district_id=district, user_type=user_type)
 
 
 def pseudonyms(subjects: Iterable[str], pseudonymiser: Pseudonymiser, tenant: str) -> list[str]:

@@ -68,13 +68,30 @@ class RosterBatch:
     skipped: int = 0
 
 
+@dataclass(frozen=True)
+class Reappeared:
+    """A person a change feed says is (back) at the provider with an id it deleted before.
+
+    ``subject`` is the provider's own id, the allowlisted ``subject``: it is kept in memory only, for the
+    worker to ask the provider for this person's classes, and is never stored, logged or shown.
+    """
+
+    role: Role
+    pseudonym: str
+    subject: str
+
+    def __repr__(self) -> str:  # the provider id stays out of any log line or traceback
+        return f"Reappeared(role={self.role!r}, pseudonym={self.pseudonym[:8]!r}...)"
+
+
 @dataclass
 class ChangeBatch:
     """What one page of a change feed asks of the store; applying it twice changes nothing.
 
     ``replaced_classes`` (external ids) are classes whose whole membership is ``upserts``' enrolments
     of them: any other stored enrolment of theirs is soft-deleted. ``deleted_people`` are
-    ``(role, pseudonym)`` pairs.
+    ``(role, pseudonym)`` pairs. ``reappeared`` are people the feed says were created: those the store
+    holds as removed get their classes re-read before the page is applied (``worker.reappeared``).
     """
 
     upserts: RosterBatch = field(default_factory=RosterBatch)
@@ -82,3 +99,4 @@ class ChangeBatch:
     deleted_classes: list[str] = field(default_factory=list)
     deleted_people: list[tuple[Role, str]] = field(default_factory=list)
     ignored: int = 0
+    reappeared: list[Reappeared] = field(default_factory=list)

@@ -48,6 +48,7 @@ RUN_OUTCOMES = (
     "provider_data",
     *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
     *("events_unavailable", "budget_spent", "tokens_not_stored", "setup_required"),
+    "token_refused",
     # not run: another sync holds the lease, or the integration is not active
     *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended", "skipped:blocked"),
 )

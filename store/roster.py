@@ -112,6 +112,14 @@ def _stored_people(
     return stored
 
 
+def archived_people(
+    connection: Connection, integration_id: int, keys: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Of these ``(role, pseudonym)`` keys, those stored and soft-deleted: the people a change feed's "created"
+    brings back (issue 23 item 5), whose classes must be re-read for their enrolments to return with them."""
+    return {key for key, row in _stored_people(connection, integration_id, keys).items() if row.removed_at is not None}
+
+
 def _stored_enrollments(
     connection: Connection, integration_id: int, class_ids: Iterable[int]
 ) -> dict[tuple[int, int], tuple[str, Any]]:

@@ -196,7 +196,9 @@ def test_library_teacher_link_and_unpaged_sections(settings: Settings, clever: C
     assert clever.requests[-1].path == "/oauth/tokens"
     with CleverConnector(settings, str(tokens.access_token)) as connector:
         me = connector.me()
-        assert me["id"] == teacher and me["district"] is None
+        assert me == {"id": teacher, "type": "user"}, "as Clever's v3.0 Library page documents it"
+        info = connector.userinfo()
+        assert (info["user_id"], info["user_type"]) == (teacher, "teacher") and "district_id" not in info
         pages = list(connector.teacher_sections(teacher))
         students = [r for page in connector.section_users(pages[0].records[0]["id"], "student") for r in page.records]
     assert len(pages) == 1 and {r["id"] for r in pages[0].records} == set(clever.section_ids(teacher_id=teacher))

@@ -285,7 +285,7 @@ def test_library_teacher_reads_own_sections_unpaged(emu: CleverEmulator, http: r
     teacher = emu.teacher_ids(None)[0]
     token = _sso_token(emu, http, teacher)
     me = _get(http, emu, "/v3.0/me", token).json()["data"]
-    assert me["id"] == teacher and me["district"] is None
+    assert me == {"id": teacher, "type": "user"}, "dev.clever.com/docs/classroom-rostering: no district, no role"
     body = _get(http, emu, f"/v3.0/users/{teacher}/sections", token).json()
     assert [item["data"]["id"] for item in body["data"]] == emu.section_ids(teacher_id=teacher)
     assert not [link for link in body["links"] if link["rel"] == "next"]
@@ -294,6 +294,53 @@ def test_library_teacher_reads_own_sections_unpaged(emu: CleverEmulator, http: r
     students = _get(http, emu, f"/v3.0/sections/{section}/users", token, role="student").json()["data"]
     assert {s["data"]["id"] for s in students} == set(emu.students_of(section))
     assert _get(http, emu, f"/v3.0/sections/{emu.section_ids(emu.district_ids[0])[0]}", token).status_code == 403
+
+
+def test_userinfo_tells_the_role_of_the_sign_in(emu: CleverEmulator, http: requests.Session) -> None:
+    """/userinfo (no version prefix, no wrapper) carries ``user_type``; a district user's carries the district."""
+    library_teacher = emu.teacher_ids(None)[0]
+    district = emu.district_ids[0]
+    student = emu.student_ids(district)[0]
+    for user, role, district_id in ((library_teacher, "teacher", None), (student, "student", district)):
+        token = _sso_token(emu, http, user)
+        info = _get(http, emu, "/userinfo", token).json()
+        assert (info["user_id"], info["user_type"], info.get("district_id")) == (user, role, district_id)
+    assert _get(http, emu, "/userinfo", "not-a-token").status_code == 401
+    district_token = emu.district_token(district)
+    assert district_token is not None
+    assert _get(http, emu, "/userinfo", district_token).status_code == 401, "a sign-in token's endpoint"
+
+
+def test_refused_calls_keep_the_token_listed(emu: CleverEmulator, http: requests.Session) -> None:
+    district = emu.district_ids[0]
+    token = emu.district_token(district)
+    assert token is not None
+    emu.refuse_calls(district)
+    assert _get(http, emu, "/v3.0/sections", token).status_code == 401
+    listed = http.get(
+        emu.token_url, params={"owner_type": "district"}, auth=(emu.client_id, emu.client_secret), timeout=TIMEOUT
+    ).json()["data"]
+    assert token in {t["access_token"] for t in listed}
+    emu.refuse_calls(district, refusing=False)
+    assert _get(http, emu, "/v3.0/sections", token).status_code == 200
+
+
+def test_a_deleted_user_recreated_with_the_same_id(emu: CleverEmulator, http: requests.Session) -> None:
+    district = emu.district_ids[0]
+    token = emu.district_token(district)
+    assert token is not None
+    teacher = emu.teacher_ids(district)[0]
+    before = emu.newest_event_id(district)
+    emu.delete_user(teacher)
+    assert _get(http, emu, f"/v3.0/users/{teacher}", token).status_code == 404
+    emu.recreate_user(teacher)
+    assert _get(http, emu, f"/v3.0/users/{teacher}", token).json()["data"]["id"] == teacher
+    params = {"starting_after": before} if before else {}
+    events = _follow(http, emu, "/v3.0/events", token, **params)[0]
+    assert [(e["type"], e["data"]["object"]["id"]) for e in events] == [
+        ("users.deleted", teacher),
+        ("users.created", teacher),
+    ]
 
 
 def test_revoked_sso_token_gets_401(emu: CleverEmulator, http: requests.Session) -> None:

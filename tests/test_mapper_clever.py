@@ -13,11 +13,14 @@ import pytest
 from connectors.clever import CleverConnector, district_token
 from emulators.clever import CleverEmulator
 from mappers.clever import (
+    USER,
+    CleverIdentity,
     field_mask,
     identity,
     map_event,
     map_sections,
     map_teachers,
+    role_from_userinfo,
     user_records_needed,
 )
 from mappers.policy import ALLOWLIST, MappingContext, Pseudonymiser
@@ -132,7 +135,7 @@ def test_events_map_idempotently(context: MappingContext) -> None:
     person = map_event({"id": "e3", "type": "users.updated", "data": {"object": teacher}}, context)
     assert [p.display_name for p in person.upserts.people] == ["Ann Lee"]
     gone = map_event({"id": "e4", "type": "users.deleted", "data": {"object": teacher}}, context)
-    assert gone.deleted_people == [context.pseudonymiser.pseudonym("clever", "school-a", "t1")]
+    assert gone.deleted_people == [("teacher", context.pseudonymiser.pseudonym("clever", "school-a", "t1"))]
     assert map_event({"id": "e5", "type": "schools.updated", "data": {"object": {}}}, context).ignored
     assert map_event({"id": "e6", "type": "sections.updated", "data": None}, context).upserts.skipped == 1
 
@@ -176,7 +179,7 @@ def test_an_event_page_folds_in_order_and_a_later_event_wins(context: MappingCon
         records=[
             event(1, "sections.deleted", section),
             event(2, "sections.created", {**section, "name": "Maths again", "students": ["u1", "u2"]}),
-            event(3, "users.created", student),  # dropped unread
+            event(3, "users.created", student),  # only its id is read: it may be back with an old id
             event(4, "users.updated", teacher),
             event(5, "sections.deleted", {"id": "s2", "name": "Gone"}),
         ],
@@ -185,8 +188,54 @@ def test_an_event_page_folds_in_order_and_a_later_event_wins(context: MappingCon
     batch = map_changes(page, context)
     assert [c.name for c in batch.upserts.classes] == ["Maths again"]
     assert batch.replaced_classes == ["s1"] and batch.deleted_classes == ["s2"]
-    assert batch.ignored == 1 and batch.upserts.skipped == 0
+    assert batch.ignored == 0 and batch.upserts.skipped == 0
+    u9 = context.pseudonymiser.pseudonym("clever", "school-a", "u9")
+    assert [(r.role, r.pseudonym, r.subject) for r in batch.reappeared] == [("student", u9, "u9")]
+    assert ("student", u9) not in {(p.role, p.pseudonym) for p in batch.upserts.people}, "no student record upserted"
     named = [p for p in batch.upserts.people if p.role == "teacher" and p.complete]
     assert [p.display_name for p in named] == ["Ann Lee"]
     assert "Kid" not in repr(batch) and "2015" not in repr(batch)
     assert [p.complete for p in batch.upserts.people if p.role == "teacher"] == [False, True]  # reference, then name
+
+
+def test_a_library_me_of_type_user_takes_its_role_from_userinfo() -> None:
+    """v3.0 Library ``/me`` is ``{"id", "type": "user"}``; ``/userinfo`` tells the role and maybe the district."""
+    me = identity({"id": "u1", "type": "user"})
+    assert me == CleverIdentity(user_id="u1", district_id=None, user_type=USER)
+    info = {"user_id": "u1", "user_type": "teacher", "email": "t@x.test", "name": {"first": "T"}}
+    assert role_from_userinfo(me, info) == CleverIdentity(user_id="u1", district_id=None, user_type="teacher")
+    in_district = {"user_id": "u1", "user_type": "student", "district_id": "d1"}
+    assert role_from_userinfo(me, in_district) == CleverIdentity("u1", "d1", "student")
+    assert role_from_userinfo(me, {"user_id": "someone-else", "user_type": "teacher"}) is None
+    assert role_from_userinfo(me, {"user_id": "u1"}) is None
+    assert role_from_userinfo(me, ["not", "an", "object"]) is None
+    district_teacher = identity({"id": "u2", "district": "d1", "type": "teacher", "authorized_by": "district"})
+    assert district_teacher == CleverIdentity("u2", "d1", "teacher")
+
+
+def test_a_user_deleted_then_created_folds_to_there_and_flags_the_id(context: MappingContext) -> None:
+    """users.deleted archives a teacher or a student (only the id is read); a later users.created in the page
+    cancels it and flags the id (``reappeared``); a later users.deleted cancels the flag."""
+    from connectors.base import Page
+    from mappers.clever import map_changes
+
+    teacher = {"id": "t1", "name": {"first": "Ann", "last": "Lee"}, "email": "a@x.test", "roles": {"teacher": {}}}
+    student = {"id": "u9", "name": {"first": "Kid"}, "dob": "1/1/2015", "roles": {"student": {}}}
+    staff = {"id": "x1", "roles": {"staff": {}}}
+
+    def page(*events: tuple[str, dict[str, Any]]) -> Page:
+        records = [{"id": f"e{n}", "type": kind, "data": {"object": rec}} for n, (kind, rec) in enumerate(events)]
+        return Page(kind="events", parent_id=None, records=records)
+
+    t1, u9 = (context.pseudonymiser.pseudonym("clever", "school-a", subject) for subject in ("t1", "u9"))
+    gone = map_changes(page(("users.deleted", teacher), ("users.deleted", student), ("users.deleted", staff)), context)
+    assert gone.deleted_people == [("teacher", t1), ("student", u9)] and gone.reappeared == []
+    assert gone.ignored == 1, "a staff user is not ours"
+    back = map_changes(page(("users.deleted", teacher), ("users.created", teacher), ("users.deleted", student),
+                            ("users.created", student)), context)  # fmt: skip
+    assert back.deleted_people == []
+    assert [(r.role, r.subject) for r in back.reappeared] == [("teacher", "t1"), ("student", "u9")]
+    assert [p.display_name for p in back.upserts.people] == ["Ann Lee"]
+    assert "u9" not in repr(back.reappeared) and "t1" not in repr(back.reappeared), "the provider id stays out of logs"
+    again = map_changes(page(("users.created", teacher), ("users.deleted", teacher)), context)
+    assert again.deleted_people == [("teacher", t1)] and again.reappeared == []

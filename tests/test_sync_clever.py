@@ -251,6 +251,54 @@ def test_a_disconnected_district_is_revoked_purged_and_never_called_again(
     assert second != first
 
 
+def test_a_401_while_clever_still_lists_the_token_is_transient_and_keeps_the_roster(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    """Clever's disconnect is the token leaving /oauth/tokens (issue 23 item 3): a 401 with the same token
+    still listed is retried, then ``failed`` with a reason once the retry caps run out; never revoked."""
+    from connectors.base import TransientError
+    from worker.retry_policy import run_with_retries
+
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    held = stored_roster(runtime, integration_id)
+    clever.refuse_calls(district)
+    with pytest.raises(TransientError):
+        run_sync(runtime, integration_id)
+    assert integrations.load(runtime.engine, integration_id).status == "active"
+    runtime.settings.max_retries = 1
+    slept: list[float] = []
+    assert run_with_retries(runtime, integration_id, sleep=slept.append) == "token_refused"
+    assert len(slept) == 1, "retried under the policy, not given up at once"
+    [summary] = [s for s in integrations.summaries(runtime.engine) if s.id == integration_id]
+    assert summary.status == "failed"
+    assert "Clever kept refusing the district's token (401) although it still lists it" in summary.status_reason
+    assert "resume it with rostersync resume ID" in summary.status_reason
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.token_blob is not None, "the grant is kept"
+    assert stored_roster(runtime, integration_id) == held, "nothing purged"
+    assert "revoked" not in integrations.audit_actions(runtime.engine, integration_id)
+    assert clever.district_token(district) is not None
+
+    clever.refuse_calls(district, refusing=False)
+    assert integrations.resume_failed(runtime.engine, integration_id, actor="admin:test")
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert stored_roster(runtime, integration_id) == held
+
+
+def test_a_401_then_a_token_gone_from_the_list_is_the_disconnect(runtime: Runtime, clever: CleverEmulator) -> None:
+    """The same 401, once the district's token has left /oauth/tokens, is the disconnect: revoked and purged."""
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    clever.refuse_calls(district)
+    clever.disconnect_district(district)
+    assert run_sync(runtime, integration_id).outcome == "revoked"
+    assert integrations.load(runtime.engine, integration_id).status == "revoked"
+    assert classes(runtime.engine, integration_id, current=False) == []
+
+
 def test_an_unshared_section_is_removed_and_restored(runtime: Runtime, clever: CleverEmulator) -> None:
     district = clever.district_ids[0]
     integration_id = link_district(runtime, clever)
@@ -265,6 +313,96 @@ def test_an_unshared_section_is_removed_and_restored(runtime: Runtime, clever: C
     run_sync(runtime, integration_id)
     assert section in {c.external_id for c in classes(runtime.engine, integration_id)}
     assert len(enrollments(runtime.engine, integration_id)) == members
+
+
+def current_enrollments_of(runtime: Runtime, integration_id: int, role: str, pseudonym: str) -> set[str]:
+    """The external ids of the classes this person is currently enrolled in (none when archived)."""
+    person = {p.id for p in people(runtime.engine, integration_id, role=role) if p.pseudonym == pseudonym}
+    names = {c.id: c.external_id for c in classes(runtime.engine, integration_id)}
+    return {names[e.class_id] for e in enrollments(runtime.engine, integration_id) if e.person_id in person}
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_a_user_deleted_and_recreated_with_the_same_id_comes_back_with_their_enrolments(
+    runtime: Runtime, clever: CleverEmulator, role: str
+) -> None:
+    """Clever's certification: archive a user deleted in Clever, "restore records if the Clever ID reappears"
+    (issue 23 item 5): through events, the person and their enrolments are back at the next sync."""
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    section = clever.section_ids(district)[0]
+    user = clever.teacher_ids(district)[0] if role == "teacher" else clever.students_of(section)[0]
+    pseudonym = runtime.pseudonymiser.pseudonym("clever", runtime.settings.default_tenant, user)
+    held = stored_roster(runtime, integration_id)
+    theirs = current_enrollments_of(runtime, integration_id, role, pseudonym)
+    sections = clever.section_ids(teacher_id=user) if role == "teacher" else clever.section_ids(district)
+    assert theirs == {s for s in sections if role == "teacher" or user in clever.students_of(s)}
+
+    clever.delete_user(user)
+    deleted = run_sync(runtime, integration_id)
+    assert (deleted.outcome, deleted.mode) == ("ok", "changes")
+    assert pseudonym not in {p.pseudonym for p in people(runtime.engine, integration_id, role=role)}, "archived"
+    assert current_enrollments_of(runtime, integration_id, role, pseudonym) == set()
+
+    clever.recreate_user(user)
+    before = len(clever.requests)
+    back = run_sync(runtime, integration_id)
+    assert (back.outcome, back.mode) == ("ok", "changes")
+    assert current_enrollments_of(runtime, integration_id, role, pseudonym) == theirs
+    assert stored_roster(runtime, integration_id) == held
+    assert [path for path, _, _ in api_calls(clever, before)] == ["/v3.0/events", f"/v3.0/users/{user}/sections"]
+    assert back.provider_calls == 2
+    if role == "teacher":
+        named = {p.pseudonym: p.display_name for p in people(runtime.engine, integration_id, role="teacher")}
+        assert named[pseudonym], "named again from the users.created record"
+
+    # Deleted and re-created between two syncs: the page folds to "still here", and nothing is re-read.
+    clever.delete_user(user)
+    clever.recreate_user(user)
+    before = len(clever.requests)
+    assert run_sync(runtime, integration_id).mode == "changes"
+    assert stored_roster(runtime, integration_id) == held
+    assert [path for path, _, _ in api_calls(clever, before)] == ["/v3.0/events"]
+
+
+def test_the_reread_of_a_reappeared_user_spends_the_request_budget(
+    runtime: Runtime, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one extra request a reappeared id costs is metered like every listing (PROVIDER_BUDGETS)."""
+    import worker.budgets
+
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    teacher = clever.teacher_ids(district)[0]
+    clever.delete_user(teacher)
+    run_sync(runtime, integration_id)
+    clever.recreate_user(teacher)
+    taken: list[str] = []
+    real = worker.budgets.take_one
+
+    def counting(settings: Settings, provider: str) -> int | None:
+        taken.append(provider)
+        return real(settings, provider)
+
+    monkeypatch.setattr(worker.budgets, "take_one", counting)
+    runtime.settings.provider_budgets = "clever=1000/60"
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.provider_calls) == ("ok", 2)
+    # a unit before each page and one more to learn each listing ended: the events and the re-read
+    assert taken == ["clever"] * 4
+
+
+def test_a_new_user_costs_no_extra_read(runtime: Runtime, clever: CleverEmulator) -> None:
+    """users.created of someone never stored is not a reappearance: their sections come with sections events."""
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    clever.add_student(clever.section_ids(district)[0])
+    before = len(clever.requests)
+    assert run_sync(runtime, integration_id).mode == "changes"
+    assert [path for path, _, _ in api_calls(clever, before)] == ["/v3.0/events"]
 
 
 def test_unshared_section_is_swept_by_a_full_sync_too(runtime: Runtime, clever: CleverEmulator) -> None:
@@ -344,6 +482,32 @@ def test_a_library_teacher_is_synced_with_their_sso_token_without_paging(
     assert all(not query for _, query, _ in calls), "no limit or paging parameters with an SSO token"
     assert classes(runtime.engine, integration_id)
     assert {p.display_name for p in people(runtime.engine, integration_id, role="student")} == {None}
+
+
+def test_a_library_teacher_links_by_what_userinfo_says_and_syncs(runtime: Runtime, clever: CleverEmulator) -> None:
+    """v3.0 ``/me`` names a Library sign-in ``"type": "user"`` (dev.clever.com/docs/classroom-rostering); the role
+    is ``/userinfo``'s ``user_type`` (issue 23 item 6)."""
+    teacher = clever.teacher_ids(None)[0]
+    before = len(clever.requests)
+    integration_id = link_clever_teacher(runtime, clever, teacher, "teacher-lib")
+    paths = [r.path for r in clever.requests[before:]]
+    assert "/v3.0/me" in paths and "/userinfo" in paths
+    state = integrations.load(runtime.engine, integration_id)
+    assert state.token_blob is not None
+    assert tokens_from_payload(runtime.vault.open(state.token_blob)).extra == {"teacher_id": teacher}
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(
+        clever.section_ids(teacher_id=teacher)
+    )
+
+
+def test_a_library_student_sign_in_is_refused_clearly_and_nothing_is_stored(
+    runtime: Runtime, clever: CleverEmulator
+) -> None:
+    student = clever.student_ids(None)[0]
+    with pytest.raises(LinkError, match="this Clever sign-in is a student, not a teacher: only a teacher links"):
+        link_clever_teacher(runtime, clever, student, "student-lib")
+    assert integrations.summaries(runtime.engine) == []
 
 
 def test_a_teacher_links_401_is_access_revoked(runtime: Runtime, clever: CleverEmulator) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
@@ -141,6 +141,14 @@ class Budgeted:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def fetch(connector: RosterConnector, read: Callable[[RosterConnector], Iterable[Page]]) -> Iterator[Page]:
+    """A read beyond the protocol's (a provider row's own, e.g. one person's classes) on the connector ``budgeted``
+    wrapped, spending the provider's budget page by page like every other listing."""
+    if isinstance(connector, Budgeted):
+        return _metered(iter(read(connector.inner)), connector.take, connector.refund)
+    return iter(read(connector))
 
 
 def budgeted(inner: RosterConnector, settings: Settings, provider: str) -> RosterConnector:

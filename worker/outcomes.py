@@ -20,6 +20,8 @@ MEANING = {
     "budget_spent": "rostersync's own request budget for the provider (PROVIDER_BUDGETS) stayed spent: "
     "retries exhausted, due again at its next turn",
     "client_config": "the provider kept refusing our client credentials: retries exhausted, integration marked failed",
+    "token_refused": "Clever kept refusing the district's token although it still lists it: retries exhausted, "
+    "integration marked failed (tokens and roster kept)",
     "provider_data": "the provider's class list broke its documented schema: nothing was removed",
     "setup_required": "the provider needs its admin to set something up first (the reason is in `rostersync "
     "status`): integration marked failed, roster kept; `rostersync resume` once it is done",

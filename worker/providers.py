@@ -75,6 +75,9 @@ class Provider:
     field_mask: Callable[[str, frozenset[str]], str]
     map_page: Callable[[RawPage, MappingContext], RosterBatch]
     map_changes: Callable[[RawPage, MappingContext], ChangeBatch] | None  # None: no change feed
+    # A person's classes now, by the provider's id (pages ``map_page`` reads), for a person whose id reappeared
+    # in the change feed (``ChangeBatch.reappeared``); None: the provider's feed brings enrolments back itself.
+    classes_of: Callable[[RosterConnector, str], Iterator[Page]] | None = None
 
 
 # ----------------------------------------------------------------------------------------- Google
@@ -96,6 +99,27 @@ def _clever_exchange(settings: Settings, callback: Callback) -> TokenSet:
     return connectors.clever.exchange_code(settings, authorization_response=callback.url, state=callback.state)
 
 
+CLEVER_ROLES = frozenset({"student", "staff", "district_admin", "school_admin", "contact"})
+"""Clever's role words that a refusal may name; any other value is not echoed (it came off the wire)."""
+
+
+def _clever_identity(settings: Settings, sso_token: str) -> mappers.clever.CleverIdentity:
+    """Who signed in and as what: ``/me``, and ``/userinfo`` when ``/me`` says only ``user`` (a Library sign-in,
+    dev.clever.com/docs/classroom-rostering). Only a teacher links; any other role is refused by name."""
+    with connectors.clever.CleverConnector(settings, sso_token) as reader:
+        me = mappers.clever.identity(reader.me())
+        if me is not None and me.user_type == mappers.clever.USER:
+            me = mappers.clever.role_from_userinfo(me, reader.userinfo())
+    if me is None:
+        raise ProviderDataError("Clever's /me or /userinfo breaks the documented shape")
+    if me.user_type != "teacher":
+        role = me.user_type if me.user_type in CLEVER_ROLES else "user of another role"
+        raise connectors.clever.LinkRefused(
+            f"this Clever sign-in is a {role}, not a teacher: only a teacher links a class roster; nothing was stored"
+        )
+    return me
+
+
 def _clever_grant(settings: Settings, sso: TokenSet) -> Grant:
     """A teacher's sign-in -> what the sync reads with (providers.md 2.1, "Two kinds of teacher").
 
@@ -105,12 +129,7 @@ def _clever_grant(settings: Settings, sso: TokenSet) -> Grant:
     district) is read with their own SSO token. The SSO token of a district teacher is not kept.
     """
     assert sso.access_token is not None
-    with connectors.clever.CleverConnector(settings, sso.access_token) as reader:
-        me = mappers.clever.identity(reader.me())
-    if me is None:
-        raise ProviderDataError("Clever's /me breaks the documented shape")
-    if me.user_type != "teacher":
-        raise connectors.clever.LinkRefused(f"only teachers link this way (Clever says: {me.user_type[:20]})")
+    me = _clever_identity(settings, sso.access_token)
     if me.district_id is None:
         return Grant(TokenSet(sso.access_token, "", None, extra={"teacher_id": me.user_id}), me.user_id)
     token = connectors.clever.district_token(settings, me.district_id)
@@ -121,6 +140,12 @@ def _clever_grant(settings: Settings, sso: TokenSet) -> Grant:
         )
     extra = {"district_id": me.district_id, "teacher_id": me.user_id}
     return Grant(TokenSet(token, "", None, extra=extra), me.user_id)
+
+
+def _clever_classes_of(connector: RosterConnector, user_id: str) -> Iterator[Page]:
+    """Clever's events say "created" for a user whose id reappears but not which sections they are in again."""
+    assert isinstance(connector, connectors.clever.CleverRoster)
+    return connector.classes_of(user_id)
 
 
 def _clever_org_grant(settings: Settings, district_id: str) -> Grant | None:
@@ -249,6 +274,7 @@ PROVIDERS: dict[str, Provider] = {
         field_mask=mappers.clever.field_mask,
         map_page=mappers.clever.map_page,
         map_changes=mappers.clever.map_changes,
+        classes_of=_clever_classes_of,
     ),
     "microsoft": Provider(
         name="microsoft",

@@ -32,6 +32,8 @@ GIVE_UP_WHY = {
     "rate_limited": "the provider kept rate-limiting it",
     "client_config": "the provider kept refusing rostersync's own client credentials (check the provider's "
     "CLIENT_ID and CLIENT_SECRET settings)",
+    "token_refused": "Clever kept refusing the district's token (401) although it still lists it, so the district "
+    "has not disconnected; tokens and roster are kept (check the app in the district's Clever dashboard)",
 }
 DEFAULT_WHY = "the provider kept failing or could not be reached"
 
@@ -140,6 +142,7 @@ WAIT_WORDS = {
     "rate_limited": "rate limited by the provider",
     "budget_spent": "rostersync's own request budget for the provider is spent (PROVIDER_BUDGETS)",
     "client_config": "client credentials refused",
+    "token_refused": "Clever refused the district's token although it still lists it",
 }
 
 

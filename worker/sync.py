@@ -38,6 +38,7 @@ from store.fence import SYNCABLE, Fenced, Lease, fenced, still_current
 from store.statistics import Statistics
 from store.vault import VaultError
 from worker import cursor as cursor_document
+from worker import reappeared
 from worker.budgets import budgeted
 from worker.coalesce import Coalescer, split
 from worker.consent import roles_to_sync
@@ -295,6 +296,7 @@ def _apply_changes(
     guard = breaker.ChangeGuard(state.id, _limits(runtime))
     for page in connector.changes(saved.cursor):
         batch = spec.map_changes(page, context)
+        reappeared.restore(runtime.engine, state.id, spec, connector, context, batch)  # a re-used id: its classes
         batch.upserts = _within(batch.upserts, roles)
         with fenced(runtime.engine, state.id, state.generation, lease) as connection:
             outcome.rows_written += guard.apply(connection, batch)

@@ -34,6 +34,7 @@ OUTCOMES = (
     "provider_data",
     *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
     *("events_unavailable", "budget_spent", "tokens_not_stored", "setup_required"),
+    "token_refused",
     *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended", "skipped:blocked"),
 )
 NAMED_IDS = (
