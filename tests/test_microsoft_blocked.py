@@ -24,13 +24,12 @@ from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from store import integrations
 from store.models import AuditEvent, SyncRun
-from tests.helpers import classes, enrollments, people, row_count
-from tests.microsoft_fixtures import link_microsoft_teacher, microsoft_settings_for
-from worker.linking import link_org
+from tests.helpers import row_count
+from tests.microsoft_fixtures import microsoft_settings_for
+from tests.test_sync_microsoft_faults import Roster, link, roster
+from tests.test_sync_microsoft_faults import linked_user as principal
 from worker.runtime import Runtime
 from worker.sync import run_sync
-
-Roster = tuple[set[str], set[str], set[tuple[int, int]]]
 
 
 @pytest.fixture
@@ -42,27 +41,6 @@ def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
 @pytest.fixture
 def settings(emu: MicrosoftEmulator, database_url: str) -> Settings:
     return microsoft_settings_for(emu, database_url)
-
-
-def link(runtime: Runtime, emu: MicrosoftEmulator, kind: str) -> int:
-    tenant = emu.tenant_ids[0]
-    if kind == "teacher":
-        return link_microsoft_teacher(runtime, emu, emu.teacher_ids(tenant)[0])
-    return link_org(runtime, provider_name="microsoft", org=tenant)
-
-
-def principal(emu: MicrosoftEmulator, kind: str) -> str:
-    """Whom a policy targets: the linked teacher, or the whole tenant (its app sign-ins too)."""
-    tenant = emu.tenant_ids[0]
-    return emu.teacher_ids(tenant)[0] if kind == "teacher" else tenant
-
-
-def roster(runtime: Runtime, integration_id: int) -> Roster:
-    return (
-        {c.external_id for c in classes(runtime.engine, integration_id)},
-        {p.pseudonym for p in people(runtime.engine, integration_id)},
-        {(e.class_id, e.person_id) for e in enrollments(runtime.engine, integration_id)},
-    )
 
 
 def audited(runtime: Runtime, integration_id: int) -> set[str]:

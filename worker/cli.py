@@ -184,15 +184,20 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log sync
     configure_logging(verbose)
 
 
+ProviderOption = Annotated[str, typer.Option(help="Provider to link: google, clever or microsoft.")]
+TeacherOption = Annotated[str, typer.Option(help="The platform's id of the teacher who links.")]
+TenantOption = Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")]
+TeacherBasisOption = Annotated[
+    str, typer.Option(help="Consent basis (COPPA): school (the school's licence, a teacher acting for it) or parent.")
+]
+
+
 @link_app.command("start")
 def link_start(
-    provider: Annotated[str, typer.Option(help="Provider to link: google, clever or microsoft.")],
-    teacher: Annotated[str, typer.Option(help="The platform's id of the teacher who links.")],
-    tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
-    basis: Annotated[
-        str,
-        typer.Option(help="Consent basis (COPPA): school (the school's licence, a teacher acting for it) or parent."),
-    ] = DEFAULT_BASIS,
+    provider: ProviderOption,
+    teacher: TeacherOption,
+    tenant: TenantOption = None,
+    basis: TeacherBasisOption = DEFAULT_BASIS,
 ) -> None:
     """Print the consent URL (on a line of its own) for the teacher to open."""
     with user_errors():
@@ -203,13 +208,10 @@ def link_start(
 
 @link_app.command("url")
 def link_url(
-    provider: Annotated[str, typer.Option(help="Provider to link: google, clever or microsoft.")],
-    teacher: Annotated[str, typer.Option(help="The platform's id of the teacher who links.")],
-    tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
-    basis: Annotated[
-        str,
-        typer.Option(help="Consent basis (COPPA): school (the school's licence, a teacher acting for it) or parent."),
-    ] = DEFAULT_BASIS,
+    provider: ProviderOption,
+    teacher: TeacherOption,
+    tenant: TenantOption = None,
+    basis: TeacherBasisOption = DEFAULT_BASIS,
 ) -> None:
     """Print a signed, single-use /link URL exactly as the platform makes one (valid ten minutes).
 
