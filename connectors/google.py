@@ -329,9 +329,14 @@ class GoogleConnector:
         )
 
     def classes(self, masks: Masks) -> Iterator[Page]:
-        """The teacher's ACTIVE courses, page by page (``teacherId=me``)."""
+        """The teacher's ACTIVE and ARCHIVED courses, page by page (``teacherId=me``).
+
+        ARCHIVED ones are asked for so that their end is seen as the teacher's decision (the course
+        comes with its state) and not as a course that vanished; the store ends them with no hold,
+        and restores one that comes back ACTIVE. PROVISIONED/DECLINED are not taught yet.
+        """
         courses = self._service.courses()
-        request = courses.list(teacherId="me", courseStates=["ACTIVE"], fields=masks["class"])
+        request = courses.list(teacherId="me", courseStates=["ACTIVE", "ARCHIVED"], fields=masks["class"])
         yield from self._pages(courses, request, "courses", None, COURSES_SCOPE)
 
     def members(self, class_ids: Sequence[str], masks: Masks) -> Iterator[Page]:

@@ -224,7 +224,9 @@ def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
         for pseudonym in change.deleted_people:
             teachers.pop(pseudonym, None)
             teachers[pseudonym] = None
-    result = ChangeBatch(ignored=ignored)
+    # A section's deletion is Clever's own word (a rollover the district approved at Clever, a section
+    # unshared): explained, applied with no hold (docs/reliability.md, "School year's end").
+    result = ChangeBatch(ignored=ignored, classes_deleted_by_provider=True)
     result.upserts.skipped = skipped
     for external_id, section in sections.items():
         if section is None:
