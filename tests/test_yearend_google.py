@@ -20,8 +20,9 @@ from worker.sync import run_sync
 
 
 @pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[GoogleEmulator]:
-    with GoogleEmulator(cert_dir=tmp_path, teachers=2, courses_per_teacher=3, students_per_course=12) as emu:
+def emulator(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GoogleEmulator]:
+    options = getattr(request, "param", {})
+    with GoogleEmulator(cert_dir=tmp_path, teachers=2, courses_per_teacher=3, students_per_course=12, **options) as emu:
         yield emu
 
 
@@ -95,3 +96,18 @@ def test_a_hold_standing_does_not_hold_a_later_ordinary_removal(
     assert current_classes(runtime, integration_id) == set(courses)
     breaker.approve(runtime.engine, later.run_id, actor="admin:test", lease_seconds=60)
     assert current_classes(runtime, integration_id) == {third}
+
+
+@pytest.mark.parametrize("emulator", [{"courses_page_cap": 1}], indirect=True)
+def test_a_course_listing_of_several_pages_asks_for_both_states_on_every_page(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker
+) -> None:
+    """One course a page: the client library's ``list_next`` refuses the repeated ``courseStates``."""
+    integration_id = link(0)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    courses = active_courses(emulator)
+    emulator.archive_course(courses[-1])
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert current_classes(runtime, integration_id) == set(courses[:-1])
+    listed = [r for r in emulator.requests if r.path == "/v1/courses"]
+    assert len(listed) > 2 and all(r.query.get("courseStates") == ["ACTIVE", "ARCHIVED"] for r in listed)
