@@ -57,6 +57,8 @@ from connectors.http import http_session as timeout_session
 from settings import GOOGLE_SCOPES, Settings
 
 COURSES_SCOPE, ROSTERS_SCOPE = GOOGLE_SCOPES
+COURSE_STATES = ["ACTIVE", "ARCHIVED"]
+"""The course states listed: ARCHIVED too, so a course a teacher archives is seen ending, not vanishing."""
 DEFAULT_RETRY_AFTER_SECONDS = 30.0
 ROSTER_LIST_KEYS = {"student": "students", "teacher": "teachers"}
 BATCH_LIMIT = 50
@@ -347,10 +349,23 @@ class GoogleConnector:
         )
 
     def classes(self, masks: Masks) -> Iterator[Page]:
-        """The teacher's ACTIVE courses, page by page (``teacherId=me``)."""
+        """The teacher's ACTIVE and ARCHIVED courses, page by page (``teacherId=me``).
+
+        ARCHIVED ones are asked for so that their end is seen as the teacher's decision (the course
+        comes with its state) and not as a course that vanished; the store ends them with no hold,
+        and restores one that comes back ACTIVE. PROVISIONED/DECLINED are not taught yet.
+        """
         courses = self._service.courses()
-        request = courses.list(teacherId="me", courseStates=["ACTIVE"], fields=masks["class"])
-        yield from self._pages(courses, request, "courses", None, COURSES_SCOPE)
+
+        def listing(response: dict[str, Any] | None) -> Any:
+            """Each page's call built anew: ``list_next`` refuses a repeated parameter (``courseStates`` twice)."""
+            token = None if response is None else response.get("nextPageToken")
+            if response is not None and not token:
+                return None
+            paging = {"pageToken": token} if token else {}
+            return courses.list(teacherId="me", courseStates=COURSE_STATES, fields=masks["class"], **paging)
+
+        yield from self._pages(courses, listing(None), "courses", None, COURSES_SCOPE, follow=listing)
 
     def members(self, class_ids: Sequence[str], masks: Masks) -> Iterator[Page]:
         """Students then teachers of each course, page by page, course by course, read in batches.
@@ -498,16 +513,25 @@ class GoogleConnector:
 
         return self._sent(send, ROSTERS_SCOPE, refreshed)
 
-    def _pages(self, collection: Any, request: Any, list_key: str, parent: str | None, scope: str) -> Iterator[Page]:
+    def _pages(
+        self,
+        collection: Any,
+        request: Any,
+        list_key: str,
+        parent: str | None,
+        scope: str,
+        follow: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> Iterator[Page]:
         """Follow ``nextPageToken`` as given; a token that is not a string, or comes back a second time
-        (a listing that would never end), breaks the documented shape."""
+        (a listing that would never end), breaks the documented shape. ``follow(response)`` builds the
+        next call (None: the last page) where ``list_next`` cannot."""
         seen: set[str] = set()
         bound = PageBound(self._settings.max_pages, f"Google's {list_key} listing")
         while request is not None:
             bound.next_page()
             response = self._execute(request, scope)
             yield Page(kind=list_key, parent_id=parent, records=_page_records(response, list_key, seen))
-            request = collection.list_next(request, response)
+            request = follow(response) if follow is not None else collection.list_next(request, response)
 
     def _execute(self, request: Any, scope: str) -> dict[str, Any]:
         """Send once; on a 401 with a token not refreshed for this request, refresh once and resend."""

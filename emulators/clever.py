@@ -641,6 +641,34 @@ class CleverEmulator(EmulatorCore):
             district = self._district_of(section.school_id)
             self._record_event(district, "sections.created", self._section_json(section, self._version))
 
+    def rollover(self, district_id: str) -> tuple[list[str], list[str]]:
+        """The district's new school year, once it approved the rollover at Clever; returns (old, new) section ids.
+
+        Clever holds an SIS sync whose enrolments change this much until the district clicks "Approve"
+        (support.clever.com/hc/en-us/articles/204059586); what an app sees afterwards is modelled
+        here: every section of the district ends (``sections.deleted``, gone from listings) and the
+        new year's sections appear with new ids (``sections.created``), same teachers and students.
+        """
+        with self._lock:
+            district = self._districts[district_id]
+            old = [s for s in self._sections.values() if s.shared and s.school_id == district.school_id]
+            new: list[str] = []
+            for section in old:
+                section.shared = False
+                self._record_event(district, "sections.deleted", self._section_json(section, self._version))
+            for section in old:
+                successor = self._add_section(
+                    district,
+                    name=section.name,
+                    period=section.period,
+                    teachers=section.teachers,
+                    students=section.students,
+                )
+                successor.term_id = _digest("term", district.id, "next", length=24)
+                self._record_event(district, "sections.created", self._section_json(successor, self._version))
+                new.append(successor.id)
+            return [section.id for section in old], new
+
     def unshare_user(self, user_id: str) -> None:
         with self._lock:
             user = self._users[user_id]

@@ -763,6 +763,13 @@ class GoogleEmulator(EmulatorCore):
         with self._lock:
             self._district.courses[course_id].state = state
 
+    def archive_course(self, course_id: str) -> None:
+        """A teacher archives a course at the year's end: still listed with ``courseStates=ARCHIVED``, read-only.
+
+        ``set_course_state(course_id, "ACTIVE")`` is the teacher restoring it.
+        """
+        self.set_course_state(course_id, "ARCHIVED")
+
     def cut_listings(self, path_contains: str | None) -> None:
         """List answers whose path contains this carry no ``nextPageToken``: a listing silently cut short
         after its first page, answered 200 like a complete one (None: paging is whole again)."""

@@ -754,6 +754,29 @@ class MicrosoftEmulator(EmulatorCore):
             klass.display_name = name
             klass.changed = self._tick()
 
+    def sds_expire(self, tenant_id: str, *, tag: str = "Exp0626", remove_students: bool = False) -> list[str]:
+        """School Data Sync's year-end clean-up ("expire and archive") of every class of a tenant; returns their ids.
+
+        As Graph shows it: each class stays listed with the same id, its display name, mail nickname and
+        SIS id tagged (``Exp0626_...``), so class delta reports it. Archiving the class Team changes
+        nothing Graph's education API shows (a Team's archive state is on ``/teams``). SDS does not
+        remove students unless asked (``remove_students``, Classic's "Remove Students for Classes").
+        """
+        with self._lock:
+            expired = []
+            for klass in self._classes.values():
+                if klass.tenant_id != tenant_id or klass.deleted or klass.display_name.startswith(tag):
+                    continue
+                klass.display_name = f"{tag}_{klass.display_name}"
+                for key in ("externalId", "mailNickname"):
+                    if isinstance(klass.extra.get(key), str):
+                        klass.extra[key] = f"{tag}_{klass.extra[key]}"
+                if remove_students:
+                    klass.members = [m for m in klass.members if m in klass.teachers]
+                klass.changed = self._tick()
+                expired.append(klass.id)
+            return expired
+
     def delete_class(self, class_id: str) -> None:
         """The class is deleted: 404 from now on, and (as Graph documents) never reported by class delta."""
         with self._lock:

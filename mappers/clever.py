@@ -269,7 +269,11 @@ class _Fold:
         fold[key] = value
 
     def batch(self) -> ChangeBatch:
-        result = ChangeBatch(ignored=self.ignored, reappeared=list(self.reappeared.values()))
+        # A section's deletion is Clever's own word (a rollover the district approved at Clever, a section
+        # unshared): explained, applied with no hold (docs/reliability.md, "School year's end").
+        result = ChangeBatch(
+            ignored=self.ignored, reappeared=list(self.reappeared.values()), classes_deleted_by_provider=True
+        )
         result.upserts.skipped = self.skipped
         for external_id, section in self.sections.items():
             if section is None:

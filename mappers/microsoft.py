@@ -9,6 +9,7 @@ else. Records that break the documented shape are skipped and counted, never gue
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,19 @@ from mappers.text import display, identifier
 PROVIDER = "microsoft"
 ACTIVE = "ACTIVE"
 """Graph classes have no state: a listed class is active, a deleted one is gone (404, full reconcile)."""
+EXPIRED = "EXPIRED"
+SDS_EXPIRED_NAMES = (re.compile(r"^exp\d{4}[\s_-]", re.IGNORECASE),)
+"""School Data Sync's year-end "mark classes expired" tags the class's display name (SDS Classic: "tags the
+sections as EXP in the display name"; SDS renames the group with an ``Exp<MMYY>`` prefix) and keeps it
+listed with the same id. The tag is a heuristic, not a contract: this table is the one place it is read.
+A class so tagged is EXPIRED, an end the school decided (docs/reliability.md, "School year's end")."""
+
+
+def class_state(name: str) -> str:
+    """EXPIRED when School Data Sync's year-end tag marks the class's name, else ACTIVE."""
+    return EXPIRED if any(pattern.match(name) for pattern in SDS_EXPIRED_NAMES) else ACTIVE
+
+
 ROLES = ("class", "student", "teacher")
 MASK_ROLES: Mapping[str, str] = {"class": "class", "member": "student", "teacher": "teacher"}
 """Connector mask key -> allowlist role: a class's ``members`` are read with the student rules."""
@@ -54,7 +68,7 @@ def map_classes(raw_records: Sequence[Any], context: MappingContext) -> RosterBa
         if external_id is None or name is None:
             batch.skipped += 1
             continue
-        batch.classes.append(ClassRecord(external_id, name, None, ACTIVE))
+        batch.classes.append(ClassRecord(external_id, name, None, class_state(name)))
     return batch
 
 

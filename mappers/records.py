@@ -9,6 +9,16 @@ from typing import Any, Literal, Protocol
 Role = Literal["student", "teacher"]
 ROLES: tuple[Role, ...] = ("student", "teacher")
 
+ENDED_STATES = frozenset({"ARCHIVED", "EXPIRED"})
+"""Class states that say the school ended the class (a Google course archived at the year's end, a
+School Data Sync class expired): the store ends such a class with its enrolments, with no hold
+(store.breaker, "explained" removals), and restores it if it comes back in another state."""
+
+
+def ended(state: str) -> bool:
+    """Whether a class in this state was ended by the school (see ``ENDED_STATES``)."""
+    return state.upper() in ENDED_STATES
+
 
 class RawPage(Protocol):
     """The shape of a connector's page as a mapper reads it (mappers never import the connectors)."""
@@ -92,6 +102,10 @@ class ChangeBatch:
     of them: any other stored enrolment of theirs is soft-deleted. ``deleted_people`` are
     ``(role, pseudonym)`` pairs. ``reappeared`` are people the feed says were created: those the store
     holds as removed get their classes re-read before the page is applied (``worker.reappeared``).
+
+    ``classes_deleted_by_provider``: every one of ``deleted_classes`` is the provider's own word that
+    the class ended (a Clever ``sections.deleted`` event), the school's decision: the store ends those
+    classes with no hold. Classes ending in an ``ENDED_STATES`` state among ``upserts`` are ended too.
     """
 
     upserts: RosterBatch = field(default_factory=RosterBatch)
@@ -100,3 +114,4 @@ class ChangeBatch:
     deleted_people: list[tuple[Role, str]] = field(default_factory=list)
     ignored: int = 0
     reappeared: list[Reappeared] = field(default_factory=list)
+    classes_deleted_by_provider: bool = False

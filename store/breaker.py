@@ -10,8 +10,14 @@ A run's change-feed pages are judged by the same rule, on what they remove toget
 (``ChangeGuard``): the page that would tip them over is rolled back and the sync runs a full
 listing instead, whose sweep is applied or held as above.
 
+Removals the provider explained (a class archived or expired, a class deletion the provider
+stated, a teacher-scoped listing that is complete and empty) are the school's decision: they are
+applied with no verdict and audited ``removals_explained`` (``end_explained``), and the rules above
+judge only what is left, what nobody explained (docs/reliability.md, "School year's end").
+
 A held sweep is stored (store.holds, ids only), one per integration: a newer full listing
-supersedes it and decides afresh, so the same removals are never held twice side by side. An
+supersedes it and decides afresh, so the same removals are never held twice side by side; what the
+newer listing would remove beyond the old hold is judged on its own (``sweep``). An
 admin approves (the held removals are applied, fenced: a revoke, a re-link or a running sync wins)
 or drops it; each step is audited with ids and counts only.
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, Select, distinct, func, select
 
@@ -30,6 +36,8 @@ from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
 from store.models import Enrollment, Integration, Person, SchoolClass, SyncRun
 
+EXPLAINED_APART = timedelta(microseconds=1)
+"""How far before a change page's moment its explained removals are stamped, so the two are counted apart."""
 ACTIVE_SYNC = "a sync of integration {id} is running; try again when it has finished"
 
 
@@ -79,33 +87,76 @@ class Swept:
 
 
 def sweep(
-    connection: Connection, *, integration_id: int, run_id: int, generation: int, plan: roster.Removals, limits: Limits
+    connection: Connection,
+    *,
+    integration_id: int,
+    run_id: int,
+    generation: int,
+    plan: roster.Removals,
+    limits: Limits,
+    explained: bool = False,
 ) -> Swept:
-    """Apply a complete listing's removals, or hold them; inside the sync's fenced sweep transaction.
+    """Apply a complete listing's unexplained removals, or hold them; inside the sync's fenced sweep transaction.
 
     An older hold of the integration is superseded: this listing is newer, so its plan is the one
-    that counts (held again, with the older hold's ``held_since``, if it is still too much).
+    that counts. When it is still too much, what the older hold named is held again (with its
+    ``held_since``), and the removals it did not name are judged on their own: an ordinary removal
+    of another class is applied, not swallowed by a hold that stands for something else.
+    ``explained``: the listing itself explains the plan (see ``end_explained``); it is applied unjudged.
     """
-    previous = holds.of_integration(connection, integration_id)
-    if previous is not None:
-        holds.forget(connection, previous.id)
-        audit.record(
-            connection,
-            action="removals_superseded",
-            actor="system:sync",
-            integration_id=integration_id,
-            details={"run": previous.run_id, "by_run": run_id},
-        )
+    previous = _supersede(connection, integration_id, run_id)
+    if explained:
+        return Swept(end_explained(connection, integration_id=integration_id, run_id=run_id, plan=plan), None)
     reason = verdict(plan.measure(), limits)
     if reason is None:
         return Swept(roster.apply_removals(connection, integration_id, plan), None)
+    if previous is not None:
+        hold, held_classes, held_keys = previous
+        old, new = roster.split(connection, integration_id, plan, set(held_classes), set(held_keys))
+        if not new.empty and not old.empty and verdict(new.measure(), limits) is None:
+            removed = roster.apply_removals(connection, integration_id, new)
+            _hold(connection, run_id, generation, old, hold.reason, hold.held_since, integration_id)
+            return Swept(removed, hold.reason)
+    held_since = previous[0].held_since if previous is not None else None
+    _hold(connection, run_id, generation, plan, reason, held_since, integration_id)
+    return Swept(0, reason)
+
+
+def _supersede(
+    connection: Connection, integration_id: int, run_id: int
+) -> tuple[holds.Hold, list[int], list[tuple[int, int]]] | None:
+    """Forget the integration's standing hold (audited), returning it and what it named."""
+    previous = holds.of_integration(connection, integration_id)
+    if previous is None:
+        return None
+    classes, keys = holds.items(connection, previous.id)
+    holds.forget(connection, previous.id)
+    audit.record(
+        connection,
+        action="removals_superseded",
+        actor="system:sync",
+        integration_id=integration_id,
+        details={"run": previous.run_id, "by_run": run_id},
+    )
+    return previous, classes, keys
+
+
+def _hold(
+    connection: Connection,
+    run_id: int,
+    generation: int,
+    plan: roster.Removals,
+    reason: str,
+    held_since: datetime | None,
+    integration_id: int,
+) -> None:
     holds.create(
         connection,
         integration_id=integration_id,
         run_id=run_id,
         generation=generation,
         reason=reason,
-        held_since=previous.held_since if previous is not None else None,
+        held_since=held_since,
         classes=plan.classes,
         enrollments=[(class_id, person_id) for _, class_id, person_id in plan.enrollments],
     )
@@ -116,7 +167,34 @@ def sweep(
         integration_id=integration_id,
         details={"run": run_id, "reason": reason, **_counts(plan)},
     )
-    return Swept(0, reason)
+
+
+def end_explained(
+    connection: Connection, *, integration_id: int, run_id: int, plan: roster.Removals | None = None
+) -> int:
+    """Apply removals the provider explained, with no verdict: the school ended these classes itself.
+
+    By default the current classes whose state says they ended (``mappers.records.ENDED_STATES``);
+    or ``plan``, e.g. a teacher-scoped listing that is complete and empty (a teacher with zero
+    classes is a teacher with zero classes). Audited as ``removals_explained``, counts only.
+    """
+    if plan is None:
+        plan = roster.plan_ended(connection, integration_id)
+    if plan is None or plan.empty:
+        return 0
+    removed = roster.apply_removals(connection, integration_id, plan)
+    _explained(connection, integration_id, run_id, _counts(plan))
+    return removed
+
+
+def _explained(connection: Connection, integration_id: int, run_id: int, counts: dict[str, audit.Detail]) -> None:
+    audit.record(
+        connection,
+        action="removals_explained",
+        actor="system:sync",
+        integration_id=integration_id,
+        details={"run": run_id, **counts},
+    )
 
 
 def _counts(plan: roster.Removals) -> dict[str, audit.Detail]:
@@ -149,18 +227,25 @@ class ChangeGuard:
     whose sweep is the one applied or held. Pages without deletions cost nothing extra.
     """
 
-    def __init__(self, integration_id: int, limits: Limits) -> None:
+    def __init__(self, integration_id: int, limits: Limits, run_id: int = 0) -> None:
         self._integration_id = integration_id
         self._limits = limits
+        self._run_id = run_id
         self._removed: roster.Measure | None = None  # the run's total so far, with the counts before it
 
     def apply(self, connection: Connection, changes: ChangeBatch) -> int:
+        """Apply one page; the classes the provider says ended are applied and audited, never judged."""
         integration_id = self._integration_id
-        if not (changes.deleted_classes or changes.deleted_people or changes.replaced_classes):
-            return roster.apply_changes(connection, integration_id, changes)
+        explained = set(roster.ended_classes(changes))
+        unexplained = [c for c in changes.deleted_classes if c not in explained]
         now = utcnow()
+        ended_at = now - EXPLAINED_APART  # its own moment: the pages' judged total never counts these rows
+        if not (unexplained or changes.deleted_people or changes.replaced_classes):
+            written = roster.apply_changes(connection, integration_id, changes, now=now, ended_at=ended_at)
+            self._audit_explained(connection, explained, ended_at)
+            return written
         before = self._removed or _current(connection, integration_id)
-        written = roster.apply_changes(connection, integration_id, changes, now=now)
+        written = roster.apply_changes(connection, integration_id, changes, now=now, ended_at=ended_at)
         page = _removed_at(connection, integration_id, now)
         total = replace(
             before,
@@ -173,7 +258,20 @@ class ChangeGuard:
         if reason is not None:
             raise ChangesTooLarge(reason)
         self._removed = total
+        self._audit_explained(connection, explained, ended_at)
         return written
+
+    def _audit_explained(self, connection: Connection, explained: set[str], ended_at: datetime) -> None:
+        if not explained:
+            return
+        gone = _removed_at(connection, self._integration_id, ended_at)
+        if gone.classes or gone.enrollments or gone.people:
+            counts: dict[str, audit.Detail] = {
+                "classes": gone.classes,
+                "enrollments": gone.enrollments,
+                "people": gone.people,
+            }
+            _explained(connection, self._integration_id, self._run_id, counts)
 
 
 def _count(connection: Connection, query: Select[int]) -> int:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Container, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, delete, exists, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mappers.records import ChangeBatch, ClassRecord, PersonRecord, RosterBatch
+from mappers.records import ENDED_STATES, ChangeBatch, ClassRecord, PersonRecord, RosterBatch, ended
 from store import holds, suppressions
 from store.db import utcnow
 from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass
@@ -135,6 +135,23 @@ def _stored_enrollments(
     return stored
 
 
+def _ended_classes(connection: Connection, integration_id: int, external_ids: set[str]) -> set[str]:
+    """Those of these classes the school ended (removed in an ended state): no enrolment of theirs is written."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(external_ids)):
+        found.update(
+            connection.execute(
+                select(SchoolClass.external_id).where(
+                    SchoolClass.integration_id == integration_id,
+                    SchoolClass.external_id.in_(chunk),
+                    SchoolClass.removed_at.is_not(None),
+                    func.upper(SchoolClass.state).in_(sorted(ENDED_STATES)),
+                )
+            ).scalars()
+        )
+    return found
+
+
 def _upsert_classes(connection: Connection, integration_id: int, records: Sequence[ClassRecord]) -> int:
     rows = {
         r.external_id: {
@@ -158,10 +175,17 @@ def _upsert_classes(connection: Connection, integration_id: int, records: Sequen
             ).where(SchoolClass.integration_id == integration_id, SchoolClass.external_id.in_(chunk))
         )
         stored.update({external_id: tuple(values) for external_id, *values in found})
+
+    def wanted(key: str, row: dict[str, Any]) -> bool:
+        """Changed, and not an ended class that is unknown or already ended (it is never stored or restored ended)."""
+        if stored.get(key) == (row["name"], row["section"], row["state"], None):
+            return False
+        return not (ended(row["state"]) and (key not in stored or stored[key][3] is not None))
+
     return _upsert(
         connection,
         _table(SchoolClass),
-        [row for key, row in rows.items() if stored.get(key) != (row["name"], row["section"], row["state"], None)],
+        [row for key, row in rows.items() if wanted(key, row)],
         ("integration_id", "external_id"),
         ("name", "section", "state"),
     )
@@ -213,7 +237,8 @@ def apply_batch(
 
     Returns rows written, ``external_id -> class id`` of the batch's classes, and the
     ``(class id, person id)`` keys of its enrolments (for the sweep). Enrolments may name classes
-    stored by an earlier page; one naming a class that is not stored is dropped. People no
+    stored by an earlier page; one naming a class that is not stored, or that the school ended
+    (``mappers.records.ENDED_STATES``), is dropped; an ended class is left out of the returned classes. People no
     enrolment names only update rows already stored; references (``complete=False``) never overwrite.
     A suppressed (erased) person is dropped here, inside the fenced transaction, so no sync brings
     them back (neither a full listing nor a change feed). A class or enrolment the page lists again
@@ -223,7 +248,8 @@ def apply_batch(
     blocked = suppressions.suppressed(
         connection, integration_id, {p.pseudonym for p in batch.people} | {e.pseudonym for e in batch.enrollments}
     )
-    enrollments = [e for e in batch.enrollments if e.pseudonym not in blocked]
+    closed = _ended_classes(connection, integration_id, {e.class_external_id for e in batch.enrollments})
+    enrollments = [e for e in batch.enrollments if e.pseudonym not in blocked and e.class_external_id not in closed]
     members = {(e.role, e.pseudonym) for e in enrollments}
     people: dict[tuple[str, str], PersonRecord] = {}
     for p in (p for p in batch.people if p.pseudonym not in blocked):
@@ -297,7 +323,12 @@ def apply_batch(
     changed = [row for key, row in enrollment_rows.items() if stored_enrollments.get(key) != (row["role"], None)]
     for chunk in _chunks(changed):
         written += _upsert(connection, _table(Enrollment), chunk, ("class_id", "person_id"), ("role",))
-    own_classes = {c.external_id: class_ids[c.external_id] for c in batch.classes if c.external_id in class_ids}
+    # An ended class is not the listing's to read or to keep: the sweep ends it (store.breaker.end_explained).
+    own_classes = {
+        c.external_id: class_ids[c.external_id]
+        for c in batch.classes
+        if c.external_id in class_ids and not ended(c.state)
+    }
     holds.release_listed(connection, integration_id, set(own_classes.values()), set(enrollment_rows))
     return written, own_classes, set(enrollment_rows)
 
@@ -330,15 +361,26 @@ def _remove_orphans(connection: Connection, integration_id: int, person_ids: set
 
 
 def apply_changes(
-    connection: Connection, integration_id: int, changes: ChangeBatch, *, now: datetime | None = None
+    connection: Connection,
+    integration_id: int,
+    changes: ChangeBatch,
+    *,
+    now: datetime | None = None,
+    ended_at: datetime | None = None,
 ) -> int:
     """Apply one change-feed page: upsert, replace memberships, soft-delete; idempotent. Returns rows written.
 
     People left with no enrolment go too; only the people this page touched can be, so only they are
     looked at (a scan of the whole roster on every page cost more than the page itself). Every row
-    it soft-deletes carries ``now`` as ``removed_at``, which is how the breaker counts them.
+    it soft-deletes carries ``now`` as ``removed_at``, which is how the breaker counts them; the
+    classes the provider itself ended (``ended_classes``) go last, with ``ended_at``, so the breaker
+    can leave them out.
     """
     now = now or utcnow()
+    explained = ended_classes(changes)
+    if explained:
+        stated = set(explained)
+        changes = replace(changes, deleted_classes=[c for c in changes.deleted_classes if c not in stated])
     written, _classes, seen = apply_batch(connection, integration_id, changes.upserts)
     members = {(e.role, e.pseudonym) for e in changes.upserts.enrollments}
     touched = set(_person_ids(connection, integration_id, members).values())
@@ -367,7 +409,30 @@ def apply_changes(
         written += _soft_delete(connection, Person, Person.id.in_(chunk), now)
         written += _soft_delete(connection, Enrollment, Enrollment.person_id.in_(chunk), now)
     written += _remove_orphans(connection, integration_id, touched, now)
+    if explained:
+        written += end_classes(connection, integration_id, explained, ended_at or now)
     return written
+
+
+def ended_classes(changes: ChangeBatch) -> list[str]:
+    """External ids of the classes a change page says the school ended: stated deletions and ended states."""
+    stated = changes.deleted_classes if changes.classes_deleted_by_provider else []
+    return list(dict.fromkeys([*stated, *(c.external_id for c in changes.upserts.classes if ended(c.state))]))
+
+
+def end_classes(connection: Connection, integration_id: int, external_ids: Sequence[str], now: datetime) -> int:
+    """Soft-delete these classes and their enrolments at ``now``; their members left with none go too."""
+    written = 0
+    touched: set[int] = set()
+    for chunk in _chunks(list(_class_ids(connection, integration_id, external_ids).values())):
+        touched.update(
+            connection.execute(
+                select(Enrollment.person_id).where(Enrollment.class_id.in_(chunk), Enrollment.removed_at.is_(None))
+            ).scalars()
+        )
+        written += _soft_delete(connection, SchoolClass, SchoolClass.id.in_(chunk), now)
+        written += _soft_delete(connection, Enrollment, Enrollment.class_id.in_(chunk), now)
+    return written + _remove_orphans(connection, integration_id, touched, now)
 
 
 @dataclass(frozen=True)
@@ -519,6 +584,42 @@ class SeenEnrollments:
             return False
         class_id, person_id = key
         return (class_id << 32 | person_id) in self._keys
+
+
+def plan_ended(connection: Connection, integration_id: int) -> Removals | None:
+    """The current classes whose stored state says the school ended them, with all their enrolments; None if none."""
+    gone = set(
+        connection.execute(
+            select(SchoolClass.id).where(
+                SchoolClass.integration_id == integration_id,
+                SchoolClass.removed_at.is_(None),
+                func.upper(SchoolClass.state).in_(sorted(ENDED_STATES)),
+            )
+        ).scalars()
+    )
+    if not gone:
+        return None
+    active = _active_classes(connection, integration_id)
+    return _removals(connection, integration_id, active, gone, lambda class_id, _person_id: class_id in gone)
+
+
+def split(
+    connection: Connection,
+    integration_id: int,
+    plan: Removals,
+    classes: Container[int],
+    keys: Container[tuple[int, int]],
+) -> tuple[Removals, Removals]:
+    """``plan`` cut in two: what a hold of these classes and ``(class id, person id)`` keys names, and the rest."""
+    held_classes = [class_id for class_id in plan.classes if class_id in classes]
+    rest_classes = [class_id for class_id in plan.classes if class_id not in classes]
+    held_keys: list[tuple[int, int]] = []
+    rest_keys: list[tuple[int, int]] = []
+    for _, class_id, person_id in plan.enrollments:
+        named = class_id in classes or (class_id, person_id) in keys
+        (held_keys if named else rest_keys).append((class_id, person_id))
+    held = impact(connection, integration_id, held_classes, held_keys)
+    return held, impact(connection, integration_id, rest_classes, rest_keys)
 
 
 def plan_removals(

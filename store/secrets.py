@@ -52,9 +52,7 @@ def reseal_all(engine: Engine, vault: TokenVault) -> ResealReport:
             except VaultError:
                 report.unreadable_integrations.append(integration_id)
                 continue
-            connection.execute(
-                update(Integration).where(Integration.id == integration_id).values(token_blob=resealed)
-            )
+            connection.execute(update(Integration).where(Integration.id == integration_id).values(token_blob=resealed))
             report.tokens += 1
     for attempt_id in attempt_ids:
         with engine.begin() as connection:

@@ -335,6 +335,8 @@ def test_unicode_edge_cases_in_names_are_stored_readably(synced: World) -> None:
     assert set(stored) == {external_id for external_id, _ in before[0]}
     assert renamed, "the listing was rewritten"
     for external_id, name in renamed.items():
+        if external_id not in stored:  # Google's listing includes an ARCHIVED course, which is never stored
+            continue
         expected = display(name, strip=world.provider != "google")
         if world.provider == "clever":  # read by a streaming parser (yajl), which replaces a lone surrogate itself
             expected = expected and expected.replace("\ufffd", "?")

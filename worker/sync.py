@@ -254,19 +254,20 @@ def _sync(
     connector = budgeted(spec.connector(runtime.settings, tokens, held.keep), runtime.settings, spec.name)
     try:
         saved = cursor_document.loads(state.sync_cursor)
-        if (
-            saved is not None
-            and spec.map_changes is not None
-            and saved.usable(allowlist, utcnow(), runtime.settings.full_reconcile_seconds)
-        ):
+        # A cursor taken under these rules is read even when a full reconcile is due: what the feed says
+        # ended (a rollover's deletions) is then applied as the provider's word before the listing's
+        # sweep, which would otherwise find those classes merely absent, and hold them.
+        if saved is not None and spec.map_changes is not None and saved.allowlist == allowlist:
             try:
                 _apply_changes(runtime, state, lease, spec, connector, context, saved, roles, outcome)
-                return
+                if saved.usable(allowlist, utcnow(), runtime.settings.full_reconcile_seconds):
+                    return
             except ChangesUnavailable as error:
                 log.info("integration %s: change feed unavailable (%s); full sync", state.id, error.reason)
             except breaker.ChangesTooLarge as error:  # that page was rolled back; the listing's sweep decides
                 log.warning("integration %s: %s", state.id, error)
-        _full_sync(runtime, state, lease, spec, connector, context, allowlist, roles, outcome)
+        teacher_scoped = _teacher_scoped(tokens)
+        _full_sync(runtime, state, lease, spec, connector, context, allowlist, roles, outcome, teacher_scoped)
     except AccessRevoked:
         # A sync that outlived its lease can find its refresh token rotated out by the sync that took
         # over: the provider then refuses it as if revoked. The grant is alive in the newer tokens.
@@ -293,7 +294,7 @@ def _apply_changes(
     """Apply the change feed page by page; each page's writes and the cursor after it commit together."""
     assert spec.map_changes is not None
     outcome.mode = "changes"
-    guard = breaker.ChangeGuard(state.id, _limits(runtime))
+    guard = breaker.ChangeGuard(state.id, _limits(runtime), outcome.run_id)
     for page in connector.changes(saved.cursor):
         batch = spec.map_changes(page, context)
         reappeared.restore(runtime.engine, state.id, spec, connector, context, batch)  # a re-used id: its classes
@@ -318,6 +319,7 @@ def _full_sync(
     allowlist: str,
     roles: tuple[Role, ...],
     outcome: SyncOutcome,
+    teacher_scoped: bool = False,
 ) -> None:
     """Classes, then the rest of the roster, then the sweep; the feed position is taken first, stored last.
 
@@ -390,6 +392,8 @@ def _full_sync(
     with fenced(engine, state.id, generation, lease) as connection:
         if "student" not in roles:
             outcome.removed += purge_role(connection, state.id, "student")  # policy, not a listing: never held
+        # Classes the provider listed as ended (archived, expired) end first, as the school's decision.
+        outcome.removed += breaker.end_explained(connection, integration_id=state.id, run_id=outcome.run_id)
         plan = roster.plan_removals(
             connection,
             state.id,
@@ -405,6 +409,7 @@ def _full_sync(
             generation=generation,
             plan=plan,
             limits=_limits(runtime),
+            explained=teacher_scoped and classes_complete and not class_ids,  # a teacher with zero classes
         )
         outcome.removed += swept.removed
         if swept.held is not None:
@@ -412,6 +417,15 @@ def _full_sync(
             log.warning("integration %s: sweep held by the mass-removal breaker (%s)", state.id, swept.held)
         document = cursor_document.CursorState(cursor, allowlist, utcnow()).dumps() if cursor is not None else None
         integrations.store_cursor(connection, state.id, document)
+
+
+def _teacher_scoped(tokens: TokenSet) -> bool:
+    """A link that reads one teacher's own classes: its sealed ``extra`` names the teacher (connectors.base.TokenSet).
+
+    Such a listing, complete and empty, is a teacher with zero classes (Clever Library: "Must support
+    teachers with zero sections"), not a listing that lost data.
+    """
+    return "teacher_id" in tokens.extra
 
 
 def _limits(runtime: Runtime) -> breaker.Limits:
