@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, Select, distinct, func, select
 from mappers.records import ChangeBatch
 from store import audit, holds, integrations, roster
 from store.db import utcnow
-from store.fence import Fenced, Lease, fenced
+from store.fence import SYNCABLE, Fenced, Lease, fenced
 from store.models import Enrollment, Integration, Person, SchoolClass, SyncRun
 
 EXPLAINED_APART = timedelta(microseconds=1)
@@ -398,7 +398,7 @@ def approve(engine: Engine, run_id: int, *, actor: str, lease_seconds: int) -> D
     state = integrations.acquire_lease(engine, hold.integration_id, lease)
     if state is None:
         status = integrations.load(engine, hold.integration_id).status
-        if status == "active":
+        if status in SYNCABLE:  # a blocked integration is synced too: its lease is held by a sync
             raise HoldError(ACTIVE_SYNC.format(id=hold.integration_id), "busy")
         raise HoldError(f"integration {hold.integration_id} is {status}; nothing removed", "fenced")
     try:
