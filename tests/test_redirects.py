@@ -33,6 +33,7 @@ from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from tests.conftest import settings_for
 from tests.faults import provider_values
+from worker.demo import headless_redirect
 
 STATUSES = (307, 308)
 GOOGLE_MASKS = {
@@ -139,7 +140,7 @@ def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
 
 
 def clever_settings(emu: CleverEmulator) -> Settings:
-    values = provider_values("clever", emu)
+    values = provider_values("clever", emu) | {"clever_redirect_uri": headless_redirect("clever")}
     return Settings(**values, ca_bundle=emu.ca_path, http_timeout_seconds=5)
 
 
