@@ -129,7 +129,7 @@ def save_link(
     Raises ``AccountTaken`` when another platform teacher of the tenant holds the account.
     """
     now = utcnow()
-    values = {
+    values: dict[str, Any] = {
         "status": "active",
         "account_key": account_key,
         "granted_scopes": " ".join(sorted(scopes)),
@@ -156,22 +156,44 @@ def save_link(
         if created is not None:
             record_audit(connection, created, actor, "linked")
             return SavedLink(created, None, ended_other_account=False)
-        row = connection.execute(
-            select(Integration.id, Integration.status, Integration.account_key, Integration.token_blob)
-            .where(Integration.provider == provider, Integration.tenant == tenant, Integration.linked_by == linked_by)
-            .with_for_update()
-        ).one()
-        # An unknown previous account (linked before accounts were recorded) counts as another one:
-        # keeping a stranger's roster would be the worse mistake, and a re-sync restores our own.
-        other_account = row.status != "revoked" and row.account_key != account_key
-        if other_account:
-            roster.purge(connection, row.id)
-            record_audit(connection, row.id, actor, "revoked", "re-linked to another provider account")
-            record_audit(connection, row.id, actor, "purged")
-        connection.execute(
-            update(Integration).where(Integration.id == row.id).values(generation=Integration.generation + 1, **values)
+        return _relink(
+            connection,
+            provider=provider,
+            tenant=tenant,
+            linked_by=linked_by,
+            account_key=account_key,
+            actor=actor,
+            values=values,
         )
-        record_audit(connection, row.id, actor, "relinked")
+
+
+def _relink(
+    connection: Connection,
+    *,
+    provider: str,
+    tenant: str,
+    linked_by: str,
+    account_key: str,
+    actor: str,
+    values: dict[str, Any],
+) -> SavedLink:
+    """The teacher's integration exists: a new generation; a link to another account first ends the old one."""
+    row = connection.execute(
+        select(Integration.id, Integration.status, Integration.account_key, Integration.token_blob)
+        .where(Integration.provider == provider, Integration.tenant == tenant, Integration.linked_by == linked_by)
+        .with_for_update()
+    ).one()
+    # An unknown previous account (linked before accounts were recorded) counts as another one:
+    # keeping a stranger's roster would be the worse mistake, and a re-sync restores our own.
+    other_account = row.status != "revoked" and row.account_key != account_key
+    if other_account:
+        roster.purge(connection, row.id)
+        record_audit(connection, row.id, actor, "revoked", "re-linked to another provider account")
+        record_audit(connection, row.id, actor, "purged")
+    connection.execute(
+        update(Integration).where(Integration.id == row.id).values(generation=Integration.generation + 1, **values)
+    )
+    record_audit(connection, row.id, actor, "relinked")
     return SavedLink(row.id, cast(bytes | None, row.token_blob), ended_other_account=other_account)
 
 
