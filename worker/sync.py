@@ -422,8 +422,8 @@ def _full_sync(
 def _teacher_scoped(tokens: TokenSet) -> bool:
     """A link that reads one teacher's own classes: its sealed ``extra`` names the teacher (connectors.base.TokenSet).
 
-    Such a listing, complete and empty, is a teacher with zero classes (Clever Library: "Must support
-    teachers with zero sections"), not a listing that lost data.
+    Such a listing, complete and empty, is a teacher with zero classes, not a listing that lost data
+    (a provider's certification asks for exactly this: docs/reliability.md, "School year's end").
     """
     return "teacher_id" in tokens.extra
 
