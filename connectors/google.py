@@ -376,7 +376,7 @@ class GoogleConnector:
         a caller that stops reading (a fence, a revoke) stops the calls: nothing is fetched ahead.
 
         Each yielded page is one call Google counted against the quota (a batch of n calls counts
-        as n), which is what the worker's budget (``worker.budgets``) spends a unit on.
+        as n), which is what the worker's budget (``sync.budgets``) spends a unit on.
 
         A course whose roster cannot be read (404, a 403 on that course, a broken page) is reported as
         an ``UNREADABLE`` marker and the next course is read: the worker keeps that course's enrolments.

@@ -101,7 +101,7 @@ class ChangeBatch:
     ``replaced_classes`` (external ids) are classes whose whole membership is ``upserts``' enrolments
     of them: any other stored enrolment of theirs is soft-deleted. ``deleted_people`` are
     ``(role, pseudonym)`` pairs. ``reappeared`` are people the feed says were created: those the store
-    holds as removed get their classes re-read before the page is applied (``worker.reappeared``).
+    holds as removed get their classes re-read before the page is applied (``sync.reappeared``).
 
     ``classes_deleted_by_provider``: every one of ``deleted_classes`` is the provider's own word that
     the class ended (a Clever ``sections.deleted`` event), the school's decision: the store ends those

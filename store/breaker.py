@@ -1,7 +1,7 @@
 """The mass-removal breaker: a sweep that would remove too much of an integration is held for an admin.
 
 The worst a roster sync can do is read a partial listing as "everyone left". A sweep runs only
-after a listing completed without error (worker.sync); on top of that, this module holds the sweep
+after a listing completed without error (sync.cycle); on top of that, this module holds the sweep
 instead of applying it when it would remove more than ``share`` of the integration's current
 people or classes while touching at least ``min_people`` people, and always when it would remove
 every current person or every current class (an empty listing where there were members).

@@ -43,7 +43,7 @@ A new status needs a migration that replaces that constraint, and ``skipped:<sta
 
 RUN_OUTCOMES = (
     *("running", "ok", "held", "fenced", "error", "failed", "revoked", "degraded"),
-    # the kind of the connector error that stopped the run (connectors.*, worker.budgets)
+    # the kind of the connector error that stopped the run (connectors.*, sync.budgets)
     *("connector_error", "access_revoked", "access_blocked", "scope_missing", "rate_limited", "transient"),
     "provider_data",
     *("changes_unavailable", "link_refused", "client_config", "cursor_expired", "record_unavailable"),
@@ -52,7 +52,7 @@ RUN_OUTCOMES = (
     # not run: another sync holds the lease, or the integration is not active
     *("skipped:busy", "skipped:degraded", "skipped:revoked", "skipped:failed", "skipped:suspended", "skipped:blocked"),
 )
-"""Every ``sync_runs.outcome`` the code writes (worker.sync); the CHECK ``ck_sync_runs_outcome``."""
+"""Every ``sync_runs.outcome`` the code writes (sync.cycle); the CHECK ``ck_sync_runs_outcome``."""
 
 NEVER_REUSED = {"sqlite_autoincrement": True}
 """Table option of every table whose ids a person or the audit log names: SQLite's AUTOINCREMENT never hands

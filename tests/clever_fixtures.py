@@ -5,12 +5,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from devtools.demo import consent_headlessly, headless_redirect
 from emulators.clever import CleverEmulator
+from services.linking import complete_link, link_org, start_link
 from settings import Settings
+from store.runtime import Runtime
 from store.vault import new_key
-from worker.demo import consent_headlessly, headless_redirect
-from worker.linking import complete_link, link_org, start_link
-from worker.runtime import Runtime
 
 
 def clever_settings_for(clever: CleverEmulator, database_url: str, **overrides: Any) -> Settings:

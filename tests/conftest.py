@@ -17,12 +17,12 @@ from dramatiq.broker import Broker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 
+from devtools.demo import consent_headlessly, headless_redirect
 from emulators.google import GoogleEmulator
 from settings import Settings
+from store.runtime import Runtime, build_runtime, set_runtime
 from store.vault import new_key
 from worker import broker as brokers
-from worker.demo import consent_headlessly, headless_redirect
-from worker.runtime import Runtime, build_runtime, set_runtime
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -137,7 +137,7 @@ def link_teacher(
 ) -> int:
     """Link one seeded Google teacher headlessly (consent URL -> emulator -> callback); returns the id."""
     from connectors.google import http_session
-    from worker.linking import complete_link, start_link
+    from services.linking import complete_link, start_link
 
     emulator.set_consent_user(emulator.teacher_ids[teacher_index])
     url = start_link(

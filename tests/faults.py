@@ -26,20 +26,20 @@ import redis
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from devtools.demo import headless_redirect
 from emulators.clever import CleverEmulator
 from emulators.core import EmulatorCore, RequestRecord
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from store.models import SyncRun
+from store.runtime import Runtime
 from store.vault import new_key
 from tests.clever_fixtures import link_district
 from tests.conftest import link_teacher
 from tests.helpers import classes, enrollments
 from tests.test_cli import ROSTERSYNC
 from tests.test_sync_microsoft import link_teacher as link_microsoft_teacher
-from worker.demo import headless_redirect
-from worker.runtime import Runtime
 
 PROVIDERS = ("google", "clever", "microsoft")
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from devtools.demo import consent_headlessly
 from emulators.core import RequestRecord
 from emulators.microsoft import MicrosoftEmulator
+from services.linking import complete_link, start_link
 from settings import Settings
+from store.runtime import Runtime
 from store.vault import new_key
-from worker.demo import consent_headlessly
-from worker.linking import complete_link, start_link
-from worker.runtime import Runtime
 
 
 def microsoft_settings_for(emu: MicrosoftEmulator, database_url: str, **overrides: Any) -> Settings:

@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from devtools.demo import headless_redirect
 from emulators.clever import CleverEmulator
 from emulators.core import EmulatorCore
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
+from services.linking import link_org
 from settings import Settings
+from store.runtime import Runtime, build_runtime, set_runtime
 from store.vault import new_key
 from tests.clever_fixtures import link_district
 from tests.conftest import link_teacher
-from worker.demo import headless_redirect
-from worker.linking import link_org
-from worker.runtime import Runtime, build_runtime, set_runtime
 
 PROVIDERS = ("google", "clever", "microsoft")
 

@@ -15,10 +15,10 @@ import subprocess
 import pytest
 
 from emulators.google import GoogleEmulator
+from store.runtime import Runtime, build_runtime
+from sync.cycle import run_sync
 from tests.conftest import REDIS_URL, link_teacher, settings_for
 from tests.test_cli import ROSTERSYNC, one_line_error
-from worker.runtime import Runtime, build_runtime
-from worker.sync import run_sync
 
 HEADLINE = {
     "baseline_s",

@@ -14,19 +14,19 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
+from cli.app import status_payload
 from emulators.google import GoogleEmulator
+from services.linking import LinkError
+from services.retention import mark_account_deleted, purge_expired
+from services.revoke import revoke_integration
 from store import integrations, scheduling
 from store.db import utcnow
 from store.models import Integration
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import Linker
 from tests.helpers import row_count
-from worker.cli import status_payload
-from worker.linking import LinkError
-from worker.retention import mark_account_deleted, purge_expired
 from worker.retry_policy import run_with_retries
-from worker.revoke import revoke_integration
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 Switch = Callable[[GoogleEmulator, str], None]
 SWITCHES: dict[str, tuple[Switch, Switch, str]] = {

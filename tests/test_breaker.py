@@ -14,15 +14,15 @@ from sqlalchemy import select
 
 from connectors.base import Page, TransientError
 from emulators.google import GoogleEmulator
+from services.revoke import revoke_integration
 from settings import Settings
 from store import audit, breaker, integrations
 from store.fence import Lease
 from store.models import HeldRemoval, RemovalHold, SyncRun
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import Linker, link_teacher
 from tests.helpers import classes, enrollments, people
-from worker.revoke import revoke_integration
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 Snapshot = tuple[set[int], set[int], set[tuple[int, int]]]
 
@@ -296,8 +296,8 @@ def test_an_empty_listing_is_held_whatever_the_limits(
 
 
 def test_held_removals_on_the_command_line(sqlite_settings: Settings, emulator: GoogleEmulator) -> None:
+    from store.runtime import build_runtime, set_runtime
     from tests.test_cli import env_for, one_line_error, run
-    from worker.runtime import build_runtime, set_runtime
 
     rt = build_runtime(sqlite_settings)
     set_runtime(rt)

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from emulators.microsoft import MicrosoftEmulator
+from services.linking import link_org
+from services.revoke import revoke_integration
 from store import breaker
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.helpers import classes, enrollments, people
 from tests.test_sync_microsoft import link_teacher
 from tests.test_sync_microsoft import settings as microsoft_settings
-from worker.linking import link_org
-from worker.revoke import revoke_integration
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from connectors.base import RateLimited
 from emulators.clever import CleverEmulator
 from emulators.google import GoogleEmulator
 from settings import Settings
+from store.runtime import Runtime, build_runtime
+from sync.budgets import give_back, take_one
+from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.conftest import REDIS_URL, Linker, settings_for
-from worker.budgets import give_back, take_one
-from worker.runtime import Runtime, build_runtime
-from worker.sync import run_sync
 
 
 def test_workers_share_one_budget_through_redis(emulator: GoogleEmulator) -> None:

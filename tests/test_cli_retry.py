@@ -9,10 +9,10 @@ import json
 import os
 import subprocess
 
+from store.runtime import Runtime
 from tests.provider_worlds import World, env_of
 from tests.provider_worlds import world_fixture as world_fixture  # the parametrized fixture
 from tests.test_cli import ROSTERSYNC
-from worker.runtime import Runtime
 
 
 def cli(*args: str, rt: Runtime) -> subprocess.CompletedProcess[str]:

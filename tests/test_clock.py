@@ -16,11 +16,11 @@ from emulators.clever import CleverEmulator
 from store import scheduling
 from store.db import utcnow
 from store.models import Integration
+from store.runtime import Runtime, build_runtime, set_runtime
+from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.conftest import Linker
-from worker.runtime import Runtime, build_runtime, set_runtime
 from worker.scheduler import run_due_here
-from worker.sync import run_sync
 
 AHEAD = timedelta(days=30)
 

@@ -1,6 +1,6 @@
 """Pages gathered into larger writes, and one large page split into smaller ones, store the same roster.
 
-``worker/coalesce.py`` changes how many fenced transactions a listing takes, never what it
+``sync/coalesce.py`` changes how many fenced transactions a listing takes, never what it
 stores: here the write size is made tiny so that a Clever district's one sections page is
 split into many writes and a Google teacher's roster pages are gathered and split again, and
 the stored roster is checked against the emulator's own.
@@ -19,12 +19,12 @@ from emulators.clever import CleverEmulator
 from emulators.google import GoogleEmulator
 from mappers.records import RosterBatch
 from store import roster
+from store.runtime import Runtime, build_runtime
+from sync import coalesce
+from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.conftest import link_teacher
 from tests.helpers import classes, enrollments, people
-from worker import coalesce
-from worker.runtime import Runtime, build_runtime
-from worker.sync import run_sync
 
 ROWS = 7
 

@@ -18,12 +18,12 @@ from connectors.base import UNREADABLE, Page, RateLimited
 from connectors.google import BATCH_LIMIT, GoogleConnector
 from emulators.core import Request, RequestRecord, Response
 from emulators.google import MAX_BATCH_CALLS, GoogleEmulator
+from providers.registry import tokens_from_payload
 from store import integrations
+from store.runtime import Runtime, build_runtime, set_runtime
+from sync.cycle import run_sync
 from tests.conftest import link_teacher, settings_for
 from tests.helpers import enrollments
-from worker.providers import tokens_from_payload
-from worker.runtime import Runtime, build_runtime, set_runtime
-from worker.sync import run_sync
 
 MASKS = {
     "class": "courses(id,name,section,courseState),nextPageToken",

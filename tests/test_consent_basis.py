@@ -8,11 +8,11 @@ from emulators.google import GoogleEmulator
 from settings import Settings
 from store import integrations
 from store.models import Integration
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import Linker
 from tests.helpers import classes, people
 from tests.test_cli import env_for, one_line_error, run
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 def test_a_teacher_link_records_the_school_basis_by_default(runtime: Runtime, link: Linker) -> None:

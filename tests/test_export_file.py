@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.export_file import replacing
+from services.export_file import replacing
 
 EARLIER = b"an earlier export\n" * 100
 

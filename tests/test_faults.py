@@ -23,17 +23,17 @@ import sqlalchemy
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Connection, update
 
+from services.revoke import revoke_integration
 from store import integrations, roster
 from store.db import utcnow
 from store.models import Integration
+from store.runtime import Runtime, build_runtime, set_runtime
+from sync.cycle import run_sync
 from tests.conftest import PG_ADMIN_URL
 from tests.faults import PROVIDERS, Case, base_settings, once_on, outcomes, roster_of, run_at_once, started
 from tests.helpers import classes, row_count
 from worker import broker as brokers
 from worker.actors import sync_integration
-from worker.revoke import revoke_integration
-from worker.runtime import Runtime, build_runtime, set_runtime
-from worker.sync import run_sync
 
 ROSTER_READS = ("/v1/courses", "/v3.0/", "/v1.0/")
 

@@ -22,11 +22,11 @@ from sqlalchemy import select
 from emulators.clever import CleverEmulator
 from store.db import utcnow
 from store.models import Integration, SyncRun
+from store.runtime import Runtime, build_runtime, set_runtime
 from tests.conftest import REDIS_URL
 from tests.faults import WorkerProcess, World, clear_namespace, finished_runs, once_on, roster_of, wait_until
 from tests.helpers import classes, enrollments, people
 from worker import broker as brokers
-from worker.runtime import Runtime, build_runtime, set_runtime
 
 
 def free_port() -> int:

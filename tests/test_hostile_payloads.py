@@ -27,15 +27,15 @@ from emulators.core import EmulatorCore, Request, Response, Rewrite
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
 from mappers.text import display
+from services.linking import link_org
 from settings import Settings
 from store.models import Integration
+from store.runtime import Runtime, build_runtime, set_runtime
+from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.conftest import link_teacher, settings_for
 from tests.helpers import classes, dump_tables, enrollments, people
 from tests.microsoft_fixtures import microsoft_settings_for
-from worker.linking import link_org
-from worker.runtime import Runtime, build_runtime, set_runtime
-from worker.sync import run_sync
 
 TEN_MB = 10 * 1024 * 1024
 HOSTILE_NAMES = (

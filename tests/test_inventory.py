@@ -9,10 +9,10 @@ import pytest
 
 from emulators.google import GoogleEmulator
 from mappers.policy import ALLOWLIST, GOOGLE_EMAILS_SCOPE, FieldRule
+from services.inventory import integration_inventory, provider_inventory, render
 from settings import GOOGLE_SCOPES, Settings
+from store.runtime import Runtime
 from tests.conftest import Linker
-from worker.inventory import integration_inventory, provider_inventory, render
-from worker.runtime import Runtime
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "privacy.md"
 

@@ -10,19 +10,19 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 
 from connectors.google import http_session
+from devtools.demo import consent_headlessly
 from emulators.google import GoogleEmulator
+from services.linking import complete_link, start_link
 from settings import Settings
 from store import integrations
+from store.runtime import Runtime, build_runtime, set_runtime
 from store.secrets import reseal_all
 from store.vault import new_key
+from sync.cycle import UNREADABLE_GRANT_REASON, run_sync
 from tests.conftest import link_teacher, settings_for
 from tests.test_cli import env_for, run
 from worker import broker as brokers
 from worker.actors import sync_integration
-from worker.demo import consent_headlessly
-from worker.linking import complete_link, start_link
-from worker.runtime import Runtime, build_runtime, set_runtime
-from worker.sync import UNREADABLE_GRANT_REASON, run_sync
 
 MakeRuntime = Callable[[str], Runtime]
 

@@ -19,13 +19,13 @@ from connectors.base import TransientError
 from emulators.core import RequestRecord
 from settings import get_settings
 from store import integrations
+from sync.cycle import run_sync
 from tests.helpers import classes, enrollments
 from tests.provider_worlds import PROVIDERS, World, opened
 from tests.provider_worlds import world_fixture as world_fixture  # the parametrized fixture
 from worker import actors
 from worker import broker as brokers
 from worker.retry_policy import RetryPolicy
-from worker.sync import run_sync
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors.google import http_session
+from devtools.demo import consent_headlessly
 from emulators.google import GoogleEmulator
+from services.linking import LinkError, complete_link, start_link
 from settings import GOOGLE_SCOPES
 from store import integrations
 from store.models import Integration, LinkAttempt
+from store.runtime import Runtime
 from tests.helpers import dump_tables
-from worker.demo import consent_headlessly
-from worker.linking import LinkError, complete_link, start_link
-from worker.runtime import Runtime
 
 
 def consent(runtime: Runtime, emulator: GoogleEmulator, teacher_index: int = 0) -> str:
@@ -123,8 +123,8 @@ def test_relinking_after_revoke_starts_a_new_generation(runtime: Runtime, emulat
 def test_an_account_belongs_to_one_teacher_of_a_tenant(
     runtime: Runtime, emulator: GoogleEmulator, first: str, second: str
 ) -> None:
+    from services.linking import AccountTaken
     from tests.conftest import link_teacher
-    from worker.linking import AccountTaken
 
     owner = link_teacher(runtime, emulator, 0, platform_teacher=first)
     with pytest.raises(AccountTaken, match="already linked by another teacher of this school"):
@@ -145,11 +145,11 @@ def test_a_refused_grant_google_cannot_take_back_now_is_retried_until_it_does(
 
     from sqlalchemy import update
 
+    from services.linking import AccountTaken
     from store.db import utcnow
     from store.models import PendingRevoke
+    from sync.grants import AtProvider
     from tests.conftest import link_teacher
-    from worker.linking import AccountTaken
-    from worker.revoke import AtProvider
     from worker.scheduler import run_due_here
 
     owner = link_teacher(runtime, emulator, 0, platform_teacher="teacher-m")

@@ -24,12 +24,12 @@ from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from store import integrations
 from store.models import AuditEvent, SyncRun
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.helpers import row_count
 from tests.microsoft_fixtures import microsoft_settings_for
 from tests.test_sync_microsoft_faults import Roster, link, roster
 from tests.test_sync_microsoft_faults import linked_user as principal
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture

@@ -20,15 +20,15 @@ from sqlalchemy import func, select
 from connectors.base import ProviderDataError
 from connectors.microsoft import NotEducationTenant, classify_graph_error
 from emulators.microsoft import MicrosoftEmulator
+from services.linking import LinkError, link_org
 from settings import Settings
 from store import integrations
 from store.models import Integration
+from store.runtime import Runtime
+from sync.cycle import run_sync
+from sync.outcomes import verdict
 from tests.helpers import classes, enrollments, people
 from tests.microsoft_fixtures import link_microsoft_teacher, microsoft_env, microsoft_settings_for
-from worker.linking import LinkError, link_org
-from worker.outcomes import verdict
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 NO_EDUCATION = "this Microsoft 365 tenant has no education data; School Data Sync or an Education licence is needed"
 

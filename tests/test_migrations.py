@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert, inspect, select, text, update
 import connectors.clever
 import connectors.google
 import connectors.microsoft
-import worker.budgets
+import sync.budgets
 from connectors.base import ConnectorError
 from store import audit, integrations, rights
 from store.db import ALEMBIC_DIR, make_engine, migrate, run_alembic, utcnow
@@ -35,7 +35,7 @@ from store.models import (
     SchoolClass,
     SyncRun,
 )
-from worker.outcomes import MEANING
+from sync.outcomes import MEANING
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -222,7 +222,7 @@ def _kinds(error: type[ConnectorError]) -> set[str]:
 
 def test_every_outcome_the_code_can_write_is_allowed() -> None:
     """A run's outcome is ``ok``, ``held``, a connector error's kind, an ended status or ``skipped:<why>``."""
-    assert {connectors.clever, connectors.google, connectors.microsoft, worker.budgets}  # their errors are loaded
+    assert {connectors.clever, connectors.google, connectors.microsoft, sync.budgets}  # their errors are loaded
     written = _kinds(ConnectorError) | set(MEANING) | {"running", "ok", "held"}
     written |= {f"skipped:{status}" for status in INTEGRATION_STATUSES if status != "active"}
     assert written <= set(RUN_OUTCOMES)

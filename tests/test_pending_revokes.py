@@ -9,17 +9,18 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
 from emulators.google import GoogleEmulator
+from services.revoke import revoke_integration
 from store import integrations, overview, pending_revokes
 from store.db import utcnow
 from store.models import PendingRevoke
+from store.runtime import Runtime
 from store.secrets import reseal_all
 from store.vault import TokenVault, new_key
+from sync.cycle import run_sync
+from sync.grants import AtProvider
 from tests.conftest import Linker
 from tests.helpers import dump_tables, row_count
-from worker.revoke import AtProvider, revoke_integration
-from worker.runtime import Runtime
 from worker.scheduler import run_due_here
-from worker.sync import run_sync
 
 
 def make_due(runtime: Runtime) -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from devtools.demo import demo_clever, demo_emulator, demo_microsoft, tell_story
 from store.models import Person
 from tests.conftest import MessageRecorder
 from tests.helpers import dump_tables
 from worker import broker as brokers
-from worker.demo import demo_clever, demo_emulator, demo_microsoft, tell_story
 
 
 def test_full_demo_leaks_nothing(

@@ -13,19 +13,20 @@ import pytest
 from sqlalchemy import select, update
 
 from connectors.google import http_session
+from devtools.demo import consent_headlessly
 from emulators.google import GoogleEmulator
+from services.linking import AccountTaken, complete_link, start_link
+from services.revoke import revoke_integration
 from settings import GOOGLE_SCOPES
 from store import integrations
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
 from store.models import Integration
+from store.runtime import Runtime
+from sync.cycle import run_sync
+from sync.grants import AtProvider
 from tests.conftest import Linker
 from tests.helpers import classes, row_count
-from worker.demo import consent_headlessly
-from worker.linking import AccountTaken, complete_link, start_link
-from worker.revoke import AtProvider, revoke_integration
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 

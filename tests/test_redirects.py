@@ -26,6 +26,7 @@ from connectors import clever as clever_connector
 from connectors import google as google_connector
 from connectors import microsoft as microsoft_connector
 from connectors.base import TokenSet, TransientError
+from devtools.demo import headless_redirect
 from emulators.clever import CleverEmulator
 from emulators.core import EmulatorCore, Trap
 from emulators.google import GoogleEmulator
@@ -33,7 +34,6 @@ from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from tests.conftest import settings_for
 from tests.faults import provider_values
-from worker.demo import headless_redirect
 
 STATUSES = (307, 308)
 GOOGLE_MASKS = {

@@ -14,13 +14,13 @@ import redis
 from emulators.clever import CleverEmulator
 from settings import Settings
 from store import integrations
+from store.runtime import Runtime
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.conftest import REDIS_URL
 from tests.helpers import row_count
 from tests.test_cli import env_for
 from tests.test_redis_worker import wait_for
 from worker import broker as brokers
-from worker.runtime import Runtime
 
 
 @pytest.fixture

@@ -17,17 +17,17 @@ import redis
 from sqlalchemy import func, select
 
 from emulators.microsoft import MicrosoftEmulator
+from services.linking import link_org
 from settings import Settings
 from store import integrations
 from store.models import SyncRun
+from store.runtime import Runtime
 from tests.conftest import REDIS_URL
 from tests.helpers import row_count
 from tests.microsoft_fixtures import link_microsoft_teacher, microsoft_env, microsoft_settings_for
 from tests.test_cli import env_for
 from tests.test_redis_worker import wait_for
 from worker import broker as brokers
-from worker.linking import link_org
-from worker.runtime import Runtime
 
 
 @pytest.fixture

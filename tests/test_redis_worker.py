@@ -18,11 +18,11 @@ import redis
 from emulators.google import GoogleEmulator
 from settings import Settings
 from store import integrations
+from store.runtime import Runtime
 from tests.conftest import REDIS_URL, link_teacher, settings_for
 from tests.helpers import row_count
 from tests.test_cli import env_for
 from worker import broker as brokers
-from worker.runtime import Runtime
 
 
 @pytest.fixture

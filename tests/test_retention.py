@@ -12,16 +12,16 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import insert, select
 
 from emulators.google import GoogleEmulator
+from services.linking import LinkError
+from services.retention import mark_account_deleted, purge_expired
 from store import audit, integrations
 from store.models import Integration, Person
 from store.retention import AlreadyDeleted, add_months
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import Linker
 from tests.helpers import people, row_count
 from tests.test_rights import failed_after_an_outage
-from worker.linking import LinkError
-from worker.retention import mark_account_deleted, purge_expired
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

@@ -16,12 +16,12 @@ from sqlalchemy import select
 from connectors.base import AccessRevoked, ProviderDataError, RateLimited, ScopeMissing, TransientError
 from store import integrations
 from store.models import SyncRun
+from store.runtime import Runtime
 from tests.helpers import row_count
 from tests.provider_worlds import World, world_fixture  # noqa: F401 - the parametrized fixture
 from worker import broker as brokers
 from worker.actors import sync_integration
 from worker.retry_policy import RetryPolicy, Wait, give_up_reason, run_with_retries, wait_line
-from worker.runtime import Runtime
 from worker.scheduler import run_due_here
 
 POLICY = RetryPolicy(max_attempts=6, max_wait=600.0, min_backoff=2.0, max_backoff=20.0)

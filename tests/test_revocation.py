@@ -6,15 +6,15 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 
 from emulators.google import GoogleEmulator
+from services.revoke import revoke_integration
 from settings import GOOGLE_SCOPES
 from store import integrations
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import Linker
 from tests.helpers import row_count
 from worker import broker as brokers
 from worker.actors import sync_integration
-from worker.revoke import revoke_integration
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 def user_requests(emulator: GoogleEmulator, user: str, since: int = 0) -> list[str]:

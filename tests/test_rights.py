@@ -16,15 +16,9 @@ import sqlalchemy.exc
 from sqlalchemy import select, text
 
 from emulators.google import GoogleEmulator
-from store import audit, integrations, suppressions
-from store.models import AuditEvent, Base, Integration
-from store.rights import PersonNotFound
-from tests.conftest import Linker
-from tests.helpers import classes, enrollments, people
-from worker import oneroster
-from worker.retry_policy import run_with_retries
-from worker.revoke import revoke_integration
-from worker.rights import (
+from services import oneroster
+from services.revoke import revoke_integration
+from services.rights import (
     RightsError,
     erase_integration,
     erase_person,
@@ -32,8 +26,14 @@ from worker.rights import (
     export_person,
     lift_suppression,
 )
-from worker.runtime import Runtime
-from worker.sync import run_sync
+from store import audit, integrations, suppressions
+from store.models import AuditEvent, Base, Integration
+from store.rights import PersonNotFound
+from store.runtime import Runtime
+from sync.cycle import run_sync
+from tests.conftest import Linker
+from tests.helpers import classes, enrollments, people
+from worker.retry_policy import run_with_retries
 
 ACTOR = "admin:test"
 
@@ -398,7 +398,7 @@ def test_an_erase_during_a_sync_is_not_undone_by_the_page_in_flight(
 def test_each_operation_leaves_exactly_one_audit_event_and_no_canary(
     runtime: Runtime, emulator: GoogleEmulator, link: Linker
 ) -> None:
-    from worker.retention import mark_account_deleted, purge_expired
+    from services.retention import mark_account_deleted, purge_expired
 
     def total() -> int:
         return len(audit.events(runtime.engine))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from emulators.google import GoogleEmulator
 from settings import Settings
+from store.runtime import build_runtime, set_runtime
+from sync.cycle import run_sync
 from tests.conftest import link_teacher
 from tests.test_cli import env_for, one_line_error, run
-from worker.runtime import build_runtime, set_runtime
-from worker.sync import run_sync
 
 
 def test_rights_commands_end_to_end(emulator: GoogleEmulator, tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ from store import integrations, scheduling
 from store.db import utcnow
 from store.fence import Lease
 from store.models import Integration, SyncRun
+from store.runtime import Runtime, build_runtime
 from tests.conftest import REDIS_URL, Linker
 from tests.test_cli import env_for, run
 from worker import broker as brokers
-from worker.runtime import Runtime, build_runtime
 from worker.scheduler import run_due_here, tick
 
 

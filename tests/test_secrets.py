@@ -34,17 +34,17 @@ from sqlalchemy import inspect, select, text
 from emulators.clever import CleverEmulator
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
+from services.linking import link_org
+from services.revoke import revoke_integration as revoke_here
 from settings import Settings
 from store import integrations
 from store.models import Person
+from store.runtime import Runtime, build_runtime, set_runtime
+from sync.cycle import run_sync
 from tests.clever_fixtures import link_clever_teacher
 from tests.conftest import REDIS_URL, MessageRecorder
 from tests.faults import WorkerProcess, World, clear_namespace, finished_runs, wait_until
 from worker import broker as brokers
-from worker.linking import link_org
-from worker.revoke import revoke_integration as revoke_here
-from worker.runtime import Runtime, build_runtime, set_runtime
-from worker.sync import run_sync
 
 MSAL_CACHE_MARKERS = ('"AccessToken"', '"RefreshToken"', '"IdToken"', '"AppMetadata"', '"credential_type"', '"secret"')
 """What a serialised MSAL token cache is made of (its sections, and the key each token sits under)."""

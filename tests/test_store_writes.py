@@ -16,9 +16,9 @@ from sqlalchemy import Engine, event, func, select
 
 from emulators.clever import CleverEmulator
 from store.models import Person
+from store.runtime import Runtime, build_runtime
+from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
-from worker.runtime import Runtime, build_runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture

@@ -6,15 +6,15 @@ from sqlalchemy import select
 
 from emulators.google import GoogleEmulator
 from mappers.policy import GOOGLE_EMAILS_SCOPE
+from providers.registry import tokens_from_payload
 from settings import GOOGLE_SCOPES
 from store import integrations
 from store.models import SyncRun
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import Linker
 from tests.helpers import classes, enrollments, people
 from tests.raw_google import full_token, list_all
-from worker.providers import tokens_from_payload
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 PHOTOS_SCOPE = "https://www.googleapis.com/auth/classroom.profile.photos"
 
@@ -167,8 +167,8 @@ def test_rotated_refresh_token_is_persisted_encrypted(runtime: Runtime, emulator
         runtime.vault.open(integrations.load(runtime.engine, integration_id).token_blob or b"")
     )
     # Force a refresh: the stored access token is thrown away, as after its expiry.
+    from providers.registry import tokens_to_payload
     from store.models import Integration
-    from worker.providers import tokens_to_payload
 
     expired = tokens_to_payload(original) | {"access_token": None, "expiry": None}
     with runtime.engine.begin() as connection:

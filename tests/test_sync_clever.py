@@ -20,18 +20,18 @@ from connectors.base import Page, RateLimited
 from emulators.clever import CleverEmulator
 from mappers.clever import map_changes
 from mappers.policy import MappingContext
+from providers.registry import tokens_from_payload
+from services.linking import LinkError
 from settings import Settings
 from store import integrations, roster
 from store.models import AuditEvent, Integration
+from store.runtime import Runtime
+from sync import cursor as cursor_document
+from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_clever_teacher, link_district
 from tests.conftest import MessageRecorder
 from tests.helpers import classes, dump_tables, enrollments, people
 from worker import broker as brokers
-from worker import cursor as cursor_document
-from worker.linking import LinkError
-from worker.providers import tokens_from_payload
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_district_full_sync_stores_the_allowlist_and_never_asks_for_students(
 
 
 def test_v31_records_are_minimised_the_same_way(tmp_path: Path, database_url: str) -> None:
-    from worker.runtime import build_runtime, set_runtime
+    from store.runtime import build_runtime, set_runtime
 
     with CleverEmulator(cert_dir=tmp_path, districts=1, version="v3.1", students_per_course=5) as v31:
         rt = build_runtime(clever_settings_for(v31, database_url))
@@ -202,7 +202,7 @@ def test_expired_cursor_disabled_events_and_allowlist_change_fall_back_to_a_full
     assert (expired.outcome, expired.mode) == ("ok", "full") and expired.rows_written > 0
     assert run_sync(runtime, integration_id).mode == "changes"
 
-    monkeypatch.setattr("worker.sync.allowlist_digest", lambda provider, scopes: "a-new-allowlist")
+    monkeypatch.setattr("sync.cycle.allowlist_digest", lambda provider, scopes: "a-new-allowlist")
     assert run_sync(runtime, integration_id).mode == "full"
     assert run_sync(runtime, integration_id).mode == "changes"
 
@@ -370,7 +370,7 @@ def test_the_reread_of_a_reappeared_user_spends_the_request_budget(
     runtime: Runtime, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The one extra request a reappeared id costs is metered like every listing (PROVIDER_BUDGETS)."""
-    import worker.budgets
+    import sync.budgets
 
     district = clever.district_ids[0]
     integration_id = link_district(runtime, clever)
@@ -380,13 +380,13 @@ def test_the_reread_of_a_reappeared_user_spends_the_request_budget(
     run_sync(runtime, integration_id)
     clever.recreate_user(teacher)
     taken: list[str] = []
-    real = worker.budgets.take_one
+    real = sync.budgets.take_one
 
     def counting(settings: Settings, provider: str) -> int | None:
         taken.append(provider)
         return real(settings, provider)
 
-    monkeypatch.setattr(worker.budgets, "take_one", counting)
+    monkeypatch.setattr(sync.budgets, "take_one", counting)
     runtime.settings.provider_budgets = "clever=1000/60"
     outcome = run_sync(runtime, integration_id)
     assert (outcome.outcome, outcome.provider_calls) == ("ok", 2)
@@ -538,7 +538,7 @@ def test_link_org_for_a_district_without_a_token_stores_nothing(runtime: Runtime
     with pytest.raises(LinkError, match="nothing was stored"):
         link_district(runtime, clever, 0)
     with pytest.raises(LinkError, match="organisation-wide"):
-        from worker.linking import link_org
+        from services.linking import link_org
 
         link_org(runtime, provider_name="google", org="x")
     assert integrations.summaries(runtime.engine) == []
@@ -554,7 +554,8 @@ def test_relinking_a_district_keeps_its_roster(runtime: Runtime, clever: CleverE
 
 
 def test_admin_revoke_says_clever_has_no_revoke_endpoint(runtime: Runtime, clever: CleverEmulator) -> None:
-    from worker.revoke import AtProvider, revoke_integration
+    from services.revoke import revoke_integration
+    from sync.grants import AtProvider
 
     integration_id = link_district(runtime, clever)
     run_sync(runtime, integration_id)

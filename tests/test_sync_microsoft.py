@@ -18,20 +18,21 @@ from dramatiq.middleware import Middleware
 from sqlalchemy import func, select
 
 from connectors.microsoft import ClientRejected, http_session
+from devtools.demo import consent_headlessly
 from emulators.microsoft import MicrosoftEmulator
+from services.linking import LinkError, complete_link, link_org, start_link
+from services.revoke import revoke_integration
 from settings import Settings
 from store import integrations
 from store.models import AuditEvent, Integration
+from store.runtime import Runtime
+from sync import cursor as cursor_document
+from sync.cycle import run_sync
+from sync.grants import AtProvider
 from tests.conftest import MessageRecorder
 from tests.helpers import classes, dump_tables, enrollments, people
 from tests.microsoft_fixtures import microsoft_settings_for
 from worker import broker as brokers
-from worker import cursor as cursor_document
-from worker.demo import consent_headlessly
-from worker.linking import LinkError, complete_link, link_org, start_link
-from worker.revoke import AtProvider, revoke_integration
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture

@@ -23,16 +23,16 @@ from connectors.base import RateLimited, TransientError
 from connectors.microsoft import ClientRejected
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
+from services.linking import link_org
 from settings import Settings
 from store import integrations
 from store.db import utcnow
 from store.models import AuditEvent, Integration
+from store.runtime import Runtime, build_runtime
+from sync import cursor as cursor_document
+from sync.cycle import run_sync
 from tests.helpers import classes, enrollments, people, row_count
 from tests.microsoft_fixtures import graph_reads, link_microsoft_teacher, microsoft_settings_for, token_calls
-from worker import cursor as cursor_document
-from worker.linking import link_org
-from worker.runtime import Runtime, build_runtime
-from worker.sync import run_sync
 
 Roster = tuple[set[str], set[str], set[tuple[int, int]]]
 

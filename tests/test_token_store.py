@@ -22,16 +22,16 @@ from sqlalchemy import select
 
 from store import integrations
 from store.models import AuditEvent
+from store.runtime import Runtime, build_runtime, set_runtime
 from store.secrets import reseal_all
 from store.vault import new_key
+from sync import tokens
+from sync.cycle import run_sync
 from tests.conftest import MessageRecorder
 from tests.faults import Case, base_settings, once_on, outcomes, roster_of, started
 from tests.helpers import row_count
 from worker import broker as brokers
-from worker import tokens
 from worker.actors import sync_integration
-from worker.runtime import Runtime, build_runtime, set_runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture(params=["google", "microsoft"])

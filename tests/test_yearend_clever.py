@@ -14,10 +14,10 @@ import pytest
 from emulators.clever import CleverEmulator
 from settings import Settings
 from store import breaker, integrations
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_clever_teacher, link_district
 from tests.helpers import classes, enrollments
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture

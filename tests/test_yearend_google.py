@@ -13,10 +13,10 @@ import pytest
 
 from emulators.google import GoogleEmulator
 from store import breaker, integrations
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import Linker
 from tests.helpers import classes, enrollments, people
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from emulators.microsoft import MicrosoftEmulator
+from services.linking import link_org
 from settings import Settings
 from store import breaker, integrations
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.helpers import classes, enrollments, people
 from tests.microsoft_fixtures import microsoft_settings_for
 from tests.test_sync_microsoft import link_teacher
-from worker.linking import link_org
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture

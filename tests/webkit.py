@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from emulators.google import GoogleEmulator
 from settings import Settings
 from store import integrations
+from store.runtime import Runtime
 from tests.conftest import settings_for
 from web.signing import signature
-from worker.runtime import Runtime
 
 ADMIN_TOKENS = ("admin-token-one-0123456789abcdefghij", "admin-token-two-9876543210jihgfedcba")
 REDIRECT = "https://rostersync.test/oauth/google/callback"

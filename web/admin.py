@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Security
 from fastapi.responses import JSONResponse
 
+from services.revoke import RevokeResult, revoke_integration
 from store import integrations, overview, pending_revokes, scheduling
 from store.models import KEY_LENGTH, MAX_ID
 from web.auth import bearer_scheme
@@ -29,7 +30,6 @@ from web.schemas import (
     UnlinkRequest,
 )
 from worker import broker as brokers
-from worker.revoke import RevokeResult, revoke_integration
 from worker.sync_requests import request_sync
 
 log = logging.getLogger("rostersync.web")

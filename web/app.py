@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from settings import Settings
+from store.runtime import Runtime, set_runtime
 from web import admin, apidocs, health, holds, linking, rights
 from web.auth import ADMIN_PREFIX, AdminAuth
 from web.context import WebContext, new_metrics
@@ -30,7 +31,6 @@ from web.headers import SecurityHeaders
 from web.ratelimit import Limiter, LinkRateLimit
 from web.validation import validation_failed
 from worker import broker as brokers
-from worker.runtime import Runtime, set_runtime
 
 LINK_PREFIXES = ("/link/", "/oauth/")
 

@@ -8,7 +8,7 @@ from dramatiq.broker import Broker
 from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter
 
-from worker.runtime import Runtime
+from store.runtime import Runtime
 
 
 @dataclass

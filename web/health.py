@@ -18,12 +18,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from providers.config import browser_problems
+from providers.registry import SUPPORTED
 from store import overview, pending_revokes
 from web.context import WebContext, context
 from web.schemas import ProviderOut
 from worker import broker as brokers
-from worker.provider_config import browser_problems
-from worker.providers import SUPPORTED
 
 router = APIRouter(tags=["operations"])
 metrics_router = APIRouter(tags=["operations"])

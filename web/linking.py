@@ -2,7 +2,7 @@
 
 Same state + PKCE store and the same ``complete_link`` as the command line; the first sync is
 queued at once (coalesced with one already queued). Each provider is one row of
-``worker.providers``: Clever and Microsoft plug in by their row and their settings.
+``providers.registry``: Clever and Microsoft plug in by their row and their settings.
 
 Trust at the edges (issue 18): a signed ``/link`` request is used once (its nonce is spent), and
 the link is bound to the browser that made it: ``/link`` sets a ``__Host-`` cookie holding a random
@@ -21,26 +21,26 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from providers.config import browser_problems
+from providers.registry import SUPPORTED
+from services.linking import AccountTaken, LinkError, WrongFinisher, complete_link, start_link
+from services.preview import class_names
 from store import integrations, links
 from store.models import KEY_LENGTH
 from store.vault import VaultError
+from sync.consent import BASES, DEFAULT_BASIS
+from sync.grants import AtProvider
 from web import signing
 from web.callback_url import provider_callback_url
 from web.context import WebContext, context
 from web.pages import NO_STORE, page, what_to_do
 from worker import broker as brokers
-from worker.consent import BASES, DEFAULT_BASIS
-from worker.linking import AccountTaken, LinkError, WrongFinisher, complete_link, start_link
-from worker.preview import class_names
-from worker.provider_config import browser_problems
-from worker.providers import SUPPORTED
-from worker.revoke import AtProvider
 from worker.sync_requests import sync_after_link
 
 log = logging.getLogger("rostersync.web")
 router = APIRouter(tags=["linking"])
 
-ProviderName = Annotated[str, Path(max_length=32, description="A provider of worker/providers.py, e.g. google.")]
+ProviderName = Annotated[str, Path(max_length=32, description="A provider of providers/registry.py, e.g. google.")]
 BASIS_PATTERN = "^(" + "|".join(BASES) + ")$"
 COOKIE = "__Host-rostersync-link"
 """Host-only, Secure, path ``/``: the browser keeps it from every other host and from plain http."""

@@ -1,7 +1,7 @@
 """The admin API's data-subject routes: export, erase, suppressions and the data inventory (P8-P10, P2).
 
 The same operations as `rostersync export / erase / suppressions lift / inventory`, through the same
-functions (worker.rights, worker.inventory), so every one is audited exactly as on the command line,
+functions (services.rights, services.inventory), so every one is audited exactly as on the command line,
 as actor ``admin:api``. Authenticated by web.auth like every ``/admin/`` route.
 """
 
@@ -12,14 +12,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Security
 from fastapi.responses import Response
 
+from providers.registry import PROVIDERS
+from services import inventory as inv
+from services import rights
 from store import integrations
 from store.models import MAX_ID
 from store.rights import PersonNotFound, StillActive
 from web.auth import bearer_scheme
 from web.context import WebContext, context
-from worker import inventory as inv
-from worker import rights
-from worker.providers import PROVIDERS
 
 ACTOR = "admin:api"
 router = APIRouter(prefix="/admin", tags=["rights"], dependencies=[Security(bearer_scheme)])

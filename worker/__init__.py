@@ -1,1 +1,1 @@
-"""Orchestration: Dramatiq broker and actors, the sync cycle, linking, revocation, the CLI and the demo."""
+"""Dramatiq only: broker set-up, actors, the scheduler, the retry policy and sync requests."""

@@ -15,16 +15,16 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
+from services.pending_revokes import retry_one
+from services.retention import purge_expired as purge_now
+from services.revoke import revoke_integration as revoke_now
 from settings import get_settings
 from store import integrations
+from store.runtime import get_runtime
 from store.scheduling import run_ended
+from sync.cycle import run_sync
 from worker.broker import QUEUE, ensure_broker
-from worker.pending_revokes import retry_one
-from worker.retention import purge_expired as purge_now
 from worker.retry_policy import RETRYABLE, RetryPolicy, give_up
-from worker.revoke import revoke_integration as revoke_now
-from worker.runtime import get_runtime
-from worker.sync import run_sync
 
 WAITED_OPTION = "rostersync_waited_s"
 """Message option: seconds this sync has waited between its attempts so far (travels with the retried message)."""

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from connectors.base import ConnectorError, RateLimited, TransientError
 from settings import Settings
 from store import integrations
-from worker.budgets import BudgetSpent
-from worker.runtime import Runtime
-from worker.sync import run_sync
+from store.runtime import Runtime
+from sync.budgets import BudgetSpent
+from sync.cycle import run_sync
 
 log = logging.getLogger("rostersync.retry")
 

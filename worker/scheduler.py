@@ -21,12 +21,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from connectors.base import ConnectorError
+from services.pending_revokes import retry_one
 from store import pending_revokes, scheduling
+from store.runtime import Runtime
+from sync.outcomes import verdict
 from worker import broker as brokers
-from worker.outcomes import verdict
-from worker.pending_revokes import retry_one
 from worker.retry_policy import run_with_retries
-from worker.runtime import Runtime
 
 log = logging.getLogger("rostersync.scheduler")
 

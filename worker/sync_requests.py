@@ -7,9 +7,9 @@ is queued or running is coalesced into that one instead of queueing a second.
 from __future__ import annotations
 
 from store import scheduling
+from store.runtime import Runtime
 from store.scheduling import ManualRequest, ManualVerdict
 from worker import broker as brokers
-from worker.runtime import Runtime
 
 
 def sync_after_link(runtime: Runtime, integration_id: int) -> bool:

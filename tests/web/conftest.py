@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from emulators.google import GoogleEmulator
+from store.runtime import Runtime, build_runtime, set_runtime
 from tests.webkit import web_settings
 from web.app import create_app
 from worker import broker as brokers
-from worker.runtime import Runtime, build_runtime, set_runtime
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 
 from emulators.google import GoogleEmulator, RequestRecord
 from store import integrations, scheduling
+from store.runtime import Runtime, build_runtime
+from sync.cycle import run_sync
 from tests.conftest import link_teacher, settings_for
 from tests.helpers import dump_tables, row_count
 from tests.webkit import ADMIN_TOKENS, AUTH, first_run_done, wait_for
 from web.app import create_app
 from web.auth import token_ok
-from worker.runtime import Runtime, build_runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from emulators.google import GoogleEmulator
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import link_teacher
 from tests.webkit import AUTH, wait_for
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 def test_admin_api_lists_a_blocked_integration_with_its_reason_and_syncs_it_on_request(

@@ -8,12 +8,12 @@ from fastapi.testclient import TestClient
 from emulators.google import GoogleEmulator
 from store import integrations
 from store.fence import Lease
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import link_teacher
 from tests.helpers import enrollments, people
 from tests.test_breaker import remove_students
 from tests.webkit import AUTH
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from pydantic import ValidationError
 
 from emulators.google import GoogleEmulator
 from settings import Settings
+from store.runtime import build_runtime, set_runtime
 from tests.webkit import ADMIN_TOKENS, AUTH, signed, web_settings
 from web.app import create_app
 from web.ratelimit import Limiter
 from worker import broker as brokers
-from worker.runtime import build_runtime, set_runtime
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from settings import GOOGLE_SCOPES
 from store import integrations
 from store.db import utcnow
 from store.models import LinkAttempt
+from store.runtime import Runtime, build_runtime
 from tests.conftest import settings_for
 from tests.helpers import people
 from tests.webkit import SIGNING_KEY, consent, first_run_done, signed, wait_for
 from web.app import create_app
-from worker.runtime import Runtime, build_runtime
 
 
 def test_a_teacher_links_in_the_browser_and_the_first_sync_runs(

@@ -14,13 +14,13 @@ from sqlalchemy import func, select
 from emulators.google import GoogleEmulator
 from store import integrations
 from store.models import LinkAttempt
+from store.runtime import Runtime, build_runtime, set_runtime
 from tests.conftest import link_teacher
 from tests.test_cli import env_for, run
 from tests.webkit import REDIRECT, SIGNING_KEY, browser, consent, signed, web_settings
 from web.app import create_app
 from web.signing import signature
 from worker import broker as brokers
-from worker.runtime import Runtime, build_runtime, set_runtime
 
 COOKIE = "__Host-rostersync-link"
 
@@ -92,7 +92,7 @@ def test_the_binding_cookie_is_host_only_secure_httponly_lax_and_cleared_after_u
 def test_a_headless_state_is_refused_by_the_web_callback(
     client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator
 ) -> None:
-    from worker.linking import start_link
+    from services.linking import start_link
 
     url = start_link(web_runtime, provider_name="google", teacher="teacher-h")
     page = client.get(approve(emulator, url, teacher_index=0))
@@ -103,7 +103,7 @@ def test_a_headless_state_is_refused_by_the_web_callback(
 def test_a_browser_state_is_refused_by_link_complete(
     client: TestClient, web_runtime: Runtime, emulator: GoogleEmulator
 ) -> None:
-    from worker.linking import LinkError, complete_link
+    from services.linking import LinkError, complete_link
 
     landing = approve(emulator, consent_url(client, "teacher-b"), teacher_index=0)
     with pytest.raises(LinkError, match="started in a browser"):

@@ -12,11 +12,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from emulators.google import GoogleEmulator
+from store.runtime import build_runtime, set_runtime
 from tests.conftest import link_teacher
 from tests.webkit import AUTH, web_settings
 from web.app import create_app
 from worker import broker as brokers
-from worker.runtime import build_runtime, set_runtime
 
 EXAMPLES = 25
 

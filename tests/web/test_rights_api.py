@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 
 from emulators.google import GoogleEmulator
 from store import audit
+from store.runtime import Runtime
+from sync.cycle import run_sync
 from tests.conftest import link_teacher
 from tests.webkit import AUTH
-from worker.runtime import Runtime
-from worker.sync import run_sync
 
 
 def test_export_erase_lift_and_inventory_over_the_api(

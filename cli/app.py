@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -23,22 +24,23 @@ from rich.table import Table
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer >= 0.29 vendors click here
 
 from connectors.base import ConnectorError
+from providers.config import browser_problems
+from services import export_file
+from services.console import configure_logging, err, out, sync_progress
+from services.linking import LinkError, checked_request, complete_link, link_org, start_link
+from services.revoke import revoke_integration
 from settings import ConfigError, Settings
 from store import integrations
 from store.db_errors import unusable_reason
 from store.models import MAX_ID
+from store.runtime import Runtime, build_runtime, set_runtime
 from store.secrets import reseal_all
 from store.vault import VaultError
+from sync.consent import DEFAULT_BASIS
+from sync.grants import AtProvider
+from sync.outcomes import Verdict, verdict
 from web import signing
 from worker import broker as brokers
-from worker import export_file
-from worker.consent import DEFAULT_BASIS
-from worker.console import configure_logging, err, out, sync_progress
-from worker.linking import LinkError, checked_request, complete_link, link_org, start_link
-from worker.outcomes import Verdict, verdict
-from worker.provider_config import browser_problems
-from worker.revoke import AtProvider, revoke_integration
-from worker.runtime import Runtime, build_runtime, set_runtime
 from worker.sync_requests import sync_after_link
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -454,7 +456,7 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON on stdout.")] = False,
 ) -> None:
     """The whole story on embedded defaults against the local emulator."""
-    from worker.demo import run_demo
+    from devtools.demo import run_demo
 
     with user_errors():
         run_demo(students, lambda rt: print_status(rt, as_json))
@@ -479,7 +481,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
 ) -> None:
     """Time full, no-change and 1% change syncs against a plain download of the same pages (BENCHMARKS.md)."""
-    from worker.bench import PROVIDERS, print_report, run_bench
+    from devtools.bench import PROVIDERS, print_report, run_bench
 
     if provider is not None and provider not in PROVIDERS:
         fail(f"--provider must be one of {', '.join(PROVIDERS)}")
@@ -490,7 +492,7 @@ def bench(
         if fleet is None or students is not None:
             report = run_bench([provider] if provider else list(PROVIDERS), students)
         if fleet is not None:
-            from worker.fleet_bench import FleetError, run_fleet
+            from devtools.fleet_bench import FleetError, run_fleet
 
             try:
                 report["fleet"] = run_fleet(fleet)
@@ -508,63 +510,25 @@ def emulate(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic district.")] = 7,
 ) -> None:
     """Serve a local HTTPS emulator of the provider, and print the settings that point rostersync at it."""
-    from emulators.clever import CleverEmulator
-    from emulators.google import GoogleEmulator
-    from emulators.microsoft import MicrosoftEmulator
+    from devtools import emulation
 
-    emulator: GoogleEmulator | CleverEmulator | MicrosoftEmulator
-    if provider == "google":
-        emulator = GoogleEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
-    elif provider == "clever":
-        emulator = CleverEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
-    elif provider == "microsoft":
-        emulator = MicrosoftEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
-    else:
-        fail(f"no emulator for {provider!r} yet (available: google, clever, microsoft)")
     try:
-        emulator.start()
+        with emulation.serving(provider, port=port, students=students, teachers=teachers, seed=seed) as (
+            served,
+            emulator,
+        ):
+            for name, value in served.environment.items():
+                sys.stdout.write(f"export {name}={value}\n")
+            sys.stdout.flush()
+            err.print(f"{provider.capitalize()} emulator on {served.base_url}; Ctrl-C stops it")
+            for note in served.notes:
+                err.print(note)
+            with contextlib.suppress(KeyboardInterrupt):
+                emulator.serve_forever()
+    except emulation.UnknownEmulator as error:
+        fail(str(error))
     except OSError as error:
         fail(f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}")
-    if isinstance(emulator, GoogleEmulator):
-        lines = {
-            "ROSTERSYNC_GOOGLE_AUTH_URI": emulator.auth_uri,
-            "ROSTERSYNC_GOOGLE_TOKEN_URI": emulator.token_uri,
-            "ROSTERSYNC_GOOGLE_REVOKE_URI": emulator.revoke_uri,
-            "ROSTERSYNC_GOOGLE_API_ENDPOINT": emulator.api_endpoint,
-            "ROSTERSYNC_GOOGLE_CLIENT_ID": emulator.client_id,
-            "ROSTERSYNC_GOOGLE_CLIENT_SECRET": emulator.client_secret,
-        }
-    elif isinstance(emulator, CleverEmulator):
-        lines = {
-            "ROSTERSYNC_CLEVER_AUTHORIZE_URL": emulator.authorize_url,
-            "ROSTERSYNC_CLEVER_TOKEN_URL": emulator.token_url,
-            "ROSTERSYNC_CLEVER_API_BASE": emulator.api_base,
-            "ROSTERSYNC_CLEVER_CLIENT_ID": emulator.client_id,
-            "ROSTERSYNC_CLEVER_CLIENT_SECRET": emulator.client_secret,
-        }
-    else:
-        lines = {
-            "ROSTERSYNC_MICROSOFT_AUTHORITY_HOST": emulator.authority_host,
-            "ROSTERSYNC_GRAPH_ENDPOINT": emulator.graph_endpoint,
-            "ROSTERSYNC_MICROSOFT_CLIENT_ID": emulator.client_id,
-            "ROSTERSYNC_MICROSOFT_CLIENT_SECRET": emulator.client_secret,
-        }
-    lines["ROSTERSYNC_CA_BUNDLE"] = str(emulator.ca_path)
-    for name, value in lines.items():
-        sys.stdout.write(f"export {name}={value}\n")
-    sys.stdout.flush()
-    err.print(f"{provider.capitalize()} emulator on {emulator.base_url}; Ctrl-C stops it")
-    if isinstance(emulator, CleverEmulator):
-        library = ", ".join(emulator.teacher_ids(None))
-        err.print(f"districts: {', '.join(emulator.district_ids)}; Library teachers: {library}")
-    if isinstance(emulator, MicrosoftEmulator):
-        err.print(f"tenants: {', '.join(emulator.tenant_ids)}")
-    try:
-        emulator.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -673,9 +637,9 @@ app.add_typer(account_app, name="account")
 @contextmanager
 def rights_errors() -> Iterator[None]:
     """``user_errors`` plus the rights commands' own expected failures: one line, exit 2."""
+    from services.rights import RightsError
     from store.retention import AlreadyDeleted
     from store.rights import PersonNotFound, StillActive
-    from worker.rights import RightsError
 
     with user_errors():
         try:
@@ -716,7 +680,7 @@ def export(
 
 
 def _export_payload(person: str | None, integration: int | None, *, oneroster: bool) -> bytes:
-    from worker import rights as rights_ops
+    from services import rights as rights_ops
 
     with rights_errors():
         rt = runtime()
@@ -735,7 +699,7 @@ def erase(
     as_json: Annotated[bool, typer.Option("--json", help="The result as one JSON object on stdout.")] = False,
 ) -> None:
     """Erase a person (rows and enrolments at once, then suppressed) or an integration (P8, P9); audited."""
-    from worker import rights as rights_ops
+    from services import rights as rights_ops
 
     if (pseudonym is None) == (integration is None):
         fail("give a PSEUDONYM or --integration ID (one of them)")
@@ -804,7 +768,7 @@ def suppressions_list(
 @suppressions_app.command("lift")
 def suppressions_lift(pseudonym: Annotated[str, typer.Argument(help="Pseudonym to let back in.")]) -> None:
     """Lift a suppression: the next sync brings the person back if the provider still lists them; audited."""
-    from worker import rights as rights_ops
+    from services import rights as rights_ops
 
     with rights_errors():
         lifted = rights_ops.lift_suppression(runtime(), pseudonym, actor=RIGHTS_ACTOR)
@@ -816,7 +780,7 @@ def account_mark_deleted(
     account: Annotated[str, typer.Argument(help="The platform's account id (what `link start --teacher` took).")],
 ) -> None:
     """Record that the platform deleted this account: what it linked is purged 6 months from now (P10)."""
-    from worker.retention import mark_account_deleted
+    from services.retention import mark_account_deleted
 
     if not account.strip() or len(account) > 128:
         fail("an account id is 1 to 128 characters")
@@ -835,7 +799,7 @@ def purge_expired_command(
     as_json: Annotated[bool, typer.Option("--json", help="The counts as one JSON object on stdout.")] = False,
 ) -> None:
     """Run the retention job now (P10): expired rows, ended integrations, deleted accounts; one audit event."""
-    from worker.retention import purge_expired
+    from services.retention import purge_expired
 
     with rights_errors():
         report = purge_expired(runtime())
@@ -886,8 +850,8 @@ def inventory(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """What is asked, fetched, kept and for how long, generated from the allowlist, field masks and settings."""
-    from worker import inventory as inv
-    from worker.providers import PROVIDERS
+    from providers.registry import PROVIDERS
+    from services import inventory as inv
 
     with rights_errors():
         if integration_id is None:

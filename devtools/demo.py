@@ -29,14 +29,14 @@ from connectors.google import http_session
 from emulators.clever import CleverEmulator
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
+from services.console import err, sync_progress
+from services.linking import complete_link, link_org, start_link
+from services.revoke import revoke_integration
 from settings import Settings
 from store import integrations
+from store.runtime import Runtime, build_runtime, set_runtime
 from store.vault import new_key
 from worker import broker as brokers
-from worker.console import err, sync_progress
-from worker.linking import complete_link, link_org, start_link
-from worker.revoke import revoke_integration
-from worker.runtime import Runtime, build_runtime, set_runtime
 
 TEACHERS = ("teacher-ada", "teacher-bo", "teacher-cy")
 COURSES_PER_TEACHER = 2

@@ -16,11 +16,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from services.revoke import revoke_integration
 from store import audit, integrations, retention
 from store.db import utcnow
 from store.rights import delete_integration, delete_link_attempts
-from worker.revoke import revoke_at_provider, revoke_integration
-from worker.runtime import Runtime
+from store.runtime import Runtime
+from sync.grants import revoke_at_provider
 
 log = logging.getLogger("rostersync.retention")
 ACTOR = "system:retention"

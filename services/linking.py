@@ -13,13 +13,13 @@ import secrets
 from urllib.parse import parse_qs, urlsplit
 
 from connectors.base import ConnectorError, TokenSet
+from providers.config import missing
+from providers.registry import SUPPORTED, Callback, ConsentStart, Grant, Provider, provider, tokens_to_payload
 from store import integrations, links
 from store.models import KEY_LENGTH
-from worker.consent import DEFAULT_BASIS, BasisError, checked
-from worker.provider_config import missing
-from worker.providers import SUPPORTED, Callback, ConsentStart, Grant, Provider, provider, tokens_to_payload
-from worker.revoke import AtProvider, revoke_at_provider, revoke_grant
-from worker.runtime import Runtime
+from store.runtime import Runtime
+from sync.consent import DEFAULT_BASIS, BasisError, checked
+from sync.grants import AtProvider, revoke_at_provider, revoke_grant
 
 
 class LinkError(Exception):

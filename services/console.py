@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from worker.progress import ProgressEvent, listening
+from sync.progress import ProgressEvent, listening
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -24,7 +24,7 @@ def configure_logging(verbose: bool = False) -> None:
     )
     logging.getLogger("rostersync").setLevel(logging.INFO if verbose else logging.WARNING)
     # The in-process worker's own failure logs carry tracebacks; the command reports each sync's
-    # outcome in one line of its own instead (worker.outcomes). -v shows them.
+    # outcome in one line of its own instead (sync.outcomes). -v shows them.
     logging.getLogger("dramatiq").setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 

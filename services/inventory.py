@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import select
 
 from mappers.policy import ALLOWLIST, FieldRule, rules_for
+from providers.registry import PROVIDERS, Provider
 from settings import Settings
 from store import audit, integrations
 from store.models import Integration
 from store.roster import counts
-from worker.providers import PROVIDERS, Provider
-from worker.runtime import Runtime
+from store.runtime import Runtime
 
 SUBJECT = "subject"
 """The canonical name under which the allowlist reads a provider's user id: only to pseudonymise it."""

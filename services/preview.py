@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from connectors.base import ConnectorError, TokenSet
 from mappers.policy import MappingContext
+from providers.registry import provider, tokens_from_payload, tokens_to_payload
 from store import integrations
+from store.runtime import Runtime
 from store.vault import VaultError
-from worker.providers import provider, tokens_from_payload, tokens_to_payload
-from worker.runtime import Runtime
 
 MAX_PAGES = 3
 

@@ -1,7 +1,7 @@
 """Whether a provider can link on this server, and if not, which settings stop it.
 
 By convention the settings are ``<provider>_client_id``, ``<provider>_client_secret`` and
-``<provider>_redirect_uri``, so a provider that lands with its row in worker/providers.py and its
+``<provider>_redirect_uri``, so a provider that lands with its row in providers/registry.py and its
 settings needs nothing here. Every problem names the setting, never its value.
 """
 

@@ -44,18 +44,18 @@ import sqlalchemy
 from pydantic import SecretStr
 from rich.table import Table
 
+from devtools.demo import consent_headlessly, headless_redirect
 from emulators.clever import CleverEmulator
 from emulators.core import EmulatorCore, RequestRecord
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
+from providers.registry import tokens_from_payload
+from services.console import err, out
+from services.linking import complete_link, link_org, start_link
 from settings import Settings
 from store import integrations
+from store.runtime import Runtime, build_runtime
 from store.vault import new_key
-from worker.console import err, out
-from worker.demo import consent_headlessly, headless_redirect
-from worker.linking import complete_link, link_org, start_link
-from worker.providers import tokens_from_payload
-from worker.runtime import Runtime, build_runtime
 
 PROVIDERS = ("google", "clever", "microsoft")
 DEFAULT_STUDENTS = {"google": 10_000, "clever": 100_000, "microsoft": 100_000}
@@ -122,7 +122,7 @@ def _rss_mb() -> float:
 
 def _sync_phase(settings: Settings, ids: Sequence[int]) -> PhaseResult:
     """Child process: sync every integration once, in turn; rows written as ``sync_runs`` counts them."""
-    from worker.sync import run_sync
+    from sync.cycle import run_sync
 
     runtime = build_runtime(settings, run_migrations=False)
     start_rss = _reset_peak()

@@ -27,12 +27,12 @@ from collections.abc import Callable
 import sqlalchemy.exc
 
 from connectors.base import TokenSet
+from providers.registry import tokens_from_payload, tokens_to_payload
 from store import integrations
 from store.fence import Fenced
+from store.runtime import Runtime
 from store.vault import VaultError
-from worker.providers import tokens_from_payload, tokens_to_payload
-from worker.revoke import revoke_grant
-from worker.runtime import Runtime
+from sync.grants import revoke_grant
 
 log = logging.getLogger("rostersync.sync")
 

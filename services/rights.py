@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from services.oneroster import csv_files, zipped
+from services.revoke import revoke_integration
 from store import audit, rights, suppressions
 from store.integrations import load
 from store.retention import not_ended
-from worker.oneroster import csv_files, zipped
-from worker.revoke import revoke_integration
-from worker.runtime import Runtime
+from store.runtime import Runtime
 
 PSEUDONYM = re.compile(r"[0-9a-f]{64}")
 

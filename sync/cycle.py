@@ -31,22 +31,22 @@ from connectors.base import (
 )
 from mappers.policy import MappingContext, allowlist_digest
 from mappers.records import ROLES, Role, RosterBatch
+from providers.registry import Provider, provider, tokens_from_payload
 from store import breaker, integrations, roster
 from store.consent import purge_role
 from store.db import utcnow
 from store.fence import SYNCABLE, Fenced, Lease, fenced, still_current
+from store.runtime import Runtime
 from store.statistics import Statistics
 from store.vault import VaultError
-from worker import cursor as cursor_document
-from worker import reappeared
-from worker.budgets import budgeted
-from worker.coalesce import Coalescer, split
-from worker.consent import roles_to_sync
-from worker.progress import ProgressEvent, emit
-from worker.providers import Provider, provider, tokens_from_payload
-from worker.revoke import revoke_grant as revoke_grant_at_provider
-from worker.runtime import Runtime
-from worker.tokens import HeldTokens, TokensNotStored
+from sync import cursor as cursor_document
+from sync import reappeared
+from sync.budgets import budgeted
+from sync.coalesce import Coalescer, split
+from sync.consent import roles_to_sync
+from sync.grants import revoke_grant as revoke_grant_at_provider
+from sync.progress import ProgressEvent, emit
+from sync.tokens import HeldTokens, TokensNotStored
 
 log = logging.getLogger("rostersync.sync")
 
@@ -107,7 +107,7 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     except Fenced as error:
         outcome.outcome = "fenced"
         log.info("sync of integration %s stopped: %s", integration_id, error)
-    except TokensNotStored:  # not a revocation: roster kept, the dead tokens dropped (worker.tokens)
+    except TokensNotStored:  # not a revocation: roster kept, the dead tokens dropped (sync.tokens)
         outcome.outcome = _fail(runtime, state, TOKENS_NOT_STORED_REASON, "tokens_not_stored", drop_tokens=True)
     except UnusableToken:
         outcome.outcome = _fail(runtime, state, UNREADABLE_GRANT_REASON, "failed")

@@ -12,9 +12,9 @@ import logging
 
 from connectors.base import RateLimited, RevokeVerdict, TransientError
 from store import pending_revokes
+from store.runtime import Runtime
 from store.vault import VaultError
-from worker.revoke import AUDIT_ACTION, ask_provider
-from worker.runtime import Runtime
+from sync.grants import AUDIT_ACTION, ask_provider
 
 log = logging.getLogger("rostersync.revoke")
 

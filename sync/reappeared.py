@@ -19,9 +19,9 @@ from sqlalchemy import Engine
 from connectors.base import Page, RosterConnector
 from mappers.policy import MappingContext
 from mappers.records import ChangeBatch, RosterBatch
+from providers.registry import Provider
 from store import roster
-from worker.budgets import fetch
-from worker.providers import Provider
+from sync.budgets import fetch
 
 
 def restore(

@@ -35,17 +35,17 @@ import redis
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from devtools.bench import throwaway_databases
+from devtools.demo import consent_headlessly, headless_redirect
 from emulators.core import RequestRecord
 from emulators.google import PUBLISHED_RATE_LIMITS, GoogleEmulator
+from services.console import err
+from services.linking import complete_link, start_link
 from settings import Settings
 from store.models import SyncRun
+from store.runtime import Runtime, build_runtime
 from store.vault import new_key
 from worker import broker as brokers
-from worker.bench import throwaway_databases
-from worker.console import err
-from worker.demo import consent_headlessly, headless_redirect
-from worker.linking import complete_link, start_link
-from worker.runtime import Runtime, build_runtime
 from worker.sync_requests import sync_after_link
 
 DEFAULT_FLEET = 2_000

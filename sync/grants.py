@@ -1,21 +1,20 @@
-"""An admin or teacher ends an integration here: local revoke first (fences any running sync), then the provider.
+"""Grants at the provider: ending one there, and keeping a revoke pending when the provider fails transiently.
 
-The local step is one transaction (status, generation, tokens, purge, audit), so it wins
-against a running sync whatever the provider answers. The provider revoke is best effort and
-audited either way, and only a provider's confirmation is audited as ``provider_revoked``.
+The sync cycle calls this when a grant must end mid-cycle (a token refused, a scope withdrawn);
+the revoke service calls it after the local end. Only a provider's confirmation is audited as
+``provider_revoked``; a transient failure keeps the grant sealed in a pending revoke, retried later.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from enum import StrEnum
 
 from connectors.base import ConnectorError, RateLimited, RevokeVerdict, TransientError
+from providers.registry import provider, tokens_from_payload
 from store import integrations, pending_revokes
+from store.runtime import Runtime
 from store.vault import VaultError
-from worker.providers import provider, tokens_from_payload
-from worker.runtime import Runtime
 
 log = logging.getLogger("rostersync.revoke")
 
@@ -35,31 +34,6 @@ class AtProvider(StrEnum):
     NONE_HELD = "none_held"  # we held no token: the sync that degraded it had already revoked the grant
     PENDING = "pending"  # the provider failed transiently: kept sealed and retried by the worker (issue 8)
     UNSUPPORTED = "unsupported"  # the provider has no revoke endpoint: access ends when disconnected there
-
-
-@dataclass(frozen=True)
-class RevokeResult:
-    integration_id: int
-    already_revoked: bool
-    at_provider: AtProvider
-
-    @property
-    def provider_revoked(self) -> bool:
-        return self.at_provider is AtProvider.REVOKED
-
-
-def revoke_integration(runtime: Runtime, integration_id: int, *, actor: str, reason: str = "") -> RevokeResult:
-    """End the integration here, then at the provider; a second revoke (even a concurrent one) is a no-op."""
-    provider_name = integrations.load(runtime.engine, integration_id).provider
-    ended = integrations.end_integration(runtime.engine, integration_id, status="revoked", actor=actor, reason=reason)
-    if ended is None:
-        return RevokeResult(integration_id, already_revoked=True, at_provider=AtProvider.NONE_HELD)
-    if ended.token_blob is None:
-        log.info("integration %s revoked by %s; it held no grant any more", integration_id, actor)
-        return RevokeResult(integration_id, already_revoked=False, at_provider=AtProvider.NONE_HELD)
-    at_provider = revoke_at_provider(runtime, provider_name, integration_id, ended.token_blob, actor=actor)
-    log.info("integration %s revoked by %s; provider revoke %s", integration_id, actor, at_provider.value)
-    return RevokeResult(integration_id, already_revoked=False, at_provider=at_provider)
 
 
 def revoke_grant(runtime: Runtime, provider_name: str, integration_id: int, token_blob: bytes, *, actor: str) -> bool:
