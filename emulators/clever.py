@@ -1155,8 +1155,9 @@ class CleverEmulator(EmulatorCore):
         kept = [(k, v) for k, vs in request.query.items() if k not in ("starting_after", "ending_before") for v in vs]
 
         def uri(extra: list[tuple[str, str]]) -> str:
+            """prev/next continue the listing asked for: a nested list (``/sections/{id}/users``) pages itself."""
             query = urlencode([*kept, *extra])
-            return f"{path}?{query}" if query else path
+            return f"{request.path}?{query}" if query else request.path
 
         links = [
             {
