@@ -15,7 +15,7 @@ import requests
 import yaml
 from requests_oauthlib import OAuth2Session
 
-import emulators.clever
+import emulators.clever.oauth
 from emulators.clever import MSG_NOT_IN_SCOPE, CleverEmulator
 
 SPECS = Path(__file__).parent / "specs"
@@ -287,7 +287,7 @@ def test_code_flow_with_basic_auth_single_use_codes(emu: CleverEmulator, http: r
 
 
 def test_codes_expire(emu: CleverEmulator, http: requests.Session, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(emulators.clever, "CODE_TTL_SECONDS", -1.0)
+    monkeypatch.setattr(emulators.clever.oauth, "CODE_TTL_SECONDS", -1.0)
     with pytest.raises(Exception, match="invalid_grant"):
         _sso_token(emu, http, emu.teacher_ids(emu.district_ids[0])[0])
 
