@@ -104,7 +104,9 @@ class District:
     # ----------------------------------------------------------------------------------- building
     def _build(self, teachers: int, courses_per_teacher: int, students_per_course: int) -> None:
         self.teacher_ids = [self.new_person(is_teacher=True).id for _ in range(teachers)]
-        plan: list[tuple[int, str]] = [(t, ACTIVE) for t in range(teachers) for _ in range(courses_per_teacher)]
+        plan: list[tuple[int, str]] = [
+            (t, ACTIVE) for t in range(teachers) for _ in range(courses_per_teacher)
+        ]
         if teachers:
             plan.insert(0, (0, ARCHIVED))  # created first, so it is the oldest
         shared_per_course = students_per_course // 5
