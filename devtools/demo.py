@@ -74,7 +74,7 @@ def demo_settings(
             "clever_api_base": clever.api_base,
         }
     return Settings(
-        **clever_settings,  # type: ignore[arg-type]
+        **clever_settings,
         database_url=f"sqlite:///{workdir / 'demo.db'}",
         broker_url=None,
         pseudonym_key=SecretStr(secrets.token_urlsafe(48)),

@@ -38,11 +38,11 @@ def microsoft_settings_for(emu: MicrosoftEmulator, database_url: str, **override
 def microsoft_env(settings: Settings) -> dict[str, str]:
     """The ``ROSTERSYNC_MICROSOFT_*`` and ``GRAPH_ENDPOINT`` variables a worker process needs."""
     return {
-        "ROSTERSYNC_MICROSOFT_CLIENT_ID": settings.microsoft_client_id,
-        "ROSTERSYNC_MICROSOFT_CLIENT_SECRET": settings.microsoft_client_secret.get_secret_value(),
-        "ROSTERSYNC_MICROSOFT_AUTHORITY_HOST": settings.microsoft_authority_host,
-        "ROSTERSYNC_MICROSOFT_REDIRECT_URI": settings.microsoft_redirect_uri,
-        "ROSTERSYNC_GRAPH_ENDPOINT": settings.graph_endpoint,
+        "ROSTERSYNC_MICROSOFT_CLIENT_ID": settings.microsoft.client_id,
+        "ROSTERSYNC_MICROSOFT_CLIENT_SECRET": settings.microsoft.client_secret.get_secret_value(),
+        "ROSTERSYNC_MICROSOFT_AUTHORITY_HOST": settings.microsoft.authority_host,
+        "ROSTERSYNC_MICROSOFT_REDIRECT_URI": settings.microsoft.redirect_uri,
+        "ROSTERSYNC_GRAPH_ENDPOINT": settings.microsoft.graph_endpoint,
     }
 
 
