@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 from devtools.demo import consent_headlessly
+from devtools.emulation import settings_values
 from emulators.core import RequestRecord
 from emulators.microsoft import MicrosoftEmulator
 from services.linking import complete_link, start_link
@@ -21,12 +22,8 @@ def microsoft_settings_for(emu: MicrosoftEmulator, database_url: str, **override
         "broker_url": None,
         "pseudonym_key": secrets.token_urlsafe(48),
         "token_keys": new_key(),
-        "microsoft_client_id": emu.client_id,
-        "microsoft_client_secret": emu.client_secret,
-        "microsoft_authority_host": emu.authority_host,
-        "graph_endpoint": emu.graph_endpoint,
+        **settings_values("microsoft", emu),
         "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
-        "ca_bundle": emu.ca_path,
         "retry_min_backoff_ms": 50,
         "retry_max_backoff_ms": 200,
         "http_timeout_seconds": 5,
