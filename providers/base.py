@@ -41,7 +41,7 @@ class Grant:
 
 @dataclass(frozen=True)
 class ConsentStart:
-    """A consent URL whose provider client keeps its own secret for the callback (MSAL's flow: PKCE
+    """A consent URL whose provider client keeps its own secret for the callback (a client library's own flow: PKCE
     verifier, nonce). ``secret`` is sealed where a link attempt keeps its verifier, in place of ours,
     and comes back as ``Callback.verifier``; it is never stored in clear."""
 

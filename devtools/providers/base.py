@@ -10,13 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from emulators.clever import CleverEmulator
-from emulators.google import GoogleEmulator
-from emulators.microsoft import MicrosoftEmulator
 
-AnyEmulator = GoogleEmulator | CleverEmulator | MicrosoftEmulator
+class AnyEmulator(Protocol):
+    """What every emulator offers the command line's ``emulate`` and the benches: a served, stoppable HTTPS app."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def ca_path(self) -> Path: ...
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+    def serve_forever(self) -> None: ...
 
 
 @dataclass(frozen=True)
