@@ -122,7 +122,7 @@ class _OAuthSession(GuardedSession, OAuth2Session):
 
 def _oauth_session(settings: Settings, state: str | None = None) -> OAuth2Session:
     logs.install()  # requests-oauthlib logs the code, the Basic auth header and the token answer at DEBUG
-    session = _OAuthSession(settings.clever_client_id, redirect_uri=settings.clever_redirect_uri, state=state)
+    session = _OAuthSession(settings.clever.client_id, redirect_uri=settings.clever.redirect_uri, state=state)
     session.trust_env = False
     session.verify = settings.tls_verify
     return session
@@ -188,7 +188,7 @@ def classify_api_error(status: int, body: Any, headers: Mapping[str, str]) -> Co
 def authorization_url(settings: Settings, *, state: str, district_id: str | None = None) -> str:
     """The Clever sign-in URL for a teacher (providers.md 2.1); ``district_id`` skips the district picker."""
     extra = {"district_id": district_id} if district_id else {}
-    url, _state = _oauth_session(settings, state).authorization_url(settings.clever_authorize_url, **extra)
+    url, _state = _oauth_session(settings, state).authorization_url(settings.clever.authorize_url, **extra)
     return str(url)
 
 
@@ -201,9 +201,9 @@ def exchange_code(settings: Settings, *, authorization_response: str, state: str
     session = _oauth_session(settings, state)
     try:
         token = session.fetch_token(
-            settings.clever_token_url,
+            settings.clever.token_url,
             authorization_response=authorization_response,
-            client_secret=settings.clever_client_secret.get_secret_value(),
+            client_secret=settings.clever.client_secret.get_secret_value(),
             include_client_id=False,
             timeout=settings.http_timeouts,
         )
@@ -232,10 +232,10 @@ def district_tokens(settings: Settings, district_id: str | None = None) -> list[
     params = {"owner_type": "district"}
     if district_id:
         params["district"] = district_id
-    auth = (settings.clever_client_id, settings.clever_client_secret.get_secret_value())
+    auth = (settings.clever.client_id, settings.clever.client_secret.get_secret_value())
     with http_session(settings) as session:
         try:
-            response = session.get(settings.clever_token_url, params=params, auth=auth, timeout=settings.http_timeouts)
+            response = session.get(settings.clever.token_url, params=params, auth=auth, timeout=settings.http_timeouts)
         except requests.RequestException as error:
             raise TransientError(f"Clever's token list unreachable ({type(error).__name__})") from None
     if response.status_code == 429:
@@ -447,7 +447,7 @@ class CleverConnector:
             raise ProviderDataError("a next link is not a string")
         split = urlsplit(following)
         if split.scheme or split.netloc:
-            api = urlsplit(self._settings.clever_api_base)
+            api = urlsplit(self._settings.clever.api_base)
             if (split.scheme, split.netloc) != (api.scheme, api.netloc):
                 raise ProviderDataError("a next link points away from Clever's API host")
             following = following[len(f"{split.scheme}://{split.netloc}") :]
@@ -516,7 +516,7 @@ class CleverConnector:
         self.requests_made += 1
         try:
             return self._session.get(
-                self._settings.clever_api_base + path,
+                self._settings.clever.api_base + path,
                 params=params,
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
                 timeout=self._settings.http_timeouts,

@@ -89,8 +89,8 @@ def consent_url(settings: Settings, *, state: str, code_challenge: str, login_hi
     """The URL a teacher opens to grant our two read-only scopes (providers.md 1.6)."""
     query = {
         "response_type": "code",
-        "client_id": settings.google_client_id,
-        "redirect_uri": settings.google_redirect_uri,
+        "client_id": settings.google.client_id,
+        "redirect_uri": settings.google.redirect_uri,
         "scope": " ".join(GOOGLE_SCOPES),
         "state": state,
         "code_challenge": code_challenge,
@@ -100,7 +100,7 @@ def consent_url(settings: Settings, *, state: str, code_challenge: str, login_hi
     }
     if login_hint:
         query["login_hint"] = login_hint
-    return f"{settings.google_auth_uri}?{urlencode(query)}"
+    return f"{settings.google.auth_uri}?{urlencode(query)}"
 
 
 def _token_set(payload: Mapping[str, Any], previous_refresh_token: str | None = None) -> TokenSet:
@@ -123,13 +123,13 @@ def exchange_code(settings: Settings, *, code: str, code_verifier: str) -> Token
         "grant_type": "authorization_code",
         "code": code,
         "code_verifier": code_verifier,
-        "redirect_uri": settings.google_redirect_uri,
-        "client_id": settings.google_client_id,
-        "client_secret": settings.google_client_secret.get_secret_value(),
+        "redirect_uri": settings.google.redirect_uri,
+        "client_id": settings.google.client_id,
+        "client_secret": settings.google.client_secret.get_secret_value(),
     }
     with http_session(settings) as session:
         try:
-            response = session.post(settings.google_token_uri, data=form, timeout=settings.http_timeouts)
+            response = session.post(settings.google.token_uri, data=form, timeout=settings.http_timeouts)
         except requests.RequestException as error:
             raise TransientError(f"token endpoint unreachable ({type(error).__name__})") from error
     if response.status_code >= 500:
@@ -146,7 +146,7 @@ def revoke_token(settings: Settings, token: str) -> RevokeVerdict:
     """Revoke at Google the grant ``token`` belongs to (a refresh or an access token: either ends the grant)."""
     with http_session(settings) as session:
         try:
-            response = session.post(settings.google_revoke_uri, data={"token": token}, timeout=settings.http_timeouts)
+            response = session.post(settings.google.revoke_uri, data={"token": token}, timeout=settings.http_timeouts)
         except requests.RequestException as error:
             raise TransientError(f"revoke endpoint unreachable ({type(error).__name__})") from error
     if response.status_code == 200:
@@ -164,7 +164,7 @@ def account_id(settings: Settings, tokens: TokenSet) -> str:
     Linking compares it (pseudonymised) with the account an integration was linked with before, to
     tell a re-consent of the same teacher from a switch to another account.
     """
-    url = f"{settings.google_api_endpoint}/v1/userProfiles/me"
+    url = f"{settings.google.api_endpoint}/v1/userProfiles/me"
     with http_session(settings) as session:
         try:
             response = session.get(
@@ -300,9 +300,9 @@ class GoogleConnector:
             token=tokens.access_token,
             refresh_token=tokens.refresh_token,
             expiry=tokens.expiry,
-            token_uri=settings.google_token_uri,
-            client_id=settings.google_client_id,
-            client_secret=settings.google_client_secret.get_secret_value(),
+            token_uri=settings.google.token_uri,
+            client_id=settings.google.client_id,
+            client_secret=settings.google.client_secret.get_secret_value(),
             scopes=list(GOOGLE_SCOPES),
         )
         self._session = http_session(settings)
@@ -319,7 +319,7 @@ class GoogleConnector:
             "v1",
             http=authorized_http,
             static_discovery=True,
-            client_options={"api_endpoint": settings.google_api_endpoint},
+            client_options={"api_endpoint": settings.google.api_endpoint},
             cache_discovery=False,
         )
         self._rosters: dict[str, Any] = {}
@@ -423,7 +423,7 @@ class GoogleConnector:
         Not ``service.new_batch_http_request()``: that builds the URL from the discovery document's
         ``rootUrl`` (the real Google), whatever ``api_endpoint`` the service was built with.
         """
-        return f"{self._settings.google_api_endpoint.rstrip('/')}/batch"
+        return f"{self._settings.google.api_endpoint.rstrip('/')}/batch"
 
     def batch(self, listings: Sequence[_Listing]) -> RateLimited | None:
         """Read the next page of each listing in one batch; failed parts are sent again, and only they.

@@ -283,12 +283,12 @@ def _msal_app(
 
     Instance discovery would call login.microsoftonline.com for any other host, so it is off there.
     """
-    host = urlsplit(settings.microsoft_authority_host).hostname or ""
+    host = urlsplit(settings.microsoft.authority_host).hostname or ""
     try:
         return msal.ConfidentialClientApplication(
-            settings.microsoft_client_id,
-            client_credential=settings.microsoft_client_secret.get_secret_value(),
-            authority=f"{settings.microsoft_authority_host}/{tenant}",
+            settings.microsoft.client_id,
+            client_credential=settings.microsoft.client_secret.get_secret_value(),
+            authority=f"{settings.microsoft.authority_host}/{tenant}",
             token_cache=cache,
             http_client=session,
             instance_discovery=None if host in MICROSOFT_AUTHORITY_HOSTS else False,
@@ -485,7 +485,7 @@ def start_teacher_link(settings: Settings, *, login_hint: str | None = None, sta
     with http_session(settings) as session:
         app = _msal_app(settings, "organizations", msal.SerializableTokenCache(), session)
         try:
-            flow = _quiet_flow(app, settings.microsoft_redirect_uri, login_hint, state)
+            flow = _quiet_flow(app, settings.microsoft.redirect_uri, login_hint, state)
         except requests.RequestException as error:
             raise TransientError(f"Microsoft's identity platform unreachable ({type(error).__name__})") from None
     return LinkStart(auth_url=str(flow["auth_uri"]), flow=flow)
@@ -545,7 +545,7 @@ def _probe(
     """A link-time Graph GET with a token just issued (nothing is stored yet, so no MSAL cache is involved)."""
     try:
         return session.get(
-            settings.graph_endpoint + path,
+            settings.microsoft.graph_endpoint + path,
             params=params,
             headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
             timeout=settings.http_timeouts,
@@ -677,7 +677,7 @@ class MicrosoftConnector:
         self._msal: msal.ConfidentialClientApplication | None = None
         self._token: str | None = None
         self._last_delta_links: dict[str, str] = {}
-        graph = urlsplit(settings.graph_endpoint)
+        graph = urlsplit(settings.microsoft.graph_endpoint)
         self._graph_origin = (graph.scheme, graph.netloc.lower())
         self._graph_path = graph.path.rstrip("/")
         self.requests_made = 0
@@ -709,7 +709,7 @@ class MicrosoftConnector:
         """The teacher's classes (``/education/me/classes``) or the tenant's (``/education/classes``)."""
         path = "/education/classes" if self._app_only else "/education/me/classes"
         params = {"$select": _mask(masks, "class"), "$top": str(PAGE_SIZE)}
-        for records, _ in self._pages(self._settings.graph_endpoint + path, params):
+        for records, _ in self._pages(self._settings.microsoft.graph_endpoint + path, params):
             yield Page(kind="classes", parent_id=None, records=records)
 
     def members(self, class_ids: Iterable[str], masks: Masks) -> Iterator[Page]:
@@ -751,7 +751,7 @@ class MicrosoftConnector:
         issued = time.time()
         links = []
         for path, mask in (("/education/classes/delta", "class"), ("/education/users/delta", "member")):
-            url = self._settings.graph_endpoint + path
+            url = self._settings.microsoft.graph_endpoint + path
             delta_link = ""
             # The largest page here too: the initial round lists every user of the tenant.
             params = {"$select": _mask(chosen, mask), "$top": str(PAGE_SIZE)}
@@ -940,7 +940,7 @@ class MicrosoftConnector:
     def _post_batch(self, pending: Mapping[str, _SubRequest]) -> list[Any]:
         """The sub-responses of one ``$batch`` call."""
         payload = {"requests": [{"id": key, "method": "GET", "url": sub.url} for key, sub in pending.items()]}
-        body = self._request("POST", f"{self._settings.graph_endpoint}/$batch", None, payload)
+        body = self._request("POST", f"{self._settings.microsoft.graph_endpoint}/$batch", None, payload)
         answers = body.get("responses")
         if not isinstance(answers, list):
             raise ProviderDataError("a $batch response carries no responses list")

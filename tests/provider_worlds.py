@@ -18,6 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from devtools.demo import headless_redirect
+from devtools.emulation import settings_values
 from emulators.clever import CleverEmulator
 from emulators.core import EmulatorCore
 from emulators.google import GoogleEmulator
@@ -83,43 +84,22 @@ def _base(database_url: str) -> dict[str, Any]:
 def _google(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with GoogleEmulator(cert_dir=tmp_path, **sizes) as emu:
-        values = _base(database_url) | {
-            "google_client_id": emu.client_id,
-            "google_client_secret": emu.client_secret,
-            "google_auth_uri": emu.auth_uri,
-            "google_token_uri": emu.token_uri,
-            "google_revoke_uri": emu.revoke_uri,
-            "google_api_endpoint": emu.api_endpoint,
-            "google_redirect_uri": headless_redirect("google"),
-            "ca_bundle": emu.ca_path,
-        }
+        redirect = {"google_redirect_uri": headless_redirect("google")}
+        values = _base(database_url) | settings_values("google", emu) | redirect
         yield World("google", emu, "/v1/courses", values, lambda rt: link_teacher(rt, emu, 0))
 
 
 def _clever(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with CleverEmulator(cert_dir=tmp_path, districts=1, **sizes) as emu:
-        values = _base(database_url) | {
-            "clever_client_id": emu.client_id,
-            "clever_client_secret": emu.client_secret,
-            "clever_authorize_url": emu.authorize_url,
-            "clever_token_url": emu.token_url,
-            "clever_api_base": emu.api_base,
-            "ca_bundle": emu.ca_path,
-        }
+        values = _base(database_url) | settings_values("clever", emu)
         yield World("clever", emu, "/v3.0/sections", values, lambda rt: link_district(rt, emu, 0))
 
 
 def _microsoft(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with MicrosoftEmulator(cert_dir=tmp_path, tenants=1, **sizes) as emu:
-        values = _base(database_url) | {
-            "microsoft_client_id": emu.client_id,
-            "microsoft_client_secret": emu.client_secret,
-            "microsoft_authority_host": emu.authority_host,
-            "graph_endpoint": emu.graph_endpoint,
-            "ca_bundle": emu.ca_path,
-        }
+        values = _base(database_url) | settings_values("microsoft", emu)
 
         def link(rt: Runtime) -> int:
             return link_org(rt, provider_name="microsoft", org=emu.tenant_ids[0])

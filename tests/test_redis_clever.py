@@ -42,11 +42,11 @@ def worker_process(redis_settings: Settings, tmp_path: Path) -> Iterator[subproc
         "ROSTERSYNC_BROKER_NAMESPACE": redis_settings.broker_namespace,
         "ROSTERSYNC_RETRY_MIN_BACKOFF_MS": "50",
         "ROSTERSYNC_RETRY_MAX_BACKOFF_MS": "200",
-        "ROSTERSYNC_CLEVER_CLIENT_ID": redis_settings.clever_client_id,
-        "ROSTERSYNC_CLEVER_CLIENT_SECRET": redis_settings.clever_client_secret.get_secret_value(),
-        "ROSTERSYNC_CLEVER_AUTHORIZE_URL": redis_settings.clever_authorize_url,
-        "ROSTERSYNC_CLEVER_TOKEN_URL": redis_settings.clever_token_url,
-        "ROSTERSYNC_CLEVER_API_BASE": redis_settings.clever_api_base,
+        "ROSTERSYNC_CLEVER_CLIENT_ID": redis_settings.clever.client_id,
+        "ROSTERSYNC_CLEVER_CLIENT_SECRET": redis_settings.clever.client_secret.get_secret_value(),
+        "ROSTERSYNC_CLEVER_AUTHORIZE_URL": redis_settings.clever.authorize_url,
+        "ROSTERSYNC_CLEVER_TOKEN_URL": redis_settings.clever.token_url,
+        "ROSTERSYNC_CLEVER_API_BASE": redis_settings.clever.api_base,
     }
     log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen(
