@@ -6,7 +6,8 @@ PKCE challenge), authenticate the client before any grant, dispatch on ``grant_t
 that leak checks must be able to find, rotate refresh tokens and end them on revocation. What differs
 is what each answers when a step fails, the shapes of its tokens and bodies, its paths and the order
 in which it burns a code; each provider declares those (an ``OAuthErrors`` table, flags, prefixes)
-and calls the steps here, so a fix to the flow is made once.
+and calls the steps here, so a fix to the flow is made once. The refresh grant (spent, expired and
+rotated-out tokens) and RFC 7009 revocation are steps here too, for the same reason.
 
 Like the rest of the package it imports nothing from the project.
 """
@@ -20,6 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import quote, urlencode
 
 from emulators.core import Request, Response
@@ -28,6 +30,7 @@ __all__ = [
     "AuthCode",
     "CodeBook",
     "Grant",
+    "GrantAccess",
     "GrantBook",
     "OAuthErrors",
     "TokenLedger",
@@ -37,6 +40,8 @@ __all__ = [
     "redeem_code",
     "redirect_location",
     "refresh_grant",
+    "revocation_token",
+    "revoke_token",
 ]
 
 OAuthErrors = Mapping[str, Callable[[], Response]]
@@ -45,7 +50,10 @@ OAuthErrors = Mapping[str, Callable[[], Response]]
 ``client_unknown``, ``client_secret`` (client authentication), ``grant_type_missing``,
 ``grant_type_unsupported``, ``code_missing``, ``code_invalid`` (unknown, used or expired),
 ``redirect_mismatch``, ``verifier_missing``, ``verifier_mismatch``, ``refresh_missing``,
-``refresh_unknown``. A provider names only the steps its flows reach."""
+``refresh_unknown``, ``refresh_spent`` (revoked or rotated out), ``refresh_expired`` (past its lifetime),
+``consent_missing`` (the grant holds no scope the provider still honours), ``revoke_missing`` (no token
+named), ``revoke_invalid`` (unknown, expired or already revoked). A provider names only the steps its
+flows reach."""
 
 
 def redirect_location(redirect_uri: str, params: list[tuple[str, str]]) -> str:
@@ -250,14 +258,78 @@ class GrantBook:
     def of_user(self, user_id: str) -> list[Grant]:
         return [grant for grant in self.grants if grant.user_id == user_id]
 
+    def revoke_user(self, user_id: str) -> None:
+        """End every grant ``user_id`` ever gave (a revoked consent, a revoked sign-in session)."""
+        for grant in self.of_user(user_id):
+            grant.revoked = True
 
-def refresh_grant(request: Request, grants: GrantBook, errors: OAuthErrors) -> Grant | Response:
-    """The refresh-token grant's first step: the token named and known. Whether it is spent, and what a
-    spent one is answered, is the provider's next step (Entra checks the app's state first)."""
+
+def refresh_grant(
+    request: Request,
+    grants: GrantBook,
+    errors: OAuthErrors,
+    *,
+    bound: Callable[[Grant], Response | None] | None = None,
+    lifetime: float | None = None,
+) -> Grant | Response:
+    """The refresh-token grant's checks, in order: the token is named and known, ``bound`` (a provider's own
+    binding, such as the tenant and the app's state, which Entra checks before the token's) holds, the
+    token is not spent (revoked or rotated out) and, with a ``lifetime``, not idle past it. The caller
+    mints the new tokens and, when the provider rotates, ``GrantBook.rotate`` spends the old one."""
     token = request.form_value("refresh_token")
     if not token:
         return errors["refresh_missing"]()
     grant = grants.holder(token)
     if grant is None:
         return errors["refresh_unknown"]()
+    refusal = bound(grant) if bound is not None else None
+    if refusal is not None:
+        return refusal
+    if grant.spent(token):
+        return errors["refresh_spent"]()
+    if lifetime is not None and time.time() - grant.issued_at > lifetime:
+        return errors["refresh_expired"]()
     return grant
+
+
+# ------------------------------------------------------------------------------------ revocation
+class GrantAccess(Protocol):
+    """An access token as revocation sees it: the grant it was minted from and when it expires."""
+
+    grant: Grant
+    expires_at: float
+
+
+def revocation_token(request: Request) -> str:
+    """The token a revocation request names (RFC 7009: the form; Google also takes the query)."""
+    return request.form_value("token") or request.param("token")
+
+
+def revoke_token(
+    request: Request,
+    grants: GrantBook,
+    access: Mapping[str, GrantAccess],
+    errors: OAuthErrors,
+    revoked: Callable[[Grant], Response],
+) -> Response:
+    """RFC 7009: a live access token or the grant's current refresh token ends the whole grant (every
+    refresh token it ever had, every access token minted from it); ``revoked`` is the provider's answer.
+
+    An expired access token, a rotated-out refresh token or an already revoked grant is ``revoke_invalid``.
+    """
+    token = revocation_token(request)
+    if not token:
+        return errors["revoke_missing"]()
+    grant: Grant | None = None
+    minted = access.get(token)
+    if minted is not None:
+        if minted.expires_at > time.time():
+            grant = minted.grant
+    else:
+        candidate = grants.holder(token)
+        if candidate is not None and candidate.refresh_token == token:
+            grant = candidate
+    if grant is None or grant.revoked:
+        return errors["revoke_invalid"]()
+    grant.revoked = True
+    return revoked(grant)

@@ -44,6 +44,7 @@ from emulators.google.scopes import (
     COURSE_READ_SCOPES,
     ROSTER_READ_SCOPES,
 )
+from emulators.oauth import revocation_token
 
 _Request = Request
 _Response = Response
@@ -108,7 +109,7 @@ class GoogleApi(GoogleOAuth):
                 return grant.user_id if grant else None
             return self._codes.owner(request.form_value("code"))
         if path == REVOKE_PATH:
-            token = request.form_value("token") or request.param("token")
+            token = revocation_token(request)
             access = self._access.get(token)
             if access:
                 return access.grant.user_id

@@ -48,8 +48,7 @@ class GoogleEmulator(GoogleBatch):
     def revoke_grants(self, user_id: str) -> None:
         with self._lock:
             self._person(user_id)
-            for grant in self._grants.of_user(user_id):
-                grant.revoked = True
+            self._grants.revoke_user(user_id)
 
     def withdraw_scope(self, user_id: str, scope: str) -> None:
         with self._lock:

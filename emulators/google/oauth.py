@@ -26,6 +26,7 @@ from emulators.oauth import (
     redeem_code,
     redirect_location,
     refresh_grant,
+    revoke_token,
 )
 
 _Request = Request
@@ -44,8 +45,16 @@ _OAUTH_ERRORS: OAuthErrors = {
     "verifier_mismatch": lambda: _oauth_error(400, "invalid_grant", "Invalid code verifier."),
     "refresh_missing": lambda: _oauth_error(400, "invalid_request", "Missing required parameter: refresh_token"),
     "refresh_unknown": lambda: _oauth_error(400, "invalid_grant", "Token has been expired or revoked."),
+    "refresh_spent": lambda: _oauth_error(400, "invalid_grant", "Token has been expired or revoked."),
+    "revoke_missing": lambda: _oauth_error(400, "invalid_request", "Missing required parameter: token"),
+    "revoke_invalid": lambda: _oauth_error(400, "invalid_token", "Token expired or revoked"),
 }
 """Google's answer to each failed step of the shared flow (``grant_type_unsupported`` names the type, below)."""
+
+
+def _revoked(grant: Grant) -> Response:
+    """Google's answer to a successful revocation: 200 with an empty HTML body."""
+    return Response(200, b"", [("Content-Type", "text/html; charset=utf-8")], user_id=grant.user_id)
 
 
 class GoogleOAuth(GoogleState):
@@ -160,8 +169,6 @@ class GoogleOAuth(GoogleState):
         grant = refresh_grant(request, self._grants, _OAUTH_ERRORS)
         if isinstance(grant, _Response):
             return grant
-        if grant.spent(request.form_value("refresh_token")):
-            return _OAUTH_ERRORS["refresh_unknown"]()
         scopes = grant.scopes
         wanted = {normalize_scope(s) for s in request.form_value("scope").split()}
         if wanted:  # a narrower request is honoured; scopes never granted are simply not added
@@ -171,20 +178,5 @@ class GoogleOAuth(GoogleState):
         return self._token_body(grant, access, refresh_token)
 
     def _revoke(self, request: _Request) -> _Response:
-        """RFC 7009 as Google does it: a live access token or the current refresh token ends its whole grant."""
-        token = request.form_value("token") or request.param("token")
-        if not token:
-            return _oauth_error(400, "invalid_request", "Missing required parameter: token")
-        grant: Grant | None = None
-        access = self._access.get(token)
-        if access is not None:
-            if access.expires_at > time.time():
-                grant = access.grant
-        else:
-            candidate = self._grants.holder(token)
-            if candidate is not None and candidate.refresh_token == token:
-                grant = candidate
-        if grant is None or grant.revoked:
-            return _oauth_error(400, "invalid_token", "Token expired or revoked")
-        grant.revoked = True
-        return _Response(200, b"", [("Content-Type", "text/html; charset=utf-8")], user_id=grant.user_id)
+        """RFC 7009 on the shared flow: a live access token or the current refresh token ends its whole grant."""
+        return revoke_token(request, self._grants, self._access, _OAUTH_ERRORS, _revoked)

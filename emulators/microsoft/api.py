@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -27,10 +28,23 @@ from emulators.microsoft.data import (
     _challenge,
     _graph_error,
     _json,
+    _Tenant,
     _unb64,
     _User,
 )
 from emulators.microsoft.oauth import MicrosoftOAuth
+
+
+@dataclass
+class _DeltaCursor:
+    """Where a delta round stands: changes after ``since`` up to ``horizon`` (None: not fixed yet), from
+    ``offset``, with the round's ``$select`` and ``$top``."""
+
+    since: int
+    offset: int
+    select: str
+    top: str
+    horizon: int | None
 
 
 class MicrosoftApi(MicrosoftOAuth):
@@ -299,30 +313,46 @@ class MicrosoftApi(MicrosoftOAuth):
         deleted users only with ``delta_reports_removed`` ([U], providers.md 3.3).
         """
         tenant = self._tenants[access.tenant_id]
-        raw_token = request.param("$deltatoken") or request.param("$skiptoken")
-        state: Json | None = None
-        since, offset, select, top = 0, 0, request.param("$select"), request.param("$top")
-        if raw_token:
-            state = _unb64(raw_token)
-            if state is None or state.get("t") != tenant.id or state.get("k") != kind:
-                return _graph_error(400, "BadRequest", "The delta token is invalid.")
-            issued = float(state.get("i", 0))
-            if issued < tenant.delta_epoch or time.time() - issued > DELTA_TTL.total_seconds():
-                if tenant.delta_expiry_status == 410:
-                    location = f"{self.graph_endpoint}/education/{kind}/delta?$deltatoken="
-                    return _graph_error(410, "resyncRequired", "Resync required.", [("Location", location)])
-                return _graph_error(
-                    400,
-                    "syncStateNotFound",
-                    "The sync state generation is not found. "
-                    "The delta token is expired and data must be synchronized again.",
-                )
-            since, offset = int(state.get("s", 0)), int(state.get("o", 0))
-            select, top = str(state.get("sel", "")), str(state.get("top", ""))
-        bad = self._bad_select(Request("GET", request.path, {"$select": [select]}, {}, {}), kind)
+        cursor = self._delta_cursor(request, tenant, kind)
+        if isinstance(cursor, Response):
+            return cursor
+        bad = self._bad_select(Request("GET", request.path, {"$select": [cursor.select]}, {}, {}), kind)
         if bad:
             return bad
-        horizon = int(state["h"]) if state is not None and "h" in state else self._peek()
+        if cursor.horizon is None:  # a new round: what changed up to now, and nothing later, is in it
+            cursor.horizon = self._peek()
+        changed = self._delta_changes(tenant, kind, access, cursor.since, cursor.horizon)
+        return self._delta_page(request, tenant, kind, changed, cursor)
+
+    def _delta_cursor(self, request: Request, tenant: _Tenant, kind: str) -> _DeltaCursor | Response:
+        """Where a round stands: from its ``$deltatoken``/``$skiptoken`` (refused when foreign or expired),
+        or a first round from the request's own ``$select`` and ``$top``."""
+        raw_token = request.param("$deltatoken") or request.param("$skiptoken")
+        if not raw_token:
+            return _DeltaCursor(0, 0, request.param("$select"), request.param("$top"), None)
+        state = _unb64(raw_token)
+        if state is None or state.get("t") != tenant.id or state.get("k") != kind:
+            return _graph_error(400, "BadRequest", "The delta token is invalid.")
+        issued = float(state.get("i", 0))
+        if issued < tenant.delta_epoch or time.time() - issued > DELTA_TTL.total_seconds():
+            return self._delta_expired(tenant, kind)
+        horizon = int(state["h"]) if "h" in state else None
+        since, offset = int(state.get("s", 0)), int(state.get("o", 0))
+        return _DeltaCursor(since, offset, str(state.get("sel", "")), str(state.get("top", "")), horizon)
+
+    def _delta_expired(self, tenant: _Tenant, kind: str) -> Response:
+        """400 ``syncStateNotFound``, or 410 ``resyncRequired`` with a fresh start in ``Location``."""
+        if tenant.delta_expiry_status == 410:
+            location = f"{self.graph_endpoint}/education/{kind}/delta?$deltatoken="
+            return _graph_error(410, "resyncRequired", "Resync required.", [("Location", location)])
+        return _graph_error(
+            400,
+            "syncStateNotFound",
+            "The sync state generation is not found. The delta token is expired and data must be synchronized again.",
+        )
+
+    def _delta_changes(self, tenant: _Tenant, kind: str, access: _Access, since: int, horizon: int) -> list[Json]:
+        """The tenant's records changed in ``(since, horizon]``, removals only where the tenant reports them."""
         changed: list[Json] = []
         if kind == "classes":
             for klass in self._classes.values():
@@ -332,15 +362,22 @@ class MicrosoftApi(MicrosoftOAuth):
                     changed.append(self._class_json(klass))
                 elif self._delta_reports_removed_classes and since > 0:
                     changed.append({"id": klass.id, "@removed": {"reason": "deleted"}})
-        else:
-            for user in self._users.values():
-                if user.tenant_id != tenant.id or not since < user.changed <= horizon:
-                    continue
-                if user.deleted:
-                    if self._delta_reports_removed and since > 0:
-                        changed.append({"id": user.id, "@removed": {"reason": "deleted"}})
-                    continue
-                changed.append(self._visible_user(user, access))
+            return changed
+        for user in self._users.values():
+            if user.tenant_id != tenant.id or not since < user.changed <= horizon:
+                continue
+            if user.deleted:
+                if self._delta_reports_removed and since > 0:
+                    changed.append({"id": user.id, "@removed": {"reason": "deleted"}})
+                continue
+            changed.append(self._visible_user(user, access))
+        return changed
+
+    def _delta_page(
+        self, request: Request, tenant: _Tenant, kind: str, changed: list[Json], cursor: _DeltaCursor
+    ) -> Response:
+        """One page of the round, ``$select`` applied, linked to the next page or to the next round."""
+        top, select, since, offset = cursor.top, cursor.select, cursor.since, cursor.offset
         try:
             size = min(max(int(top), 1), MAX_PAGE) if top else DEFAULT_PAGE
         except ValueError:
@@ -354,10 +391,10 @@ class MicrosoftApi(MicrosoftOAuth):
             "value": values,
         }
         if offset + size < len(changed):
-            token = _b64({**base, "s": since, "o": offset + size, "h": horizon, "i": time.time()})
+            token = _b64({**base, "s": since, "o": offset + size, "h": cursor.horizon, "i": time.time()})
             body["@odata.nextLink"] = f"{self.graph_endpoint}/education/{kind}/delta?$skiptoken={token}"
         else:
-            token = _b64({**base, "s": horizon, "o": 0, "i": time.time()})
+            token = _b64({**base, "s": cursor.horizon, "o": 0, "i": time.time()})
             body["@odata.deltaLink"] = f"{self.graph_endpoint}/education/{kind}/delta?$deltatoken={token}"
         return _json(200, body)
 

@@ -56,9 +56,7 @@ class MicrosoftEmulator(MicrosoftApi):
         with self._lock:
             user = self._users[user_id]
             self._sessions_revoked[user.id] = time.time()
-            for refresh in self._refresh.values():
-                if refresh.user_id == user.id:
-                    refresh.active = False
+            self._grants.revoke_user(user.id)
             self._cut_access(lambda a: a.user_id == user.id)
 
     def disable_app(self, tenant_id: str) -> None:
@@ -92,9 +90,8 @@ class MicrosoftEmulator(MicrosoftApi):
     def expire_refresh_tokens(self, user_id: str) -> None:
         """90 days of inactivity: AADSTS700082 on the next refresh."""
         with self._lock:
-            for refresh in self._refresh.values():
-                if refresh.user_id == user_id:
-                    refresh.issued_at = 0.0
+            for grant in self._grants.of_user(user_id):
+                grant.issued_at = 0.0  # last used at the epoch: idle past REFRESH_IDLE_SECONDS
 
     def block_signin(self, principal: str, code: int, *, suberror: str | None = None) -> None:
         """Entra refuses every token request of a user, or of every user and the app in a tenant, with an

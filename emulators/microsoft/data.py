@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from emulators.core import EmulatorCore, Json, Request, Response, json_body
 from emulators.district import GIVEN_NAMES, District, Person
-from emulators.oauth import CodeBook, TokenLedger
+from emulators.oauth import CodeBook, GrantBook, TokenLedger
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 DELEGATED_SCOPES = ("EduRoster.ReadBasic", "EduRoster.Read", "EduRoster.ReadWrite")
@@ -31,6 +31,8 @@ MAX_BATCH = 20
 DELTA_TTL = timedelta(days=7)
 ACCESS_TOKEN_SECONDS = 3599
 CODE_TTL_SECONDS = 600.0
+REFRESH_IDLE_SECONDS = 90 * 24 * 3600.0
+"""A refresh token unused this long is refused with AADSTS700082 (Entra's 90-day inactivity lifetime)."""
 _JSON_TYPE = "application/json; charset=utf-8"
 CORRUPTIONS = ("malformed_json", "html_page", "missing_value", "next_link_loop", "foreign_next_link")
 """The bad answers ``corrupt_next`` can inject."""
@@ -132,15 +134,6 @@ class _Access:
     expires_at: float
     issued_at: float
     capable: bool = False  # the token request declared client capability cp1 (``xms_cc``): CAE challenges
-
-
-@dataclass
-class _Refresh:
-    tenant_id: str
-    user_id: str
-    scopes: tuple[str, ...]
-    issued_at: float
-    active: bool = True
 
 
 # --------------------------------------------------------------------------------- small builders
@@ -266,6 +259,63 @@ def _scope_names(raw: str) -> list[str]:
     return names
 
 
+def _address(rng: random.Random, kind: str) -> Json:
+    street = f"{rng.randrange(100, 9999)} {rng.choice(_STREETS)} {kind}"
+    return {
+        "street": street,
+        "city": rng.choice(_CITIES),
+        "state": "WA",
+        "postalCode": f"98{rng.randrange(100, 999)}",
+        "countryOrRegion": "US",
+    }
+
+
+def _guardians(person: Person, rng: random.Random, given: str) -> list[Json]:
+    """A student's ``relatedContacts``: one guardian sharing the family name (guardians are personal data)."""
+    family, number = person.family_name, person.number
+    return [
+        {
+            "id": _guid("contact", person.id),
+            "displayName": f"{given} {family}",
+            "emailAddress": f"{given.lower()}.{family.lower()}.g{number}@family.test",
+            "mobilePhone": f"+1 555 04{rng.randrange(10, 99)} {number:04d}",
+            "relationship": rng.choice(_RELATIONS),
+            "accessConsent": True,
+        }
+    ]
+
+
+def _directory_pii(tenant: _Tenant, person: Person, role: str) -> Json:
+    """Directory bookkeeping (creator, licences, password policy) and one property no documentation names."""
+    return {
+        "createdBy": {"user": {"id": _guid("admin", tenant.id), "displayName": "Canary Admin Okonkwo-Vale"}},
+        "assignedLicenses": [{"disabledPlans": [], "skuId": _guid("sku", role)}],
+        "assignedPlans": [],
+        "provisionedPlans": [],
+        "passwordPolicies": "DisablePasswordExpiration",
+        "passwordProfile": {"forceChangePasswordNextSignIn": False, "password": None},
+        "showInAddressList": role == "teacher",
+        "learnerWellbeingNote": f"canary-unknown-{_guid('note', person.id)[:12]}",  # a property no doc names
+    }
+
+
+def _role_pii(person: Person, rng: random.Random, role: str) -> Json:
+    """``student`` (birth date, gender, grade, numbers) or ``teacher``; the other one is null."""
+    if role != "student":
+        teacher = {"externalId": f"EXT-T-{_guid('ext', person.id)[:10]}", "teacherNumber": f"T{person.number:05d}"}
+        return {"student": None, "teacher": teacher}
+    grade = rng.randrange(6, 13)
+    student = {
+        "birthDate": f"{2025 - grade - 6}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
+        "externalId": f"EXT-S-{_guid('ext', person.id)[:10]}",
+        "gender": rng.choice(("female", "male", "other")),
+        "grade": str(grade),
+        "graduationYear": str(2025 + 12 - grade),
+        "studentNumber": f"SN{rng.randrange(10**6, 10**7)}",
+    }
+    return {"student": student, "teacher": None}
+
+
 # ------------------------------------------------------------------------------------ the emulator
 
 _ENTITY = {"users": "educationUser", "classes": "educationClass"}
@@ -321,8 +371,8 @@ class MicrosoftState(EmulatorCore):
         self._past_strings: set[str] = set()
         self._codes = CodeBook()
         self._access: dict[str, _Access] = {}
-        self._refresh: dict[str, _Refresh] = {}
         self._ledger = TokenLedger()
+        self._grants = GrantBook(self._ledger)
         self._signin_user: str | None = None
         self._sessions_revoked: dict[str, float] = {}
         self._batch_depth = 0
@@ -361,21 +411,27 @@ class MicrosoftState(EmulatorCore):
             self._add_class(tenant, course.name, course.section, teachers, students)
 
     def _add_user(self, tenant: _Tenant, person: Person) -> _User:
+        """An ``educationUser`` holding every documented property, drawn from one seeded generator per person
+        (the draws keep their order, so a seed always yields the same canaries)."""
         rng = random.Random(f"{self._seed}|{person.id}")
         role = "teacher" if person.is_teacher else "student"
+        address = _address(rng, "Way")
+        guardian_given = rng.choice(GIVEN_NAMES)
+        pii = self._contact_pii(tenant, person, rng, address)
+        pii["relatedContacts"] = _guardians(person, rng, guardian_given) if role == "student" else []
+        pii.update(_directory_pii(tenant, person, role))
+        pii.update(_role_pii(person, rng, role))
+        user = _User(id=_guid("user", self._seed, person.id), tenant_id=tenant.id, person=person, role=role, pii=pii)
+        user.changed = self._tick()
+        self._users[user.id] = user
+        return user
+
+    def _contact_pii(self, tenant: _Tenant, person: Person, rng: random.Random, address: Json) -> Json:
+        """Sign-in names, mail, phones and both addresses (the school's domain is the tenant's place)."""
         number = person.number
         domain = f"school{list(self._tenants).index(tenant.id) + 1}.example-school.test"
         nickname = f"{person.given_name.lower()}.{person.family_name.lower()}{number}"
-        street = f"{rng.randrange(100, 9999)} {rng.choice(_STREETS)} Way"
-        address = {
-            "street": street,
-            "city": rng.choice(_CITIES),
-            "state": "WA",
-            "postalCode": f"98{rng.randrange(100, 999)}",
-            "countryOrRegion": "US",
-        }
-        guardian_given, guardian_family = rng.choice(GIVEN_NAMES), person.family_name
-        pii: Json = {
+        return {
             "accountEnabled": True,
             "userType": "Member",
             "externalSource": "sis",
@@ -392,45 +448,7 @@ class MicrosoftState(EmulatorCore):
             "preferredLanguage": "en-US",
             "usageLocation": "US",
             "department": f"Dept {rng.randrange(1, 40)}",
-            "relatedContacts": [
-                {
-                    "id": _guid("contact", person.id),
-                    "displayName": f"{guardian_given} {guardian_family}",
-                    "emailAddress": f"{guardian_given.lower()}.{guardian_family.lower()}.g{number}@family.test",
-                    "mobilePhone": f"+1 555 04{rng.randrange(10, 99)} {number:04d}",
-                    "relationship": rng.choice(_RELATIONS),
-                    "accessConsent": True,
-                }
-            ]
-            if role == "student"
-            else [],
-            "createdBy": {"user": {"id": _guid("admin", tenant.id), "displayName": "Canary Admin Okonkwo-Vale"}},
-            "assignedLicenses": [{"disabledPlans": [], "skuId": _guid("sku", role)}],
-            "assignedPlans": [],
-            "provisionedPlans": [],
-            "passwordPolicies": "DisablePasswordExpiration",
-            "passwordProfile": {"forceChangePasswordNextSignIn": False, "password": None},
-            "showInAddressList": role == "teacher",
-            "learnerWellbeingNote": f"canary-unknown-{_guid('note', person.id)[:12]}",  # a property no doc names
         }
-        if role == "student":
-            grade = rng.randrange(6, 13)
-            pii["student"] = {
-                "birthDate": f"{2025 - grade - 6}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
-                "externalId": f"EXT-S-{_guid('ext', person.id)[:10]}",
-                "gender": rng.choice(("female", "male", "other")),
-                "grade": str(grade),
-                "graduationYear": str(2025 + 12 - grade),
-                "studentNumber": f"SN{rng.randrange(10**6, 10**7)}",
-            }
-            pii["teacher"] = None
-        else:
-            pii["student"] = None
-            pii["teacher"] = {"externalId": f"EXT-T-{_guid('ext', person.id)[:10]}", "teacherNumber": f"T{number:05d}"}
-        user = _User(id=_guid("user", self._seed, person.id), tenant_id=tenant.id, person=person, role=role, pii=pii)
-        user.changed = self._tick()
-        self._users[user.id] = user
-        return user
 
     def _add_class(self, tenant: _Tenant, name: str, section: str, teachers: list[str], students: list[str]) -> _Class:
         class_id = _guid("class", self._seed, tenant.id, len(self._classes))

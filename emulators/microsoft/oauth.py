@@ -1,4 +1,9 @@
-"""Entra ID v2.0 (OpenID configuration, ``/authorize``, ``/token``) on the shared OAuth flow, AADSTS errors."""
+"""Entra ID v2.0 (OpenID configuration, ``/authorize``, ``/token``) on the shared OAuth flow, AADSTS errors.
+
+Codes, client authentication, the grant switch, refresh tokens and their rotation are the shared flow's
+(``emulators.oauth``); what is Entra's own is its tenants, the app's state, sign-in blocks, admin
+consent and the AADSTS code it answers each failed step with.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from emulators.microsoft.data import (
     DELEGATED_SCOPES,
     GRAPH_RESOURCE,
     OIDC_SCOPES,
+    REFRESH_IDLE_SECONDS,
     MicrosoftState,
     _aadsts,
     _Access,
@@ -21,18 +27,43 @@ from emulators.microsoft.data import (
     _guid,
     _json,
     _jwt,
-    _Refresh,
     _scope_names,
     _Tenant,
     _User,
 )
-from emulators.oauth import AuthCode, OAuthErrors, redeem_code, redirect_location
+from emulators.oauth import (
+    AuthCode,
+    Grant,
+    OAuthErrors,
+    check_client,
+    dispatch_grant,
+    redeem_code,
+    redirect_location,
+    refresh_grant,
+)
+
+_MULTI_TENANT = ("organizations", "common")
+"""The authority aliases that stand for any tenant."""
+
+
+def _unsupported_grant() -> Response:
+    return _json(400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003", "error_codes": [70003]})
+
 
 _OAUTH_ERRORS: OAuthErrors = {
+    "client_unknown": lambda: _aadsts(700016),
+    "client_secret": lambda: _aadsts(7000215),
+    "grant_type_missing": _unsupported_grant,
+    "grant_type_unsupported": _unsupported_grant,
     "code_invalid": lambda: _aadsts(70008),
     "redirect_mismatch": lambda: _aadsts(70000),
     "verifier_missing": lambda: _aadsts(501481),
     "verifier_mismatch": lambda: _aadsts(501481),
+    "refresh_missing": lambda: _aadsts(70000),
+    "refresh_unknown": lambda: _aadsts(70000),
+    "refresh_spent": lambda: _aadsts(50173),
+    "refresh_expired": lambda: _aadsts(700082),
+    "consent_missing": lambda: _aadsts(65001, suberror="consent_required"),
 }
 """Entra's answer to each failed step of the shared code grant (AADSTS codes, providers.md 3.6)."""
 
@@ -42,13 +73,13 @@ class MicrosoftOAuth(MicrosoftState):
 
     # ------------------------------------------------------------------------------- identity
     def _tenant_known(self, key: str) -> bool:
-        return key in ("organizations", "common") or key in self._tenants
+        return key in _MULTI_TENANT or key in self._tenants
 
     def _openid_configuration(self, tenant_key: str) -> Response:
         if not self._tenant_known(tenant_key):
             return _aadsts(90002)
         base = f"{self.base_url}/{tenant_key}"
-        issuer_tenant = "{tenantid}" if tenant_key in ("organizations", "common") else tenant_key
+        issuer_tenant = "{tenantid}" if tenant_key in _MULTI_TENANT else tenant_key
         return _json(
             200,
             {
@@ -86,7 +117,7 @@ class MicrosoftOAuth(MicrosoftState):
         if not redirect_uri or request.param("response_type") != "code":
             return _aadsts(900144)
         user = self._signing_in()
-        if user is None or (tenant_key not in ("organizations", "common") and user.tenant_id != tenant_key):
+        if user is None or (tenant_key not in _MULTI_TENANT and user.tenant_id != tenant_key):
             return _aadsts(90002)
         tenant = self._tenants[user.tenant_id]
         if not tenant.service_principal:
@@ -117,24 +148,20 @@ class MicrosoftOAuth(MicrosoftState):
         return _b64({"uid": user.id, "utid": user.tenant_id})
 
     def _token(self, request: Request, tenant_key: str) -> Response:
+        """The tenant, then the client (form credentials only, then an expired secret), then the grant."""
         if not self._tenant_known(tenant_key):
             return _aadsts(90002)
-        if request.form_value("client_id") != self._client_id:
-            return _aadsts(700016)
-        if not secrets.compare_digest(request.form_value("client_secret").encode(), self._client_secret.encode()):
-            return _aadsts(7000215)
+        refusal = check_client(request, self._client_id, self._client_secret, _OAUTH_ERRORS, form=True, basic=False)
+        if refusal is not None:
+            return refusal
         if self._secret_expired:
             return _aadsts(7000222)
-        grant = request.form_value("grant_type")
-        if grant == "authorization_code":
-            return self._code_grant(request, tenant_key)
-        if grant == "refresh_token":
-            return self._refresh_grant(request, tenant_key)
-        if grant == "client_credentials":
-            return self._client_grant(request, tenant_key)
-        return _json(
-            400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003", "error_codes": [70003]}
-        )
+        handlers = {
+            "authorization_code": lambda r: self._code_grant(r, tenant_key),
+            "refresh_token": lambda r: self._refresh_grant(r, tenant_key),
+            "client_credentials": lambda r: self._client_grant(r, tenant_key),
+        }
+        return dispatch_grant(request, handlers, _OAUTH_ERRORS)
 
     def _app_state_error(self, tenant: _Tenant) -> Response | None:
         if not tenant.service_principal:
@@ -143,13 +170,15 @@ class MicrosoftOAuth(MicrosoftState):
             return _aadsts(7000112)
         return None
 
-    def _code_grant(self, request: Request, tenant_key: str) -> Response:
-        def bound(code: AuthCode) -> Response | None:
-            """A code is redeemed at its own tenant's endpoint (or the multi-tenant aliases)."""
-            foreign = tenant_key not in ("organizations", "common") and tenant_key != code.tenant_id
-            return _aadsts(70000) if foreign else None
+    @staticmethod
+    def _foreign(tenant_key: str, tenant_id: str) -> Response | None:
+        """A code or refresh token is redeemed at its own tenant's endpoint (or the multi-tenant aliases)."""
+        return _aadsts(70000) if tenant_key not in _MULTI_TENANT and tenant_key != tenant_id else None
 
-        entry = redeem_code(request, self._codes, _OAUTH_ERRORS, burn_first=True, bound=bound)
+    def _code_grant(self, request: Request, tenant_key: str) -> Response:
+        entry = redeem_code(
+            request, self._codes, _OAUTH_ERRORS, burn_first=True, bound=lambda c: self._foreign(tenant_key, c.tenant_id)
+        )
         if isinstance(entry, Response):
             return entry
         error = self._app_state_error(self._tenants[entry.tenant_id]) or self._signin_block(
@@ -157,44 +186,48 @@ class MicrosoftOAuth(MicrosoftState):
         )
         if error is not None:
             return error
-        return self._delegated_tokens(
-            entry.tenant_id, entry.user_id, entry.scopes, nonce=entry.nonce, capable=_declares_cp1(request)
+        grant = self._grants.open(entry.user_id, entry.scopes, tenant_id=entry.tenant_id)
+        return self._delegated_tokens(grant, nonce=entry.nonce, capable=_declares_cp1(request))
+
+    def _refresh_bound(self, tenant_key: str, grant: Grant) -> Response | None:
+        """Entra judges the tenant, the app's state and sign-in blocks before the refresh token itself."""
+        return (
+            self._foreign(tenant_key, grant.tenant_id)
+            or self._app_state_error(self._tenants[grant.tenant_id])
+            or self._signin_block(grant.tenant_id, grant.user_id)
         )
 
     def _refresh_grant(self, request: Request, tenant_key: str) -> Response:
-        refresh = self._refresh.get(request.form_value("refresh_token"))
-        if refresh is None:
-            return _aadsts(70000)
-        if tenant_key not in ("organizations", "common") and tenant_key != refresh.tenant_id:
-            return _aadsts(70000)
-        tenant = self._tenants[refresh.tenant_id]
-        error = self._app_state_error(tenant) or self._signin_block(tenant.id, refresh.user_id)
-        if error is not None:
-            return error
-        if not refresh.active:
-            return _aadsts(50173)
-        if refresh.issued_at == 0.0:
-            return _aadsts(700082)
-        granted = tuple(s for s in refresh.scopes if s in OIDC_SCOPES or s in tenant.delegated_consent)
-        if not any(s in DELEGATED_SCOPES for s in granted):
-            return _aadsts(65001, suberror="consent_required")
-        refresh.active = False  # rotation: the old refresh token is spent (providers.md 3.5 [O])
-        return self._delegated_tokens(
-            refresh.tenant_id, refresh.user_id, granted, nonce=None, capable=_declares_cp1(request)
+        """The shared refresh grant (AADSTS50173 spent or revoked, 700082 idle too long), then admin consent:
+        only scopes the tenant still consents to are granted, and none of Graph's is AADSTS65001. The old
+        refresh token is spent by rotation (providers.md 3.5 [O])."""
+        grant = refresh_grant(
+            request,
+            self._grants,
+            _OAUTH_ERRORS,
+            bound=lambda g: self._refresh_bound(tenant_key, g),
+            lifetime=REFRESH_IDLE_SECONDS,
         )
+        if isinstance(grant, Response):
+            return grant
+        tenant = self._tenants[grant.tenant_id]
+        granted = tuple(s for s in grant.scopes if s in OIDC_SCOPES or s in tenant.delegated_consent)
+        if not any(s in DELEGATED_SCOPES for s in granted):
+            return _OAUTH_ERRORS["consent_missing"]()
+        grant.scopes = granted
+        return self._delegated_tokens(grant, nonce=None, capable=_declares_cp1(request))
 
-    def _delegated_tokens(
-        self, tenant_id: str, user_id: str, scopes: tuple[str, ...], *, nonce: str | None, capable: bool = False
-    ) -> Response:
+    def _delegated_tokens(self, grant: Grant, *, nonce: str | None, capable: bool = False) -> Response:
+        """An access token, a rotated refresh token and an id token for ``grant``, as MSAL reads them."""
+        tenant_id, user_id, scopes = grant.tenant_id, grant.user_id, grant.scopes
         user = self._users[user_id]
         now = time.time()
         access_token = self._ledger.mint("eyJ0eXAiOiJKV1QifQ.", 32)
-        refresh_token = self._ledger.mint("0.AXEA", 48)
+        refresh_token = self._grants.rotate(grant, "0.AXEA", 48)
         resource = [s for s in scopes if s not in OIDC_SCOPES]
         self._access[access_token] = _Access(
             tenant_id, user_id, frozenset(resource), now + ACCESS_TOKEN_SECONDS, now, capable=capable
         )
-        self._refresh[refresh_token] = _Refresh(tenant_id, user_id, scopes, now)
         claims: Json = {
             "aud": self._client_id,
             "iss": f"{self.base_url}/{tenant_id}/v2.0",
