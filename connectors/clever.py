@@ -13,7 +13,6 @@ records. No token, response body or personal value ever goes into an exception t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,6 +23,7 @@ from oauthlib.oauth2.rfc6749.errors import MismatchingStateError, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
 from connectors import logs
+from connectors.answers import json_or_none, rate_reset
 from connectors.base import (
     AccessRevoked,
     ChangesUnavailable,
@@ -40,8 +40,11 @@ from connectors.base import (
     TokenSink,
     TransientError,
 )
+# re-exported: callers name the refusal and the session through the provider's module
+from connectors.base import LinkRefused as LinkRefused
+from connectors.base import RecordUnavailable as RecordUnavailable
 from connectors.http import GuardedSession
-from connectors.http import http_session as timeout_session
+from connectors.http import http_session as http_session
 from connectors.streaming import ChunkReader, StreamedList
 from settings import Settings
 
@@ -56,12 +59,6 @@ MSG_NOT_IN_SCOPE = "Resource not in token's scopes"
 EVENT_RECORD_TYPES: tuple[str, ...] = ("sections", "users")
 
 
-class LinkRefused(ConnectorError):
-    """Clever refused to finish a link (bad, reused or expired code; state mismatch; client refused)."""
-
-    kind = "link_refused"
-
-
 class EventsUnavailable(ChangesUnavailable):
     """The events stream cannot continue from this cursor: the worker falls back to a full sync.
 
@@ -70,15 +67,6 @@ class EventsUnavailable(ChangesUnavailable):
     """
 
     kind = "events_unavailable"
-
-
-class RecordUnavailable(ProviderDataError):
-    """A 404 for one record: Clever's answer for unshared, deleted or out-of-reach data (providers.md 2.6).
-
-    A ``ProviderDataError``, so a generic caller skips and counts it; a Clever-aware one soft-deletes.
-    """
-
-    kind = "record_unavailable"
 
 
 class TokenRefused(TransientError):
@@ -111,11 +99,6 @@ class DistrictToken:
 
 
 # ------------------------------------------------------------------------------------- plumbing
-def http_session(settings: Settings) -> requests.Session:
-    """Our CA only, and connect and read timeouts on every request, whoever sends it (connectors.http)."""
-    return timeout_session(settings)
-
-
 class _OAuthSession(GuardedSession, OAuth2Session):
     """requests-oauthlib's session, guarded: a redirect followed on the token call would re-post the code."""
 
@@ -126,31 +109,6 @@ def _oauth_session(settings: Settings, state: str | None = None) -> OAuth2Sessio
     session.trust_env = False
     session.verify = settings.tls_verify
     return session
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _reset_wait(headers: Mapping[str, str], now: float | None = None) -> float:
-    """Seconds until Clever's window resets: ``X-RateLimit-Reset`` (Unix seconds), else Retry-After, else a minute."""
-    now = time.time() if now is None else now
-    reset = headers.get("X-RateLimit-Reset")
-    if reset is not None:
-        try:
-            return max(1.0, float(reset.split(",")[0]) - now)
-        except ValueError:
-            pass
-    retry_after = headers.get("Retry-After")
-    if retry_after is not None:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            pass
-    return DEFAULT_RESET_WAIT_SECONDS
 
 
 def _message_of(body: Any) -> str:
@@ -170,7 +128,7 @@ def classify_api_error(status: int, body: Any, headers: Mapping[str, str]) -> Co
     """
     message = _message_of(body)
     if status == 429:
-        return RateLimited(_reset_wait(headers))
+        return RateLimited(rate_reset(headers, DEFAULT_RESET_WAIT_SECONDS))
     if status == 403 and message == MSG_NOT_IN_SCOPE:
         return ScopeMissing(["district-app token"])
     if status == 404:
@@ -239,12 +197,12 @@ def district_tokens(settings: Settings, district_id: str | None = None) -> list[
         except requests.RequestException as error:
             raise TransientError(f"Clever's token list unreachable ({type(error).__name__})") from None
     if response.status_code == 429:
-        raise RateLimited(_reset_wait(response.headers))
+        raise RateLimited(rate_reset(response.headers, DEFAULT_RESET_WAIT_SECONDS))
     if response.status_code in (401, 403):
         raise TransientError(f"Clever refused our client credentials ({response.status_code}); check CLEVER_CLIENT_*")
     if response.status_code >= 500:
         raise TransientError(f"Clever's token list answered {response.status_code}")
-    body = _json_or_none(response)
+    body = json_or_none(response)
     if response.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ProviderDataError(f"Clever's token list answered {response.status_code} with an unexpected body")
     tokens: list[DistrictToken] = []
@@ -477,7 +435,7 @@ class CleverConnector:
     def _get(self, path: str, params: Any, *, events_after: str | bool | None = False) -> dict[str, Any]:
         """One GET whose whole body is a JSON object."""
         response = self._response(path, params, events_after=events_after)
-        body = _json_or_none(response)
+        body = json_or_none(response)
         if not isinstance(body, dict):
             raise ProviderDataError("Clever answered 200 with a body that is not a JSON object")
         return body
@@ -507,7 +465,7 @@ class CleverConnector:
                 continue
             if response.status_code == 200:
                 return response
-            body = _json_or_none(response)
+            body = json_or_none(response)
             if events_after is not False:
                 _raise_events_refusal(response.status_code, body, cursor=events_after)
             raise classify_api_error(response.status_code, body, response.headers)

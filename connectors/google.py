@@ -36,6 +36,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from connectors.answers import json_object, seconds
 from connectors.base import (
     UNREADABLE,
     AccessBlocked,
@@ -53,7 +54,9 @@ from connectors.base import (
     TokenSink,
     TransientError,
 )
-from connectors.http import http_session as timeout_session
+# re-exported: callers name the refusal and the session through the provider's module
+from connectors.base import LinkRefused as LinkRefused
+from connectors.http import http_session as http_session
 from settings import GOOGLE_SCOPES, Settings
 
 COURSES_SCOPE, ROSTERS_SCOPE = GOOGLE_SCOPES
@@ -72,17 +75,6 @@ MAX_INLINE_WAIT_SECONDS = 10.0
 """A part's Retry-After up to this is waited out in place; a longer one stops the sync as ``RateLimited``."""
 PART_RETRY_SECONDS = 1.0
 """The wait before resending a 5xx part that named no Retry-After."""
-
-
-class LinkRefused(ConnectorError):
-    """The provider refused to turn an authorization code into tokens (bad code, wrong PKCE verifier)."""
-
-    kind = "link_refused"
-
-
-def http_session(settings: Settings) -> requests.Session:
-    """Our CA only, and connect and read timeouts on every request, whoever sends it (connectors.http)."""
-    return timeout_session(settings)
 
 
 def consent_url(settings: Settings, *, state: str, code_challenge: str, login_hint: str | None = None) -> str:
@@ -134,7 +126,7 @@ def exchange_code(settings: Settings, *, code: str, code_verifier: str) -> Token
             raise TransientError(f"token endpoint unreachable ({type(error).__name__})") from error
     if response.status_code >= 500:
         raise TransientError(f"token endpoint answered {response.status_code}")
-    body = _json_or_empty(response.text)
+    body = json_object(response.text)
     if response.status_code != 200:
         error_code = str(body.get("error", "unknown_error"))
         description = str(body.get("error_description", ""))[:120]
@@ -151,7 +143,7 @@ def revoke_token(settings: Settings, token: str) -> RevokeVerdict:
             raise TransientError(f"revoke endpoint unreachable ({type(error).__name__})") from error
     if response.status_code == 200:
         return RevokeVerdict.REVOKED
-    if response.status_code == 400 and _json_or_empty(response.text).get("error") == "invalid_token":
+    if response.status_code == 400 and json_object(response.text).get("error") == "invalid_token":
         return RevokeVerdict.TOKEN_INVALID
     if response.status_code >= 500:
         raise TransientError(f"revoke endpoint answered {response.status_code}")
@@ -175,7 +167,7 @@ def account_id(settings: Settings, tokens: TokenSet) -> str:
             )
         except requests.RequestException as error:
             raise TransientError(f"Google unreachable ({type(error).__name__})") from error
-    body = _json_or_empty(response.text)
+    body = json_object(response.text)
     if response.status_code != 200:
         raise classify_api_error(
             response.status_code, body, response.headers.get("Retry-After"), required_scope=ROSTERS_SCOPE
@@ -184,14 +176,6 @@ def account_id(settings: Settings, tokens: TokenSet) -> str:
     if not isinstance(subject, str) or not subject:
         raise ProviderDataError("userProfiles/me carries no id")
     return subject
-
-
-def _json_or_empty(text: str | bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 BLOCKED_CODES = {
@@ -226,7 +210,7 @@ def classify_api_error(
     reasons = {str(item.get("reason")) for item in error.get("errors", []) if isinstance(item, dict)}
     reasons |= {str(item.get("reason")) for item in error.get("details", []) if isinstance(item, dict)}
     if status == 429 or reasons & {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}:
-        return RateLimited(_retry_after_seconds(retry_after))
+        return RateLimited(seconds(retry_after, DEFAULT_RETRY_AFTER_SECONDS))
     if status == 403:
         if reasons & {"ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions"}:
             return ScopeMissing([required_scope])
@@ -273,14 +257,7 @@ def _part_wait(error: ConnectorError, retry_after: str | None) -> float:
     (a 429 without one gets ``DEFAULT_RETRY_AFTER_SECONDS``: too long to wait in place)."""
     if isinstance(error, RateLimited):
         return error.retry_after
-    return _retry_after_seconds(retry_after) if retry_after is not None else PART_RETRY_SECONDS
-
-
-def _retry_after_seconds(header: str | None) -> float:
-    try:
-        return max(0.0, float(header)) if header is not None else DEFAULT_RETRY_AFTER_SECONDS
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_SECONDS
+    return seconds(retry_after, DEFAULT_RETRY_AFTER_SECONDS) if retry_after is not None else PART_RETRY_SECONDS
 
 
 _Sent = TypeVar("_Sent")
@@ -455,7 +432,7 @@ class GoogleConnector:
                     failures[key] = TransientError("Google kept refusing a part of a batch (401)")
                     continue
                 error = classify_api_error(
-                    status, _json_or_empty(content), headers.get("retry-after"), required_scope=ROSTERS_SCOPE
+                    status, json_object(content), headers.get("retry-after"), required_scope=ROSTERS_SCOPE
                 )
                 if isinstance(error, ProviderDataError):
                     listing.give_up()
@@ -558,7 +535,7 @@ class GoogleConnector:
                     continue
                 if error.status_code == 401:
                     raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized") from None
-                body = _json_or_empty(error.content)
+                body = json_object(error.content)
                 raise classify_api_error(
                     error.status_code, body, error.resp.get("retry-after"), required_scope=scope
                 ) from None

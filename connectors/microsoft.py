@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import msal
 import requests
 
+from connectors.answers import has_header, header, json_or_none, retry_after
 from connectors.base import (
     AccessBlocked,
     AccessRevoked,
@@ -46,7 +47,10 @@ from connectors.base import (
     SetupRequired,
     TransientError,
 )
-from connectors.http import http_session as timeout_session
+# re-exported: callers name the refusal and the session through the provider's module
+from connectors.base import LinkRefused as LinkRefused
+from connectors.base import RecordUnavailable as RecordUnavailable
+from connectors.http import http_session as http_session
 from settings import Settings
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
@@ -181,12 +185,6 @@ _SCOPE_REFUSALS = ("required scp claim values are not provided", "required roles
 
 
 # ------------------------------------------------------------------------------------- errors
-class LinkRefused(ConnectorError):
-    """Microsoft refused to finish a link (state or nonce mismatch, code refused, consent missing)."""
-
-    kind = "link_refused"
-
-
 class ClientRejected(TransientError):
     """Entra refused *our* client credentials (``invalid_client``: secret wrong or expired).
 
@@ -240,12 +238,6 @@ def _not_education(status: int, body: Any) -> bool:
     return isinstance(message, str) and "segment 'education'" in message
 
 
-class RecordUnavailable(_Refused):
-    """A 404 for one class or user: deleted, or out of the token's reach."""
-
-    kind = "record_unavailable"
-
-
 @dataclass(frozen=True)
 class LinkStart:
     """The sign-in URL for the teacher and MSAL's flow (PKCE verifier, state, nonce): seal the flow until completion."""
@@ -271,11 +263,6 @@ class Grant:
 
 
 # ------------------------------------------------------------------------------------- plumbing
-def http_session(settings: Settings) -> requests.Session:
-    """Our CA only, and connect and read timeouts on every request, whoever sends it (connectors.http)."""
-    return timeout_session(settings)
-
-
 def _msal_app(
     settings: Settings, tenant: str, cache: msal.SerializableTokenCache, session: requests.Session
 ) -> msal.ConfidentialClientApplication:
@@ -298,27 +285,6 @@ def _msal_app(
         raise TransientError(f"Microsoft's identity platform unreachable ({type(error).__name__})") from None
     except ValueError:
         raise TransientError("Microsoft's identity platform served an unusable OpenID configuration") from None
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _retry_after(headers: Mapping[str, str], default: float = DEFAULT_RETRY_AFTER) -> float:
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                return max(0.0, float(value))
-            except (TypeError, ValueError):
-                return default
-    return default
-
-
-def _has_retry_after(headers: Mapping[str, str]) -> bool:
-    return any(name.lower() == "retry-after" for name in headers)
 
 
 def _graph_code(body: Any) -> str:
@@ -393,10 +359,10 @@ def claims_challenge(headers: Mapping[str, str]) -> str | None:
 
     Format and meaning: learn.microsoft.com/entra/identity-platform/claims-challenge.
     """
-    header = next((value for name, value in headers.items() if name.lower() == "www-authenticate"), "")
-    if not isinstance(header, str) or "insufficient_claims" not in header:
+    found_header = header(headers, "www-authenticate") or ""
+    if not isinstance(found_header, str) or "insufficient_claims" not in found_header:
         return None
-    found = re.search(r'claims="([A-Za-z0-9+/=_-]*)"', header)
+    found = re.search(r'claims="([A-Za-z0-9+/=_-]*)"', found_header)
     if found is None:
         return ""
     try:
@@ -424,8 +390,8 @@ def classify_graph_error(
     code = _graph_code(body)
     if _not_education(status, body):
         return NotEducationTenant()
-    if status == 429 or (status in (503, 504) and _has_retry_after(headers)):
-        return RateLimited(_retry_after(headers))
+    if status == 429 or (status in (503, 504) and has_header(headers, "retry-after")):
+        return RateLimited(retry_after(headers, DEFAULT_RETRY_AFTER))
     if status == 410 or code.lower() in ("syncstatenotfound", "resyncrequired"):
         return CursorExpired(f"Graph says the delta link is no longer valid ({status} {code})", reason="expired")
     challenged = claims_challenge(headers) is not None
@@ -559,7 +525,7 @@ def _refuse_unless_ok(probe: requests.Response, *, app_only: bool) -> None:
     the link's refusal in the admin's words (``NO_EDUCATION``), and nothing is stored either way."""
     if probe.status_code == 200:
         return
-    error = classify_graph_error(probe.status_code, _json_or_none(probe), probe.headers, app_only=app_only)
+    error = classify_graph_error(probe.status_code, json_or_none(probe), probe.headers, app_only=app_only)
     if isinstance(error, NotEducationTenant):
         raise LinkRefused(f"{NO_EDUCATION}; nothing was stored")
     raise error
@@ -603,7 +569,7 @@ def link_tenant(settings: Settings, tenant_id: str) -> Grant:
 
 def _probe_refusal(probe: requests.Response) -> LinkRefused:
     """A tenant link's probe refused: the permission is missing, or a setting of the school blocks it."""
-    refusal = classify_graph_error(probe.status_code, _json_or_none(probe), probe.headers, app_only=True)
+    refusal = classify_graph_error(probe.status_code, json_or_none(probe), probe.headers, app_only=True)
     if isinstance(refusal, AccessBlocked):
         return LinkRefused(f"Graph refuses the tenant's reads: {refusal.public}")
     return LinkRefused(f"the tenant admin has not granted the application permission {APPLICATION_PERMISSION}")
@@ -822,7 +788,7 @@ class MicrosoftConnector:
             try:
                 body = self._get(current, query)
             except ProviderDataError as error:
-                if stored and current == url and isinstance(error, _Refused):
+                if stored and current == url and isinstance(error, (_Refused, RecordUnavailable)):
                     raise CursorExpired("Graph does not know the stored delta link", reason="invalid") from None
                 raise
             records = body.get("value")
@@ -891,7 +857,7 @@ class MicrosoftConnector:
                     retry[key] = sub
                 elif status == 429 or (isinstance(status, int) and status >= 500):
                     throttled = throttled or status in (429, 503, 504)
-                    waits.append(_retry_after(headers, default=1.0))
+                    waits.append(retry_after(headers, 1.0))
                     retry[key] = sub
                 elif isinstance(status, int):
                     raise classify_graph_error(status, sub_body, headers, app_only=self._app_only)
@@ -965,7 +931,7 @@ class MicrosoftConnector:
                 refreshed = True
                 token = self._renew(challenge)
                 continue
-            body = _json_or_none(response)
+            body = json_or_none(response)
             if response.status_code != 200:
                 raise classify_graph_error(
                     response.status_code, body, response.headers, app_only=self._app_only, granted=self._granted()
