@@ -40,6 +40,7 @@ from connectors.base import (
     TokenSink,
     TransientError,
 )
+
 # re-exported: callers name the refusal and the session through the provider's module
 from connectors.base import LinkRefused as LinkRefused
 from connectors.base import RecordUnavailable as RecordUnavailable

@@ -54,6 +54,7 @@ from connectors.base import (
     TokenSink,
     TransientError,
 )
+
 # re-exported: callers name the refusal and the session through the provider's module
 from connectors.base import LinkRefused as LinkRefused
 from connectors.http import http_session as http_session

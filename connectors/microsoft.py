@@ -47,6 +47,7 @@ from connectors.base import (
     SetupRequired,
     TransientError,
 )
+
 # re-exported: callers name the refusal and the session through the provider's module
 from connectors.base import LinkRefused as LinkRefused
 from connectors.base import RecordUnavailable as RecordUnavailable
