@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from oauthlib.oauth2.rfc6749.errors import MismatchingStateError, OAuth2Error
@@ -46,6 +45,8 @@ from connectors.base import LinkRefused as LinkRefused
 from connectors.base import RecordUnavailable as RecordUnavailable
 from connectors.http import GuardedSession
 from connectors.http import http_session as http_session
+from connectors.paging import LinkWords, NextLinks
+from connectors.refresh import RefreshOnce
 from connectors.streaming import ChunkReader, StreamedList
 from settings import Settings
 
@@ -84,6 +85,7 @@ class TokenRefused(TransientError):
 
 MAX_ROTATIONS = 2
 """Fresh district tokens fetched within one request before a 401 is treated as a refusal, not a rotation."""
+NEXT_LINK = LinkWords(link="a next link", links="next links", host="Clever's API host")
 
 
 @dataclass(frozen=True)
@@ -336,8 +338,7 @@ class CleverConnector:
             params.append(("starting_after", cursor))
         uri: str | None = f"/{API_VERSION}/events"
         query: Any = params
-        seen: set[str] = set()
-        bound = PageBound(self._settings.max_pages, "Clever's events listing")
+        links = self._links("Clever's events listing")
 
         def page(records: list[Any], continued: bool) -> Page:
             """A part of an events answer, whose cursor is its last event: applied with it, resumed after it."""
@@ -350,23 +351,28 @@ class CleverConnector:
             return Page(kind="events", parent_id=None, records=records, cursor=cursor, continued=continued)
 
         while uri is not None:
-            bound.next_page()
+            links.next_page()
             following = yield from self._streamed(uri, query, page, events_after=cursor)
-            uri, query = self._next(following, seen), None
+            uri, query = links.check(_next_of(following)), None
 
     # ------------------------------------------------------------------------------- paging
     def _pages(self, path: str, params: Mapping[str, str], kind: str, parent: str | None) -> Iterator[Page]:
         """A roster listing, each answer read as a stream and handed on in parts (``connectors.streaming``)."""
         uri: str | None = f"/{API_VERSION}{path}"
         query: Any = dict(params)
-        seen: set[str] = set()
-        bound = PageBound(self._settings.max_pages, f"Clever's {kind} listing")
+        links = self._links(f"Clever's {kind} listing")
         while uri is not None:
-            bound.next_page()
+            links.next_page()
             following = yield from self._streamed(
                 uri, query, lambda records, continued: Page(kind, parent, records, continued=continued)
             )
-            uri, query = self._next(following, seen), None
+            uri, query = links.check(_next_of(following)), None
+
+    def _links(self, listing: str) -> NextLinks:
+        """Clever's ``rel=next`` exactly as given; it must stay on our API host and never repeat."""
+        return NextLinks(
+            self._settings.clever_api_base, NEXT_LINK, PageBound(self._settings.max_pages, listing), paths=True
+        )
 
     def _streamed(
         self,
@@ -392,30 +398,6 @@ class CleverConnector:
         finally:
             response.close()
         return listing.kept.get("links")
-
-    def _next(self, links: Any, seen: set[str]) -> str | None:
-        """Clever's ``rel=next`` exactly as given; it must stay on our API host and never repeat."""
-        if not isinstance(links, list):
-            return None
-        following = next(
-            (link.get("uri") for link in links if isinstance(link, dict) and link.get("rel") == "next"), None
-        )
-        if following is None:
-            return None
-        if not isinstance(following, str):
-            raise ProviderDataError("a next link is not a string")
-        split = urlsplit(following)
-        if split.scheme or split.netloc:
-            api = urlsplit(self._settings.clever_api_base)
-            if (split.scheme, split.netloc) != (api.scheme, api.netloc):
-                raise ProviderDataError("a next link points away from Clever's API host")
-            following = following[len(f"{split.scheme}://{split.netloc}") :]
-        if not following.startswith("/"):
-            raise ProviderDataError("a next link is not a path")
-        if following in seen:
-            raise ProviderDataError("next links loop")
-        seen.add(following)
-        return following
 
     def _list(self, path: str, params: Any, *, events_after: str | bool | None = False) -> tuple[list[Any], Any]:
         """One list call: the ``data`` of each item (malformed items are left for the mapper to count) and the links."""
@@ -452,18 +434,16 @@ class CleverConnector:
         ``events_after`` is False for data calls; for events calls it is the cursor sent, so that a
         refusal can be told apart: events off for the district, or a cursor outside the window.
         """
-        rotations = 0
+        refresh = RefreshOnce(limit=MAX_ROTATIONS if self._district_id is not None else 0)
         while True:
             response = self._send(path, params, stream=stream)
             if response.status_code == 401:
                 response.close()  # a streamed answer's connection goes back to the pool unread
+                if refresh.again(self._refetch_district_token):
+                    continue
                 if self._district_id is None:
                     raise AccessRevoked("Clever rejected the teacher's sign-in token (401)", reason="unauthorized")
-                if rotations == MAX_ROTATIONS:
-                    raise TokenRefused("Clever refused every fresh district token it listed (401)")
-                self._refetch_district_token()
-                rotations += 1
-                continue
+                raise TokenRefused("Clever refused every fresh district token it listed (401)")
             if response.status_code == 200:
                 return response
             body = json_or_none(response)
@@ -495,6 +475,13 @@ class CleverConnector:
         self._token = token
         if self._on_token is not None:
             self._on_token(token)
+
+
+def _next_of(links: Any) -> Any:
+    """The ``uri`` of the ``rel=next`` entry of an answer's ``links`` (providers.md 2.4), unchecked; None: none."""
+    if not isinstance(links, list):
+        return None
+    return next((link.get("uri") for link in links if isinstance(link, dict) and link.get("rel") == "next"), None)
 
 
 def _raise_events_refusal(status: int, body: Any, *, cursor: str | bool | None) -> None:

@@ -57,7 +57,9 @@ from connectors.base import (
 
 # re-exported: callers name the refusal and the session through the provider's module
 from connectors.base import LinkRefused as LinkRefused
+from connectors.batch import RetryRules, Round, resend_failed
 from connectors.http import http_session as http_session
+from connectors.refresh import RefreshOnce
 from settings import GOOGLE_SCOPES, Settings
 
 COURSES_SCOPE, ROSTERS_SCOPE = GOOGLE_SCOPES
@@ -76,6 +78,7 @@ MAX_INLINE_WAIT_SECONDS = 10.0
 """A part's Retry-After up to this is waited out in place; a longer one stops the sync as ``RateLimited``."""
 PART_RETRY_SECONDS = 1.0
 """The wait before resending a 5xx part that named no Retry-After."""
+PART_RETRIES = RetryRules(attempts=PART_ATTEMPTS, max_inline_wait=MAX_INLINE_WAIT_SECONDS)
 
 
 def consent_url(settings: Settings, *, state: str, code_challenge: str, login_hint: str | None = None) -> str:
@@ -414,49 +417,46 @@ class GoogleConnector:
         (no further batch may go out), any other failure stays with its listing, raised when the
         caller reaches it (earlier listings are still read, as they were one call at a time).
         """
-        pending = {str(n): listing for n, listing in enumerate(listings, start=1)}
-        refreshed = self._fresh_token()
-        for attempt in range(1, PART_ATTEMPTS + 1):
-            retry: dict[str, _Listing] = {}
-            failures: dict[str, ConnectorError] = {}
-            waits: list[float] = []
-            unauthorized = False
-            answers, refreshed = self._send_batch(pending, refreshed)
-            for key, (status, headers, content) in answers.items():
-                listing = pending[key]
-                if status == 200:
-                    self._page_in(listing, content)
-                    continue
-                if status == 401:
-                    unauthorized = True
-                    retry[key] = listing
-                    failures[key] = TransientError("Google kept refusing a part of a batch (401)")
-                    continue
-                error = classify_api_error(
-                    status, json_object(content), headers.get("retry-after"), required_scope=ROSTERS_SCOPE
-                )
-                if isinstance(error, ProviderDataError):
-                    listing.give_up()
-                elif not _retryable(status, error):
-                    raise error
-                else:
-                    retry[key] = listing
-                    failures[key] = error
-                    waits.append(_part_wait(error, headers.get("retry-after")))
-            if unauthorized:
-                if refreshed:
-                    raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
-                self.refresh()
-                refreshed = True
-            pending = retry
-            if not pending:
-                return None
-            wait = max(waits, default=0.0)
-            if attempt == PART_ATTEMPTS or wait > MAX_INLINE_WAIT_SECONDS:
-                return _still_failing(pending, failures, wait)
-            if wait > 0:
-                self._sleep(wait)
-        return None  # pragma: no cover - the loop returns on its last attempt
+        refresh = RefreshOnce(spent=self._fresh_token())
+
+        def reauthorize(_round: Round[_Listing]) -> None:
+            if not refresh.again(self.refresh):
+                raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
+
+        return resend_failed(
+            {str(n): listing for n, listing in enumerate(listings, start=1)},
+            lambda pending: self._batch_round(pending, refresh),
+            rules=PART_RETRIES,
+            reauthorize=reauthorize,
+            give_up=lambda round_, wait, _last: _still_failing(round_.retry, round_.failures, wait),
+            sleep=self._sleep,
+        )
+
+    def _batch_round(self, pending: Mapping[str, _Listing], refresh: RefreshOnce) -> Round[_Listing]:
+        """One batch of ``pending``, each part's answer sorted: its page in, its course lost, or sent again."""
+        round_: Round[_Listing] = Round()
+        for key, (status, headers, content) in self._send_batch(pending, refresh).items():
+            listing = pending[key]
+            if status == 200:
+                self._page_in(listing, content)
+                continue
+            if status == 401:
+                round_.unauthorized = True
+                round_.retry[key] = listing
+                round_.failures[key] = TransientError("Google kept refusing a part of a batch (401)")
+                continue
+            error = classify_api_error(
+                status, json_object(content), headers.get("retry-after"), required_scope=ROSTERS_SCOPE
+            )
+            if isinstance(error, ProviderDataError):
+                listing.give_up()
+            elif not _retryable(status, error):
+                raise error
+            else:
+                round_.retry[key] = listing
+                round_.failures[key] = error
+                round_.waits.append(_part_wait(error, headers.get("retry-after")))
+        return round_
 
     def _page_in(self, listing: _Listing, content: bytes) -> None:
         """A part answered 200: its page; a broken page, or one past ``ROSTERSYNC_MAX_PAGES``, loses the course."""
@@ -472,11 +472,10 @@ class GoogleConnector:
         self.refresh()
         return True
 
-    def _send_batch(self, pending: Mapping[str, _Listing], refreshed: bool) -> tuple[_Answers, bool]:
+    def _send_batch(self, pending: Mapping[str, _Listing], refresh: RefreshOnce) -> _Answers:
         """One HTTP round trip (two when the batch as a whole gets a 401 on a token not refreshed for it).
 
-        A batch refused as a whole (429, 5xx) is classified like a direct call; returns the answers and
-        whether the token has been refreshed for this batch by now.
+        A batch refused as a whole (429, 5xx) is classified like a direct call.
         """
 
         def send() -> _Answers:
@@ -489,7 +488,7 @@ class GoogleConnector:
                 # BatchError is an HttpError: sorted here, before _sent classifies HTTP refusals
                 raise ProviderDataError("Google's batch answer is not a well-formed multipart/mixed message") from None
 
-        return self._sent(send, ROSTERS_SCOPE, refreshed)
+        return self._sent(send, ROSTERS_SCOPE, refresh)
 
     def _pages(
         self,
@@ -514,25 +513,22 @@ class GoogleConnector:
     def _execute(self, request: Any, scope: str) -> dict[str, Any]:
         """Send once; on a 401 with a token not refreshed for this request, refresh once and resend."""
         try:
-            response, _ = self._sent(lambda: request.execute(num_retries=0), scope, self._fresh_token())
+            response = self._sent(lambda: request.execute(num_retries=0), scope, RefreshOnce(spent=self._fresh_token()))
         except ValueError as error:
             raise ProviderDataError(f"unreadable response ({type(error).__name__})") from None
         if not isinstance(response, dict):
             raise ProviderDataError("response is not a JSON object")
         return response
 
-    def _sent(self, send: Callable[[], _Sent], scope: str, refreshed: bool) -> tuple[_Sent, bool]:
-        """``send()`` counted as one request; a 401 on a token not refreshed for it refreshes once and sends
-        again (a second 401 is ``AccessRevoked``); every other failure sorted into the taxonomy. Returns the
-        answer and whether the token has been refreshed by now."""
-        for _attempt in range(2):
+    def _sent(self, send: Callable[[], _Sent], scope: str, refresh: RefreshOnce) -> _Sent:
+        """``send()`` counted as one request; a 401 on a token not refreshed for it (``refresh``) refreshes once
+        and sends again (a second 401 is ``AccessRevoked``); every other failure sorted into the taxonomy."""
+        while True:
             self.requests_made += 1
             try:
-                return send(), refreshed
+                return send()
             except HttpError as error:
-                if error.status_code == 401 and not refreshed:
-                    self.refresh()
-                    refreshed = True
+                if error.status_code == 401 and refresh.again(self.refresh):
                     continue
                 if error.status_code == 401:
                     raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized") from None
@@ -544,7 +540,6 @@ class GoogleConnector:
                 raise refresh_error(error) from None
             except (TimeoutError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as error:
                 raise TransientError(f"network error talking to Google ({type(error).__name__})") from None
-        raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
 
 
 def _page_records(body: Mapping[str, Any], list_key: str, seen: set[str]) -> list[Any]:
