@@ -116,6 +116,25 @@ class SetupRequired(ConnectorError):
     kind = "setup_required"
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """One row of a provider's error table: the taxonomy class an answer becomes, and its safe text.
+
+    Why rows, not branches: each connector's table then reads like the provider's error documentation
+    it cites, one answer a line. ``text`` may name ``{status}`` and ``{code}`` (values the connector
+    checked, never the body); ``reason`` goes to the classes that take one (``AccessRevoked``,
+    ``AccessBlocked``, ``ChangesUnavailable``).
+    """
+
+    error: Callable[..., ConnectorError]
+    text: str
+    reason: str | None = None
+
+    def __call__(self, **values: object) -> ConnectorError:
+        public = self.text.format(**values)
+        return self.error(public) if self.reason is None else self.error(public, reason=self.reason)
+
+
 class PageBound:
     """Counts the pages of one listing, so no pagination loop can run forever.
 

@@ -33,6 +33,7 @@ from connectors.base import (
     ProviderDataError,
     RateLimited,
     RawRecord,
+    Refusal,
     RevokeVerdict,
     ScopeMissing,
     TokenSet,
@@ -123,26 +124,34 @@ def _message_of(body: Any) -> str:
     return ""
 
 
+_RETRIED = Refusal(TransientError, "Clever answered {status}")
+STATUS_ERRORS: Mapping[int, Refusal] = {
+    # Clever's Data API errors (dev.clever.com/docs/api-errors; providers.md 2.6 and 2.7), by HTTP status.
+    # 429 (rate limit, with its reset) and 403 "Resource not in token's scopes" are read in classify_api_error.
+    404: Refusal(RecordUnavailable, "record unavailable at Clever (404: unshared, deleted or out of reach)"),
+    408: _RETRIED,
+    413: Refusal(ProviderDataError, "Clever refused the page size (413)"),
+    500: _RETRIED,
+    501: Refusal(ProviderDataError, "Clever does not support this request (501)"),
+    502: _RETRIED,
+    503: _RETRIED,
+    504: _RETRIED,
+}
+"""Any other status (403 of another kind, 400, ...) is ``OTHER_ERROR``: the request itself was wrong."""
+OTHER_ERROR = Refusal(ProviderDataError, "Clever answered {status}")
+
+
 def classify_api_error(status: int, body: Any, headers: Mapping[str, str]) -> ConnectorError:
-    """The whole Clever Data API error map at a glance (providers.md 2.6 and 2.7).
+    """The whole Clever Data API error map at a glance: two answers that carry more than a status, then the table.
 
     401 is not here: whether it means "re-fetch the rotated district token" or "revoked" depends on
     the token kind, which only the connector knows. Texts are ours, never Clever's body.
     """
-    message = _message_of(body)
     if status == 429:
         return RateLimited(rate_reset(headers, DEFAULT_RESET_WAIT_SECONDS))
-    if status == 403 and message == MSG_NOT_IN_SCOPE:
+    if status == 403 and _message_of(body) == MSG_NOT_IN_SCOPE:
         return ScopeMissing(["district-app token"])
-    if status == 404:
-        return RecordUnavailable("record unavailable at Clever (404: unshared, deleted or out of reach)")
-    if status == 413:
-        return ProviderDataError("Clever refused the page size (413)")
-    if status in (500, 502, 503, 504, 408):
-        return TransientError(f"Clever answered {status}")
-    if status == 501:
-        return ProviderDataError("Clever does not support this request (501)")
-    return ProviderDataError(f"Clever answered {status}")
+    return STATUS_ERRORS.get(status, OTHER_ERROR)(status=status)
 
 
 # ------------------------------------------------------------------------------------ OAuth, tokens

@@ -48,6 +48,7 @@ from connectors.base import (
     PageBound,
     ProviderDataError,
     RateLimited,
+    Refusal,
     RevokeVerdict,
     ScopeMissing,
     TokenSet,
@@ -182,22 +183,36 @@ def account_id(settings: Settings, tokens: TokenSet) -> str:
     return subject
 
 
-BLOCKED_CODES = {
-    "@ClassroomApiDisabled": (
-        "api_disabled",
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
+"""Google's reasons for a quota refusal, whatever the status (developers.google.com/classroom/limits)."""
+SCOPE_REASONS = frozenset({"ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions"})
+"""A 403 for a token without the scope the call needs (the grant lacks it: ``ScopeMissing``)."""
+BLOCKED_CODES: Mapping[str, Refusal] = {
+    "@ClassroomApiDisabled": Refusal(
+        AccessBlocked,
         "a Google Workspace admin turned off Classroom data access for this user; turn it on in the "
         "Admin console (Apps > Google Workspace > Classroom > Data access)",
+        reason="api_disabled",
     ),
-    "@ClassroomDisabled": (
-        "classroom_disabled",
+    "@ClassroomDisabled": Refusal(
+        AccessBlocked,
         "a Google Workspace admin turned off Classroom for this user (or the account has no Classroom); turn "
         "Classroom on for the user's organisational unit in the Admin console (it can take up to 24 hours)",
+        reason="classroom_disabled",
     ),
 }
 """403s Google documents as an admin's setting (Access.Errors): the school can switch them back, so they block
 the integration and never end it (issue 23). Matched as Google's error guide says: the message starts with the
 code followed by a space. Each reason is worded for the school's admin: what was switched off, where it goes on.
 """
+STATUS_ERRORS: Mapping[int, Refusal] = {
+    # The rest of Google's API errors (developers.google.com/classroom/reference/Access.Errors, providers.md 1.7
+    # and 1.11) by status; any other 4xx is retried as TransientError naming Google's status word.
+    403: Refusal(ProviderDataError, "Google denied access to one resource (403)"),
+    404: Refusal(ProviderDataError, "resource vanished during the sync (404)"),
+    408: Refusal(TransientError, "Google answered {status}"),
+    500: Refusal(TransientError, "Google answered {status}"),  # and every other 5xx
+}
 
 
 def classify_api_error(
@@ -213,19 +228,18 @@ def classify_api_error(
     message = str(error.get("message", ""))
     reasons = {str(item.get("reason")) for item in error.get("errors", []) if isinstance(item, dict)}
     reasons |= {str(item.get("reason")) for item in error.get("details", []) if isinstance(item, dict)}
-    if status == 429 or reasons & {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}:
+    if status == 429 or reasons & RATE_LIMIT_REASONS:
         return RateLimited(seconds(retry_after, DEFAULT_RETRY_AFTER_SECONDS))
-    if status == 403:
-        if reasons & {"ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions"}:
-            return ScopeMissing([required_scope])
-        for code, (reason, public) in BLOCKED_CODES.items():
-            if message.startswith(code + " "):  # Google's error guide: the code, then a space, then its words
-                return AccessBlocked(public, reason=reason)
-        return ProviderDataError("Google denied access to one resource (403)")
-    if status == 404:
-        return ProviderDataError("resource vanished during the sync (404)")
-    if status >= 500 or status == 408:
-        return TransientError(f"Google answered {status}")
+    if status == 403 and reasons & SCOPE_REASONS:
+        return ScopeMissing([required_scope])
+    # Google's error guide: the message starts with the code, then a space, then its words
+    blocked = next((refusal for code, refusal in BLOCKED_CODES.items() if message.startswith(code + " ")), None)
+    if status == 403 and blocked is not None:
+        return blocked()
+    if status >= 500:
+        return STATUS_ERRORS[500](status=status)
+    if status in STATUS_ERRORS:
+        return STATUS_ERRORS[status](status=status)
     return TransientError(f"Google answered {status} {error.get('status', '')!s}".strip())
 
 

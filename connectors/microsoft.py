@@ -44,6 +44,7 @@ from connectors.base import (
     PageBound,
     ProviderDataError,
     RateLimited,
+    Refusal,
     ScopeMissing,
     SetupRequired,
     TransientError,
@@ -172,6 +173,18 @@ _BLOCKED_REASONS: Mapping[int, tuple[str, str]] = {
         "app_disabled",
         "a tenant admin turned off sign-in to rostersync's enterprise application; set \"Enabled for users to "
         'sign in" back to Yes (Entra admin center > Enterprise applications > rostersync > Properties)',
+    ),
+}
+_TOKEN_ERRORS: Mapping[str, Refusal] = {
+    # OAuth ``error`` values (RFC 6749 5.2; reference-error-codes) once no AADSTS code above decided. An
+    # ``invalid_grant`` no code names stays a revocation: RFC 6749 gives it for a grant invalid, expired or revoked.
+    **{
+        error: Refusal(AccessRevoked, "Microsoft refused the link's grant ({error}, {label})", reason=error)
+        for error in ("invalid_grant", "unauthorized_client", "consent_required")
+    },
+    **dict.fromkeys(
+        ("temporarily_unavailable", "server_error"),
+        Refusal(TransientError, "Microsoft's token endpoint is unavailable ({label})"),
     ),
 }
 _INTERACTION_SUBERRORS = frozenset({"basic_action", "additional_action", "message_only", "user_password_expired"})
@@ -335,12 +348,10 @@ def classify_token_error(result: Mapping[str, Any]) -> ConnectorError:
         return AccessRevoked(f"Microsoft refused the link's grant ({error}, {label})", reason="consent_withdrawn")
     if suberror in _INTERACTION_SUBERRORS or error == "interaction_required":
         return AccessBlocked(f"{_INTERACTION} ({label})", reason="interaction_required")
-    if error in ("invalid_grant", "unauthorized_client", "consent_required"):
-        return AccessRevoked(f"Microsoft refused the link's grant ({error}, {label})", reason=str(error))
     if error == "invalid_scope":
         return ScopeMissing([DELEGATED_SCOPE])
-    if error in ("temporarily_unavailable", "server_error"):
-        return TransientError(f"Microsoft's token endpoint is unavailable ({label})")
+    if isinstance(error, str) and error in _TOKEN_ERRORS:
+        return _TOKEN_ERRORS[error](error=error, label=label)
     if isinstance(error, str) and _IDENTIFIER.match(error):
         return TransientError(f"Microsoft's token endpoint answered {error} ({label})")
     return TransientError("Microsoft's token endpoint answered without a token or an error")
@@ -380,6 +391,17 @@ def claims_challenge(headers: Mapping[str, str]) -> str | None:
     return json.dumps(claims) if isinstance(claims, dict) else ""
 
 
+# Graph's errors (learn.microsoft.com/graph/errors; providers.md 3.3, 3.4, 3.7) in the order they are tried:
+# an ``/education`` call in a tenant without education data (``NotEducationTenant``), throttling (429, or 503/504
+# with a Retry-After), a dead delta link, a 401 (or a challenged 403) that outlived the refresh, another 403
+# (``_forbidden``), then these; any other 4xx is ``_Refused``.
+_DELTA_GONE_CODES = frozenset({"syncstatenotfound", "resyncrequired"})
+"""Delta's codes for a link it no longer keeps (410 ``resyncRequired``, 400 ``syncStateNotFound``), any case."""
+_DELTA_GONE = Refusal(CursorExpired, "Graph says the delta link is no longer valid ({status} {code})", reason="expired")
+_GRAPH_NOT_FOUND = Refusal(RecordUnavailable, "record unavailable at Graph (404 {code})")
+_GRAPH_FAILED = Refusal(TransientError, "Graph answered {status}")  # every 5xx not throttling
+
+
 def classify_graph_error(
     status: int,
     body: Any,
@@ -399,17 +421,17 @@ def classify_graph_error(
         return NotEducationTenant()
     if status == 429 or (status in (503, 504) and has_header(headers, "retry-after")):
         return RateLimited(retry_after(headers, DEFAULT_RETRY_AFTER))
-    if status == 410 or code.lower() in ("syncstatenotfound", "resyncrequired"):
-        return CursorExpired(f"Graph says the delta link is no longer valid ({status} {code})", reason="expired")
+    if status == 410 or code.lower() in _DELTA_GONE_CODES:
+        return _DELTA_GONE(status=status, code=code)
     challenged = claims_challenge(headers) is not None
     if status == 401 or (status == 403 and challenged):
         return _unauthorized_again(challenged=challenged)
     if status == 403:
         return _forbidden(body, app_only=app_only, granted=granted)
     if status == 404:
-        return RecordUnavailable(f"record unavailable at Graph (404 {code})".rstrip())
+        return _GRAPH_NOT_FOUND(code=code)
     if status >= 500:
-        return TransientError(f"Graph answered {status}")
+        return _GRAPH_FAILED(status=status)
     return _Refused(f"Graph refused the request ({status} {code})".replace(" )", ")"))
 
 
