@@ -6,12 +6,12 @@ MSAL keeps its own PKCE pair and token cache; the cache is what the link seals (
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 
 import connectors.microsoft
 import mappers.microsoft
-from connectors.base import Page, RevokeVerdict, TokenSet, TokenSink
+from connectors.base import RevokeVerdict, TokenSet, TokenSink
+from connectors.microsoft_roster import MicrosoftRoster
 from providers.base import Callback, ConsentStart, Grant, Provider
 from settings import Settings
 
@@ -52,40 +52,6 @@ def _org_grant(settings: Settings, tenant_id: str) -> Grant | None:
 def _revoke(settings: Settings, token: str) -> RevokeVerdict:
     """Microsoft has no endpoint to revoke an app's grant: the tenant admin withdraws consent (docs/microsoft.md)."""
     return RevokeVerdict.UNSUPPORTED
-
-
-def _graph_masks(masks: Mapping[str, str]) -> dict[str, str]:
-    """The sync's masks by role -> the connector's by read: a class's ``members`` are read with the student mask."""
-    graph = {"class": masks["class"], "teacher": masks["teacher"]}
-    if "student" in masks:
-        graph["member"] = masks["student"]
-    return graph
-
-
-class MicrosoftRoster:
-    """``MicrosoftConnector`` as a ``RosterConnector``: masks keyed by role, and the token cache as tokens."""
-
-    def __init__(self, reader: connectors.microsoft.MicrosoftConnector) -> None:
-        self.reader = reader
-
-    def classes(self, masks: Mapping[str, str]) -> Iterator[Page]:
-        return self.reader.classes(_graph_masks(masks))
-
-    def members(self, class_ids: Iterable[str], masks: Mapping[str, str]) -> Iterator[Page]:
-        return self.reader.members(class_ids, _graph_masks(masks))
-
-    def change_cursor(self) -> str | None:
-        return self.reader.change_cursor()
-
-    def changes(self, cursor: str) -> Iterator[Page]:
-        return self.reader.changes(cursor)
-
-    @property
-    def requests_made(self) -> int:
-        return self.reader.requests_made
-
-    def close(self) -> None:
-        self.reader.close()
 
 
 def _connector(settings: Settings, tokens: TokenSet, on_tokens: TokenSink) -> MicrosoftRoster:

@@ -1,5 +1,6 @@
-"""Shared fixtures: a Google emulator per test, a database per test (SQLite file or a PostgreSQL schema of
-its own), an in-memory broker with an in-process worker, and helpers to link teachers headlessly."""
+"""Shared fixtures: a database per test (SQLite file or a PostgreSQL schema of its own), an in-memory
+broker with an in-process worker, and helpers to link teachers headlessly. The emulators are the fixtures
+of tests/plugins/emulators.py, registered below."""
 
 from __future__ import annotations
 
