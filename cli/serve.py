@@ -59,7 +59,7 @@ PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def worker(ctx: typer.Context) -> None:
-    """Run Dramatiq workers on the configured broker: `dramatiq worker.actors` with every option passed on.
+    """Run Dramatiq workers on the configured broker: `dramatiq worker.main` with every option passed on.
 
     `rostersync worker --processes 2 --threads 8`. Each worker group exports Prometheus metrics on
     ROSTERSYNC_WORKER_METRICS_PORT (127.0.0.1 unless dramatiq_prom_host says otherwise).
@@ -79,7 +79,7 @@ def worker(ctx: typer.Context) -> None:
         metrics_dir = Path(tempfile.gettempdir()) / f"rostersync-prometheus-{env['dramatiq_prom_port']}"
         metrics_dir.mkdir(mode=0o700, exist_ok=True)  # one directory per worker group: dramatiq clears it at start
         env.setdefault("dramatiq_prom_db", str(metrics_dir))
-    command = [sys.executable, "-m", "dramatiq", "worker.actors", *ctx.args]
+    command = [sys.executable, "-m", "dramatiq", "worker.main", *ctx.args]
     os.execve(sys.executable, command, env)  # noqa: S606
 
 
