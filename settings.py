@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -329,16 +329,6 @@ class Settings(BaseSettings):
             raise ValueError(f"no settings for provider {name!r}")
         section: ProviderSettings = getattr(self, name)
         return section
-
-    if not TYPE_CHECKING:
-        # TODO(issue 19): cli/app.py still reads ``getattr(settings, f"{provider}_redirect_uri")``; once it reads
-        # ``settings.provider(name).redirect_uri`` this read-only fallback for the flat names goes. Hidden from
-        # mypy so that no new code type-checks against a flat name.
-        def __getattr__(self, name: str) -> Any:
-            if name in flat_names():
-                section, field = flat_names()[name]
-                return getattr(getattr(self, section), field)
-            return super().__getattr__(name)
 
     def require_secrets(self) -> None:
         """Fail at start-up, not mid-sync, when a key the worker cannot run without is missing."""

@@ -38,6 +38,7 @@ from store import integrations
 from store.runtime import Runtime, build_runtime, set_runtime
 from store.vault import new_key
 from worker import broker as brokers
+from worker.actors import sync_integration
 
 TEACHERS = ("teacher-ada", "teacher-bo", "teacher-cy")
 COURSES_PER_TEACHER = 2
@@ -142,8 +143,6 @@ def run_demo(students: int, report: Callable[[Runtime], None]) -> None:
 
 
 def _sync_cycle(rt: Runtime, broker: Broker) -> float:
-    from worker.actors import sync_integration
-
     started = time.perf_counter()
     for integration_id in integrations.syncable_ids(rt.engine):
         sync_integration.send(integration_id)

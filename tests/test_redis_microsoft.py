@@ -1,4 +1,4 @@
-"""Microsoft in the production shape: Redis broker, a real `dramatiq worker.actors` process, PostgreSQL, the
+"""Microsoft in the production shape: Redis broker, a real `dramatiq worker.main` process, PostgreSQL, the
 emulator and the real MSAL. The Redis key namespace and the PostgreSQL schema are this test's own."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def start_worker(redis_settings: Settings, tmp_path: Path) -> Iterator[WorkerSta
 
     def start() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1", "--threads", "2"],
+            [sys.executable, "-m", "dramatiq", "worker.main", "--processes", "1", "--threads", "2"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

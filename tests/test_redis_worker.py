@@ -1,4 +1,4 @@
-"""Production shape: Redis broker, a real `dramatiq worker.actors` process, PostgreSQL, the emulator.
+"""Production shape: Redis broker, a real `dramatiq worker.main` process, PostgreSQL, the emulator.
 
 The namespace (Redis key prefix) and the PostgreSQL schema are this test's own.
 """
@@ -40,7 +40,7 @@ def worker_process(redis_settings: Settings, tmp_path: Path) -> Iterator[subproc
     }
     log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1", "--threads", "2"],
+        [sys.executable, "-m", "dramatiq", "worker.main", "--processes", "1", "--threads", "2"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
