@@ -30,7 +30,7 @@ from services.console import configure_logging, err, out, sync_progress
 from services.linking import LinkError, checked_request, complete_link, link_org, start_link
 from services.revoke import revoke_integration
 from settings import ConfigError, Settings
-from store import integrations
+from store import integrations, runs
 from store.db_errors import unusable_reason
 from store.models import MAX_ID
 from store.runtime import Runtime, build_runtime, set_runtime
@@ -300,11 +300,11 @@ def wait_in_memory(rt: Runtime, broker: Broker, ids: list[int], *, since_run: in
     """With the in-memory broker the work runs here: run it, then say how each sync ended."""
     if not brokers.is_in_memory(broker):
         return []
-    after_run = since_run if since_run is not None else integrations.last_run_id(rt.engine)
+    after_run = since_run if since_run is not None else runs.last_run_id(rt.engine)
     with sync_progress():
         brokers.drain(broker)
     brokers.shutdown()
-    outcomes = integrations.latest_outcomes(rt.engine, ids, after_run=after_run)
+    outcomes = runs.latest_outcomes(rt.engine, ids, after_run=after_run)
     return [verdict(one, outcomes.get(one)) for one in ids]
 
 
@@ -358,7 +358,7 @@ def sync(
             brokers.check(broker)
             from worker.actors import sync_integration
 
-            since_run = integrations.last_run_id(rt.engine)
+            since_run = runs.last_run_id(rt.engine)
             for one in ids:
                 brokers.enqueue(sync_integration, one)
             err.print(f"enqueued {len(ids)} sync(s)")

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from connectors.base import ConnectorError, TokenSet
 from providers.config import missing
 from providers.registry import SUPPORTED, Callback, ConsentStart, Grant, Provider, provider, tokens_to_payload
-from store import integrations, links
+from store import audit, integrations, links
 from store.models import KEY_LENGTH
 from store.runtime import Runtime
 from sync.consent import DEFAULT_BASIS, BasisError, checked
@@ -138,8 +138,12 @@ def _account_taken(runtime: Runtime, spec: Provider, tokens: TokenSet, *, owner_
     to ``link_refused``, and a provider that fails transiently gets it again from the retry worker.
     """
     with runtime.engine.begin() as connection:
-        integrations.record_audit(
-            connection, owner_id, actor, "link_refused", "another teacher linked this provider account; refused"
+        audit.record(
+            connection,
+            action="link_refused",
+            actor=actor,
+            integration_id=owner_id,
+            reason="another teacher linked this provider account; refused",
         )
     sealed = runtime.vault.seal(tokens_to_payload(tokens))
     given_back = revoke_at_provider(runtime, spec.name, owner_id, sealed, actor=actor)
