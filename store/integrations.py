@@ -41,7 +41,7 @@ class IntegrationState:
     generation: int
     granted_scopes: frozenset[str]
     token_blob: bytes | None
-    sync_cursor: str | None = None  # a small JSON document written by the sync (sync.cycle.CursorState)
+    sync_cursor: str | None = None  # a small JSON document written by the sync (sync.cursor.CursorState)
     consent_basis: str | None = None  # school | parent; None: no recorded basis, so no student syncs
     sync_interval_seconds: int | None = None  # its own interval; None: the SYNC_INTERVAL_SECONDS default
     status_changed_at: datetime | None = None  # when it entered its status (a block's grace counts from here)

@@ -7,6 +7,10 @@ after a growing wait, ``active`` again at the first run that gets through, ended
 blocked longer than ``BLOCKED_GRACE_DAYS``); rate limits and
 transient faults go back to the actor, which retries them; a revoke that lands mid-run fences
 every later write, and the run stops without another provider call.
+
+This module holds the lease, the verdicts and the release; the fetch, map, fenced write and sweep
+are the paths': the full listing in sync.listing, the change feed in sync.changes, each step reading
+what it needs from one sync.context.SyncPass.
 """
 
 from __future__ import annotations
