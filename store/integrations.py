@@ -1,6 +1,7 @@
-"""Integration lifecycle: link, tokens and cursor, end (revoke / degrade + purge), fail and resume, summaries.
+"""Integration lifecycle: its state, tokens and cursor, end (revoke / degrade + purge), fail and resume, summaries.
 
-Its neighbours hold the rest of an integration's story: the sync's lease (store.leases), the
+Its neighbours hold the rest of an integration's story: the link that creates it (store.links), the
+sync's lease (store.leases), the
 ``blocked`` wait (store.blocking), run records and their counts (store.runs), the audit log
 (store.audit). Every status change bumps ``generation`` inside the same transaction as the purge, so a sync
 that started before it can never write again (store.fence).
@@ -8,20 +9,18 @@ that started before it can never write again (store.fence).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, select, update
 
 from store import audit, roster
 from store.blocking import blocked_since
 from store.db import utcnow
 from store.fence import SYNCABLE, Fenced, fenced
-from store.models import AccountDeletion, Integration
+from store.models import Integration
+from store.retention import deletion_pending
 
 
 class UnknownIntegration(LookupError):
@@ -55,174 +54,6 @@ class IntegrationSummary:
     status: str
     status_reason: str  # why it is not active (from the audit log), empty when active
     counts: roster.RosterCounts
-
-
-@dataclass(frozen=True)
-class SavedLink:
-    """What a link did: the grant it replaced (for the caller to revoke at the provider) and to what."""
-
-    integration_id: int
-    replaced_token_blob: bytes | None
-    ended_other_account: bool  # the previous link was another provider account: ended and purged here
-
-
-def _insert(connection: Connection) -> Any:
-    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-
-
-class AccountTaken(Exception):
-    """The provider account is linked by another platform teacher of the tenant; nothing was written."""
-
-    def __init__(self, owner_id: int) -> None:
-        super().__init__(f"the provider account is linked by integration {owner_id}")
-        self.owner_id = owner_id
-
-
-def _account_owner(
-    connection: Connection, *, provider: str, tenant: str, account_key: str, linked_by: str
-) -> int | None:
-    """The integration of another platform id that holds a grant of this account in this tenant, if any.
-
-    One provider account belongs to one platform teacher per tenant at a time (issue 18): a second
-    teacher's link of it is refused, never merged (it would sync one teacher's classes to another).
-    On PostgreSQL a transaction lock on the account serialises two such links racing; SQLite's
-    ``BEGIN IMMEDIATE`` already does.
-    """
-    if connection.dialect.name == "postgresql":
-        digest = hashlib.sha256(json.dumps([provider, tenant, account_key]).encode()).digest()
-        connection.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
-    return connection.execute(
-        select(Integration.id)
-        .where(
-            Integration.provider == provider,
-            Integration.tenant == tenant,
-            Integration.account_key == account_key,
-            Integration.linked_by != linked_by,
-            Integration.token_blob.is_not(None),
-        )
-        .limit(1)
-    ).scalar_one_or_none()
-
-
-def save_link(
-    engine: Engine,
-    *,
-    provider: str,
-    tenant: str,
-    linked_by: str,
-    account_key: str,
-    scopes: frozenset[str],
-    token_blob: bytes,
-    actor: str,
-    consent_basis: str | None = None,
-) -> SavedLink:
-    """Create the integration, or re-link it under a new generation; safe when two links race.
-
-    ``INSERT .. ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same key and then
-    yields to it, so the second link becomes a re-link of the row the first one created instead of
-    a uniqueness error. A re-link to another provider account first ends the old link as a revoke
-    would (purged, audited); a re-link to the same account keeps its roster. Either way the grant it
-    replaces is handed back, so that no grant we no longer keep stays alive at the provider.
-    Raises ``AccountTaken`` when another platform teacher of the tenant holds the account.
-    """
-    now = utcnow()
-    values: dict[str, Any] = {
-        "status": "active",
-        "account_key": account_key,
-        "granted_scopes": " ".join(sorted(scopes)),
-        "token_blob": token_blob,
-        "sync_cursor": None,
-        "due_at": now,
-        "status_changed_at": now,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "consent_basis": consent_basis,
-    }
-    with engine.begin() as connection:
-        owner = _account_owner(
-            connection, provider=provider, tenant=tenant, account_key=account_key, linked_by=linked_by
-        )
-        if owner is not None:
-            raise AccountTaken(owner)
-        created = connection.execute(
-            _insert(connection)(Integration)
-            .values(provider=provider, tenant=tenant, linked_by=linked_by, generation=1, created_at=now, **values)
-            .on_conflict_do_nothing(index_elements=["provider", "tenant", "linked_by"])
-            .returning(Integration.id)
-        ).scalar_one_or_none()
-        if created is not None:
-            audit.record(connection, action="linked", actor=actor, integration_id=created)
-            return SavedLink(created, None, ended_other_account=False)
-        return _relink(
-            connection,
-            provider=provider,
-            tenant=tenant,
-            linked_by=linked_by,
-            account_key=account_key,
-            actor=actor,
-            values=values,
-        )
-
-
-def _relink(
-    connection: Connection,
-    *,
-    provider: str,
-    tenant: str,
-    linked_by: str,
-    account_key: str,
-    actor: str,
-    values: dict[str, Any],
-) -> SavedLink:
-    """The teacher's integration exists: a new generation; a link to another account first ends the old one."""
-    row = connection.execute(
-        select(Integration.id, Integration.status, Integration.account_key, Integration.token_blob)
-        .where(Integration.provider == provider, Integration.tenant == tenant, Integration.linked_by == linked_by)
-        .with_for_update()
-    ).one()
-    # An unknown previous account (linked before accounts were recorded) counts as another one:
-    # keeping a stranger's roster would be the worse mistake, and a re-sync restores our own.
-    other_account = row.status != "revoked" and row.account_key != account_key
-    if other_account:
-        roster.purge(connection, row.id)
-        audit.record(
-            connection,
-            action="revoked",
-            actor=actor,
-            integration_id=row.id,
-            reason="re-linked to another provider account",
-        )
-        audit.record(connection, action="purged", actor=actor, integration_id=row.id)
-    connection.execute(
-        update(Integration).where(Integration.id == row.id).values(generation=Integration.generation + 1, **values)
-    )
-    audit.record(connection, action="relinked", actor=actor, integration_id=row.id)
-    return SavedLink(row.id, cast(bytes | None, row.token_blob), ended_other_account=other_account)
-
-
-ACCOUNT_DELETED_REFUSAL = (
-    "this platform account is marked deleted: it cannot link until its data is purged at the retention "
-    "deadline (a person who comes back gets a new platform account); nothing was stored"
-)
-
-
-def _deletion_pending(account: Any) -> Any:
-    """SQL: the account is marked deleted and its data not purged yet (the rule of ``store.retention``)."""
-    return (
-        select(AccountDeletion.id)
-        .where(AccountDeletion.account == account, AccountDeletion.purged_at.is_(None))
-        .exists()
-    )
-
-
-def link_refusal(engine: Engine, linked_by: str) -> str | None:
-    """Why this platform account may not link now (its deletion is pending), or None.
-
-    Checked when a link completes, before the code is exchanged, so a refused link makes no token.
-    """
-    with engine.connect() as connection:
-        pending = connection.execute(select(_deletion_pending(linked_by))).scalar_one()
-    return ACCOUNT_DELETED_REFUSAL if pending else None
 
 
 def load(engine: Engine, integration_id: int) -> IntegrationState:
@@ -378,7 +209,7 @@ def resume_failed(engine: Engine, integration_id: int, *, actor: str) -> bool:
                 Integration.id == integration_id,
                 Integration.status == "failed",
                 Integration.token_blob.is_not(None),
-                ~_deletion_pending(Integration.linked_by),
+                ~deletion_pending(Integration.linked_by),
             )
             .values(status="active", status_changed_at=now, due_at=now, lease_owner=None, lease_expires_at=None)
         ).rowcount

@@ -21,7 +21,7 @@ import connectors.google
 import connectors.microsoft
 import sync.budgets
 from connectors.base import ConnectorError
-from store import audit, integrations, rights, runs
+from store import audit, integrations, links, rights, runs
 from store.db import ALEMBIC_DIR, make_engine, migrate, run_alembic, utcnow
 from store.models import (
     INTEGRATION_STATUSES,
@@ -139,7 +139,7 @@ def test_concurrent_start_ups_migrate_a_fresh_database_once(database_url: str) -
 
 
 def _link(engine: sqlalchemy.Engine, teacher: str = "teacher-1") -> int:
-    return integrations.save_link(
+    return links.save_link(
         engine,
         provider="google",
         tenant="school",
