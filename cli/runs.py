@@ -16,7 +16,7 @@ from cli.held import held_table
 from connectors.base import ConnectorError
 from services.console import err, out, sync_progress
 from services.revoke import revoke_integration
-from store import breaker, integrations
+from store import breaker, integrations, runs
 from store.models import MAX_ID
 from store.runtime import Runtime
 from sync.grants import AtProvider
@@ -69,11 +69,11 @@ def wait_in_memory(rt: Runtime, broker: Broker, ids: list[int], *, since_run: in
     """With the in-memory broker the work runs here: run it, then say how each sync ended."""
     if not brokers.is_in_memory(broker):
         return []
-    after_run = since_run if since_run is not None else integrations.last_run_id(rt.engine)
+    after_run = since_run if since_run is not None else runs.last_run_id(rt.engine)
     with sync_progress():
         brokers.drain(broker)
     brokers.shutdown()
-    outcomes = integrations.latest_outcomes(rt.engine, ids, after_run=after_run)
+    outcomes = runs.latest_outcomes(rt.engine, ids, after_run=after_run)
     return [verdict(one, outcomes.get(one)) for one in ids]
 
 
@@ -124,7 +124,7 @@ def sync(
         else:
             broker = install_broker(rt.settings)
             brokers.check(broker)
-            since_run = integrations.last_run_id(rt.engine)
+            since_run = runs.last_run_id(rt.engine)
             for one in ids:
                 brokers.enqueue(sync_integration, one)
             err.print(f"enqueued {len(ids)} sync(s)")

@@ -131,7 +131,7 @@ def _sync_phase(settings: Settings, ids: Sequence[int]) -> PhaseResult:
     started = time.perf_counter()
     for integration_id in ids:
         outcome = run_sync(runtime, integration_id)
-        written += outcome.counters()["rows_written"]
+        written += outcome.counts().rows_written
         outcomes.append(outcome.outcome)
     seconds = time.perf_counter() - started
     runtime.engine.dispose()

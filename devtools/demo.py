@@ -157,6 +157,21 @@ def tell_story(
     clever: CleverEmulator | None = None,
     microsoft: MicrosoftEmulator | None = None,
 ) -> Runtime:
+    """The whole demo: the Google chapters, then Clever's and Microsoft's when their emulators run."""
+    _introduce(emulator, clever, microsoft)
+    rt = build_runtime(demo_settings(emulator, workdir, clever, microsoft))
+    set_runtime(rt)
+    broker = brokers.install(brokers.make_broker(rt.settings))
+    tell_google_story(rt, broker, emulator)
+    if clever is not None:
+        tell_clever_story(rt, broker, clever)
+    if microsoft is not None:
+        tell_microsoft_story(rt, broker, microsoft)
+    err.print("")
+    return rt
+
+
+def _introduce(emulator: GoogleEmulator, clever: CleverEmulator | None, microsoft: MicrosoftEmulator | None) -> None:
     err.print("[bold]rostersync demo[/]: embedded defaults, local Google emulator at " + emulator.base_url)
     if clever is not None:
         err.print("  and local Clever emulator at " + clever.base_url)
@@ -166,19 +181,11 @@ def tell_story(
         "  throwaway keys generated for this run (ROSTERSYNC_PSEUDONYM_KEY, ROSTERSYNC_TOKEN_KEYS); "
         "a throwaway database, removed at the end"
     )
-    rt = build_runtime(demo_settings(emulator, workdir, clever, microsoft))
-    set_runtime(rt)
-    broker = brokers.install(brokers.make_broker(rt.settings))
 
-    err.print("\n[bold]1. Three teachers link their Google accounts[/] (consent with state + PKCE)")
-    ids: dict[str, int] = {}
-    with http_session(rt.settings) as browser:
-        for teacher, google_user in zip(TEACHERS, emulator.teacher_ids, strict=False):
-            emulator.set_consent_user(google_user)
-            callback = consent_headlessly(browser, start_link(rt, provider_name="google", teacher=teacher))
-            ids[teacher] = complete_link(rt, callback)
-            err.print(f"  {teacher} linked as integration {ids[teacher]}")
 
+def tell_google_story(rt: Runtime, broker: Broker, emulator: GoogleEmulator) -> None:
+    """The Google part: three teachers link, a change syncs, a revoke at Google and one here are honoured."""
+    ids = _link_google_teachers(rt, emulator)
     err.print("\n[bold]2. First sync[/]")
     seconds = _sync_cycle(rt, broker)
     total_students = sum(s.counts.students for s in integrations.summaries(rt.engine))
@@ -215,12 +222,18 @@ def tell_story(
     revoked_users = set(emulator.teacher_ids[1:3])
     stray = sum(1 for call in calls if call.user_id in revoked_users)
     err.print(f"  {len(calls)} calls to Google for integration {first}, {stray} for the revoked ones")
-    if clever is not None:
-        tell_clever_story(rt, broker, clever)
-    if microsoft is not None:
-        tell_microsoft_story(rt, broker, microsoft)
-    err.print("")
-    return rt
+
+
+def _link_google_teachers(rt: Runtime, emulator: GoogleEmulator) -> dict[str, int]:
+    err.print("\n[bold]1. Three teachers link their Google accounts[/] (consent with state + PKCE)")
+    ids: dict[str, int] = {}
+    with http_session(rt.settings) as browser:
+        for teacher, google_user in zip(TEACHERS, emulator.teacher_ids, strict=False):
+            emulator.set_consent_user(google_user)
+            callback = consent_headlessly(browser, start_link(rt, provider_name="google", teacher=teacher))
+            ids[teacher] = complete_link(rt, callback)
+            err.print(f"  {teacher} linked as integration {ids[teacher]}")
+    return ids
 
 
 def _clever_calls(clever: CleverEmulator, since: int) -> int:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from connectors.base import ConnectorError, TokenSet
 from providers.config import missing
 from providers.registry import SUPPORTED, Callback, ConsentStart, Grant, Provider, provider, tokens_to_payload
-from store import integrations, links
+from store import audit, links
 from store.models import KEY_LENGTH
 from store.runtime import Runtime
 from sync.consent import DEFAULT_BASIS, BasisError, checked
@@ -138,8 +138,12 @@ def _account_taken(runtime: Runtime, spec: Provider, tokens: TokenSet, *, owner_
     to ``link_refused``, and a provider that fails transiently gets it again from the retry worker.
     """
     with runtime.engine.begin() as connection:
-        integrations.record_audit(
-            connection, owner_id, actor, "link_refused", "another teacher linked this provider account; refused"
+        audit.record(
+            connection,
+            action="link_refused",
+            actor=actor,
+            integration_id=owner_id,
+            reason="another teacher linked this provider account; refused",
         )
     sealed = runtime.vault.seal(tokens_to_payload(tokens))
     given_back = revoke_at_provider(runtime, spec.name, owner_id, sealed, actor=actor)
@@ -164,7 +168,7 @@ def complete_link(runtime: Runtime, callback_url: str, finisher: links.Finisher 
         raise WrongFinisher(str(error)) from None
     except links.LinkStateError as error:
         raise LinkError(str(error)) from None
-    if refusal := integrations.link_refusal(runtime.engine, pending.linked_by):  # issue 18: a deleted account
+    if refusal := links.link_refusal(runtime.engine, pending.linked_by):  # issue 18: a deleted account
         raise LinkError(refusal)
     if "error" in query:
         raise LinkError(f"the teacher did not grant access at the provider ({query['error'][:40]})")
@@ -205,7 +209,7 @@ def _save(
 ) -> int:
     """Store the grant sealed (tokens and their ``extra``) under the account's pseudonym; revoke what it replaces."""
     try:
-        saved = integrations.save_link(
+        saved = links.save_link(
             runtime.engine,
             provider=spec.name,
             tenant=tenant,
@@ -216,7 +220,7 @@ def _save(
             actor=actor,
             consent_basis=basis,
         )
-    except integrations.AccountTaken as taken:
+    except links.AccountTaken as taken:
         raise _account_taken(runtime, spec, grant.tokens, owner_id=taken.owner_id, actor=actor) from None
     if saved.replaced_token_blob is not None:
         revoke_grant(runtime, spec.name, saved.integration_id, saved.replaced_token_blob, actor=actor)

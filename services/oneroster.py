@@ -128,73 +128,82 @@ def _manifest() -> str:
 
 
 def csv_files(export: dict[str, Any]) -> dict[str, str]:
-    """File name -> CSV text, from one integration export."""
+    """File name -> CSV text, from one integration export: only what is current (no removed row)."""
     school = export["integration"]["tenant"]
     classes = [c for c in export["classes"] if c["removed_at"] is None]
     people = [p for p in export["people"] if p["removed_at"] is None]
-    users: dict[str, dict[str, Any]] = {}
-    for person in people:  # one user per pseudonym, even when it holds two roles (a teacher's row has the name)
-        if person["pseudonym"] not in users or person["role"] == "teacher":
-            users[person["pseudonym"]] = person
     current_classes = {c["external_id"] for c in classes}
     enrollments = [
         e for e in export["enrollments"] if e["removed_at"] is None and e["class_external_id"] in current_classes
     ]
     return {
         "manifest.csv": _manifest(),
-        "classes.csv": _csv(
-            CLASSES_COLUMNS,
-            (
-                {
-                    "sourcedId": c["external_id"],
-                    "title": c["name"],
-                    "classCode": c["section"],
-                    "classType": "scheduled",
-                    "schoolSourcedId": school,
-                }
-                for c in classes
-            ),
-        ),
-        "users.csv": _csv(
-            USERS_COLUMNS,
-            (
-                {
-                    "sourcedId": p["pseudonym"],
-                    "enabledUser": "true",
-                    "givenName": p["display_name"],
-                    "email": p["email_address"],
-                    "primaryOrgSourcedId": school,
-                }
-                for p in users.values()
-            ),
-        ),
-        "roles.csv": _csv(
-            ROLES_COLUMNS,
-            (
-                {
-                    "sourcedId": f"{p['pseudonym']}-{p['role']}",
-                    "userSourcedId": p["pseudonym"],
-                    "roleType": "primary",
-                    "role": p["role"],
-                    "orgSourcedId": school,
-                }
-                for p in people
-            ),
-        ),
-        "enrollments.csv": _csv(
-            ENROLLMENTS_COLUMNS,
-            (
-                {
-                    "sourcedId": f"{e['class_external_id']}-{e['pseudonym']}",
-                    "classSourcedId": e["class_external_id"],
-                    "schoolSourcedId": school,
-                    "userSourcedId": e["pseudonym"],
-                    "role": e["role"],
-                }
-                for e in enrollments
-            ),
-        ),
+        "classes.csv": _classes_csv(classes, school),
+        "users.csv": _users_csv(people, school),
+        "roles.csv": _roles_csv(people, school),
+        "enrollments.csv": _enrollments_csv(enrollments, school),
     }
+
+
+def _classes_csv(classes: list[dict[str, Any]], school: str) -> str:
+    rows = (
+        {
+            "sourcedId": c["external_id"],
+            "title": c["name"],
+            "classCode": c["section"],
+            "classType": "scheduled",
+            "schoolSourcedId": school,
+        }
+        for c in classes
+    )
+    return _csv(CLASSES_COLUMNS, rows)
+
+
+def _users_csv(people: list[dict[str, Any]], school: str) -> str:
+    """One user per pseudonym, even when it holds two roles (a teacher's row has the name)."""
+    users: dict[str, dict[str, Any]] = {}
+    for person in people:
+        if person["pseudonym"] not in users or person["role"] == "teacher":
+            users[person["pseudonym"]] = person
+    rows = (
+        {
+            "sourcedId": p["pseudonym"],
+            "enabledUser": "true",
+            "givenName": p["display_name"],
+            "email": p["email_address"],
+            "primaryOrgSourcedId": school,
+        }
+        for p in users.values()
+    )
+    return _csv(USERS_COLUMNS, rows)
+
+
+def _roles_csv(people: list[dict[str, Any]], school: str) -> str:
+    rows = (
+        {
+            "sourcedId": f"{p['pseudonym']}-{p['role']}",
+            "userSourcedId": p["pseudonym"],
+            "roleType": "primary",
+            "role": p["role"],
+            "orgSourcedId": school,
+        }
+        for p in people
+    )
+    return _csv(ROLES_COLUMNS, rows)
+
+
+def _enrollments_csv(enrollments: list[dict[str, Any]], school: str) -> str:
+    rows = (
+        {
+            "sourcedId": f"{e['class_external_id']}-{e['pseudonym']}",
+            "classSourcedId": e["class_external_id"],
+            "schoolSourcedId": school,
+            "userSourcedId": e["pseudonym"],
+            "role": e["role"],
+        }
+        for e in enrollments
+    )
+    return _csv(ENROLLMENTS_COLUMNS, rows)
 
 
 def zipped(files: dict[str, str]) -> bytes:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from services.revoke import revoke_integration
-from store import audit, integrations, retention
+from store import audit, blocking, integrations, retention
 from store.db import utcnow
 from store.rights import delete_integration, delete_link_attempts
 from store.runtime import Runtime
@@ -69,7 +69,7 @@ def end_blocked_past_grace(runtime: Runtime, now: datetime, *, actor: str) -> li
     ended = []
     for integration_id in retention.blocked_past_grace(runtime.engine, before):
         state = integrations.load(runtime.engine, integration_id)
-        reason = integrations.grace_ended_reason(runtime.engine, integration_id, days)
+        reason = blocking.grace_ended_reason(runtime.engine, integration_id, days)
         done = integrations.end_integration(
             runtime.engine, integration_id, status="revoked", actor=actor, reason=reason, blocked_before=before
         )

@@ -68,6 +68,32 @@ def record(
     )
 
 
+def actions(engine: Engine, integration_id: int) -> list[str]:
+    """The actions recorded for one integration, oldest first (what happened to it, without the why)."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(AuditEvent.action).where(AuditEvent.integration_id == integration_id).order_by(AuditEvent.id)
+            ).scalars()
+        )
+
+
+def status_reason(connection: Connection, integration_id: int, status: str) -> str:
+    """The reason recorded with the latest change to ``status`` (safe text written by our own code).
+
+    The audit log is where a status's why is kept, so the admin screens read it from here.
+    """
+    if status == "active":
+        return ""
+    reason = connection.execute(
+        select(AuditEvent.reason)
+        .where(AuditEvent.integration_id == integration_id, AuditEvent.action == status)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return reason or ""
+
+
 @dataclass(frozen=True)
 class Event:
     id: int

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, Select, distinct, func, select
 
 from mappers.records import ChangeBatch
-from store import audit, holds, integrations, roster
+from store import audit, holds, integrations, leases, roster
 from store.db import utcnow
 from store.fence import SYNCABLE, Fenced, Lease, fenced
 from store.models import Enrollment, Integration, Person, SchoolClass, SyncRun
@@ -395,7 +395,7 @@ def approve(engine: Engine, run_id: int, *, actor: str, lease_seconds: int) -> D
         if hold is None:
             raise _missing(connection, run_id)
     lease = Lease(owner=uuid.uuid4().hex, seconds=lease_seconds)
-    state = integrations.acquire_lease(engine, hold.integration_id, lease)
+    state = leases.acquire(engine, hold.integration_id, lease)
     if state is None:
         status = integrations.load(engine, hold.integration_id).status
         if status in SYNCABLE:  # a blocked integration is synced too: its lease is held by a sync
@@ -424,7 +424,7 @@ def approve(engine: Engine, run_id: int, *, actor: str, lease_seconds: int) -> D
             "fenced",
         ) from None
     finally:
-        integrations.release_lease(engine, hold.integration_id, lease, state.generation, None)
+        leases.release(engine, hold.integration_id, lease, state.generation, None)
     return Decision(hold.integration_id, run_id, removed)
 
 

@@ -1,24 +1,26 @@
-"""Integration lifecycle: link, lease, tokens, end (revoke / degrade + purge), runs and audit.
+"""Integration lifecycle: its state, tokens and cursor, end (revoke / degrade + purge), fail and resume, summaries.
 
-Every status change bumps ``generation`` inside the same transaction as the purge, so a sync
+Its neighbours hold the rest of an integration's story: the link that creates it (store.links), the
+sync's lease (store.leases), the
+``blocked`` wait (store.blocking), run records and their counts (store.runs), the audit log
+(store.audit). Every status change bumps ``generation`` inside the same transaction as the purge, so a sync
 that started before it can never write again (store.fence).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, select, update
 
 from store import audit, roster
+from store.blocking import blocked_since
 from store.db import utcnow
-from store.fence import SYNCABLE, Fenced, Lease, fenced
-from store.models import AccountDeletion, AuditEvent, Integration, SyncRun
+from store.fence import SYNCABLE, Fenced, fenced
+from store.models import Integration
+from store.retention import deletion_pending
 
 
 class UnknownIntegration(LookupError):
@@ -38,7 +40,7 @@ class IntegrationState:
     generation: int
     granted_scopes: frozenset[str]
     token_blob: bytes | None
-    sync_cursor: str | None = None  # a small JSON document written by the sync (sync.cycle.CursorState)
+    sync_cursor: str | None = None  # a small JSON document written by the sync (sync.cursor.CursorState)
     consent_basis: str | None = None  # school | parent; None: no recorded basis, so no student syncs
     sync_interval_seconds: int | None = None  # its own interval; None: the SYNC_INTERVAL_SECONDS default
     status_changed_at: datetime | None = None  # when it entered its status (a block's grace counts from here)
@@ -52,174 +54,6 @@ class IntegrationSummary:
     status: str
     status_reason: str  # why it is not active (from the audit log), empty when active
     counts: roster.RosterCounts
-
-
-def record_audit(connection: Connection, integration_id: int, actor: str, action: str, reason: str = "") -> None:
-    connection.execute(
-        insert(AuditEvent).values(integration_id=integration_id, at=utcnow(), actor=actor, action=action, reason=reason)
-    )
-
-
-@dataclass(frozen=True)
-class SavedLink:
-    """What a link did: the grant it replaced (for the caller to revoke at the provider) and to what."""
-
-    integration_id: int
-    replaced_token_blob: bytes | None
-    ended_other_account: bool  # the previous link was another provider account: ended and purged here
-
-
-def _insert(connection: Connection) -> Any:
-    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-
-
-class AccountTaken(Exception):
-    """The provider account is linked by another platform teacher of the tenant; nothing was written."""
-
-    def __init__(self, owner_id: int) -> None:
-        super().__init__(f"the provider account is linked by integration {owner_id}")
-        self.owner_id = owner_id
-
-
-def _account_owner(
-    connection: Connection, *, provider: str, tenant: str, account_key: str, linked_by: str
-) -> int | None:
-    """The integration of another platform id that holds a grant of this account in this tenant, if any.
-
-    One provider account belongs to one platform teacher per tenant at a time (issue 18): a second
-    teacher's link of it is refused, never merged (it would sync one teacher's classes to another).
-    On PostgreSQL a transaction lock on the account serialises two such links racing; SQLite's
-    ``BEGIN IMMEDIATE`` already does.
-    """
-    if connection.dialect.name == "postgresql":
-        digest = hashlib.sha256(json.dumps([provider, tenant, account_key]).encode()).digest()
-        connection.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
-    return connection.execute(
-        select(Integration.id)
-        .where(
-            Integration.provider == provider,
-            Integration.tenant == tenant,
-            Integration.account_key == account_key,
-            Integration.linked_by != linked_by,
-            Integration.token_blob.is_not(None),
-        )
-        .limit(1)
-    ).scalar_one_or_none()
-
-
-def save_link(
-    engine: Engine,
-    *,
-    provider: str,
-    tenant: str,
-    linked_by: str,
-    account_key: str,
-    scopes: frozenset[str],
-    token_blob: bytes,
-    actor: str,
-    consent_basis: str | None = None,
-) -> SavedLink:
-    """Create the integration, or re-link it under a new generation; safe when two links race.
-
-    ``INSERT .. ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same key and then
-    yields to it, so the second link becomes a re-link of the row the first one created instead of
-    a uniqueness error. A re-link to another provider account first ends the old link as a revoke
-    would (purged, audited); a re-link to the same account keeps its roster. Either way the grant it
-    replaces is handed back, so that no grant we no longer keep stays alive at the provider.
-    Raises ``AccountTaken`` when another platform teacher of the tenant holds the account.
-    """
-    now = utcnow()
-    values: dict[str, Any] = {
-        "status": "active",
-        "account_key": account_key,
-        "granted_scopes": " ".join(sorted(scopes)),
-        "token_blob": token_blob,
-        "sync_cursor": None,
-        "due_at": now,
-        "status_changed_at": now,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "consent_basis": consent_basis,
-    }
-    with engine.begin() as connection:
-        owner = _account_owner(
-            connection, provider=provider, tenant=tenant, account_key=account_key, linked_by=linked_by
-        )
-        if owner is not None:
-            raise AccountTaken(owner)
-        created = connection.execute(
-            _insert(connection)(Integration)
-            .values(provider=provider, tenant=tenant, linked_by=linked_by, generation=1, created_at=now, **values)
-            .on_conflict_do_nothing(index_elements=["provider", "tenant", "linked_by"])
-            .returning(Integration.id)
-        ).scalar_one_or_none()
-        if created is not None:
-            record_audit(connection, created, actor, "linked")
-            return SavedLink(created, None, ended_other_account=False)
-        return _relink(
-            connection,
-            provider=provider,
-            tenant=tenant,
-            linked_by=linked_by,
-            account_key=account_key,
-            actor=actor,
-            values=values,
-        )
-
-
-def _relink(
-    connection: Connection,
-    *,
-    provider: str,
-    tenant: str,
-    linked_by: str,
-    account_key: str,
-    actor: str,
-    values: dict[str, Any],
-) -> SavedLink:
-    """The teacher's integration exists: a new generation; a link to another account first ends the old one."""
-    row = connection.execute(
-        select(Integration.id, Integration.status, Integration.account_key, Integration.token_blob)
-        .where(Integration.provider == provider, Integration.tenant == tenant, Integration.linked_by == linked_by)
-        .with_for_update()
-    ).one()
-    # An unknown previous account (linked before accounts were recorded) counts as another one:
-    # keeping a stranger's roster would be the worse mistake, and a re-sync restores our own.
-    other_account = row.status != "revoked" and row.account_key != account_key
-    if other_account:
-        roster.purge(connection, row.id)
-        record_audit(connection, row.id, actor, "revoked", "re-linked to another provider account")
-        record_audit(connection, row.id, actor, "purged")
-    connection.execute(
-        update(Integration).where(Integration.id == row.id).values(generation=Integration.generation + 1, **values)
-    )
-    record_audit(connection, row.id, actor, "relinked")
-    return SavedLink(row.id, cast(bytes | None, row.token_blob), ended_other_account=other_account)
-
-
-ACCOUNT_DELETED_REFUSAL = (
-    "this platform account is marked deleted: it cannot link until its data is purged at the retention "
-    "deadline (a person who comes back gets a new platform account); nothing was stored"
-)
-
-
-def _deletion_pending(account: Any) -> Any:
-    """SQL: the account is marked deleted and its data not purged yet (the rule of ``store.retention``)."""
-    return (
-        select(AccountDeletion.id)
-        .where(AccountDeletion.account == account, AccountDeletion.purged_at.is_(None))
-        .exists()
-    )
-
-
-def link_refusal(engine: Engine, linked_by: str) -> str | None:
-    """Why this platform account may not link now (its deletion is pending), or None.
-
-    Checked when a link completes, before the code is exchanged, so a refused link makes no token.
-    """
-    with engine.connect() as connection:
-        pending = connection.execute(select(_deletion_pending(linked_by))).scalar_one()
-    return ACCOUNT_DELETED_REFUSAL if pending else None
 
 
 def load(engine: Engine, integration_id: int) -> IntegrationState:
@@ -254,47 +88,6 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
         sync_interval_seconds=row.sync_interval_seconds,
         status_changed_at=row.status_changed_at,
     )
-
-
-def acquire_lease(engine: Engine, integration_id: int, lease: Lease) -> IntegrationState | None:
-    """Take the per-integration lease so one sync runs at a time; None if busy or not syncable (``SYNCABLE``:
-    active, or blocked, which only a sync can find lifted)."""
-    owner, seconds = lease.owner, lease.seconds
-    now = utcnow()
-    with engine.begin() as connection:
-        taken = connection.execute(
-            update(Integration)
-            .where(
-                Integration.id == integration_id,
-                Integration.status.in_(SYNCABLE),
-                or_(Integration.lease_expires_at.is_(None), Integration.lease_expires_at < now),
-            )
-            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
-        ).rowcount
-    return load(engine, integration_id) if taken == 1 else None
-
-
-def release_lease(
-    engine: Engine, integration_id: int, lease: Lease, generation: int, next_due: datetime | None
-) -> None:
-    """Give the lease back; the next due time is set only on the generation the sync ran on, still active.
-
-    A revoke that landed after the sync's last write must not be followed by a due time: a revoked
-    (or failed, or re-linked) integration is never scheduled by a sync that belonged to its past.
-    """
-    with engine.begin() as connection:
-        owned = and_(Integration.id == integration_id, Integration.lease_owner == lease.owner)
-        connection.execute(update(Integration).where(owned).values(lease_owner=None, lease_expires_at=None))
-        if next_due is not None:
-            connection.execute(
-                update(Integration)
-                .where(
-                    Integration.id == integration_id,
-                    Integration.status == "active",
-                    Integration.generation == generation,
-                )
-                .values(due_at=next_due)
-            )
 
 
 def store_tokens(engine: Engine, integration_id: int, generation: int, token_blob: bytes) -> None:
@@ -345,7 +138,7 @@ def end_integration(
             raise UnknownIntegration(integration_id)
         if expected_generation is not None and (row.status not in SYNCABLE or row.generation != expected_generation):
             raise Fenced(integration_id)  # a sync's verdict on a generation that is already over: not ours to end
-        if row.status == status or (blocked_before is not None and not _blocked_since(row, blocked_before)):
+        if row.status == status or (blocked_before is not None and not blocked_since(row, blocked_before)):
             return None
         connection.execute(
             update(Integration)
@@ -360,92 +153,9 @@ def end_integration(
             )
         )
         roster.purge(connection, integration_id)
-        record_audit(connection, integration_id, actor, status, reason)
-        record_audit(connection, integration_id, actor, "purged")
+        audit.record(connection, action=status, actor=actor, integration_id=integration_id, reason=reason)
+        audit.record(connection, action="purged", actor=actor, integration_id=integration_id)
     return Ended(previous_status=row.status, token_blob=cast(bytes | None, row.token_blob))
-
-
-def _blocked_since(row: Any, before: datetime) -> bool:
-    return bool(row.status == "blocked" and row.status_changed_at is not None and row.status_changed_at <= before)
-
-
-def blocked_wait(blocked_for: timedelta, *, first_seconds: int, longest_seconds: int) -> timedelta:
-    """How long a blocked integration waits before it is tried again: as long as it has been blocked,
-    at least ``first_seconds`` and at most ``longest_seconds`` (its sync interval).
-
-    Why this shape: waiting as long as the block already lasted doubles the wait at every try (15 min,
-    15, 30, 1 h, ...) without a counter to store, so a block lifted soon is seen soon and a long one
-    costs the provider one call per interval, the normal schedule.
-    """
-    seconds = min(max(blocked_for.total_seconds(), first_seconds), max(first_seconds, longest_seconds))
-    return timedelta(seconds=seconds)
-
-
-@dataclass(frozen=True)
-class BlockedWait:
-    """The schedule of a blocked integration (``settings``: BLOCKED_RETRY_MIN_SECONDS, BLOCKED_GRACE_DAYS)."""
-
-    first_seconds: int
-    longest_seconds: int  # the integration's sync interval
-    grace_days: int
-
-
-def mark_blocked(
-    engine: Engine, integration_id: int, generation: int, lease: Lease, *, actor: str, reason: str, wait: BlockedWait
-) -> datetime:
-    """The provider refuses us for now by a setting the school controls: ``blocked``, due again after a wait.
-
-    Tokens, roster, cursor and generation are kept (nothing ended: the same grant reads again once the
-    setting is switched back). ``status_changed_at`` is set only on entering, so the grace counts from the
-    first refusal; the due time never passes the grace's end, where the next sync ends it like a revoke.
-    Audited ``blocked`` with the admin-worded ``reason`` on entering (or when the reason changes).
-    Fenced like every sync write (raises ``Fenced``); returns the next due time.
-    """
-    now = utcnow()
-    with fenced(engine, integration_id, generation, lease) as connection:
-        row = connection.execute(
-            select(Integration.status, Integration.status_changed_at).where(Integration.id == integration_id)
-        ).one()
-        since = row.status_changed_at if _blocked_since(row, now) else now
-        pause = blocked_wait(now - since, first_seconds=wait.first_seconds, longest_seconds=wait.longest_seconds)
-        due = min(now + pause, since + timedelta(days=wait.grace_days))
-        values: dict[str, Any] = {"status": "blocked", "due_at": due}
-        if row.status != "blocked":
-            values["status_changed_at"] = now
-        connection.execute(update(Integration).where(Integration.id == integration_id).values(**values))
-        if row.status != "blocked" or status_reason(connection, integration_id, "blocked") != reason:
-            record_audit(connection, integration_id, actor, "blocked", reason)
-    return due
-
-
-UNBLOCKED_REASON = "the provider answered again: the setting that blocked it was switched back"
-
-
-def unblock(engine: Engine, integration_id: int, generation: int, lease: Lease, *, actor: str) -> bool:
-    """A sync of a blocked integration got through: ``active`` again, audited ``unblocked``; fenced.
-
-    Called before the lease is released, so that the release sets the normal due time. False when it
-    was not blocked (nothing to do).
-    """
-    with fenced(engine, integration_id, generation, lease) as connection:
-        changed = connection.execute(
-            update(Integration)
-            .where(Integration.id == integration_id, Integration.status == "blocked")
-            .values(status="active", status_changed_at=utcnow())
-        ).rowcount
-        if changed == 1:
-            record_audit(connection, integration_id, actor, "unblocked", UNBLOCKED_REASON)
-    return changed == 1
-
-
-def grace_ended_reason(engine: Engine, integration_id: int, grace_days: int) -> str:
-    """Why a block that outlasted BLOCKED_GRACE_DAYS was ended: the block's own reason, and the rule."""
-    with engine.connect() as connection:
-        why = status_reason(connection, integration_id, "blocked")
-    return (
-        f"blocked for more than {grace_days} days (BLOCKED_GRACE_DAYS) and never switched back ({why}); "
-        "ended like a revoke: roster purged, grant revoked at the provider where it can be; link it again to sync"
-    )
 
 
 def mark_failed(
@@ -478,7 +188,7 @@ def mark_failed(
             )
         ).rowcount
         if changed == 1:
-            record_audit(connection, integration_id, actor, "failed", reason)
+            audit.record(connection, action="failed", actor=actor, integration_id=integration_id, reason=reason)
     return changed == 1
 
 
@@ -499,26 +209,15 @@ def resume_failed(engine: Engine, integration_id: int, *, actor: str) -> bool:
                 Integration.id == integration_id,
                 Integration.status == "failed",
                 Integration.token_blob.is_not(None),
-                ~_deletion_pending(Integration.linked_by),
+                ~deletion_pending(Integration.linked_by),
             )
             .values(status="active", status_changed_at=now, due_at=now, lease_owner=None, lease_expires_at=None)
         ).rowcount
         if changed == 1:
-            record_audit(connection, integration_id, actor, "resumed", "resumed by an admin")
+            audit.record(
+                connection, action="resumed", actor=actor, integration_id=integration_id, reason="resumed by an admin"
+            )
     return changed == 1
-
-
-def status_reason(connection: Connection, integration_id: int, status: str) -> str:
-    """The reason recorded with the latest change to ``status`` (safe text written by our own code)."""
-    if status == "active":
-        return ""
-    reason = connection.execute(
-        select(AuditEvent.reason)
-        .where(AuditEvent.integration_id == integration_id, AuditEvent.action == status)
-        .order_by(AuditEvent.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return reason or ""
 
 
 def summaries(engine: Engine) -> list[IntegrationSummary]:
@@ -534,7 +233,7 @@ def summaries(engine: Engine) -> list[IntegrationSummary]:
                 row.provider,
                 row.tenant,
                 row.status,
-                status_reason(connection, row.id, row.status),
+                audit.status_reason(connection, row.id, row.status),
                 roster.counts(connection, row.id),
             )
             for row in rows
@@ -548,62 +247,3 @@ def syncable_ids(engine: Engine) -> list[int]:
                 select(Integration.id).where(Integration.status.in_(SYNCABLE)).order_by(Integration.id)
             ).scalars()
         )
-
-
-def start_run(engine: Engine, integration_id: int) -> int:
-    with engine.begin() as connection:
-        return int(
-            connection.execute(
-                insert(SyncRun).values(integration_id=integration_id, started_at=utcnow()).returning(SyncRun.id)
-            ).scalar_one()
-        )
-
-
-def finish_run(engine: Engine, run_id: int, outcome: str, **counters: int) -> None:
-    """Close the run and audit it (counts and outcome only) in the same transaction."""
-    with engine.begin() as connection:
-        integration_id = connection.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id)
-            .values(finished_at=utcnow(), outcome=outcome, **counters)
-            .returning(SyncRun.integration_id)
-        ).scalar_one_or_none()
-        if integration_id is not None:
-            audit.record(
-                connection,
-                action="synced",
-                actor="system:sync",
-                integration_id=integration_id,
-                details={"outcome": audit.word(outcome), **counters},
-            )
-
-
-def last_run_id(engine: Engine) -> int:
-    """The newest run id, so a command can tell the runs it caused from earlier ones."""
-    with engine.connect() as connection:
-        return int(connection.execute(select(func.coalesce(func.max(SyncRun.id), 0))).scalar_one())
-
-
-def latest_outcomes(engine: Engine, integration_ids: list[int], *, after_run: int) -> dict[int, str]:
-    """Per integration, the outcome of its newest run after ``after_run`` (retries leave several runs)."""
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(SyncRun.integration_id, SyncRun.outcome)
-            .where(SyncRun.id > after_run, SyncRun.integration_id.in_(integration_ids))
-            .order_by(SyncRun.id)
-        ).all()
-    return {row.integration_id: row.outcome for row in rows}
-
-
-def audit_actions(engine: Engine, integration_id: int) -> list[str]:
-    with engine.connect() as connection:
-        return list(
-            connection.execute(
-                select(AuditEvent.action).where(AuditEvent.integration_id == integration_id).order_by(AuditEvent.id)
-            ).scalars()
-        )
-
-
-def run_count(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(SyncRun)).scalar_one())

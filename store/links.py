@@ -4,20 +4,27 @@ A state is finished only by the kind of client that began it (issue 18): one beg
 (``/link``) carries the hash of that browser's cookie value, and the callback must present the same
 value; one begun headless (``rostersync link start``) carries none, and only ``link complete``
 finishes it. Spent nonces of signed ``/link`` requests live here too, until their signature expires.
+
+The link a consent ends in is saved here as well (``save_link``): a new integration, or a re-link of
+the teacher's under a new generation; one provider account per platform teacher of a tenant
+(``AccountTaken``); none for an account whose deletion is pending (``link_refusal``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from store import audit, roster
 from store.db import utcnow
-from store.models import LinkAttempt, LinkNonce
+from store.models import Integration, LinkAttempt, LinkNonce
+from store.retention import deletion_pending
 
 
 class LinkStateError(Exception):
@@ -153,3 +160,158 @@ def spend_nonce(engine: Engine, nonce: str, expires_at: datetime) -> bool:
             .returning(LinkNonce.nonce_hash)
         ).scalar_one_or_none()
     return spent is not None
+
+
+@dataclass(frozen=True)
+class SavedLink:
+    """What a link did: the grant it replaced (for the caller to revoke at the provider) and to what."""
+
+    integration_id: int
+    replaced_token_blob: bytes | None
+    ended_other_account: bool  # the previous link was another provider account: ended and purged here
+
+
+class AccountTaken(Exception):
+    """The provider account is linked by another platform teacher of the tenant; nothing was written."""
+
+    def __init__(self, owner_id: int) -> None:
+        super().__init__(f"the provider account is linked by integration {owner_id}")
+        self.owner_id = owner_id
+
+
+def _account_owner(
+    connection: Connection, *, provider: str, tenant: str, account_key: str, linked_by: str
+) -> int | None:
+    """The integration of another platform id that holds a grant of this account in this tenant, if any.
+
+    One provider account belongs to one platform teacher per tenant at a time (issue 18): a second
+    teacher's link of it is refused, never merged (it would sync one teacher's classes to another).
+    On PostgreSQL a transaction lock on the account serialises two such links racing; SQLite's
+    ``BEGIN IMMEDIATE`` already does.
+    """
+    if connection.dialect.name == "postgresql":
+        digest = hashlib.sha256(json.dumps([provider, tenant, account_key]).encode()).digest()
+        connection.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
+    return connection.execute(
+        select(Integration.id)
+        .where(
+            Integration.provider == provider,
+            Integration.tenant == tenant,
+            Integration.account_key == account_key,
+            Integration.linked_by != linked_by,
+            Integration.token_blob.is_not(None),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def save_link(
+    engine: Engine,
+    *,
+    provider: str,
+    tenant: str,
+    linked_by: str,
+    account_key: str,
+    scopes: frozenset[str],
+    token_blob: bytes,
+    actor: str,
+    consent_basis: str | None = None,
+) -> SavedLink:
+    """Create the integration, or re-link it under a new generation; safe when two links race.
+
+    ``INSERT .. ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same key and then
+    yields to it, so the second link becomes a re-link of the row the first one created instead of
+    a uniqueness error. A re-link to another provider account first ends the old link as a revoke
+    would (purged, audited); a re-link to the same account keeps its roster. Either way the grant it
+    replaces is handed back, so that no grant we no longer keep stays alive at the provider.
+    Raises ``AccountTaken`` when another platform teacher of the tenant holds the account.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": "active",
+        "account_key": account_key,
+        "granted_scopes": " ".join(sorted(scopes)),
+        "token_blob": token_blob,
+        "sync_cursor": None,
+        "due_at": now,
+        "status_changed_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "consent_basis": consent_basis,
+    }
+    with engine.begin() as connection:
+        owner = _account_owner(
+            connection, provider=provider, tenant=tenant, account_key=account_key, linked_by=linked_by
+        )
+        if owner is not None:
+            raise AccountTaken(owner)
+        created = connection.execute(
+            _insert(connection)(Integration)
+            .values(provider=provider, tenant=tenant, linked_by=linked_by, generation=1, created_at=now, **values)
+            .on_conflict_do_nothing(index_elements=["provider", "tenant", "linked_by"])
+            .returning(Integration.id)
+        ).scalar_one_or_none()
+        if created is not None:
+            audit.record(connection, action="linked", actor=actor, integration_id=created)
+            return SavedLink(created, None, ended_other_account=False)
+        return _relink(
+            connection,
+            provider=provider,
+            tenant=tenant,
+            linked_by=linked_by,
+            account_key=account_key,
+            actor=actor,
+            values=values,
+        )
+
+
+def _relink(
+    connection: Connection,
+    *,
+    provider: str,
+    tenant: str,
+    linked_by: str,
+    account_key: str,
+    actor: str,
+    values: dict[str, Any],
+) -> SavedLink:
+    """The teacher's integration exists: a new generation; a link to another account first ends the old one."""
+    row = connection.execute(
+        select(Integration.id, Integration.status, Integration.account_key, Integration.token_blob)
+        .where(Integration.provider == provider, Integration.tenant == tenant, Integration.linked_by == linked_by)
+        .with_for_update()
+    ).one()
+    # An unknown previous account (linked before accounts were recorded) counts as another one:
+    # keeping a stranger's roster would be the worse mistake, and a re-sync restores our own.
+    other_account = row.status != "revoked" and row.account_key != account_key
+    if other_account:
+        roster.purge(connection, row.id)
+        audit.record(
+            connection,
+            action="revoked",
+            actor=actor,
+            integration_id=row.id,
+            reason="re-linked to another provider account",
+        )
+        audit.record(connection, action="purged", actor=actor, integration_id=row.id)
+    connection.execute(
+        update(Integration).where(Integration.id == row.id).values(generation=Integration.generation + 1, **values)
+    )
+    audit.record(connection, action="relinked", actor=actor, integration_id=row.id)
+    return SavedLink(row.id, cast(bytes | None, row.token_blob), ended_other_account=other_account)
+
+
+ACCOUNT_DELETED_REFUSAL = (
+    "this platform account is marked deleted: it cannot link until its data is purged at the retention "
+    "deadline (a person who comes back gets a new platform account); nothing was stored"
+)
+
+
+def link_refusal(engine: Engine, linked_by: str) -> str | None:
+    """Why this platform account may not link now (its deletion is pending), or None.
+
+    Checked when a link completes, before the code is exchanged, so a refused link makes no token.
+    """
+    with engine.connect() as connection:
+        pending = connection.execute(select(deletion_pending(linked_by))).scalar_one()
+    return ACCOUNT_DELETED_REFUSAL if pending else None

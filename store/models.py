@@ -157,6 +157,7 @@ class SyncRun(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     outcome: Mapped[str] = mapped_column(String(32), default="running")
+    # The counters of store.runs.RunCounts, in its order (tests/test_run_counts.py holds them to it).
     classes_seen: Mapped[int] = mapped_column(Integer, default=0)
     members_seen: Mapped[int] = mapped_column(Integer, default=0)
     rows_written: Mapped[int] = mapped_column(Integer, default=0)

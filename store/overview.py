@@ -11,22 +11,20 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 
 from store import roster
-from store.integrations import status_reason
+from store.audit import status_reason
 from store.models import AuditEvent, Integration, SyncRun
+from store.runs import RUN_COUNTERS, RunCounts
 
 
-@dataclass(frozen=True)
-class RunView:
+@dataclass(kw_only=True)
+class RunView(RunCounts):
+    """One run as the admin sees it: when, how it ended, and its counts (store.runs.RunCounts)."""
+
     id: int
     integration_id: int
     started_at: datetime
     finished_at: datetime | None
     outcome: str
-    classes_seen: int
-    members_seen: int
-    rows_written: int
-    records_skipped: int
-    provider_calls: int
 
 
 @dataclass(frozen=True)
@@ -64,11 +62,7 @@ RUN_COLUMNS = (
     SyncRun.started_at,
     SyncRun.finished_at,
     SyncRun.outcome,
-    SyncRun.classes_seen,
-    SyncRun.members_seen,
-    SyncRun.rows_written,
-    SyncRun.records_skipped,
-    SyncRun.provider_calls,
+    *(SyncRun.__table__.c[counter] for counter in RUN_COUNTERS),
 )
 
 

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, select, update
 
+from store import audit
 from store.db import utcnow
-from store.integrations import record_audit
 from store.models import PendingRevoke
 
 PENDING_ACTION = "provider_revoke_pending"
@@ -67,7 +67,7 @@ def keep(
             )
             .returning(PendingRevoke.id)
         ).scalar_one()
-        record_audit(connection, integration_id, actor, PENDING_ACTION, error)
+        audit.record(connection, action=PENDING_ACTION, actor=actor, integration_id=integration_id, reason=error)
     return int(pending_id)
 
 
@@ -114,7 +114,7 @@ def settle(engine: Engine, pending_id: int, *, actor: str, action: str, reason: 
         ).scalar_one_or_none()
         if integration_id is None:
             return False
-        record_audit(connection, integration_id, actor, action, reason)
+        audit.record(connection, action=action, actor=actor, integration_id=integration_id, reason=reason)
     return True
 
 

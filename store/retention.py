@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
@@ -48,11 +49,24 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month + 1, day=day)
 
 
+def deletion_pending(account: Any) -> Any:
+    """SQL: the account is marked deleted and its data not purged yet.
+
+    The rule of this module: until then the account links nothing (store.links) and resumes nothing
+    (store.integrations).
+    """
+    return (
+        select(AccountDeletion.id)
+        .where(AccountDeletion.account == account, AccountDeletion.purged_at.is_(None))
+        .exists()
+    )
+
+
 def mark_account_deleted(engine: Engine, account: str, *, actor: str, at: datetime) -> list[int]:
     """Record that the platform deleted an account; returns the integrations it linked. One audit event.
 
     The rule (issue 18, docs/privacy.md): a deletion stands until its deadline. Until then the account
-    cannot link again (``store.integrations.link_refusal``) and nothing of it syncs or resumes; once
+    cannot link again (``store.links.link_refusal``) and nothing of it syncs or resumes; once
     its data is purged the account id is free, and a later deletion of it starts a new clock.
     """
     with engine.begin() as connection:

@@ -56,73 +56,79 @@ def export_integration(engine: Engine, integration_id: int) -> dict[str, Any]:
     """Every stored row of one integration, soft-deleted rows with their ``removed_at``."""
     with engine.connect() as connection:
         row = _integration(connection, integration_id)
-        classes = connection.execute(
-            select(
-                SchoolClass.external_id,
-                SchoolClass.name,
-                SchoolClass.section,
-                SchoolClass.state,
-                SchoolClass.removed_at,
-            )
-            .where(SchoolClass.integration_id == integration_id)
-            .order_by(SchoolClass.id)
-        ).all()
-        class_list = [
-            {
-                "external_id": c.external_id,
-                "name": c.name,
-                "section": c.section,
-                "state": c.state,
-                "removed_at": _when(c.removed_at),
-            }
-            for c in classes
-        ]
-        people = connection.execute(
-            select(Person.pseudonym, Person.role, Person.display_name, Person.email_address, Person.removed_at)
-            .where(Person.integration_id == integration_id)
-            .order_by(Person.id)
-        ).all()
-        people_list = [
-            {
-                "pseudonym": p.pseudonym,
-                "role": p.role,
-                "display_name": p.display_name,
-                "email_address": p.email_address,
-                "removed_at": _when(p.removed_at),
-            }
-            for p in people
-        ]
-        enrollments = connection.execute(
-            select(SchoolClass.external_id, Person.pseudonym, Enrollment.role, Enrollment.removed_at)
-            .join(SchoolClass, SchoolClass.id == Enrollment.class_id)
-            .join(Person, Person.id == Enrollment.person_id)
-            .where(Enrollment.integration_id == integration_id)
-            .order_by(Enrollment.id)
-        ).all()
-    return {
-        "integration": {
-            "id": row.id,
-            "provider": row.provider,
-            "tenant": row.tenant,
-            "linked_by": row.linked_by,
-            "status": row.status,
-            "consent_basis": row.consent_basis or audit.NOT_RECORDED,
-            "granted_scopes": sorted(row.granted_scopes.split()),
-            "created_at": _when(row.created_at),
-            "status_changed_at": _when(row.status_changed_at),
-        },
-        "classes": class_list,
-        "people": people_list,
-        "enrollments": [
-            {
-                "class_external_id": e.external_id,
-                "pseudonym": e.pseudonym,
-                "role": e.role,
-                "removed_at": _when(e.removed_at),
-            }
-            for e in enrollments
-        ],
-    }
+        return {
+            "integration": {
+                "id": row.id,
+                "provider": row.provider,
+                "tenant": row.tenant,
+                "linked_by": row.linked_by,
+                "status": row.status,
+                "consent_basis": row.consent_basis or audit.NOT_RECORDED,
+                "granted_scopes": sorted(row.granted_scopes.split()),
+                "created_at": _when(row.created_at),
+                "status_changed_at": _when(row.status_changed_at),
+            },
+            "classes": _exported_classes(connection, integration_id),
+            "people": _exported_people(connection, integration_id),
+            "enrollments": _exported_enrollments(connection, integration_id),
+        }
+
+
+def _exported_classes(connection: Connection, integration_id: int) -> list[dict[str, Any]]:
+    classes = connection.execute(
+        select(
+            SchoolClass.external_id, SchoolClass.name, SchoolClass.section, SchoolClass.state, SchoolClass.removed_at
+        )
+        .where(SchoolClass.integration_id == integration_id)
+        .order_by(SchoolClass.id)
+    ).all()
+    return [
+        {
+            "external_id": c.external_id,
+            "name": c.name,
+            "section": c.section,
+            "state": c.state,
+            "removed_at": _when(c.removed_at),
+        }
+        for c in classes
+    ]
+
+
+def _exported_people(connection: Connection, integration_id: int) -> list[dict[str, Any]]:
+    people = connection.execute(
+        select(Person.pseudonym, Person.role, Person.display_name, Person.email_address, Person.removed_at)
+        .where(Person.integration_id == integration_id)
+        .order_by(Person.id)
+    ).all()
+    return [
+        {
+            "pseudonym": p.pseudonym,
+            "role": p.role,
+            "display_name": p.display_name,
+            "email_address": p.email_address,
+            "removed_at": _when(p.removed_at),
+        }
+        for p in people
+    ]
+
+
+def _exported_enrollments(connection: Connection, integration_id: int) -> list[dict[str, Any]]:
+    enrollments = connection.execute(
+        select(SchoolClass.external_id, Person.pseudonym, Enrollment.role, Enrollment.removed_at)
+        .join(SchoolClass, SchoolClass.id == Enrollment.class_id)
+        .join(Person, Person.id == Enrollment.person_id)
+        .where(Enrollment.integration_id == integration_id)
+        .order_by(Enrollment.id)
+    ).all()
+    return [
+        {
+            "class_external_id": e.external_id,
+            "pseudonym": e.pseudonym,
+            "role": e.role,
+            "removed_at": _when(e.removed_at),
+        }
+        for e in enrollments
+    ]
 
 
 def export_person(engine: Engine, pseudonym: str) -> dict[str, Any]:

@@ -15,7 +15,15 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, and_, delete, exists, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mappers.records import ENDED_STATES, ChangeBatch, ClassRecord, PersonRecord, RosterBatch, ended
+from mappers.records import (
+    ENDED_STATES,
+    ChangeBatch,
+    ClassRecord,
+    EnrollmentRecord,
+    PersonRecord,
+    RosterBatch,
+    ended,
+)
 from store import holds, suppressions
 from store.db import utcnow
 from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass
@@ -245,17 +253,57 @@ def apply_batch(
     leaves any removal hold it was in (store.holds): approving a hold never removes what was seen since.
     """
     written = _upsert_classes(connection, integration_id, batch.classes)
+    enrollments, people = _admitted(connection, integration_id, batch)
+    members: set[PersonKey] = {(e.role, e.pseudonym) for e in enrollments}
+    people_written, person_ids = _write_people(connection, integration_id, people, members)
+    class_ids = _class_ids(
+        connection,
+        integration_id,
+        [c.external_id for c in batch.classes] + [e.class_external_id for e in enrollments],
+    )
+    enrollments_written, keys = _write_enrollments(connection, integration_id, enrollments, class_ids, person_ids)
+    # An ended class is not the listing's to read or to keep: the sweep ends it (store.breaker.end_explained).
+    own_classes = {
+        c.external_id: class_ids[c.external_id]
+        for c in batch.classes
+        if c.external_id in class_ids and not ended(c.state)
+    }
+    holds.release_listed(connection, integration_id, set(own_classes.values()), keys)
+    return written + people_written + enrollments_written, own_classes, keys
+
+
+PersonKey = tuple[str, str]
+"""``(role, pseudonym)``: how a page names a person."""
+
+
+def _admitted(
+    connection: Connection, integration_id: int, batch: RosterBatch
+) -> tuple[list[EnrollmentRecord], dict[PersonKey, PersonRecord]]:
+    """The page's enrolments and people that may be written: no suppressed person, no enrolment in an ended class.
+
+    A person listed twice is kept once, the complete record over a reference.
+    """
     blocked = suppressions.suppressed(
         connection, integration_id, {p.pseudonym for p in batch.people} | {e.pseudonym for e in batch.enrollments}
     )
     closed = _ended_classes(connection, integration_id, {e.class_external_id for e in batch.enrollments})
     enrollments = [e for e in batch.enrollments if e.pseudonym not in blocked and e.class_external_id not in closed]
-    members = {(e.role, e.pseudonym) for e in enrollments}
-    people: dict[tuple[str, str], PersonRecord] = {}
+    people: dict[PersonKey, PersonRecord] = {}
     for p in (p for p in batch.people if p.pseudonym not in blocked):
         key = (p.role, p.pseudonym)
         if key not in people or (p.complete and not people[key].complete):
             people[key] = p
+    return enrollments, people
+
+
+def _write_people(
+    connection: Connection, integration_id: int, people: dict[PersonKey, PersonRecord], members: set[PersonKey]
+) -> tuple[int, dict[PersonKey, int]]:
+    """Write the people who changed; returns rows written and the ids of every member.
+
+    What the store already holds is read first and left alone: a no-change page then writes nothing
+    and locks no row (PostgreSQL's ON CONFLICT DO UPDATE locks a row even when its WHERE is false).
+    """
 
     def row(p: PersonRecord) -> dict[str, Any]:
         return {
@@ -266,20 +314,14 @@ def apply_batch(
             "email_address": p.email_address if p.complete else None,
         }
 
-    # What the store already holds is read first and left alone: a no-change page then writes nothing
-    # and locks no row (PostgreSQL's ON CONFLICT DO UPDATE locks a row even when its WHERE is false).
     stored = _stored_people(connection, integration_id, set(people) | members)
 
-    def differs(key: tuple[str, str], p: PersonRecord) -> bool:
+    def differs(key: PersonKey, p: PersonRecord) -> bool:
         found = stored.get(key)
         return (
             found is None
             or found.removed_at is not None
-            or (found.display_name, found.email_address)
-            != (
-                p.display_name,
-                p.email_address,
-            )
+            or (found.display_name, found.email_address) != (p.display_name, p.email_address)
         )
 
     complete = [row(p) for key, p in people.items() if key in members and p.complete and differs(key, p)]
@@ -288,49 +330,42 @@ def apply_batch(
         for key, p in people.items()
         if key in members and not p.complete and (key not in stored or stored[key].removed_at is not None)
     ]
-    written += _upsert(
-        connection,
-        _table(Person),
-        complete,
-        ("integration_id", "role", "pseudonym"),
-        ("display_name", "email_address"),
+    known = [p for key, p in people.items() if key not in members and p.complete and key in stored and differs(key, p)]
+    written = _upsert(
+        connection, _table(Person), complete, ("integration_id", "role", "pseudonym"), ("display_name", "email_address")
     )
     written += _restore_references(connection, references)
-    written += _update_known(
-        connection,
-        integration_id,
-        [p for key, p in people.items() if key not in members and p.complete and key in stored and differs(key, p)],
-    )
-    class_ids = _class_ids(
-        connection,
-        integration_id,
-        [c.external_id for c in batch.classes] + [e.class_external_id for e in enrollments],
-    )
-    person_ids: dict[tuple[str, str], int] = {key: stored[key].id for key in members if key in stored}
+    written += _update_known(connection, integration_id, known)
+    person_ids: dict[PersonKey, int] = {key: stored[key].id for key in members if key in stored}
     person_ids |= _person_ids(connection, integration_id, members - set(person_ids))
-    enrollment_rows: dict[tuple[int, int], dict[str, Any]] = {}
+    return written, person_ids
+
+
+def _write_enrollments(
+    connection: Connection,
+    integration_id: int,
+    enrollments: Sequence[EnrollmentRecord],
+    class_ids: dict[str, int],
+    person_ids: dict[PersonKey, int],
+) -> tuple[int, set[tuple[int, int]]]:
+    """Write the enrolments that changed; returns rows written and the ``(class id, person id)`` keys listed."""
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
     for e in enrollments:
         class_id, person_id = class_ids.get(e.class_external_id), person_ids.get((e.role, e.pseudonym))
         if class_id is None or person_id is None:
             continue
-        enrollment_rows[(class_id, person_id)] = {
+        rows[(class_id, person_id)] = {
             "integration_id": integration_id,
             "class_id": class_id,
             "person_id": person_id,
             "role": e.role,
         }
-    stored_enrollments = _stored_enrollments(connection, integration_id, {class_id for class_id, _ in enrollment_rows})
-    changed = [row for key, row in enrollment_rows.items() if stored_enrollments.get(key) != (row["role"], None)]
+    stored = _stored_enrollments(connection, integration_id, {class_id for class_id, _ in rows})
+    changed = [row for key, row in rows.items() if stored.get(key) != (row["role"], None)]
+    written = 0
     for chunk in _chunks(changed):
         written += _upsert(connection, _table(Enrollment), chunk, ("class_id", "person_id"), ("role",))
-    # An ended class is not the listing's to read or to keep: the sweep ends it (store.breaker.end_explained).
-    own_classes = {
-        c.external_id: class_ids[c.external_id]
-        for c in batch.classes
-        if c.external_id in class_ids and not ended(c.state)
-    }
-    holds.release_listed(connection, integration_id, set(own_classes.values()), set(enrollment_rows))
-    return written, own_classes, set(enrollment_rows)
+    return written, set(rows)
 
 
 def _soft_delete(

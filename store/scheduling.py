@@ -181,7 +181,7 @@ def unqueue(engine: Engine, integration_ids: list[int]) -> None:
 def run_ended(engine: Engine, integration_id: int, *, default_interval: int, now: datetime | None = None) -> None:
     """A sync's last attempt is over: clear the mark; a run that set no next due time gets one interval on.
 
-    A good run set ``due_at`` itself (release_lease). One that ended otherwise (the provider's
+    A good run set ``due_at`` itself (store.leases.release). One that ended otherwise (the provider's
     data broke the schema, retries exhausted) leaves it in the past (or where a clock that ran
     ahead put it), and would be claimed again at the very next tick: it waits one interval instead
     of looping. A run that found the lease held (``skipped:busy``: a redelivered message meeting

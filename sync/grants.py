@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from connectors.base import ConnectorError, RateLimited, RevokeVerdict, TransientError
 from providers.registry import provider, tokens_from_payload
-from store import integrations, pending_revokes
+from store import audit, pending_revokes
 from store.runtime import Runtime
 from store.vault import VaultError
 
@@ -65,7 +65,7 @@ def revoke_at_provider(
         verdict = None
     with runtime.engine.begin() as connection:
         action = AUDIT_ACTION[verdict] if verdict is not None else "provider_revoke_failed"
-        integrations.record_audit(connection, integration_id, actor, action)
+        audit.record(connection, action=action, actor=actor, integration_id=integration_id)
     if verdict is RevokeVerdict.UNSUPPORTED:
         return AtProvider.UNSUPPORTED  # audited provider_revoke_unsupported: never claimed as a revoke
     return AtProvider.REVOKED if verdict is RevokeVerdict.REVOKED else AtProvider.NOT_CONFIRMED

@@ -1,11 +1,31 @@
-"""What a finished sync means to the person who asked for it: one line per integration, and an exit code.
+"""What a sync did (``SyncOutcome``, counts only) and what it means to the person who asked for it.
 
-The words are ours, fixed per outcome kind, so they carry no token and no personal data.
+The meaning is one line per integration, and an exit code. The words are ours, fixed per outcome
+kind, so they carry no token and no personal data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+
+from store.runs import RunCounts
+
+
+@dataclass
+class SyncOutcome(RunCounts):
+    """What one run did, in counts only: the run record's counters (store.runs.RunCounts) and how it ended."""
+
+    integration_id: int
+    outcome: str = "ok"  # set to the failure kind by run_sync when a run does not complete; "held": see store.breaker
+    run_id: int = 0
+    mode: str = "full"  # "full" (listing and sweep) or "changes" (change feed from the stored cursor)
+    removed: int = 0
+    incomplete_classes: set[int] = field(default_factory=set)
+
+    def counts(self) -> RunCounts:
+        """As the run record stores them: the rows written include the rows removed."""
+        return replace(super().counts(), rows_written=self.rows_written + self.removed)
+
 
 MEANING = {
     "revoked": "access was revoked at the provider: integration ended, roster purged",

@@ -19,7 +19,7 @@ from emulators.google import GoogleEmulator
 from services.linking import LinkError
 from services.retention import mark_account_deleted, purge_expired
 from services.revoke import revoke_integration
-from store import integrations, scheduling
+from store import audit, integrations, scheduling
 from store.db import utcnow
 from store.models import Integration
 from store.runtime import Runtime
@@ -70,7 +70,7 @@ def test_a_switched_off_classroom_blocks_and_keeps_everything(
     calls = [r.path for r in emulator.requests[seen:]]
     assert [path for path in calls if path.startswith("/v1/") or path == "/batch"] == ["/v1/courses"]
     assert "/revoke" not in calls and emulator.live_grants(emulator.teacher_ids[0]) == 1
-    actions = integrations.audit_actions(runtime.engine, integration_id)
+    actions = audit.actions(runtime.engine, integration_id)
     assert "blocked" in actions and "purged" not in actions and "revoked" not in actions
     row = next(row for row in status_payload(runtime)["integrations"] if row["id"] == integration_id)
     assert row["status"] == "blocked"
@@ -91,7 +91,7 @@ def test_switched_back_on_the_next_sync_is_active_and_syncs(
     state = integrations.load(runtime.engine, integration_id)
     assert state.status == "active"
     assert row_count(runtime.engine, integration_id) == rows + 2  # the new student and their enrolment
-    assert integrations.audit_actions(runtime.engine, integration_id)[-2:] == ["unblocked", "synced"]
+    assert audit.actions(runtime.engine, integration_id)[-2:] == ["unblocked", "synced"]
     assert status_payload(runtime)["integrations"][0]["status_reason"] == ""
     next_due = due_at(runtime, integration_id)
     assert next_due is not None and next_due > utcnow() + timedelta(hours=23)  # the normal interval again
@@ -111,7 +111,7 @@ def test_blocked_past_the_grace_ends_like_a_revoke_at_its_next_sync(
     state = integrations.load(runtime.engine, integration_id)
     assert state.status == "revoked" and state.token_blob is None
     assert row_count(runtime.engine, integration_id) == 0
-    actions = integrations.audit_actions(runtime.engine, integration_id)
+    actions = audit.actions(runtime.engine, integration_id)
     assert {"revoked", "purged", "provider_revoked"} <= set(actions)
     assert [r.path for r in emulator.requests[seen:] if r.path != "/token"] == ["/revoke"]  # no roster call
     assert emulator.live_grants(emulator.teacher_ids[0]) == 0
@@ -136,7 +136,7 @@ def test_blocked_past_the_grace_is_ended_by_the_retention_job(
     state = integrations.load(runtime.engine, integration_id)
     assert state.status == "revoked" and state.token_blob is None
     assert row_count(runtime.engine, integration_id) == 0
-    assert "provider_revoked" in integrations.audit_actions(runtime.engine, integration_id)
+    assert "provider_revoked" in audit.actions(runtime.engine, integration_id)
     assert emulator.live_grants(emulator.teacher_ids[0]) == 0
 
 
@@ -186,7 +186,7 @@ def test_a_blocked_integration_that_then_keeps_failing_stays_blocked(
     assert outcome == "transient"
     assert integrations.load(runtime.engine, integration_id).status == "blocked"
     assert row_count(runtime.engine, integration_id) == rows
-    assert "failed" not in integrations.audit_actions(runtime.engine, integration_id)
+    assert "failed" not in audit.actions(runtime.engine, integration_id)
 
 
 def test_a_blocked_integration_holds_a_live_grant_for_revoke_and_account_deletion(

@@ -16,7 +16,7 @@ from connectors.base import Page, TransientError
 from emulators.google import GoogleEmulator
 from services.revoke import revoke_integration
 from settings import Settings
-from store import audit, breaker, integrations
+from store import audit, breaker, integrations, leases
 from store.fence import Lease
 from store.models import HeldRemoval, RemovalHold, SyncRun
 from store.runtime import Runtime
@@ -149,13 +149,13 @@ def test_approve_applies_exactly_the_held_removals(runtime: Runtime, emulator: G
     # A complete listing now agrees: nothing more to remove, nothing held.
     after = run_sync(runtime, integration_id)
     assert (after.outcome, after.removed, after.rows_written) == ("ok", 0, 0)
-    actions = integrations.audit_actions(runtime.engine, integration_id)
+    actions = audit.actions(runtime.engine, integration_id)
     assert "removals_approved" in actions
     with pytest.raises(breaker.HoldError) as again:
         breaker.approve(runtime.engine, run_id, actor="admin:test", lease_seconds=60)
     assert again.value.kind == "gone"
     # The lease the approval took is given back: syncs go on.
-    assert integrations.acquire_lease(runtime.engine, integration_id, Lease("x", 60)) is not None
+    assert leases.acquire(runtime.engine, integration_id, Lease("x", 60)) is not None
 
 
 def test_drop_discards_the_hold_and_removes_nothing(runtime: Runtime, emulator: GoogleEmulator, link: Linker) -> None:
@@ -178,7 +178,7 @@ def test_revoke_between_hold_and_approve_wins(runtime: Runtime, emulator: Google
     with pytest.raises(breaker.HoldError) as refused:
         breaker.approve(runtime.engine, run_id, actor="admin:test", lease_seconds=60)
     assert refused.value.kind == "gone"
-    assert "removals_approved" not in integrations.audit_actions(runtime.engine, integration_id)
+    assert "removals_approved" not in audit.actions(runtime.engine, integration_id)
 
 
 def test_a_relink_between_hold_and_approve_wins(runtime: Runtime, emulator: GoogleEmulator, link: Linker) -> None:
@@ -198,12 +198,12 @@ def test_a_relink_between_hold_and_approve_wins(runtime: Runtime, emulator: Goog
 def test_approve_waits_for_a_running_sync(runtime: Runtime, emulator: GoogleEmulator, link: Linker) -> None:
     integration_id, run_id, before, h = held_sync(runtime, emulator, link)
     lease = Lease("a-running-sync", 600)
-    assert integrations.acquire_lease(runtime.engine, integration_id, lease) is not None
+    assert leases.acquire(runtime.engine, integration_id, lease) is not None
     with pytest.raises(breaker.HoldError) as busy:
         breaker.approve(runtime.engine, run_id, actor="admin:test", lease_seconds=60)
     assert busy.value.kind == "busy" and snapshot(runtime, integration_id) == before
     state = integrations.load(runtime.engine, integration_id)
-    integrations.release_lease(runtime.engine, integration_id, lease, state.generation, None)
+    leases.release(runtime.engine, integration_id, lease, state.generation, None)
     approved = breaker.approve(runtime.engine, run_id, actor="admin:test", lease_seconds=60)
     assert approved.removed == h.enrolments + h.people
 

@@ -13,7 +13,7 @@ import pytest
 
 from emulators.clever import CleverEmulator
 from settings import Settings
-from store import breaker, integrations
+from store import audit, breaker
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
@@ -62,7 +62,7 @@ def test_half_the_sections_gone_is_held_then_approved(runtime: Runtime, clever: 
     breaker.approve(runtime.engine, held.run_id, actor="admin:test", lease_seconds=60)
     assert current(runtime, integration_id)[0] == set(sections) - set(gone)
     assert run_sync(runtime, integration_id).outcome == "ok" and breaker.pending(runtime.engine) == []
-    assert "removals_approved" in integrations.audit_actions(runtime.engine, integration_id)
+    assert "removals_approved" in audit.actions(runtime.engine, integration_id)
 
 
 def test_an_empty_district_listing_is_held_whatever_the_limits(
@@ -101,7 +101,7 @@ def test_sections_deleted_through_events_are_explained_and_applied(runtime: Runt
     outcome = run_sync(runtime, integration_id)
     assert (outcome.outcome, outcome.mode) == ("ok", "changes")
     assert current(runtime, integration_id)[0] == set(sections) - set(gone) and breaker.pending(runtime.engine) == []
-    assert "removals_explained" in integrations.audit_actions(runtime.engine, integration_id)
+    assert "removals_explained" in audit.actions(runtime.engine, integration_id)
 
 
 def test_a_small_change_page_is_applied_as_it_comes(runtime: Runtime, clever: CleverEmulator) -> None:

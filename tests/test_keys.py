@@ -14,7 +14,7 @@ from devtools.demo import consent_headlessly
 from emulators.google import GoogleEmulator
 from services.linking import complete_link, start_link
 from settings import Settings
-from store import integrations
+from store import audit, integrations, runs
 from store.runtime import Runtime, build_runtime, set_runtime
 from store.secrets import reseal_all
 from store.vault import new_key
@@ -84,13 +84,13 @@ def test_a_token_no_key_opens_fails_the_integration_once_and_is_not_retried(
     finally:
         brokers.shutdown()
     assert broker.dead_letters == []  # ended cleanly: not retried, not dead-lettered
-    assert integrations.run_count(rt.engine) == 2  # the good sync, then the one failed attempt
+    assert runs.run_count(rt.engine) == 2  # the good sync, then the one failed attempt
     state = integrations.load(rt.engine, integration_id)
     assert state.status == "failed"
     [summary] = integrations.summaries(rt.engine)
     assert summary.status_reason == UNREADABLE_GRANT_REASON and "rostersync resume" in summary.status_reason
     assert summary.counts == synced.counts and synced.counts.students > 0  # kept as it was, not purged
-    assert "purged" not in integrations.audit_actions(rt.engine, integration_id)
+    assert "purged" not in audit.actions(rt.engine, integration_id)
     assert integrations.syncable_ids(rt.engine) == []
 
     # re-linking makes it active again

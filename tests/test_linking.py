@@ -12,7 +12,7 @@ from devtools.demo import consent_headlessly
 from emulators.google import GoogleEmulator
 from services.linking import LinkError, complete_link, start_link
 from settings import GOOGLE_SCOPES
-from store import integrations
+from store import audit, integrations
 from store.models import Integration, LinkAttempt
 from store.runtime import Runtime
 from tests.helpers import dump_tables
@@ -51,7 +51,7 @@ def test_link_stores_tokens_encrypted_only(runtime: Runtime, emulator: GoogleEmu
     dump = dump_tables(runtime.engine)
     assert emulator.issued_tokens()
     assert not any(token in dump for token in emulator.issued_tokens())
-    assert "linked" in integrations.audit_actions(runtime.engine, integration_id)
+    assert "linked" in audit.actions(runtime.engine, integration_id)
 
 
 def test_reused_state_is_refused(runtime: Runtime, emulator: GoogleEmulator) -> None:
@@ -131,7 +131,7 @@ def test_an_account_belongs_to_one_teacher_of_a_tenant(
         link_teacher(runtime, emulator, 0, platform_teacher=second)
     assert integration_count(runtime) == 1
     assert emulator.live_grants(emulator.teacher_ids[0]) == 1  # the refused grant was given back at Google
-    assert integrations.audit_actions(runtime.engine, owner)[-2:] == ["link_refused", "provider_revoked"]
+    assert audit.actions(runtime.engine, owner)[-2:] == ["link_refused", "provider_revoked"]
     assert link_teacher(runtime, emulator, 0, platform_teacher=first) == owner  # the owner may re-link
     assert link_teacher(runtime, emulator, 0, platform_teacher=second, tenant="another-school") != owner
     integrations.end_integration(runtime.engine, owner, status="revoked", actor="admin:test", reason="")

@@ -22,7 +22,7 @@ from connectors.microsoft import NotEducationTenant, classify_graph_error
 from emulators.microsoft import MicrosoftEmulator
 from services.linking import LinkError, link_org
 from settings import Settings
-from store import integrations
+from store import audit, integrations
 from store.models import Integration
 from store.runtime import Runtime
 from sync.cycle import run_sync
@@ -53,7 +53,7 @@ def stored_integrations(runtime: Runtime) -> int:
 def reason_of(runtime: Runtime, integration_id: int) -> str:
     state = integrations.load(runtime.engine, integration_id)
     with runtime.engine.connect() as connection:
-        return integrations.status_reason(connection, integration_id, state.status)
+        return audit.status_reason(connection, integration_id, state.status)
 
 
 def pseudonym(runtime: Runtime, graph_id: str) -> str:

@@ -21,7 +21,7 @@ import connectors.google
 import connectors.microsoft
 import sync.budgets
 from connectors.base import ConnectorError
-from store import audit, integrations, rights
+from store import audit, integrations, links, rights, runs
 from store.db import ALEMBIC_DIR, make_engine, migrate, run_alembic, utcnow
 from store.models import (
     INTEGRATION_STATUSES,
@@ -139,7 +139,7 @@ def test_concurrent_start_ups_migrate_a_fresh_database_once(database_url: str) -
 
 
 def _link(engine: sqlalchemy.Engine, teacher: str = "teacher-1") -> int:
-    return integrations.save_link(
+    return links.save_link(
         engine,
         provider="google",
         tenant="school",
@@ -158,11 +158,11 @@ def test_an_erased_integration_and_its_runs_leave_their_ids_unused(database_url:
     try:
         migrate(engine)
         first = _link(engine)
-        first_run = integrations.start_run(engine, first)
+        first_run = runs.start_run(engine, first)
         integrations.end_integration(engine, first, status="revoked", actor="admin:test", reason="test")
         rights.erase_integration(engine, first, actor="admin:test")
         second = _link(engine)
-        second_run = integrations.start_run(engine, second)
+        second_run = runs.start_run(engine, second)
         assert second != first
         assert second_run != first_run
         assert [event.action for event in audit.events(engine, second)] == ["linked"]
@@ -187,8 +187,8 @@ def test_integration_ids_are_64_bit_wherever_they_are_stored(database_url: str) 
                     status_changed_at=utcnow(),
                 )
             )
-        run_id = integrations.start_run(engine, MAX_ID)
-        integrations.finish_run(engine, run_id, "ok")
+        run_id = runs.start_run(engine, MAX_ID)
+        runs.finish_run(engine, run_id, "ok")
         with engine.connect() as connection:
             assert connection.execute(select(SyncRun.integration_id)).scalar_one() == MAX_ID
             assert connection.execute(select(AuditEvent.integration_id)).scalar_one() == MAX_ID
@@ -201,7 +201,7 @@ def test_the_database_refuses_an_unknown_status_or_outcome(database_url: str) ->
     try:
         migrate(engine)
         integration_id = _link(engine)
-        run_id = integrations.start_run(engine, integration_id)
+        run_id = runs.start_run(engine, integration_id)
         for status in INTEGRATION_STATUSES:
             with engine.begin() as connection:
                 connection.execute(update(Integration).values(status=status))
@@ -211,7 +211,7 @@ def test_the_database_refuses_an_unknown_status_or_outcome(database_url: str) ->
         with pytest.raises(sqlalchemy.exc.IntegrityError), engine.begin() as connection:
             connection.execute(update(Integration).values(status="activ"))
         with pytest.raises(sqlalchemy.exc.IntegrityError):
-            integrations.finish_run(engine, run_id, "bogus")
+            runs.finish_run(engine, run_id, "bogus")
     finally:
         engine.dispose()
 
@@ -279,7 +279,7 @@ def test_0006_keeps_every_row_and_the_append_only_audit_and_never_reuses_an_id_s
             connection.execute(text("UPDATE audit_events SET actor = 'x'"))
         relinked = _link(engine, "teacher-2")
         assert relinked > erased  # named in the audit log only
-        assert integrations.start_run(engine, relinked) > erased_run
+        assert runs.start_run(engine, relinked) > erased_run
         alembic(engine, "downgrade", "0005")
         assert _counts(engine)[:4] == [2, 1, 1, 1]
         migrate(engine)

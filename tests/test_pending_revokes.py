@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from emulators.google import GoogleEmulator
 from services.revoke import revoke_integration
-from store import integrations, overview, pending_revokes
+from store import audit, overview, pending_revokes
 from store.db import utcnow
 from store.models import PendingRevoke
 from store.runtime import Runtime
@@ -51,7 +51,7 @@ def test_a_failed_provider_revoke_is_retried_then_confirmed(
     run_due_here(runtime)
     assert emulator.live_grants(teacher) == 0
     assert pending_revokes.summaries(runtime.engine) == []
-    assert integrations.audit_actions(runtime.engine, integration_id)[-2:] == [
+    assert audit.actions(runtime.engine, integration_id)[-2:] == [
         "provider_revoke_pending",
         "provider_revoked",
     ]
@@ -71,7 +71,7 @@ def test_a_revoke_that_never_succeeds_is_audited_as_failed_and_forgotten(
         make_due(runtime)
         run_due_here(runtime)
     assert pending_revokes.summaries(runtime.engine) == []
-    assert integrations.audit_actions(runtime.engine, integration_id)[-1] == "provider_revoke_failed"
+    assert audit.actions(runtime.engine, integration_id)[-1] == "provider_revoke_failed"
     assert "after 3 attempts" in overview.audit(runtime.engine, integration_id=integration_id)[0].reason
     assert emulator.live_grants(emulator.teacher_ids[0]) == 1  # for an admin to end at the provider
     assert b"refresh_token" not in dump_tables(runtime.engine).encode()

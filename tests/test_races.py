@@ -18,7 +18,8 @@ from emulators.google import GoogleEmulator
 from services.linking import AccountTaken, complete_link, start_link
 from services.revoke import revoke_integration
 from settings import GOOGLE_SCOPES
-from store import integrations
+from store import audit as audit_log
+from store import integrations, leases
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
 from store.models import Integration
@@ -33,7 +34,7 @@ ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 
 def audit(runtime: Runtime, integration_id: int) -> list[str]:
     """The integration's audit trail without the per-run ``synced`` bookkeeping events."""
-    return [action for action in integrations.audit_actions(runtime.engine, integration_id) if action != "synced"]
+    return [action for action in audit_log.actions(runtime.engine, integration_id) if action != "synced"]
 
 
 def integration_row(runtime: Runtime, integration_id: int) -> Any:
@@ -212,7 +213,7 @@ def test_relink_to_the_same_account_keeps_the_roster_and_ends_the_replaced_grant
 def test_a_sync_whose_lease_was_taken_over_writes_nothing_more(runtime: Runtime, link: Linker) -> None:
     integration_id = link(0)
     mine = Lease(owner="first", seconds=60)
-    state = integrations.acquire_lease(runtime.engine, integration_id, mine)
+    state = leases.acquire(runtime.engine, integration_id, mine)
     assert state is not None
     with runtime.engine.begin() as connection:  # the first sync stalls past its lease ...
         connection.execute(
@@ -220,9 +221,7 @@ def test_a_sync_whose_lease_was_taken_over_writes_nothing_more(runtime: Runtime,
             .where(Integration.id == integration_id)
             .values(lease_expires_at=utcnow() - timedelta(seconds=1))
         )
-    assert (
-        integrations.acquire_lease(runtime.engine, integration_id, Lease("second", 60)) is not None
-    )  # ... and is overtaken
+    assert leases.acquire(runtime.engine, integration_id, Lease("second", 60)) is not None  # ... and is overtaken
     with pytest.raises(Fenced, match="lease"), fenced(runtime.engine, integration_id, state.generation, mine):
         pass
 
@@ -230,7 +229,7 @@ def test_a_sync_whose_lease_was_taken_over_writes_nothing_more(runtime: Runtime,
 def test_a_long_sync_renews_its_lease_on_write(runtime: Runtime, link: Linker) -> None:
     integration_id = link(0)
     lease = Lease(owner="long", seconds=600)
-    state = integrations.acquire_lease(runtime.engine, integration_id, lease)
+    state = leases.acquire(runtime.engine, integration_id, lease)
     assert state is not None
     nearly_over = utcnow() + timedelta(seconds=60)  # less than half of the lease left
     with runtime.engine.begin() as connection:
@@ -240,7 +239,7 @@ def test_a_long_sync_renews_its_lease_on_write(runtime: Runtime, link: Linker) -
     with fenced(runtime.engine, integration_id, state.generation, lease):
         pass
     assert integration_row(runtime, integration_id).lease_expires_at > utcnow() + timedelta(seconds=500)
-    assert integrations.acquire_lease(runtime.engine, integration_id, Lease("other", 600)) is None
+    assert leases.acquire(runtime.engine, integration_id, Lease("other", 600)) is None
 
 
 def test_a_whole_sync_keeps_a_short_lease_alive(
@@ -258,7 +257,7 @@ def test_a_whole_sync_keeps_a_short_lease_alive(
     stolen: list[bool] = []
 
     def try_to_steal(_record: Any) -> None:
-        stolen.append(integrations.acquire_lease(runtime.engine, integration_id, Lease("thief", 5)) is not None)
+        stolen.append(leases.acquire(runtime.engine, integration_id, Lease("thief", 5)) is not None)
 
     emulator.add_hook(try_to_steal)
     outcome = run_sync(runtime, integration_id)
@@ -271,13 +270,13 @@ def test_no_due_time_on_an_integration_revoked_before_the_lease_is_released(
     runtime: Runtime, link: Linker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     integration_id = link(0)
-    release = integrations.release_lease
+    release = leases.release
 
     def revoke_then_release(*args: Any, **kwargs: Any) -> None:
         revoke_integration(runtime, integration_id, actor="admin:test")
         release(*args, **kwargs)
 
-    monkeypatch.setattr(integrations, "release_lease", revoke_then_release)
+    monkeypatch.setattr(leases, "release", revoke_then_release)
     assert run_sync(runtime, integration_id).outcome == "ok"
     row = integration_row(runtime, integration_id)
     assert row.status == "revoked" and row.due_at is None and row.lease_owner is None

@@ -13,7 +13,7 @@ import redis
 
 from emulators.clever import CleverEmulator
 from settings import Settings
-from store import integrations
+from store import integrations, runs
 from store.runtime import Runtime
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.conftest import REDIS_URL
@@ -88,11 +88,11 @@ def test_real_worker_syncs_districts_then_honours_a_disconnect(
     sync_integration.send(gone)
     wait_for(lambda: integrations.load(redis_runtime.engine, gone).status == "revoked")
     assert row_count(redis_runtime.engine, gone) == 0
-    runs = integrations.run_count(redis_runtime.engine)
+    before = runs.run_count(redis_runtime.engine)
     seen = len(clever.requests)
     sync_integration.send(gone)
     sync_integration.send(stays)
-    wait_for(lambda: integrations.run_count(redis_runtime.engine) >= runs + 2)
+    wait_for(lambda: runs.run_count(redis_runtime.engine) >= before + 2)
     assert [r for r in clever.requests[seen:] if r.user_id == district] == []
     assert integrations.load(redis_runtime.engine, stays).status == "active"
     assert worker_process.poll() is None

@@ -17,7 +17,7 @@ import redis
 
 from emulators.google import GoogleEmulator
 from settings import Settings
-from store import integrations
+from store import integrations, runs
 from store.runtime import Runtime
 from tests.conftest import REDIS_URL, link_teacher, settings_for
 from tests.helpers import row_count
@@ -72,11 +72,7 @@ def test_real_worker_syncs_then_honours_a_revoke(
 
     integration_id = link_teacher(redis_runtime, emulator, 0)
     sync_integration.send(integration_id)
-    wait_for(
-        lambda: (
-            integrations.run_count(redis_runtime.engine) >= 1 and row_count(redis_runtime.engine, integration_id) > 0
-        )
-    )
+    wait_for(lambda: runs.run_count(redis_runtime.engine) >= 1 and row_count(redis_runtime.engine, integration_id) > 0)
     # Messages in Redis carry the id only.
     client = redis.Redis.from_url(REDIS_URL)
     stored = b"".join(
@@ -91,6 +87,6 @@ def test_real_worker_syncs_then_honours_a_revoke(
     assert row_count(redis_runtime.engine, integration_id) == 0
     seen = len(emulator.requests)
     sync_integration.send(integration_id)
-    wait_for(lambda: integrations.run_count(redis_runtime.engine) >= 3)
+    wait_for(lambda: runs.run_count(redis_runtime.engine) >= 3)
     assert [r for r in emulator.requests[seen:] if r.user_id == emulator.teacher_ids[0]] == []
     assert worker_process.poll() is None

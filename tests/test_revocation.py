@@ -8,6 +8,7 @@ from dramatiq.brokers.stub import StubBroker
 from emulators.google import GoogleEmulator
 from services.revoke import revoke_integration
 from settings import GOOGLE_SCOPES
+from store import audit as audit_log
 from store import integrations
 from store.runtime import Runtime
 from sync.cycle import run_sync
@@ -26,8 +27,8 @@ def assert_ended(runtime: Runtime, integration_id: int, status: str, audit: str)
     assert state.status == status
     assert state.token_blob is None
     assert row_count(runtime.engine, integration_id) == 0
-    assert audit in integrations.audit_actions(runtime.engine, integration_id)
-    assert "purged" in integrations.audit_actions(runtime.engine, integration_id)
+    assert audit in audit_log.actions(runtime.engine, integration_id)
+    assert "purged" in audit_log.actions(runtime.engine, integration_id)
 
 
 def test_user_revoke_at_google_is_honoured_on_the_next_cycle(
@@ -75,7 +76,7 @@ def test_admin_disabling_classroom_access_blocks_and_is_no_revocation(
     state = integrations.load(runtime.engine, integration_id)
     assert state.status == "blocked" and state.token_blob is not None
     assert row_count(runtime.engine, integration_id) == rows
-    assert "purged" not in integrations.audit_actions(runtime.engine, integration_id)
+    assert "purged" not in audit_log.actions(runtime.engine, integration_id)
     assert emulator.live_grants(emulator.teacher_ids[0]) == 1
 
 

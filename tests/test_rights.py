@@ -26,7 +26,7 @@ from services.rights import (
     export_person,
     lift_suppression,
 )
-from store import audit, integrations, suppressions
+from store import audit, integrations, runs, suppressions
 from store.models import AuditEvent, Base, Integration
 from store.rights import PersonNotFound
 from store.runtime import Runtime
@@ -428,11 +428,11 @@ def test_each_operation_leaves_exactly_one_audit_event_and_no_canary(
 
 def test_any_sync_outcome_is_audited_as_a_safe_word(runtime: Runtime, link: Linker) -> None:
     integration_id = link(0)
-    run_id = integrations.start_run(runtime.engine, integration_id)
+    run_id = runs.start_run(runtime.engine, integration_id)
     with pytest.raises(sqlalchemy.exc.IntegrityError):  # ck_sync_runs_outcome: only the outcomes the code writes
-        integrations.finish_run(runtime.engine, run_id, "skipped: odd <outcome>", classes_seen=1)
+        runs.finish_run(runtime.engine, run_id, "skipped: odd <outcome>", classes_seen=1)
     assert audit.word("skipped: odd <outcome>") == "skipped:_odd__outcome_"
-    integrations.finish_run(runtime.engine, run_id, "skipped:busy", classes_seen=1)
+    runs.finish_run(runtime.engine, run_id, "skipped:busy", classes_seen=1)
     [event] = [e for e in audit.events(runtime.engine) if e.action == "synced"]  # none for the refused outcome
     assert event.details == {"outcome": "skipped:busy", "classes_seen": 1}
 

@@ -13,7 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine, insert, select, update
 
 from settings import Settings
-from store import integrations, scheduling
+from store import integrations, leases, runs, scheduling
 from store.db import utcnow
 from store.fence import Lease
 from store.models import Integration, SyncRun
@@ -174,7 +174,7 @@ def test_scheduler_once_on_the_embedded_default(sqlite_settings: Settings) -> No
     assert json.loads(once.stdout) == {"synced": 2, "failed": [], "revoke_attempts": 0}
     assert json.loads(run("scheduler", "--once", "--json", env=env).stdout)["synced"] == 0
     with engine.connect() as connection:
-        assert integrations.run_count(engine) == 4  # the two first syncs after linking, then one each from cron
+        assert runs.run_count(engine) == 4  # the two first syncs after linking, then one each from cron
     engine.dispose()
 
 
@@ -255,7 +255,7 @@ def test_a_redelivered_message_waits_for_the_dead_workers_lease_not_a_day(runtim
         ]
         due, _queued = schedule_of(runtime, integration_id)
         dead = Lease(owner="killed-worker", seconds=settings.lease_seconds)
-        assert integrations.acquire_lease(runtime.engine, integration_id, dead) is not None  # then SIGKILL
+        assert leases.acquire(runtime.engine, integration_id, dead) is not None  # then SIGKILL
         clock.shift(redelivery + 1)
         sync_integration(integration_id)  # the redelivered message, on another worker
         assert latest_outcome(runtime, integration_id) == "skipped:busy"

@@ -23,7 +23,7 @@ from mappers.policy import MappingContext
 from providers.registry import tokens_from_payload
 from services.linking import LinkError
 from settings import Settings
-from store import integrations, roster
+from store import audit, integrations, roster
 from store.models import AuditEvent, Integration
 from store.runtime import Runtime
 from sync import cursor as cursor_document
@@ -224,7 +224,7 @@ def test_a_rotated_district_token_is_not_a_revocation(runtime: Runtime, clever: 
     assert state.status == "active" and state.token_blob is not None
     stored = tokens_from_payload(runtime.vault.open(state.token_blob))
     assert stored.access_token == new and stored.extra == {"district_id": district}
-    assert "revoked" not in integrations.audit_actions(runtime.engine, integration_id)
+    assert "revoked" not in audit.actions(runtime.engine, integration_id)
 
 
 def test_a_disconnected_district_is_revoked_purged_and_never_called_again(
@@ -241,7 +241,7 @@ def test_a_disconnected_district_is_revoked_purged_and_never_called_again(
     state = integrations.load(runtime.engine, gone)
     assert state.status == "revoked" and state.token_blob is None and state.sync_cursor is None
     assert (classes(runtime.engine, gone, current=False), people(runtime.engine, gone, current=False)) == ([], [])
-    actions = [a for a in integrations.audit_actions(runtime.engine, gone) if a != "synced"]
+    actions = [a for a in audit.actions(runtime.engine, gone) if a != "synced"]
     assert actions[-3:] == ["revoked", "purged", "provider_revoke_unsupported"]
     before = len(clever.requests)
     assert run_sync(runtime, gone).outcome == "skipped:revoked"
@@ -278,7 +278,7 @@ def test_a_401_while_clever_still_lists_the_token_is_transient_and_keeps_the_ros
     state = integrations.load(runtime.engine, integration_id)
     assert state.token_blob is not None, "the grant is kept"
     assert stored_roster(runtime, integration_id) == held, "nothing purged"
-    assert "revoked" not in integrations.audit_actions(runtime.engine, integration_id)
+    assert "revoked" not in audit.actions(runtime.engine, integration_id)
     assert clever.district_token(district) is not None
 
     clever.refuse_calls(district, refusing=False)

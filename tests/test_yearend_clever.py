@@ -13,7 +13,7 @@ import pytest
 
 from emulators.clever import CleverEmulator
 from settings import Settings
-from store import breaker, integrations
+from store import audit, breaker
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_clever_teacher, link_district
@@ -56,7 +56,7 @@ def test_a_rollover_of_more_than_500_sections_through_events_is_applied_with_no_
     assert {e.class_id for e in enrollments(runtime.engine, integration_id)} == {
         c.id for c in classes(runtime.engine, integration_id)
     }
-    assert "removals_explained" in integrations.audit_actions(runtime.engine, integration_id)
+    assert "removals_explained" in audit.actions(runtime.engine, integration_id)
 
 
 def test_a_rollover_seen_by_a_full_listing_is_applied_with_no_hold(
@@ -100,4 +100,4 @@ def test_a_library_teacher_whose_sections_all_end_is_not_held(runtime: Runtime, 
         assert outcome.outcome == "ok", outcome
         assert breaker.pending(runtime.engine) == []
     assert current(runtime, integration_id) == set() and enrollments(runtime.engine, integration_id) == []
-    assert "removals_explained" in integrations.audit_actions(runtime.engine, integration_id)
+    assert "removals_explained" in audit.actions(runtime.engine, integration_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from emulators.google import GoogleEmulator
-from store import breaker, integrations
+from store import audit, breaker
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.conftest import Linker
@@ -48,11 +48,11 @@ def test_courses_archived_at_the_years_end_end_with_no_hold(
     assert breaker.pending(runtime.engine) == []
     assert current_classes(runtime, integration_id) == set()
     assert enrollments(runtime.engine, integration_id) == [] and people(runtime.engine, integration_id) == []
-    assert "removals_explained" in integrations.audit_actions(runtime.engine, integration_id)
+    assert "removals_explained" in audit.actions(runtime.engine, integration_id)
     # Nothing more to do the next time: an archived course is neither restored nor ended again.
     again = run_sync(runtime, integration_id)
     assert (again.outcome, again.removed, again.rows_written) == ("ok", 0, 0)
-    assert integrations.audit_actions(runtime.engine, integration_id).count("removals_explained") == 1
+    assert audit.actions(runtime.engine, integration_id).count("removals_explained") == 1
 
 
 def test_an_archived_course_restored_to_active_comes_back_with_its_roster(

@@ -13,7 +13,7 @@ import pytest
 from emulators.microsoft import MicrosoftEmulator
 from services.linking import link_org
 from settings import Settings
-from store import breaker, integrations
+from store import audit, breaker
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.helpers import classes, enrollments, people
@@ -36,7 +36,7 @@ def ended_cleanly(runtime: Runtime, integration_id: int) -> None:
     assert breaker.pending(runtime.engine) == []
     assert classes(runtime.engine, integration_id) == [] and enrollments(runtime.engine, integration_id) == []
     assert people(runtime.engine, integration_id) == []
-    assert "removals_explained" in integrations.audit_actions(runtime.engine, integration_id)
+    assert "removals_explained" in audit.actions(runtime.engine, integration_id)
 
 
 @pytest.mark.parametrize("remove_students", [False, True])

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from emulators.google import GoogleEmulator
 from settings import Settings
-from store import integrations
+from store import runs
 from store.runtime import Runtime
 from tests.conftest import settings_for
 from web.signing import signature
@@ -80,4 +80,4 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60, what: str = "co
 
 
 def first_run_done(rt: Runtime, integration_id: int) -> bool:
-    return integrations.latest_outcomes(rt.engine, [integration_id], after_run=0).get(integration_id) == "ok"
+    return runs.latest_outcomes(rt.engine, [integration_id], after_run=0).get(integration_id) == "ok"

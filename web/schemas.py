@@ -64,6 +64,8 @@ class UnlinkRequest(RequestBody):
 
 
 class Run(BaseModel):
+    """One run; its counters are store.runs.RunCounts, in that order (tests/test_run_counts.py holds them to it)."""
+
     id: int
     integration_id: int
     started_at: datetime

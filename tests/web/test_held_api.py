@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from emulators.google import GoogleEmulator
-from store import integrations
+from store import leases
 from store.fence import Lease
 from store.runtime import Runtime
 from sync.cycle import run_sync
@@ -49,10 +49,10 @@ def test_held_removals_are_listed_approved_and_dropped(
     again = run_sync(web_runtime, integration_id)
     assert again.outcome == "held"
     lease = Lease("a-running-sync", 600)
-    assert integrations.acquire_lease(web_runtime.engine, integration_id, lease) is not None
+    assert leases.acquire(web_runtime.engine, integration_id, lease) is not None
     busy = client.post(f"/admin/held-removals/{again.run_id}/approve", headers=AUTH)
     assert busy.status_code == 409 and "running" in busy.json()["detail"]
-    integrations.release_lease(web_runtime.engine, integration_id, lease, 1, None)
+    leases.release(web_runtime.engine, integration_id, lease, 1, None)
     enrolled = len(enrollments(web_runtime.engine, integration_id))
     present = len(people(web_runtime.engine, integration_id))
     approved = client.post(f"/admin/held-removals/{again.run_id}/approve", headers=AUTH)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from emulators.google import GoogleEmulator
-from store import integrations
+from store import audit, integrations
 from store.models import LinkAttempt
 from store.runtime import Runtime, build_runtime, set_runtime
 from tests.conftest import link_teacher
@@ -227,7 +227,7 @@ def test_an_account_linked_by_another_teacher_is_refused_with_its_grant_given_ba
     assert "given back" in page.text and "administrator" in page.text
     assert emulator.live_grants(emulator.teacher_ids[0]) == 1  # M's grant only
     assert [row.id for row in integrations.summaries(web_runtime.engine)] == [first]
-    assert "link_refused" in integrations.audit_actions(web_runtime.engine, first)
+    assert "link_refused" in audit.actions(web_runtime.engine, first)
 
 
 def test_the_platform_side_example_of_docs_web_md_makes_a_link_that_works(

@@ -1,0 +1,56 @@
+"""The per-integration lease: one sync of an integration at a time, and who may set its next due time.
+
+Why apart from store.integrations: the lease is the sync's own bookkeeping (taken at its start,
+renewed by every fenced write in store.fence, given back at its end), not a change of the
+integration's lifecycle. The mass-removal breaker takes it too, to apply an approved hold.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, or_, update
+
+from store import integrations
+from store.db import utcnow
+from store.fence import SYNCABLE, Lease
+from store.models import Integration
+
+
+def acquire(engine: Engine, integration_id: int, lease: Lease) -> integrations.IntegrationState | None:
+    """Take the per-integration lease so one sync runs at a time; None if busy or not syncable (``SYNCABLE``:
+    active, or blocked, which only a sync can find lifted)."""
+    owner, seconds = lease.owner, lease.seconds
+    now = utcnow()
+    with engine.begin() as connection:
+        taken = connection.execute(
+            update(Integration)
+            .where(
+                Integration.id == integration_id,
+                Integration.status.in_(SYNCABLE),
+                or_(Integration.lease_expires_at.is_(None), Integration.lease_expires_at < now),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
+        ).rowcount
+    return integrations.load(engine, integration_id) if taken == 1 else None
+
+
+def release(engine: Engine, integration_id: int, lease: Lease, generation: int, next_due: datetime | None) -> None:
+    """Give the lease back; the next due time is set only on the generation the sync ran on, still active.
+
+    A revoke that landed after the sync's last write must not be followed by a due time: a revoked
+    (or failed, or re-linked) integration is never scheduled by a sync that belonged to its past.
+    """
+    with engine.begin() as connection:
+        owned = and_(Integration.id == integration_id, Integration.lease_owner == lease.owner)
+        connection.execute(update(Integration).where(owned).values(lease_owner=None, lease_expires_at=None))
+        if next_due is not None:
+            connection.execute(
+                update(Integration)
+                .where(
+                    Integration.id == integration_id,
+                    Integration.status == "active",
+                    Integration.generation == generation,
+                )
+                .values(due_at=next_due)
+            )

@@ -1,0 +1,94 @@
+"""Run records: one ``sync_runs`` row per sync attempt, its outcome and its counts, and the one list of those counts.
+
+Why a module of its own: a run record is written by the sync cycle, read by the CLI, the admin API
+and the metrics, and audited when it closes; none of that is the integration's lifecycle
+(store.integrations). ``RunCounts`` is the only place the counters are named: the sync's outcome
+(sync.outcomes) and the admin view (store.overview) inherit it, and a test holds the ``sync_runs``
+columns and the web schema to it (tests/test_run_counts.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from store import audit
+from store.db import utcnow
+from store.models import SyncRun
+
+
+@dataclass(kw_only=True)
+class RunCounts:
+    """What a run counts, never what it saw: each name is a ``sync_runs`` column and a field of the admin API."""
+
+    classes_seen: int = 0
+    members_seen: int = 0
+    rows_written: int = 0  # upserts and removals
+    records_skipped: int = 0
+    provider_calls: int = 0
+
+    def counts(self) -> RunCounts:
+        """The counters alone (a subclass's other fields left out), as the run record stores them."""
+        return RunCounts(**{name: getattr(self, name) for name in RUN_COUNTERS})
+
+
+RUN_COUNTERS: tuple[str, ...] = tuple(counter.name for counter in fields(RunCounts))
+"""The counter names, in the order of the table and the API."""
+
+
+def start_run(engine: Engine, integration_id: int) -> int:
+    with engine.begin() as connection:
+        return int(
+            connection.execute(
+                insert(SyncRun).values(integration_id=integration_id, started_at=utcnow()).returning(SyncRun.id)
+            ).scalar_one()
+        )
+
+
+def finish_run(engine: Engine, run_id: int, outcome: str, **counters: int) -> None:
+    """Close the run and audit it (counts and outcome only) in the same transaction.
+
+    ``counters`` are named by ``RunCounts`` (``**asdict(outcome.counts())``); a counter left out keeps the
+    column's 0 and is not audited.
+    """
+    unknown = set(counters) - set(RUN_COUNTERS)
+    if unknown:
+        raise ValueError(f"not a run counter: {', '.join(sorted(unknown))}")
+    with engine.begin() as connection:
+        integration_id = connection.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(finished_at=utcnow(), outcome=outcome, **counters)
+            .returning(SyncRun.integration_id)
+        ).scalar_one_or_none()
+        if integration_id is not None:
+            audit.record(
+                connection,
+                action="synced",
+                actor="system:sync",
+                integration_id=integration_id,
+                details={"outcome": audit.word(outcome), **counters},
+            )
+
+
+def last_run_id(engine: Engine) -> int:
+    """The newest run id, so a command can tell the runs it caused from earlier ones."""
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.coalesce(func.max(SyncRun.id), 0))).scalar_one())
+
+
+def latest_outcomes(engine: Engine, integration_ids: list[int], *, after_run: int) -> dict[int, str]:
+    """Per integration, the outcome of its newest run after ``after_run`` (retries leave several runs)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(SyncRun.integration_id, SyncRun.outcome)
+            .where(SyncRun.id > after_run, SyncRun.integration_id.in_(integration_ids))
+            .order_by(SyncRun.id)
+        ).all()
+    return {row.integration_id: row.outcome for row in rows}
+
+
+def run_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(SyncRun)).scalar_one())

@@ -1,0 +1,167 @@
+"""The listing path of a sync: every class, then every class's members, then the sweep of what was not seen.
+
+Why apart from the change path (sync.changes): only a listing that was read whole may remove what
+it did not see, so this path carries what the sweep needs (the classes and enrolment keys seen,
+whether the class list was whole, the classes whose roster broke) from the first page to the last,
+and sweeps only when no page failed. The feed position is taken before the first page and stored
+with the sweep, so the change path resumes from a point the listing already covers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from sqlalchemy import Connection
+
+from connectors.base import UNREADABLE, ConnectorError, Masks, Page
+from mappers.records import RosterBatch
+from store import breaker, integrations, roster
+from store.consent import purge_role
+from store.db import utcnow
+from store.fence import Fenced
+from store.statistics import Statistics
+from sync import cursor as cursor_document
+from sync.coalesce import Coalescer, split
+from sync.context import SyncPass
+from sync.progress import ProgressEvent, emit
+
+log = logging.getLogger("rostersync.sync")
+
+
+class Listing:
+    """What a listing has seen so far, and its writes: each fenced, each counted, each key kept for the sweep."""
+
+    def __init__(self, run: SyncPass) -> None:
+        self.run = run
+        self.class_ids: dict[str, int] = {}  # external id -> class id, of the classes listed
+        self.seen = roster.SeenEnrollments()
+        self.classes_complete = True  # no class record was skipped: a class not listed really is gone
+        self.done: set[str] = set()  # classes whose members have begun to arrive (for progress)
+        self.pending = Coalescer()  # small member pages gathered into one transaction
+        self.statistics = Statistics(run.runtime.engine)
+
+    def write(self, batch: RosterBatch) -> dict[str, int]:
+        """One fenced write; returns the batch's classes (external id -> class id)."""
+        with self.run.fenced_write() as connection:
+            written, ids, keys = roster.apply_batch(connection, self.run.state.id, batch)
+        self.seen.update(keys)
+        self.run.outcome.rows_written += written
+        self.statistics.written(self.run.outcome.rows_written)
+        return ids
+
+    def write_pending(self) -> None:
+        """One fenced write for the pages gathered so far (small pages cost one transaction together)."""
+        if not self.pending.empty:
+            self.write(self.pending.take())
+
+    def incomplete(self, parent_id: str | None) -> None:
+        """That class's roster is not whole: the sweep leaves its enrolments alone."""
+        if parent_id in self.class_ids:
+            self.run.outcome.incomplete_classes.add(self.class_ids[parent_id])
+
+    def progress(self, parent_id: str | None) -> None:
+        if parent_id is not None and parent_id in self.class_ids and parent_id not in self.done:
+            self.done.add(parent_id)
+            emit(ProgressEvent(self.run.state.id, "class", len(self.done), len(self.class_ids)))
+
+
+def full_sync(run: SyncPass, allowlist: str, *, teacher_scoped: bool) -> None:
+    """Classes, then the rest of the roster, then the sweep; the feed position is taken first, stored last.
+
+    Only the roles the consent basis allows get a mask, and a role without a mask is not requested;
+    members a provider returns inline with its classes are dropped here before any write.
+    """
+    run.outcome.mode = "full"
+    masks = {role: run.spec.field_mask(role, run.state.granted_scopes) for role in ("class", *run.roles)}
+    cursor = run.connector.change_cursor() if run.spec.map_changes is not None else None
+    listing = Listing(run)
+    _write_classes(listing, masks)
+    _write_members(listing, masks)
+    # Reached only when every page above was read without error: a failure anywhere raised, unswept.
+    with run.fenced_write() as connection:
+        _sweep(connection, listing, teacher_scoped=teacher_scoped)
+        document = cursor_document.CursorState(cursor, allowlist, utcnow()).dumps() if cursor is not None else None
+        integrations.store_cursor(connection, run.state.id, document)
+
+
+def _write_classes(listing: Listing, masks: Masks) -> None:
+    """Fetch, map and write the class list; a page of thousands of classes is written a thousand rows at a time."""
+    run = listing.run
+    for page in run.connector.classes(masks):
+        batch = run.within(run.spec.map_page(page, run.mapping))
+        for part in split(batch):
+            listing.class_ids.update(listing.write(part))
+        run.outcome.members_seen += len(batch.enrollments)
+        run.outcome.records_skipped += batch.skipped
+        listing.classes_complete = listing.classes_complete and batch.skipped == 0
+    run.outcome.classes_seen = len(listing.class_ids)
+    emit(ProgressEvent(run.state.id, "classes", 0, len(listing.class_ids)))
+
+
+def _write_members(listing: Listing, masks: Masks) -> None:
+    """Fetch, map and write each listed class's members.
+
+    On a provider error the pages read before it are kept as if written one by one (and leave any
+    hold they list); nothing is swept. A revoke that fenced them first wins: the original error still
+    goes up.
+    """
+    run = listing.run
+    try:
+        for page in run.connector.members(list(listing.class_ids), masks):
+            listing.progress(page.parent_id)
+            if page.kind == UNREADABLE:
+                listing.incomplete(page.parent_id)
+                run.outcome.records_skipped += 1
+                log.warning("integration %s: roster of one class skipped (unreadable)", run.state.id)
+                continue
+            _member_page(listing, page)
+    except ConnectorError:
+        with contextlib.suppress(Fenced):
+            listing.write_pending()
+        raise
+    listing.write_pending()
+
+
+def _member_page(listing: Listing, page: Page) -> None:
+    run = listing.run
+    batch = run.within(run.spec.map_page(page, run.mapping))
+    run.outcome.members_seen += len(batch.enrollments)
+    run.outcome.records_skipped += batch.skipped
+    if batch.skipped:  # a member record broke: that roster is not whole
+        listing.incomplete(page.parent_id)
+    if listing.pending.add(batch):
+        listing.write_pending()
+    else:
+        run.still_current()  # no further provider call once ended
+
+
+def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) -> None:
+    """Remove what the whole listing did not see, unless the mass-removal breaker holds it for an admin."""
+    run, outcome, integration_id = listing.run, listing.run.outcome, listing.run.state.id
+    if "student" not in run.roles:
+        outcome.removed += purge_role(connection, integration_id, "student")  # policy, not a listing: never held
+    # Classes the provider listed as ended (archived, expired) end first, as the school's decision.
+    outcome.removed += breaker.end_explained(connection, integration_id=integration_id, run_id=outcome.run_id)
+    plan = roster.plan_removals(
+        connection,
+        integration_id,
+        set(listing.class_ids.values()),
+        listing.seen,
+        outcome.incomplete_classes,
+        sweep_classes=listing.classes_complete,
+    )
+    swept = breaker.sweep(
+        connection,
+        integration_id=integration_id,
+        run_id=outcome.run_id,
+        generation=run.state.generation,
+        plan=plan,
+        limits=run.limits(),
+        # a teacher with zero classes
+        explained=teacher_scoped and listing.classes_complete and not listing.class_ids,
+    )
+    outcome.removed += swept.removed
+    if swept.held is not None:
+        outcome.outcome = "held"
+        log.warning("integration %s: sweep held by the mass-removal breaker (%s)", integration_id, swept.held)
