@@ -139,7 +139,8 @@ def microsoft_case(tmp_path: Path) -> Case:
 MAKERS = {"google": google_case, "clever": clever_case, "microsoft": microsoft_case}
 
 
-def base_settings(database_url: str, ca_bundle: Path, **overrides: Any) -> Settings:
+def base_settings(database_url: str, ca_bundle: Path, /, **overrides: Any) -> Settings:
+    """Settings for a fault test; ``ca_bundle`` wins over any CA in ``overrides`` (a world trusts all its emulators)."""
     values: dict[str, Any] = {
         "database_url": database_url,
         "broker_url": None,
@@ -152,6 +153,7 @@ def base_settings(database_url: str, ca_bundle: Path, **overrides: Any) -> Setti
         **{f"{name}_redirect_uri": headless_redirect(name) for name in ("google", "clever", "microsoft")},
     }
     values.update(overrides)
+    values["ca_bundle"] = ca_bundle
     return Settings(**values)
 
 
