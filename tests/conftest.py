@@ -28,7 +28,7 @@ from worker import broker as brokers
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
-pytest_plugins = ["tests.plugins.databases"]
+pytest_plugins = ["tests.plugins.databases", "tests.plugins.scheduling"]
 
 
 @pytest.fixture
