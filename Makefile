@@ -29,8 +29,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# One pytest worker per core (pytest-xdist): most of a test's time is spent waiting on HTTPS, PostgreSQL,
+# Redis or a child process. `make test TEST_WORKERS=0` runs serially; plain `pytest` is serial too.
+TEST_WORKERS ?= auto
+
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # Refresh both locks after a change of dependencies in pyproject.toml, then run `make test`.
 lock:

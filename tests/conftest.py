@@ -1,19 +1,18 @@
-"""Shared fixtures: a database per test (SQLite file or a PostgreSQL schema of its own), an in-memory
-broker with an in-process worker, and helpers to link teachers headlessly. The emulators are the fixtures
-of tests/plugins/emulators.py, registered below."""
+"""Shared fixtures: a database per test (a SQLite file or a PostgreSQL schema of its own, copied from one
+migrated per session: tests/plugins/databases.py), an in-memory broker with an in-process worker, and
+helpers to link teachers headlessly. The emulators are the fixtures of tests/plugins/emulators.py,
+registered below."""
 
 from __future__ import annotations
 
 import functools
 import secrets
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import sqlalchemy
 from dramatiq.broker import Broker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
@@ -24,39 +23,18 @@ from emulators.google import GoogleEmulator
 from settings import Settings
 from store.runtime import Runtime, build_runtime, set_runtime
 from store.vault import new_key
+from tests.plugins.servers import PG_ADMIN_URL as PG_ADMIN_URL  # tests import it from here
 from worker import broker as brokers
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+
+pytest_plugins = ["tests.plugins.databases", "tests.plugins.scheduling"]
 
 
 @pytest.fixture
 def emulator(tmp_path: Path) -> Iterator[GoogleEmulator]:
     with GoogleEmulator(cert_dir=tmp_path, teachers=3, courses_per_teacher=2, students_per_course=12) as emu:
         yield emu
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL schema of this test's own, dropped afterwards; two runs never collide."""
-    schema = f"rs_test_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(PG_ADMIN_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'rostersync.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 def settings_for(emulator: GoogleEmulator, database_url: str, **overrides: Any) -> Settings:
@@ -87,8 +65,10 @@ def settings(emulator: GoogleEmulator, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def runtime(settings: Settings) -> Iterator[Runtime]:
-    rt = build_runtime(settings)
+def runtime(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """Built the way every process builds it; the copied database is at head already, so it is not migrated
+    again (``build_runtime`` does nothing else per process that the migration would have done)."""
+    rt = build_runtime(settings, run_migrations=request.node.get_closest_marker("fresh_database") is not None)
     set_runtime(rt)
     yield rt
     set_runtime(None)

@@ -372,6 +372,7 @@ def test_a_skipped_member_record_keeps_its_class_out_of_the_sweep(
     assert run_sync(runtime, integration_id).removed >= 1
 
 
+@pytest.mark.fresh_database  # a test of the migrations: they run for real on an empty database
 def test_migration_0005_matches_the_models_and_goes_down_and_up(database_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

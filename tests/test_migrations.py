@@ -38,6 +38,7 @@ from store.models import (
 from sync.outcomes import MEANING
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.fresh_database  # every test here runs the real migrations on an empty database
 
 
 def alembic(engine: sqlalchemy.Engine, verb: Literal["upgrade", "downgrade"], revision: str) -> None:
