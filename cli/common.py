@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn
 
@@ -15,6 +15,7 @@ from dramatiq.broker import Broker
 from rich.markup import escape
 
 from connectors.base import ConnectorError
+from providers.registry import PROVIDERS, SUPPORTED
 from services.console import err
 from services.linking import LinkError
 from settings import ConfigError, Settings
@@ -29,6 +30,19 @@ IntegrationId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Integrati
 
 
 RIGHTS_ACTOR = "admin:cli"
+
+
+def either(names: Iterable[str]) -> str:
+    """``a, b or c``: choices as a help text lists them (from the registry, so a new provider is listed too)."""
+    listed = list(names)
+    return listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} or {listed[-1]}"
+
+
+PROVIDER_CHOICES = either(SUPPORTED)
+"""Every registered provider, as a help text lists them: ``a, b or c``."""
+
+ORGANISATIONS = {name: row.organisation for name, row in PROVIDERS.items() if row.org_grant is not None}
+"""The providers that link a whole organisation, and what it is (its row's ``organisation``), for help texts."""
 
 
 def error_line(message: str) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import fail, user_errors
+from cli.common import PROVIDER_CHOICES, fail, user_errors
 from cli.runs import print_status
 
 
@@ -22,36 +22,41 @@ def demo(
 
 
 def bench(
-    provider: Annotated[str | None, typer.Option(help="google, clever or microsoft; all three when left out.")] = None,
+    provider: Annotated[str | None, typer.Option(help=f"{PROVIDER_CHOICES}; all of them when left out.")] = None,
     students: Annotated[
         int | None,
-        typer.Option(min=1, max=500_000, help="Students per district (default 100,000; Google 10,000)."),
+        typer.Option(
+            min=1,
+            max=500_000,
+            help="Students per district (default 100,000 where a whole organisation links at once; 10,000 where "
+            "teachers link one by one).",
+        ),
     ] = None,
     fleet: Annotated[
         int | None,
         typer.Option(
             min=1,
             max=20_000,
-            help="Link this many Google teachers (the issue's fleet: 2000) and sync them all through Redis "
-            "with two worker processes, under the provider's quota. Alone, only the fleet runs.",
+            help="Link this many teachers (the issue's fleet: 2000) of the provider whose emulator enforces its "
+            "published quota, and sync them all through Redis with two worker processes, under that quota. "
+            "Alone, only the fleet runs.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
 ) -> None:
     """Time full, no-change and 1% change syncs against a plain download of the same pages (BENCHMARKS.md)."""
     from devtools.bench import PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
+    from devtools.fleet_bench import FleetError, fleet_kit, run_fleet
 
     if provider is not None and provider not in PROVIDERS:
         fail(f"--provider must be one of {', '.join(PROVIDERS)}")
-    if fleet is not None and provider not in (None, "google"):
-        fail("--fleet measures Google teacher links only")
+    if fleet is not None and provider not in (None, fleet_kit().name):
+        fail(f"--fleet measures {fleet_kit().name.capitalize()} teacher links only")
     with user_errors():
         report: dict[str, Any] = {}
         if fleet is None or students is not None:
             report = run_bench([provider] if provider else list(PROVIDERS), students)
         if fleet is not None:
-            from devtools.fleet_bench import FleetError, run_fleet  # lazy: it brings the emulators
-
             try:
                 report["fleet"] = run_fleet(fleet)
             except FleetError as error:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import fail, install_broker, runtime, user_errors
+from cli.common import ORGANISATIONS, PROVIDER_CHOICES, either, fail, install_broker, runtime, user_errors
 from cli.runs import report, wait_in_memory
 from providers.config import browser_problems
 from services.console import err, out
@@ -24,7 +24,7 @@ link_app = typer.Typer(
 )
 
 
-ProviderOption = Annotated[str, typer.Option(help="Provider to link: google, clever or microsoft.")]
+ProviderOption = Annotated[str, typer.Option(help=f"Provider to link: {PROVIDER_CHOICES}.")]
 
 
 TeacherOption = Annotated[str, typer.Option(help="The platform's id of the teacher who links.")]
@@ -106,14 +106,14 @@ def link_complete(
     report(verdicts)
 
 
+ORG_PROVIDER_HELP = f"Provider to link: {either(f'{name} ({what})' for name, what in ORGANISATIONS.items())}."
+ORG_ID_HELP = f"The provider's id of the organisation ({', '.join(f'{what} id' for what in ORGANISATIONS.values())})."
+
+
 @link_app.command("org")
 def link_org_command(
-    provider: Annotated[
-        str, typer.Option(help="Provider to link: clever (a district) or microsoft (an Entra tenant).")
-    ],
-    org: Annotated[
-        str, typer.Option(help="The provider's id of the organisation (a Clever district id, an Entra tenant id).")
-    ],
+    provider: Annotated[str, typer.Option(help=ORG_PROVIDER_HELP)],
+    org: Annotated[str, typer.Option(help=ORG_ID_HELP)],
     tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
     basis: Annotated[
         str, typer.Option(help="Consent basis (COPPA): school (the institution's own link, the default) or parent.")

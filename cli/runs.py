@@ -14,6 +14,7 @@ from rich.table import Table
 from cli.common import IntegrationId, error_line, fail, install_broker, runtime, user_errors
 from cli.held import held_table
 from connectors.base import ConnectorError
+from providers.registry import PROVIDERS
 from services.console import err, out, sync_progress
 from services.revoke import revoke_integration
 from store import breaker, integrations, runs
@@ -149,6 +150,10 @@ def sync_here(rt: Runtime, ids: list[int]) -> list[Verdict]:
     return verdicts
 
 
+DISCONNECTS = "; ".join(f"{name.capitalize()}: {row.disconnect}" for name, row in PROVIDERS.items() if row.disconnect)
+"""How access ends at each provider without a revoke endpoint, from its row: the revoke line says so."""
+
+
 def revoke(
     integration_id: IntegrationId,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
@@ -165,8 +170,7 @@ def revoke(
         AtProvider.NONE_HELD: "no grant was held any more (it was revoked at the provider when it ended)",
         AtProvider.PENDING: "the provider could not be reached: the revoke is kept sealed and retried by the worker",
         AtProvider.UNSUPPORTED: "the provider has no revoke endpoint, so access ends only when it is disconnected "
-        "there (Clever: the district removes the app in its Clever dashboard; Microsoft: the tenant admin "
-        "withdraws the app's consent or deletes its enterprise application in Entra)",
+        f"there ({DISCONNECTS})",
     }[result.at_provider]
     err.print(f"integration {integration_id}: revoked, tokens deleted, roster purged; {at_provider}")
 

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import error_line, fail, install_broker, runtime, user_errors
+from cli.common import ORGANISATIONS, PROVIDER_CHOICES, error_line, fail, install_broker, runtime, user_errors
+from providers.registry import SUPPORTED
 from services.console import err, sync_progress
 from settings import Settings
 from store.runtime import build_runtime
@@ -116,11 +117,17 @@ def scheduler(
         raise typer.Exit(1)
 
 
+TEACHERS_HELP = (
+    f"Teachers per organisation ({', '.join(ORGANISATIONS.values())}); in all for a provider whose teachers link "
+    "one by one."
+)
+
+
 def emulate(
-    provider: Annotated[str, typer.Option(help="Provider to emulate: google, clever or microsoft.")] = "google",
+    provider: Annotated[str, typer.Option(help=f"Provider to emulate: {PROVIDER_CHOICES}.")] = SUPPORTED[0],
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")] = 8443,
     students: Annotated[int, typer.Option(min=1, help="Students per course.")] = 25,
-    teachers: Annotated[int, typer.Option(min=1, help="Teachers per district (or tenant, for Microsoft).")] = 3,
+    teachers: Annotated[int, typer.Option(min=1, help=TEACHERS_HELP)] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic district.")] = 7,
 ) -> None:
     """Serve a local HTTPS emulator of the provider, and print the settings that point rostersync at it."""

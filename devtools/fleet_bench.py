@@ -1,13 +1,13 @@
 """``rostersync bench --fleet M``: M teacher links synced through Redis by two worker processes, under the quota.
 
-What a deployment sees: M Google teachers (two classes each, of 25 to 35 students) are linked,
-one sync of each is queued on the configured Redis broker (a key namespace of this run's own),
-and two ``rostersync worker`` processes (four threads each) drain the queue on PostgreSQL. The
-emulator enforces Classroom's published read quotas (1,200 requests a minute per user, 3,000 per
-client project); the fleet's shared budget (``PROVIDER_BUDGETS``, Dramatiq's sliding-window
-limiter on the same Redis) is set to 95% of the quota a fleet shares, the per-client one (no
-teacher's own syncs come near 1,200 a minute). Reported: integrations per minute, API requests as
-the quota counts them (every part of a roster batch is one) and the HTTP round trips they took,
+What a deployment sees: M teachers (two classes each, of 25 to 35 students) of the provider whose
+kit has a fleet (``EmulatorKit.fleet``, ``devtools/providers/<name>.py``: its emulator enforces the
+provider's published quotas) are linked, one sync of each is queued on the configured Redis broker
+(a key namespace of this run's own), and two ``rostersync worker`` processes (four threads each)
+drain the queue on PostgreSQL. The fleet's shared budget (``PROVIDER_BUDGETS``, Dramatiq's
+sliding-window limiter on the same Redis) is set to 95% of the quota a fleet shares, the per-client
+one (no teacher's own syncs come near the per-user one). Reported: integrations per minute, API
+requests as the quota counts them (every part of a batch is one) and the HTTP round trips they took,
 their share of the quota over the run and in its busiest minute, and the 429s the emulator sent.
 
 Throughput here is bounded by the quota when the machine is fast enough, by the machine when not;
@@ -17,7 +17,6 @@ Throughput here is bounded by the quota when the machine is fast enough, by the 
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import signal
 import socket
@@ -27,7 +26,7 @@ import tempfile
 import time
 import uuid
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +35,12 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from devtools.bench import throwaway_databases
-from devtools.demo import consent_headlessly, headless_redirect
-from devtools.emulation import settings_values
+from devtools.emulation import environment
+from devtools.headless import redirect_setting
+from devtools.providers import KITS
+from devtools.providers.base import EmulatorKit, FleetKit
 from emulators.core import RequestRecord
-from emulators.google import PUBLISHED_RATE_LIMITS, GoogleEmulator
 from services.console import err
-from services.linking import complete_link, start_link
 from settings import Settings
 from store.models import SyncRun
 from store.runtime import Runtime, build_runtime
@@ -64,42 +63,39 @@ class FleetError(RuntimeError):
     """The fleet cannot run here (no Redis, no PostgreSQL) or did not finish; the message says why."""
 
 
+def fleet_kit() -> EmulatorKit:
+    """The kit of the provider the fleet bench measures: the (first) one whose kit has a fleet."""
+    return next(kit for kit in KITS.values() if kit.fleet is not None)
+
+
+def _fleet(kit: EmulatorKit) -> FleetKit:
+    assert kit.fleet is not None
+    return kit.fleet
+
+
 class _Clock:
-    """An emulator hook: the arrival time of every API round trip (``/v1/``, ``/batch``), for the busiest minute.
+    """An emulator hook: the arrival time of every API round trip (the kit's ``round_trip``), for the busiest minute.
 
     Hooks see a batch once, not its parts; the quota counts every part (``quota_calls``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, round_trip: Callable[[RequestRecord], bool]) -> None:
+        self.round_trip = round_trip
         self.times: list[float] = []
 
     def __call__(self, record: RequestRecord) -> None:
-        if record.path.startswith("/v1/") or record.path == "/batch":
+        if self.round_trip(record):
             self.times.append(time.monotonic())
 
 
-def quota_calls(records: Sequence[RequestRecord]) -> int:
-    """API calls as Google's quota counts them: each part of a batch is one, the batch itself none."""
-    return sum(1 for record in records if record.path.startswith("/v1/"))
+def quota_calls(fleet: FleetKit, records: Sequence[RequestRecord]) -> int:
+    """API calls as the provider's quota counts them: each part of a batch is one, the batch itself none."""
+    return sum(1 for record in records if fleet.quota_call(record))
 
 
-def build_emulator(teachers: int, workdir: Path, seed: int = 11) -> GoogleEmulator:
-    """Teachers of two classes each; every class topped up to a size drawn from 25-35 (the generator's are 25)."""
-    emulator = GoogleEmulator(
-        teachers=teachers, courses_per_teacher=CLASSES_PER_TEACHER, students_per_course=CLASS_SIZES[0], cert_dir=workdir
-    ).start()
-    draw = random.Random(seed)
-    for teacher in emulator.teacher_ids:
-        for course in emulator.course_ids_of(teacher, states=["ACTIVE"]):
-            for _ in range(draw.randint(*CLASS_SIZES) - CLASS_SIZES[0]):
-                emulator.add_student(course)
-    return emulator
-
-
-def fleet_settings(emulator: GoogleEmulator, database_url: str, broker_url: str, budget: str) -> Settings:
+def fleet_settings(kit: EmulatorKit, emulator: Any, database_url: str, broker_url: str, budget: str) -> Settings:
     return Settings(
-        **settings_values("google", emulator),
-        google_redirect_uri=headless_redirect("google"),
+        **kit.settings(emulator) | redirect_setting(kit.name),
         database_url=database_url,
         broker_url=broker_url,
         broker_namespace=f"rs-bench-fleet-{uuid.uuid4().hex[:10]}",
@@ -111,8 +107,9 @@ def fleet_settings(emulator: GoogleEmulator, database_url: str, broker_url: str,
     )
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The workers' configuration: this run's database, broker namespace, keys and emulator; nothing inherited."""
+def worker_env(settings: Settings, emulated: dict[str, str]) -> dict[str, str]:
+    """The workers' configuration: this run's database, broker namespace, keys and emulator (``emulated``, the
+    variables that point at it, CA included); nothing inherited."""
     assert settings.pseudonym_key is not None and settings.token_keys is not None and settings.broker_url
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
     return env | {
@@ -124,30 +121,9 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "ROSTERSYNC_HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
         "ROSTERSYNC_PSEUDONYM_KEY": settings.pseudonym_key.get_secret_value(),
         "ROSTERSYNC_TOKEN_KEYS": settings.token_keys.get_secret_value(),
-        "ROSTERSYNC_GOOGLE_CLIENT_ID": settings.google.client_id,
-        "ROSTERSYNC_GOOGLE_CLIENT_SECRET": settings.google.client_secret.get_secret_value(),
-        "ROSTERSYNC_GOOGLE_AUTH_URI": settings.google.auth_uri,
-        "ROSTERSYNC_GOOGLE_TOKEN_URI": settings.google.token_uri,
-        "ROSTERSYNC_GOOGLE_REVOKE_URI": settings.google.revoke_uri,
-        "ROSTERSYNC_GOOGLE_API_ENDPOINT": settings.google.api_endpoint,
-        "ROSTERSYNC_CA_BUNDLE": str(settings.ca_bundle),
+        **emulated,
         "ROSTERSYNC_WORKER_METRICS_PORT": "0",
     }
-
-
-def link_teachers(runtime: Runtime, emulator: GoogleEmulator) -> list[int]:
-    """Every teacher links through the consent screen, as in the bench's Google scenario."""
-    from connectors.google import http_session
-
-    ids = []
-    with http_session(runtime.settings) as browser:
-        for n, user in enumerate(emulator.teacher_ids):
-            emulator.set_consent_user(user)
-            url = start_link(runtime, provider_name="google", teacher=f"fleet-teacher-{n}")
-            ids.append(complete_link(runtime, consent_headlessly(browser, url)))
-            if (n + 1) % 500 == 0:
-                err.print(f"  linked {n + 1:,} teachers")
-    return ids
 
 
 def _synced(runtime: Runtime) -> int:
@@ -169,14 +145,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start_workers(settings: Settings, logs: Path) -> list[subprocess.Popen[bytes]]:
+def _start_workers(settings: Settings, emulated: dict[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
     rostersync = str(Path(sys.executable).with_name("rostersync"))
     processes = []
     for n in range(WORKERS):
         log = (logs / f"worker{n}.log").open("wb")
         command = [rostersync, "worker", "--processes", "1", "--threads", str(THREADS)]
         processes.append(
-            subprocess.Popen(command, env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own executable
+            subprocess.Popen(command, env=worker_env(settings, emulated), stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own executable
         )
     return processes
 
@@ -204,17 +180,21 @@ def run_fleet(teachers: int, database_url: str | None = None, broker_url: str | 
         raise FleetError("bench --fleet needs Redis: set ROSTERSYNC_BROKER_URL (redis://...)")
     if not configured or not configured.startswith("postgresql"):
         raise FleetError("bench --fleet needs PostgreSQL for its two worker processes: set ROSTERSYNC_DATABASE_URL")
-    quota = PUBLISHED_RATE_LIMITS["client"]
-    budget = f"google={int(quota * BUDGET_SHARE * BUDGET_WINDOW / 60)}/{BUDGET_WINDOW}"
+    kit = fleet_kit()
+    quota = _fleet(kit).quota
+    budget = f"{kit.name}={int(quota * BUDGET_SHARE * BUDGET_WINDOW / 60)}/{BUDGET_WINDOW}"
     with tempfile.TemporaryDirectory(prefix="rostersync-fleet-") as tmp:
         workdir = Path(tmp)
         with throwaway_databases(workdir, configured) as databases:
             url = dict(databases)["postgresql"]
-            err.print(f"[bold]fleet[/]: {teachers:,} Google teachers, two classes of 25-35 each, in the emulator")
-            emulator = build_emulator(teachers, workdir)
-            settings = fleet_settings(emulator, url, broker, budget)
+            err.print(
+                f"[bold]fleet[/]: {teachers:,} {kit.name.capitalize()} teachers, two classes of 25-35 each, "
+                "in the emulator"
+            )
+            emulator = _fleet(kit).build(teachers, CLASSES_PER_TEACHER, CLASS_SIZES, workdir)
+            settings = fleet_settings(kit, emulator, url, broker, budget)
             try:
-                return _drain(emulator, settings, teachers, quota, workdir)
+                return _drain(kit, emulator, settings, workdir)
             finally:
                 emulator.stop()
                 client = redis.Redis.from_url(broker)
@@ -222,38 +202,62 @@ def run_fleet(teachers: int, database_url: str | None = None, broker_url: str | 
                     client.delete(key)
 
 
-def _drain(emulator: GoogleEmulator, settings: Settings, teachers: int, quota: int, workdir: Path) -> dict[str, Any]:
+def _drain(kit: EmulatorKit, emulator: Any, settings: Settings, workdir: Path) -> dict[str, Any]:
+    """Link every teacher while the workers boot, queue one sync each, wait for all; the run's figures."""
+    fleet = _fleet(kit)
     runtime = build_runtime(settings)
+    clock = _Clock(fleet.round_trip)
     try:
-        workers = _start_workers(settings, workdir)  # they boot while the teachers link
+        workers = _start_workers(settings, environment(kit.name, emulator), workdir)  # they boot while teachers link
         try:
-            ids = link_teachers(runtime, emulator)
-            emulator.set_rate_limits(per_user=PUBLISHED_RATE_LIMITS["user"], per_client=quota)
-            clock = _Clock()
+            ids = fleet.link(runtime, emulator)
+            fleet.enforce(emulator, fleet.quota)
             emulator.add_hook(clock)
             brokers.install(brokers.make_broker(settings))
-            err.print(f"  two workers of {THREADS} threads; budget {settings.provider_budgets} (quota {quota:,}/min)")
+            err.print(
+                f"  two workers of {THREADS} threads; budget {settings.provider_budgets} (quota {fleet.quota:,}/min)"
+            )
             log_start, started = len(emulator.requests), time.monotonic()
             for integration_id in ids:
                 sync_after_link(runtime, integration_id)
-            done, reported = 0, started
-            while done < len(ids):
-                if any(process.poll() is not None for process in workers):
-                    raise FleetError(f"a worker exited early:\n{_log_tail(workdir)}")
-                if time.monotonic() - max([started, *clock.times[-1:]]) > 300:
-                    raise FleetError(f"no request for 5 minutes; {done} of {len(ids)} synced:\n{_log_tail(workdir)}")
-                time.sleep(0.5)
-                done = _synced(runtime)
-                if time.monotonic() - reported >= 10:
-                    reported = time.monotonic()
-                    err.print(f"  {done:,} of {len(ids):,} synced, {len(clock.times):,} requests")
+            _wait(runtime, workers, clock, len(ids), started, workdir)
             seconds = time.monotonic() - started
         finally:
             _stop(workers)
         records = emulator.requests[log_start:]
     finally:
         runtime.engine.dispose()
-    requests = quota_calls(records)
+    return _figures(fleet, settings, ids, records, clock, seconds)
+
+
+def _wait(
+    runtime: Runtime, workers: Sequence[subprocess.Popen[bytes]], clock: _Clock, total: int, started: float, logs: Path
+) -> None:
+    """Until every integration has synced ``ok``; a worker that exits or five minutes without a request fail it."""
+    done, reported = 0, started
+    while done < total:
+        if any(process.poll() is not None for process in workers):
+            raise FleetError(f"a worker exited early:\n{_log_tail(logs)}")
+        if time.monotonic() - max([started, *clock.times[-1:]]) > 300:
+            raise FleetError(f"no request for 5 minutes; {done} of {total} synced:\n{_log_tail(logs)}")
+        time.sleep(0.5)
+        done = _synced(runtime)
+        if time.monotonic() - reported >= 10:
+            reported = time.monotonic()
+            err.print(f"  {done:,} of {total:,} synced, {len(clock.times):,} requests")
+
+
+def _figures(
+    fleet: FleetKit,
+    settings: Settings,
+    ids: Sequence[int],
+    records: Sequence[RequestRecord],
+    clock: _Clock,
+    seconds: float,
+) -> dict[str, Any]:
+    """The ``fleet`` object of ``bench --json``, and its line on stderr."""
+    quota = fleet.quota
+    requests = quota_calls(fleet, records)
     per_minute = requests / seconds * 60
     # The busiest minute's round trips, scaled to calls by the run's calls per round trip (the hook sees
     # a batch, not its parts, and the log has the parts but no times).
@@ -268,7 +272,7 @@ def _drain(emulator: GoogleEmulator, settings: Settings, teachers: int, quota: i
         "requests": requests,
         "round_trips": len(clock.times),
         "requests_per_min": round(per_minute, 1),
-        "rate_limit": "Google Classroom read requests per minute per client project",
+        "rate_limit": fleet.rate_limit,
         "rate_limit_per_min": quota,
         "budget": settings.provider_budgets,
         "limit_share": round(per_minute / quota, 3),

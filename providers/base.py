@@ -8,7 +8,7 @@ the row. The token payload helpers are here because every provider's tokens are 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -52,6 +52,19 @@ class ConsentStart:
         return "ConsentStart(url=<hidden>, secret=<hidden>)"
 
 
+@dataclass(frozen=True)
+class ErrorWords:
+    """What a person reads about an error kind only one provider raises (e.g. a refused organisation token).
+
+    Fixed words, ours, written in the provider's own module so that nothing shared names the provider;
+    ``sync.outcomes`` and ``worker.retry_policy`` find them by the error's kind through the registry.
+    """
+
+    meaning: str  # a sync's outcome, as ``rostersync sync`` reports it
+    give_up: str  # why the retries stopped, kept as the integration's reason
+    wait: str  # why a retry waits, as ``rostersync sync --now`` shows it
+
+
 class ConsentUrl(Protocol):
     def __call__(self, settings: Settings, *, state: str, code_challenge: str) -> str | ConsentStart: ...
 
@@ -77,7 +90,12 @@ class Provider:
     classes_of: Callable[[RosterConnector, str], Iterator[Page]] | None = None
     # Where ``field_mask`` is empty (no field selection at the provider): the endpoints read whole, for the inventory.
     whole_records: str | None = None
-
+    # What an organisation-wide link links, article included ("a <provider> district"), for help texts; "": none.
+    organisation: str = ""
+    # Without a revoke endpoint: how access ends at the provider (who disconnects the app, and where); "": it has one.
+    disconnect: str = ""
+    # The words of the error kinds only this provider raises, by kind (``ConnectorError.kind``).
+    error_words: Mapping[str, ErrorWords] = field(default_factory=dict)
 
 
 def tokens_to_payload(tokens: TokenSet) -> dict[str, Any]:

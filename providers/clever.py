@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import connectors.clever
 import mappers.clever
 from connectors.base import Page, ProviderDataError, RosterConnector, TokenSet
-from providers.base import Callback, Grant, Provider
+from providers.base import Callback, ErrorWords, Grant, Provider
 from settings import Settings
 
 
@@ -80,6 +80,15 @@ def _org_grant(settings: Settings, district_id: str) -> Grant | None:
     return Grant(TokenSet(token, "", None, extra={"district_id": district_id}), f"district:{district_id}")
 
 
+TOKEN_REFUSED = ErrorWords(
+    meaning="Clever kept refusing the district's token although it still lists it: retries exhausted, "
+    "integration marked failed (tokens and roster kept)",
+    give_up="Clever kept refusing the district's token (401) although it still lists it, so the district "
+    "has not disconnected; tokens and roster are kept (check the app in the district's Clever dashboard)",
+    wait="Clever refused the district's token although it still lists it",
+)
+"""A district token refused while Clever still lists it (``TokenRefused``): retried, never taken for a disconnect."""
+
 
 PROVIDER = Provider(
     name="clever",
@@ -96,4 +105,7 @@ PROVIDER = Provider(
     map_changes=mappers.clever.map_changes,
     classes_of=_classes_of,
     whole_records="Clever: sections and teachers, never student records",
+    organisation="a Clever district",
+    disconnect="the district removes the app in its Clever dashboard",
+    error_words={connectors.clever.TokenRefused.kind: TOKEN_REFUSED},
 )

@@ -87,4 +87,6 @@ PROVIDER = Provider(
     allowlist=mappers.microsoft.ALLOWLIST,
     map_page=mappers.microsoft.map_page,
     map_changes=mappers.microsoft.map_changes,
+    organisation="an Entra tenant",
+    disconnect="the tenant admin withdraws the app's consent or deletes its enterprise application in Entra",
 )

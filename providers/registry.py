@@ -12,6 +12,7 @@ from providers.base import (
     Callback,
     ConsentStart,
     ConsentUrl,
+    ErrorWords,
     Grant,
     Provider,
     tokens_from_payload,
@@ -29,12 +30,28 @@ PROVIDERS: dict[str, Provider] = {
 
 SUPPORTED = tuple(PROVIDERS)
 
+
+def _error_words() -> dict[str, ErrorWords]:
+    """Every provider's own error kinds, by kind; a kind is one provider's, so two rows never claim one."""
+    found: dict[str, ErrorWords] = {}
+    for row in PROVIDERS.values():
+        claimed = found.keys() & row.error_words.keys()
+        assert not claimed, f"error kinds claimed twice: {sorted(claimed)}"
+        found |= row.error_words
+    return found
+
+
+ERROR_WORDS = _error_words()
+"""The words a person reads about an error kind only one provider raises (``sync.outcomes``, the retry policy)."""
+
 __all__ = [
+    "ERROR_WORDS",
     "PROVIDERS",
     "SUPPORTED",
     "Callback",
     "ConsentStart",
     "ConsentUrl",
+    "ErrorWords",
     "Grant",
     "Provider",
     "provider",

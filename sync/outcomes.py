@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from providers.registry import ERROR_WORDS
 from store.runs import RunCounts
 
 
@@ -40,14 +41,22 @@ MEANING = {
     "budget_spent": "rostersync's own request budget for the provider (PROVIDER_BUDGETS) stayed spent: "
     "retries exhausted, due again at its next turn",
     "client_config": "the provider kept refusing our client credentials: retries exhausted, integration marked failed",
-    "token_refused": "Clever kept refusing the district's token although it still lists it: retries exhausted, "
-    "integration marked failed (tokens and roster kept)",
     "provider_data": "the provider's class list broke its documented schema: nothing was removed",
     "setup_required": "the provider needs its admin to set something up first (the reason is in `rostersync "
     "status`): integration marked failed, roster kept; `rostersync resume` once it is done",
     "error": "unexpected error (run with -v for the log)",
     "skipped:busy": "another sync of it is running",
 }
+"""The words of every outcome any provider can end in; a kind only one provider raises has its words in that
+provider's row (``Provider.error_words``)."""
+
+
+def meaning(outcome: str) -> str:
+    """What an outcome means to the person who asked: ours, or the raising provider's own words for its kind."""
+    if outcome in MEANING:
+        return MEANING[outcome]
+    own = ERROR_WORDS.get(outcome)
+    return own.meaning if own is not None else outcome
 
 
 @dataclass(frozen=True)
@@ -72,5 +81,5 @@ def verdict(integration_id: int, outcome: str | None) -> Verdict:
     elif outcome.startswith("skipped:") and outcome not in MEANING:
         why = f"skipped, it is {outcome.split(':', 1)[1]}"
     else:
-        why = MEANING.get(outcome, outcome).replace("{id}", str(integration_id))
+        why = meaning(outcome).replace("{id}", str(integration_id))
     return Verdict(integration_id, False, f"integration {integration_id}: sync failed: {why}")

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from devtools.demo import demo_clever, demo_emulator, demo_microsoft, tell_story
+from devtools.demo import tell_story
+from devtools.providers.clever import demo_emulator as demo_clever
+from devtools.providers.google import demo_emulator
+from devtools.providers.microsoft import demo_emulator as demo_microsoft
 from store.models import Person
 from tests.conftest import MessageRecorder
 from tests.helpers import dump_tables
@@ -38,7 +41,7 @@ def test_full_demo_leaks_nothing(
     ):
         brokers.make_broker = recording_broker  # type: ignore[assignment]
         try:
-            runtime = tell_story(emulator, tmp_path, clever, microsoft)
+            runtime = tell_story({"google": emulator, "clever": clever, "microsoft": microsoft}, tmp_path)
         finally:
             brokers.make_broker = original_make  # type: ignore[assignment]
             brokers.shutdown()

@@ -40,7 +40,9 @@ from worker.sync_requests import sync_after_link
 log = logging.getLogger("rostersync.web")
 router = APIRouter(tags=["linking"])
 
-ProviderName = Annotated[str, Path(max_length=32, description="A provider of providers/registry.py, e.g. google.")]
+ProviderName = Annotated[
+    str, Path(max_length=32, description=f"A provider of providers/registry.py, e.g. {SUPPORTED[0]}.")
+]
 BASIS_PATTERN = "^(" + "|".join(BASES) + ")$"
 COOKIE = "__Host-rostersync-link"
 """Host-only, Secure, path ``/``: the browser keeps it from every other host and from plain http."""

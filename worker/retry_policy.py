@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.base import ConnectorError, RateLimited, TransientError
+from providers.registry import ERROR_WORDS
 from settings import Settings
 from store import integrations
 from store.runtime import Runtime
@@ -32,9 +33,8 @@ GIVE_UP_WHY = {
     "rate_limited": "the provider kept rate-limiting it",
     "client_config": "the provider kept refusing rostersync's own client credentials (check the provider's "
     "CLIENT_ID and CLIENT_SECRET settings)",
-    "token_refused": "Clever kept refusing the district's token (401) although it still lists it, so the district "
-    "has not disconnected; tokens and roster are kept (check the app in the district's Clever dashboard)",
 }
+"""Per error kind every provider raises; a kind only one provider raises has its words in its row (``error_words``)."""
 DEFAULT_WHY = "the provider kept failing or could not be reached"
 
 _random = random.SystemRandom()
@@ -88,7 +88,8 @@ class RetryPolicy:
 
 def give_up_reason(error: ConnectorError, attempts: int, waited: float) -> str:
     """The admin-facing reason: fixed words per error kind, never the provider's text."""
-    why = GIVE_UP_WHY.get(error.kind, DEFAULT_WHY)
+    own = ERROR_WORDS.get(error.kind)
+    why = GIVE_UP_WHY.get(error.kind, own.give_up if own is not None else DEFAULT_WHY)
     return (
         f"sync gave up after {attempts} attempt(s) and {round(waited)}s of waiting: {why}; "
         "resume it with rostersync resume ID (or the admin API) once the cause is fixed"
@@ -142,13 +143,14 @@ WAIT_WORDS = {
     "rate_limited": "rate limited by the provider",
     "budget_spent": "rostersync's own request budget for the provider is spent (PROVIDER_BUDGETS)",
     "client_config": "client credentials refused",
-    "token_refused": "Clever refused the district's token although it still lists it",
 }
+DEFAULT_WAIT = "the provider failed or could not be reached"
 
 
 def wait_line(wait: Wait) -> str:
     """How a wait reads at a terminal: which integration, why, how long, which attempt comes next."""
-    why = WAIT_WORDS.get(wait.kind, "the provider failed or could not be reached")
+    own = ERROR_WORDS.get(wait.kind)
+    why = WAIT_WORDS.get(wait.kind, own.wait if own is not None else DEFAULT_WAIT)
     return (
         f"integration {wait.integration_id}: {why}; waiting {wait.seconds:.1f}s "
         f"before attempt {wait.next_attempt} of {wait.max_attempts}"

@@ -27,24 +27,6 @@ REGISTRIES = {
 }
 PER_PROVIDER = re.compile(r"^(providers|devtools/providers)/(google|clever|microsoft)\.py$")
 
-TODO_NOT_YET_MOVED = {
-    # TODO(issue 19): the bench scenarios and the demo's chapters still live in the generic devtools modules;
-    # they move to devtools/providers/<name>.py next, and these lines go.
-    "devtools/bench.py",
-    "devtools/demo.py",
-    "devtools/fleet_bench.py",
-    # TODO(issue 19): the command line's help texts and examples still name providers; they come from the registry next.
-    "cli/dev.py",
-    "cli/link.py",
-    "cli/runs.py",
-    "cli/serve.py",
-    # TODO(issue 19): user-facing texts (a refused district token's outcome and retry reason, the OpenAPI example);
-    # they move to the provider's row so that the texts stay word for word.
-    "sync/outcomes.py",
-    "worker/retry_policy.py",
-    "web/linking.py",
-}
-
 
 def _shared_files() -> list[str]:
     files = []
@@ -77,7 +59,7 @@ def test_no_shared_module_names_a_provider() -> None:
     offenders = {
         relative: found
         for relative in _shared_files()
-        if relative not in TODO_NOT_YET_MOVED and (found := naming(relative))
+        if (found := naming(relative))
     }
     listing = "\n".join(f"{relative}: {', '.join(found[:6])}" for relative, found in sorted(offenders.items()))
     assert not offenders, f"{len(offenders)} shared modules name a provider:\n{listing}"
