@@ -330,6 +330,17 @@ class Settings(BaseSettings):
         section: ProviderSettings = getattr(self, name)
         return section
 
+    def flat_values(self) -> dict[str, Any]:
+        """Every setting under the flat name its environment variable spells (``google_client_id``).
+
+        What a child process is handed: ``ROSTERSYNC_`` + the name, upper-cased, reads back the same Settings.
+        """
+        sections = provider_sections()
+        values = {name: value for name, value in self if name not in sections}
+        for flat, (section, field) in flat_names().items():
+            values[flat] = getattr(getattr(self, section), field)
+        return values
+
     def require_secrets(self) -> None:
         """Fail at start-up, not mid-sync, when a key the worker cannot run without is missing."""
         missing = []

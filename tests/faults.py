@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.demo import headless_redirect
@@ -39,6 +38,7 @@ from store.vault import new_key
 from tests.clever_fixtures import link_district
 from tests.conftest import link_teacher
 from tests.helpers import classes, enrollments
+from tests.provider_worlds import env_of
 from tests.test_cli import ROSTERSYNC
 from tests.test_sync_microsoft import link_teacher as link_microsoft_teacher
 
@@ -241,12 +241,7 @@ class World:
         settings = self.settings
         assert settings.pseudonym_key is not None and settings.token_keys is not None and settings.broker_url
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
-        for name, value in settings.model_dump().items():
-            if value is None or value == "":
-                continue
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            env[f"ROSTERSYNC_{name.upper()}"] = str(value)
+        env |= {name: value for name, value in env_of(settings).items() if value != ""}
         env["ROSTERSYNC_WORKER_METRICS_PORT"] = "0"  # no shared metrics port between tests
         return env | extra
 

@@ -60,7 +60,7 @@ class World:
 def env_of(settings: Settings) -> dict[str, str]:
     """Every setting as the ``ROSTERSYNC_*`` variable a process reads it from."""
     env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
+    for name, value in settings.flat_values().items():
         if value is None:
             continue
         if isinstance(value, SecretStr):
