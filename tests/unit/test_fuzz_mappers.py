@@ -441,7 +441,11 @@ def test_clever_events_from_the_events_spec_map_to_the_allowlist_projection(vers
 
 
 def clever_event_is_ignored(raw: Any) -> bool:
-    """Events of other record types, and users events of students (no ``teacher`` role key), are ignored."""
+    """Events of other record types, users of neither role, and a student's ``users.updated`` are ignored.
+
+    A student's ``users.created`` and ``users.deleted`` are read for their id alone (to archive them and to
+    restore their sections when the id comes back, mappers/clever.py); this oracle said every student event
+    was ignored, which the examples drawn under the old node id never exercised."""
     if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
         return False
     record_type, _, action = raw["type"].partition(".")
@@ -452,7 +456,9 @@ def clever_event_is_ignored(raw: Any) -> bool:
     if record_type != "users" or not isinstance(record, Mapping) or action not in ("created", "updated", "deleted"):
         return False
     roles = record.get("roles")
-    return not isinstance(roles, Mapping) or "teacher" not in roles
+    if not isinstance(roles, Mapping) or ("teacher" not in roles and "student" not in roles):
+        return True
+    return "teacher" not in roles and action == "updated"
 
 
 # ------------------------------------------------------------------------------------ Microsoft
