@@ -27,11 +27,8 @@ from worker import broker as brokers
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[GoogleEmulator]:
-    with GoogleEmulator(cert_dir=tmp_path, teachers=3, courses_per_teacher=2, students_per_course=12) as emu:
-        yield emu
+# The emulators (``emulator``, ``clever``, ``microsoft``) are fixtures of this plugin.
+pytest_plugins = ["tests.plugins.emulators"]
 
 
 @pytest.fixture

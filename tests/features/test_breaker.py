@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,16 +23,10 @@ from sync.cycle import run_sync
 from tests.conftest import Linker, link_teacher
 from tests.helpers import classes, enrollments, people
 
+# Rosters in pages of 5, so that a listing can break, or be cut short, after its first page.
+pytestmark = pytest.mark.emulator(roster_page_cap=5)
+
 Snapshot = tuple[set[int], set[int], set[tuple[int, int]]]
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[GoogleEmulator]:
-    """Rosters in pages of 5, so that a listing can break, or be cut short, after its first page."""
-    with GoogleEmulator(
-        cert_dir=tmp_path, teachers=3, courses_per_teacher=2, students_per_course=12, roster_page_cap=5
-    ) as emu:
-        yield emu
 
 
 def snapshot(runtime: Runtime, integration_id: int) -> Snapshot:
@@ -276,23 +269,6 @@ def test_a_listing_cut_short_is_held(runtime: Runtime, emulator: GoogleEmulator,
     emulator.cut_listings(None)
     assert run_sync(runtime, integration_id).outcome == "ok" and breaker.pending(runtime.engine) == []
     assert snapshot(runtime, integration_id) == before
-
-
-def test_an_empty_listing_is_held_whatever_the_limits(
-    runtime: Runtime, emulator: GoogleEmulator, link: Linker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(runtime.settings, "breaker_min_people", 1_000_000)
-    monkeypatch.setattr(runtime.settings, "breaker_share", 1.0)
-    integration_id = link(0)
-    run_sync(runtime, integration_id)
-    before = snapshot(runtime, integration_id)
-    for course in emulator.course_ids_of(emulator.teacher_ids[0]):
-        # Gone from the listing with no word why (SUSPENDED is not asked for); ARCHIVED would explain it.
-        emulator.set_course_state(course, "SUSPENDED")
-    outcome = run_sync(runtime, integration_id)
-    assert outcome.outcome == "held", outcome
-    [view] = breaker.pending(runtime.engine)
-    assert view.reason == "empty" and snapshot(runtime, integration_id) == before
 
 
 def test_held_removals_on_the_command_line(sqlite_settings: Settings, emulator: GoogleEmulator) -> None:

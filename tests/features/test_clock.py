@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -59,12 +58,6 @@ def test_a_due_time_within_the_interval_and_the_clock_slack_is_left_alone(runtim
         assert run_due_here(runtime).syncs == [integration_id]
     assert scheduling.claim_due(runtime.engine, limit=10, stale_seconds=3600) == []
     assert run_due_here(runtime).syncs == []
-
-
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    with CleverEmulator(cert_dir=tmp_path, districts=1, teachers=2, students_per_course=6) as emu:
-        yield emu
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ the stored roster is checked against the emulator's own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,12 +40,6 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(roster, "apply_batch", counted)
     return sizes
-
-
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    with CleverEmulator(cert_dir=tmp_path, districts=1, teachers=2, students_per_course=6) as emu:
-        yield emu
 
 
 def test_a_clever_sections_page_split_into_small_writes_stores_every_section_and_student(

@@ -7,8 +7,6 @@ look-ups planned from statistics of the still-empty tables, each cost more than 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +18,8 @@ from store.runtime import Runtime, build_runtime
 from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 
-
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    # Some 3,000 students: a page is many writes' worth of rows, and a table where an index probe beats a scan.
-    with CleverEmulator(cert_dir=tmp_path, districts=1, teachers=60, students_per_course=30) as emu:
-        yield emu
+# Some 3,000 students: a page is many writes' worth of rows, and a table where an index probe beats a scan.
+pytestmark = pytest.mark.clever(teachers=60, students_per_course=30)
 
 
 def statements(engine: Engine) -> list[str]:
@@ -73,8 +67,9 @@ def test_a_large_first_sync_leaves_postgresql_planning_from_fresh_statistics(
             "SELECT reltuples FROM pg_class WHERE oid = 'people'::regclass"
         ).scalar_one()
         wanted = list(
-            connection.execute(select(Person.pseudonym).where(Person.integration_id == integration_id).limit(5))
-            .scalars()
+            connection.execute(
+                select(Person.pseudonym).where(Person.integration_id == integration_id).limit(5)
+            ).scalars()
         )
         query = select(Person.id).where(
             Person.integration_id == integration_id, Person.role == "student", Person.pseudonym.in_(wanted)

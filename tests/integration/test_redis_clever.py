@@ -22,11 +22,7 @@ from tests.integration.test_cli import env_for
 from tests.integration.test_redis_worker import wait_for
 from worker import broker as brokers
 
-
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    with CleverEmulator(cert_dir=tmp_path, districts=2, teachers=2, students_per_course=6) as emu:
-        yield emu
+pytestmark = pytest.mark.clever(districts=2)
 
 
 @pytest.fixture

@@ -29,17 +29,13 @@ from tests.integration.test_redis_worker import wait_for
 from tests.microsoft_fixtures import link_microsoft_teacher, microsoft_env, microsoft_settings_for
 from worker import broker as brokers
 
-
-@pytest.fixture
-def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=2, teachers=2, students_per_course=6) as emulator:
-        yield emulator
+pytestmark = pytest.mark.microsoft(teachers=2, students_per_course=6)
 
 
 @pytest.fixture
-def redis_settings(emu: MicrosoftEmulator, pg_url: str) -> Settings:
+def redis_settings(microsoft: MicrosoftEmulator, pg_url: str) -> Settings:
     namespace = f"rs-test-{uuid.uuid4().hex[:10]}"
-    return microsoft_settings_for(emu, pg_url, broker_url=REDIS_URL, broker_namespace=namespace)
+    return microsoft_settings_for(microsoft, pg_url, broker_url=REDIS_URL, broker_namespace=namespace)
 
 
 WorkerStarter = Callable[[], subprocess.Popen[bytes]]
@@ -121,16 +117,16 @@ def queued_messages(namespace: str) -> list[dict[str, Any]]:
 
 def test_real_worker_syncs_tenant_and_teacher_links_then_honours_withdrawn_consent(
     redis_runtime: Runtime,
-    emu: MicrosoftEmulator,
+    microsoft: MicrosoftEmulator,
     start_worker: WorkerStarter,
     redis_settings: Settings,
 ) -> None:
     brokers.install(brokers.make_broker(redis_runtime.settings))
     from worker.actors import sync_integration
 
-    school, other = emu.tenant_ids
+    school, other = microsoft.tenant_ids
     tenant_link = link_org(redis_runtime, provider_name="microsoft", org=school)
-    gone = link_microsoft_teacher(redis_runtime, emu, emu.teacher_ids(other)[0], "t-1")
+    gone = link_microsoft_teacher(redis_runtime, microsoft, microsoft.teacher_ids(other)[0], "t-1")
     ids = (tenant_link, gone)
     for one in ids:  # queued before any worker runs: what sits in Redis can be read whole
         sync_integration.send(one)
@@ -143,21 +139,23 @@ def test_real_worker_syncs_tenant_and_teacher_links_then_honours_withdrawn_conse
     wait_for(lambda: finished_runs(redis_runtime) >= len(ids))
     assert all(row_count(redis_runtime.engine, one) > 0 for one in ids)
     stored += redis_contents(redis_settings.broker_namespace)
-    assert not [s for s in emu.personal_strings() if s.encode() in stored]
-    assert not [t for t in emu.issued_tokens() if t.encode() in stored]
-    assert b"token_cache" not in stored and b"AccessToken" not in stored and emu.client_secret.encode() not in stored
+    assert not [s for s in microsoft.personal_strings() if s.encode() in stored]
+    assert not [t for t in microsoft.issued_tokens() if t.encode() in stored]
+    assert (
+        b"token_cache" not in stored and b"AccessToken" not in stored and microsoft.client_secret.encode() not in stored
+    )
 
-    emu.withdraw_consent(other)
+    microsoft.withdraw_consent(other)
     sync_integration.send(gone)
     wait_for(lambda: integrations.load(redis_runtime.engine, gone).status == "revoked")
     assert row_count(redis_runtime.engine, gone) == 0
     assert integrations.load(redis_runtime.engine, gone).token_blob is None
     wait_for(lambda: finished_runs(redis_runtime) >= len(ids) + 1)
     runs = finished_runs(redis_runtime)
-    seen = len(emu.requests)
+    seen = len(microsoft.requests)
     for one in ids:
         sync_integration.send(one)
     wait_for(lambda: finished_runs(redis_runtime) >= runs + 2)
-    assert [r for r in emu.requests[seen:] if r.user_id == emu.teacher_ids(other)[0]] == []
+    assert [r for r in microsoft.requests[seen:] if r.user_id == microsoft.teacher_ids(other)[0]] == []
     assert integrations.load(redis_runtime.engine, tenant_link).status == "active"
     assert worker_process.poll() is None

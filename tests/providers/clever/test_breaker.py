@@ -6,9 +6,6 @@ removes too much is rolled back and a full listing decides, while sections Cleve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from emulators.clever import CleverEmulator
@@ -19,11 +16,7 @@ from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.helpers import classes, enrollments, people
 
-
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    with CleverEmulator(cert_dir=tmp_path, districts=1, teachers=3, students_per_course=12) as emu:
-        yield emu
+pytestmark = pytest.mark.clever(teachers=3, students_per_course=12)
 
 
 @pytest.fixture
@@ -63,26 +56,6 @@ def test_half_the_sections_gone_is_held_then_approved(runtime: Runtime, clever: 
     assert current(runtime, integration_id)[0] == set(sections) - set(gone)
     assert run_sync(runtime, integration_id).outcome == "ok" and breaker.pending(runtime.engine) == []
     assert "removals_approved" in integrations.audit_actions(runtime.engine, integration_id)
-
-
-def test_an_empty_district_listing_is_held_whatever_the_limits(
-    runtime: Runtime, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(runtime.settings, "breaker_min_people", 1_000_000)
-    monkeypatch.setattr(runtime.settings, "breaker_share", 1.0)
-    district = clever.district_ids[0]
-    clever.set_events_enabled(district, False)
-    integration_id = link_district(runtime, clever)
-    run_sync(runtime, integration_id)
-    before = current(runtime, integration_id)
-    for section in clever.section_ids(district):
-        clever.unshare_section(section)
-    outcome = run_sync(runtime, integration_id)
-    assert outcome.outcome == "held" and current(runtime, integration_id) == before
-    [view] = breaker.pending(runtime.engine)
-    assert view.reason == "empty" and view.classes == len(before[0])
-    breaker.drop(runtime.engine, outcome.run_id, actor="admin:test")
-    assert current(runtime, integration_id) == before and breaker.pending(runtime.engine) == []
 
 
 def test_sections_deleted_through_events_are_explained_and_applied(runtime: Runtime, clever: CleverEmulator) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,11 +32,7 @@ from tests.conftest import MessageRecorder
 from tests.helpers import classes, dump_tables, enrollments, people
 from worker import broker as brokers
 
-
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    with CleverEmulator(cert_dir=tmp_path, districts=2, teachers=3, students_per_course=12) as emu:
-        yield emu
+pytestmark = pytest.mark.clever(districts=2, teachers=3, students_per_course=12)
 
 
 @pytest.fixture

@@ -6,9 +6,6 @@ stands does not swallow a later ordinary removal of another class.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from emulators.google import GoogleEmulator
@@ -18,12 +15,7 @@ from sync.cycle import run_sync
 from tests.conftest import Linker
 from tests.helpers import classes, enrollments, people
 
-
-@pytest.fixture
-def emulator(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GoogleEmulator]:
-    options = getattr(request, "param", {})
-    with GoogleEmulator(cert_dir=tmp_path, teachers=2, courses_per_teacher=3, students_per_course=12, **options) as emu:
-        yield emu
+pytestmark = pytest.mark.emulator(teachers=2, courses_per_teacher=3)
 
 
 def active_courses(emulator: GoogleEmulator, teacher: int = 0) -> list[str]:

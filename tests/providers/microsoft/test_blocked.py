@@ -14,8 +14,7 @@ either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
@@ -31,16 +30,12 @@ from tests.microsoft_fixtures import microsoft_settings_for
 from tests.providers.microsoft.test_sync_faults import Roster, link, roster
 from tests.providers.microsoft.test_sync_faults import linked_user as principal
 
-
-@pytest.fixture
-def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=1, teachers=2, students_per_course=5) as emulator:
-        yield emulator
+pytestmark = pytest.mark.microsoft(tenants=1, teachers=2, students_per_course=5)
 
 
 @pytest.fixture
-def settings(emu: MicrosoftEmulator, database_url: str) -> Settings:
-    return microsoft_settings_for(emu, database_url)
+def settings(microsoft: MicrosoftEmulator, database_url: str) -> Settings:
+    return microsoft_settings_for(microsoft, database_url)
 
 
 def audited(runtime: Runtime, integration_id: int) -> set[str]:
@@ -78,8 +73,8 @@ def assert_kept(runtime: Runtime, integration_id: int, held: Roster, trail: set[
     assert not written & ENDINGS and not {a for a in written if a.startswith("provider_revoke")}, written
 
 
-def no_graph_call_after(emu: MicrosoftEmulator, since: int, refusal: Callable[[str, int], bool]) -> None:
-    calls = emu.requests[since:]
+def no_graph_call_after(microsoft: MicrosoftEmulator, since: int, refusal: Callable[[str, int], bool]) -> None:
+    calls = microsoft.requests[since:]
     refused = [i for i, call in enumerate(calls) if refusal(call.path, call.status)]
     assert refused, "the refusal was met"
     assert not [c for c in calls[refused[-1] + 1 :] if c.path.startswith("/v1.0/")], "no Graph call after it"
@@ -123,22 +118,22 @@ TENANT_CODES = [(53003, "conditional_access"), (530032, "conditional_access"), (
     + [("tenant", code, None, reason) for code, reason in TENANT_CODES],
 )
 def test_a_school_policy_on_refresh_keeps_link_and_roster_and_stops_graph(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str, code: int, suberror: str | None, reason: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, code: int, suberror: str | None, reason: str
 ) -> None:
-    integration_id = link(runtime, emu, kind)
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     assert held[2], "a roster to keep"
     trail = audited(runtime, integration_id)
-    emu.block_signin(principal(emu, kind), code, suberror=suberror)
-    emu.expire_access_tokens()  # the next Graph call earns a refresh, which meets the policy
+    microsoft.block_signin(principal(microsoft, kind), code, suberror=suberror)
+    microsoft.expire_access_tokens()  # the next Graph call earns a refresh, which meets the policy
 
-    since = len(emu.requests)
+    since = len(microsoft.requests)
     assert f"AADSTS{code}" in meet_the_block(runtime, integration_id)
     assert_kept(runtime, integration_id, held, trail)
-    no_graph_call_after(emu, since, token_refused)
+    no_graph_call_after(microsoft, since, token_refused)
 
-    emu.unblock_signin(principal(emu, kind))  # the school lifts the policy: the same tokens sync on
+    microsoft.unblock_signin(principal(microsoft, kind))  # the school lifts the policy: the same tokens sync on
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert roster(runtime, integration_id) == held
     assert integrations.load(runtime.engine, integration_id).status == "active"
@@ -146,20 +141,20 @@ def test_a_school_policy_on_refresh_keeps_link_and_roster_and_stops_graph(
 
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 def test_an_admin_who_disables_the_enterprise_app_blocks_until_enabled_again(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str
 ) -> None:
     # "Enabled for users to sign in" = No answers AADSTS7000112; it was a revocation before issue 23
-    tenant = emu.tenant_ids[0]
-    integration_id = link(runtime, emu, kind)
+    tenant = microsoft.tenant_ids[0]
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     trail = audited(runtime, integration_id)
-    emu.disable_app(tenant)
-    since = len(emu.requests)
+    microsoft.disable_app(tenant)
+    since = len(microsoft.requests)
     assert "AADSTS7000112" in meet_the_block(runtime, integration_id)
     assert_kept(runtime, integration_id, held, trail)
-    no_graph_call_after(emu, since, token_refused)
-    emu.enable_app(tenant)
+    no_graph_call_after(microsoft, since, token_refused)
+    microsoft.enable_app(tenant)
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert roster(runtime, integration_id) == held
 
@@ -180,13 +175,13 @@ def test_an_admin_who_disables_the_enterprise_app_blocks_until_enabled_again(
     ],
 )
 def test_a_documented_revocation_on_refresh_still_ends_the_link(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str, code: int, reason: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, code: int, reason: str
 ) -> None:
-    integration_id = link(runtime, emu, kind)
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
-    emu.block_signin(principal(emu, kind), code)
-    emu.expire_access_tokens()
-    since = len(emu.requests)
+    microsoft.block_signin(principal(microsoft, kind), code)
+    microsoft.expire_access_tokens()
+    since = len(microsoft.requests)
     assert run_sync(runtime, integration_id).outcome == "revoked"
     ended = integrations.load(runtime.engine, integration_id)
     assert ended.status == "revoked" and ended.token_blob is None
@@ -194,45 +189,45 @@ def test_a_documented_revocation_on_refresh_still_ends_the_link(
     with runtime.engine.connect() as connection:
         reasons = set(connection.scalars(select(AuditEvent.reason).where(AuditEvent.action == "revoked")))
     assert reason in reasons
-    no_graph_call_after(emu, since, token_refused)
+    no_graph_call_after(microsoft, since, token_refused)
 
 
 # ---------------------------------------------------------------------------------- claims challenge
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 def test_an_unexpected_claims_challenge_is_a_block_not_a_blind_refresh_then_revoke(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str
 ) -> None:
     # rostersync declares no client capabilities, so Entra sends it no claims challenge unless a policy
     # wants an interactive step a server cannot take (claims-challenge page)
-    integration_id = link(runtime, emu, kind)
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     trail = audited(runtime, integration_id)
-    emu.force_claims_challenge(principal(emu, kind))
-    since = len(emu.requests)
+    microsoft.force_claims_challenge(principal(microsoft, kind))
+    since = len(microsoft.requests)
     meet_the_block(runtime, integration_id)
     assert_kept(runtime, integration_id, held, trail)
     sequence = [
         ("graph" if c.path.startswith("/v1.0/") else "token", c.status)
-        for c in emu.requests[since:]
+        for c in microsoft.requests[since:]
         if c.path.startswith("/v1.0/") or c.path.endswith("/token")
     ]
     assert sequence == [("graph", 401), ("token", 200), ("graph", 401)], "one refresh with the claims, then stop"
-    emu.force_claims_challenge(principal(emu, kind), on=False)
+    microsoft.force_claims_challenge(principal(microsoft, kind), on=False)
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert roster(runtime, integration_id) == held
 
 
 def test_a_cae_cut_without_capabilities_is_a_plain_401_and_the_refresh_decides(
-    runtime: Runtime, emu: MicrosoftEmulator
+    runtime: Runtime, microsoft: MicrosoftEmulator
 ) -> None:
     # consent withdrawn under a live token: no challenge for us, the refresh meets AADSTS65001: revoked
-    integration_id = link(runtime, emu, "teacher")
+    integration_id = link(runtime, microsoft, "teacher")
     assert run_sync(runtime, integration_id).outcome == "ok"
-    emu.withdraw_consent(emu.tenant_ids[0], cae=True)
-    since = len(emu.requests)
+    microsoft.withdraw_consent(microsoft.tenant_ids[0], cae=True)
+    since = len(microsoft.requests)
     assert run_sync(runtime, integration_id).outcome == "revoked"
-    first = next(c for c in emu.requests[since:] if c.path.startswith("/v1.0/"))
+    first = next(c for c in microsoft.requests[since:] if c.path.startswith("/v1.0/"))
     assert first.status == 401
     assert row_count(runtime.engine, integration_id) == 0
 
@@ -241,26 +236,28 @@ def test_a_cae_cut_without_capabilities_is_a_plain_401_and_the_refresh_decides(
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 @pytest.mark.parametrize("denial", ["licence", "ca"])
 def test_a_graph_403_that_is_not_a_missing_scope_keeps_link_and_roster(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str, denial: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, denial: str
 ) -> None:
-    integration_id = link(runtime, emu, kind)
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     trail = audited(runtime, integration_id)
-    emu.deny_graph(emu.tenant_ids[0], denial)
-    since = len(emu.requests)
+    microsoft.deny_graph(microsoft.tenant_ids[0], denial)
+    since = len(microsoft.requests)
     meet_the_block(runtime, integration_id)
     assert_kept(runtime, integration_id, held, trail)
-    no_graph_call_after(emu, since, lambda path, status: path.startswith("/v1.0/") and status == 403)
-    emu.allow_graph(emu.tenant_ids[0])
+    no_graph_call_after(microsoft, since, lambda path, status: path.startswith("/v1.0/") and status == 403)
+    microsoft.allow_graph(microsoft.tenant_ids[0])
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert roster(runtime, integration_id) == held
 
 
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
-def test_a_graph_403_for_a_missing_scope_still_degrades(runtime: Runtime, emu: MicrosoftEmulator, kind: str) -> None:
-    integration_id = link(runtime, emu, kind)
+def test_a_graph_403_for_a_missing_scope_still_degrades(
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str
+) -> None:
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
-    emu.deny_graph(emu.tenant_ids[0], "scope")
+    microsoft.deny_graph(microsoft.tenant_ids[0], "scope")
     assert run_sync(runtime, integration_id).outcome == "degraded"
     assert integrations.load(runtime.engine, integration_id).status == "degraded"

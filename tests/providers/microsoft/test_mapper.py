@@ -6,8 +6,6 @@ request log shows no request that could return a student's name."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +27,8 @@ from mappers.policy import ALLOWLIST, MICROSOFT_MAIL_PERMISSION, MappingContext,
 from mappers.records import ClassRecord, PersonRecord
 from tests.providers.microsoft.test_connector import ms_settings
 
+pytestmark = pytest.mark.microsoft(tenants=1, teachers=2, students_per_course=6)
+
 KEY = "k" * 40
 APP = frozenset({MICROSOFT_MAIL_PERMISSION})
 # Every property of a fully read educationUser that names, reaches or describes a person (providers.md 3.2).
@@ -41,19 +41,13 @@ STUDENT_PERSONAL = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=1, teachers=2, students_per_course=6) as emulator:
-        yield emulator
-
-
 def _context(scopes: frozenset[str] = frozenset()) -> MappingContext:
     return MappingContext(tenant="school-a", granted_scopes=scopes, pseudonymiser=Pseudonymiser(KEY))
 
 
-def _students(emu: MicrosoftEmulator, class_id: str) -> list[dict[str, Any]]:
-    tenant = emu.tenant_ids[0]
-    return [emu.user_record(u) for u in emu.members_of(class_id) if u in emu.student_ids(tenant)]
+def _students(microsoft: MicrosoftEmulator, class_id: str) -> list[dict[str, Any]]:
+    tenant = microsoft.tenant_ids[0]
+    return [microsoft.user_record(u) for u in microsoft.members_of(class_id) if u in microsoft.student_ids(tenant)]
 
 
 # ------------------------------------------------------------------------------------ masks
@@ -69,14 +63,14 @@ def test_masks_come_from_the_allowlist_and_name_no_personal_property_of_a_studen
 
 
 # ------------------------------------------------------------------------------------ projection
-def test_stored_projection_equals_the_allowlist(emu: MicrosoftEmulator) -> None:
-    tenant = emu.tenant_ids[0]
-    class_id = emu.class_ids(tenant)[0]
+def test_stored_projection_equals_the_allowlist(microsoft: MicrosoftEmulator) -> None:
+    tenant = microsoft.tenant_ids[0]
+    class_id = microsoft.class_ids(tenant)[0]
     context = _context(APP)
-    classes = map_classes([emu.class_record(class_id)], context)
-    assert classes.classes == [ClassRecord(class_id, emu.class_record(class_id)["displayName"], None, "ACTIVE")]
+    classes = map_classes([microsoft.class_record(class_id)], context)
+    assert classes.classes == [ClassRecord(class_id, microsoft.class_record(class_id)["displayName"], None, "ACTIVE")]
 
-    teacher_raw = emu.user_record(emu.teachers_of(class_id)[0])
+    teacher_raw = microsoft.user_record(microsoft.teachers_of(class_id)[0])
     teachers = map_teachers(class_id, [teacher_raw], context)
     teacher = teachers.people[0]
     assert teacher == PersonRecord(
@@ -91,7 +85,7 @@ def test_stored_projection_equals_the_allowlist(emu: MicrosoftEmulator) -> None:
     without_mail = map_teachers(class_id, [teacher_raw], _context()).people[0]
     assert without_mail.email_address is None and without_mail.display_name == teacher_raw["displayName"]
 
-    students = map_members(class_id, _students(emu, class_id), context)
+    students = map_members(class_id, _students(microsoft, class_id), context)
     assert students.people and all(
         {k for k, v in dataclasses.asdict(p).items() if v is not None and k != "complete"} == {"role", "pseudonym"}
         for p in students.people
@@ -100,21 +94,21 @@ def test_stored_projection_equals_the_allowlist(emu: MicrosoftEmulator) -> None:
     assert all(e.class_external_id == class_id for e in students.enrollments)
 
 
-def test_no_canary_pii_survives_mapping(emu: MicrosoftEmulator) -> None:
-    tenant = emu.tenant_ids[0]
+def test_no_canary_pii_survives_mapping(microsoft: MicrosoftEmulator) -> None:
+    tenant = microsoft.tenant_ids[0]
     context = _context(APP)
     out: list[Any] = []
     allowed: set[str] = set()
-    for class_id in emu.class_ids(tenant):
-        out.append(map_classes([emu.class_record(class_id)], context))
-        everyone = [emu.user_record(u) for u in emu.members_of(class_id)]
+    for class_id in microsoft.class_ids(tenant):
+        out.append(map_classes([microsoft.class_record(class_id)], context))
+        everyone = [microsoft.user_record(u) for u in microsoft.members_of(class_id)]
         out.append(map_members(class_id, everyone, context))  # fully read members, teachers included
-        teachers = [emu.user_record(u) for u in emu.teachers_of(class_id)]
+        teachers = [microsoft.user_record(u) for u in microsoft.teachers_of(class_id)]
         out.append(map_teachers(class_id, teachers, context))
         allowed |= {t["displayName"] for t in teachers} | {t["mail"] for t in teachers}
         out.append(map_user_delta(everyone, context))
     dumped = repr(out)
-    leaks = {s for s in emu.personal_strings() if s in dumped and not any(s in value for value in allowed)}
+    leaks = {s for s in microsoft.personal_strings() if s in dumped and not any(s in value for value in allowed)}
     assert leaks == set()
     assert "learnerWellbeingNote" not in dumped and "canary-unknown" not in dumped
 
@@ -169,11 +163,11 @@ def test_map_page_and_identity() -> None:
 
 
 # ------------------------------------------------------------------------------------ the wire
-def test_no_student_property_beyond_id_and_role_crosses_the_wire(emu: MicrosoftEmulator) -> None:
+def test_no_student_property_beyond_id_and_role_crosses_the_wire(microsoft: MicrosoftEmulator) -> None:
     """A whole tenant read and a delta round with the masks derived from the allowlist: every request
     that returns students selects ``id,primaryRole`` only, and no mapped value is a student's."""
-    tenant = emu.tenant_ids[0]
-    settings = ms_settings(emu)
+    tenant = microsoft.tenant_ids[0]
+    settings = ms_settings(microsoft)
     grant = link_tenant(settings, tenant)
     masks = field_masks(grant.scopes)
     context = _context(grant.scopes)
@@ -184,10 +178,10 @@ def test_no_student_property_beyond_id_and_role_crosses_the_wire(emu: MicrosoftE
         pages = list(connector.classes(masks))
         class_ids = [c.external_id for p in pages for c in map_classes(p.records, context).classes]
         pages += list(connector.members(class_ids, masks))
-        emu.add_student(class_ids[0])
+        microsoft.add_student(class_ids[0])
         pages += list(connector.changes(cursor))
         batches = [map_records(p.kind, p.parent_id, p.records, context) for p in pages]
-    graph = [r for r in emu.requests if r.path.startswith("/v1.0/education/")]
+    graph = [r for r in microsoft.requests if r.path.startswith("/v1.0/education/")]
     student_reads = [r for r in graph if r.path.endswith(("/members", "/users/delta"))]
     selected = [r for r in student_reads if "$select" in r.query]
     assert selected and all(r.query["$select"] == ["id,primaryRole"] for r in selected)
@@ -202,8 +196,8 @@ def test_no_student_property_beyond_id_and_role_crosses_the_wire(emu: MicrosoftE
     ]
     assert all("$select" in r.query or "$deltatoken" in r.query or "$skiptoken" in r.query for r in graph)
     student_strings = set()
-    for student in emu.student_ids(tenant):
-        record = emu.user_record(student)
+    for student in microsoft.student_ids(tenant):
+        record = microsoft.user_record(student)
         student_strings |= {
             record["displayName"],
             record["mail"],

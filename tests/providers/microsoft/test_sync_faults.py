@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,31 +37,25 @@ Roster = tuple[set[str], set[str], set[tuple[int, int]]]
 
 
 @pytest.fixture
-def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=2, teachers=3, students_per_course=8) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def settings(emu: MicrosoftEmulator, database_url: str) -> Settings:
+def settings(microsoft: MicrosoftEmulator, database_url: str) -> Settings:
     # What these tests change behind the sync (a class deleted, a student leaving) is what a complete
     # listing then removes; on a teacher link of three classes that is a third, which the mass-removal
     # breaker would hold. Its own tests are test_breaker*.py; here it only lets the removals through.
-    return microsoft_settings_for(emu, database_url, breaker_share=1.0)
+    return microsoft_settings_for(microsoft, database_url, breaker_share=1.0)
 
 
-def link(runtime: Runtime, emu: MicrosoftEmulator, kind: str) -> int:
+def link(runtime: Runtime, microsoft: MicrosoftEmulator, kind: str) -> int:
     """A teacher link (the first teacher of the first tenant) or a tenant link (the first tenant)."""
-    tenant = emu.tenant_ids[0]
+    tenant = microsoft.tenant_ids[0]
     if kind == "teacher":
-        return link_microsoft_teacher(runtime, emu, emu.teacher_ids(tenant)[0])
+        return link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
     return link_org(runtime, provider_name="microsoft", org=tenant)
 
 
-def linked_user(emu: MicrosoftEmulator, kind: str) -> str:
+def linked_user(microsoft: MicrosoftEmulator, kind: str) -> str:
     """Whom the emulator's log names for the link's requests: the teacher, or the tenant."""
-    tenant = emu.tenant_ids[0]
-    return emu.teacher_ids(tenant)[0] if kind == "teacher" else tenant
+    tenant = microsoft.tenant_ids[0]
+    return microsoft.teacher_ids(tenant)[0] if kind == "teacher" else tenant
 
 
 def roster(runtime: Runtime, integration_id: int) -> Roster:
@@ -81,33 +74,33 @@ def audit_trail(runtime: Runtime, integration_id: int) -> list[tuple[str, str]]:
         return [(action, reason) for action, reason in rows]
 
 
-def change_behind_the_sync(emu: MicrosoftEmulator, integration_id_classes: set[str]) -> tuple[str, str, str]:
+def change_behind_the_sync(microsoft: MicrosoftEmulator, integration_id_classes: set[str]) -> tuple[str, str, str]:
     """A class deleted and a student leaving another: what a complete full sync would remove."""
     gone, other = sorted(integration_id_classes)[:2]
-    students = set(emu.student_ids(emu.tenant_ids[0]))
-    leaver = next(m for m in emu.members_of(other) if m in students)
-    emu.delete_class(gone)
-    emu.remove_member(other, leaver)
+    students = set(microsoft.student_ids(microsoft.tenant_ids[0]))
+    leaver = next(m for m in microsoft.members_of(other) if m in students)
+    microsoft.delete_class(gone)
+    microsoft.remove_member(other, leaver)
     return gone, other, leaver
 
 
 # ---------------------------------------------------------------------------------- revocation
-def _withdraw_consent(emu: MicrosoftEmulator) -> None:
-    emu.withdraw_consent(emu.tenant_ids[0], cae=False)
-    emu.expire_access_tokens()  # the access token runs out: the refresh meets AADSTS65001
+def _withdraw_consent(microsoft: MicrosoftEmulator) -> None:
+    microsoft.withdraw_consent(microsoft.tenant_ids[0], cae=False)
+    microsoft.expire_access_tokens()  # the access token runs out: the refresh meets AADSTS65001
 
 
-def _expire_refresh_token(emu: MicrosoftEmulator) -> None:
-    emu.expire_refresh_tokens(emu.teacher_ids(emu.tenant_ids[0])[0])
-    emu.expire_access_tokens()
+def _expire_refresh_token(microsoft: MicrosoftEmulator) -> None:
+    microsoft.expire_refresh_tokens(microsoft.teacher_ids(microsoft.tenant_ids[0])[0])
+    microsoft.expire_access_tokens()
 
 
 REVOCATIONS: dict[str, Callable[[MicrosoftEmulator], None]] = {
-    "50173": lambda emu: emu.revoke_sessions(emu.teacher_ids(emu.tenant_ids[0])[0]),
+    "50173": lambda microsoft: microsoft.revoke_sessions(microsoft.teacher_ids(microsoft.tenant_ids[0])[0]),
     "65001": _withdraw_consent,
-    "65001-cae": lambda emu: emu.withdraw_consent(emu.tenant_ids[0], cae=True),
+    "65001-cae": lambda microsoft: microsoft.withdraw_consent(microsoft.tenant_ids[0], cae=True),
     "700082": _expire_refresh_token,
-    "700016": lambda emu: emu.delete_service_principal(emu.tenant_ids[0]),
+    "700016": lambda microsoft: microsoft.delete_service_principal(microsoft.tenant_ids[0]),
 }
 
 
@@ -123,14 +116,14 @@ REVOCATIONS: dict[str, Callable[[MicrosoftEmulator], None]] = {
     ],
 )
 def test_a_refused_grant_ends_the_link_and_no_graph_call_follows(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str, aadsts: str, reason: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, aadsts: str, reason: str
 ) -> None:
-    integration_id = link(runtime, emu, kind)
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert row_count(runtime.engine, integration_id) > 0
-    REVOCATIONS[aadsts](emu)
+    REVOCATIONS[aadsts](microsoft)
 
-    since = len(emu.requests)
+    since = len(microsoft.requests)
     assert run_sync(runtime, integration_id).outcome == "revoked"
     ended = integrations.load(runtime.engine, integration_id)
     assert ended.status == "revoked" and ended.token_blob is None, "the MSAL cache is deleted"
@@ -139,27 +132,27 @@ def test_a_refused_grant_ends_the_link_and_no_graph_call_follows(
     assert ("revoked", reason) in trail and "purged" in {action for action, _ in trail}
     assert "provider_revoke_unsupported" in {action for action, _ in trail}
 
-    calls = emu.requests[since:]
+    calls = microsoft.requests[since:]
     refused = [i for i, call in enumerate(calls) if call.path.endswith("/oauth2/v2.0/token") and call.status >= 400]
     assert refused, "the token endpoint said no"
     assert not [c for c in calls[refused[0] :] if c.path.startswith("/v1.0/")], "no Graph call after detection"
     graph_before = [c.status for c in calls[: refused[0]] if c.path.startswith("/v1.0/")]
     assert graph_before == [401], "one Graph 401 earned the one refresh that met the refusal"
 
-    since = len(emu.requests)
+    since = len(microsoft.requests)
     assert run_sync(runtime, integration_id).outcome == "skipped:revoked"
-    assert emu.requests[since:] == [], "a revoked link is never called again"
+    assert microsoft.requests[since:] == [], "a revoked link is never called again"
 
 
 def test_withdrawn_consent_without_cae_ends_the_link_once_the_access_token_expires(
-    runtime: Runtime, emu: MicrosoftEmulator
+    runtime: Runtime, microsoft: MicrosoftEmulator
 ) -> None:
     # Without continuous access evaluation Graph honours an access token until it expires (providers.md 3.7)
-    integration_id = link(runtime, emu, "teacher")
+    integration_id = link(runtime, microsoft, "teacher")
     assert run_sync(runtime, integration_id).outcome == "ok"
-    emu.withdraw_consent(emu.tenant_ids[0], cae=False)
+    microsoft.withdraw_consent(microsoft.tenant_ids[0], cae=False)
     assert run_sync(runtime, integration_id).outcome == "ok", "the still-valid token reads on, as Graph lets it"
-    emu.expire_access_tokens()
+    microsoft.expire_access_tokens()
     assert run_sync(runtime, integration_id).outcome == "revoked"
     assert row_count(runtime.engine, integration_id) == 0
 
@@ -167,38 +160,38 @@ def test_withdrawn_consent_without_cae_ends_the_link_once_the_access_token_expir
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 @pytest.mark.parametrize("cause", ["expired", "injected"])
 def test_a_graph_401_with_consent_in_place_earns_one_refresh_and_the_sync_goes_on(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str, cause: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, cause: str
 ) -> None:
-    integration_id = link(runtime, emu, kind)
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     if cause == "expired":
-        emu.expire_access_tokens()  # 401 InvalidAuthenticationToken, "Lifetime validation failed"
+        microsoft.expire_access_tokens()  # 401 InvalidAuthenticationToken, "Lifetime validation failed"
     else:
-        emu.fail_next("/v1.0/education/", 401)  # 401 InvalidAuthenticationToken on one call
-    since = len(emu.requests)
+        microsoft.fail_next("/v1.0/education/", 401)  # 401 InvalidAuthenticationToken on one call
+    since = len(microsoft.requests)
     outcome = run_sync(runtime, integration_id)
     assert outcome.outcome == "ok"
     assert integrations.load(runtime.engine, integration_id).status == "active"
     assert roster(runtime, integration_id) == held
-    statuses = [c.status for c in emu.requests[since:] if c.path.startswith("/v1.0/") or "/token" in c.path]
+    statuses = [c.status for c in microsoft.requests[since:] if c.path.startswith("/v1.0/") or "/token" in c.path]
     assert statuses[:3] == [401, 200, 200], "401, one token call, the resend"
-    assert len(token_calls(emu, since)) == 1
+    assert len(token_calls(microsoft, since)) == 1
 
 
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
-def test_a_401_that_survives_the_refresh_is_revoked(runtime: Runtime, emu: MicrosoftEmulator, kind: str) -> None:
-    integration_id = link(runtime, emu, kind)
+def test_a_401_that_survives_the_refresh_is_revoked(runtime: Runtime, microsoft: MicrosoftEmulator, kind: str) -> None:
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
-    emu.fail_next("/v1.0/education/", 401, count=2)
-    since = len(emu.requests)
+    microsoft.fail_next("/v1.0/education/", 401, count=2)
+    since = len(microsoft.requests)
     assert run_sync(runtime, integration_id).outcome == "revoked"
     assert row_count(runtime.engine, integration_id) == 0
     ended = integrations.load(runtime.engine, integration_id)
     assert ended.status == "revoked" and ended.token_blob is None
     sequence = [
         ("graph" if c.path.startswith("/v1.0/") else "token", c.status)
-        for c in emu.requests[since:]
+        for c in microsoft.requests[since:]
         if c.path.startswith("/v1.0/") or c.path.endswith("/token")
     ]
     assert sequence == [("graph", 401), ("token", 200), ("graph", 401)], "one refresh, then stop"
@@ -207,16 +200,16 @@ def test_a_401_that_survives_the_refresh_is_revoked(runtime: Runtime, emu: Micro
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 @pytest.mark.parametrize("aadsts", ["7000215", "7000222"])
 def test_our_own_rejected_client_is_an_operator_error_that_changes_nothing(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str, aadsts: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, aadsts: str
 ) -> None:
-    integration_id = link(runtime, emu, kind)
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     trail = [entry for entry in audit_trail(runtime, integration_id) if entry[0] != "synced"]
-    emu.expire_access_tokens()
+    microsoft.expire_access_tokens()
     syncing = runtime
     if aadsts == "7000222":
-        emu.expire_client_secret()
+        microsoft.expire_client_secret()
     else:  # an operator typed the wrong secret: the same database, another worker configuration
         wrong = runtime.settings.model_copy(update={"microsoft_client_secret": SecretStr("not-the-secret")})
         syncing = build_runtime(wrong)
@@ -243,12 +236,12 @@ def test_our_own_rejected_client_is_an_operator_error_that_changes_nothing(
     [(429, 7, RateLimited), (503, 5, RateLimited), (504, 3, RateLimited), (503, None, TransientError)],
 )
 def test_throttling_waits_for_retry_after_and_keeps_the_link(
-    runtime: Runtime, emu: MicrosoftEmulator, status: int, retry_after: int | None, expected: type[Exception]
+    runtime: Runtime, microsoft: MicrosoftEmulator, status: int, retry_after: int | None, expected: type[Exception]
 ) -> None:
-    integration_id = link(runtime, emu, "teacher")
+    integration_id = link(runtime, microsoft, "teacher")
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
-    emu.fail_next("/education/me/classes", status, retry_after=retry_after)
+    microsoft.fail_next("/education/me/classes", status, retry_after=retry_after)
     with pytest.raises(expected) as raised:
         run_sync(runtime, integration_id)
     if isinstance(raised.value, RateLimited):
@@ -262,22 +255,24 @@ def test_throttling_waits_for_retry_after_and_keeps_the_link(
 
 # ---------------------------------------------------------------------------------- $batch
 @pytest.mark.parametrize("status", [429, 503])
-def test_a_throttled_batch_sub_request_loses_no_member(runtime: Runtime, emu: MicrosoftEmulator, status: int) -> None:
-    tenant = emu.tenant_ids[0]
-    integration_id = link(runtime, emu, "tenant")
-    emu.fail_next("/members", status, retry_after=1)  # the first class's members, inside the first $batch
-    since = len(emu.requests)
+def test_a_throttled_batch_sub_request_loses_no_member(
+    runtime: Runtime, microsoft: MicrosoftEmulator, status: int
+) -> None:
+    tenant = microsoft.tenant_ids[0]
+    integration_id = link(runtime, microsoft, "tenant")
+    microsoft.fail_next("/members", status, retry_after=1)  # the first class's members, inside the first $batch
+    since = len(microsoft.requests)
     assert run_sync(runtime, integration_id).outcome == "ok"
-    all_classes = emu.class_ids(tenant)
-    students = set(emu.student_ids(tenant))
+    all_classes = microsoft.class_ids(tenant)
+    students = set(microsoft.student_ids(tenant))
     expected = {
         runtime.pseudonymiser.pseudonym("microsoft", runtime.settings.default_tenant, m)
         for c in all_classes
-        for m in emu.members_of(c)
+        for m in microsoft.members_of(c)
         if m in students
     }
     assert {p.pseudonym for p in people(runtime.engine, integration_id, role="student")} == expected
-    member_reads = [c for c in graph_reads(emu, since) if c.path.endswith("/members")]
+    member_reads = [c for c in graph_reads(microsoft, since) if c.path.endswith("/members")]
     assert [c.status for c in member_reads].count(status) == 1
     answered = [c.path for c in member_reads if c.status == 200]
     assert sorted(answered) == sorted(f"/v1.0/education/classes/{c}/members" for c in all_classes), (
@@ -292,17 +287,17 @@ def test_a_throttled_batch_sub_request_loses_no_member(runtime: Runtime, emu: Mi
 )
 @pytest.mark.parametrize("target", ["foreign_host", "poisoned_on_graph"])
 def test_a_next_link_off_graph_or_poisoned_is_refused_and_removes_nothing(
-    runtime: Runtime, emu: MicrosoftEmulator, emulator: GoogleEmulator, kind: str, where: str, target: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, emulator: GoogleEmulator, kind: str, where: str, target: str
 ) -> None:
-    integration_id = link(runtime, emu, kind)
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
-    change_behind_the_sync(emu, held[0])
+    change_behind_the_sync(microsoft, held[0])
     if target == "foreign_host":  # another live HTTPS server: it must never see a request
         bad_link = f"{emulator.base_url}/v1.0/education/classes?$skiptoken=elsewhere"
     else:
-        bad_link = f"{emu.graph_endpoint}/education/classes?$skiptoken=not-a-token"
-    emu.corrupt_next(where, "foreign_next_link", link=bad_link)
+        bad_link = f"{microsoft.graph_endpoint}/education/classes?$skiptoken=not-a-token"
+    microsoft.corrupt_next(where, "foreign_next_link", link=bad_link)
     outcome = run_sync(runtime, integration_id)
     if where.endswith("/delta") and target == "poisoned_on_graph":
         # a deltaLink on Graph's host cannot be judged before it is used; used, Graph refuses it: full sync
@@ -310,7 +305,9 @@ def test_a_next_link_off_graph_or_poisoned_is_refused_and_removes_nothing(
         assert roster(runtime, integration_id) == held
         fallback = run_sync(runtime, integration_id)
         assert (fallback.outcome, fallback.mode) == ("ok", "full")
-        assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(emu.class_ids(emu.tenant_ids[0]))
+        assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(
+            microsoft.class_ids(microsoft.tenant_ids[0])
+        )
         return
     assert (outcome.outcome, outcome.removed) == ("provider_data", 0)
     assert roster(runtime, integration_id) == held, "nothing removed, nothing lost"
@@ -344,16 +341,16 @@ def _poison_tokens(state: dict[str, Any]) -> None:
     "spoil", ["expired_400", "reset_410", "older_than_7_days", "foreign_host", "poisoned_token", "unreadable"]
 )
 def test_an_expired_or_poisoned_delta_link_falls_back_to_a_full_sync(
-    runtime: Runtime, emu: MicrosoftEmulator, emulator: GoogleEmulator, spoil: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, emulator: GoogleEmulator, spoil: str
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    integration_id = link(runtime, emu, "tenant")
+    tenant = microsoft.tenant_ids[0]
+    integration_id = link(runtime, microsoft, "tenant")
     assert run_sync(runtime, integration_id).outcome == "ok"
-    newcomer = emu.add_student(emu.class_ids(tenant)[0])
+    newcomer = microsoft.add_student(microsoft.class_ids(tenant)[0])
     if spoil == "expired_400":
-        emu.expire_delta_tokens(tenant)
+        microsoft.expire_delta_tokens(tenant)
     elif spoil == "reset_410":
-        emu.expire_delta_tokens(tenant, status=410)
+        microsoft.expire_delta_tokens(tenant, status=410)
     elif spoil == "older_than_7_days":
         _rewrite_cursor(runtime, integration_id, lambda s: s.update(issued=s["issued"] - 8 * 86_400))
     elif spoil == "foreign_host":
@@ -370,20 +367,20 @@ def test_an_expired_or_poisoned_delta_link_falls_back_to_a_full_sync(
         _store_cursor(runtime, integration_id, saved.advanced("%%not base64 json%%").dumps())
     outcome = run_sync(runtime, integration_id)
     assert (outcome.outcome, outcome.mode) == ("ok", "full")
-    assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(emu.class_ids(tenant))
+    assert {c.external_id for c in classes(runtime.engine, integration_id)} == set(microsoft.class_ids(tenant))
     pseudonym = runtime.pseudonymiser.pseudonym("microsoft", runtime.settings.default_tenant, newcomer)
     assert pseudonym in {p.pseudonym for p in people(runtime.engine, integration_id, role="student")}
     assert emulator.requests == []
     assert run_sync(runtime, integration_id).mode == "changes", "a fresh delta link was stored"
 
 
-def test_the_same_delta_applied_twice_changes_nothing(runtime: Runtime, emu: MicrosoftEmulator) -> None:
-    tenant = emu.tenant_ids[0]
-    integration_id = link(runtime, emu, "tenant")
+def test_the_same_delta_applied_twice_changes_nothing(runtime: Runtime, microsoft: MicrosoftEmulator) -> None:
+    tenant = microsoft.tenant_ids[0]
+    integration_id = link(runtime, microsoft, "tenant")
     assert run_sync(runtime, integration_id).outcome == "ok"
     before_delta = integrations.load(runtime.engine, integration_id).sync_cursor
-    emu.add_student(emu.class_ids(tenant)[0])
-    emu.rename_class(emu.class_ids(tenant)[1], "Renamed Class")
+    microsoft.add_student(microsoft.class_ids(tenant)[0])
+    microsoft.rename_class(microsoft.class_ids(tenant)[1], "Renamed Class")
     first = run_sync(runtime, integration_id)
     assert (first.outcome, first.mode) == ("ok", "changes") and first.rows_written > 0
     after = roster(runtime, integration_id)
@@ -394,12 +391,12 @@ def test_the_same_delta_applied_twice_changes_nothing(runtime: Runtime, emu: Mic
 
 
 def test_a_deleted_class_and_a_leaver_go_at_the_periodic_full_reconcile(
-    runtime: Runtime, emu: MicrosoftEmulator
+    runtime: Runtime, microsoft: MicrosoftEmulator
 ) -> None:
-    integration_id = link(runtime, emu, "tenant")
+    integration_id = link(runtime, microsoft, "tenant")
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
-    gone, other, leaver = change_behind_the_sync(emu, held[0])
+    gone, other, leaver = change_behind_the_sync(microsoft, held[0])
     delta = run_sync(runtime, integration_id)
     assert (delta.outcome, delta.mode, delta.removed) == ("ok", "changes", 0)
     assert gone in roster(runtime, integration_id)[0], "class delta never reports a deletion (documented)"
@@ -442,26 +439,26 @@ def test_a_deleted_class_and_a_leaver_go_at_the_periodic_full_reconcile(
     ],
 )
 def test_bad_answers_are_clear_errors_that_remove_and_lose_nothing(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str, where: str, corruption: str, status: int
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, where: str, corruption: str, status: int
 ) -> None:
-    integration_id = link(runtime, emu, kind)
+    integration_id = link(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
-    change_behind_the_sync(emu, held[0])
-    emu.corrupt_next(where, corruption, count=10 if corruption == "next_link_loop" else 1, status=status)
+    change_behind_the_sync(microsoft, held[0])
+    microsoft.corrupt_next(where, corruption, count=10 if corruption == "next_link_loop" else 1, status=status)
     outcome = run_sync(runtime, integration_id)
     assert (outcome.outcome, outcome.removed) == ("provider_data", 0)
     assert roster(runtime, integration_id) == held, "rows already stored stay"
     assert integrations.load(runtime.engine, integration_id).status == "active"
-    emu.clear_corruptions()
+    microsoft.clear_corruptions()
     assert run_sync(runtime, integration_id).outcome == "ok"
 
 
-def test_an_html_gateway_error_page_is_transient(runtime: Runtime, emu: MicrosoftEmulator) -> None:
-    integration_id = link(runtime, emu, "teacher")
+def test_an_html_gateway_error_page_is_transient(runtime: Runtime, microsoft: MicrosoftEmulator) -> None:
+    integration_id = link(runtime, microsoft, "teacher")
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
-    emu.corrupt_next("/education/me/classes", "html_page", status=502)
+    microsoft.corrupt_next("/education/me/classes", "html_page", status=502)
     with pytest.raises(TransientError) as raised:
         run_sync(runtime, integration_id)
     assert "502" in str(raised.value)

@@ -10,8 +10,6 @@ with their enrolments, at the next delta round.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,19 +28,14 @@ from sync.outcomes import verdict
 from tests.helpers import classes, enrollments, people
 from tests.microsoft_fixtures import link_microsoft_teacher, microsoft_env, microsoft_settings_for
 
+pytestmark = pytest.mark.microsoft(students_per_course=6)
+
 NO_EDUCATION = "this Microsoft 365 tenant has no education data; School Data Sync or an Education licence is needed"
 
 
 @pytest.fixture
-def emu(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MicrosoftEmulator]:
-    options: dict[str, Any] = getattr(request, "param", {})
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=2, teachers=3, students_per_course=6, **options) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def settings(emu: MicrosoftEmulator, database_url: str) -> Settings:
-    return microsoft_settings_for(emu, database_url)
+def settings(microsoft: MicrosoftEmulator, database_url: str) -> Settings:
+    return microsoft_settings_for(microsoft, database_url)
 
 
 def stored_integrations(runtime: Runtime) -> int:
@@ -81,10 +74,10 @@ def test_only_the_answers_of_a_tenant_without_education_data_say_so(code: str, m
 
 @pytest.mark.parametrize("answer", ["unsupported_query", "segment"])
 def test_link_org_refuses_a_tenant_without_education_data_in_words_an_admin_can_act_on(
-    runtime: Runtime, emu: MicrosoftEmulator, answer: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, answer: str
 ) -> None:
-    school, education = emu.tenant_ids
-    emu.set_education(school, False, answer=answer)
+    school, education = microsoft.tenant_ids
+    microsoft.set_education(school, False, answer=answer)
     with pytest.raises(LinkError) as refused:
         link_org(runtime, provider_name="microsoft", org=school)
     assert NO_EDUCATION in str(refused.value)
@@ -95,38 +88,38 @@ def test_link_org_refuses_a_tenant_without_education_data_in_words_an_admin_can_
 
 
 def test_cli_link_org_in_a_tenant_without_education_data_is_one_error_line(
-    emu: MicrosoftEmulator, settings: Settings
+    microsoft: MicrosoftEmulator, settings: Settings
 ) -> None:
     from tests.integration.test_cli import env_for, one_line_error, run
 
     env = env_for(settings) | microsoft_env(settings)
-    school, education = emu.tenant_ids
-    emu.set_education(school, False)
+    school, education = microsoft.tenant_ids
+    microsoft.set_education(school, False)
     one_line_error(run("link", "org", "--provider", "microsoft", "--org", school, env=env), NO_EDUCATION)
     linked = run("link", "org", "--provider", "microsoft", "--org", education, env=env)
     assert linked.returncode == 0, linked.stderr
 
 
 def test_a_teacher_link_in_a_tenant_without_education_data_is_refused_and_nothing_is_stored(
-    runtime: Runtime, emu: MicrosoftEmulator
+    runtime: Runtime, microsoft: MicrosoftEmulator
 ) -> None:
-    school, education = emu.tenant_ids
-    emu.set_education(school, False)
+    school, education = microsoft.tenant_ids
+    microsoft.set_education(school, False)
     with pytest.raises(LinkError) as refused:
-        link_microsoft_teacher(runtime, emu, emu.teacher_ids(school)[0])
+        link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(school)[0])
     assert NO_EDUCATION in str(refused.value)
     assert stored_integrations(runtime) == 0
-    linked = link_microsoft_teacher(runtime, emu, emu.teacher_ids(education)[0], "t-2")
+    linked = link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(education)[0], "t-2")
     assert run_sync(runtime, linked).outcome == "ok"
 
 
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 def test_a_link_whose_tenant_loses_its_education_data_fails_with_the_reason_and_keeps_the_roster(
-    runtime: Runtime, emu: MicrosoftEmulator, kind: str
+    runtime: Runtime, microsoft: MicrosoftEmulator, kind: str
 ) -> None:
-    school, education = emu.tenant_ids
+    school, education = microsoft.tenant_ids
     if kind == "teacher":
-        integration_id = link_microsoft_teacher(runtime, emu, emu.teacher_ids(school)[0])
+        integration_id = link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(school)[0])
     else:
         integration_id = link_org(runtime, provider_name="microsoft", org=school)
     other = link_org(runtime, provider_name="microsoft", org=education)
@@ -134,7 +127,7 @@ def test_a_link_whose_tenant_loses_its_education_data_fails_with_the_reason_and_
     kept = {c.external_id for c in classes(runtime.engine, integration_id)}
     assert kept
 
-    emu.set_education(school, False)
+    microsoft.set_education(school, False)
     outcome = run_sync(runtime, integration_id)
     assert outcome.outcome == "setup_required"
     state = integrations.load(runtime.engine, integration_id)
@@ -143,20 +136,20 @@ def test_a_link_whose_tenant_loses_its_education_data_fails_with_the_reason_and_
     assert {c.external_id for c in classes(runtime.engine, integration_id)} == kept, "nothing purged"
     line = verdict(integration_id, outcome.outcome).line
     assert "admin" in line and "rostersync resume" in line and "roster kept" in line
-    before = len(emu.requests)
+    before = len(microsoft.requests)
     assert run_sync(runtime, integration_id).outcome == "skipped:failed"
-    assert len(emu.requests) == before, "no more calls until an admin resumes it"
+    assert len(microsoft.requests) == before, "no more calls until an admin resumes it"
     assert run_sync(runtime, other).outcome == "ok", "an Education tenant is unaffected"
 
-    emu.set_education(school, True)  # School Data Sync set up: the admin resumes the link
+    microsoft.set_education(school, True)  # School Data Sync set up: the admin resumes the link
     assert integrations.resume_failed(runtime.engine, integration_id, actor="admin:test")
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert {c.external_id for c in classes(runtime.engine, integration_id)} == kept
 
 
 # ------------------------------------------------------------------------ item 5: restored with the same id
-def linked_tenant(runtime: Runtime, emu: MicrosoftEmulator) -> tuple[str, int]:
-    tenant = emu.tenant_ids[0]
+def linked_tenant(runtime: Runtime, microsoft: MicrosoftEmulator) -> tuple[str, int]:
+    tenant = microsoft.tenant_ids[0]
     integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
     assert run_sync(runtime, integration_id).outcome == "ok"
     return tenant, integration_id
@@ -179,24 +172,24 @@ def is_current(runtime: Runtime, integration_id: int, graph_id: str, role: str) 
     return pseudonym(runtime, graph_id) in {p.pseudonym for p in people(runtime.engine, integration_id, role=role)}
 
 
-@pytest.mark.parametrize("emu", [{"delta_reports_removed": True}, {}], indirect=True, ids=["removed", "silent"])
+@pytest.mark.parametrize("microsoft", [{"delta_reports_removed": True}, {}], indirect=True, ids=["removed", "silent"])
 @pytest.mark.parametrize("role", ["student", "teacher"])
 def test_a_user_deleted_and_restored_with_the_same_id_comes_back_with_their_enrolments(
-    runtime: Runtime, emu: MicrosoftEmulator, role: str, request: pytest.FixtureRequest
+    runtime: Runtime, microsoft: MicrosoftEmulator, role: str, request: pytest.FixtureRequest
 ) -> None:
     reported = "removed" in request.node.callspec.id
-    tenant, integration_id = linked_tenant(runtime, emu)
-    user = (emu.student_ids(tenant) if role == "student" else emu.teacher_ids(tenant))[0]
+    tenant, integration_id = linked_tenant(runtime, microsoft)
+    user = (microsoft.student_ids(tenant) if role == "student" else microsoft.teacher_ids(tenant))[0]
     before = enrolments_of(runtime, integration_id, user, role)
     assert before
 
-    emu.delete_user(user)
+    microsoft.delete_user(user)
     gone = run_sync(runtime, integration_id)
     assert (gone.outcome, gone.mode) == ("ok", "changes")
     if reported:  # without ``@removed`` the enrolments end at the next full reconcile (docs/microsoft.md)
         assert not is_current(runtime, integration_id, user, role)
 
-    emu.recreate_user(user)
+    microsoft.recreate_user(user)
     back = run_sync(runtime, integration_id)
     assert (back.outcome, back.mode) == ("ok", "changes")
     assert is_current(runtime, integration_id, user, role)
@@ -207,21 +200,21 @@ def test_a_user_deleted_and_restored_with_the_same_id_comes_back_with_their_enro
 
 @pytest.mark.parametrize("report_removed", [True, False])
 def test_a_class_deleted_and_restored_with_the_same_id_comes_back_with_its_members(
-    runtime: Runtime, emu: MicrosoftEmulator, report_removed: bool
+    runtime: Runtime, microsoft: MicrosoftEmulator, report_removed: bool
 ) -> None:
-    tenant, integration_id = linked_tenant(runtime, emu)
-    emu.report_removed_classes(report_removed)
-    class_id = emu.class_ids(tenant)[0]
+    tenant, integration_id = linked_tenant(runtime, microsoft)
+    microsoft.report_removed_classes(report_removed)
+    class_id = microsoft.class_ids(tenant)[0]
     [stored] = [c for c in classes(runtime.engine, integration_id) if c.external_id == class_id]
     members = {e.person_id for e in enrollments(runtime.engine, integration_id) if e.class_id == stored.id}
     assert members
 
-    emu.delete_class(class_id)
+    microsoft.delete_class(class_id)
     gone = run_sync(runtime, integration_id)
     assert (gone.outcome, gone.mode) == ("ok", "changes")
     assert (class_id in {c.external_id for c in classes(runtime.engine, integration_id)}) is not report_removed
 
-    emu.recreate_class(class_id)
+    microsoft.recreate_class(class_id)
     back = run_sync(runtime, integration_id)
     assert (back.outcome, back.mode) == ("ok", "changes")
     assert class_id in {c.external_id for c in classes(runtime.engine, integration_id)}

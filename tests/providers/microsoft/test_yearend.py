@@ -5,9 +5,6 @@ end with their enrolments and no hold, on a tenant link (class delta) as on a te
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from emulators.microsoft import MicrosoftEmulator
@@ -20,16 +17,12 @@ from tests.helpers import classes, enrollments, people
 from tests.microsoft_fixtures import microsoft_settings_for
 from tests.providers.microsoft.test_sync import link_teacher
 
-
-@pytest.fixture
-def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=1, teachers=2, students_per_course=8) as emulator:
-        yield emulator
+pytestmark = pytest.mark.microsoft(tenants=1, teachers=2)
 
 
 @pytest.fixture
-def settings(emu: MicrosoftEmulator, database_url: str) -> Settings:
-    return microsoft_settings_for(emu, database_url)
+def settings(microsoft: MicrosoftEmulator, database_url: str) -> Settings:
+    return microsoft_settings_for(microsoft, database_url)
 
 
 def ended_cleanly(runtime: Runtime, integration_id: int) -> None:
@@ -41,14 +34,14 @@ def ended_cleanly(runtime: Runtime, integration_id: int) -> None:
 
 @pytest.mark.parametrize("remove_students", [False, True])
 def test_sds_year_end_on_a_tenant_link_ends_the_classes_with_no_hold(
-    runtime: Runtime, emu: MicrosoftEmulator, remove_students: bool
+    runtime: Runtime, microsoft: MicrosoftEmulator, remove_students: bool
 ) -> None:
-    tenant = emu.tenant_ids[0]
+    tenant = microsoft.tenant_ids[0]
     integration_id = link_org(runtime, provider_name="microsoft", org=tenant)
     assert run_sync(runtime, integration_id).mode == "full"
     assert run_sync(runtime, integration_id).mode == "changes"
     assert classes(runtime.engine, integration_id)
-    assert emu.sds_expire(tenant, remove_students=remove_students)
+    assert microsoft.sds_expire(tenant, remove_students=remove_students)
     outcome = run_sync(runtime, integration_id)
     assert (outcome.outcome, outcome.mode) == ("ok", "changes"), outcome
     ended_cleanly(runtime, integration_id)
@@ -59,12 +52,14 @@ def test_sds_year_end_on_a_tenant_link_ends_the_classes_with_no_hold(
     ended_cleanly(runtime, integration_id)
 
 
-def test_sds_year_end_on_a_teacher_link_ends_the_classes_with_no_hold(runtime: Runtime, emu: MicrosoftEmulator) -> None:
-    tenant = emu.tenant_ids[0]
-    integration_id = link_teacher(runtime, emu, emu.teacher_ids(tenant)[0])
+def test_sds_year_end_on_a_teacher_link_ends_the_classes_with_no_hold(
+    runtime: Runtime, microsoft: MicrosoftEmulator
+) -> None:
+    tenant = microsoft.tenant_ids[0]
+    integration_id = link_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert classes(runtime.engine, integration_id)
-    emu.sds_expire(tenant)
+    microsoft.sds_expire(tenant)
     outcome = run_sync(runtime, integration_id)
     assert (outcome.outcome, outcome.mode) == ("ok", "full") and outcome.removed > 0
     ended_cleanly(runtime, integration_id)
