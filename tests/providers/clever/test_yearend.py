@@ -6,9 +6,6 @@ teacher whose sections all end is a teacher with zero sections, not a listing th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from emulators.clever import CleverEmulator
@@ -19,15 +16,8 @@ from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_clever_teacher, link_district
 from tests.helpers import classes, enrollments
 
-
-@pytest.fixture
-def clever(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CleverEmulator]:
-    """A district of ``request.param`` sections (one teacher each, two students each)."""
-    sections = getattr(request, "param", 6)
-    with CleverEmulator(
-        cert_dir=tmp_path, districts=1, teachers=sections, courses_per_teacher=1, students_per_course=2
-    ) as emu:
-        yield emu
+# A district of six sections (one teacher each, two students each); a test asks for more teachers.
+pytestmark = pytest.mark.clever(teachers=6, courses_per_teacher=1, students_per_course=2)
 
 
 @pytest.fixture
@@ -39,7 +29,7 @@ def current(runtime: Runtime, integration_id: int) -> set[str]:
     return {c.external_id for c in classes(runtime.engine, integration_id)}
 
 
-@pytest.mark.parametrize("clever", [520], indirect=True)
+@pytest.mark.parametrize("clever", [{"teachers": 520}], indirect=True, ids=["520"])
 def test_a_rollover_of_more_than_500_sections_through_events_is_applied_with_no_hold(
     runtime: Runtime, clever: CleverEmulator
 ) -> None:
