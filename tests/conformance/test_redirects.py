@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +34,13 @@ from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
 from tests.conftest import settings_for
 from tests.faults import provider_values
+
+# One teacher, one class of three: every endpoint is called once, so the smallest roster will do.
+pytestmark = [
+    pytest.mark.emulator(teachers=1, courses_per_teacher=1, students_per_course=3),
+    pytest.mark.clever(teachers=1, courses_per_teacher=1, students_per_course=3),
+    pytest.mark.microsoft(tenants=1, teachers=1, courses_per_teacher=1, students_per_course=3),
+]
 
 STATUSES = (307, 308)
 GOOGLE_MASKS = {
@@ -69,12 +76,6 @@ def test_the_trap_gets_what_a_client_that_follows_sends(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------- Google
-@pytest.fixture
-def google(tmp_path: Path) -> Iterator[GoogleEmulator]:
-    with GoogleEmulator(cert_dir=tmp_path, teachers=1, courses_per_teacher=1, students_per_course=3) as emu:
-        yield emu
-
-
 def google_code(settings: Settings) -> tuple[str, str]:
     """A consent approved by the emulator: the code and its PKCE verifier."""
     verifier = secrets.token_urlsafe(48)
@@ -109,12 +110,12 @@ def google_members(settings: Settings, tokens: TokenSet) -> list[Any]:
 
 
 @pytest.mark.parametrize("status", STATUSES)
-def test_google_code_exchange_is_not_redirected(google: GoogleEmulator, tmp_path: Path, status: int) -> None:
-    settings = settings_for(google, f"sqlite:///{tmp_path / 'r.db'}")
+def test_google_code_exchange_is_not_redirected(emulator: GoogleEmulator, tmp_path: Path, status: int) -> None:
+    settings = settings_for(emulator, f"sqlite:///{tmp_path / 'r.db'}")
     code, verifier = google_code(settings)
     assert_refused(
-        google,
-        google.trap(),
+        emulator,
+        emulator.trap(),
         "/token",
         status,
         lambda: google_connector.exchange_code(settings, code=code, code_verifier=verifier),
@@ -123,22 +124,14 @@ def test_google_code_exchange_is_not_redirected(google: GoogleEmulator, tmp_path
 
 @pytest.mark.parametrize("status", STATUSES)
 @pytest.mark.parametrize("call", sorted(GOOGLE_CALLS))
-def test_google_endpoints_are_not_redirected(google: GoogleEmulator, tmp_path: Path, call: str, status: int) -> None:
-    settings = settings_for(google, f"sqlite:///{tmp_path / 'r.db'}")
+def test_google_endpoints_are_not_redirected(emulator: GoogleEmulator, tmp_path: Path, call: str, status: int) -> None:
+    settings = settings_for(emulator, f"sqlite:///{tmp_path / 'r.db'}")
     tokens = google_tokens(settings)
     path, action = GOOGLE_CALLS[call]
-    assert_refused(google, google.trap(), path, status, lambda: action(settings, tokens))
+    assert_refused(emulator, emulator.trap(), path, status, lambda: action(settings, tokens))
 
 
 # --------------------------------------------------------------------------------------- Clever
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    with CleverEmulator(
-        cert_dir=tmp_path, districts=1, teachers=1, courses_per_teacher=1, students_per_course=3
-    ) as emu:
-        yield emu
-
-
 def clever_settings(emu: CleverEmulator) -> Settings:
     values = provider_values("clever", emu) | {"clever_redirect_uri": headless_redirect("clever")}
     return Settings(**values, ca_bundle=emu.ca_path, http_timeout_seconds=5)
@@ -202,14 +195,6 @@ def test_clever_api_calls_are_not_redirected(clever: CleverEmulator, call: str, 
 
 
 # ------------------------------------------------------------------------------------ Microsoft
-@pytest.fixture
-def microsoft(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
-    with MicrosoftEmulator(
-        cert_dir=tmp_path, tenants=1, teachers=1, courses_per_teacher=1, students_per_course=3
-    ) as emu:
-        yield emu
-
-
 def microsoft_settings(emu: MicrosoftEmulator) -> Settings:
     values = provider_values("microsoft", emu)
     return Settings(
