@@ -28,6 +28,7 @@ from store.runtime import Runtime, build_runtime, set_runtime
 from store.vault import new_key
 from tests.clever_fixtures import link_district
 from tests.conftest import link_teacher
+from tests.microsoft_fixtures import link_microsoft_teacher
 
 PROVIDERS = ("google", "clever", "microsoft")
 
@@ -43,6 +44,11 @@ class World:
     empty_listing: Callable[[], None]
     """Every class of the linked integration leaves the provider's listing with no word why (not archived,
     not reported deleted), and the next sync is a full listing: what the breaker's empty-listing rule holds."""
+    revocable: Callable[[Runtime], tuple[int, str]] | None = None
+    """Links a second grant, of the world's last organisation, that the provider itself can end; returns its
+    integration id and the provider user whose requests must stop once it has ended."""
+    end_grant: Callable[[], None] | None = None
+    """The provider ends the ``revocable`` grant (a user's revoke, a district's disconnect, withdrawn consent)."""
     runtimes: list[Runtime] = field(default_factory=list)
 
     def settings(self, **overrides: Any) -> Settings:
@@ -57,6 +63,14 @@ class World:
 
     def link(self, runtime: Runtime) -> int:
         return self.linker(runtime)
+
+    def link_revocable(self, runtime: Runtime) -> tuple[int, str]:
+        assert self.revocable is not None
+        return self.revocable(runtime)
+
+    def end_revocable_grant(self) -> None:
+        assert self.end_grant is not None
+        self.end_grant()
 
 
 def env_of(settings: Settings) -> dict[str, str]:
@@ -83,7 +97,8 @@ def _base(database_url: str) -> dict[str, Any]:
     }
 
 
-def _google(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+def _google(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) -> Iterator[World]:
+    """A Google teacher is their own organisation: the world has at least two (``orgs`` is not needed)."""
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with GoogleEmulator(cert_dir=tmp_path, **sizes) as emu:
         values = _base(database_url) | {
@@ -101,12 +116,28 @@ def _google(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World
             for course in emu.course_ids_of(emu.teacher_ids[0]):
                 emu.set_course_state(course, "SUSPENDED")  # SUSPENDED is not asked for; ARCHIVED would explain
 
-        yield World("google", emu, "/v1/courses", values, lambda rt: link_teacher(rt, emu, 0), empty_listing)
+        def revocable(rt: Runtime) -> tuple[int, str]:
+            return link_teacher(rt, emu, len(emu.teacher_ids) - 1), emu.teacher_ids[-1]
+
+        def end_grant() -> None:
+            emu.revoke_grants(emu.teacher_ids[-1])
+
+        yield World(
+            "google",
+            emu,
+            "/v1/courses",
+            values,
+            lambda rt: link_teacher(rt, emu, 0),
+            empty_listing,
+            revocable,
+            end_grant,
+        )
 
 
-def _clever(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+def _clever(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) -> Iterator[World]:
+    """``orgs`` districts; the link is the first one's."""
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
-    with CleverEmulator(cert_dir=tmp_path, districts=1, **sizes) as emu:
+    with CleverEmulator(cert_dir=tmp_path, districts=orgs, **sizes) as emu:
         values = _base(database_url) | {
             "clever_client_id": emu.client_id,
             "clever_client_secret": emu.client_secret,
@@ -122,17 +153,34 @@ def _clever(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World
             for section in emu.section_ids(district):
                 emu.unshare_section(section)
 
-        yield World("clever", emu, "/v3.0/sections", values, lambda rt: link_district(rt, emu, 0), empty_listing)
+        def revocable(rt: Runtime) -> tuple[int, str]:
+            return link_district(rt, emu, len(emu.district_ids) - 1), emu.district_ids[-1]
+
+        def end_grant() -> None:
+            emu.disconnect_district(emu.district_ids[-1])
+
+        yield World(
+            "clever",
+            emu,
+            "/v3.0/sections",
+            values,
+            lambda rt: link_district(rt, emu, 0),
+            empty_listing,
+            revocable,
+            end_grant,
+        )
 
 
-def _microsoft(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+def _microsoft(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) -> Iterator[World]:
+    """``orgs`` tenants; the link is the first one's tenant link, the revocable grant a teacher's of the last."""
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=1, **sizes) as emu:
+    with MicrosoftEmulator(cert_dir=tmp_path, tenants=orgs, **sizes) as emu:
         values = _base(database_url) | {
             "microsoft_client_id": emu.client_id,
             "microsoft_client_secret": emu.client_secret,
             "microsoft_authority_host": emu.authority_host,
             "graph_endpoint": emu.graph_endpoint,
+            "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
             "ca_bundle": emu.ca_path,
         }
 
@@ -145,7 +193,14 @@ def _microsoft(tmp_path: Path, database_url: str, **options: Any) -> Iterator[Wo
                 emu.delete_class(class_id)  # never reported by class delta, as Graph documents
             emu.expire_delta_tokens(tenant)  # so the next sync is the full listing that sees it
 
-        yield World("microsoft", emu, "/education/classes", values, link, empty_listing)
+        def revocable(rt: Runtime) -> tuple[int, str]:
+            teacher = emu.teacher_ids(emu.tenant_ids[-1])[0]
+            return link_microsoft_teacher(rt, emu, teacher, "t-1"), teacher
+
+        def end_grant() -> None:
+            emu.withdraw_consent(emu.tenant_ids[-1])
+
+        yield World("microsoft", emu, "/education/classes", values, link, empty_listing, revocable, end_grant)
 
 
 WORLDS = {"google": _google, "clever": _clever, "microsoft": _microsoft}
