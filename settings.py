@@ -9,13 +9,27 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 GOOGLE_SCOPES: tuple[str, ...] = (
     "https://www.googleapis.com/auth/classroom.courses.readonly",
@@ -32,6 +46,77 @@ MIN_SECRET_LENGTH = 32
 """Characters of a pseudonym key, link signing key or admin token: what ``secrets.token_urlsafe(24)`` gives."""
 
 
+def _https_only(url: str) -> str:
+    """Promise P5: provider traffic is always TLS, for every provider; the emulators serve HTTPS too."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("provider URLs must use https and name a host")
+    return url.rstrip("/")
+
+
+def _redirect_uri(url: str) -> str:
+    """One rule for every provider: empty (not set: that provider cannot link) or an https URL with a host.
+
+    The consent's code travels in it; the emulators serve HTTPS, so no switch allows http, even locally.
+    """
+    if not url.strip():
+        return ""
+    parts = urlsplit(url.strip())
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("a redirect URI must use https and name a host (https://HOST/oauth/PROVIDER/callback)")
+    return url.strip()
+
+
+ProviderUrl = Annotated[str, AfterValidator(_https_only)]
+RedirectUri = Annotated[str, AfterValidator(_redirect_uri)]
+
+
+class ProviderSettings(BaseModel):
+    """What every provider needs to link: its OAuth client and the redirect URI registered with it.
+
+    A provider's model is one field of ``Settings`` named after the provider; each of its fields is read
+    from ``ROSTERSYNC_<PROVIDER>_<FIELD>`` (the variables rostersync has always had), or from the flat name
+    in ``flat_names`` where history chose another (``ROSTERSYNC_GRAPH_ENDPOINT``).
+    """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    flat_names: ClassVar[Mapping[str, str]] = {}
+    """Field -> its flat setting name, where that is not ``<provider>_<field>``."""
+
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    # Unset until the operator registers one; https only (see _redirect_uri).
+    redirect_uri: RedirectUri = ""
+
+
+class GoogleSettings(ProviderSettings):
+    """Google Classroom (providers.md 1): OAuth endpoints and the Classroom API."""
+
+    auth_uri: ProviderUrl = "https://accounts.google.com/o/oauth2/v2/auth"
+    token_uri: ProviderUrl = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
+    revoke_uri: ProviderUrl = "https://oauth2.googleapis.com/revoke"
+    api_endpoint: ProviderUrl = "https://classroom.googleapis.com"
+
+
+class CleverSettings(ProviderSettings):
+    """Clever (providers.md 2): the code appends /v3.0/... to the API base; the token URL also lists district
+    tokens."""
+
+    authorize_url: ProviderUrl = "https://clever.com/oauth/authorize"
+    token_url: ProviderUrl = "https://clever.com/oauth/tokens"  # noqa: S105 - a URL, not a secret
+    api_base: ProviderUrl = "https://api.clever.com"
+
+
+class MicrosoftSettings(ProviderSettings):
+    """Microsoft 365 Education (providers.md 3): teacher links use {authority host}/organizations, tenant links
+    {host}/{tenant id}; Graph paths are appended to the endpoint. msal itself refuses anything but https."""
+
+    flat_names: ClassVar[Mapping[str, str]] = {"graph_endpoint": "graph_endpoint"}
+
+    authority_host: ProviderUrl = "https://login.microsoftonline.com"
+    graph_endpoint: ProviderUrl = "https://graph.microsoft.com/v1.0"
+
+
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names the variable, never its value."""
 
@@ -42,36 +127,38 @@ class Settings(BaseSettings):
     # hide_input_in_errors: a refused setting's value (a key, a token) never reaches an error text or traceback.
     model_config = SettingsConfigDict(env_prefix="ROSTERSYNC_", extra="ignore", hide_input_in_errors=True)
 
+    def __init__(self, **values: Any) -> None:
+        """A refusal inside a provider's model names its flat setting (``google_redirect_uri``), as it always did:
+        the command line turns an error's location into the ``ROSTERSYNC_`` variable to fix."""
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _flat_locations(error) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, plus each provider's flat variables read into its model, just after the environment."""
+        flat = _FlatProviderEnvironment(settings_cls)
+        return init_settings, env_settings, flat, dotenv_settings, file_secret_settings
+
     database_url: str = "sqlite:///rostersync.db"
     broker_url: str | None = None
     broker_namespace: str = "rostersync"
     pseudonym_key: SecretStr | None = None
     token_keys: SecretStr | None = None
 
-    google_client_id: str = ""
-    google_client_secret: SecretStr = SecretStr("")
-    google_auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
-    google_token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
-    google_revoke_uri: str = "https://oauth2.googleapis.com/revoke"
-    google_api_endpoint: str = "https://classroom.googleapis.com"
-    # Redirect URIs (all three providers): unset until the operator registers one; https only (see _redirect_uri).
-    google_redirect_uri: str = ""
-
-    # Clever (providers.md 2): the code appends /v3.0/... to the API base; the token URL also lists district tokens.
-    clever_client_id: str = ""
-    clever_client_secret: SecretStr = SecretStr("")
-    clever_redirect_uri: str = ""
-    clever_authorize_url: str = "https://clever.com/oauth/authorize"
-    clever_token_url: str = "https://clever.com/oauth/tokens"  # noqa: S105 - a URL, not a secret
-    clever_api_base: str = "https://api.clever.com"
-
-    # Microsoft (providers.md 3): teacher links use {authority host}/organizations, tenant links {host}/{tenant id};
-    # Graph paths are appended to the endpoint. msal itself refuses anything but https.
-    microsoft_client_id: str = ""
-    microsoft_client_secret: SecretStr = SecretStr("")
-    microsoft_redirect_uri: str = ""
-    microsoft_authority_host: str = "https://login.microsoftonline.com"
-    graph_endpoint: str = "https://graph.microsoft.com/v1.0"
+    # One nested model per provider (settings.google.client_id, ...), read from the same flat variables as
+    # ever (ROSTERSYNC_GOOGLE_CLIENT_ID, ROSTERSYNC_GRAPH_ENDPOINT, ...): see ProviderSettings and _nest_providers.
+    google: GoogleSettings = Field(default_factory=lambda: GoogleSettings())
+    clever: CleverSettings = Field(default_factory=lambda: CleverSettings())
+    microsoft: MicrosoftSettings = Field(default_factory=lambda: MicrosoftSettings())
 
     # Retention (P10), read by `rostersync purge-expired` and shown by `rostersync inventory`.
     revoked_grace_seconds: int = Field(default=0, ge=0, le=90 * 86_400)  # ended integrations: purged at once
@@ -136,38 +223,22 @@ class Settings(BaseSettings):
     docs_enabled: bool = False  # serve /docs, a plain list of the API's operations (no script, no CDN)
     metrics_access: Literal["admin", "open", "off"] = "admin"  # /metrics: with an admin token, to anyone, or not
 
-    @field_validator(
-        "google_auth_uri",
-        "google_token_uri",
-        "google_revoke_uri",
-        "google_api_endpoint",
-        "clever_authorize_url",
-        "clever_token_url",
-        "clever_api_base",
-        "microsoft_authority_host",
-        "graph_endpoint",
-    )
+    @model_validator(mode="before")
     @classmethod
-    def _https_only(cls, url: str) -> str:
-        """Promise P5: provider traffic is always TLS, for every provider; the emulators serve HTTPS too."""
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError("provider URLs must use https and name a host")
-        return url.rstrip("/")
+    def _nest_providers(cls, data: Any) -> Any:
+        """``Settings(google_client_id=...)``, the keyword spelling of the flat names, fills the provider's model.
 
-    @field_validator("google_redirect_uri", "clever_redirect_uri", "microsoft_redirect_uri")
-    @classmethod
-    def _redirect_uri(cls, url: str) -> str:
-        """One rule for every provider: empty (not set: that provider cannot link) or an https URL with a host.
-
-        The consent's code travels in it; the emulators serve HTTPS, so no switch allows http, even locally.
+        A flat keyword wins over the same field given nested, as a keyword wins over the environment.
         """
-        if not url.strip():
-            return ""
-        parts = urlsplit(url.strip())
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError("a redirect URI must use https and name a host (https://HOST/oauth/PROVIDER/callback)")
-        return url.strip()
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for flat, (section, field) in flat_names().items():
+            if flat in data:
+                given = data.get(section)
+                nested = given.model_dump() if isinstance(given, BaseModel) else dict(given or {})
+                data[section] = nested | {field: data.pop(flat)}
+        return data
 
     @field_validator("database_url")
     @classmethod
@@ -252,6 +323,13 @@ class Settings(BaseSettings):
                 _check_fernet_key(key, f"key {position} of {len(items)}" if len(items) > 1 else "the key")
         return keys
 
+    def provider(self, name: str) -> ProviderSettings:
+        """A provider's settings by its name, for the code that is handed the name (linking, health, config)."""
+        if name not in provider_sections():
+            raise ValueError(f"no settings for provider {name!r}")
+        section: ProviderSettings = getattr(self, name)
+        return section
+
     def require_secrets(self) -> None:
         """Fail at start-up, not mid-sync, when a key the worker cannot run without is missing."""
         missing = []
@@ -293,6 +371,66 @@ class Settings(BaseSettings):
     def tls_verify(self) -> str | bool:
         """What every HTTP client passes as its trust anchor: the extra CA if set, else the system store."""
         return str(self.ca_bundle) if self.ca_bundle is not None else True
+
+
+def provider_sections() -> dict[str, type[ProviderSettings]]:
+    """The providers that have settings, by the name of their field of ``Settings`` (the provider's name)."""
+    return {
+        name: field.annotation
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, ProviderSettings)
+    }
+
+
+@lru_cache(maxsize=1)
+def flat_names() -> dict[str, tuple[str, str]]:
+    """Every provider setting's flat name (``google_client_id``, ``graph_endpoint``) -> (provider, field)."""
+    return {
+        model.flat_names.get(field, f"{section}_{field}"): (section, field)
+        for section, model in provider_sections().items()
+        for field in model.model_fields
+    }
+
+
+def env_name(section: str, field: str) -> str:
+    """The environment variable of a provider's setting, e.g. ``ROSTERSYNC_GOOGLE_CLIENT_ID``."""
+    model = provider_sections()[section]
+    return "ROSTERSYNC_" + model.flat_names.get(field, f"{section}_{field}").upper()
+
+
+class _FlatProviderEnvironment(PydanticBaseSettingsSource):
+    """``ROSTERSYNC_GOOGLE_CLIENT_ID`` & co. read into the provider's model: the variables do not change when the
+    settings nest. Names are matched without regard to case, as the environment source matches them."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", "")).lower()
+        environ = {key.lower(): value for key, value in os.environ.items()}
+        found: dict[str, Any] = {}
+        for flat, (section, field) in flat_names().items():
+            value = environ.get(prefix + flat)
+            if value is not None:
+                found.setdefault(section, {})[field] = value
+        return found
+
+
+def _flat_locations(error: ValidationError) -> ValidationError:
+    """The same error, a provider field's location flat: ``("google", "redirect_uri")`` -> ``google_redirect_uri``."""
+    sections = provider_sections()
+    if not any(len(item["loc"]) > 1 and item["loc"][0] in sections for item in error.errors()):
+        return error
+    details: list[InitErrorDetails] = []
+    for item in error.errors():
+        loc = item["loc"]
+        if len(loc) > 1 and loc[0] in sections and isinstance(loc[1], str):
+            loc = (env_name(str(loc[0]), loc[1]).removeprefix("ROSTERSYNC_").lower(), *loc[2:])
+        detail = InitErrorDetails(type=item["type"], loc=loc, input=item["input"])
+        if "ctx" in item:
+            detail["ctx"] = item["ctx"]
+        details.append(detail)
+    return ValidationError.from_exception_data(error.title, details, hide_input=True)
 
 
 def _check_secret(value: str, what: str, *, optional: bool) -> None:

@@ -88,6 +88,22 @@ class ProviderDataError(ConnectorError):
     kind = "provider_data"
 
 
+class RecordUnavailable(ProviderDataError):
+    """A 404 for one record: unshared, deleted, or out of the token's reach (Clever providers.md 2.6, Graph 3.7).
+
+    A ``ProviderDataError``, so a generic caller skips and counts it; a provider-aware one soft-deletes.
+    """
+
+    kind = "record_unavailable"
+
+
+class LinkRefused(ConnectorError):
+    """The provider refused to finish a link: a bad, reused or expired code, a PKCE verifier, state or nonce
+    that does not match, a consent that is missing. Nothing was stored; the person tries the link again."""
+
+    kind = "link_refused"
+
+
 class SetupRequired(ConnectorError):
     """The provider account lacks something only its admin can set up (e.g. a Microsoft 365 tenant with no
     education data): every call would fail the same way until then, so retrying is pointless, and nothing
@@ -98,6 +114,25 @@ class SetupRequired(ConnectorError):
     """
 
     kind = "setup_required"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One row of a provider's error table: the taxonomy class an answer becomes, and its safe text.
+
+    Why rows, not branches: each connector's table then reads like the provider's error documentation
+    it cites, one answer a line. ``text`` may name ``{status}`` and ``{code}`` (values the connector
+    checked, never the body); ``reason`` goes to the classes that take one (``AccessRevoked``,
+    ``AccessBlocked``, ``ChangesUnavailable``).
+    """
+
+    error: Callable[..., ConnectorError]
+    text: str
+    reason: str | None = None
+
+    def __call__(self, **values: object) -> ConnectorError:
+        public = self.text.format(**values)
+        return self.error(public) if self.reason is None else self.error(public, reason=self.reason)
 
 
 class PageBound:

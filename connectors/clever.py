@@ -13,17 +13,16 @@ records. No token, response body or personal value ever goes into an exception t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from oauthlib.oauth2.rfc6749.errors import MismatchingStateError, OAuth2Error
 from requests_oauthlib import OAuth2Session
 
 from connectors import logs
+from connectors.answers import json_or_none, rate_reset
 from connectors.base import (
     AccessRevoked,
     ChangesUnavailable,
@@ -34,14 +33,21 @@ from connectors.base import (
     ProviderDataError,
     RateLimited,
     RawRecord,
+    Refusal,
     RevokeVerdict,
     ScopeMissing,
     TokenSet,
     TokenSink,
     TransientError,
 )
+
+# re-exported: callers name the refusal and the session through the provider's module
+from connectors.base import LinkRefused as LinkRefused
+from connectors.base import RecordUnavailable as RecordUnavailable
 from connectors.http import GuardedSession
-from connectors.http import http_session as timeout_session
+from connectors.http import http_session as http_session
+from connectors.paging import LinkWords, NextLinks
+from connectors.refresh import RefreshOnce
 from connectors.streaming import ChunkReader, StreamedList
 from settings import Settings
 
@@ -56,12 +62,6 @@ MSG_NOT_IN_SCOPE = "Resource not in token's scopes"
 EVENT_RECORD_TYPES: tuple[str, ...] = ("sections", "users")
 
 
-class LinkRefused(ConnectorError):
-    """Clever refused to finish a link (bad, reused or expired code; state mismatch; client refused)."""
-
-    kind = "link_refused"
-
-
 class EventsUnavailable(ChangesUnavailable):
     """The events stream cannot continue from this cursor: the worker falls back to a full sync.
 
@@ -70,15 +70,6 @@ class EventsUnavailable(ChangesUnavailable):
     """
 
     kind = "events_unavailable"
-
-
-class RecordUnavailable(ProviderDataError):
-    """A 404 for one record: Clever's answer for unshared, deleted or out-of-reach data (providers.md 2.6).
-
-    A ``ProviderDataError``, so a generic caller skips and counts it; a Clever-aware one soft-deletes.
-    """
-
-    kind = "record_unavailable"
 
 
 class TokenRefused(TransientError):
@@ -95,6 +86,7 @@ class TokenRefused(TransientError):
 
 MAX_ROTATIONS = 2
 """Fresh district tokens fetched within one request before a 401 is treated as a refusal, not a rotation."""
+NEXT_LINK = LinkWords(link="a next link", links="next links", host="Clever's API host")
 
 
 @dataclass(frozen=True)
@@ -111,46 +103,16 @@ class DistrictToken:
 
 
 # ------------------------------------------------------------------------------------- plumbing
-def http_session(settings: Settings) -> requests.Session:
-    """Our CA only, and connect and read timeouts on every request, whoever sends it (connectors.http)."""
-    return timeout_session(settings)
-
-
 class _OAuthSession(GuardedSession, OAuth2Session):
     """requests-oauthlib's session, guarded: a redirect followed on the token call would re-post the code."""
 
 
 def _oauth_session(settings: Settings, state: str | None = None) -> OAuth2Session:
     logs.install()  # requests-oauthlib logs the code, the Basic auth header and the token answer at DEBUG
-    session = _OAuthSession(settings.clever_client_id, redirect_uri=settings.clever_redirect_uri, state=state)
+    session = _OAuthSession(settings.clever.client_id, redirect_uri=settings.clever.redirect_uri, state=state)
     session.trust_env = False
     session.verify = settings.tls_verify
     return session
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _reset_wait(headers: Mapping[str, str], now: float | None = None) -> float:
-    """Seconds until Clever's window resets: ``X-RateLimit-Reset`` (Unix seconds), else Retry-After, else a minute."""
-    now = time.time() if now is None else now
-    reset = headers.get("X-RateLimit-Reset")
-    if reset is not None:
-        try:
-            return max(1.0, float(reset.split(",")[0]) - now)
-        except ValueError:
-            pass
-    retry_after = headers.get("Retry-After")
-    if retry_after is not None:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            pass
-    return DEFAULT_RESET_WAIT_SECONDS
 
 
 def _message_of(body: Any) -> str:
@@ -162,33 +124,41 @@ def _message_of(body: Any) -> str:
     return ""
 
 
+_RETRIED = Refusal(TransientError, "Clever answered {status}")
+STATUS_ERRORS: Mapping[int, Refusal] = {
+    # Clever's Data API errors (dev.clever.com/docs/api-errors; providers.md 2.6 and 2.7), by HTTP status.
+    # 429 (rate limit, with its reset) and 403 "Resource not in token's scopes" are read in classify_api_error.
+    404: Refusal(RecordUnavailable, "record unavailable at Clever (404: unshared, deleted or out of reach)"),
+    408: _RETRIED,
+    413: Refusal(ProviderDataError, "Clever refused the page size (413)"),
+    500: _RETRIED,
+    501: Refusal(ProviderDataError, "Clever does not support this request (501)"),
+    502: _RETRIED,
+    503: _RETRIED,
+    504: _RETRIED,
+}
+"""Any other status (403 of another kind, 400, ...) is ``OTHER_ERROR``: the request itself was wrong."""
+OTHER_ERROR = Refusal(ProviderDataError, "Clever answered {status}")
+
+
 def classify_api_error(status: int, body: Any, headers: Mapping[str, str]) -> ConnectorError:
-    """The whole Clever Data API error map at a glance (providers.md 2.6 and 2.7).
+    """The whole Clever Data API error map at a glance: two answers that carry more than a status, then the table.
 
     401 is not here: whether it means "re-fetch the rotated district token" or "revoked" depends on
     the token kind, which only the connector knows. Texts are ours, never Clever's body.
     """
-    message = _message_of(body)
     if status == 429:
-        return RateLimited(_reset_wait(headers))
-    if status == 403 and message == MSG_NOT_IN_SCOPE:
+        return RateLimited(rate_reset(headers, DEFAULT_RESET_WAIT_SECONDS))
+    if status == 403 and _message_of(body) == MSG_NOT_IN_SCOPE:
         return ScopeMissing(["district-app token"])
-    if status == 404:
-        return RecordUnavailable("record unavailable at Clever (404: unshared, deleted or out of reach)")
-    if status == 413:
-        return ProviderDataError("Clever refused the page size (413)")
-    if status in (500, 502, 503, 504, 408):
-        return TransientError(f"Clever answered {status}")
-    if status == 501:
-        return ProviderDataError("Clever does not support this request (501)")
-    return ProviderDataError(f"Clever answered {status}")
+    return STATUS_ERRORS.get(status, OTHER_ERROR)(status=status)
 
 
 # ------------------------------------------------------------------------------------ OAuth, tokens
 def authorization_url(settings: Settings, *, state: str, district_id: str | None = None) -> str:
     """The Clever sign-in URL for a teacher (providers.md 2.1); ``district_id`` skips the district picker."""
     extra = {"district_id": district_id} if district_id else {}
-    url, _state = _oauth_session(settings, state).authorization_url(settings.clever_authorize_url, **extra)
+    url, _state = _oauth_session(settings, state).authorization_url(settings.clever.authorize_url, **extra)
     return str(url)
 
 
@@ -201,9 +171,9 @@ def exchange_code(settings: Settings, *, authorization_response: str, state: str
     session = _oauth_session(settings, state)
     try:
         token = session.fetch_token(
-            settings.clever_token_url,
+            settings.clever.token_url,
             authorization_response=authorization_response,
-            client_secret=settings.clever_client_secret.get_secret_value(),
+            client_secret=settings.clever.client_secret.get_secret_value(),
             include_client_id=False,
             timeout=settings.http_timeouts,
         )
@@ -232,19 +202,19 @@ def district_tokens(settings: Settings, district_id: str | None = None) -> list[
     params = {"owner_type": "district"}
     if district_id:
         params["district"] = district_id
-    auth = (settings.clever_client_id, settings.clever_client_secret.get_secret_value())
+    auth = (settings.clever.client_id, settings.clever.client_secret.get_secret_value())
     with http_session(settings) as session:
         try:
-            response = session.get(settings.clever_token_url, params=params, auth=auth, timeout=settings.http_timeouts)
+            response = session.get(settings.clever.token_url, params=params, auth=auth, timeout=settings.http_timeouts)
         except requests.RequestException as error:
             raise TransientError(f"Clever's token list unreachable ({type(error).__name__})") from None
     if response.status_code == 429:
-        raise RateLimited(_reset_wait(response.headers))
+        raise RateLimited(rate_reset(response.headers, DEFAULT_RESET_WAIT_SECONDS))
     if response.status_code in (401, 403):
         raise TransientError(f"Clever refused our client credentials ({response.status_code}); check CLEVER_CLIENT_*")
     if response.status_code >= 500:
         raise TransientError(f"Clever's token list answered {response.status_code}")
-    body = _json_or_none(response)
+    body = json_or_none(response)
     if response.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ProviderDataError(f"Clever's token list answered {response.status_code} with an unexpected body")
     tokens: list[DistrictToken] = []
@@ -377,8 +347,7 @@ class CleverConnector:
             params.append(("starting_after", cursor))
         uri: str | None = f"/{API_VERSION}/events"
         query: Any = params
-        seen: set[str] = set()
-        bound = PageBound(self._settings.max_pages, "Clever's events listing")
+        links = self._links("Clever's events listing")
 
         def page(records: list[Any], continued: bool) -> Page:
             """A part of an events answer, whose cursor is its last event: applied with it, resumed after it."""
@@ -391,23 +360,28 @@ class CleverConnector:
             return Page(kind="events", parent_id=None, records=records, cursor=cursor, continued=continued)
 
         while uri is not None:
-            bound.next_page()
+            links.next_page()
             following = yield from self._streamed(uri, query, page, events_after=cursor)
-            uri, query = self._next(following, seen), None
+            uri, query = links.check(_next_of(following)), None
 
     # ------------------------------------------------------------------------------- paging
     def _pages(self, path: str, params: Mapping[str, str], kind: str, parent: str | None) -> Iterator[Page]:
         """A roster listing, each answer read as a stream and handed on in parts (``connectors.streaming``)."""
         uri: str | None = f"/{API_VERSION}{path}"
         query: Any = dict(params)
-        seen: set[str] = set()
-        bound = PageBound(self._settings.max_pages, f"Clever's {kind} listing")
+        links = self._links(f"Clever's {kind} listing")
         while uri is not None:
-            bound.next_page()
+            links.next_page()
             following = yield from self._streamed(
                 uri, query, lambda records, continued: Page(kind, parent, records, continued=continued)
             )
-            uri, query = self._next(following, seen), None
+            uri, query = links.check(_next_of(following)), None
+
+    def _links(self, listing: str) -> NextLinks:
+        """Clever's ``rel=next`` exactly as given; it must stay on our API host and never repeat."""
+        return NextLinks(
+            self._settings.clever.api_base, NEXT_LINK, PageBound(self._settings.max_pages, listing), paths=True
+        )
 
     def _streamed(
         self,
@@ -434,30 +408,6 @@ class CleverConnector:
             response.close()
         return listing.kept.get("links")
 
-    def _next(self, links: Any, seen: set[str]) -> str | None:
-        """Clever's ``rel=next`` exactly as given; it must stay on our API host and never repeat."""
-        if not isinstance(links, list):
-            return None
-        following = next(
-            (link.get("uri") for link in links if isinstance(link, dict) and link.get("rel") == "next"), None
-        )
-        if following is None:
-            return None
-        if not isinstance(following, str):
-            raise ProviderDataError("a next link is not a string")
-        split = urlsplit(following)
-        if split.scheme or split.netloc:
-            api = urlsplit(self._settings.clever_api_base)
-            if (split.scheme, split.netloc) != (api.scheme, api.netloc):
-                raise ProviderDataError("a next link points away from Clever's API host")
-            following = following[len(f"{split.scheme}://{split.netloc}") :]
-        if not following.startswith("/"):
-            raise ProviderDataError("a next link is not a path")
-        if following in seen:
-            raise ProviderDataError("next links loop")
-        seen.add(following)
-        return following
-
     def _list(self, path: str, params: Any, *, events_after: str | bool | None = False) -> tuple[list[Any], Any]:
         """One list call: the ``data`` of each item (malformed items are left for the mapper to count) and the links."""
         body = self._get(path, params, events_after=events_after)
@@ -477,7 +427,7 @@ class CleverConnector:
     def _get(self, path: str, params: Any, *, events_after: str | bool | None = False) -> dict[str, Any]:
         """One GET whose whole body is a JSON object."""
         response = self._response(path, params, events_after=events_after)
-        body = _json_or_none(response)
+        body = json_or_none(response)
         if not isinstance(body, dict):
             raise ProviderDataError("Clever answered 200 with a body that is not a JSON object")
         return body
@@ -493,21 +443,19 @@ class CleverConnector:
         ``events_after`` is False for data calls; for events calls it is the cursor sent, so that a
         refusal can be told apart: events off for the district, or a cursor outside the window.
         """
-        rotations = 0
+        refresh = RefreshOnce(limit=MAX_ROTATIONS if self._district_id is not None else 0)
         while True:
             response = self._send(path, params, stream=stream)
             if response.status_code == 401:
                 response.close()  # a streamed answer's connection goes back to the pool unread
+                if refresh.again(self._refetch_district_token):
+                    continue
                 if self._district_id is None:
                     raise AccessRevoked("Clever rejected the teacher's sign-in token (401)", reason="unauthorized")
-                if rotations == MAX_ROTATIONS:
-                    raise TokenRefused("Clever refused every fresh district token it listed (401)")
-                self._refetch_district_token()
-                rotations += 1
-                continue
+                raise TokenRefused("Clever refused every fresh district token it listed (401)")
             if response.status_code == 200:
                 return response
-            body = _json_or_none(response)
+            body = json_or_none(response)
             if events_after is not False:
                 _raise_events_refusal(response.status_code, body, cursor=events_after)
             raise classify_api_error(response.status_code, body, response.headers)
@@ -516,7 +464,7 @@ class CleverConnector:
         self.requests_made += 1
         try:
             return self._session.get(
-                self._settings.clever_api_base + path,
+                self._settings.clever.api_base + path,
                 params=params,
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
                 timeout=self._settings.http_timeouts,
@@ -536,6 +484,13 @@ class CleverConnector:
         self._token = token
         if self._on_token is not None:
             self._on_token(token)
+
+
+def _next_of(links: Any) -> Any:
+    """The ``uri`` of the ``rel=next`` entry of an answer's ``links`` (providers.md 2.4), unchecked; None: none."""
+    if not isinstance(links, list):
+        return None
+    return next((link.get("uri") for link in links if isinstance(link, dict) and link.get("rel") == "next"), None)
 
 
 def _raise_events_refusal(status: int, body: Any, *, cursor: str | bool | None) -> None:

@@ -36,6 +36,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from connectors.answers import json_object, seconds
 from connectors.base import (
     UNREADABLE,
     AccessBlocked,
@@ -47,13 +48,19 @@ from connectors.base import (
     PageBound,
     ProviderDataError,
     RateLimited,
+    Refusal,
     RevokeVerdict,
     ScopeMissing,
     TokenSet,
     TokenSink,
     TransientError,
 )
-from connectors.http import http_session as timeout_session
+
+# re-exported: callers name the refusal and the session through the provider's module
+from connectors.base import LinkRefused as LinkRefused
+from connectors.batch import RetryRules, Round, resend_failed
+from connectors.http import http_session as http_session
+from connectors.refresh import RefreshOnce
 from settings import GOOGLE_SCOPES, Settings
 
 COURSES_SCOPE, ROSTERS_SCOPE = GOOGLE_SCOPES
@@ -72,25 +79,15 @@ MAX_INLINE_WAIT_SECONDS = 10.0
 """A part's Retry-After up to this is waited out in place; a longer one stops the sync as ``RateLimited``."""
 PART_RETRY_SECONDS = 1.0
 """The wait before resending a 5xx part that named no Retry-After."""
-
-
-class LinkRefused(ConnectorError):
-    """The provider refused to turn an authorization code into tokens (bad code, wrong PKCE verifier)."""
-
-    kind = "link_refused"
-
-
-def http_session(settings: Settings) -> requests.Session:
-    """Our CA only, and connect and read timeouts on every request, whoever sends it (connectors.http)."""
-    return timeout_session(settings)
+PART_RETRIES = RetryRules(attempts=PART_ATTEMPTS, max_inline_wait=MAX_INLINE_WAIT_SECONDS)
 
 
 def consent_url(settings: Settings, *, state: str, code_challenge: str, login_hint: str | None = None) -> str:
     """The URL a teacher opens to grant our two read-only scopes (providers.md 1.6)."""
     query = {
         "response_type": "code",
-        "client_id": settings.google_client_id,
-        "redirect_uri": settings.google_redirect_uri,
+        "client_id": settings.google.client_id,
+        "redirect_uri": settings.google.redirect_uri,
         "scope": " ".join(GOOGLE_SCOPES),
         "state": state,
         "code_challenge": code_challenge,
@@ -100,7 +97,7 @@ def consent_url(settings: Settings, *, state: str, code_challenge: str, login_hi
     }
     if login_hint:
         query["login_hint"] = login_hint
-    return f"{settings.google_auth_uri}?{urlencode(query)}"
+    return f"{settings.google.auth_uri}?{urlencode(query)}"
 
 
 def _token_set(payload: Mapping[str, Any], previous_refresh_token: str | None = None) -> TokenSet:
@@ -123,18 +120,18 @@ def exchange_code(settings: Settings, *, code: str, code_verifier: str) -> Token
         "grant_type": "authorization_code",
         "code": code,
         "code_verifier": code_verifier,
-        "redirect_uri": settings.google_redirect_uri,
-        "client_id": settings.google_client_id,
-        "client_secret": settings.google_client_secret.get_secret_value(),
+        "redirect_uri": settings.google.redirect_uri,
+        "client_id": settings.google.client_id,
+        "client_secret": settings.google.client_secret.get_secret_value(),
     }
     with http_session(settings) as session:
         try:
-            response = session.post(settings.google_token_uri, data=form, timeout=settings.http_timeouts)
+            response = session.post(settings.google.token_uri, data=form, timeout=settings.http_timeouts)
         except requests.RequestException as error:
             raise TransientError(f"token endpoint unreachable ({type(error).__name__})") from error
     if response.status_code >= 500:
         raise TransientError(f"token endpoint answered {response.status_code}")
-    body = _json_or_empty(response.text)
+    body = json_object(response.text)
     if response.status_code != 200:
         error_code = str(body.get("error", "unknown_error"))
         description = str(body.get("error_description", ""))[:120]
@@ -146,12 +143,12 @@ def revoke_token(settings: Settings, token: str) -> RevokeVerdict:
     """Revoke at Google the grant ``token`` belongs to (a refresh or an access token: either ends the grant)."""
     with http_session(settings) as session:
         try:
-            response = session.post(settings.google_revoke_uri, data={"token": token}, timeout=settings.http_timeouts)
+            response = session.post(settings.google.revoke_uri, data={"token": token}, timeout=settings.http_timeouts)
         except requests.RequestException as error:
             raise TransientError(f"revoke endpoint unreachable ({type(error).__name__})") from error
     if response.status_code == 200:
         return RevokeVerdict.REVOKED
-    if response.status_code == 400 and _json_or_empty(response.text).get("error") == "invalid_token":
+    if response.status_code == 400 and json_object(response.text).get("error") == "invalid_token":
         return RevokeVerdict.TOKEN_INVALID
     if response.status_code >= 500:
         raise TransientError(f"revoke endpoint answered {response.status_code}")
@@ -164,7 +161,7 @@ def account_id(settings: Settings, tokens: TokenSet) -> str:
     Linking compares it (pseudonymised) with the account an integration was linked with before, to
     tell a re-consent of the same teacher from a switch to another account.
     """
-    url = f"{settings.google_api_endpoint}/v1/userProfiles/me"
+    url = f"{settings.google.api_endpoint}/v1/userProfiles/me"
     with http_session(settings) as session:
         try:
             response = session.get(
@@ -175,7 +172,7 @@ def account_id(settings: Settings, tokens: TokenSet) -> str:
             )
         except requests.RequestException as error:
             raise TransientError(f"Google unreachable ({type(error).__name__})") from error
-    body = _json_or_empty(response.text)
+    body = json_object(response.text)
     if response.status_code != 200:
         raise classify_api_error(
             response.status_code, body, response.headers.get("Retry-After"), required_scope=ROSTERS_SCOPE
@@ -186,30 +183,36 @@ def account_id(settings: Settings, tokens: TokenSet) -> str:
     return subject
 
 
-def _json_or_empty(text: str | bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-BLOCKED_CODES = {
-    "@ClassroomApiDisabled": (
-        "api_disabled",
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
+"""Google's reasons for a quota refusal, whatever the status (developers.google.com/classroom/limits)."""
+SCOPE_REASONS = frozenset({"ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions"})
+"""A 403 for a token without the scope the call needs (the grant lacks it: ``ScopeMissing``)."""
+BLOCKED_CODES: Mapping[str, Refusal] = {
+    "@ClassroomApiDisabled": Refusal(
+        AccessBlocked,
         "a Google Workspace admin turned off Classroom data access for this user; turn it on in the "
         "Admin console (Apps > Google Workspace > Classroom > Data access)",
+        reason="api_disabled",
     ),
-    "@ClassroomDisabled": (
-        "classroom_disabled",
+    "@ClassroomDisabled": Refusal(
+        AccessBlocked,
         "a Google Workspace admin turned off Classroom for this user (or the account has no Classroom); turn "
         "Classroom on for the user's organisational unit in the Admin console (it can take up to 24 hours)",
+        reason="classroom_disabled",
     ),
 }
 """403s Google documents as an admin's setting (Access.Errors): the school can switch them back, so they block
 the integration and never end it (issue 23). Matched as Google's error guide says: the message starts with the
 code followed by a space. Each reason is worded for the school's admin: what was switched off, where it goes on.
 """
+STATUS_ERRORS: Mapping[int, Refusal] = {
+    # The rest of Google's API errors (developers.google.com/classroom/reference/Access.Errors, providers.md 1.7
+    # and 1.11) by status; any other 4xx is retried as TransientError naming Google's status word.
+    403: Refusal(ProviderDataError, "Google denied access to one resource (403)"),
+    404: Refusal(ProviderDataError, "resource vanished during the sync (404)"),
+    408: Refusal(TransientError, "Google answered {status}"),
+    500: Refusal(TransientError, "Google answered {status}"),  # and every other 5xx
+}
 
 
 def classify_api_error(
@@ -225,19 +228,18 @@ def classify_api_error(
     message = str(error.get("message", ""))
     reasons = {str(item.get("reason")) for item in error.get("errors", []) if isinstance(item, dict)}
     reasons |= {str(item.get("reason")) for item in error.get("details", []) if isinstance(item, dict)}
-    if status == 429 or reasons & {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}:
-        return RateLimited(_retry_after_seconds(retry_after))
-    if status == 403:
-        if reasons & {"ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions"}:
-            return ScopeMissing([required_scope])
-        for code, (reason, public) in BLOCKED_CODES.items():
-            if message.startswith(code + " "):  # Google's error guide: the code, then a space, then its words
-                return AccessBlocked(public, reason=reason)
-        return ProviderDataError("Google denied access to one resource (403)")
-    if status == 404:
-        return ProviderDataError("resource vanished during the sync (404)")
-    if status >= 500 or status == 408:
-        return TransientError(f"Google answered {status}")
+    if status == 429 or reasons & RATE_LIMIT_REASONS:
+        return RateLimited(seconds(retry_after, DEFAULT_RETRY_AFTER_SECONDS))
+    if status == 403 and reasons & SCOPE_REASONS:
+        return ScopeMissing([required_scope])
+    # Google's error guide: the message starts with the code, then a space, then its words
+    blocked = next((refusal for code, refusal in BLOCKED_CODES.items() if message.startswith(code + " ")), None)
+    if status == 403 and blocked is not None:
+        return blocked()
+    if status >= 500:
+        return STATUS_ERRORS[500](status=status)
+    if status in STATUS_ERRORS:
+        return STATUS_ERRORS[status](status=status)
     return TransientError(f"Google answered {status} {error.get('status', '')!s}".strip())
 
 
@@ -273,14 +275,7 @@ def _part_wait(error: ConnectorError, retry_after: str | None) -> float:
     (a 429 without one gets ``DEFAULT_RETRY_AFTER_SECONDS``: too long to wait in place)."""
     if isinstance(error, RateLimited):
         return error.retry_after
-    return _retry_after_seconds(retry_after) if retry_after is not None else PART_RETRY_SECONDS
-
-
-def _retry_after_seconds(header: str | None) -> float:
-    try:
-        return max(0.0, float(header)) if header is not None else DEFAULT_RETRY_AFTER_SECONDS
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_SECONDS
+    return seconds(retry_after, DEFAULT_RETRY_AFTER_SECONDS) if retry_after is not None else PART_RETRY_SECONDS
 
 
 _Sent = TypeVar("_Sent")
@@ -300,9 +295,9 @@ class GoogleConnector:
             token=tokens.access_token,
             refresh_token=tokens.refresh_token,
             expiry=tokens.expiry,
-            token_uri=settings.google_token_uri,
-            client_id=settings.google_client_id,
-            client_secret=settings.google_client_secret.get_secret_value(),
+            token_uri=settings.google.token_uri,
+            client_id=settings.google.client_id,
+            client_secret=settings.google.client_secret.get_secret_value(),
             scopes=list(GOOGLE_SCOPES),
         )
         self._session = http_session(settings)
@@ -319,7 +314,7 @@ class GoogleConnector:
             "v1",
             http=authorized_http,
             static_discovery=True,
-            client_options={"api_endpoint": settings.google_api_endpoint},
+            client_options={"api_endpoint": settings.google.api_endpoint},
             cache_discovery=False,
         )
         self._rosters: dict[str, Any] = {}
@@ -423,7 +418,7 @@ class GoogleConnector:
         Not ``service.new_batch_http_request()``: that builds the URL from the discovery document's
         ``rootUrl`` (the real Google), whatever ``api_endpoint`` the service was built with.
         """
-        return f"{self._settings.google_api_endpoint.rstrip('/')}/batch"
+        return f"{self._settings.google.api_endpoint.rstrip('/')}/batch"
 
     def batch(self, listings: Sequence[_Listing]) -> RateLimited | None:
         """Read the next page of each listing in one batch; failed parts are sent again, and only they.
@@ -436,49 +431,46 @@ class GoogleConnector:
         (no further batch may go out), any other failure stays with its listing, raised when the
         caller reaches it (earlier listings are still read, as they were one call at a time).
         """
-        pending = {str(n): listing for n, listing in enumerate(listings, start=1)}
-        refreshed = self._fresh_token()
-        for attempt in range(1, PART_ATTEMPTS + 1):
-            retry: dict[str, _Listing] = {}
-            failures: dict[str, ConnectorError] = {}
-            waits: list[float] = []
-            unauthorized = False
-            answers, refreshed = self._send_batch(pending, refreshed)
-            for key, (status, headers, content) in answers.items():
-                listing = pending[key]
-                if status == 200:
-                    self._page_in(listing, content)
-                    continue
-                if status == 401:
-                    unauthorized = True
-                    retry[key] = listing
-                    failures[key] = TransientError("Google kept refusing a part of a batch (401)")
-                    continue
-                error = classify_api_error(
-                    status, _json_or_empty(content), headers.get("retry-after"), required_scope=ROSTERS_SCOPE
-                )
-                if isinstance(error, ProviderDataError):
-                    listing.give_up()
-                elif not _retryable(status, error):
-                    raise error
-                else:
-                    retry[key] = listing
-                    failures[key] = error
-                    waits.append(_part_wait(error, headers.get("retry-after")))
-            if unauthorized:
-                if refreshed:
-                    raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
-                self.refresh()
-                refreshed = True
-            pending = retry
-            if not pending:
-                return None
-            wait = max(waits, default=0.0)
-            if attempt == PART_ATTEMPTS or wait > MAX_INLINE_WAIT_SECONDS:
-                return _still_failing(pending, failures, wait)
-            if wait > 0:
-                self._sleep(wait)
-        return None  # pragma: no cover - the loop returns on its last attempt
+        refresh = RefreshOnce(spent=self._fresh_token())
+
+        def reauthorize(_round: Round[_Listing]) -> None:
+            if not refresh.again(self.refresh):
+                raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
+
+        return resend_failed(
+            {str(n): listing for n, listing in enumerate(listings, start=1)},
+            lambda pending: self._batch_round(pending, refresh),
+            rules=PART_RETRIES,
+            reauthorize=reauthorize,
+            give_up=lambda round_, wait, _last: _still_failing(round_.retry, round_.failures, wait),
+            sleep=self._sleep,
+        )
+
+    def _batch_round(self, pending: Mapping[str, _Listing], refresh: RefreshOnce) -> Round[_Listing]:
+        """One batch of ``pending``, each part's answer sorted: its page in, its course lost, or sent again."""
+        round_: Round[_Listing] = Round()
+        for key, (status, headers, content) in self._send_batch(pending, refresh).items():
+            listing = pending[key]
+            if status == 200:
+                self._page_in(listing, content)
+                continue
+            if status == 401:
+                round_.unauthorized = True
+                round_.retry[key] = listing
+                round_.failures[key] = TransientError("Google kept refusing a part of a batch (401)")
+                continue
+            error = classify_api_error(
+                status, json_object(content), headers.get("retry-after"), required_scope=ROSTERS_SCOPE
+            )
+            if isinstance(error, ProviderDataError):
+                listing.give_up()
+            elif not _retryable(status, error):
+                raise error
+            else:
+                round_.retry[key] = listing
+                round_.failures[key] = error
+                round_.waits.append(_part_wait(error, headers.get("retry-after")))
+        return round_
 
     def _page_in(self, listing: _Listing, content: bytes) -> None:
         """A part answered 200: its page; a broken page, or one past ``ROSTERSYNC_MAX_PAGES``, loses the course."""
@@ -494,11 +486,10 @@ class GoogleConnector:
         self.refresh()
         return True
 
-    def _send_batch(self, pending: Mapping[str, _Listing], refreshed: bool) -> tuple[_Answers, bool]:
+    def _send_batch(self, pending: Mapping[str, _Listing], refresh: RefreshOnce) -> _Answers:
         """One HTTP round trip (two when the batch as a whole gets a 401 on a token not refreshed for it).
 
-        A batch refused as a whole (429, 5xx) is classified like a direct call; returns the answers and
-        whether the token has been refreshed for this batch by now.
+        A batch refused as a whole (429, 5xx) is classified like a direct call.
         """
 
         def send() -> _Answers:
@@ -511,7 +502,7 @@ class GoogleConnector:
                 # BatchError is an HttpError: sorted here, before _sent classifies HTTP refusals
                 raise ProviderDataError("Google's batch answer is not a well-formed multipart/mixed message") from None
 
-        return self._sent(send, ROSTERS_SCOPE, refreshed)
+        return self._sent(send, ROSTERS_SCOPE, refresh)
 
     def _pages(
         self,
@@ -536,29 +527,26 @@ class GoogleConnector:
     def _execute(self, request: Any, scope: str) -> dict[str, Any]:
         """Send once; on a 401 with a token not refreshed for this request, refresh once and resend."""
         try:
-            response, _ = self._sent(lambda: request.execute(num_retries=0), scope, self._fresh_token())
+            response = self._sent(lambda: request.execute(num_retries=0), scope, RefreshOnce(spent=self._fresh_token()))
         except ValueError as error:
             raise ProviderDataError(f"unreadable response ({type(error).__name__})") from None
         if not isinstance(response, dict):
             raise ProviderDataError("response is not a JSON object")
         return response
 
-    def _sent(self, send: Callable[[], _Sent], scope: str, refreshed: bool) -> tuple[_Sent, bool]:
-        """``send()`` counted as one request; a 401 on a token not refreshed for it refreshes once and sends
-        again (a second 401 is ``AccessRevoked``); every other failure sorted into the taxonomy. Returns the
-        answer and whether the token has been refreshed by now."""
-        for _attempt in range(2):
+    def _sent(self, send: Callable[[], _Sent], scope: str, refresh: RefreshOnce) -> _Sent:
+        """``send()`` counted as one request; a 401 on a token not refreshed for it (``refresh``) refreshes once
+        and sends again (a second 401 is ``AccessRevoked``); every other failure sorted into the taxonomy."""
+        while True:
             self.requests_made += 1
             try:
-                return send(), refreshed
+                return send()
             except HttpError as error:
-                if error.status_code == 401 and not refreshed:
-                    self.refresh()
-                    refreshed = True
+                if error.status_code == 401 and refresh.again(self.refresh):
                     continue
                 if error.status_code == 401:
                     raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized") from None
-                body = _json_or_empty(error.content)
+                body = json_object(error.content)
                 raise classify_api_error(
                     error.status_code, body, error.resp.get("retry-after"), required_scope=scope
                 ) from None
@@ -566,7 +554,6 @@ class GoogleConnector:
                 raise refresh_error(error) from None
             except (TimeoutError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as error:
                 raise TransientError(f"network error talking to Google ({type(error).__name__})") from None
-        raise AccessRevoked("Google rejected a freshly issued token (401)", reason="unauthorized")
 
 
 def _page_records(body: Mapping[str, Any], list_key: str, seen: set[str]) -> list[Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import time
@@ -33,6 +34,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import msal
 import requests
 
+from connectors.answers import has_header, header, json_or_none, retry_after
 from connectors.base import (
     AccessBlocked,
     AccessRevoked,
@@ -42,11 +44,19 @@ from connectors.base import (
     PageBound,
     ProviderDataError,
     RateLimited,
+    Refusal,
     ScopeMissing,
     SetupRequired,
     TransientError,
 )
-from connectors.http import http_session as timeout_session
+
+# re-exported: callers name the refusal and the session through the provider's module
+from connectors.base import LinkRefused as LinkRefused
+from connectors.base import RecordUnavailable as RecordUnavailable
+from connectors.batch import RetryRules, Round, resend_failed
+from connectors.http import http_session as http_session
+from connectors.paging import LinkWords, NextLinks, on_origin
+from connectors.refresh import RefreshOnce
 from settings import Settings
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
@@ -65,6 +75,7 @@ DELTA_LIFETIME_SECONDS = 7 * 86_400 - 3_600
 MAX_INLINE_WAIT_SECONDS = 30.0
 """A throttled ``$batch`` sub-request is retried in place after at most this Retry-After; longer is RateLimited."""
 SUB_REQUEST_ATTEMPTS = 4
+SUB_REQUEST_RETRIES = RetryRules(attempts=SUB_REQUEST_ATTEMPTS, max_inline_wait=MAX_INLINE_WAIT_SECONDS)
 DEFAULT_RETRY_AFTER = 10.0
 MICROSOFT_AUTHORITY_HOSTS = frozenset(
     {
@@ -87,6 +98,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")
 NO_EDUCATION = "this Microsoft 365 tenant has no education data; School Data Sync or an Education licence is needed"
 """Said to the admin when Graph answers an ``/education`` call as it does in a tenant that is not an Education one."""
 _CURSOR_VERSION = 1
+NEXT_LINK = LinkWords(link="a nextLink", links="nextLinks", host="Graph's host; not followed")
 
 Masks = Mapping[str, str]
 
@@ -163,6 +175,18 @@ _BLOCKED_REASONS: Mapping[int, tuple[str, str]] = {
         'sign in" back to Yes (Entra admin center > Enterprise applications > rostersync > Properties)',
     ),
 }
+_TOKEN_ERRORS: Mapping[str, Refusal] = {
+    # OAuth ``error`` values (RFC 6749 5.2; reference-error-codes) once no AADSTS code above decided. An
+    # ``invalid_grant`` no code names stays a revocation: RFC 6749 gives it for a grant invalid, expired or revoked.
+    **{
+        error: Refusal(AccessRevoked, "Microsoft refused the link's grant ({error}, {label})", reason=error)
+        for error in ("invalid_grant", "unauthorized_client", "consent_required")
+    },
+    **dict.fromkeys(
+        ("temporarily_unavailable", "server_error"),
+        Refusal(TransientError, "Microsoft's token endpoint is unavailable ({label})"),
+    ),
+}
 _INTERACTION_SUBERRORS = frozenset({"basic_action", "additional_action", "message_only", "user_password_expired"})
 """``suberror`` values MSAL documents as resolvable by a person (UiRequiredExceptionClassification)."""
 _CLAIMS_CHALLENGED = (
@@ -181,12 +205,6 @@ _SCOPE_REFUSALS = ("required scp claim values are not provided", "required roles
 
 
 # ------------------------------------------------------------------------------------- errors
-class LinkRefused(ConnectorError):
-    """Microsoft refused to finish a link (state or nonce mismatch, code refused, consent missing)."""
-
-    kind = "link_refused"
-
-
 class ClientRejected(TransientError):
     """Entra refused *our* client credentials (``invalid_client``: secret wrong or expired).
 
@@ -240,12 +258,6 @@ def _not_education(status: int, body: Any) -> bool:
     return isinstance(message, str) and "segment 'education'" in message
 
 
-class RecordUnavailable(_Refused):
-    """A 404 for one class or user: deleted, or out of the token's reach."""
-
-    kind = "record_unavailable"
-
-
 @dataclass(frozen=True)
 class LinkStart:
     """The sign-in URL for the teacher and MSAL's flow (PKCE verifier, state, nonce): seal the flow until completion."""
@@ -271,11 +283,6 @@ class Grant:
 
 
 # ------------------------------------------------------------------------------------- plumbing
-def http_session(settings: Settings) -> requests.Session:
-    """Our CA only, and connect and read timeouts on every request, whoever sends it (connectors.http)."""
-    return timeout_session(settings)
-
-
 def _msal_app(
     settings: Settings, tenant: str, cache: msal.SerializableTokenCache, session: requests.Session
 ) -> msal.ConfidentialClientApplication:
@@ -283,12 +290,12 @@ def _msal_app(
 
     Instance discovery would call login.microsoftonline.com for any other host, so it is off there.
     """
-    host = urlsplit(settings.microsoft_authority_host).hostname or ""
+    host = urlsplit(settings.microsoft.authority_host).hostname or ""
     try:
         return msal.ConfidentialClientApplication(
-            settings.microsoft_client_id,
-            client_credential=settings.microsoft_client_secret.get_secret_value(),
-            authority=f"{settings.microsoft_authority_host}/{tenant}",
+            settings.microsoft.client_id,
+            client_credential=settings.microsoft.client_secret.get_secret_value(),
+            authority=f"{settings.microsoft.authority_host}/{tenant}",
             token_cache=cache,
             http_client=session,
             instance_discovery=None if host in MICROSOFT_AUTHORITY_HOSTS else False,
@@ -298,27 +305,6 @@ def _msal_app(
         raise TransientError(f"Microsoft's identity platform unreachable ({type(error).__name__})") from None
     except ValueError:
         raise TransientError("Microsoft's identity platform served an unusable OpenID configuration") from None
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _retry_after(headers: Mapping[str, str], default: float = DEFAULT_RETRY_AFTER) -> float:
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                return max(0.0, float(value))
-            except (TypeError, ValueError):
-                return default
-    return default
-
-
-def _has_retry_after(headers: Mapping[str, str]) -> bool:
-    return any(name.lower() == "retry-after" for name in headers)
 
 
 def _graph_code(body: Any) -> str:
@@ -362,12 +348,10 @@ def classify_token_error(result: Mapping[str, Any]) -> ConnectorError:
         return AccessRevoked(f"Microsoft refused the link's grant ({error}, {label})", reason="consent_withdrawn")
     if suberror in _INTERACTION_SUBERRORS or error == "interaction_required":
         return AccessBlocked(f"{_INTERACTION} ({label})", reason="interaction_required")
-    if error in ("invalid_grant", "unauthorized_client", "consent_required"):
-        return AccessRevoked(f"Microsoft refused the link's grant ({error}, {label})", reason=str(error))
     if error == "invalid_scope":
         return ScopeMissing([DELEGATED_SCOPE])
-    if error in ("temporarily_unavailable", "server_error"):
-        return TransientError(f"Microsoft's token endpoint is unavailable ({label})")
+    if isinstance(error, str) and error in _TOKEN_ERRORS:
+        return _TOKEN_ERRORS[error](error=error, label=label)
     if isinstance(error, str) and _IDENTIFIER.match(error):
         return TransientError(f"Microsoft's token endpoint answered {error} ({label})")
     return TransientError("Microsoft's token endpoint answered without a token or an error")
@@ -393,10 +377,10 @@ def claims_challenge(headers: Mapping[str, str]) -> str | None:
 
     Format and meaning: learn.microsoft.com/entra/identity-platform/claims-challenge.
     """
-    header = next((value for name, value in headers.items() if name.lower() == "www-authenticate"), "")
-    if not isinstance(header, str) or "insufficient_claims" not in header:
+    found_header = header(headers, "www-authenticate") or ""
+    if not isinstance(found_header, str) or "insufficient_claims" not in found_header:
         return None
-    found = re.search(r'claims="([A-Za-z0-9+/=_-]*)"', header)
+    found = re.search(r'claims="([A-Za-z0-9+/=_-]*)"', found_header)
     if found is None:
         return ""
     try:
@@ -405,6 +389,17 @@ def claims_challenge(headers: Mapping[str, str]) -> str | None:
     except (ValueError, binascii.Error):
         return ""
     return json.dumps(claims) if isinstance(claims, dict) else ""
+
+
+# Graph's errors (learn.microsoft.com/graph/errors; providers.md 3.3, 3.4, 3.7) in the order they are tried:
+# an ``/education`` call in a tenant without education data (``NotEducationTenant``), throttling (429, or 503/504
+# with a Retry-After), a dead delta link, a 401 (or a challenged 403) that outlived the refresh, another 403
+# (``_forbidden``), then these; any other 4xx is ``_Refused``.
+_DELTA_GONE_CODES = frozenset({"syncstatenotfound", "resyncrequired"})
+"""Delta's codes for a link it no longer keeps (410 ``resyncRequired``, 400 ``syncStateNotFound``), any case."""
+_DELTA_GONE = Refusal(CursorExpired, "Graph says the delta link is no longer valid ({status} {code})", reason="expired")
+_GRAPH_NOT_FOUND = Refusal(RecordUnavailable, "record unavailable at Graph (404 {code})")
+_GRAPH_FAILED = Refusal(TransientError, "Graph answered {status}")  # every 5xx not throttling
 
 
 def classify_graph_error(
@@ -424,19 +419,19 @@ def classify_graph_error(
     code = _graph_code(body)
     if _not_education(status, body):
         return NotEducationTenant()
-    if status == 429 or (status in (503, 504) and _has_retry_after(headers)):
-        return RateLimited(_retry_after(headers))
-    if status == 410 or code.lower() in ("syncstatenotfound", "resyncrequired"):
-        return CursorExpired(f"Graph says the delta link is no longer valid ({status} {code})", reason="expired")
+    if status == 429 or (status in (503, 504) and has_header(headers, "retry-after")):
+        return RateLimited(retry_after(headers, DEFAULT_RETRY_AFTER))
+    if status == 410 or code.lower() in _DELTA_GONE_CODES:
+        return _DELTA_GONE(status=status, code=code)
     challenged = claims_challenge(headers) is not None
     if status == 401 or (status == 403 and challenged):
         return _unauthorized_again(challenged=challenged)
     if status == 403:
         return _forbidden(body, app_only=app_only, granted=granted)
     if status == 404:
-        return RecordUnavailable(f"record unavailable at Graph (404 {code})".rstrip())
+        return _GRAPH_NOT_FOUND(code=code)
     if status >= 500:
-        return TransientError(f"Graph answered {status}")
+        return _GRAPH_FAILED(status=status)
     return _Refused(f"Graph refused the request ({status} {code})".replace(" )", ")"))
 
 
@@ -485,7 +480,7 @@ def start_teacher_link(settings: Settings, *, login_hint: str | None = None, sta
     with http_session(settings) as session:
         app = _msal_app(settings, "organizations", msal.SerializableTokenCache(), session)
         try:
-            flow = _quiet_flow(app, settings.microsoft_redirect_uri, login_hint, state)
+            flow = _quiet_flow(app, settings.microsoft.redirect_uri, login_hint, state)
         except requests.RequestException as error:
             raise TransientError(f"Microsoft's identity platform unreachable ({type(error).__name__})") from None
     return LinkStart(auth_url=str(flow["auth_uri"]), flow=flow)
@@ -545,7 +540,7 @@ def _probe(
     """A link-time Graph GET with a token just issued (nothing is stored yet, so no MSAL cache is involved)."""
     try:
         return session.get(
-            settings.graph_endpoint + path,
+            settings.microsoft.graph_endpoint + path,
             params=params,
             headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
             timeout=settings.http_timeouts,
@@ -559,7 +554,7 @@ def _refuse_unless_ok(probe: requests.Response, *, app_only: bool) -> None:
     the link's refusal in the admin's words (``NO_EDUCATION``), and nothing is stored either way."""
     if probe.status_code == 200:
         return
-    error = classify_graph_error(probe.status_code, _json_or_none(probe), probe.headers, app_only=app_only)
+    error = classify_graph_error(probe.status_code, json_or_none(probe), probe.headers, app_only=app_only)
     if isinstance(error, NotEducationTenant):
         raise LinkRefused(f"{NO_EDUCATION}; nothing was stored")
     raise error
@@ -603,7 +598,7 @@ def link_tenant(settings: Settings, tenant_id: str) -> Grant:
 
 def _probe_refusal(probe: requests.Response) -> LinkRefused:
     """A tenant link's probe refused: the permission is missing, or a setting of the school blocks it."""
-    refusal = classify_graph_error(probe.status_code, _json_or_none(probe), probe.headers, app_only=True)
+    refusal = classify_graph_error(probe.status_code, json_or_none(probe), probe.headers, app_only=True)
     if isinstance(refusal, AccessBlocked):
         return LinkRefused(f"Graph refuses the tenant's reads: {refusal.public}")
     return LinkRefused(f"the tenant admin has not granted the application permission {APPLICATION_PERMISSION}")
@@ -677,9 +672,6 @@ class MicrosoftConnector:
         self._msal: msal.ConfidentialClientApplication | None = None
         self._token: str | None = None
         self._last_delta_links: dict[str, str] = {}
-        graph = urlsplit(settings.graph_endpoint)
-        self._graph_origin = (graph.scheme, graph.netloc.lower())
-        self._graph_path = graph.path.rstrip("/")
         self.requests_made = 0
 
     def _cached_realm(self) -> str | None:
@@ -709,7 +701,7 @@ class MicrosoftConnector:
         """The teacher's classes (``/education/me/classes``) or the tenant's (``/education/classes``)."""
         path = "/education/classes" if self._app_only else "/education/me/classes"
         params = {"$select": _mask(masks, "class"), "$top": str(PAGE_SIZE)}
-        for records, _ in self._pages(self._settings.graph_endpoint + path, params):
+        for records, _ in self._pages(self._settings.microsoft.graph_endpoint + path, params):
             yield Page(kind="classes", parent_id=None, records=records)
 
     def members(self, class_ids: Iterable[str], masks: Masks) -> Iterator[Page]:
@@ -751,7 +743,7 @@ class MicrosoftConnector:
         issued = time.time()
         links = []
         for path, mask in (("/education/classes/delta", "class"), ("/education/users/delta", "member")):
-            url = self._settings.graph_endpoint + path
+            url = self._settings.microsoft.graph_endpoint + path
             delta_link = ""
             # The largest page here too: the initial round lists every user of the tenant.
             params = {"$select": _mask(chosen, mask), "$top": str(PAGE_SIZE)}
@@ -799,10 +791,12 @@ class MicrosoftConnector:
 
     # ------------------------------------------------------------------------------- paging
     def _on_graph(self, url: str) -> bool:
-        split = urlsplit(url)
-        return (split.scheme, split.netloc.lower()) == self._graph_origin and (
-            split.path == self._graph_path or split.path.startswith(self._graph_path + "/")
-        )
+        return on_origin(url, self._settings.microsoft.graph_endpoint)
+
+    def _links(self, first: str | None = None) -> NextLinks:
+        """``@odata.nextLink`` as given, only on Graph's host, never a loop, ``ROSTERSYNC_MAX_PAGES`` at most."""
+        bound = PageBound(self._settings.max_pages, "a Graph listing")
+        return NextLinks(self._settings.microsoft.graph_endpoint, NEXT_LINK, bound, first=first)
 
     def _pages(
         self, url: str, params: Mapping[str, str] | None, *, delta: bool = False, stored: bool = False
@@ -813,22 +807,21 @@ class MicrosoftConnector:
         ``stored``: ``url`` is a delta link from our cursor; if Graph refuses it (a 400 or 404 of any
         code: expired, reset, or a token it does not know) the cursor is dead, so ``CursorExpired``.
         """
-        seen: set[str] = set() if params else {url}  # a link that leads back to itself is a loop too
+        links = self._links(first=None if params else url)  # a link that leads back to itself is a loop too
         current: str | None = url
         query = params
-        bound = PageBound(self._settings.max_pages, "a Graph listing")
         while current is not None:
-            bound.next_page()
+            links.next_page()
             try:
                 body = self._get(current, query)
             except ProviderDataError as error:
-                if stored and current == url and isinstance(error, _Refused):
+                if stored and current == url and isinstance(error, (_Refused, RecordUnavailable)):
                     raise CursorExpired("Graph does not know the stored delta link", reason="invalid") from None
                 raise
             records = body.get("value")
             if not isinstance(records, list):
                 raise ProviderDataError("a Graph list response carries no value list")
-            following = self._next_link(body, seen)
+            following = links.check(body.get("@odata.nextLink"))
             delta_link = body.get("@odata.deltaLink") if delta else None
             if delta and following is None:
                 if not isinstance(delta_link, str) or not self._on_graph(delta_link):
@@ -838,19 +831,6 @@ class MicrosoftConnector:
             yield records, delta_link if isinstance(delta_link, str) else None
             current, query = following, None
 
-    def _next_link(self, body: Mapping[str, Any], seen: set[str]) -> str | None:
-        following = body.get("@odata.nextLink")
-        if following is None:
-            return None
-        if not isinstance(following, str):
-            raise ProviderDataError("a nextLink is not a string")
-        if not self._on_graph(following):
-            raise ProviderDataError("a nextLink points away from Graph's host; not followed")
-        if following in seen:
-            raise ProviderDataError("nextLinks loop")
-        seen.add(following)
-        return following
-
     # ------------------------------------------------------------------------------- $batch
     def _batch(self, subs: Sequence[_SubRequest]) -> Iterator[Page]:
         """One ``$batch`` of up to 20 sub-requests; each answer handled on its own.
@@ -859,79 +839,77 @@ class MicrosoftConnector:
         the longest Retry-After among them, without losing the answered ones; a 401 earns one token
         refresh first, as in ``_request``. A class with a 403 or 404 becomes one ``unreadable`` marker.
         """
-        pending = {str(index): sub for index, sub in enumerate(subs)}
-        pages: dict[str, list[Page]] = {key: [] for key in pending}
+        pages: dict[str, list[Page]] = {str(index): [] for index in range(len(subs))}
         unreadable: set[str] = set()
-        refreshed = False
-        challenge: str | None = None
-        attempt = 0
-        while pending:
-            attempt += 1
-            answers = self._post_batch(pending)
-            retry: dict[str, _SubRequest] = {}
-            waits: list[float] = []
-            throttled = unauthorized = False
-            answered: set[str] = set()
-            for answer in answers:
-                key = answer.get("id") if isinstance(answer, dict) else None
-                if not isinstance(key, str) or key not in pending or key in answered:
-                    continue
-                answered.add(key)
-                sub = pending[key]
-                status = answer.get("status")
-                headers = answer.get("headers") if isinstance(answer.get("headers"), dict) else {}
-                sub_body = answer.get("body")
-                if status == 200:
-                    pages[key] = self._sub_pages(sub, sub_body)
-                elif status in (403, 404):
-                    unreadable.add(sub.class_id)
-                elif status == 401:
-                    unauthorized = True
-                    challenge = _first_challenge(challenge, headers)
-                    retry[key] = sub
-                elif status == 429 or (isinstance(status, int) and status >= 500):
-                    throttled = throttled or status in (429, 503, 504)
-                    waits.append(_retry_after(headers, default=1.0))
-                    retry[key] = sub
-                elif isinstance(status, int):
-                    raise classify_graph_error(status, sub_body, headers, app_only=self._app_only)
-                else:
-                    raise ProviderDataError("a $batch sub-response carries no status")
-            left_out = {key: sub for key, sub in pending.items() if key not in answered}
-            retry.update(left_out)  # Graph left them out: ask again
-            waits += [1.0] * len(left_out)
-            pending = retry
-            if not pending:
-                break
-            if unauthorized:
-                if refreshed:
-                    raise _unauthorized_again(challenged=challenge is not None)
-                refreshed = True
-                self._renew(challenge)
-                challenge = None
-            self._pause_before_retry(attempt, waits, throttled=throttled)
+        refresh = RefreshOnce()
+
+        def reauthorize(round_: Round[_SubRequest]) -> None:
+            if not refresh.again(functools.partial(self._renew, round_.challenge)):
+                raise _unauthorized_again(challenged=round_.challenge is not None)
+
+        resend_failed(
+            {str(index): sub for index, sub in enumerate(subs)},
+            lambda pending: self._batch_round(pending, pages, unreadable),
+            rules=SUB_REQUEST_RETRIES,
+            reauthorize=reauthorize,
+            give_up=_batch_gives_up,
+            sleep=self._sleep,
+        )
         yield from _batch_pages(subs, pages, unreadable)
 
-    def _pause_before_retry(self, attempt: int, waits: Sequence[float], *, throttled: bool) -> None:
-        """Wait out the longest Retry-After of a $batch round in place, or give up as RateLimited/Transient."""
-        if attempt >= SUB_REQUEST_ATTEMPTS:
-            wait = max(waits, default=DEFAULT_RETRY_AFTER)
-            if throttled:
-                raise RateLimited(wait)
-            raise TransientError("Graph kept failing sub-requests of a $batch")
-        wait = max(waits, default=0.0)
-        if wait > MAX_INLINE_WAIT_SECONDS:
-            raise RateLimited(wait)
-        if wait > 0:
-            self._sleep(wait)
+    def _batch_round(
+        self, pending: Mapping[str, _SubRequest], pages: dict[str, list[Page]], unreadable: set[str]
+    ) -> Round[_SubRequest]:
+        """One ``$batch`` of ``pending``; a sub-request Graph left out of its answer is asked for again."""
+        round_: Round[_SubRequest] = Round()
+        answered: set[str] = set()
+        for answer in self._post_batch(pending):
+            key = answer.get("id") if isinstance(answer, dict) else None
+            if not isinstance(key, str) or key not in pending or key in answered:
+                continue
+            answered.add(key)
+            self._sort_answer(key, pending[key], answer, round_, pages, unreadable)
+        left_out = {key: sub for key, sub in pending.items() if key not in answered}
+        round_.retry.update(left_out)
+        round_.waits += [1.0] * len(left_out)
+        return round_
+
+    def _sort_answer(
+        self,
+        key: str,
+        sub: _SubRequest,
+        answer: Mapping[str, Any],
+        round_: Round[_SubRequest],
+        pages: dict[str, list[Page]],
+        unreadable: set[str],
+    ) -> None:
+        """One sub-response: its pages in, its class unreadable (403, 404), sent again (401, 429, 5xx), or raised."""
+        status = answer.get("status")
+        headers: Mapping[str, str] = answer["headers"] if isinstance(answer.get("headers"), dict) else {}
+        sub_body = answer.get("body")
+        if status == 200:
+            pages[key] = self._sub_pages(sub, sub_body)
+        elif status in (403, 404):
+            unreadable.add(sub.class_id)
+        elif status == 401:
+            round_.unauthorized = True
+            round_.challenge = _first_challenge(round_.challenge, headers)
+            round_.retry[key] = sub
+        elif status == 429 or (isinstance(status, int) and status >= 500):
+            round_.throttled = round_.throttled or status in (429, 503, 504)
+            round_.waits.append(retry_after(headers, 1.0))
+            round_.retry[key] = sub
+        elif isinstance(status, int):
+            raise classify_graph_error(status, sub_body, headers, app_only=self._app_only)
+        else:
+            raise ProviderDataError("a $batch sub-response carries no status")
 
     def _sub_pages(self, sub: _SubRequest, body: Any) -> list[Page]:
         """A sub-response's page plus any further pages its nextLink leads to (read directly, in order)."""
         if not isinstance(body, dict) or not isinstance(body.get("value"), list):
             raise ProviderDataError("a $batch sub-response carries no value list")
         pages = [Page(kind=sub.kind, parent_id=sub.class_id, records=list(body["value"]))]
-        seen: set[str] = set()
-        following = self._next_link(body, seen)
+        following = self._links().check(body.get("@odata.nextLink"))
         if following is not None:
             for records, _ in self._pages(following, None):
                 pages.append(Page(kind=sub.kind, parent_id=sub.class_id, records=records))
@@ -940,7 +918,7 @@ class MicrosoftConnector:
     def _post_batch(self, pending: Mapping[str, _SubRequest]) -> list[Any]:
         """The sub-responses of one ``$batch`` call."""
         payload = {"requests": [{"id": key, "method": "GET", "url": sub.url} for key, sub in pending.items()]}
-        body = self._request("POST", f"{self._settings.graph_endpoint}/$batch", None, payload)
+        body = self._request("POST", f"{self._settings.microsoft.graph_endpoint}/$batch", None, payload)
         answers = body.get("responses")
         if not isinstance(answers, list):
             raise ProviderDataError("a $batch response carries no responses list")
@@ -956,16 +934,15 @@ class MicrosoftConnector:
         classified: a challenge is ``AccessBlocked`` (we declare no client capabilities, so Entra sends
         none unless a policy wants what a server cannot give), a plain 401 ``AccessRevoked``.
         """
-        token = self._access_token()
-        refreshed = False
+        refresh = RefreshOnce()
         while True:
-            response = self._send(method, url, params, payload, token)
+            response = self._send(method, url, params, payload, self._access_token())
             challenge = claims_challenge(response.headers) if response.status_code in (401, 403) else None
-            if (response.status_code == 401 or challenge is not None) and not refreshed:
-                refreshed = True
-                token = self._renew(challenge)
+            if (response.status_code == 401 or challenge is not None) and refresh.again(
+                functools.partial(self._renew, challenge)
+            ):
                 continue
-            body = _json_or_none(response)
+            body = json_or_none(response)
             if response.status_code != 200:
                 raise classify_graph_error(
                     response.status_code, body, response.headers, app_only=self._app_only, granted=self._granted()
@@ -1047,6 +1024,16 @@ class MicrosoftConnector:
         """Hand the cache to the caller only when MSAL changed it (``serialize`` clears the flag)."""
         if self._cache.has_state_changed and self._on_token_cache is not None:
             self._on_token_cache(self._cache.serialize())
+
+
+def _batch_gives_up(round_: Round[_SubRequest], wait: float, last: bool) -> None:
+    """Sub-requests still failing: after the last attempt, RateLimited if Graph throttled them (its longest
+    Retry-After), else a transient failure; before it, a Retry-After too long to wait in place is RateLimited."""
+    if not last:
+        raise RateLimited(wait)
+    if round_.throttled:
+        raise RateLimited(wait if round_.waits else DEFAULT_RETRY_AFTER)
+    raise TransientError("Graph kept failing sub-requests of a $batch")
 
 
 def _first_challenge(seen: str | None, headers: Mapping[str, str]) -> str | None:

@@ -45,6 +45,7 @@ from pydantic import SecretStr
 from rich.table import Table
 
 from devtools.demo import consent_headlessly, headless_redirect
+from devtools.emulation import settings_values
 from emulators.clever import CleverEmulator
 from emulators.core import EmulatorCore, RequestRecord
 from emulators.google import GoogleEmulator
@@ -225,16 +226,7 @@ class GoogleScenario:
         self._users: dict[int, str] = {}
 
     def settings(self) -> dict[str, Any]:
-        e = self.emulator
-        return {
-            "google_client_id": e.client_id,
-            "google_client_secret": SecretStr(e.client_secret),
-            "google_auth_uri": e.auth_uri,
-            "google_token_uri": e.token_uri,
-            "google_revoke_uri": e.revoke_uri,
-            "google_api_endpoint": e.api_endpoint,
-            "google_redirect_uri": headless_redirect("google"),
-        }
+        return settings_values(self.name, self.emulator) | {"google_redirect_uri": headless_redirect("google")}
 
     def link(self, runtime: Runtime) -> list[int]:
         from connectors.google import http_session
@@ -313,14 +305,7 @@ class CleverScenario:
         self.district = self.emulator.district_ids[0]
 
     def settings(self) -> dict[str, Any]:
-        e = self.emulator
-        return {
-            "clever_client_id": e.client_id,
-            "clever_client_secret": SecretStr(e.client_secret),
-            "clever_authorize_url": e.authorize_url,
-            "clever_token_url": e.token_url,
-            "clever_api_base": e.api_base,
-        }
+        return settings_values(self.name, self.emulator)
 
     def link(self, runtime: Runtime) -> list[int]:
         return [link_org(runtime, provider_name="clever", org=self.district, tenant=f"bench-{uuid.uuid4().hex[:8]}")]
@@ -371,13 +356,7 @@ class MicrosoftScenario:
         self.tenant = self.emulator.tenant_ids[0]
 
     def settings(self) -> dict[str, Any]:
-        e = self.emulator
-        return {
-            "microsoft_client_id": e.client_id,
-            "microsoft_client_secret": SecretStr(e.client_secret),
-            "microsoft_authority_host": e.authority_host,
-            "graph_endpoint": e.graph_endpoint,
-        }
+        return settings_values(self.name, self.emulator)
 
     def link(self, runtime: Runtime) -> list[int]:
         return [link_org(runtime, provider_name="microsoft", org=self.tenant, tenant=f"bench-{uuid.uuid4().hex[:8]}")]
@@ -544,7 +523,6 @@ def bench_settings(scenario: Scenario, database_url: str) -> Settings:
         provider_budgets="",
         pseudonym_key=SecretStr(secrets.token_urlsafe(48)),
         token_keys=SecretStr(new_key()),
-        ca_bundle=scenario.emulator.ca_path,
         http_timeout_seconds=300,  # one emulator thread answers a 100,000-user delta page on a loaded machine
     )
 

@@ -26,6 +26,7 @@ from dramatiq.broker import Broker
 from pydantic import SecretStr
 
 from connectors.google import http_session
+from devtools.emulation import settings_values
 from emulators.clever import CleverEmulator
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
@@ -37,6 +38,7 @@ from store import integrations
 from store.runtime import Runtime, build_runtime, set_runtime
 from store.vault import new_key
 from worker import broker as brokers
+from worker.actors import sync_integration
 
 TEACHERS = ("teacher-ada", "teacher-bo", "teacher-cy")
 COURSES_PER_TEACHER = 2
@@ -59,36 +61,20 @@ def demo_settings(
         ca_bundle = workdir / "demo-ca-bundle.pem"
         ca_bundle.write_bytes(b"".join(path.read_bytes() for path in (emulator.ca_path, *others)))
     if microsoft is not None:
-        clever_settings |= {
-            "microsoft_client_id": microsoft.client_id,
-            "microsoft_client_secret": SecretStr(microsoft.client_secret),
-            "microsoft_authority_host": microsoft.authority_host,
-            "graph_endpoint": microsoft.graph_endpoint,
-        }
+        clever_settings |= settings_values("microsoft", microsoft)
     if clever is not None:
-        clever_settings |= {
-            "clever_client_id": clever.client_id,
-            "clever_client_secret": SecretStr(clever.client_secret),
-            "clever_authorize_url": clever.authorize_url,
-            "clever_token_url": clever.token_url,
-            "clever_api_base": clever.api_base,
-        }
+        clever_settings |= settings_values("clever", clever)
     return Settings(
-        **clever_settings,  # type: ignore[arg-type]
+        **clever_settings
+        | settings_values("google", emulator)
+        | {"ca_bundle": ca_bundle},  # one bundle of every emulator's CA
         database_url=f"sqlite:///{workdir / 'demo.db'}",
         broker_url=None,
         pseudonym_key=SecretStr(secrets.token_urlsafe(48)),
         token_keys=SecretStr(new_key()),
-        google_client_id=emulator.client_id,
-        google_client_secret=SecretStr(emulator.client_secret),
-        google_auth_uri=emulator.auth_uri,
-        google_token_uri=emulator.token_uri,
-        google_revoke_uri=emulator.revoke_uri,
-        google_api_endpoint=emulator.api_endpoint,
         google_redirect_uri=headless_redirect("google"),
         clever_redirect_uri=headless_redirect("clever"),
         microsoft_redirect_uri=headless_redirect("microsoft"),
-        ca_bundle=ca_bundle,
         retry_min_backoff_ms=100,
         retry_max_backoff_ms=2_000,
     )
@@ -157,8 +143,6 @@ def run_demo(students: int, report: Callable[[Runtime], None]) -> None:
 
 
 def _sync_cycle(rt: Runtime, broker: Broker) -> float:
-    from worker.actors import sync_integration
-
     started = time.perf_counter()
     for integration_id in integrations.syncable_ids(rt.engine):
         sync_integration.send(integration_id)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from emulators.clever import CleverEmulator
-from emulators.google import GoogleEmulator
-from emulators.microsoft import MicrosoftEmulator
+from pydantic import SecretStr
 
-AnyEmulator = GoogleEmulator | CleverEmulator | MicrosoftEmulator
-EMULATED = ("google", "clever", "microsoft")
+from devtools.providers import KITS
+from devtools.providers.base import AnyEmulator, EmulatorKit
+
+EMULATED = tuple(KITS)
 
 
 class UnknownEmulator(ValueError):
@@ -31,56 +32,31 @@ class Served:
     notes: list[str]
 
 
+def kit(provider: str) -> EmulatorKit:
+    """A provider's emulator kit by its registry name."""
+    try:
+        return KITS[provider]
+    except KeyError:
+        raise UnknownEmulator(f"no emulator for {provider!r} yet (available: {', '.join(EMULATED)})") from None
+
+
 def build(provider: str, *, port: int, students: int, teachers: int, seed: int) -> AnyEmulator:
     """A configured, not yet started emulator of ``provider``."""
-    if provider == "google":
-        return GoogleEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
-    if provider == "clever":
-        return CleverEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
-    if provider == "microsoft":
-        return MicrosoftEmulator(port=port, students_per_course=students, teachers=teachers, seed=seed)
-    raise UnknownEmulator(f"no emulator for {provider!r} yet (available: {', '.join(EMULATED)})")
+    return kit(provider).build(port=port, students_per_course=students, teachers=teachers, seed=seed)
 
 
-def environment(emulator: AnyEmulator) -> dict[str, str]:
-    """The ``ROSTERSYNC_`` settings that point rostersync at a running emulator."""
-    lines: dict[str, str]
-    if isinstance(emulator, GoogleEmulator):
-        lines = {
-            "ROSTERSYNC_GOOGLE_AUTH_URI": emulator.auth_uri,
-            "ROSTERSYNC_GOOGLE_TOKEN_URI": emulator.token_uri,
-            "ROSTERSYNC_GOOGLE_REVOKE_URI": emulator.revoke_uri,
-            "ROSTERSYNC_GOOGLE_API_ENDPOINT": emulator.api_endpoint,
-            "ROSTERSYNC_GOOGLE_CLIENT_ID": emulator.client_id,
-            "ROSTERSYNC_GOOGLE_CLIENT_SECRET": emulator.client_secret,
-        }
-    elif isinstance(emulator, CleverEmulator):
-        lines = {
-            "ROSTERSYNC_CLEVER_AUTHORIZE_URL": emulator.authorize_url,
-            "ROSTERSYNC_CLEVER_TOKEN_URL": emulator.token_url,
-            "ROSTERSYNC_CLEVER_API_BASE": emulator.api_base,
-            "ROSTERSYNC_CLEVER_CLIENT_ID": emulator.client_id,
-            "ROSTERSYNC_CLEVER_CLIENT_SECRET": emulator.client_secret,
-        }
-    else:
-        lines = {
-            "ROSTERSYNC_MICROSOFT_AUTHORITY_HOST": emulator.authority_host,
-            "ROSTERSYNC_GRAPH_ENDPOINT": emulator.graph_endpoint,
-            "ROSTERSYNC_MICROSOFT_CLIENT_ID": emulator.client_id,
-            "ROSTERSYNC_MICROSOFT_CLIENT_SECRET": emulator.client_secret,
-        }
-    lines["ROSTERSYNC_CA_BUNDLE"] = str(emulator.ca_path)
-    return lines
+def settings_values(provider: str, emulator: Any) -> dict[str, Any]:
+    """The flat ``Settings`` keywords that point rostersync at a running emulator of ``provider``, CA included."""
+    return kit(provider).settings(emulator)
 
 
-def notes(emulator: AnyEmulator) -> list[str]:
-    """The ids a person needs to link against this emulator (districts, Library teachers, tenants)."""
-    if isinstance(emulator, CleverEmulator):
-        library = ", ".join(emulator.teacher_ids(None))
-        return [f"districts: {', '.join(emulator.district_ids)}; Library teachers: {library}"]
-    if isinstance(emulator, MicrosoftEmulator):
-        return [f"tenants: {', '.join(emulator.tenant_ids)}"]
-    return []
+def environment(provider: str, emulator: Any) -> dict[str, str]:
+    """The same settings as ``ROSTERSYNC_`` variables (a flat keyword is its variable's name in lower case)."""
+    return {f"ROSTERSYNC_{name.upper()}": _plain(value) for name, value in settings_values(provider, emulator).items()}
+
+
+def _plain(value: object) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 @contextmanager
@@ -91,6 +67,6 @@ def serving(
     emulator = build(provider, port=port, students=students, teachers=teachers, seed=seed)
     emulator.start()
     try:
-        yield Served(emulator.base_url, environment(emulator), notes(emulator)), emulator
+        yield Served(emulator.base_url, environment(provider, emulator), kit(provider).notes(emulator)), emulator
     finally:
         emulator.stop()

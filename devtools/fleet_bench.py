@@ -37,6 +37,7 @@ from sqlalchemy import func, select
 
 from devtools.bench import throwaway_databases
 from devtools.demo import consent_headlessly, headless_redirect
+from devtools.emulation import settings_values
 from emulators.core import RequestRecord
 from emulators.google import PUBLISHED_RATE_LIMITS, GoogleEmulator
 from services.console import err
@@ -97,12 +98,7 @@ def build_emulator(teachers: int, workdir: Path, seed: int = 11) -> GoogleEmulat
 
 def fleet_settings(emulator: GoogleEmulator, database_url: str, broker_url: str, budget: str) -> Settings:
     return Settings(
-        google_client_id=emulator.client_id,
-        google_client_secret=SecretStr(emulator.client_secret),
-        google_auth_uri=emulator.auth_uri,
-        google_token_uri=emulator.token_uri,
-        google_revoke_uri=emulator.revoke_uri,
-        google_api_endpoint=emulator.api_endpoint,
+        **settings_values("google", emulator),
         google_redirect_uri=headless_redirect("google"),
         database_url=database_url,
         broker_url=broker_url,
@@ -110,7 +106,6 @@ def fleet_settings(emulator: GoogleEmulator, database_url: str, broker_url: str,
         provider_budgets=budget,
         pseudonym_key=SecretStr(secrets.token_urlsafe(48)),
         token_keys=SecretStr(new_key()),
-        ca_bundle=emulator.ca_path,
         max_retries=100,  # a sync stopped by the spent budget is retried until it gets through
         http_timeout_seconds=60,
     )
@@ -129,12 +124,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "ROSTERSYNC_HTTP_TIMEOUT_SECONDS": str(settings.http_timeout_seconds),
         "ROSTERSYNC_PSEUDONYM_KEY": settings.pseudonym_key.get_secret_value(),
         "ROSTERSYNC_TOKEN_KEYS": settings.token_keys.get_secret_value(),
-        "ROSTERSYNC_GOOGLE_CLIENT_ID": settings.google_client_id,
-        "ROSTERSYNC_GOOGLE_CLIENT_SECRET": settings.google_client_secret.get_secret_value(),
-        "ROSTERSYNC_GOOGLE_AUTH_URI": settings.google_auth_uri,
-        "ROSTERSYNC_GOOGLE_TOKEN_URI": settings.google_token_uri,
-        "ROSTERSYNC_GOOGLE_REVOKE_URI": settings.google_revoke_uri,
-        "ROSTERSYNC_GOOGLE_API_ENDPOINT": settings.google_api_endpoint,
+        "ROSTERSYNC_GOOGLE_CLIENT_ID": settings.google.client_id,
+        "ROSTERSYNC_GOOGLE_CLIENT_SECRET": settings.google.client_secret.get_secret_value(),
+        "ROSTERSYNC_GOOGLE_AUTH_URI": settings.google.auth_uri,
+        "ROSTERSYNC_GOOGLE_TOKEN_URI": settings.google.token_uri,
+        "ROSTERSYNC_GOOGLE_REVOKE_URI": settings.google.revoke_uri,
+        "ROSTERSYNC_GOOGLE_API_ENDPOINT": settings.google.api_endpoint,
         "ROSTERSYNC_CA_BUNDLE": str(settings.ca_bundle),
         "ROSTERSYNC_WORKER_METRICS_PORT": "0",
     }

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mappers.policy import MappingContext, Pseudonymiser, project, rules_for
+from mappers.policy import FieldRule, MappingContext, Pseudonymiser, project, rules_for
 from mappers.records import (
     ChangeBatch,
     ClassRecord,
@@ -28,13 +28,34 @@ from mappers.records import (
 from mappers.text import display, identifier
 
 PROVIDER = "clever"
+
+# Clever v3.0 and v3.1 alike (providers.md 2.4). A section carries its enrolments as user ids;
+# ``student_ids``/``teacher_ids`` are read only to be pseudonymised. Nothing else of a student is
+# read: not name, email, dob, demographics, address, usernames, ``ext`` or any v3.1 status.
+ALLOWLIST: dict[str, tuple[FieldRule, ...]] = {
+    "class": (
+        FieldRule("external_id", ("id",)),
+        FieldRule("name", ("name",)),
+        FieldRule("section", ("period",)),
+        FieldRule("section_number", ("section_number",)),
+        FieldRule("student_ids", ("students",)),
+        FieldRule("teacher_ids", ("teachers",)),
+    ),
+    "teacher": (
+        FieldRule("subject", ("id",)),
+        FieldRule("given_name", ("name", "first")),
+        FieldRule("family_name", ("name", "last")),
+        FieldRule("email_address", ("email",)),
+    ),
+    "student": (FieldRule("subject", ("id",)),),
+}
 ACTIVE = "ACTIVE"
 """Clever sections have no state: a shared section is active, an unshared one is gone (404)."""
 
 
 def field_mask(role: str, granted_scopes: frozenset[str]) -> str:
     """Clever has no ``fields``/``$select``: the mask is empty and minimisation is by endpoint choice."""
-    rules_for(PROVIDER, role, granted_scopes)  # an unknown role fails here, as for the other providers
+    rules_for(ALLOWLIST, role, granted_scopes)  # an unknown role fails here, as for the other providers
     return ""
 
 
@@ -43,7 +64,7 @@ def user_records_needed(role: Role) -> bool:
 
     False for students: the worker must never request student records.
     """
-    return any(rule.canonical != "subject" for rule in rules_for(PROVIDER, role, frozenset()))
+    return any(rule.canonical != "subject" for rule in rules_for(ALLOWLIST, role, frozenset()))
 
 
 def _ids(value: Any) -> list[str] | None:
@@ -67,7 +88,7 @@ def map_teacher(raw: Any, context: MappingContext) -> PersonRecord | None:
     """One teacher user record -> a named PersonRecord; None when it breaks the definition."""
     if not isinstance(raw, Mapping):
         return None
-    fields = project(raw, rules_for(PROVIDER, "teacher", context.granted_scopes))
+    fields = project(raw, rules_for(ALLOWLIST, "teacher", context.granted_scopes))
     subject = identifier(fields["subject"])
     if subject is None:
         return None
@@ -113,7 +134,7 @@ def map_sections(
     batch = RosterBatch()
     known = teachers or {}
     seen: set[tuple[str, str]] = set()
-    rules = rules_for(PROVIDER, "class", context.granted_scopes)
+    rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, Mapping) else {}
         external_id, name = identifier(fields.get("external_id")), display(fields.get("name"))
@@ -169,7 +190,7 @@ def _map_section_event(record: Mapping[str, Any], action: str, context: MappingC
     if action != "deleted":
         change.upserts = map_sections([record], context)
         return change
-    external_id = identifier(project(record, rules_for(PROVIDER, "class", context.granted_scopes))["external_id"])
+    external_id = identifier(project(record, rules_for(ALLOWLIST, "class", context.granted_scopes))["external_id"])
     if external_id is None:
         change.upserts.skipped = 1
     else:
@@ -185,7 +206,7 @@ def _map_user_event(record: Mapping[str, Any], action: str, context: MappingCont
     if role is None or (role == "student" and action == "updated"):
         change.ignored = True  # nothing of a student's record is kept beyond the id their sections list
         return change
-    subject = identifier(project(record, rules_for(PROVIDER, role, context.granted_scopes))["subject"])
+    subject = identifier(project(record, rules_for(ALLOWLIST, role, context.granted_scopes))["subject"])
     teacher = map_teacher(record, context) if role == "teacher" else None
     if subject is None or (role == "teacher" and teacher is None):
         change.upserts.skipped = 1

@@ -10,6 +10,25 @@ from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, RawPage
 from mappers.text import MAX_STATE_LENGTH, display, identifier
 
 PROVIDER = "google"
+
+EMAILS_SCOPE = "https://www.googleapis.com/auth/classroom.profile.emails"
+"""The optional scope under which Classroom returns a teacher's ``emailAddress``."""
+
+ALLOWLIST: dict[str, tuple[FieldRule, ...]] = {
+    "class": (
+        FieldRule("external_id", ("id",)),
+        FieldRule("name", ("name",)),
+        FieldRule("section", ("section",)),
+        FieldRule("state", ("courseState",)),
+    ),
+    "teacher": (
+        FieldRule("subject", ("userId",)),
+        FieldRule("display_name", ("profile", "name", "fullName")),
+        FieldRule("email_address", ("profile", "emailAddress"), requires_scope=EMAILS_SCOPE),
+    ),
+    "student": (FieldRule("subject", ("userId",)),),
+}
+
 LIST_KEYS: dict[str, str] = {"class": "courses", "student": "students", "teacher": "teachers"}
 
 
@@ -29,7 +48,7 @@ def _render(tree: dict[str, Any]) -> str:
 
 def field_mask(role: str, granted_scopes: frozenset[str]) -> str:
     """The ``fields`` parameter for one list call, derived from the allowlist alone."""
-    rules: tuple[FieldRule, ...] = rules_for(PROVIDER, role, granted_scopes)
+    rules: tuple[FieldRule, ...] = rules_for(ALLOWLIST, role, granted_scopes)
     return f"{LIST_KEYS[role]}({_selector([rule.path for rule in rules])}),nextPageToken"
 
 
@@ -43,7 +62,7 @@ def map_page(page: RawPage, context: MappingContext) -> RosterBatch:
 
 def _map_classes(raw_records: Sequence[Any], context: MappingContext) -> RosterBatch:
     batch = RosterBatch()
-    rules = rules_for(PROVIDER, "class", context.granted_scopes)
+    rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, dict) else {}
         external_id, name = identifier(fields.get("external_id"), strip=False), display(fields.get("name"), strip=False)
@@ -59,7 +78,7 @@ def _map_members(
     raw_records: Sequence[Any], class_external_id: str, role: Role, context: MappingContext
 ) -> RosterBatch:
     batch = RosterBatch()
-    rules = rules_for(PROVIDER, role, context.granted_scopes)
+    rules = rules_for(ALLOWLIST, role, context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, dict) else {}
         subject = identifier(fields.get("subject"), strip=False)

@@ -14,12 +14,36 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mappers.policy import MappingContext, project, rules_for
+from mappers.policy import FieldRule, MappingContext, project, rules_for
 from mappers.records import ROLES as PERSON_ROLES
 from mappers.records import ChangeBatch, ClassRecord, EnrollmentRecord, PersonRecord, RawPage, RosterBatch
 from mappers.text import display, identifier
 
 PROVIDER = "microsoft"
+
+MAIL_PERMISSION = "EduRoster.Read.All"
+"""The Graph permission under which a teacher's ``mail`` is returned (delegated tokens get no ``mail``)."""
+
+# Microsoft Graph Education (providers.md 3.2). Each rule's first path element is also the
+# ``$select`` that asks Graph for it, so a student's ``members`` read is ``id,primaryRole``: no
+# name, mail, UPN, phone, address, birth date, guardian or ``student.*`` ever crosses the wire.
+# ``role`` (primaryRole) is read only to tell students from teachers among a class's members.
+# Graph has no section or period property on educationClass, so there is no section label.
+ALLOWLIST: dict[str, tuple[FieldRule, ...]] = {
+    "class": (
+        FieldRule("external_id", ("id",)),
+        FieldRule("name", ("displayName",)),
+    ),
+    "teacher": (
+        FieldRule("subject", ("id",)),
+        FieldRule("display_name", ("displayName",)),
+        FieldRule("email_address", ("mail",), requires_scope=MAIL_PERMISSION),
+    ),
+    "student": (
+        FieldRule("subject", ("id",)),
+        FieldRule("role", ("primaryRole",)),
+    ),
+}
 ACTIVE = "ACTIVE"
 """Graph classes have no state: a listed class is active, a deleted one is gone (404, full reconcile)."""
 EXPIRED = "EXPIRED"
@@ -44,7 +68,7 @@ def field_mask(role: str, granted_scopes: frozenset[str]) -> str:
     """The ``$select`` for reading ``role`` records: the Graph properties the allowlist names, nothing more."""
     if role not in ROLES:
         raise KeyError(f"unknown role {role!r}")
-    properties = dict.fromkeys(rule.path[0] for rule in rules_for(PROVIDER, role, granted_scopes))
+    properties = dict.fromkeys(rule.path[0] for rule in rules_for(ALLOWLIST, role, granted_scopes))
     return ",".join(properties)
 
 
@@ -61,7 +85,7 @@ def _pseudonym(context: MappingContext, subject: str) -> str:
 def map_classes(raw_records: Sequence[Any], context: MappingContext) -> RosterBatch:
     """A page of educationClass records -> classes; one without an id or a display name is skipped."""
     batch = RosterBatch()
-    rules = rules_for(PROVIDER, "class", context.granted_scopes)
+    rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, Mapping) else {}
         external_id, name = identifier(fields.get("external_id")), display(fields.get("name"))
@@ -80,7 +104,7 @@ def map_members(class_id: str, raw_records: Sequence[Any], context: MappingConte
     an id or a role is skipped and counted.
     """
     batch = RosterBatch()
-    rules = rules_for(PROVIDER, "student", context.granted_scopes)
+    rules = rules_for(ALLOWLIST, "student", context.granted_scopes)
     seen: set[str] = set()
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, Mapping) else {}
@@ -103,7 +127,7 @@ def map_teacher(raw: Any, context: MappingContext) -> PersonRecord | None:
     """One teacher from a class's ``teachers`` -> a named PersonRecord; None when it breaks the shape."""
     if not isinstance(raw, Mapping):
         return None
-    fields = project(raw, rules_for(PROVIDER, "teacher", context.granted_scopes))
+    fields = project(raw, rules_for(ALLOWLIST, "teacher", context.granted_scopes))
     subject = identifier(fields["subject"])
     if subject is None:
         return None
@@ -173,7 +197,7 @@ def map_user_delta(raw_records: Sequence[Any], context: MappingContext) -> Delta
     from the classes' ``teachers`` lists.
     """
     change = DeltaChange()
-    rules = rules_for(PROVIDER, "student", context.granted_scopes)
+    rules = rules_for(ALLOWLIST, "student", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, Mapping) else {}
         subject = identifier(fields.get("subject"))
@@ -195,7 +219,7 @@ def map_user_delta(raw_records: Sequence[Any], context: MappingContext) -> Delta
 def map_class_delta(raw_records: Sequence[Any], context: MappingContext) -> DeltaChange:
     """A classes delta page -> changed classes, and removals for ``@removed`` entries (should Graph send them)."""
     change = DeltaChange()
-    rules = rules_for(PROVIDER, "class", context.granted_scopes)
+    rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
     kept: list[Any] = []
     for raw in raw_records:
         if isinstance(raw, Mapping) and _removed(raw):

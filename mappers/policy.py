@@ -1,6 +1,6 @@
-"""The one place that names providers' personal fields: per-role allowlists, and the pseudonymiser.
+"""The rules of the allowlist (each provider's rows live in its mapper, ``mappers/<name>.py``), and the pseudonymiser.
 
-A field is stored only if a rule below names it, so whatever a provider adds tomorrow is
+A field is stored only if a rule of its provider names it, so whatever a provider adds tomorrow is
 dropped by default. The same rules give the connectors their ``fields=`` masks, so fields we
 would drop do not even cross the wire.
 """
@@ -16,10 +16,6 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-GOOGLE_EMAILS_SCOPE = "https://www.googleapis.com/auth/classroom.profile.emails"
-MICROSOFT_MAIL_PERMISSION = "EduRoster.Read.All"
-"""The Graph permission under which a teacher's ``mail`` is returned (delegated tokens get no ``mail``)."""
-
 
 @dataclass(frozen=True)
 class FieldRule:
@@ -30,75 +26,23 @@ class FieldRule:
     requires_scope: str | None = None
 
 
-# ``subject`` is the provider's user id: it is read only to be pseudonymised, never stored.
-ALLOWLIST: Mapping[str, Mapping[str, tuple[FieldRule, ...]]] = {
-    "google": {
-        "class": (
-            FieldRule("external_id", ("id",)),
-            FieldRule("name", ("name",)),
-            FieldRule("section", ("section",)),
-            FieldRule("state", ("courseState",)),
-        ),
-        "teacher": (
-            FieldRule("subject", ("userId",)),
-            FieldRule("display_name", ("profile", "name", "fullName")),
-            FieldRule("email_address", ("profile", "emailAddress"), requires_scope=GOOGLE_EMAILS_SCOPE),
-        ),
-        "student": (FieldRule("subject", ("userId",)),),
-    },
-    # Clever v3.0 and v3.1 alike (providers.md 2.4). A section carries its enrolments as user ids;
-    # ``student_ids``/``teacher_ids`` are read only to be pseudonymised. Nothing else of a student is
-    # read: not name, email, dob, demographics, address, usernames, ``ext`` or any v3.1 status.
-    "clever": {
-        "class": (
-            FieldRule("external_id", ("id",)),
-            FieldRule("name", ("name",)),
-            FieldRule("section", ("period",)),
-            FieldRule("section_number", ("section_number",)),
-            FieldRule("student_ids", ("students",)),
-            FieldRule("teacher_ids", ("teachers",)),
-        ),
-        "teacher": (
-            FieldRule("subject", ("id",)),
-            FieldRule("given_name", ("name", "first")),
-            FieldRule("family_name", ("name", "last")),
-            FieldRule("email_address", ("email",)),
-        ),
-        "student": (FieldRule("subject", ("id",)),),
-    },
-    # Microsoft Graph Education (providers.md 3.2). Each rule's first path element is also the
-    # ``$select`` that asks Graph for it, so a student's ``members`` read is ``id,primaryRole``: no
-    # name, mail, UPN, phone, address, birth date, guardian or ``student.*`` ever crosses the wire.
-    # ``role`` (primaryRole) is read only to tell students from teachers among a class's members.
-    # Graph has no section or period property on educationClass, so there is no section label.
-    "microsoft": {
-        "class": (
-            FieldRule("external_id", ("id",)),
-            FieldRule("name", ("displayName",)),
-        ),
-        "teacher": (
-            FieldRule("subject", ("id",)),
-            FieldRule("display_name", ("displayName",)),
-            FieldRule("email_address", ("mail",), requires_scope=MICROSOFT_MAIL_PERMISSION),
-        ),
-        "student": (
-            FieldRule("subject", ("id",)),
-            FieldRule("role", ("primaryRole",)),
-        ),
-    },
-}
+
+Allowlist = Mapping[str, tuple[FieldRule, ...]]
+"""One provider's rules by role (``class``, ``teacher``, ``student``): its mapper's ``ALLOWLIST``, reached
+through the provider's registry row. ``subject`` is the provider's user id: read only to be pseudonymised,
+never stored."""
 
 
-def rules_for(provider: str, role: str, granted_scopes: frozenset[str]) -> tuple[FieldRule, ...]:
+def rules_for(allowlist: Allowlist, role: str, granted_scopes: frozenset[str]) -> tuple[FieldRule, ...]:
     """The rules that apply under this grant: a scope-gated field is kept only when the scope was granted."""
     return tuple(
         rule
-        for rule in ALLOWLIST[provider][role]
+        for rule in allowlist[role]
         if rule.requires_scope is None or rule.requires_scope in granted_scopes
     )
 
 
-def allowlist_digest(provider: str, granted_scopes: frozenset[str]) -> str:
+def allowlist_digest(allowlist: Allowlist, granted_scopes: frozenset[str]) -> str:
     """A short hash of every rule that applies to this provider under this grant.
 
     Stored with a change-feed cursor: when the allowlist (or the grant) changes, records already
@@ -106,8 +50,8 @@ def allowlist_digest(provider: str, granted_scopes: frozenset[str]) -> str:
     """
     rules = sorted(
         (role, rule.canonical, rule.path)
-        for role in ALLOWLIST[provider]
-        for rule in rules_for(provider, role, granted_scopes)
+        for role in allowlist
+        for rule in rules_for(allowlist, role, granted_scopes)
     )
     return hashlib.sha256(repr(rules).encode()).hexdigest()[:16]
 

@@ -1,8 +1,8 @@
 """Whether a provider can link on this server, and if not, which settings stop it.
 
-By convention the settings are ``<provider>_client_id``, ``<provider>_client_secret`` and
-``<provider>_redirect_uri``, so a provider that lands with its row in providers/registry.py and its
-settings needs nothing here. Every problem names the setting, never its value.
+Every provider's settings model has ``client_id``, ``client_secret`` and ``redirect_uri``
+(``settings.ProviderSettings``), so a provider that lands with its row in providers/registry.py and its
+settings needs nothing here. Every problem names the setting's variable, never its value.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from settings import Settings
+from settings import Settings, env_name
 
 REQUIRED = ("client_id", "client_secret", "redirect_uri")
 CALLBACK_PATH = "/oauth/{provider}/callback"
 """The path web/linking.py serves; a redirect URI for linking in the browser must end in it."""
 
 
-def _is_set(settings: Settings, name: str) -> bool:
-    value = getattr(settings, name, "")
+def _is_set(settings: Settings, provider: str, field: str) -> bool:
+    value = getattr(settings.provider(provider), field)
     text = value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
     return bool(text.strip())
 
@@ -27,9 +27,7 @@ def _is_set(settings: Settings, name: str) -> bool:
 def missing(settings: Settings, provider: str) -> list[str]:
     """What stops the provider linking at all, from the command line or the browser."""
     return [
-        f"ROSTERSYNC_{provider.upper()}_{suffix.upper()} is not set"
-        for suffix in REQUIRED
-        if not _is_set(settings, f"{provider}_{suffix}")
+        f"{env_name(provider, field)} is not set" for field in REQUIRED if not _is_set(settings, provider, field)
     ]
 
 
@@ -40,10 +38,10 @@ def configured(settings: Settings, provider: str) -> bool:
 def browser_problems(settings: Settings, provider: str) -> list[str]:
     """``missing`` plus what linking in the browser needs: this app's callback, and the platform's signing key."""
     problems = missing(settings, provider)
-    redirect = str(getattr(settings, f"{provider}_redirect_uri", "") or "")
+    redirect = settings.provider(provider).redirect_uri
     path = CALLBACK_PATH.format(provider=provider)
     if redirect and not urlsplit(redirect).path.endswith(path):
-        problems.append(f"ROSTERSYNC_{provider.upper()}_REDIRECT_URI does not end in {path}")
+        problems.append(f"{env_name(provider, 'redirect_uri')} does not end in {path}")
     if settings.link_signing_key is None:
         problems.append("ROSTERSYNC_LINK_SIGNING_KEY is not set (no linking in the browser)")
     return problems

@@ -2,7 +2,7 @@
 
 Nothing here is written by hand: the scopes come from the provider table, the fields on the wire
 from the same ``field_mask`` the sync hands the connector, the fields kept from the allowlist
-(``mappers.policy.ALLOWLIST``), the retention from the settings. Change any of those and the
+(each provider's ``allowlist``, its mapper's rows), the retention from the settings. Change any of those and the
 inventory changes with it, so it cannot drift from what the code does.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mappers.policy import ALLOWLIST, FieldRule, rules_for
+from mappers.policy import FieldRule, rules_for
 from providers.registry import PROVIDERS, Provider
 from settings import Settings
 from store import audit, integrations
@@ -38,25 +38,29 @@ def _kept(rule: FieldRule) -> dict[str, Any]:
     return entry
 
 
-def _optional_scopes(name: str) -> list[str]:
-    return sorted({rule.requires_scope for rules in ALLOWLIST[name].values() for rule in rules if rule.requires_scope})
+def _optional_scopes(spec: Provider) -> list[str]:
+    return sorted({rule.requires_scope for rules in spec.allowlist.values() for rule in rules if rule.requires_scope})
 
 
-NO_FIELD_SELECTION = (
-    "no field selection at this provider: whole records of the endpoints the sync chooses "
-    "(Clever: sections and teachers, never student records); only the fields below are kept"
-)
+def _no_field_selection(spec: Provider) -> str:
+    """What the wire carries where the provider offers no field selection: whole records of chosen endpoints."""
+    chosen = f" ({spec.whole_records})" if spec.whole_records else ""
+    return (
+        f"no field selection at this provider: whole records of the endpoints the sync chooses{chosen}; "
+        "only the fields below are kept"
+    )
 
 
 def _roles(spec: Provider, granted: frozenset[str], everything: frozenset[str] | None) -> dict[str, Any]:
     roles: dict[str, Any] = {}
-    for role in ALLOWLIST[spec.name]:
+    kept_under = granted if everything is None else everything
+    for role in spec.allowlist:
         entry: dict[str, Any] = {
-            "on_the_wire": spec.field_mask(role, granted) or NO_FIELD_SELECTION,
-            "kept": [_kept(rule) for rule in rules_for(spec.name, role, granted if everything is None else everything)],
+            "on_the_wire": spec.field_mask(role, granted) or _no_field_selection(spec),
+            "kept": [_kept(rule) for rule in rules_for(spec.allowlist, role, kept_under)],
         }
         if everything is not None:
-            wider = spec.field_mask(role, everything) or NO_FIELD_SELECTION
+            wider = spec.field_mask(role, everything) or _no_field_selection(spec)
             entry["on_the_wire_with_optional_scopes"] = wider if wider != entry["on_the_wire"] else None
         roles[role] = entry
     return roles
@@ -86,7 +90,7 @@ PSEUDONYMISATION = (
 def provider_inventory(settings: Settings, name: str) -> dict[str, Any]:
     """What rostersync asks a provider for and keeps, under the scopes it asks and the optional ones it honours."""
     spec = PROVIDERS[name]
-    optional = _optional_scopes(name)
+    optional = _optional_scopes(spec)
     return {
         "provider": name,
         "scopes_asked": sorted(_short(scope) for scope in spec.required_scopes),

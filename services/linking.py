@@ -95,7 +95,7 @@ def start_link(
         started = spec.consent_url(runtime.settings, state=state, code_challenge=_challenge(verifier))
     except ConnectorError as error:
         raise LinkError(str(error)) from None
-    # A provider client that keeps its own PKCE verifier (MSAL's flow) has it sealed here instead of ours.
+    # A provider client that keeps its own PKCE verifier (a client library's flow) has it sealed here, not ours.
     url, kept = (started.url, started.secret) if isinstance(started, ConsentStart) else (started, verifier)
     links.remember(
         runtime.engine,
@@ -235,7 +235,7 @@ def link_org(
     actor: str = "admin:cli",
     basis: str = DEFAULT_BASIS,
 ) -> int:
-    """Link a whole organisation (a Clever district; later an Entra tenant) with the app token it granted.
+    """Link a whole organisation (a district, a tenant) with the app token it granted.
 
     Nothing is stored when the provider holds no grant for the organisation. The integration's
     ``linked_by`` is ``org:<id>``, so one organisation is linked once per tenant (a re-link keeps its data).

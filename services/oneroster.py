@@ -3,7 +3,7 @@
 Built from the integration export (store.rights), so it can only hold what is stored: every column
 of the OneRoster files is present so a district's tools can read them, and a column we do not store
 stays empty rather than being guessed. People, teachers included, are identified by their pseudonym
-``sourcedId``: no provider id is stored for anyone (P1). Google keeps a teacher's full name only, so
+``sourcedId``: no provider id is stored for anyone (P1). a provider may keep a teacher's full name only, so
 it goes whole into ``givenName``. Soft-deleted rows are left out (a bulk file lists what is current);
 the JSON export has them.
 

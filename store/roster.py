@@ -43,7 +43,7 @@ def _upsert(
 NULL = null()
 """``removed_at`` is restored with a literal NULL: a Python None would be a bound parameter outside the
 VALUES rows, and SQLAlchemy then sends an upsert row by row instead of a thousand rows a statement
-("insertmanyvalues"); measured on a 10,000-student Clever district's first sync, 23,902 INSERTs became 133."""
+("insertmanyvalues"); measured on a 10,000-student district's first sync, 23,902 INSERTs became 133."""
 
 
 @functools.cache

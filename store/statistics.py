@@ -4,7 +4,7 @@ PostgreSQL plans the store's look-ups (``pseudonym IN (...)`` within an integrat
 the statistics of the last ANALYZE. Autovacuum refreshes them at most once a minute, so during a
 district's first sync the planner still believes the tables are (nearly) empty: it scans every
 row of the integration instead of probing the unique index for each key, and every page's look-up
-costs more than the one before (measured: a 10,000-student Clever district spent 2.5 s of 4.5 s
+costs more than the one before (measured: a 10,000-student district spent 2.5 s of 4.5 s
 in two such look-ups, growing with the square of the district). Bulk loaders ANALYZE as they load;
 so does a sync, when its writes have doubled since its last ANALYZE. SQLite plans equality on a
 unique index the same way whatever it knows, so nothing is done there. A database user that does

@@ -1,6 +1,6 @@
 """Per-provider request budgets shared by every worker: Dramatiq's window rate limiter, on the broker's Redis.
 
-``PROVIDER_BUDGETS=google=3000/60`` keeps the whole fleet under 3000 Google requests a minute
+``PROVIDER_BUDGETS=<provider>=3000/60`` keeps the whole fleet under 3000 of its requests a minute
 (the provider's published per-project quota, with headroom), however many workers run. One unit
 is taken before each page a connector fetches; the one taken to learn that a list ended, and the
 one of a later part of an answer read as a stream (no request went out for either), is given
@@ -8,9 +8,9 @@ back, so a fleet can run close to the quota; when the budget is spent the sync s
 ``RateLimited`` and its actor retries it after the window, like a provider's own 429. On the
 in-memory broker the budget is this process's alone (one machine has one worker).
 
-A unit per page stays right where one HTTP round trip carries many pages (Google's roster batches,
-Graph's ``$batch``): Google counts every call inside a batch against the quota, and each page a
-connector yields is one such call (a part retried in place is one more the budget does not see).
+A unit per page stays right where one HTTP round trip carries many pages (a provider's batch
+endpoint): a provider that counts every call inside a batch against the quota sees, and each page a
+for each page a connector yields, one such call (a part retried in place is one more the budget does not see).
 The units of a batch are taken as its pages are handed out, i.e. just after the batch went out:
 within a window that is the same count, only up to one batch (50 calls) late.
 """

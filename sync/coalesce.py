@@ -1,7 +1,7 @@
 """Several provider pages, one write: small roster pages gathered into batches of a few hundred rows.
 
-A Google roster page holds at most thirty students and a Graph ``$batch`` answers twenty small
-member lists at once; written page by page, each costs a fenced transaction and half a dozen
+A roster page may hold thirty students, and a batch answer twenty small member lists at once;
+written page by page, each costs a fenced transaction and half a dozen
 statements whatever its size, which made the writes, not the download, the larger part of a
 sync. Pages are gathered here until ``rows`` is reached and written in one fenced transaction;
 applying the union of pages is the same as applying them in turn (every upsert is idempotent,
@@ -45,7 +45,7 @@ class Coalescer:
 
 
 def split(batch: RosterBatch, rows: int | None = None) -> Iterator[RosterBatch]:
-    """One large page (a Clever page holds up to 10,000 sections with their students) as writes of ~``rows``.
+    """One large page (a provider's page may hold 10,000 classes with their students) as writes of ~``rows``.
 
     Each part holds whole classes with the enrolments naming them and the people those enrolments
     name; enrolments of classes stored earlier and people no enrolment names come last. Applying

@@ -17,7 +17,7 @@ from store.scheduling import CLOCK_SLACK
 
 @dataclass(frozen=True)
 class CursorState:
-    cursor: str  # the provider's change-feed position (opaque; an event id for Clever)
+    cursor: str  # the provider's change-feed position (opaque; an event id, say)
     allowlist: str  # mappers.policy.allowlist_digest at the time of the full listing
     full_at: datetime  # when the last full listing (with its sweep) finished
 

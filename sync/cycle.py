@@ -250,7 +250,7 @@ def _sync(
     context = MappingContext(state.tenant, scopes, runtime.pseudonymiser)
     roles = roles_to_sync(state.consent_basis)  # P7: no student is even requested without a consent basis
     # The cursor is trusted only under the rules its rows were stored under: the allowlist and the roles.
-    allowlist = f"{allowlist_digest(spec.name, scopes)}:{','.join(roles)}"
+    allowlist = f"{allowlist_digest(spec.allowlist, scopes)}:{','.join(roles)}"
     connector = budgeted(spec.connector(runtime.settings, tokens, held.keep), runtime.settings, spec.name)
     try:
         saved = cursor_document.loads(state.sync_cursor)

@@ -1,9 +1,8 @@
 """People a change feed says are back with an id the provider deleted before: their classes are re-read.
 
-Clever's certification asks an app to "restore records if the Clever ID reappears"
-(dev.clever.com/v2.0/docs/sync-certification), and a user keeps their id unless removed for 300 days
-or more (dev.clever.com/docs/users). Its ``users.created`` event carries the person, not their
-sections, and their ``users.deleted`` already ended their enrolments here; so without a re-read a
+A provider may ask an app to restore records when a deleted id reappears (the citation is in the
+provider's glue module and docs/reliability.md). Its "created" event carries the person, not their
+classes, and their ``users.deleted`` already ended their enrolments here; so without a re-read a
 teacher would come back with no class until the next full listing. The mapper flags the ids
 (``ChangeBatch.reappeared``), the store tells which of them it holds as removed, and only those cost
 a request: the provider row's ``classes_of``, metered by the request budget like every listing.

@@ -1,6 +1,6 @@
 """The tokens one sync holds, and the rule for rotated ones: stored before they are used, and never lost.
 
-A refresh makes Google and Microsoft rotate the refresh token: from then on the old one is refused
+A refresh makes some providers rotate the refresh token: from then on the old one is refused
 (``invalid_grant``) and the new one exists only in this process until it is stored. So a failure to
 store is never allowed to look like a revocation:
 
@@ -56,7 +56,7 @@ class TokensNotStored(Exception):
 
 def identity(tokens: TokenSet) -> str:
     """What the tokens are, as a digest: of the refresh token, or of the whole set when the provider keeps
-    its refresh token elsewhere (MSAL's cache in ``extra``) or has none (a Clever district token)."""
+    its refresh token elsewhere (a client library's cache in ``extra``) or has none (an organisation's app token)."""
     material = tokens.refresh_token or json.dumps(tokens_to_payload(tokens), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(material.encode()).hexdigest()
 

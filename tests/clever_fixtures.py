@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from devtools.demo import consent_headlessly, headless_redirect
+from devtools.emulation import settings_values
 from emulators.clever import CleverEmulator
 from services.linking import complete_link, link_org, start_link
 from settings import Settings
@@ -19,13 +20,8 @@ def clever_settings_for(clever: CleverEmulator, database_url: str, **overrides: 
         "broker_url": None,
         "pseudonym_key": secrets.token_urlsafe(48),
         "token_keys": new_key(),
-        "clever_client_id": clever.client_id,
-        "clever_client_secret": clever.client_secret,
-        "clever_authorize_url": clever.authorize_url,
-        "clever_token_url": clever.token_url,
-        "clever_api_base": clever.api_base,
+        **settings_values("clever", clever),
         "clever_redirect_uri": headless_redirect("clever"),
-        "ca_bundle": clever.ca_path,
         "retry_min_backoff_ms": 50,
         "retry_max_backoff_ms": 200,
         "http_timeout_seconds": 5,

@@ -1,5 +1,6 @@
-"""Shared fixtures: a Google emulator per test, a database per test (SQLite file or a PostgreSQL schema of
-its own), an in-memory broker with an in-process worker, and helpers to link teachers headlessly."""
+"""Shared fixtures: a database per test (SQLite file or a PostgreSQL schema of its own), an in-memory
+broker with an in-process worker, and helpers to link teachers headlessly. The emulators are the fixtures
+of tests/plugins/emulators.py, registered below."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 
 from devtools.demo import consent_headlessly, headless_redirect
+from devtools.emulation import settings_values
 from emulators.google import GoogleEmulator
 from settings import Settings
 from store.runtime import Runtime, build_runtime, set_runtime
@@ -60,14 +62,8 @@ def settings_for(emulator: GoogleEmulator, database_url: str, **overrides: Any) 
         "broker_url": None,
         "pseudonym_key": secrets.token_urlsafe(48),
         "token_keys": new_key(),
-        "google_client_id": emulator.client_id,
-        "google_client_secret": emulator.client_secret,
-        "google_auth_uri": emulator.auth_uri,
-        "google_token_uri": emulator.token_uri,
-        "google_revoke_uri": emulator.revoke_uri,
-        "google_api_endpoint": emulator.api_endpoint,
+        **settings_values("google", emulator),
         "google_redirect_uri": headless_redirect("google"),
-        "ca_bundle": emulator.ca_path,
         "retry_min_backoff_ms": 50,
         "retry_max_backoff_ms": 200,
         "http_timeout_seconds": 5,

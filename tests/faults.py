@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.demo import headless_redirect
+from devtools.emulation import settings_values
 from emulators.clever import CleverEmulator
 from emulators.core import EmulatorCore, RequestRecord
 from emulators.google import GoogleEmulator
@@ -63,30 +64,8 @@ class Case:
 
 
 def provider_values(name: str, emulator: Any) -> dict[str, Any]:
-    """The settings that point rostersync at one provider's emulator."""
-    if name == "google":
-        return {
-            "google_client_id": emulator.client_id,
-            "google_client_secret": emulator.client_secret,
-            "google_auth_uri": emulator.auth_uri,
-            "google_token_uri": emulator.token_uri,
-            "google_revoke_uri": emulator.revoke_uri,
-            "google_api_endpoint": emulator.api_endpoint,
-        }
-    if name == "clever":
-        return {
-            "clever_client_id": emulator.client_id,
-            "clever_client_secret": emulator.client_secret,
-            "clever_authorize_url": emulator.authorize_url,
-            "clever_token_url": emulator.token_url,
-            "clever_api_base": emulator.api_base,
-        }
-    return {
-        "microsoft_client_id": emulator.client_id,
-        "microsoft_client_secret": emulator.client_secret,
-        "microsoft_authority_host": emulator.authority_host,
-        "graph_endpoint": emulator.graph_endpoint,
-    }
+    """The settings that point rostersync at one provider's emulator (its CA included): devtools' kit."""
+    return settings_values(name, emulator)
 
 
 def google_case(tmp_path: Path) -> Case:

@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 from devtools.demo import consent_headlessly
+from devtools.emulation import settings_values
 from emulators.core import RequestRecord
 from emulators.microsoft import MicrosoftEmulator
 from services.linking import complete_link, start_link
@@ -21,12 +22,8 @@ def microsoft_settings_for(emu: MicrosoftEmulator, database_url: str, **override
         "broker_url": None,
         "pseudonym_key": secrets.token_urlsafe(48),
         "token_keys": new_key(),
-        "microsoft_client_id": emu.client_id,
-        "microsoft_client_secret": emu.client_secret,
-        "microsoft_authority_host": emu.authority_host,
-        "graph_endpoint": emu.graph_endpoint,
+        **settings_values("microsoft", emu),
         "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
-        "ca_bundle": emu.ca_path,
         "retry_min_backoff_ms": 50,
         "retry_max_backoff_ms": 200,
         "http_timeout_seconds": 5,
@@ -38,11 +35,11 @@ def microsoft_settings_for(emu: MicrosoftEmulator, database_url: str, **override
 def microsoft_env(settings: Settings) -> dict[str, str]:
     """The ``ROSTERSYNC_MICROSOFT_*`` and ``GRAPH_ENDPOINT`` variables a worker process needs."""
     return {
-        "ROSTERSYNC_MICROSOFT_CLIENT_ID": settings.microsoft_client_id,
-        "ROSTERSYNC_MICROSOFT_CLIENT_SECRET": settings.microsoft_client_secret.get_secret_value(),
-        "ROSTERSYNC_MICROSOFT_AUTHORITY_HOST": settings.microsoft_authority_host,
-        "ROSTERSYNC_MICROSOFT_REDIRECT_URI": settings.microsoft_redirect_uri,
-        "ROSTERSYNC_GRAPH_ENDPOINT": settings.graph_endpoint,
+        "ROSTERSYNC_MICROSOFT_CLIENT_ID": settings.microsoft.client_id,
+        "ROSTERSYNC_MICROSOFT_CLIENT_SECRET": settings.microsoft.client_secret.get_secret_value(),
+        "ROSTERSYNC_MICROSOFT_AUTHORITY_HOST": settings.microsoft.authority_host,
+        "ROSTERSYNC_MICROSOFT_REDIRECT_URI": settings.microsoft.redirect_uri,
+        "ROSTERSYNC_GRAPH_ENDPOINT": settings.microsoft.graph_endpoint,
     }
 
 

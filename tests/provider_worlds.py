@@ -18,6 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from devtools.demo import headless_redirect
+from devtools.emulation import settings_values
 from emulators.clever import CleverEmulator
 from emulators.core import EmulatorCore
 from emulators.google import GoogleEmulator
@@ -101,16 +102,8 @@ def _google(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) ->
     """A Google teacher is their own organisation: the world has at least two (``orgs`` is not needed)."""
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with GoogleEmulator(cert_dir=tmp_path, **sizes) as emu:
-        values = _base(database_url) | {
-            "google_client_id": emu.client_id,
-            "google_client_secret": emu.client_secret,
-            "google_auth_uri": emu.auth_uri,
-            "google_token_uri": emu.token_uri,
-            "google_revoke_uri": emu.revoke_uri,
-            "google_api_endpoint": emu.api_endpoint,
-            "google_redirect_uri": headless_redirect("google"),
-            "ca_bundle": emu.ca_path,
-        }
+        redirect = {"google_redirect_uri": headless_redirect("google")}
+        values = _base(database_url) | settings_values("google", emu) | redirect
 
         def empty_listing() -> None:
             for course in emu.course_ids_of(emu.teacher_ids[0]):
@@ -138,14 +131,7 @@ def _clever(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) ->
     """``orgs`` districts; the link is the first one's."""
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with CleverEmulator(cert_dir=tmp_path, districts=orgs, **sizes) as emu:
-        values = _base(database_url) | {
-            "clever_client_id": emu.client_id,
-            "clever_client_secret": emu.client_secret,
-            "clever_authorize_url": emu.authorize_url,
-            "clever_token_url": emu.token_url,
-            "clever_api_base": emu.api_base,
-            "ca_bundle": emu.ca_path,
-        }
+        values = _base(database_url) | settings_values("clever", emu)
 
         def empty_listing() -> None:
             district = emu.district_ids[0]
@@ -175,14 +161,8 @@ def _microsoft(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any)
     """``orgs`` tenants; the link is the first one's tenant link, the revocable grant a teacher's of the last."""
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with MicrosoftEmulator(cert_dir=tmp_path, tenants=orgs, **sizes) as emu:
-        values = _base(database_url) | {
-            "microsoft_client_id": emu.client_id,
-            "microsoft_client_secret": emu.client_secret,
-            "microsoft_authority_host": emu.authority_host,
-            "graph_endpoint": emu.graph_endpoint,
-            "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
-            "ca_bundle": emu.ca_path,
-        }
+        redirect = {"microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback"}
+        values = _base(database_url) | settings_values("microsoft", emu) | redirect  # a teacher's link needs it
 
         def link(rt: Runtime) -> int:
             return link_org(rt, provider_name="microsoft", org=emu.tenant_ids[0])

@@ -13,6 +13,6 @@ from settings import Settings
 
 
 def provider_callback_url(settings: Settings, provider: str, query: str) -> str:
-    """``<provider>_redirect_uri`` plus the query string the browser brought back."""
-    redirect_uri = str(getattr(settings, f"{provider}_redirect_uri"))
+    """The provider's ``redirect_uri`` plus the query string the browser brought back."""
+    redirect_uri = settings.provider(provider).redirect_uri
     return f"{redirect_uri}?{query}" if query else redirect_uri

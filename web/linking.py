@@ -2,7 +2,7 @@
 
 Same state + PKCE store and the same ``complete_link`` as the command line; the first sync is
 queued at once (coalesced with one already queued). Each provider is one row of
-``providers.registry``: Clever and Microsoft plug in by their row and their settings.
+``providers.registry``: every provider plugs in by its row and its settings.
 
 Trust at the edges (issue 18): a signed ``/link`` request is used once (its nonce is spent), and
 the link is bound to the browser that made it: ``/link`` sets a ``__Host-`` cookie holding a random

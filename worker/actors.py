@@ -1,6 +1,8 @@
 """Dramatiq actors. They only orchestrate: messages carry integration ids, never a name or a token.
 
-``dramatiq worker.actors`` imports this module, so it sets the broker up from the settings first.
+Importing this module only declares the actors (on ``worker.broker.declaring()``); ``install``
+moves them onto the broker made from the settings, and ``dramatiq worker.main`` is what sets one up
+in a worker process. The sync's time limit is the setting's, read then (``sync_time_limit=True``).
 Retries of a sync follow ``worker.retry_policy``, the policy ``sync --now`` runs under too: the actor
 asks it for the delay (``Retry(delay=)``: a rate limit no sooner than the provider asked, transient
 faults with exponential backoff and jitter) and, once a cap is reached, the integration is marked
@@ -18,12 +20,11 @@ from dramatiq.middleware import CurrentMessage
 from services.pending_revokes import retry_one
 from services.retention import purge_expired as purge_now
 from services.revoke import revoke_integration as revoke_now
-from settings import get_settings
 from store import integrations
 from store.runtime import get_runtime
 from store.scheduling import run_ended
 from sync.cycle import run_sync
-from worker.broker import QUEUE, ensure_broker
+from worker.broker import QUEUE, declaring
 from worker.retry_policy import RETRYABLE, RetryPolicy, give_up
 
 WAITED_OPTION = "rostersync_waited_s"
@@ -35,12 +36,11 @@ EXHAUSTED_REASON = (
     "until its retries were exhausted; resume it with rostersync resume ID (or the admin API) once the cause is fixed"
 )
 
-ensure_broker(get_settings())
-
 
 @dramatiq.actor(
+    broker=declaring(),
     queue_name=QUEUE,
-    time_limit=get_settings().sync_time_limit_seconds * 1000,
+    sync_time_limit=True,
     notify_shutdown=True,  # on SIGTERM the run stops at once and releases its lease (run_sync's finally)
     on_retry_exhausted="sync_retries_exhausted",
 )
@@ -74,7 +74,7 @@ def sync_integration(integration_id: int) -> None:
             run_ended(runtime.engine, integration_id, default_interval=runtime.settings.sync_interval_seconds)
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=3, time_limit=SHORT_TIME_LIMIT_MS)
+@dramatiq.actor(broker=declaring(), queue_name=QUEUE, max_retries=3, time_limit=SHORT_TIME_LIMIT_MS)
 def sync_retries_exhausted(message: dict[str, Any], _retry_info: dict[str, Any]) -> None:
     """The last retry of a sync failed outside the policy's view: mark it failed and release its mark."""
     runtime = get_runtime()
@@ -89,18 +89,18 @@ def sync_retries_exhausted(message: dict[str, Any], _retry_info: dict[str, Any])
     run_ended(runtime.engine, integration_id, default_interval=runtime.settings.sync_interval_seconds)
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=SHORT_TIME_LIMIT_MS)
+@dramatiq.actor(broker=declaring(), queue_name=QUEUE, max_retries=0, time_limit=SHORT_TIME_LIMIT_MS)
 def retry_pending_revoke(pending_id: int) -> None:
     """One more attempt at a provider revoke that failed transiently (claimed by the scheduler)."""
     retry_one(get_runtime(), pending_id)
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=3, time_limit=SHORT_TIME_LIMIT_MS)
+@dramatiq.actor(broker=declaring(), queue_name=QUEUE, max_retries=3, time_limit=SHORT_TIME_LIMIT_MS)
 def revoke_integration(integration_id: int, requested_by: str) -> None:
     revoke_now(get_runtime(), integration_id, actor=requested_by, reason="requested")
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=3, time_limit=get_settings().sync_time_limit_seconds * 1000)
+@dramatiq.actor(broker=declaring(), queue_name=QUEUE, max_retries=3, sync_time_limit=True)
 def purge_expired() -> None:
     """The retention job (P10), for the scheduler to enqueue daily; it takes no argument, so it carries nothing."""
     purge_now(get_runtime())

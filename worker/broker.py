@@ -2,6 +2,10 @@
 
 With the in-memory broker the work runs in this very process, so a command that enqueues must
 ``drain()`` before it exits or the work is lost with the process.
+
+Actors are declared at import on a holding broker that sends nothing (``worker.actors`` imports
+this module, never the reverse); ``install`` moves every declared actor onto the broker made from
+the settings, which is when the sync time limit is read (``SyncTimeLimit``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import redis.exceptions
 from dramatiq.broker import Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import CurrentMessage, Retries, TimeLimit
+from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit
 
 from settings import Settings
 
@@ -23,6 +27,39 @@ QUEUE = "rostersync"
 
 _lock = threading.Lock()
 _inprocess_worker: dramatiq.Worker | None = None
+
+
+class SyncTimeLimit(Middleware):
+    """Gives an actor declared with ``sync_time_limit=True`` the broker's time limit, the one ``make_broker``
+    read from ROSTERSYNC_SYNC_TIME_LIMIT_SECONDS, in its own options (where a reader sees every actor's bound)."""
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"sync_time_limit"}
+
+    def before_declare_actor(self, broker: Broker, actor: Any) -> None:
+        if actor.options.get("sync_time_limit"):
+            [limit] = [one for one in broker.middleware if isinstance(one, TimeLimit)]
+            actor.options["time_limit"] = limit.time_limit
+
+
+class Holding(StubBroker):
+    """Where our actors are declared until ``install``: it refuses messages, which would be lost here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_middleware(SyncTimeLimit())
+
+    def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
+        raise RuntimeError("no message broker is installed yet (worker.broker.install)")
+
+
+_current: Broker = Holding()
+
+
+def declaring() -> Broker:
+    """The broker an actor is declared on: the installed one, else the holding broker that ``install`` empties."""
+    return _current
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -40,6 +77,7 @@ def make_broker(settings: Settings) -> Broker:
             middleware.max_retries = settings.max_retries
         if isinstance(middleware, TimeLimit):
             middleware.time_limit = settings.sync_time_limit_seconds * 1000
+    broker.add_middleware(SyncTimeLimit())
     broker.add_middleware(CurrentMessage())  # the sync actor reads its attempt count and waits (worker.retry_policy)
     if settings.broker_url and settings.worker_metrics_port:
         from dramatiq.middleware.prometheus import Prometheus  # only exports from `dramatiq` worker processes
@@ -84,26 +122,25 @@ def enqueue_with_delay(actor: Any, delay_ms: int, *args: Any) -> None:
 
 
 def install(broker: Broker) -> Broker:
-    """Make ``broker`` the global one and move our actors onto it (tests and the demo switch brokers)."""
-    global _inprocess_worker
+    """Make ``broker`` the global one and move every declared actor onto it (tests and the demo switch brokers)."""
+    global _inprocess_worker, _current
     with _lock:
         if _inprocess_worker is not None:
             _inprocess_worker.stop()
             _inprocess_worker = None
         dramatiq.set_broker(broker)
-        from worker import actors  # the actors module declares on the global broker
-
-        for actor in actors.ALL:
+        for actor in list(_current.actors.values()):
             actor.broker = broker
             broker.declare_actor(actor)
+        _current = broker
     return broker
 
 
 def ensure_broker(settings: Settings) -> Broker:
-    """The global broker, set up from settings the first time it is asked for."""
-    if dramatiq.broker.global_broker is None:
-        dramatiq.set_broker(make_broker(settings))
-    return dramatiq.get_broker()
+    """The installed broker, set up from settings the first time it is asked for."""
+    if isinstance(_current, Holding):
+        install(make_broker(settings))
+    return _current
 
 
 def is_in_memory(broker: Broker) -> bool:

@@ -26,6 +26,7 @@ from store import pending_revokes, scheduling
 from store.runtime import Runtime
 from sync.outcomes import verdict
 from worker import broker as brokers
+from worker.actors import retry_pending_revoke, sync_integration
 from worker.retry_policy import run_with_retries
 
 log = logging.getLogger("rostersync.scheduler")
@@ -52,8 +53,6 @@ def jitter_ms(runtime: Runtime) -> int:
 
 def tick(runtime: Runtime) -> TickReport:
     """Claim everything due now and enqueue it (Redis broker); the workers run it."""
-    from worker.actors import retry_pending_revoke, sync_integration
-
     settings, report = runtime.settings, TickReport()
     while True:
         ids = scheduling.claim_due(

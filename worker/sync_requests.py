@@ -10,12 +10,11 @@ from store import scheduling
 from store.runtime import Runtime
 from store.scheduling import ManualRequest, ManualVerdict
 from worker import broker as brokers
+from worker.actors import sync_integration
 
 
 def sync_after_link(runtime: Runtime, integration_id: int) -> bool:
     """Queue the first sync of a fresh link; False when one is already queued or running (coalesced)."""
-    from worker.actors import sync_integration
-
     if not scheduling.mark_queued(runtime.engine, integration_id, stale_seconds=runtime.settings.queue_stale_seconds):
         return False
     _send(runtime, sync_integration, integration_id)
@@ -24,8 +23,6 @@ def sync_after_link(runtime: Runtime, integration_id: int) -> bool:
 
 def request_sync(runtime: Runtime, integration_id: int) -> ManualVerdict:
     """A manual sync: queued at most once per MANUAL_SYNC_COOLDOWN_SECONDS, coalesced with a running one."""
-    from worker.actors import sync_integration
-
     settings = runtime.settings
     result = scheduling.request_manual(
         runtime.engine,

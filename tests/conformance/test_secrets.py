@@ -66,9 +66,9 @@ def secrets_of(settings: Settings, emulators: list[object]) -> dict[str, set[str
     return {
         "token": tokens,
         "client secret": {
-            settings.google_client_secret.get_secret_value(),
-            settings.clever_client_secret.get_secret_value(),
-            settings.microsoft_client_secret.get_secret_value(),
+            settings.google.client_secret.get_secret_value(),
+            settings.clever.client_secret.get_secret_value(),
+            settings.microsoft.client_secret.get_secret_value(),
         },
         "Fernet key": {key.strip() for key in settings.token_keys.get_secret_value().split(",") if key.strip()},
         "pseudonym key": {settings.pseudonym_key.get_secret_value()},
@@ -254,9 +254,9 @@ def test_every_logger_at_debug_names_no_provider_id_and_no_token(
             runtime.engine.dispose()
         raw_ids = google.person_ids() | clever.person_ids() | microsoft.person_ids()
         tokens = google.issued_tokens() | clever.issued_tokens() | microsoft.issued_tokens()
-        secrets = {world.settings.google_client_secret.get_secret_value()}
-        secrets |= {world.settings.clever_client_secret.get_secret_value()}
-        secrets |= {world.settings.microsoft_client_secret.get_secret_value()}
+        secrets = {world.settings.google.client_secret.get_secret_value()}
+        secrets |= {world.settings.clever.client_secret.get_secret_value()}
+        secrets |= {world.settings.microsoft.client_secret.get_secret_value()}
     assert len(raw_ids) > 40 and len(tokens) >= 6
     assert {r.levelno for r in caplog.records} & {logging.DEBUG, logging.INFO}, "the run logged at DEBUG"
     found = {

@@ -14,7 +14,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from cli.app import status_payload
+from cli.runs import status_payload
 from emulators.google import GoogleEmulator
 from services.linking import LinkError
 from services.retention import mark_account_deleted, purge_expired

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from emulators.google import GoogleEmulator
-from mappers.policy import ALLOWLIST, GOOGLE_EMAILS_SCOPE, FieldRule
+from mappers.google import ALLOWLIST as GOOGLE_ALLOWLIST
+from mappers.google import EMAILS_SCOPE as GOOGLE_EMAILS_SCOPE
+from mappers.policy import FieldRule
 from services.inventory import integration_inventory, provider_inventory, render
 from settings import GOOGLE_SCOPES, Settings
 from store.runtime import Runtime
@@ -28,8 +30,8 @@ def test_inventory_follows_the_allowlist(monkeypatch: pytest.MonkeyPatch) -> Non
     assert [k["field"] for k in student["kept"]] == ["pseudonym"]
 
     # Someone widens the student allowlist: the inventory says so at once, on the wire and in what is kept.
-    widened = (*ALLOWLIST["google"]["student"], FieldRule("display_name", ("profile", "name", "fullName")))
-    monkeypatch.setitem(ALLOWLIST["google"], "student", widened)  # type: ignore[index]
+    widened = (*GOOGLE_ALLOWLIST["student"], FieldRule("display_name", ("profile", "name", "fullName")))
+    monkeypatch.setitem(GOOGLE_ALLOWLIST, "student", widened)
     after = provider_inventory(defaults(), "google")
     student = after["roles"]["student"]
     assert student["on_the_wire"] == "students(userId,profile(name(fullName))),nextPageToken"

@@ -69,7 +69,7 @@ def clever_env(clever: CleverEmulator, tmp_path: Path) -> dict[str, str]:
         "ROSTERSYNC_CLEVER_AUTHORIZE_URL": clever.authorize_url,
         "ROSTERSYNC_CLEVER_TOKEN_URL": clever.token_url,
         "ROSTERSYNC_CLEVER_API_BASE": clever.api_base,
-        "ROSTERSYNC_CLEVER_REDIRECT_URI": settings.clever_redirect_uri,
+        "ROSTERSYNC_CLEVER_REDIRECT_URI": settings.clever.redirect_uri,
     }
 
 

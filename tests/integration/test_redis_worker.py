@@ -1,4 +1,4 @@
-"""Production shape, for every provider: Redis broker, a real `dramatiq worker.actors` process, PostgreSQL,
+"""Production shape, for every provider: Redis broker, a real `dramatiq worker.main` process, PostgreSQL,
 the provider's emulator (Microsoft's with the real MSAL). The Redis namespace and the PostgreSQL schema
 are the test's own.
 
@@ -61,7 +61,7 @@ def start_worker(world: World, tmp_path: Path) -> Iterator[WorkerStarter]:
 
     def start() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "worker.actors", "--processes", "1", "--threads", "2"],
+            [sys.executable, "-m", "dramatiq", "worker.main", "--processes", "1", "--threads", "2"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

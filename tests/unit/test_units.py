@@ -8,8 +8,9 @@ from pydantic import ValidationError
 
 from connectors.base import AccessBlocked, ProviderDataError, RateLimited, ScopeMissing, TransientError
 from connectors.google import classify_api_error
+from mappers.google import EMAILS_SCOPE as GOOGLE_EMAILS_SCOPE
 from mappers.google import field_mask
-from mappers.policy import GOOGLE_EMAILS_SCOPE, Pseudonymiser
+from mappers.policy import Pseudonymiser
 from settings import ConfigError, Settings
 from store.vault import TokenVault, VaultError
 

@@ -15,7 +15,7 @@ import requests
 import yaml
 from requests_oauthlib import OAuth2Session
 
-import emulators.clever
+import emulators.clever.oauth
 from emulators.clever import MSG_NOT_IN_SCOPE, CleverEmulator
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -238,6 +238,28 @@ def test_teacher_sections_and_section_users(emu: CleverEmulator, http: requests.
     assert {m["id"] for m in members} == set(emu.students_of(sections[0]["id"]))
 
 
+def test_nested_lists_page_within_their_own_parent(emu: CleverEmulator, http: requests.Session) -> None:
+    """A nested list's ``next`` link continues the nested list, never the top-level collection: paged two
+    at a time, a section's users are exactly its members and a teacher's sections exactly theirs, each once."""
+    district = emu.district_ids[0]
+    token = emu.district_token(district)
+    section = emu.section_ids(district)[0]
+    members, calls = _follow(http, emu, f"/v3.0/sections/{section}/users", token, limit=2)
+    ids = [m["id"] for m in members]
+    expected = set(emu.students_of(section)) | {
+        t for t in emu.teacher_ids(district) if section in emu.section_ids(teacher_id=t)
+    }
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+    assert calls == -(-len(expected) // 2) and calls > 1
+    students = _follow(http, emu, f"/v3.0/sections/{section}/users", token, limit=2, role="student")[0]
+    assert sorted(s["id"] for s in students) == sorted(emu.students_of(section))
+    teacher = emu.teacher_ids(district)[0]
+    sections, calls = _follow(http, emu, f"/v3.0/users/{teacher}/sections", token, limit=1)
+    ids = [s["id"] for s in sections]
+    assert len(ids) == len(set(ids)) and set(ids) == set(emu.section_ids(teacher_id=teacher))
+    assert calls == len(ids) and calls > 1
+
+
 # ------------------------------------------------------------------------------------------- OAuth
 def test_code_flow_with_basic_auth_single_use_codes(emu: CleverEmulator, http: requests.Session) -> None:
     teacher = emu.teacher_ids(emu.district_ids[0])[0]
@@ -265,7 +287,7 @@ def test_code_flow_with_basic_auth_single_use_codes(emu: CleverEmulator, http: r
 
 
 def test_codes_expire(emu: CleverEmulator, http: requests.Session, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(emulators.clever, "CODE_TTL_SECONDS", -1.0)
+    monkeypatch.setattr(emulators.clever.oauth, "CODE_TTL_SECONDS", -1.0)
     with pytest.raises(Exception, match="invalid_grant"):
         _sso_token(emu, http, emu.teacher_ids(emu.district_ids[0])[0])
 

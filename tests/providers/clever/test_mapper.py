@@ -13,6 +13,7 @@ import pytest
 from connectors.clever import CleverConnector, district_token
 from emulators.clever import CleverEmulator
 from mappers.clever import (
+    ALLOWLIST,
     USER,
     CleverIdentity,
     field_mask,
@@ -23,7 +24,7 @@ from mappers.clever import (
     role_from_userinfo,
     user_records_needed,
 )
-from mappers.policy import ALLOWLIST, MappingContext, Pseudonymiser
+from mappers.policy import MappingContext, Pseudonymiser
 from mappers.records import ClassRecord, PersonRecord
 from tests.providers.clever.test_connector import clever_settings
 
@@ -144,7 +145,7 @@ def test_masks_and_what_is_requested_come_from_the_allowlist() -> None:
     assert user_records_needed("student") is False
     assert user_records_needed("teacher") is True
     assert field_mask("class", frozenset()) == ""
-    student_paths = {rule.path for rule in ALLOWLIST["clever"]["student"]}
+    student_paths = {rule.path for rule in ALLOWLIST["student"]}
     assert student_paths == {("id",)}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from emulators.google import GoogleEmulator
-from mappers.policy import GOOGLE_EMAILS_SCOPE
+from mappers.google import EMAILS_SCOPE as GOOGLE_EMAILS_SCOPE
 from providers.registry import tokens_from_payload
 from settings import GOOGLE_SCOPES
 from store import integrations

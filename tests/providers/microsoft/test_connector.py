@@ -311,7 +311,7 @@ def _fake_get(connector: MicrosoftConnector, bodies: list[dict[str, Any]]) -> li
 
 def test_next_links_stay_on_graphs_host_and_never_loop(settings: Settings) -> None:
     connector = MicrosoftConnector(settings, token_cache=None, tenant_id="t1")
-    endpoint = settings.graph_endpoint
+    endpoint = settings.microsoft.graph_endpoint
     urls = _fake_get(connector, [{"value": [], "@odata.nextLink": "https://evil.example/v1.0/education/classes"}])
     with pytest.raises(ProviderDataError, match="away from Graph"):
         list(connector.classes(MASKS))

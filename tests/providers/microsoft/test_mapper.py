@@ -13,6 +13,7 @@ import pytest
 from connectors.microsoft import MicrosoftConnector, link_tenant
 from emulators.microsoft import MicrosoftEmulator
 from mappers.microsoft import (
+    ALLOWLIST,
     field_mask,
     field_masks,
     identity,
@@ -23,7 +24,8 @@ from mappers.microsoft import (
     map_teachers,
     map_user_delta,
 )
-from mappers.policy import ALLOWLIST, MICROSOFT_MAIL_PERMISSION, MappingContext, Pseudonymiser
+from mappers.microsoft import MAIL_PERMISSION as MICROSOFT_MAIL_PERMISSION
+from mappers.policy import MappingContext, Pseudonymiser
 from mappers.records import ClassRecord, PersonRecord
 from tests.providers.microsoft.test_connector import ms_settings
 
@@ -79,7 +81,7 @@ def test_stored_projection_equals_the_allowlist(microsoft: MicrosoftEmulator) ->
         display_name=teacher_raw["displayName"],
         email_address=teacher_raw["mail"],
     )
-    allowed = {rule.canonical for rule in ALLOWLIST["microsoft"]["teacher"]} - {"subject"} | {"role", "pseudonym"}
+    allowed = {rule.canonical for rule in ALLOWLIST["teacher"]} - {"subject"} | {"role", "pseudonym"}
     stored = {k for k, v in dataclasses.asdict(teacher).items() if v is not None and k != "complete"}  # a flag
     assert stored == allowed
     without_mail = map_teachers(class_id, [teacher_raw], _context()).people[0]

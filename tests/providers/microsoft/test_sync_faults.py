@@ -211,7 +211,8 @@ def test_our_own_rejected_client_is_an_operator_error_that_changes_nothing(
     if aadsts == "7000222":
         microsoft.expire_client_secret()
     else:  # an operator typed the wrong secret: the same database, another worker configuration
-        wrong = runtime.settings.model_copy(update={"microsoft_client_secret": SecretStr("not-the-secret")})
+        typed = runtime.settings.microsoft.model_copy(update={"client_secret": SecretStr("not-the-secret")})
+        wrong = runtime.settings.model_copy(update={"microsoft": typed})
         syncing = build_runtime(wrong)
     try:
         with pytest.raises(ClientRejected) as raised:

@@ -1,0 +1,191 @@
+"""Syncs and their outcome: ``sync``, ``status``, ``revoke``, ``resume``, and how a sync that ran here ended."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from dramatiq.broker import Broker
+from rich.markup import escape
+from rich.table import Table
+
+from cli.common import IntegrationId, error_line, fail, install_broker, runtime, user_errors
+from cli.held import held_table
+from connectors.base import ConnectorError
+from services.console import err, out, sync_progress
+from services.revoke import revoke_integration
+from store import breaker, integrations
+from store.models import MAX_ID
+from store.runtime import Runtime
+from sync.grants import AtProvider
+from sync.outcomes import Verdict, verdict
+from worker import broker as brokers
+from worker.actors import sync_integration
+from worker.retry_policy import run_with_retries, wait_line
+
+
+def status_payload(rt: Runtime) -> dict[str, list[dict[str, object]]]:
+    """The JSON shape shared by ``status --json`` and ``demo --json``; ``held``: removals waiting for an admin."""
+    return {
+        "held": [view.as_json() for view in breaker.pending(rt.engine)],
+        "integrations": [
+            {
+                "id": summary.id,
+                "provider": summary.provider,
+                "status": summary.status,
+                "status_reason": summary.status_reason,
+                "classes": summary.counts.classes,
+                "teachers": summary.counts.teachers,
+                "students": summary.counts.students,
+            }
+            for summary in integrations.summaries(rt.engine)
+        ],
+    }
+
+
+def print_status(rt: Runtime, as_json: bool) -> None:
+    payload = status_payload(rt)
+    if as_json:
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    columns = ("id", "provider", "status", "classes", "teachers", "students")
+    table = Table(title="integrations")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("id", "classes", "teachers", "students") else "left")
+    for row in payload["integrations"]:
+        table.add_row(*(escape(str(row[key])) for key in columns))
+    out.print(table)
+    if payload["held"]:
+        out.print(held_table(payload["held"]))
+        err.print("approve with `rostersync held approve RUN_ID`, or drop with `rostersync held drop RUN_ID`")
+    for row in payload["integrations"]:
+        if row["status_reason"]:
+            err.print(f"integration {row['id']} is {row['status']}: {escape(str(row['status_reason']))}")
+
+
+def wait_in_memory(rt: Runtime, broker: Broker, ids: list[int], *, since_run: int | None = None) -> list[Verdict]:
+    """With the in-memory broker the work runs here: run it, then say how each sync ended."""
+    if not brokers.is_in_memory(broker):
+        return []
+    after_run = since_run if since_run is not None else integrations.last_run_id(rt.engine)
+    with sync_progress():
+        brokers.drain(broker)
+    brokers.shutdown()
+    outcomes = integrations.latest_outcomes(rt.engine, ids, after_run=after_run)
+    return [verdict(one, outcomes.get(one)) for one in ids]
+
+
+def report(verdicts: list[Verdict]) -> None:
+    """One line per sync; exit 1 when any of them did not finish well (the others still ran)."""
+    for one in verdicts:
+        if one.ok:
+            err.print(escape(one.line))
+        else:
+            error_line(one.line)
+    if any(not one.ok for one in verdicts):
+        raise typer.Exit(1)
+
+
+def syncable(rt: Runtime, integration_id: int) -> int:
+    """The id, if it can be synced; a revoked, degraded or failed one is refused with what to do.
+
+    A blocked one is synced: an admin who switched the setting back need not wait for its next try."""
+    state = integrations.load(rt.engine, integration_id)
+    if state.status == "failed":
+        fail(
+            f"integration {integration_id} is failed (`rostersync status` says why); once that is mended, "
+            f"`rostersync resume {integration_id}` makes it active again"
+        )
+    if state.status not in ("active", "blocked"):
+        fail(f"integration {integration_id} is {state.status}; link it again to sync it")
+    return state.id
+
+
+def sync(
+    integration_id: Annotated[
+        int | None, typer.Argument(min=1, max=MAX_ID, help="Integration to sync.", show_default=False)
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Sync every active (or blocked) integration.")] = False,
+    now: Annotated[bool, typer.Option("--now", help="Run here and now instead of through the queue.")] = False,
+) -> None:
+    """Sync one integration or all of them (queued; with the in-memory broker this waits until done).
+
+    Exit code 1 when any sync did not complete (each is reported on its own line, the others still run).
+    """
+    if (integration_id is None) == (not all_):
+        fail("give an integration ID or --all (not both)")
+    with user_errors():
+        rt = runtime()
+        ids = integrations.syncable_ids(rt.engine) if all_ else [syncable(rt, integration_id or 0)]
+        if now:
+            verdicts = sync_here(rt, ids)
+        else:
+            broker = install_broker(rt.settings)
+            brokers.check(broker)
+            since_run = integrations.last_run_id(rt.engine)
+            for one in ids:
+                brokers.enqueue(sync_integration, one)
+            err.print(f"enqueued {len(ids)} sync(s)")
+            verdicts = wait_in_memory(rt, broker, ids, since_run=since_run)
+    report(verdicts)
+
+
+def sync_here(rt: Runtime, ids: list[int]) -> list[Verdict]:
+    """``sync --now``: every integration in turn, under the actor's retry policy (each wait shown on stderr).
+
+    One's failure is reported and the next still runs.
+    """
+    verdicts = []
+    with sync_progress():
+        for one in ids:
+            try:
+                outcome = run_with_retries(rt, one, on_wait=lambda wait: err.print(wait_line(wait), markup=False))
+            except ConnectorError as error:
+                verdicts.append(Verdict(one, False, f"integration {one}: sync failed: {error}"))
+                continue
+            verdicts.append(verdict(one, outcome))
+    return verdicts
+
+
+def revoke(
+    integration_id: IntegrationId,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+) -> None:
+    """Revoke an integration: local revoke and purge at once, then revoke the grant at the provider."""
+    with user_errors():
+        result = revoke_integration(runtime(), integration_id, actor="admin:cli", reason=reason)
+    if result.already_revoked:
+        err.print(f"integration {integration_id} was already revoked; nothing to do")
+        return
+    at_provider = {
+        AtProvider.REVOKED: "revoked at the provider",
+        AtProvider.NOT_CONFIRMED: "provider revoke NOT confirmed (see the audit log)",
+        AtProvider.NONE_HELD: "no grant was held any more (it was revoked at the provider when it ended)",
+        AtProvider.PENDING: "the provider could not be reached: the revoke is kept sealed and retried by the worker",
+        AtProvider.UNSUPPORTED: "the provider has no revoke endpoint, so access ends only when it is disconnected "
+        "there (Clever: the district removes the app in its Clever dashboard; Microsoft: the tenant admin "
+        "withdraws the app's consent or deletes its enterprise application in Entra)",
+    }[result.at_provider]
+    err.print(f"integration {integration_id}: revoked, tokens deleted, roster purged; {at_provider}")
+
+
+def resume(integration_id: IntegrationId) -> None:
+    """Make a failed integration active again (e.g. after a provider outage outlasted the retry caps)."""
+    with user_errors():
+        rt = runtime()
+        resumed = integrations.resume_failed(rt.engine, integration_id, actor="admin:cli")
+        current = None if resumed else integrations.load(rt.engine, integration_id)
+    if current is not None:
+        fail(
+            f"integration {integration_id} is {current.status}, not failed; only a failed integration that still "
+            "holds its tokens resumes (a revoked or degraded one is re-linked)"
+        )
+    err.print(f"integration {integration_id}: resumed; its next sync is due now")
+
+
+def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
+    """Every integration with its status and current stored counts."""
+    with user_errors():
+        print_status(runtime(), as_json)
