@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from devtools.demo import headless_redirect
 from devtools.emulation import settings_values
@@ -24,7 +24,7 @@ from emulators.core import EmulatorCore
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
 from services.linking import link_org
-from settings import Settings
+from settings import Settings, env_name, provider_sections
 from store.runtime import Runtime, build_runtime, set_runtime
 from store.vault import new_key
 from tests.clever_fixtures import link_district
@@ -75,15 +75,24 @@ class World:
 
 
 def env_of(settings: Settings) -> dict[str, str]:
-    """Every setting as the ``ROSTERSYNC_*`` variable a process reads it from."""
+    """Every setting as the ``ROSTERSYNC_*`` variable a process reads it from; a provider's nested settings
+    by the flat names the process reads (``ROSTERSYNC_GOOGLE_CLIENT_ID``, ``ROSTERSYNC_GRAPH_ENDPOINT``)."""
     env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[f"ROSTERSYNC_{name.upper()}"] = str(value)
+    sections = provider_sections()
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name in sections and isinstance(value, BaseModel):
+            for field in type(value).model_fields:
+                _put(env, env_name(name, field), getattr(value, field))
+        else:
+            _put(env, f"ROSTERSYNC_{name.upper()}", value)
     return env
+
+
+def _put(env: dict[str, str], name: str, value: Any) -> None:
+    if value is None:
+        return
+    env[name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 def _base(database_url: str) -> dict[str, Any]:

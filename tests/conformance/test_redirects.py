@@ -134,7 +134,7 @@ def test_google_endpoints_are_not_redirected(emulator: GoogleEmulator, tmp_path:
 # --------------------------------------------------------------------------------------- Clever
 def clever_settings(emu: CleverEmulator) -> Settings:
     values = provider_values("clever", emu) | {"clever_redirect_uri": headless_redirect("clever")}
-    return Settings(**values, ca_bundle=emu.ca_path, http_timeout_seconds=5)
+    return Settings(**values, http_timeout_seconds=5)  # the emulator's CA is in provider_values
 
 
 def clever_reader(settings: Settings, emu: CleverEmulator) -> clever_connector.CleverConnector:
@@ -198,8 +198,7 @@ def test_clever_api_calls_are_not_redirected(clever: CleverEmulator, call: str, 
 def microsoft_settings(emu: MicrosoftEmulator) -> Settings:
     values = provider_values("microsoft", emu)
     return Settings(
-        **values,
-        ca_bundle=emu.ca_path,
+        **values,  # the emulator's CA included
         http_timeout_seconds=5,
         microsoft_redirect_uri="https://platform.example/integrations/microsoft/callback",
     )
