@@ -28,13 +28,9 @@ from worker import broker as brokers
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
-pytest_plugins = ["tests.plugins.databases", "tests.plugins.scheduling"]
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[GoogleEmulator]:
-    with GoogleEmulator(cert_dir=tmp_path, teachers=3, courses_per_teacher=2, students_per_course=12) as emu:
-        yield emu
+# The emulators (``emulator``, ``clever``, ``microsoft``) are fixtures of the emulators plugin; databases
+# are copied from one migrated per session (databases); the long process tests go first (scheduling).
+pytest_plugins = ["tests.plugins.emulators", "tests.plugins.databases", "tests.plugins.scheduling"]
 
 
 def settings_for(emulator: GoogleEmulator, database_url: str, **overrides: Any) -> Settings:

@@ -38,9 +38,9 @@ from store.vault import new_key
 from tests.clever_fixtures import link_district
 from tests.conftest import link_teacher
 from tests.helpers import classes, enrollments
+from tests.integration.test_cli import ROSTERSYNC
 from tests.provider_worlds import env_of
-from tests.test_cli import ROSTERSYNC
-from tests.test_sync_microsoft import link_teacher as link_microsoft_teacher
+from tests.providers.microsoft.test_sync import link_teacher as link_microsoft_teacher
 
 PROVIDERS = ("google", "clever", "microsoft")
 

@@ -29,6 +29,7 @@ from store.runtime import Runtime, build_runtime, set_runtime
 from store.vault import new_key
 from tests.clever_fixtures import link_district
 from tests.conftest import link_teacher
+from tests.microsoft_fixtures import link_microsoft_teacher
 
 PROVIDERS = ("google", "clever", "microsoft")
 
@@ -41,6 +42,14 @@ class World:
     """Part of the path of the provider's class listing, the first roster read of a full sync."""
     values: dict[str, Any]
     linker: Callable[[Runtime], int]
+    empty_listing: Callable[[], None]
+    """Every class of the linked integration leaves the provider's listing with no word why (not archived,
+    not reported deleted), and the next sync is a full listing: what the breaker's empty-listing rule holds."""
+    revocable: Callable[[Runtime], tuple[int, str]] | None = None
+    """Links a second grant, of the world's last organisation, that the provider itself can end; returns its
+    integration id and the provider user whose requests must stop once it has ended."""
+    end_grant: Callable[[], None] | None = None
+    """The provider ends the ``revocable`` grant (a user's revoke, a district's disconnect, withdrawn consent)."""
     runtimes: list[Runtime] = field(default_factory=list)
 
     def settings(self, **overrides: Any) -> Settings:
@@ -56,17 +65,28 @@ class World:
     def link(self, runtime: Runtime) -> int:
         return self.linker(runtime)
 
+    def link_revocable(self, runtime: Runtime) -> tuple[int, str]:
+        assert self.revocable is not None
+        return self.revocable(runtime)
+
+    def end_revocable_grant(self) -> None:
+        assert self.end_grant is not None
+        self.end_grant()
+
 
 def env_of(settings: Settings) -> dict[str, str]:
-    """Every setting as the ``ROSTERSYNC_*`` variable a process reads it from."""
+    """Every setting as the ``ROSTERSYNC_*`` variable a process reads it from; a provider's nested settings
+    by the flat names the process reads (``ROSTERSYNC_GOOGLE_CLIENT_ID``, ``ROSTERSYNC_GRAPH_ENDPOINT``)."""
     env: dict[str, str] = {}
     for name, value in settings.flat_values().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[f"ROSTERSYNC_{name.upper()}"] = str(value)
+        _put(env, f"ROSTERSYNC_{name.upper()}", value)
     return env
+
+
+def _put(env: dict[str, str], name: str, value: Any) -> None:
+    if value is None:
+        return
+    env[name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 def _base(database_url: str) -> dict[str, Any]:
@@ -81,30 +101,89 @@ def _base(database_url: str) -> dict[str, Any]:
     }
 
 
-def _google(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+def _google(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) -> Iterator[World]:
+    """A Google teacher is their own organisation: the world has at least two (``orgs`` is not needed)."""
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
     with GoogleEmulator(cert_dir=tmp_path, **sizes) as emu:
         redirect = {"google_redirect_uri": headless_redirect("google")}
         values = _base(database_url) | settings_values("google", emu) | redirect
-        yield World("google", emu, "/v1/courses", values, lambda rt: link_teacher(rt, emu, 0))
+
+        def empty_listing() -> None:
+            for course in emu.course_ids_of(emu.teacher_ids[0]):
+                emu.set_course_state(course, "SUSPENDED")  # SUSPENDED is not asked for; ARCHIVED would explain
+
+        def revocable(rt: Runtime) -> tuple[int, str]:
+            return link_teacher(rt, emu, len(emu.teacher_ids) - 1), emu.teacher_ids[-1]
+
+        def end_grant() -> None:
+            emu.revoke_grants(emu.teacher_ids[-1])
+
+        yield World(
+            "google",
+            emu,
+            "/v1/courses",
+            values,
+            lambda rt: link_teacher(rt, emu, 0),
+            empty_listing,
+            revocable,
+            end_grant,
+        )
 
 
-def _clever(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+def _clever(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) -> Iterator[World]:
+    """``orgs`` districts; the link is the first one's."""
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
-    with CleverEmulator(cert_dir=tmp_path, districts=1, **sizes) as emu:
+    with CleverEmulator(cert_dir=tmp_path, districts=orgs, **sizes) as emu:
         values = _base(database_url) | settings_values("clever", emu)
-        yield World("clever", emu, "/v3.0/sections", values, lambda rt: link_district(rt, emu, 0))
+
+        def empty_listing() -> None:
+            district = emu.district_ids[0]
+            emu.set_events_enabled(district, False)  # a full listing, where no sections.deleted explains it
+            for section in emu.section_ids(district):
+                emu.unshare_section(section)
+
+        def revocable(rt: Runtime) -> tuple[int, str]:
+            return link_district(rt, emu, len(emu.district_ids) - 1), emu.district_ids[-1]
+
+        def end_grant() -> None:
+            emu.disconnect_district(emu.district_ids[-1])
+
+        yield World(
+            "clever",
+            emu,
+            "/v3.0/sections",
+            values,
+            lambda rt: link_district(rt, emu, 0),
+            empty_listing,
+            revocable,
+            end_grant,
+        )
 
 
-def _microsoft(tmp_path: Path, database_url: str, **options: Any) -> Iterator[World]:
+def _microsoft(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) -> Iterator[World]:
+    """``orgs`` tenants; the link is the first one's tenant link, the revocable grant a teacher's of the last."""
     sizes = {"teachers": 2, "courses_per_teacher": 2, "students_per_course": 6} | options
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=1, **sizes) as emu:
-        values = _base(database_url) | settings_values("microsoft", emu)
+    with MicrosoftEmulator(cert_dir=tmp_path, tenants=orgs, **sizes) as emu:
+        redirect = {"microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback"}
+        values = _base(database_url) | settings_values("microsoft", emu) | redirect  # a teacher's link needs it
 
         def link(rt: Runtime) -> int:
             return link_org(rt, provider_name="microsoft", org=emu.tenant_ids[0])
 
-        yield World("microsoft", emu, "/education/classes", values, link)
+        def empty_listing() -> None:
+            tenant = emu.tenant_ids[0]
+            for class_id in emu.class_ids(tenant):
+                emu.delete_class(class_id)  # never reported by class delta, as Graph documents
+            emu.expire_delta_tokens(tenant)  # so the next sync is the full listing that sees it
+
+        def revocable(rt: Runtime) -> tuple[int, str]:
+            teacher = emu.teacher_ids(emu.tenant_ids[-1])[0]
+            return link_microsoft_teacher(rt, emu, teacher, "t-1"), teacher
+
+        def end_grant() -> None:
+            emu.withdraw_consent(emu.tenant_ids[-1])
+
+        yield World("microsoft", emu, "/education/classes", values, link, empty_listing, revocable, end_grant)
 
 
 WORLDS = {"google": _google, "clever": _clever, "microsoft": _microsoft}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,10 @@ from store.vault import new_key
 from tests.proxykit import caddy, free_port, rostersync_web, session
 from tests.webkit import SIGNING_KEY, signed
 
+pytestmark = pytest.mark.clever(teachers=1, students_per_course=3)
+
 ELSEWHERE = "192.0.2.10"
 """A proxy address that is not this machine's (TEST-NET-1): nothing is ever sent there."""
-
-
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    with CleverEmulator(cert_dir=tmp_path, districts=1, teachers=1, students_per_course=3) as emu:
-        yield emu
 
 
 def web_env(clever: CleverEmulator, tmp_path: Path, proxy_port: int) -> dict[str, str]:

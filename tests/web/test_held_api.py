@@ -11,8 +11,8 @@ from store.fence import Lease
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.conftest import link_teacher
+from tests.features.test_breaker import remove_students
 from tests.helpers import enrollments, people
-from tests.test_breaker import remove_students
 from tests.webkit import AUTH
 
 

@@ -16,7 +16,7 @@ from store import audit, integrations
 from store.models import LinkAttempt
 from store.runtime import Runtime, build_runtime, set_runtime
 from tests.conftest import link_teacher
-from tests.test_cli import env_for, run
+from tests.integration.test_cli import env_for, run
 from tests.webkit import REDIRECT, SIGNING_KEY, browser, consent, signed, web_settings
 from web.app import create_app
 from web.signing import signature

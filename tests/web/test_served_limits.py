@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from settings import Settings
+from tests.integration.test_cli import env_for
 from tests.proxykit import free_port, rostersync_web
-from tests.test_cli import env_for
 
 DEADLINE = 0.5
 CONCURRENCY = 4

@@ -1,0 +1,158 @@
+"""``rostersync bench --json`` on a tiny district of every provider: the shape of its report, not its timings.
+
+Speed is the bench's to measure, never a test's; what is asserted is what the figures must mean:
+one JSON object on stdout keyed by provider, both databases measured, the baseline replaying
+exactly the requests the full sync made, the documented minimum of requests met, a no-change
+re-sync writing nothing and a 1% change writing something.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from emulators.google import GoogleEmulator
+from store.runtime import Runtime, build_runtime
+from sync.cycle import run_sync
+from tests.conftest import REDIS_URL, link_teacher, settings_for
+from tests.integration.test_cli import ROSTERSYNC, one_line_error
+
+HEADLINE = {
+    "baseline_s",
+    "full_s",
+    "full_ratio",
+    "resync_s",
+    "resync_ratio",
+    "resync_rows_written",
+    "change_s",
+    "requests",
+    "requests_minimum",
+    "peak_rss_mb",
+}
+
+
+@pytest.mark.timeout(600)
+def test_bench_json_reports_every_provider_on_both_databases(pg_url: str) -> None:
+    done = subprocess.run(
+        [ROSTERSYNC, "bench", "--students", "60", "--json"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
+        | {"ROSTERSYNC_DATABASE_URL": pg_url},
+        capture_output=True,
+        text=True,
+        timeout=580,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # stdout holds the one object and nothing else
+    assert set(report) == {"google", "clever", "microsoft"}
+    assert "full sync" in done.stderr  # progress goes to stderr
+    for provider, figures in report.items():
+        assert set(figures) >= HEADLINE, provider
+        assert all(isinstance(figures[key], int | float) for key in HEADLINE), provider
+        assert set(figures["databases"]) == {"sqlite", "postgresql"}, provider
+        assert figures["students"] >= 60 and figures["classes"] >= 1
+        assert figures["baseline_s"] > 0 and figures["baseline_requests"] == figures["requests"], provider
+        assert figures["requests"] <= figures["requests_minimum"] * 1.05, provider
+        for database, row in figures["databases"].items():
+            where = (provider, database)
+            assert row["outcomes"] == ["ok"], where
+            assert row["full_rows_written"] > 0 and row["resync_rows_written"] == 0, where
+            assert row["change_rows_written"] > 0, where
+            # Seconds are printed to the millisecond and a tiny district's baseline is a few of them: the
+            # ratio (from the unrounded times, to 0.01) must lie within what the printed times allow.
+            full, base, ms = row["full_s"], figures["baseline_s"], 0.0005
+            low, high = (full - ms) / (base + ms) - 0.005, (full + ms) / max(base - ms, 1e-9) + 0.005
+            assert low <= row["full_ratio"] <= high, where
+            assert row["peak_rss_mb"] >= max(row["phase_peak_rss_mb"].values()) > 0, where
+    for provider in ("clever", "microsoft"):  # a change feed: the no-change re-sync reads one empty round
+        assert report[provider]["resync_requests"] == report[provider]["resync_requests_minimum"]
+
+
+def test_a_no_change_resync_on_postgresql_locks_no_roster_row(pg_url: str, emulator: GoogleEmulator) -> None:
+    """What the store holds is read and left alone: no upsert reaches a row whose values are unchanged.
+
+    PostgreSQL's ``ON CONFLICT DO UPDATE .. WHERE`` locks a conflicting row even when the WHERE
+    is false, and the lock is a write (the row's ``xmax``); a no-change re-sync must leave every
+    roster row exactly as it was, ``xmin`` and ``xmax`` included (the first sync's foreign-key
+    checks leave share locks' xmax behind; the re-sync must not replace them).
+    """
+    rt = build_runtime(settings_for(emulator, pg_url))
+    try:
+        integration_id = link_teacher(rt, emulator, 0)
+        assert run_sync(rt, integration_id).rows_written > 0
+        before = _row_versions(rt)
+        again = run_sync(rt, integration_id)
+        assert again.outcome == "ok" and again.rows_written == 0 and again.members_seen > 0
+        after = _row_versions(rt)
+        assert after == before and len(after) > 0  # a lock would have set xmax to the re-sync's transaction
+    finally:
+        rt.engine.dispose()
+
+
+def _row_versions(rt: Runtime) -> list[tuple[str, int, str, str]]:
+    with rt.engine.connect() as connection:
+        return [
+            (table, row_id, xmin, xmax)
+            for table in ("classes", "people", "enrollments")
+            for row_id, xmin, xmax in connection.exec_driver_sql(
+                f"SELECT id, xmin::text, xmax::text FROM {table} ORDER BY id"  # noqa: S608 - fixed table names
+            )
+        ]
+
+
+FLEET = {
+    "integrations",
+    "workers",
+    "seconds",
+    "integrations_per_min",
+    "requests",
+    "rate_limit_per_min",
+    "limit_share",
+    "http_429",
+}
+
+
+def _clean_env(**overrides: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")} | overrides
+
+
+@pytest.mark.timeout(300)
+def test_bench_fleet_json_reports_a_tiny_fleet_synced_by_two_workers_through_redis(pg_url: str) -> None:
+    done = subprocess.run(
+        [ROSTERSYNC, "bench", "--fleet", "6", "--json"],
+        env=_clean_env(ROSTERSYNC_DATABASE_URL=pg_url, ROSTERSYNC_BROKER_URL=REDIS_URL),
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) == {"fleet"}  # --fleet alone runs the fleet only
+    assert "integrations/min" in done.stderr  # progress on stderr
+    fleet = report["fleet"]
+    assert set(fleet) >= FLEET
+    assert fleet["integrations"] == 6 and fleet["workers"] == 2
+    assert fleet["rate_limit_per_min"] == 3000 and fleet["http_429"] == 0
+    # Every teacher's sync lists its classes and each class's students and teachers: 5 requests at least.
+    assert fleet["requests"] >= 6 * 5
+    assert fleet["seconds"] > 0
+    assert fleet["integrations_per_min"] == pytest.approx(6 / fleet["seconds"] * 60, rel=0.01)
+    per_minute = fleet["requests"] / fleet["seconds"] * 60
+    assert fleet["limit_share"] == pytest.approx(per_minute / 3000, rel=0.01, abs=0.001)
+    assert 0 < fleet["busiest_minute_share"] <= 1
+
+
+def test_bench_fleet_without_redis_is_one_clear_error(pg_url: str) -> None:
+    done = subprocess.run(
+        [ROSTERSYNC, "bench", "--fleet", "6"],
+        env=_clean_env(ROSTERSYNC_DATABASE_URL=pg_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    one_line_error(done, "ROSTERSYNC_BROKER_URL")

@@ -1,0 +1,94 @@
+"""`rostersync emulate --provider clever` prints settings that really point the Clever connector at it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from connectors.clever import district_tokens
+from emulators.clever import CleverEmulator
+from settings import Settings
+
+ROSTERSYNC = str(Path(sys.executable).with_name("rostersync"))
+NAMES = {
+    "ROSTERSYNC_CLEVER_AUTHORIZE_URL",
+    "ROSTERSYNC_CLEVER_TOKEN_URL",
+    "ROSTERSYNC_CLEVER_API_BASE",
+    "ROSTERSYNC_CLEVER_CLIENT_ID",
+    "ROSTERSYNC_CLEVER_CLIENT_SECRET",
+    "ROSTERSYNC_CA_BUNDLE",
+}
+
+
+def test_emulate_clever_prints_working_exports(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")} | {"TMPDIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [ROSTERSYNC, "emulate", "--provider", "clever", "--port", "0", "--students", "4"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        exports: dict[str, str] = {}
+        while set(exports) != NAMES:
+            line = process.stdout.readline()
+            assert line, "the emulator exited before printing its settings"
+            name, _, value = line.strip().removeprefix("export ").partition("=")
+            exports[name] = value
+        settings = Settings(**{name.removeprefix("ROSTERSYNC_").lower(): value for name, value in exports.items()})
+        assert len(district_tokens(settings)) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_unknown_provider_is_a_one_line_error() -> None:
+    result = subprocess.run(
+        [ROSTERSYNC, "emulate", "--provider", "nope", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "google, clever" in result.stderr
+
+
+def clever_env(clever: CleverEmulator, tmp_path: Path) -> dict[str, str]:
+    from tests.clever_fixtures import clever_settings_for
+    from tests.integration.test_cli import env_for
+
+    settings = clever_settings_for(clever, f"sqlite:///{tmp_path / 'cli.db'}")
+    return env_for(settings) | {
+        "ROSTERSYNC_CLEVER_CLIENT_ID": clever.client_id,
+        "ROSTERSYNC_CLEVER_CLIENT_SECRET": clever.client_secret,
+        "ROSTERSYNC_CLEVER_AUTHORIZE_URL": clever.authorize_url,
+        "ROSTERSYNC_CLEVER_TOKEN_URL": clever.token_url,
+        "ROSTERSYNC_CLEVER_API_BASE": clever.api_base,
+        "ROSTERSYNC_CLEVER_REDIRECT_URI": settings.clever.redirect_uri,
+    }
+
+
+def test_link_org_links_a_district_and_runs_its_first_sync(tmp_path: Path) -> None:
+    from tests.integration.test_cli import one_line_error, run
+
+    with CleverEmulator(cert_dir=tmp_path, districts=2, teachers=2, students_per_course=4) as clever:
+        env = clever_env(clever, tmp_path)
+        linked = run("link", "org", "--provider", "clever", "--org", clever.district_ids[0], env=env)
+        assert linked.returncode == 0, linked.stderr
+        assert linked.stdout.strip() == "integration 1" and "first sync enqueued" in linked.stderr
+        status = run("status", "--json", env=env)
+        [row] = json.loads(status.stdout)["integrations"]
+        assert (row["provider"], row["status"]) == ("clever", "active") and row["classes"] > 0
+
+        clever.disconnect_district(clever.district_ids[1])
+        refused = run("link", "org", "--provider", "clever", "--org", clever.district_ids[1], env=env)
+        one_line_error(refused, "has not connected the app")
+        one_line_error(run("link", "org", "--provider", "google", "--org", "x", env=env), "organisation-wide")
+
+        revoked = run("revoke", "1", env=env)
+        assert revoked.returncode == 0 and "no revoke endpoint" in revoked.stderr
