@@ -38,7 +38,11 @@ WEAK = [
 ]
 
 
-@pytest.mark.parametrize(("name", "value", "complaint"), WEAK)
+# Ids name the case, never the value: a generated value would differ between xdist workers' collections.
+WEAK_IDS = [f"{name}-{complaint or 'accepted'}-{n}" for n, (name, _, complaint) in enumerate(WEAK)]
+
+
+@pytest.mark.parametrize(("name", "value", "complaint"), WEAK, ids=WEAK_IDS)
 def test_weak_or_empty_secrets_are_refused_without_their_value(name: str, value: str, complaint: str | None) -> None:
     if complaint is None:
         assert Settings(**(GOOD | {name: value})) is not None
