@@ -6,7 +6,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select, text
 
-from store.models import Base, Enrollment, Person, SchoolClass
+from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass, SyncRun
+
+Snapshot = tuple[set[int], set[int], set[tuple[int, int]]]
 
 
 def dump_tables(engine: Engine) -> str:
@@ -52,3 +54,27 @@ def row_count(engine: Engine, integration_id: int) -> int:
         + len(people(engine, integration_id, current=False))
         + len(enrollments(engine, integration_id, current=False))
     )
+
+
+def snapshot(engine: Engine, integration_id: int) -> Snapshot:
+    """Current class ids, person ids and enrolment keys of one integration: what a held sweep must not change."""
+    return (
+        {c.id for c in classes(engine, integration_id)},
+        {p.id for p in people(engine, integration_id)},
+        {(e.class_id, e.person_id) for e in enrollments(engine, integration_id)},
+    )
+
+
+def run_outcomes(engine: Engine, integration_id: int) -> list[str]:
+    """The outcomes of an integration's sync runs, oldest first."""
+    with engine.connect() as connection:
+        query = select(SyncRun.outcome).where(SyncRun.integration_id == integration_id).order_by(SyncRun.id)
+        return list(connection.execute(query).scalars())
+
+
+def held_rows(engine: Engine) -> int:
+    """Rows the breaker keeps for held sweeps (holds and their removals): zero once nothing is held."""
+    with engine.connect() as connection:
+        return len(connection.execute(select(HeldRemoval.id)).all()) + len(
+            connection.execute(select(RemovalHold.id)).all()
+        )

@@ -50,6 +50,15 @@ class World:
     integration id and the provider user whose requests must stop once it has ended."""
     end_grant: Callable[[], None] | None = None
     """The provider ends the ``revocable`` grant (a user's revoke, a district's disconnect, withdrawn consent)."""
+    full_linker: Callable[[Runtime], int] | None = None
+    """Links an integration whose every sync is a full listing (no change feed between): where the breaker judges
+    a sweep. A Google teacher's link; a Clever district's with its events off; a Microsoft teacher's link."""
+    rosters: Callable[[], dict[str, list[str]]] = dict
+    """The students of every class the ``full_linker`` link sees, at the provider (class id -> student ids)."""
+    unenrol: Callable[[str, str], None] | None = None
+    """The provider takes one student out of one class (``class id, student id``), in its own way."""
+    enrol: Callable[[str, str], None] | None = None
+    """The provider puts a student (back) into a class."""
     runtimes: list[Runtime] = field(default_factory=list)
 
     def settings(self, **overrides: Any) -> Settings:
@@ -72,6 +81,29 @@ class World:
     def end_revocable_grant(self) -> None:
         assert self.end_grant is not None
         self.end_grant()
+
+    def link_full_listings(self, runtime: Runtime) -> int:
+        assert self.full_linker is not None
+        return self.full_linker(runtime)
+
+    def take_students(self, per_class: int) -> list[tuple[str, str]]:
+        """Take ``per_class`` students out of each class of the link at the provider; ``(class, student)`` pairs."""
+        assert self.unenrol is not None
+        gone = [(klass, student) for klass, students in self.rosters().items() for student in students[:per_class]]
+        for klass, student in gone:
+            self.unenrol(klass, student)
+        return gone
+
+    def give_back(self, gone: list[tuple[str, str]]) -> None:
+        """The students taken away are back in their classes at the provider."""
+        assert self.enrol is not None
+        for klass, student in gone:
+            self.enrol(klass, student)
+
+    def left(self, gone: list[tuple[str, str]]) -> int:
+        """How many of the students taken away are in none of the link's classes any more (people removed)."""
+        still = {student for students in self.rosters().values() for student in students}
+        return len({student for _, student in gone} - still)
 
 
 def env_of(settings: Settings) -> dict[str, str]:
@@ -118,6 +150,13 @@ def _google(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) ->
         def end_grant() -> None:
             emu.revoke_grants(emu.teacher_ids[-1])
 
+        def full_linker(rt: Runtime) -> int:
+            return link_teacher(rt, emu, 0)  # a teacher's courses have no change feed: every sync lists them
+
+        def rosters() -> dict[str, list[str]]:
+            courses = emu.course_ids_of(emu.teacher_ids[0], states=["ACTIVE"])
+            return {course: emu.student_ids_of(course) for course in courses}
+
         yield World(
             "google",
             emu,
@@ -127,6 +166,10 @@ def _google(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) ->
             empty_listing,
             revocable,
             end_grant,
+            full_linker,
+            rosters,
+            emu.remove_student,
+            emu.enroll_student,
         )
 
 
@@ -148,6 +191,13 @@ def _clever(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) ->
         def end_grant() -> None:
             emu.disconnect_district(emu.district_ids[-1])
 
+        def full_linker(rt: Runtime) -> int:
+            emu.set_events_enabled(emu.district_ids[0], False)  # every sync is a full listing
+            return link_district(rt, emu, 0)
+
+        def rosters() -> dict[str, list[str]]:
+            return {section: emu.students_of(section) for section in emu.section_ids(emu.district_ids[0])}
+
         yield World(
             "clever",
             emu,
@@ -157,6 +207,10 @@ def _clever(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any) ->
             empty_listing,
             revocable,
             end_grant,
+            full_linker,
+            rosters,
+            emu.remove_student,
+            emu.enroll_student,
         )
 
 
@@ -183,7 +237,29 @@ def _microsoft(tmp_path: Path, database_url: str, orgs: int = 1, **options: Any)
         def end_grant() -> None:
             emu.withdraw_consent(emu.tenant_ids[-1])
 
-        yield World("microsoft", emu, "/education/classes", values, link, empty_listing, revocable, end_grant)
+        def full_linker(rt: Runtime) -> int:
+            return link_microsoft_teacher(rt, emu, emu.teacher_ids(emu.tenant_ids[0])[0])  # full listings
+
+        def rosters() -> dict[str, list[str]]:
+            tenant = emu.tenant_ids[0]
+            students = set(emu.student_ids(tenant))
+            mine = emu.class_ids(tenant, teacher_id=emu.teacher_ids(tenant)[0])
+            return {c: [m for m in emu.members_of(c) if m in students] for c in mine}
+
+        yield World(
+            "microsoft",
+            emu,
+            "/education/classes",
+            values,
+            link,
+            empty_listing,
+            revocable,
+            end_grant,
+            full_linker,
+            rosters,
+            emu.remove_member,
+            emu.add_member,
+        )
 
 
 WORLDS = {"google": _google, "clever": _clever, "microsoft": _microsoft}
