@@ -4,8 +4,6 @@ and every failure turned into the taxonomy (rotation is not revocation; a discon
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,11 +27,7 @@ from connectors.clever import (
 from emulators.clever import CleverEmulator
 from settings import Settings
 
-
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    with CleverEmulator(cert_dir=tmp_path, districts=2, teachers=2, students_per_course=8) as emu:
-        yield emu
+pytestmark = pytest.mark.clever(districts=2, teachers=2, students_per_course=8)
 
 
 def clever_settings(emu: CleverEmulator, **overrides: Any) -> Settings:
