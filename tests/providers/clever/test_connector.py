@@ -26,23 +26,9 @@ from connectors.clever import (
 )
 from emulators.clever import CleverEmulator
 from settings import Settings
+from tests.clever_fixtures import clever_settings
 
 pytestmark = pytest.mark.clever(districts=2, teachers=2, students_per_course=8)
-
-
-def clever_settings(emu: CleverEmulator, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "clever_client_id": emu.client_id,
-        "clever_client_secret": emu.client_secret,
-        "clever_authorize_url": emu.authorize_url,
-        "clever_token_url": emu.token_url,
-        "clever_api_base": emu.api_base,
-        "clever_redirect_uri": "https://platform.example/integrations/clever/callback",
-        "ca_bundle": emu.ca_path,
-        "http_timeout_seconds": 5,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 @pytest.fixture

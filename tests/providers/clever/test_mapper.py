@@ -24,7 +24,7 @@ from mappers.clever import (
 )
 from mappers.policy import MappingContext, Pseudonymiser
 from mappers.records import ClassRecord, PersonRecord
-from tests.providers.clever.test_connector import clever_settings
+from tests.clever_fixtures import clever_settings
 
 KEY = "k" * 40
 

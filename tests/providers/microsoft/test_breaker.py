@@ -14,7 +14,7 @@ from store import breaker
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.helpers import classes, enrollments, people
-from tests.providers.microsoft.test_sync import link_teacher
+from tests.microsoft_fixtures import link_microsoft_teacher as link_teacher
 from tests.providers.microsoft.test_sync import settings as microsoft_settings
 
 pytestmark = pytest.mark.microsoft(tenants=1, teachers=2, delta_reports_removed=True)

@@ -42,22 +42,9 @@ from connectors.microsoft import (
 )
 from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
+from tests.microsoft_fixtures import ms_settings
 
 MASKS = {"class": "id,displayName", "member": "id,primaryRole", "teacher": "id,displayName"}
-
-
-def ms_settings(emu: MicrosoftEmulator, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "microsoft_client_id": emu.client_id,
-        "microsoft_client_secret": emu.client_secret,
-        "microsoft_authority_host": emu.authority_host,
-        "graph_endpoint": emu.graph_endpoint,
-        "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
-        "ca_bundle": emu.ca_path,
-        "http_timeout_seconds": 5,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 @pytest.fixture
