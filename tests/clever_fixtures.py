@@ -43,3 +43,18 @@ def link_clever_teacher(runtime: Runtime, clever: CleverEmulator, teacher_id: st
     with http_session(runtime.settings) as browser:
         callback = consent_headlessly(browser, url)
     return complete_link(runtime, callback)
+
+
+def clever_settings(emu: CleverEmulator, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "clever_client_id": emu.client_id,
+        "clever_client_secret": emu.client_secret,
+        "clever_authorize_url": emu.authorize_url,
+        "clever_token_url": emu.token_url,
+        "clever_api_base": emu.api_base,
+        "clever_redirect_uri": "https://platform.example/integrations/clever/callback",
+        "ca_bundle": emu.ca_path,
+        "http_timeout_seconds": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)

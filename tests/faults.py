@@ -36,11 +36,11 @@ from store.models import SyncRun
 from store.runtime import Runtime
 from store.vault import new_key
 from tests.clever_fixtures import link_district
+from tests.clikit import ROSTERSYNC
 from tests.conftest import link_teacher
 from tests.helpers import classes, enrollments
-from tests.integration.test_cli import ROSTERSYNC
+from tests.microsoft_fixtures import link_microsoft_teacher
 from tests.provider_worlds import env_of
-from tests.providers.microsoft.test_sync import link_teacher as link_microsoft_teacher
 
 PROVIDERS = ("google", "clever", "microsoft")
 

@@ -10,10 +10,13 @@ from devtools.demo import consent_headlessly
 from devtools.emulation import settings_values
 from emulators.core import RequestRecord
 from emulators.microsoft import MicrosoftEmulator
-from services.linking import complete_link, start_link
+from services.linking import complete_link, link_org, start_link
 from settings import Settings
 from store.runtime import Runtime
 from store.vault import new_key
+from tests.helpers import classes, enrollments, people
+
+Roster = tuple[set[str], set[str], set[tuple[int, int]]]
 
 
 def microsoft_settings_for(emu: MicrosoftEmulator, database_url: str, **overrides: Any) -> Settings:
@@ -63,3 +66,39 @@ def graph_reads(emu: MicrosoftEmulator, since: int = 0) -> list[RequestRecord]:
 
 def token_calls(emu: MicrosoftEmulator, since: int = 0) -> list[RequestRecord]:
     return [r for r in emu.requests[since:] if r.path.endswith("/oauth2/v2.0/token")]
+
+
+def ms_settings(emu: MicrosoftEmulator, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "microsoft_client_id": emu.client_id,
+        "microsoft_client_secret": emu.client_secret,
+        "microsoft_authority_host": emu.authority_host,
+        "graph_endpoint": emu.graph_endpoint,
+        "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
+        "ca_bundle": emu.ca_path,
+        "http_timeout_seconds": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def link_by_kind(runtime: Runtime, microsoft: MicrosoftEmulator, kind: str) -> int:
+    """A teacher link (the first teacher of the first tenant) or a tenant link (the first tenant)."""
+    tenant = microsoft.tenant_ids[0]
+    if kind == "teacher":
+        return link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
+    return link_org(runtime, provider_name="microsoft", org=tenant)
+
+
+def linked_user(microsoft: MicrosoftEmulator, kind: str) -> str:
+    """Whom the emulator's log names for the link's requests: the teacher, or the tenant."""
+    tenant = microsoft.tenant_ids[0]
+    return microsoft.teacher_ids(tenant)[0] if kind == "teacher" else tenant
+
+
+def roster(runtime: Runtime, integration_id: int) -> Roster:
+    return (
+        {c.external_id for c in classes(runtime.engine, integration_id)},
+        {p.pseudonym for p in people(runtime.engine, integration_id)},
+        {(e.class_id, e.person_id) for e in enrollments(runtime.engine, integration_id)},
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 import trustme
 
-from tests.integration.test_cli import ROSTERSYNC
+from tests.clikit import ROSTERSYNC
 
 START_SECONDS = 30
 

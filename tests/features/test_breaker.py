@@ -110,7 +110,7 @@ def test_a_listing_cut_short_is_held(runtime: Runtime, emulator: GoogleEmulator,
 
 def test_held_removals_on_the_command_line(sqlite_settings: Settings, emulator: GoogleEmulator) -> None:
     from store.runtime import build_runtime, set_runtime
-    from tests.integration.test_cli import env_for, one_line_error, run
+    from tests.clikit import env_for, one_line_error, run
 
     rt = build_runtime(sqlite_settings)
     set_runtime(rt)
@@ -192,8 +192,8 @@ def test_migration_0005_matches_the_models_and_goes_down_and_up(database_url: st
     from sqlalchemy import inspect
 
     from store.db import make_engine, migrate
+    from store.db import run_alembic as alembic
     from store.models import Base
-    from tests.integration.test_migrations import alembic
 
     engine = make_engine(database_url)
     try:

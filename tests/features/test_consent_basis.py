@@ -10,9 +10,9 @@ from store import integrations
 from store.models import Integration
 from store.runtime import Runtime
 from sync.cycle import run_sync
+from tests.clikit import env_for, one_line_error, run
 from tests.conftest import Linker
 from tests.helpers import classes, people
-from tests.integration.test_cli import env_for, one_line_error, run
 
 
 def test_a_teacher_link_records_the_school_basis_by_default(runtime: Runtime, link: Linker) -> None:

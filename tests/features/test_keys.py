@@ -19,8 +19,8 @@ from store.runtime import Runtime, build_runtime, set_runtime
 from store.secrets import reseal_all
 from store.vault import new_key
 from sync.cycle import UNREADABLE_GRANT_REASON, run_sync
+from tests.clikit import env_for, run
 from tests.conftest import link_teacher, settings_for
-from tests.integration.test_cli import env_for, run
 from worker import broker as brokers
 from worker.actors import sync_integration
 

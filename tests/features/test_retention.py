@@ -20,7 +20,7 @@ from store.retention import AlreadyDeleted, add_months
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.conftest import Linker
-from tests.features.test_rights import failed_after_an_outage
+from tests.google_fixtures import failed_after_an_outage
 from tests.helpers import people, row_count
 
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -32,8 +32,8 @@ from store.rights import PersonNotFound
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.conftest import Linker
+from tests.google_fixtures import failed_after_an_outage
 from tests.helpers import classes, enrollments, people
-from worker.retry_policy import run_with_retries
 
 ACTOR = "admin:test"
 
@@ -438,15 +438,6 @@ def test_any_sync_outcome_is_audited_as_a_safe_word(runtime: Runtime, link: Link
 
 
 # --- issue 18, item 10: a `failed` integration still holds a live grant ----------------------------------
-def failed_after_an_outage(runtime: Runtime, emulator: GoogleEmulator, integration_id: int) -> None:
-    """A 503 with no retries left: the integration is `failed`, its token readable and its grant live."""
-    runtime.settings.max_retries = 0
-    emulator.fail_next("/v1/courses", 503)
-    assert run_with_retries(runtime, integration_id, sleep=lambda _: None) == "transient"
-    state = integrations.load(runtime.engine, integration_id)
-    assert state.status == "failed" and state.token_blob is not None
-
-
 def test_erasing_a_failed_integration_revokes_its_grant_first(
     runtime: Runtime, emulator: GoogleEmulator, link: Linker
 ) -> None:

@@ -17,8 +17,8 @@ import pytest
 from emulators.google import GoogleEmulator
 from store.runtime import Runtime, build_runtime
 from sync.cycle import run_sync
+from tests.clikit import ROSTERSYNC, one_line_error
 from tests.conftest import REDIS_URL, link_teacher, settings_for
-from tests.integration.test_cli import ROSTERSYNC, one_line_error
 
 HEADLINE = {
     "baseline_s",

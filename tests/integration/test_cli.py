@@ -6,46 +6,11 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from emulators.google import GoogleEmulator
 from settings import Settings
-
-ROSTERSYNC = str(Path(sys.executable).with_name("rostersync"))
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
-    assert settings.pseudonym_key is not None and settings.token_keys is not None
-    env |= {
-        "ROSTERSYNC_DATABASE_URL": settings.database_url,
-        "ROSTERSYNC_PSEUDONYM_KEY": settings.pseudonym_key.get_secret_value(),
-        "ROSTERSYNC_TOKEN_KEYS": settings.token_keys.get_secret_value(),
-        "ROSTERSYNC_GOOGLE_CLIENT_ID": settings.google.client_id,
-        "ROSTERSYNC_GOOGLE_CLIENT_SECRET": settings.google.client_secret.get_secret_value(),
-        "ROSTERSYNC_GOOGLE_AUTH_URI": settings.google.auth_uri,
-        "ROSTERSYNC_GOOGLE_TOKEN_URI": settings.google.token_uri,
-        "ROSTERSYNC_GOOGLE_REVOKE_URI": settings.google.revoke_uri,
-        "ROSTERSYNC_GOOGLE_API_ENDPOINT": settings.google.api_endpoint,
-        "ROSTERSYNC_GOOGLE_REDIRECT_URI": settings.google.redirect_uri,
-        "ROSTERSYNC_CA_BUNDLE": str(settings.ca_bundle),
-        "COLUMNS": "60",
-    }
-    return env
-
-
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ROSTERSYNC, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
+from tests.clikit import ROSTERSYNC, env_for, one_line_error, run
 
 
 def test_link_start_prints_an_unwrapped_url_and_complete_syncs(

@@ -60,7 +60,7 @@ def test_unknown_provider_is_a_one_line_error() -> None:
 
 def clever_env(clever: CleverEmulator, tmp_path: Path) -> dict[str, str]:
     from tests.clever_fixtures import clever_settings_for
-    from tests.integration.test_cli import env_for
+    from tests.clikit import env_for
 
     settings = clever_settings_for(clever, f"sqlite:///{tmp_path / 'cli.db'}")
     return env_for(settings) | {
@@ -74,7 +74,7 @@ def clever_env(clever: CleverEmulator, tmp_path: Path) -> dict[str, str]:
 
 
 def test_link_org_links_a_district_and_runs_its_first_sync(tmp_path: Path) -> None:
-    from tests.integration.test_cli import one_line_error, run
+    from tests.clikit import one_line_error, run
 
     with CleverEmulator(cert_dir=tmp_path, districts=2, teachers=2, students_per_course=4) as clever:
         env = clever_env(clever, tmp_path)

@@ -15,7 +15,7 @@ from emulators.google import GoogleEmulator
 from settings import Settings
 from store.models import Integration, LinkAttempt
 from store.vault import TokenVault, new_key
-from tests.integration.test_cli import ROSTERSYNC, env_for, one_line_error, run
+from tests.clikit import ROSTERSYNC, env_for, one_line_error, run
 
 HUGE_ID = "99999999999999999999"
 

@@ -55,7 +55,7 @@ def test_link_org_with_a_malformed_tenant_id_blames_the_id_not_microsoft(tmp_pat
     """Issue 18, item 28: `--org not-a-guid` went to Microsoft and came back as "the tenant has not admitted
     this app"; the id itself is wrong, and nothing needs asking."""
     from emulators.microsoft import MicrosoftEmulator
-    from tests.integration.test_cli import env_for, one_line_error, run
+    from tests.clikit import env_for, one_line_error, run
     from tests.microsoft_fixtures import microsoft_env, microsoft_settings_for
 
     with MicrosoftEmulator(cert_dir=tmp_path, tenants=1) as emu:

@@ -10,7 +10,7 @@ import os
 import subprocess
 
 from store.runtime import Runtime
-from tests.integration.test_cli import ROSTERSYNC
+from tests.clikit import ROSTERSYNC
 from tests.provider_worlds import World, env_of
 from tests.provider_worlds import world_fixture as world_fixture  # the parametrized fixture
 

@@ -8,7 +8,7 @@ import subprocess
 import uuid
 
 from settings import Settings
-from tests.integration.test_cli import ROSTERSYNC, env_for, one_line_error, run
+from tests.clikit import ROSTERSYNC, env_for, one_line_error, run
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MISSING_DB = "rostersync_no_such_database"

@@ -29,8 +29,8 @@ from settings import Settings
 from store.db import utcnow
 from store.models import Integration, SyncRun
 from store.runtime import Runtime, build_runtime, set_runtime
+from tests.clikit import ROSTERSYNC, env_for
 from tests.conftest import REDIS_URL, link_teacher, settings_for
-from tests.integration.test_cli import ROSTERSYNC, env_for
 from worker import broker as brokers
 from worker.sync_requests import sync_after_link
 

@@ -12,8 +12,8 @@ from emulators.google import GoogleEmulator
 from settings import Settings
 from store.runtime import build_runtime, set_runtime
 from sync.cycle import run_sync
+from tests.clikit import env_for, one_line_error, run
 from tests.conftest import link_teacher
-from tests.integration.test_cli import env_for, one_line_error, run
 
 
 def test_rights_commands_end_to_end(emulator: GoogleEmulator, tmp_path: Path) -> None:

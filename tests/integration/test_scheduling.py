@@ -18,8 +18,8 @@ from store.db import utcnow
 from store.fence import Lease
 from store.models import Integration, SyncRun
 from store.runtime import Runtime, build_runtime
+from tests.clikit import env_for, run
 from tests.conftest import REDIS_URL, Linker
-from tests.integration.test_cli import env_for, run
 from worker import broker as brokers
 from worker.scheduler import run_due_here, tick
 

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from settings import Settings
-from tests.integration.test_cli import env_for, one_line_error, run
+from tests.clikit import env_for, one_line_error, run
 
 GOOD = {"pseudonym_key": secrets.token_urlsafe(48), "token_keys": Fernet.generate_key().decode()}
 ZERO_FERNET = base64.urlsafe_b64encode(bytes(32)).decode()

@@ -15,8 +15,8 @@ from emulators.google import GoogleEmulator
 from store import audit, integrations
 from store.models import LinkAttempt
 from store.runtime import Runtime, build_runtime, set_runtime
+from tests.clikit import env_for, run
 from tests.conftest import link_teacher
-from tests.integration.test_cli import env_for, run
 from tests.webkit import REDIRECT, SIGNING_KEY, browser, consent, signed, web_settings
 from web.app import create_app
 from web.signing import signature

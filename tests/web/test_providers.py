@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from emulators.google import GoogleEmulator
 from settings import Settings
 from store.runtime import build_runtime
+from tests.clikit import env_for, one_line_error, run
 from tests.conftest import settings_for
-from tests.integration.test_cli import env_for, one_line_error, run
 from tests.webkit import SIGNING_KEY, signed
 from web.app import create_app
 

@@ -9,7 +9,7 @@ import time
 import requests
 
 from settings import Settings
-from tests.integration.test_cli import ROSTERSYNC, env_for
+from tests.clikit import ROSTERSYNC, env_for
 
 
 def test_rostersync_web_serves(sqlite_settings: Settings) -> None:

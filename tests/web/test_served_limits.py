@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from settings import Settings
-from tests.integration.test_cli import env_for
+from tests.clikit import env_for
 from tests.proxykit import free_port, rostersync_web
 
 DEADLINE = 0.5

@@ -4,8 +4,6 @@ and every failure turned into the taxonomy (rotation is not revocation; a discon
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,27 +26,9 @@ from connectors.clever import (
 )
 from emulators.clever import CleverEmulator
 from settings import Settings
+from tests.clever_fixtures import clever_settings
 
-
-@pytest.fixture
-def clever(tmp_path: Path) -> Iterator[CleverEmulator]:
-    with CleverEmulator(cert_dir=tmp_path, districts=2, teachers=2, students_per_course=8) as emu:
-        yield emu
-
-
-def clever_settings(emu: CleverEmulator, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "clever_client_id": emu.client_id,
-        "clever_client_secret": emu.client_secret,
-        "clever_authorize_url": emu.authorize_url,
-        "clever_token_url": emu.token_url,
-        "clever_api_base": emu.api_base,
-        "clever_redirect_uri": "https://platform.example/integrations/clever/callback",
-        "ca_bundle": emu.ca_path,
-        "http_timeout_seconds": 5,
-    }
-    values.update(overrides)
-    return Settings(**values)
+pytestmark = pytest.mark.clever(districts=2, teachers=2, students_per_course=8)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import json
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,38 +25,20 @@ from emulators.google import (
     GoogleEmulator,
     RequestRecord,
 )
+from tests.plugins.emulators import MakeEmulator
 
 REDIRECT_URI = "https://rostersync.test/oauth/google/callback"
 SCOPES = [SCOPE_COURSES_READONLY, SCOPE_ROSTERS_READONLY]
 TIMEOUT = 10
 
-Factory = Callable[..., GoogleEmulator]
+# The emulator at its own defaults (the plugin's are smaller): these tests read its full sizes.
+pytestmark = pytest.mark.emulator(teachers=3, courses_per_teacher=2, students_per_course=25)
 
 
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture
-def make_emu(tmp_path: Path) -> Iterator[Factory]:
-    started: list[GoogleEmulator] = []
-
-    def factory(**kwargs: Any) -> GoogleEmulator:
-        kwargs.setdefault("cert_dir", tmp_path)
-        emulator = GoogleEmulator(**kwargs).start()
-        started.append(emulator)
-        return emulator
-
-    yield factory
-    for emulator in started:
-        emulator.stop()
-
-
-@pytest.fixture
-def emu(make_emu: Factory) -> GoogleEmulator:
-    return make_emu()
-
-
-@pytest.fixture
-def http(emu: GoogleEmulator) -> Iterator[requests.Session]:
-    with _session(emu) as session:
+def http(emulator: GoogleEmulator) -> Iterator[requests.Session]:
+    with _session(emulator) as session:
         yield session
 
 
@@ -172,8 +154,12 @@ def _collect(
 
 
 # ------------------------------------------------------------------------------------------ district
-def test_district_is_deterministic_and_shaped_as_promised(make_emu: Factory) -> None:
-    first, second, other = make_emu(seed=11), make_emu(seed=11), make_emu(seed=12)
+def test_district_is_deterministic_and_shaped_as_promised(make_emulator: MakeEmulator) -> None:
+    first, second, other = (
+        make_emulator(GoogleEmulator, seed=11),
+        make_emulator(GoogleEmulator, seed=11),
+        make_emulator(GoogleEmulator, seed=12),
+    )
     assert first.teacher_ids == second.teacher_ids != other.teacher_ids
     assert len(first.teacher_ids) == 3
     assert all(len(uid) == 21 and uid.isdigit() for uid in first.teacher_ids)
@@ -194,12 +180,12 @@ def test_district_is_deterministic_and_shaped_as_promised(make_emu: Factory) -> 
 
 
 # ------------------------------------------------------------------------------------------ OAuth
-def test_full_auth_code_flow_with_pkce(emu: GoogleEmulator, http: requests.Session) -> None:
-    response, verifier = _authorize(emu, http)
+def test_full_auth_code_flow_with_pkce(emulator: GoogleEmulator, http: requests.Session) -> None:
+    response, verifier = _authorize(emulator, http)
     callback = _callback(response)
     assert callback["state"] == "st-123"
     assert callback["scope"].split() == SCOPES
-    tokens = _exchange(emu, http, callback["code"], verifier)
+    tokens = _exchange(emulator, http, callback["code"], verifier)
     assert tokens.status_code == 200
     body = tokens.json()
     assert body["token_type"] == "Bearer"
@@ -207,43 +193,43 @@ def test_full_auth_code_flow_with_pkce(emu: GoogleEmulator, http: requests.Sessi
     assert body["access_token"].startswith("ya29.")
     assert body["refresh_token"].startswith("1//")
     assert body["scope"].split() == SCOPES
-    assert {body["access_token"], body["refresh_token"]} <= emu.issued_tokens()
+    assert {body["access_token"], body["refresh_token"]} <= emulator.issued_tokens()
 
-    courses = _api(emu, http, body["access_token"], "/v1/courses", teacherId="me", courseStates="ACTIVE")
+    courses = _api(emulator, http, body["access_token"], "/v1/courses", teacherId="me", courseStates="ACTIVE")
     assert courses.status_code == 200
-    teacher = emu.teacher_ids[0]  # round-robin starts with the first seeded teacher
-    assert [c["id"] for c in courses.json()["courses"]] == emu.course_ids_of(teacher, states=["ACTIVE"])
-    assert [(r.path, r.user_id, r.status) for r in emu.requests] == [
+    teacher = emulator.teacher_ids[0]  # round-robin starts with the first seeded teacher
+    assert [c["id"] for c in courses.json()["courses"]] == emulator.course_ids_of(teacher, states=["ACTIVE"])
+    assert [(r.path, r.user_id, r.status) for r in emulator.requests] == [
         ("/o/oauth2/v2/auth", teacher, 302),
         ("/token", teacher, 200),
         ("/v1/courses", teacher, 200),
     ]
 
 
-def test_wrong_verifier_and_reused_code_are_refused(emu: GoogleEmulator, http: requests.Session) -> None:
-    response, verifier = _authorize(emu, http)
+def test_wrong_verifier_and_reused_code_are_refused(emulator: GoogleEmulator, http: requests.Session) -> None:
+    response, verifier = _authorize(emulator, http)
     code = _callback(response)["code"]
-    wrong = _exchange(emu, http, code, verifier + "x")
+    wrong = _exchange(emulator, http, code, verifier + "x")
     assert wrong.status_code == 400
     assert wrong.json() == {"error": "invalid_grant", "error_description": "Invalid code verifier."}
-    assert _exchange(emu, http, code, verifier).status_code == 200
-    reused = _exchange(emu, http, code, verifier)
+    assert _exchange(emulator, http, code, verifier).status_code == 200
+    reused = _exchange(emulator, http, code, verifier)
     assert reused.status_code == 400
     assert reused.json() == {"error": "invalid_grant", "error_description": "Malformed auth code."}
-    assert _exchange(emu, http, "4/0not-a-code", verifier).json()["error"] == "invalid_grant"
+    assert _exchange(emulator, http, "4/0not-a-code", verifier).json()["error"] == "invalid_grant"
 
 
-def test_unknown_client_is_refused(emu: GoogleEmulator, http: requests.Session) -> None:
-    page, _ = _authorize(emu, http, client_id="someone-else")
+def test_unknown_client_is_refused(emulator: GoogleEmulator, http: requests.Session) -> None:
+    page, _ = _authorize(emulator, http, client_id="someone-else")
     assert page.status_code == 400
     assert "error=invalid_client" in page.text
-    tokens = _login(emu, http)
+    tokens = _login(emulator, http)
     bad = http.post(
-        emu.token_uri,
+        emulator.token_uri,
         data={
             "grant_type": "refresh_token",
             "refresh_token": tokens["refresh_token"],
-            "client_id": emu.client_id,
+            "client_id": emulator.client_id,
             "client_secret": "wrong",
         },
         timeout=TIMEOUT,
@@ -252,22 +238,22 @@ def test_unknown_client_is_refused(emu: GoogleEmulator, http: requests.Session) 
     assert bad.json()["error"] == "invalid_client"
 
 
-def test_refresh_rotates_and_kills_the_old_refresh_token(emu: GoogleEmulator, http: requests.Session) -> None:
-    tokens = _login(emu, http)
-    refreshed = _refresh(emu, http, tokens["refresh_token"])
+def test_refresh_rotates_and_kills_the_old_refresh_token(emulator: GoogleEmulator, http: requests.Session) -> None:
+    tokens = _login(emulator, http)
+    refreshed = _refresh(emulator, http, tokens["refresh_token"])
     assert refreshed.status_code == 200
     new = refreshed.json()
     assert new["refresh_token"] != tokens["refresh_token"]
     assert new["access_token"] != tokens["access_token"]
-    old = _refresh(emu, http, tokens["refresh_token"])
+    old = _refresh(emulator, http, tokens["refresh_token"])
     assert old.status_code == 400
     assert old.json() == {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
-    assert _refresh(emu, http, new["refresh_token"]).status_code == 200
-    assert _api(emu, http, new["access_token"], "/v1/courses").status_code == 200
+    assert _refresh(emulator, http, new["refresh_token"]).status_code == 200
+    assert _api(emulator, http, new["access_token"], "/v1/courses").status_code == 200
 
 
-def test_without_rotation_the_refresh_token_stays(make_emu: Factory) -> None:
-    emu = make_emu(rotate_refresh_tokens=False)
+def test_without_rotation_the_refresh_token_stays(make_emulator: MakeEmulator) -> None:
+    emu = make_emulator(GoogleEmulator, rotate_refresh_tokens=False)
     with _session(emu) as http:
         tokens = _login(emu, http)
         first = _refresh(emu, http, tokens["refresh_token"]).json()
@@ -275,58 +261,58 @@ def test_without_rotation_the_refresh_token_stays(make_emu: Factory) -> None:
         assert _refresh(emu, http, tokens["refresh_token"]).status_code == 200
 
 
-def test_revoke_kills_the_whole_grant(emu: GoogleEmulator, http: requests.Session) -> None:
-    tokens = _login(emu, http)
-    revoked = http.post(emu.revoke_uri, data={"token": tokens["access_token"]}, timeout=TIMEOUT)
+def test_revoke_kills_the_whole_grant(emulator: GoogleEmulator, http: requests.Session) -> None:
+    tokens = _login(emulator, http)
+    revoked = http.post(emulator.revoke_uri, data={"token": tokens["access_token"]}, timeout=TIMEOUT)
     assert revoked.status_code == 200
     assert revoked.content == b""
-    refresh = _refresh(emu, http, tokens["refresh_token"])
+    refresh = _refresh(emulator, http, tokens["refresh_token"])
     assert refresh.status_code == 400
     assert refresh.json()["error"] == "invalid_grant"
-    unauthorised = _api(emu, http, tokens["access_token"], "/v1/courses")
+    unauthorised = _api(emulator, http, tokens["access_token"], "/v1/courses")
     assert unauthorised.status_code == 401
     error = _error(unauthorised)
     assert error["status"] == "UNAUTHENTICATED"
     assert error["errors"][0]["reason"] == "authError"
     assert 'error="invalid_token"' in unauthorised.headers["WWW-Authenticate"]
-    again = http.post(emu.revoke_uri, params={"token": tokens["refresh_token"]}, timeout=TIMEOUT)
+    again = http.post(emulator.revoke_uri, params={"token": tokens["refresh_token"]}, timeout=TIMEOUT)
     assert again.status_code == 400
     assert again.json() == {"error": "invalid_token", "error_description": "Token expired or revoked"}
 
 
-def test_revoke_grants_control_and_other_users_unaffected(emu: GoogleEmulator, http: requests.Session) -> None:
-    first = _login(emu, http)
-    second = _login(emu, http)  # round-robin: the second teacher
-    emu.revoke_grants(emu.teacher_ids[0])
-    assert _refresh(emu, http, first["refresh_token"]).json()["error"] == "invalid_grant"
-    assert _api(emu, http, first["access_token"], "/v1/courses").status_code == 401
-    assert _api(emu, http, second["access_token"], "/v1/courses").status_code == 200
-    assert _refresh(emu, http, second["refresh_token"]).status_code == 200
+def test_revoke_grants_control_and_other_users_unaffected(emulator: GoogleEmulator, http: requests.Session) -> None:
+    first = _login(emulator, http)
+    second = _login(emulator, http)  # round-robin: the second teacher
+    emulator.revoke_grants(emulator.teacher_ids[0])
+    assert _refresh(emulator, http, first["refresh_token"]).json()["error"] == "invalid_grant"
+    assert _api(emulator, http, first["access_token"], "/v1/courses").status_code == 401
+    assert _api(emulator, http, second["access_token"], "/v1/courses").status_code == 200
+    assert _refresh(emulator, http, second["refresh_token"]).status_code == 200
 
 
-def test_consenting_user_login_hint_and_override(emu: GoogleEmulator, http: requests.Session) -> None:
-    third = emu.teacher_ids[2]
-    course = emu.course_ids_of(third)[0]
-    student = emu.student_ids_of(course)[0]
-    hinted = _login(emu, http, login_hint=third)
-    assert emu.requests[-1].user_id == third
-    emu.set_consent_user(student)
-    as_student = _login(emu, http)
-    assert emu.requests[-1].user_id == student
-    listed = _api(emu, http, as_student["access_token"], "/v1/courses", studentId="me").json()
+def test_consenting_user_login_hint_and_override(emulator: GoogleEmulator, http: requests.Session) -> None:
+    third = emulator.teacher_ids[2]
+    course = emulator.course_ids_of(third)[0]
+    student = emulator.student_ids_of(course)[0]
+    hinted = _login(emulator, http, login_hint=third)
+    assert emulator.requests[-1].user_id == third
+    emulator.set_consent_user(student)
+    as_student = _login(emulator, http)
+    assert emulator.requests[-1].user_id == student
+    listed = _api(emulator, http, as_student["access_token"], "/v1/courses", studentId="me").json()
     assert course in [c["id"] for c in listed["courses"]]
-    roster = _api(emu, http, as_student["access_token"], f"/v1/courses/{course}/students")
+    roster = _api(emulator, http, as_student["access_token"], f"/v1/courses/{course}/students")
     assert roster.status_code == 403
     assert _error(roster)["message"] == "The caller does not have permission"
-    assert _api(emu, http, hinted["access_token"], f"/v1/courses/{course}/students").status_code == 200
+    assert _api(emulator, http, hinted["access_token"], f"/v1/courses/{course}/students").status_code == 200
 
 
-def test_expired_and_missing_tokens_get_401(emu: GoogleEmulator, http: requests.Session) -> None:
-    missing = _api(emu, http, None, "/v1/courses")
+def test_expired_and_missing_tokens_get_401(emulator: GoogleEmulator, http: requests.Session) -> None:
+    missing = _api(emulator, http, None, "/v1/courses")
     assert missing.status_code == 401
     assert _error(missing)["details"][0]["reason"] == "CREDENTIALS_MISSING"
     assert missing.headers["WWW-Authenticate"] == 'Bearer realm="https://accounts.google.com/"'
-    garbage = _api(emu, http, "ya29.garbage", "/v1/courses")
+    garbage = _api(emulator, http, "ya29.garbage", "/v1/courses")
     assert _error(garbage)["errors"][0] == {
         "message": "Invalid Credentials",
         "domain": "global",
@@ -334,22 +320,22 @@ def test_expired_and_missing_tokens_get_401(emu: GoogleEmulator, http: requests.
         "location": "Authorization",
         "locationType": "header",
     }
-    tokens = _login(emu, http)
-    emu.expire_access_tokens()
-    expired = _api(emu, http, tokens["access_token"], "/v1/courses")
+    tokens = _login(emulator, http)
+    emulator.expire_access_tokens()
+    expired = _api(emulator, http, tokens["access_token"], "/v1/courses")
     assert _error(expired)["details"][0]["reason"] == "ACCESS_TOKEN_EXPIRED"
-    assert emu.requests[-1].user_id == emu.teacher_ids[0]
-    fresh = _refresh(emu, http, tokens["refresh_token"]).json()
-    assert _api(emu, http, fresh["access_token"], "/v1/courses").status_code == 200
+    assert emulator.requests[-1].user_id == emulator.teacher_ids[0]
+    fresh = _refresh(emulator, http, tokens["refresh_token"]).json()
+    assert _api(emulator, http, fresh["access_token"], "/v1/courses").status_code == 200
 
 
 # -------------------------------------------------------------------------------------------- API
-def test_archived_course_is_filtered_and_co_teachers_listed(emu: GoogleEmulator, http: requests.Session) -> None:
-    teacher = emu.teacher_ids[0]
-    token = _login(emu, http)["access_token"]
-    every, _ = _collect(emu, http, token, "/v1/courses", "courses", teacherId=teacher)
+def test_archived_course_is_filtered_and_co_teachers_listed(emulator: GoogleEmulator, http: requests.Session) -> None:
+    teacher = emulator.teacher_ids[0]
+    token = _login(emulator, http)["access_token"]
+    every, _ = _collect(emulator, http, token, "/v1/courses", "courses", teacherId=teacher)
     assert "ARCHIVED" in {c["courseState"] for c in every}
-    active, _ = _collect(emu, http, token, "/v1/courses", "courses", teacherId="me", courseStates="ACTIVE")
+    active, _ = _collect(emulator, http, token, "/v1/courses", "courses", teacherId="me", courseStates="ACTIVE")
     assert {c["courseState"] for c in active} == {"ACTIVE"}
     assert len(active) == len(every) - 1
     course = every[0]
@@ -374,13 +360,13 @@ def test_archived_course_is_filtered_and_co_teachers_listed(emu: GoogleEmulator,
     } <= set(course)
     co_taught = [c for c in every if c["ownerId"] != teacher]
     assert co_taught, "the first teacher co-teaches a course of someone else"
-    teachers = _api(emu, http, token, f"/v1/courses/{co_taught[0]['id']}/teachers").json()["teachers"]
+    teachers = _api(emulator, http, token, f"/v1/courses/{co_taught[0]['id']}/teachers").json()["teachers"]
     assert [t["userId"] for t in teachers] == [co_taught[0]["ownerId"], teacher]
     assert teachers[0]["profile"]["permissions"] == [{"permission": "CREATE_COURSE"}]
 
 
-def test_paging_collects_every_student_exactly_once(make_emu: Factory) -> None:
-    emu = make_emu(teachers=1, courses_per_teacher=1, students_per_course=70)
+def test_paging_collects_every_student_exactly_once(make_emulator: MakeEmulator) -> None:
+    emu = make_emulator(GoogleEmulator, teachers=1, courses_per_teacher=1, students_per_course=70)
     course = emu.course_ids_of(emu.teacher_ids[0], states=["ACTIVE"])[0]
     with _session(emu) as http:
         token = _login(emu, http)["access_token"]
@@ -397,8 +383,8 @@ def test_paging_collects_every_student_exactly_once(make_emu: Factory) -> None:
         assert _error(mismatched)["status"] == "INVALID_ARGUMENT"
 
 
-def test_courses_pages_are_capped(make_emu: Factory) -> None:
-    emu = make_emu(teachers=1, courses_per_teacher=6, courses_page_cap=2, students_per_course=2)
+def test_courses_pages_are_capped(make_emulator: MakeEmulator) -> None:
+    emu = make_emulator(GoogleEmulator, teachers=1, courses_per_teacher=6, courses_page_cap=2, students_per_course=2)
     with _session(emu) as http:
         token = _login(emu, http)["access_token"]
         courses, sizes = _collect(emu, http, token, "/v1/courses", "courses", teacherId="me", pageSize=0)
@@ -408,76 +394,76 @@ def test_courses_pages_are_capped(make_emu: Factory) -> None:
         assert [c["id"] for c in courses] == expected
 
 
-def test_empty_lists_are_omitted(emu: GoogleEmulator, http: requests.Session) -> None:
-    token = _login(emu, http)["access_token"]
-    declined = _api(emu, http, token, "/v1/courses", teacherId="me", courseStates="DECLINED")
+def test_empty_lists_are_omitted(emulator: GoogleEmulator, http: requests.Session) -> None:
+    token = _login(emulator, http)["access_token"]
+    declined = _api(emulator, http, token, "/v1/courses", teacherId="me", courseStates="DECLINED")
     assert declined.status_code == 200
     assert declined.json() == {}
-    course = emu.course_ids_of(emu.teacher_ids[0])[0]
-    for student in emu.student_ids_of(course):
-        emu.remove_student(course, student)
-    assert _api(emu, http, token, f"/v1/courses/{course}/students").json() == {}
+    course = emulator.course_ids_of(emulator.teacher_ids[0])[0]
+    for student in emulator.student_ids_of(course):
+        emulator.remove_student(course, student)
+    assert _api(emulator, http, token, f"/v1/courses/{course}/students").json() == {}
 
 
-def test_fields_partial_response(emu: GoogleEmulator, http: requests.Session) -> None:
-    token = _login(emu, http)["access_token"]
-    course = emu.course_ids_of(emu.teacher_ids[0])[0]
+def test_fields_partial_response(emulator: GoogleEmulator, http: requests.Session) -> None:
+    token = _login(emulator, http)["access_token"]
+    course = emulator.course_ids_of(emulator.teacher_ids[0])[0]
     path = f"/v1/courses/{course}/students"
-    nested = _api(emu, http, token, path, fields="students(userId,profile(name(givenName))),nextPageToken").json()
+    nested = _api(emulator, http, token, path, fields="students(userId,profile(name(givenName))),nextPageToken").json()
     assert set(nested) == {"students"}  # 25 students fit on one page: no token
     for student in nested["students"]:
         assert set(student) == {"userId", "profile"}
         assert set(student["profile"]) == {"name"}
         assert set(student["profile"]["name"]) == {"givenName"}
-    slashed = _api(emu, http, token, path, fields="students/profile/name/fullName").json()
+    slashed = _api(emulator, http, token, path, fields="students/profile/name/fullName").json()
     assert all(s == {"profile": {"name": {"fullName": s["profile"]["name"]["fullName"]}}} for s in slashed["students"])
-    full = _api(emu, http, token, path, fields="*").json()
-    assert full == _api(emu, http, token, path).json()
+    full = _api(emulator, http, token, path, fields="*").json()
+    assert full == _api(emulator, http, token, path).json()
     assert "nickname" in full["students"][0]["profile"]
     assert "studentWorkFolder" in full["students"][0]
-    courses = _api(emu, http, token, "/v1/courses", fields="courses(id,teacherFolder/id)").json()["courses"]
+    courses = _api(emulator, http, token, "/v1/courses", fields="courses(id,teacherFolder/id)").json()["courses"]
     assert all(set(c) == {"id", "teacherFolder"} and set(c["teacherFolder"]) == {"id"} for c in courses)
     # absent-but-known fields are fine (validated against the schema, not the data)
-    assert _api(emu, http, token, "/v1/courses", fields="courses(description)").status_code == 200
+    assert _api(emulator, http, token, "/v1/courses", fields="courses(description)").status_code == 200
     for bad in ("students(bogus)", "students(userId(id))", "students(profile", "nope", "students,,userId"):
-        response = _api(emu, http, token, path, fields=bad)
+        response = _api(emulator, http, token, path, fields=bad)
         assert response.status_code == 400, bad
         assert _error(response)["status"] == "INVALID_ARGUMENT"
 
 
-def test_unknown_query_parameter_is_rejected(emu: GoogleEmulator, http: requests.Session) -> None:
-    token = _login(emu, http)["access_token"]
-    response = _api(emu, http, token, "/v1/courses", page_size="5", alt="json", prettyPrint="false")
+def test_unknown_query_parameter_is_rejected(emulator: GoogleEmulator, http: requests.Session) -> None:
+    token = _login(emulator, http)["access_token"]
+    response = _api(emulator, http, token, "/v1/courses", page_size="5", alt="json", prettyPrint="false")
     assert response.status_code == 400
     assert 'Unknown name "page_size"' in _error(response)["message"]
 
 
-def test_email_and_photo_only_with_their_scopes(emu: GoogleEmulator, http: requests.Session) -> None:
-    course = emu.course_ids_of(emu.teacher_ids[0])[0]
+def test_email_and_photo_only_with_their_scopes(emulator: GoogleEmulator, http: requests.Session) -> None:
+    course = emulator.course_ids_of(emulator.teacher_ids[0])[0]
     path = f"/v1/courses/{course}/students"
-    plain = _login(emu, http, login_hint=emu.teacher_ids[0])["access_token"]
-    profile = _api(emu, http, plain, path).json()["students"][0]["profile"]
+    plain = _login(emulator, http, login_hint=emulator.teacher_ids[0])["access_token"]
+    profile = _api(emulator, http, plain, path).json()["students"][0]["profile"]
     assert "emailAddress" not in profile
     assert "photoUrl" not in profile
     assert set(profile["name"]) == {"givenName", "familyName", "fullName"}
-    emails = _login(emu, http, [SCOPE_PROFILE_EMAILS], login_hint=emu.teacher_ids[0])["access_token"]
-    profile = _api(emu, http, emails, path).json()["students"][0]["profile"]
+    emails = _login(emulator, http, [SCOPE_PROFILE_EMAILS], login_hint=emulator.teacher_ids[0])["access_token"]
+    profile = _api(emulator, http, emails, path).json()["students"][0]["profile"]
     assert profile["emailAddress"].endswith("@example-school.test")
     assert "photoUrl" not in profile
-    photos = _login(emu, http, [SCOPE_PROFILE_PHOTOS], login_hint=emu.teacher_ids[0])["access_token"]
-    profile = _api(emu, http, photos, path).json()["students"][0]["profile"]
+    photos = _login(emulator, http, [SCOPE_PROFILE_PHOTOS], login_hint=emulator.teacher_ids[0])["access_token"]
+    profile = _api(emulator, http, photos, path).json()["students"][0]["profile"]
     assert profile["photoUrl"] == f"https://lh3.googleusercontent.test/a/{profile['id']}"
     assert "emailAddress" not in profile
     # a field selector cannot conjure up what the scopes withhold
-    assert "emailAddress" not in _api(emu, http, plain, path, fields="students/profile/emailAddress").text
+    assert "emailAddress" not in _api(emulator, http, plain, path, fields="students/profile/emailAddress").text
 
 
-def test_withdrawn_and_ungranted_scopes_give_403(emu: GoogleEmulator, http: requests.Session) -> None:
-    teacher = emu.teacher_ids[0]
-    course = emu.course_ids_of(teacher)[0]
-    tokens = _login(emu, http, login_hint=teacher)
-    emu.withdraw_scope(teacher, "classroom.rosters.readonly")
-    denied = _api(emu, http, tokens["access_token"], f"/v1/courses/{course}/students")
+def test_withdrawn_and_ungranted_scopes_give_403(emulator: GoogleEmulator, http: requests.Session) -> None:
+    teacher = emulator.teacher_ids[0]
+    course = emulator.course_ids_of(teacher)[0]
+    tokens = _login(emulator, http, login_hint=teacher)
+    emulator.withdraw_scope(teacher, "classroom.rosters.readonly")
+    denied = _api(emulator, http, tokens["access_token"], f"/v1/courses/{course}/students")
     assert denied.status_code == 403
     error = _error(denied)
     assert error["status"] == "PERMISSION_DENIED"
@@ -485,166 +471,174 @@ def test_withdrawn_and_ungranted_scopes_give_403(emu: GoogleEmulator, http: requ
     assert error["details"][0]["reason"] == "ACCESS_TOKEN_SCOPE_INSUFFICIENT"
     assert error["errors"][0]["reason"] == "insufficientPermissions"
     assert 'error="insufficient_scope"' in denied.headers["WWW-Authenticate"]
-    assert _api(emu, http, tokens["access_token"], "/v1/courses").status_code == 200
-    assert _refresh(emu, http, tokens["refresh_token"]).json()["scope"] == SCOPE_COURSES_READONLY
-    again, _ = _authorize(emu, http, login_hint=teacher)
+    assert _api(emulator, http, tokens["access_token"], "/v1/courses").status_code == 200
+    assert _refresh(emulator, http, tokens["refresh_token"]).json()["scope"] == SCOPE_COURSES_READONLY
+    again, _ = _authorize(emulator, http, login_hint=teacher)
     assert _callback(again)["scope"] == SCOPE_COURSES_READONLY
 
-    emu.set_granted_scopes([SCOPE_ROSTERS_READONLY])  # the next user unticks the courses scope
-    partial = _login(emu, http, login_hint=emu.teacher_ids[1])
+    emulator.set_granted_scopes([SCOPE_ROSTERS_READONLY])  # the next user unticks the courses scope
+    partial = _login(emulator, http, login_hint=emulator.teacher_ids[1])
     assert partial["scope"] == SCOPE_ROSTERS_READONLY
-    assert _api(emu, http, partial["access_token"], "/v1/courses").status_code == 403
+    assert _api(emulator, http, partial["access_token"], "/v1/courses").status_code == 403
 
 
-def test_disabled_api_gives_classroom_api_disabled(emu: GoogleEmulator, http: requests.Session) -> None:
-    tokens = _login(emu, http)
-    emu.disable_api(emu.teacher_ids[0])
-    response = _api(emu, http, tokens["access_token"], "/v1/courses")
+def test_disabled_api_gives_classroom_api_disabled(emulator: GoogleEmulator, http: requests.Session) -> None:
+    tokens = _login(emulator, http)
+    emulator.disable_api(emulator.teacher_ids[0])
+    response = _api(emulator, http, tokens["access_token"], "/v1/courses")
     assert response.status_code == 403
     error = _error(response)
     assert error["status"] == "PERMISSION_DENIED"
     assert error["message"].startswith("@ClassroomApiDisabled ")
-    emu.enable_api(emu.teacher_ids[0])  # the admin ticks the box again: the same token reads again
-    assert _api(emu, http, tokens["access_token"], "/v1/courses").status_code == 200
+    emulator.enable_api(emulator.teacher_ids[0])  # the admin ticks the box again: the same token reads again
+    assert _api(emulator, http, tokens["access_token"], "/v1/courses").status_code == 200
 
 
-def test_disabled_classroom_gives_classroom_disabled(emu: GoogleEmulator, http: requests.Session) -> None:
-    tokens = _login(emu, http)
-    emu.disable_classroom(emu.teacher_ids[0])
-    response = _api(emu, http, tokens["access_token"], "/v1/courses")
+def test_disabled_classroom_gives_classroom_disabled(emulator: GoogleEmulator, http: requests.Session) -> None:
+    tokens = _login(emulator, http)
+    emulator.disable_classroom(emulator.teacher_ids[0])
+    response = _api(emulator, http, tokens["access_token"], "/v1/courses")
     assert response.status_code == 403
     error = _error(response)
     assert error["status"] == "PERMISSION_DENIED"
     assert error["message"].startswith("@ClassroomDisabled ")
-    emu.enable_classroom(emu.teacher_ids[0])
-    assert _api(emu, http, tokens["access_token"], "/v1/courses").status_code == 200
+    emulator.enable_classroom(emulator.teacher_ids[0])
+    assert _api(emulator, http, tokens["access_token"], "/v1/courses").status_code == 200
 
 
-def test_foreign_and_unknown_courses(emu: GoogleEmulator, http: requests.Session) -> None:
-    token = _login(emu, http, login_hint=emu.teacher_ids[0])["access_token"]
-    foreign = next(c for c in emu.course_ids_of(emu.teacher_ids[1]) if c not in emu.course_ids_of(emu.teacher_ids[0]))
-    response = _api(emu, http, token, f"/v1/courses/{foreign}/students")
+def test_foreign_and_unknown_courses(emulator: GoogleEmulator, http: requests.Session) -> None:
+    token = _login(emulator, http, login_hint=emulator.teacher_ids[0])["access_token"]
+    foreign = next(
+        c
+        for c in emulator.course_ids_of(emulator.teacher_ids[1])
+        if c not in emulator.course_ids_of(emulator.teacher_ids[0])
+    )
+    response = _api(emulator, http, token, f"/v1/courses/{foreign}/students")
     assert response.status_code == 403
     assert _error(response)["message"] == "The caller does not have permission"
-    missing = _api(emu, http, token, "/v1/courses/999999999999/teachers")
+    missing = _api(emulator, http, token, "/v1/courses/999999999999/teachers")
     assert missing.status_code == 404
     assert _error(missing)["status"] == "NOT_FOUND"
 
 
-def test_fail_next_injects_errors(emu: GoogleEmulator, http: requests.Session) -> None:
-    tokens = _login(emu, http)
-    emu.fail_next("/v1/courses", 429, retry_after=7)
-    throttled = _api(emu, http, tokens["access_token"], "/v1/courses")
+def test_fail_next_injects_errors(emulator: GoogleEmulator, http: requests.Session) -> None:
+    tokens = _login(emulator, http)
+    emulator.fail_next("/v1/courses", 429, retry_after=7)
+    throttled = _api(emulator, http, tokens["access_token"], "/v1/courses")
     assert throttled.status_code == 429
     assert throttled.headers["Retry-After"] == "7"
     error = _error(throttled)
     assert error["status"] == "RESOURCE_EXHAUSTED"
     assert error["errors"][0]["reason"] == "rateLimitExceeded"
-    assert _api(emu, http, tokens["access_token"], "/v1/courses").status_code == 200
-    emu.fail_next("/v1/", 503, count=2)
-    statuses = [_api(emu, http, tokens["access_token"], "/v1/courses").status_code for _ in range(3)]
+    assert _api(emulator, http, tokens["access_token"], "/v1/courses").status_code == 200
+    emulator.fail_next("/v1/", 503, count=2)
+    statuses = [_api(emulator, http, tokens["access_token"], "/v1/courses").status_code for _ in range(3)]
     assert statuses == [503, 503, 200]
-    assert emu.requests[-2].status == 503
-    emu.fail_next("/token", 500)
-    broken = _refresh(emu, http, tokens["refresh_token"])
+    assert emulator.requests[-2].status == 503
+    emulator.fail_next("/token", 500)
+    broken = _refresh(emulator, http, tokens["refresh_token"])
     assert broken.status_code == 500
     assert "error" in broken.json()
-    assert _refresh(emu, http, tokens["refresh_token"]).status_code == 200
+    assert _refresh(emulator, http, tokens["refresh_token"]).status_code == 200
 
 
-def test_hooks_run_before_the_request_is_served(emu: GoogleEmulator, http: requests.Session) -> None:
-    teacher = emu.teacher_ids[0]
-    course = emu.course_ids_of(teacher)[0]
-    tokens = _login(emu, http)
+def test_hooks_run_before_the_request_is_served(emulator: GoogleEmulator, http: requests.Session) -> None:
+    teacher = emulator.teacher_ids[0]
+    course = emulator.course_ids_of(teacher)[0]
+    tokens = _login(emulator, http)
     seen: list[RequestRecord] = []
     added: list[str] = []
 
     def hook(record: RequestRecord) -> None:
         seen.append(record)
         if record.path.endswith("/students") and "pageToken" in record.query and not added:
-            added.append(emu.add_student(course))  # a pupil joins between page 1 and page 2
+            added.append(emulator.add_student(course))  # a pupil joins between page 1 and page 2
 
-    emu.add_hook(hook)
-    students, _ = _collect(emu, http, tokens["access_token"], f"/v1/courses/{course}/students", "students", pageSize=10)
+    emulator.add_hook(hook)
+    students, _ = _collect(
+        emulator, http, tokens["access_token"], f"/v1/courses/{course}/students", "students", pageSize=10
+    )
     ids = [s["userId"] for s in students]
     assert added and ids[-1] == added[0]
     assert len(ids) == len(set(ids)) == 26
     assert all(record.status == 0 and record.user_id == teacher for record in seen)
-    assert [r.status for r in emu.requests[-len(seen) :]] == [200] * len(seen)
+    assert [r.status for r in emulator.requests[-len(seen) :]] == [200] * len(seen)
 
-    emu.add_hook(lambda record: emu.disable_api(teacher))  # acts on the very request it sees
-    assert _api(emu, http, tokens["access_token"], "/v1/courses").status_code == 403
+    emulator.add_hook(lambda record: emulator.disable_api(teacher))  # acts on the very request it sees
+    assert _api(emulator, http, tokens["access_token"], "/v1/courses").status_code == 403
 
 
-def test_rename_and_roster_changes_show_up(emu: GoogleEmulator, http: requests.Session) -> None:
-    teacher = emu.teacher_ids[0]
-    course = emu.course_ids_of(teacher)[0]
-    token = _login(emu, http)["access_token"]
-    student = emu.student_ids_of(course)[0]
-    before = _api(emu, http, token, f"/v1/courses/{course}/students/{student}").json()["profile"]["name"]
-    old_strings = emu.personal_strings()
-    emu.rename_user(student)
-    after = _api(emu, http, token, f"/v1/courses/{course}/students/{student}").json()["profile"]["name"]
+def test_rename_and_roster_changes_show_up(emulator: GoogleEmulator, http: requests.Session) -> None:
+    teacher = emulator.teacher_ids[0]
+    course = emulator.course_ids_of(teacher)[0]
+    token = _login(emulator, http)["access_token"]
+    student = emulator.student_ids_of(course)[0]
+    before = _api(emulator, http, token, f"/v1/courses/{course}/students/{student}").json()["profile"]["name"]
+    old_strings = emulator.personal_strings()
+    emulator.rename_user(student)
+    after = _api(emulator, http, token, f"/v1/courses/{course}/students/{student}").json()["profile"]["name"]
     assert after != before
-    strings = emu.personal_strings()
+    strings = emulator.personal_strings()
     assert old_strings < strings
     assert after["fullName"] in strings and before["fullName"] in strings
-    emu.remove_student(course, student)
-    assert student not in emu.student_ids_of(course)
-    assert _api(emu, http, token, f"/v1/courses/{course}/students/{student}").status_code == 404
-    emu.enroll_student(course, student)
-    assert emu.student_ids_of(course)[-1] == student
-    assert _api(emu, http, token, f"/v1/courses/{course}/students/{student}").status_code == 200
+    emulator.remove_student(course, student)
+    assert student not in emulator.student_ids_of(course)
+    assert _api(emulator, http, token, f"/v1/courses/{course}/students/{student}").status_code == 404
+    emulator.enroll_student(course, student)
+    assert emulator.student_ids_of(course)[-1] == student
+    assert _api(emulator, http, token, f"/v1/courses/{course}/students/{student}").status_code == 200
 
 
-def test_port_in_use_raises_and_restart_keeps_the_port(emu: GoogleEmulator, tmp_path: Path) -> None:
+def test_port_in_use_raises_and_restart_keeps_the_port(emulator: GoogleEmulator, tmp_path: Path) -> None:
     with pytest.raises(OSError):
-        GoogleEmulator(port=emu.port, cert_dir=tmp_path).start()
+        GoogleEmulator(port=emulator.port, cert_dir=tmp_path).start()
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         with pytest.raises(OSError):
             GoogleEmulator(port=blocker.getsockname()[1], cert_dir=tmp_path).start()
-    base = emu.base_url
-    emu.stop()
-    with _session(emu) as http, pytest.raises(requests.ConnectionError):
-        http.get(emu.api_endpoint + "/v1/courses", timeout=TIMEOUT)
-    emu.start()
-    assert emu.base_url == base
-    with _session(emu) as http:
-        assert http.get(emu.api_endpoint + "/v1/courses", timeout=TIMEOUT).status_code == 401
+    base = emulator.base_url
+    emulator.stop()
+    with _session(emulator) as http, pytest.raises(requests.ConnectionError):
+        http.get(emulator.api_endpoint + "/v1/courses", timeout=TIMEOUT)
+    emulator.start()
+    assert emulator.base_url == base
+    with _session(emulator) as http:
+        assert http.get(emulator.api_endpoint + "/v1/courses", timeout=TIMEOUT).status_code == 401
 
 
-def test_a_stuck_tls_client_does_not_block_others(emu: GoogleEmulator, http: requests.Session) -> None:
-    with socket.create_connection(("127.0.0.1", emu.port)) as stuck:
+def test_a_stuck_tls_client_does_not_block_others(emulator: GoogleEmulator, http: requests.Session) -> None:
+    with socket.create_connection(("127.0.0.1", emulator.port)) as stuck:
         stuck.sendall(b"\x16\x03\x01")  # half a ClientHello, then silence
-        assert _api(emu, http, None, "/v1/courses").status_code == 401
+        assert _api(emulator, http, None, "/v1/courses").status_code == 401
 
 
-def test_googleapiclient_accepts_the_emulator(emu: GoogleEmulator, http: requests.Session) -> None:
+def test_googleapiclient_accepts_the_emulator(emulator: GoogleEmulator, http: requests.Session) -> None:
     import google.oauth2.credentials
     import google_auth_httplib2
     import httplib2
     from googleapiclient.discovery import build
     from googleapiclient.errors import HttpError
 
-    teacher = emu.teacher_ids[0]
-    refresh_token = _login(emu, http)["refresh_token"]
+    teacher = emulator.teacher_ids[0]
+    refresh_token = _login(emulator, http)["refresh_token"]
     creds = google.oauth2.credentials.Credentials(  # type: ignore[no-untyped-call]
         token=None,
         refresh_token=refresh_token,
-        token_uri=emu.token_uri,
-        client_id=emu.client_id,
-        client_secret=emu.client_secret,
+        token_uri=emulator.token_uri,
+        client_id=emulator.client_id,
+        client_secret=emulator.client_secret,
         scopes=SCOPES,
     )
-    authorized = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=10, ca_certs=str(emu.ca_path)))
+    authorized = google_auth_httplib2.AuthorizedHttp(
+        creds, http=httplib2.Http(timeout=10, ca_certs=str(emulator.ca_path))
+    )
     try:
         service = build(
             "classroom",
             "v1",
             static_discovery=True,
-            client_options={"api_endpoint": emu.api_endpoint},
+            client_options={"api_endpoint": emulator.api_endpoint},
             http=authorized,
         )
         courses = service.courses()
@@ -656,18 +650,18 @@ def test_googleapiclient_accepts_the_emulator(emu: GoogleEmulator, http: request
             response = request.execute()
             seen += response.get("courses", [])
             request = courses.list_next(request, response)
-        assert [c["id"] for c in seen] == emu.course_ids_of(teacher, states=["ACTIVE"])
+        assert [c["id"] for c in seen] == emulator.course_ids_of(teacher, states=["ACTIVE"])
         assert all(set(c) == {"id", "name"} for c in seen)
         assert creds.refresh_token != refresh_token, "google-auth stored the rotated refresh token"
-        api_records = [r for r in emu.requests if r.path == "/v1/courses"]
+        api_records = [r for r in emulator.requests if r.path == "/v1/courses"]
         assert api_records[0].query["alt"] == ["json"]
         assert all(r.user_id == teacher for r in api_records)
 
         course = seen[0]["id"]
         students = courses.students().list(courseId=course, fields="students(userId),nextPageToken").execute()
-        assert [s["userId"] for s in students["students"]] == emu.student_ids_of(course)
+        assert [s["userId"] for s in students["students"]] == emulator.student_ids_of(course)
 
-        emu.disable_api(teacher)
+        emulator.disable_api(teacher)
         with pytest.raises(HttpError) as caught:
             courses.list(teacherId="me").execute()
         assert caught.value.status_code == 403
@@ -676,9 +670,9 @@ def test_googleapiclient_accepts_the_emulator(emu: GoogleEmulator, http: request
         authorized.http.close()
 
 
-def test_rate_limits_answer_429_resource_exhausted_past_the_quota(make_emu: Factory) -> None:
+def test_rate_limits_answer_429_resource_exhausted_past_the_quota(make_emulator: MakeEmulator) -> None:
     """Per user, then per client: the call past the quota is refused in Google's shape, the others pass."""
-    emu = make_emu(rate_limit_per_user=3, rate_limit_per_client=5)
+    emu = make_emulator(GoogleEmulator, rate_limit_per_user=3, rate_limit_per_client=5)
     if time.time() % 60 > 50:  # the quota's window is the calendar minute: start in a fresh one
         time.sleep(60.5 - time.time() % 60)
     with _session(emu) as http:
@@ -706,7 +700,7 @@ def test_rate_limits_answer_429_resource_exhausted_past_the_quota(make_emu: Fact
 
 
 def test_the_stock_batch_client_gets_every_part_and_the_hooks_one_round_trip(
-    emu: GoogleEmulator, http: requests.Session
+    emulator: GoogleEmulator, http: requests.Session
 ) -> None:
     """google-api-python-client's own ``BatchHttpRequest.execute`` (callbacks, Content-ID matching) against
     ``/batch``: each part answered as a direct call, a bad one failing alone, one hook call for the batch."""
@@ -717,37 +711,43 @@ def test_the_stock_batch_client_gets_every_part_and_the_hooks_one_round_trip(
     from googleapiclient.errors import HttpError
     from googleapiclient.http import BatchHttpRequest
 
-    teacher = emu.teacher_ids[0]
+    teacher = emulator.teacher_ids[0]
     creds = google.oauth2.credentials.Credentials(  # type: ignore[no-untyped-call]
-        token=_login(emu, http)["access_token"], scopes=SCOPES
+        token=_login(emulator, http)["access_token"], scopes=SCOPES
     )
-    authorized = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=10, ca_certs=str(emu.ca_path)))
+    authorized = google_auth_httplib2.AuthorizedHttp(
+        creds, http=httplib2.Http(timeout=10, ca_certs=str(emulator.ca_path))
+    )
     hooked: list[str] = []
-    emu.add_hook(lambda record: hooked.append(record.path))
+    emulator.add_hook(lambda record: hooked.append(record.path))
     try:
         service = build(
-            "classroom", "v1", static_discovery=True, client_options={"api_endpoint": emu.api_endpoint}, http=authorized
+            "classroom",
+            "v1",
+            static_discovery=True,
+            client_options={"api_endpoint": emulator.api_endpoint},
+            http=authorized,
         )
-        courses = emu.course_ids_of(teacher, states=["ACTIVE"])
+        courses = emulator.course_ids_of(teacher, states=["ACTIVE"])
         answers: dict[str, Any] = {}
 
         def keep(request_id: str, response: Any, exception: HttpError | None) -> None:
             answers[request_id] = exception.status_code if exception is not None else response
 
-        batch = BatchHttpRequest(callback=keep, batch_uri=emu.api_endpoint + "/batch")
+        batch = BatchHttpRequest(callback=keep, batch_uri=emulator.api_endpoint + "/batch")
         for course in courses:
             batch.add(service.courses().students().list(courseId=course, fields="students(userId)"), request_id=course)
         batch.add(service.courses().teachers().list(courseId="999999999999"), request_id="missing")
-        seen = len(emu.requests)
+        seen = len(emulator.requests)
         batch.execute()
         for course in courses:
-            assert [s["userId"] for s in answers[course]["students"]] == emu.student_ids_of(course)
+            assert [s["userId"] for s in answers[course]["students"]] == emulator.student_ids_of(course)
         assert answers["missing"] == 404
         assert hooked == ["/batch"]
-        parts = emu.requests[seen:-1]
+        parts = emulator.requests[seen:-1]
         assert [r.path for r in parts] == [f"/v1/courses/{c}/students" for c in courses] + [
             "/v1/courses/999999999999/teachers"
         ]
-        assert all(r.user_id == teacher for r in parts) and emu.requests[-1].path == "/batch"
+        assert all(r.user_id == teacher for r in parts) and emulator.requests[-1].path == "/batch"
     finally:
         authorized.http.close()

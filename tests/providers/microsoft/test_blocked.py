@@ -26,9 +26,8 @@ from store.models import AuditEvent, SyncRun
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.helpers import row_count
-from tests.microsoft_fixtures import microsoft_settings_for
-from tests.providers.microsoft.test_sync_faults import Roster, link, roster
-from tests.providers.microsoft.test_sync_faults import linked_user as principal
+from tests.microsoft_fixtures import Roster, link_by_kind, microsoft_settings_for, roster
+from tests.microsoft_fixtures import linked_user as principal
 
 pytestmark = pytest.mark.microsoft(tenants=1, teachers=2, students_per_course=5)
 
@@ -120,7 +119,7 @@ TENANT_CODES = [(53003, "conditional_access"), (530032, "conditional_access"), (
 def test_a_school_policy_on_refresh_keeps_link_and_roster_and_stops_graph(
     runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, code: int, suberror: str | None, reason: str
 ) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     assert held[2], "a roster to keep"
@@ -145,7 +144,7 @@ def test_an_admin_who_disables_the_enterprise_app_blocks_until_enabled_again(
 ) -> None:
     # "Enabled for users to sign in" = No answers AADSTS7000112; it was a revocation before issue 23
     tenant = microsoft.tenant_ids[0]
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     trail = audited(runtime, integration_id)
@@ -177,7 +176,7 @@ def test_an_admin_who_disables_the_enterprise_app_blocks_until_enabled_again(
 def test_a_documented_revocation_on_refresh_still_ends_the_link(
     runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, code: int, reason: str
 ) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     microsoft.block_signin(principal(microsoft, kind), code)
     microsoft.expire_access_tokens()
@@ -199,7 +198,7 @@ def test_an_unexpected_claims_challenge_is_a_block_not_a_blind_refresh_then_revo
 ) -> None:
     # rostersync declares no client capabilities, so Entra sends it no claims challenge unless a policy
     # wants an interactive step a server cannot take (claims-challenge page)
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     trail = audited(runtime, integration_id)
@@ -222,7 +221,7 @@ def test_a_cae_cut_without_capabilities_is_a_plain_401_and_the_refresh_decides(
     runtime: Runtime, microsoft: MicrosoftEmulator
 ) -> None:
     # consent withdrawn under a live token: no challenge for us, the refresh meets AADSTS65001: revoked
-    integration_id = link(runtime, microsoft, "teacher")
+    integration_id = link_by_kind(runtime, microsoft, "teacher")
     assert run_sync(runtime, integration_id).outcome == "ok"
     microsoft.withdraw_consent(microsoft.tenant_ids[0], cae=True)
     since = len(microsoft.requests)
@@ -238,7 +237,7 @@ def test_a_cae_cut_without_capabilities_is_a_plain_401_and_the_refresh_decides(
 def test_a_graph_403_that_is_not_a_missing_scope_keeps_link_and_roster(
     runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, denial: str
 ) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     trail = audited(runtime, integration_id)
@@ -256,7 +255,7 @@ def test_a_graph_403_that_is_not_a_missing_scope_keeps_link_and_roster(
 def test_a_graph_403_for_a_missing_scope_still_degrades(
     runtime: Runtime, microsoft: MicrosoftEmulator, kind: str
 ) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     microsoft.deny_graph(microsoft.tenant_ids[0], "scope")
     assert run_sync(runtime, integration_id).outcome == "degraded"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -43,33 +42,14 @@ from connectors.microsoft import (
 )
 from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
+from tests.microsoft_fixtures import ms_settings
 
 MASKS = {"class": "id,displayName", "member": "id,primaryRole", "teacher": "id,displayName"}
 
 
 @pytest.fixture
-def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=2, teachers=3, students_per_course=8) as emulator:
-        yield emulator
-
-
-def ms_settings(emu: MicrosoftEmulator, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "microsoft_client_id": emu.client_id,
-        "microsoft_client_secret": emu.client_secret,
-        "microsoft_authority_host": emu.authority_host,
-        "graph_endpoint": emu.graph_endpoint,
-        "microsoft_redirect_uri": "https://platform.example/integrations/microsoft/callback",
-        "ca_bundle": emu.ca_path,
-        "http_timeout_seconds": 5,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-@pytest.fixture
-def settings(emu: MicrosoftEmulator) -> Settings:
-    return ms_settings(emu)
+def settings(microsoft: MicrosoftEmulator) -> Settings:
+    return ms_settings(microsoft)
 
 
 def _teacher_grant(emu: MicrosoftEmulator, settings: Settings, teacher: str | None = None) -> Grant:
@@ -94,28 +74,28 @@ class Saved:
 
 
 # ------------------------------------------------------------------------------------ linking
-def test_teacher_link_asks_for_the_least_delegated_scope(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[1]
-    teacher = emu.teacher_ids(tenant)[0]
+def test_teacher_link_asks_for_the_least_delegated_scope(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[1]
+    teacher = microsoft.teacher_ids(tenant)[0]
     start = start_teacher_link(settings)
     scope = parse_qs(urlsplit(start.auth_url).query)["scope"][0].split()
     assert sorted(scope) == sorted(["EduRoster.ReadBasic", "openid", "profile", "offline_access"])
     assert parse_qs(urlsplit(start.auth_url).query)["code_challenge_method"] == ["S256"]
     assert "hidden" in repr(start)
-    grant = _teacher_grant(emu, settings, teacher)
+    grant = _teacher_grant(microsoft, settings, teacher)
     assert (grant.tenant_id, grant.user_id) == (tenant, teacher)
     assert "EduRoster.ReadBasic" in grant.scopes
     assert set(json.loads(grant.token_cache)) >= {"AccessToken", "RefreshToken", "Account"}
     assert grant.token_cache not in repr(grant)
 
 
-def test_a_grant_without_the_roster_scope_is_refused(emu: MicrosoftEmulator, settings: Settings) -> None:
-    emu.grant_consent(emu.tenant_ids[0], delegated=[])
+def test_a_grant_without_the_roster_scope_is_refused(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    microsoft.grant_consent(microsoft.tenant_ids[0], delegated=[])
     with pytest.raises(LinkRefused, match=r"EduRoster\.ReadBasic"):
-        _teacher_grant(emu, settings)
+        _teacher_grant(microsoft, settings)
 
 
-def test_a_callback_of_another_link_is_refused(emu: MicrosoftEmulator, settings: Settings) -> None:
+def test_a_callback_of_another_link_is_refused(microsoft: MicrosoftEmulator, settings: Settings) -> None:
     first, second = start_teacher_link(settings), start_teacher_link(settings)
     with http_session(settings) as session:
         callback = session.get(first.auth_url, allow_redirects=False, timeout=5).headers["Location"]
@@ -125,44 +105,44 @@ def test_a_callback_of_another_link_is_refused(emu: MicrosoftEmulator, settings:
         complete_teacher_link(settings, first.flow, "https://platform.example/cb?error=access_denied&state=x")
 
 
-def test_tenant_link_needs_the_application_permission(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_tenant_link_needs_the_application_permission(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
     assert grant.tenant_id == tenant and grant.scopes == {APPLICATION_PERMISSION} and grant.user_id is None
-    probe = _graph_calls(emu)[-1]
+    probe = _graph_calls(microsoft)[-1]
     assert probe.query == {"$select": ["id"], "$top": ["1"]}
-    emu.grant_consent(tenant, application=["EduRoster.ReadBasic.All"])
+    microsoft.grant_consent(tenant, application=["EduRoster.ReadBasic.All"])
     with pytest.raises(LinkRefused, match=APPLICATION_PERMISSION):
         link_tenant(settings, tenant)
-    emu.delete_service_principal(emu.tenant_ids[1])
+    microsoft.delete_service_principal(microsoft.tenant_ids[1])
     with pytest.raises(LinkRefused, match="AADSTS700016"):
-        link_tenant(settings, emu.tenant_ids[1])
-    before = len(emu.requests)
+        link_tenant(settings, microsoft.tenant_ids[1])
+    before = len(microsoft.requests)
     for bad in ("organizations", "common", "a/b", ""):
         with pytest.raises(LinkRefused):
             link_tenant(settings, bad)
-    assert len(emu.requests) == before
+    assert len(microsoft.requests) == before
 
 
 # ------------------------------------------------------------------------------------ reads
 def test_teacher_reads_own_classes_with_select_and_writes_the_cache_back_only_when_changed(
-    emu: MicrosoftEmulator, settings: Settings
+    microsoft: MicrosoftEmulator, settings: Settings
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    teacher = emu.teacher_ids(tenant)[1]
-    grant = _teacher_grant(emu, settings, teacher)
+    tenant = microsoft.tenant_ids[0]
+    teacher = microsoft.teacher_ids(tenant)[1]
+    grant = _teacher_grant(microsoft, settings, teacher)
     saved = Saved()
     with MicrosoftConnector(settings, token_cache=grant.token_cache, on_token_cache=saved) as connector:
         classes = [r for page in connector.classes(MASKS) for r in page.records]
-        assert {c["id"] for c in classes} == set(emu.class_ids(tenant, teacher_id=teacher))
+        assert {c["id"] for c in classes} == set(microsoft.class_ids(tenant, teacher_id=teacher))
         assert all(set(c) == {"id", "displayName"} for c in classes)
         assert connector.change_cursor(MASKS) is None
     assert saved.blobs == []  # the access token came from the cache: nothing changed, nothing written
-    call = _graph_calls(emu)[-1]
+    call = _graph_calls(microsoft)[-1]
     assert call.path == "/v1.0/education/me/classes" and call.query["$select"] == ["id,displayName"]
     assert call.query["$top"] == ["999"]
 
-    emu.expire_access_tokens()
+    microsoft.expire_access_tokens()
     with MicrosoftConnector(settings, token_cache=grant.token_cache, on_token_cache=saved) as connector:
         assert list(connector.classes(MASKS))
     assert len(saved.blobs) == 1  # the refresh rotated the refresh token: written back once
@@ -175,72 +155,74 @@ def test_teacher_reads_own_classes_with_select_and_writes_the_cache_back_only_wh
         list(connector.classes(MASKS))  # the old cache's refresh token was spent by the rotation
 
 
-def test_full_tenant_read_batches_member_lists(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_full_tenant_read_batches_member_lists(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
-    start = len(emu.requests)
+    start = len(microsoft.requests)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         class_pages = list(connector.classes(MASKS))
         class_ids = [r["id"] for page in class_pages for r in page.records]
         pages = list(connector.members(class_ids, MASKS))
         made = connector.requests_made
-    assert sorted(class_ids) == sorted(emu.class_ids(tenant))
+    assert sorted(class_ids) == sorted(microsoft.class_ids(tenant))
     for class_id in class_ids:
         members = [r for p in pages if p.kind == "members" and p.parent_id == class_id for r in p.records]
         teachers = [r for p in pages if p.kind == "teachers" and p.parent_id == class_id for r in p.records]
-        assert [m["id"] for m in members] == emu.members_of(class_id)
+        assert [m["id"] for m in members] == microsoft.members_of(class_id)
         assert all(set(m) == {"id", "primaryRole"} for m in members)
-        assert [t["id"] for t in teachers] == emu.teachers_of(class_id)
+        assert [t["id"] for t in teachers] == microsoft.teachers_of(class_id)
     batches = -(-2 * len(class_ids) // 20)
     assert made == 1 + batches  # one classes page, then 20 member/teacher lists per $batch
-    http_calls = [r for r in emu.requests[start:] if not r.path.startswith("/v1.0/education/classes/")]
+    http_calls = [r for r in microsoft.requests[start:] if not r.path.startswith("/v1.0/education/classes/")]
     assert [r.path for r in http_calls].count("/v1.0/$batch") == batches
-    member_calls = [r for r in emu.requests[start:] if r.path.endswith("/members")]
+    member_calls = [r for r in microsoft.requests[start:] if r.path.endswith("/members")]
     assert member_calls and all(r.query["$select"] == ["id,primaryRole"] for r in member_calls)
 
 
-def test_long_member_lists_follow_next_links(emu: MicrosoftEmulator, settings: Settings, tmp_path: Path) -> None:
-    tenant = emu.tenant_ids[0]
-    class_id = emu.class_ids(tenant)[0]
+def test_long_member_lists_follow_next_links(microsoft: MicrosoftEmulator, settings: Settings, tmp_path: Path) -> None:
+    tenant = microsoft.tenant_ids[0]
+    class_id = microsoft.class_ids(tenant)[0]
     for _ in range(1000):
-        emu.add_student(class_id)
+        microsoft.add_student(class_id)
     grant = link_tenant(settings, tenant)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         pages = list(connector.members([class_id], MASKS))
     members = [r["id"] for p in pages if p.kind == "members" for r in p.records]
-    assert members == emu.members_of(class_id) and len([p for p in pages if p.kind == "members"]) == 2
+    assert members == microsoft.members_of(class_id) and len([p for p in pages if p.kind == "members"]) == 2
 
 
-def test_a_throttled_sub_request_is_retried_without_losing_members(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_a_throttled_sub_request_is_retried_without_losing_members(
+    microsoft: MicrosoftEmulator, settings: Settings
+) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
-    class_ids = emu.class_ids(tenant)
-    emu.fail_next(f"/classes/{class_ids[1]}/members", 429, retry_after=2)
-    emu.fail_next(f"/classes/{class_ids[2]}/teachers", 503)
+    class_ids = microsoft.class_ids(tenant)
+    microsoft.fail_next(f"/classes/{class_ids[1]}/members", 429, retry_after=2)
+    microsoft.fail_next(f"/classes/{class_ids[2]}/teachers", 503)
     waits: list[float] = []
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant, sleep=waits.append) as connector:
         pages = list(connector.members(class_ids, MASKS))
     assert waits == [2.0]
     for class_id in class_ids:
         assert [r["id"] for p in pages if p.kind == "members" and p.parent_id == class_id for r in p.records] == (
-            emu.members_of(class_id)
+            microsoft.members_of(class_id)
         )
         assert [r["id"] for p in pages if p.kind == "teachers" and p.parent_id == class_id for r in p.records] == (
-            emu.teachers_of(class_id)
+            microsoft.teachers_of(class_id)
         )
 
 
-def test_a_long_retry_after_is_rate_limited(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_a_long_retry_after_is_rate_limited(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
-    emu.fail_next("/members", 429, retry_after=120)
+    microsoft.fail_next("/members", 429, retry_after=120)
     with (
         MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector,
         pytest.raises(RateLimited) as raised,
     ):
-        list(connector.members(emu.class_ids(tenant)[:2], MASKS))
+        list(connector.members(microsoft.class_ids(tenant)[:2], MASKS))
     assert raised.value.retry_after == 120
-    emu.fail_next("/education/classes", 429, retry_after=7)
+    microsoft.fail_next("/education/classes", 429, retry_after=7)
     with (
         MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector,
         pytest.raises(RateLimited) as raised,
@@ -249,11 +231,11 @@ def test_a_long_retry_after_is_rate_limited(emu: MicrosoftEmulator, settings: Se
     assert raised.value.retry_after == 7
 
 
-def test_a_class_that_cannot_be_read_is_an_unreadable_marker(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_a_class_that_cannot_be_read_is_an_unreadable_marker(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
-    gone, kept = emu.class_ids(tenant)[:2]
-    emu.delete_class(gone)
+    gone, kept = microsoft.class_ids(tenant)[:2]
+    microsoft.delete_class(gone)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         pages = list(connector.members([gone, kept], MASKS))
     assert Page(kind="unreadable", parent_id=gone, records=()) in pages
@@ -261,32 +243,34 @@ def test_a_class_that_cannot_be_read_is_an_unreadable_marker(emu: MicrosoftEmula
     assert {p.kind for p in pages if p.parent_id == kept} == {"members", "teachers"}
 
 
-def test_a_403_on_one_class_sub_request_stays_an_unreadable_marker(emu: MicrosoftEmulator, settings: Settings) -> None:
+def test_a_403_on_one_class_sub_request_stays_an_unreadable_marker(
+    microsoft: MicrosoftEmulator, settings: Settings
+) -> None:
     # issue 23 made list and /me 403s a block; a class's own 403 still only keeps that class's stored roster
-    tenant = emu.tenant_ids[0]
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
-    denied, kept = emu.class_ids(tenant)[:2]
-    emu.fail_next(f"/education/classes/{denied}/members", 403)
+    denied, kept = microsoft.class_ids(tenant)[:2]
+    microsoft.fail_next(f"/education/classes/{denied}/members", 403)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         pages = list(connector.members([denied, kept], MASKS))
     assert Page(kind="unreadable", parent_id=denied, records=()) in pages
     assert {p.kind for p in pages if p.parent_id == kept} == {"members", "teachers"}
 
 
-def test_without_a_member_mask_no_members_list_is_requested(emu: MicrosoftEmulator, settings: Settings) -> None:
+def test_without_a_member_mask_no_members_list_is_requested(microsoft: MicrosoftEmulator, settings: Settings) -> None:
     """No consent basis for students: only each class's ``teachers`` are read."""
-    tenant = emu.tenant_ids[0]
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
-    class_id = emu.class_ids(tenant)[0]
-    start = len(emu.requests)
+    class_id = microsoft.class_ids(tenant)[0]
+    start = len(microsoft.requests)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         pages = list(connector.members([class_id], {"class": "id", "teacher": "id,displayName"}))
     assert {p.kind for p in pages} == {"teachers"}
-    assert not [r for r in emu.requests[start:] if r.path.endswith("/members")]
+    assert not [r for r in microsoft.requests[start:] if r.path.endswith("/members")]
 
 
-def test_masks_are_required(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_masks_are_required(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         with pytest.raises(ValueError, match="teacher"):
@@ -328,28 +312,28 @@ def test_next_links_stay_on_graphs_host_and_never_loop(settings: Settings) -> No
 
 # ------------------------------------------------------------------------------------ revocation
 def test_consent_withdrawn_under_a_live_teacher_token_is_revoked_after_one_refresh(
-    emu: MicrosoftEmulator, settings: Settings
+    microsoft: MicrosoftEmulator, settings: Settings
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    grant = _teacher_grant(emu, settings)
-    emu.withdraw_consent(tenant)
-    start = len(emu.requests)
+    tenant = microsoft.tenant_ids[0]
+    grant = _teacher_grant(microsoft, settings)
+    microsoft.withdraw_consent(tenant)
+    start = len(microsoft.requests)
     with (
         MicrosoftConnector(settings, token_cache=grant.token_cache) as connector,
         pytest.raises(AccessRevoked) as raised,
     ):
         list(connector.classes(MASKS))
     assert raised.value.reason == "consent_withdrawn"
-    paths = [r.path.rsplit("/", 1)[-1] for r in emu.requests[start:]]
+    paths = [r.path.rsplit("/", 1)[-1] for r in microsoft.requests[start:]]
     # MSAL's discovery, one Graph 401, one refresh refused, and no further Graph call
     assert paths == ["openid-configuration", "classes", "token"]
-    assert not any(token in str(raised.value) for token in emu.issued_tokens())
+    assert not any(token in str(raised.value) for token in microsoft.issued_tokens())
 
 
-def test_consent_withdrawn_for_a_tenant_link_is_scope_missing(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_consent_withdrawn_for_a_tenant_link_is_scope_missing(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
-    emu.withdraw_consent(tenant)
+    microsoft.withdraw_consent(tenant)
     with (
         MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector,
         pytest.raises(ScopeMissing) as raised,
@@ -369,9 +353,9 @@ def test_consent_withdrawn_for_a_tenant_link_is_scope_missing(emu: MicrosoftEmul
     ],
 )
 def test_token_endpoint_refusals_are_classified(
-    emu: MicrosoftEmulator, settings: Settings, control: str, error: type[Exception], reason: str | None
+    microsoft: MicrosoftEmulator, settings: Settings, control: str, error: type[Exception], reason: str | None
 ) -> None:
-    grant = _teacher_grant(emu, settings)
+    grant = _teacher_grant(microsoft, settings)
     argument = {
         "revoke_sessions": (grant.user_id,),
         "expire_refresh_tokens": (grant.user_id,),
@@ -379,8 +363,8 @@ def test_token_endpoint_refusals_are_classified(
         "delete_service_principal": (grant.tenant_id,),
         "expire_client_secret": (),
     }[control]
-    getattr(emu, control)(*argument)
-    emu.expire_access_tokens()
+    getattr(microsoft, control)(*argument)
+    microsoft.expire_access_tokens()
     with (
         MicrosoftConnector(settings, token_cache=grant.token_cache) as connector,
         pytest.raises(error) as raised,
@@ -391,7 +375,7 @@ def test_token_endpoint_refusals_are_classified(
     else:
         assert isinstance(raised.value, TransientError) and not isinstance(raised.value, AccessRevoked)
         assert "CLIENT_SECRET" in str(raised.value)
-    assert not any(token in str(raised.value) for token in emu.issued_tokens())
+    assert not any(token in str(raised.value) for token in microsoft.issued_tokens())
 
 
 def _reader(emu: MicrosoftEmulator, settings: Settings, kind: str) -> MicrosoftConnector:
@@ -405,40 +389,40 @@ def _reader(emu: MicrosoftEmulator, settings: Settings, kind: str) -> MicrosoftC
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 @pytest.mark.parametrize("code", [53003, 530032, 7000112])
 def test_a_policy_block_on_refresh_is_access_blocked_and_no_graph_call_follows(
-    emu: MicrosoftEmulator, settings: Settings, kind: str, code: int
+    microsoft: MicrosoftEmulator, settings: Settings, kind: str, code: int
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    connector = _reader(emu, settings, kind)
-    emu.block_signin(tenant, code)
-    emu.expire_access_tokens()
-    start = len(emu.requests)
+    tenant = microsoft.tenant_ids[0]
+    connector = _reader(microsoft, settings, kind)
+    microsoft.block_signin(tenant, code)
+    microsoft.expire_access_tokens()
+    start = len(microsoft.requests)
     with connector, pytest.raises(AccessBlocked) as raised:
         list(connector.classes(MASKS))
     assert f"AADSTS{code}" in raised.value.public and "admin" in raised.value.public
-    paths = [r.path.rsplit("/", 1)[-1] for r in emu.requests[start:] if "openid" not in r.path]
+    paths = [r.path.rsplit("/", 1)[-1] for r in microsoft.requests[start:] if "openid" not in r.path]
     assert paths == ["classes", "token"], "one Graph 401, one refusal, no Graph call after it"
 
 
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 def test_an_unexpected_claims_challenge_gets_one_refresh_with_its_claims_then_is_blocked(
-    emu: MicrosoftEmulator, settings: Settings, kind: str
+    microsoft: MicrosoftEmulator, settings: Settings, kind: str
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    connector = _reader(emu, settings, kind)
-    emu.force_claims_challenge(tenant)
-    start = len(emu.requests)
+    tenant = microsoft.tenant_ids[0]
+    connector = _reader(microsoft, settings, kind)
+    microsoft.force_claims_challenge(tenant)
+    start = len(microsoft.requests)
     with connector, pytest.raises(AccessBlocked) as raised:
         list(connector.classes(MASKS))
     assert raised.value.reason == "claims_challenge" and "Conditional Access" in raised.value.public
-    calls = [(r.path.rsplit("/", 1)[-1], r.status) for r in emu.requests[start:] if "openid" not in r.path]
+    calls = [(r.path.rsplit("/", 1)[-1], r.status) for r in microsoft.requests[start:] if "openid" not in r.path]
     assert calls == [("classes", 401), ("token", 200), ("classes", 401)], "never a blind refresh, then revoked"
 
 
-def test_a_challenge_in_a_batch_is_blocked_too(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
-    with _reader(emu, settings, "tenant") as connector:
+def test_a_challenge_in_a_batch_is_blocked_too(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[0]
+    with _reader(microsoft, settings, "tenant") as connector:
         class_ids = [c["id"] for page in connector.classes(MASKS) for c in page.records]
-        emu.force_claims_challenge(tenant)
+        microsoft.force_claims_challenge(tenant)
         with pytest.raises(AccessBlocked) as raised:
             list(connector.members(class_ids[:2], MASKS))
     assert raised.value.reason == "claims_challenge"
@@ -449,10 +433,10 @@ def test_a_challenge_in_a_batch_is_blocked_too(emu: MicrosoftEmulator, settings:
     ("denial", "expected"), [("scope", ScopeMissing), ("licence", AccessBlocked), ("ca", AccessBlocked)]
 )
 def test_only_a_missing_scope_is_scope_missing_among_graph_403s(
-    emu: MicrosoftEmulator, settings: Settings, kind: str, denial: str, expected: type[Exception]
+    microsoft: MicrosoftEmulator, settings: Settings, kind: str, denial: str, expected: type[Exception]
 ) -> None:
-    connector = _reader(emu, settings, kind)
-    emu.deny_graph(emu.tenant_ids[0], denial)
+    connector = _reader(microsoft, settings, kind)
+    microsoft.deny_graph(microsoft.tenant_ids[0], denial)
     with connector, pytest.raises(expected) as raised:
         list(connector.classes(MASKS))
     if isinstance(raised.value, AccessBlocked):
@@ -461,16 +445,16 @@ def test_only_a_missing_scope_is_scope_missing_among_graph_403s(
 
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 def test_a_policy_block_at_link_time_is_refused_with_the_admins_words(
-    emu: MicrosoftEmulator, settings: Settings, kind: str
+    microsoft: MicrosoftEmulator, settings: Settings, kind: str
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    emu.block_signin(tenant, 53003)
+    tenant = microsoft.tenant_ids[0]
+    microsoft.block_signin(tenant, 53003)
     with pytest.raises(LinkRefused) as raised:
-        _teacher_grant(emu, settings) if kind == "teacher" else link_tenant(settings, tenant)
+        _teacher_grant(microsoft, settings) if kind == "teacher" else link_tenant(settings, tenant)
     assert "Conditional Access" in str(raised.value) and "AADSTS53003" in str(raised.value)
     assert "not admitted" not in str(raised.value)
-    emu.unblock_signin(tenant)
-    emu.deny_graph(tenant, "licence")
+    microsoft.unblock_signin(tenant)
+    microsoft.deny_graph(tenant, "licence")
     if kind == "tenant":  # the probe meets a 403 that is not a missing permission
         with pytest.raises(LinkRefused) as probed:
             link_tenant(settings, tenant)
@@ -568,8 +552,8 @@ def test_graph_error_map() -> None:
 
 
 # ------------------------------------------------------------------------------------ delta
-def test_delta_no_change_then_changes_with_cursors(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_delta_no_change_then_changes_with_cursors(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         cursor = connector.change_cursor(MASKS)
@@ -581,34 +565,38 @@ def test_delta_no_change_then_changes_with_cursors(emu: MicrosoftEmulator, setti
         assert no_change_cost == 2  # one users delta page, one classes delta page
         assert quiet[0].cursor == cursor and quiet[-1].cursor not in (None, cursor)
 
-        class_id, renamed = emu.class_ids(tenant)[:2]
-        newcomer = emu.add_student(class_id)
-        emu.rename_class(renamed, "Renamed Class")
+        class_id, renamed = microsoft.class_ids(tenant)[:2]
+        newcomer = microsoft.add_student(class_id)
+        microsoft.rename_class(renamed, "Renamed Class")
         pages = list(connector.changes(cursor))
     assert [r["id"] for p in pages if p.kind == "users" for r in p.records] == [newcomer]
     changed = {r["id"]: r for p in pages if p.kind == "classes" for r in p.records}
     assert set(changed) == {class_id, renamed} and changed[renamed]["displayName"] == "Renamed Class"
     assert newcomer in [r["id"] for p in pages if p.kind == "members" and p.parent_id == class_id for r in p.records]
     assert all(p.cursor == cursor for p in pages[:-1]) and pages[-1].cursor != cursor
-    users_delta = [r for r in emu.requests if r.path.endswith("/users/delta")]
+    users_delta = [r for r in microsoft.requests if r.path.endswith("/users/delta")]
     assert users_delta[0].query == {"$select": ["id,primaryRole"], "$top": ["999"]}  # the largest page
 
 
 @pytest.mark.parametrize("status", [400, 410])
-def test_an_expired_delta_link_asks_for_a_full_sync(emu: MicrosoftEmulator, settings: Settings, status: int) -> None:
-    tenant = emu.tenant_ids[0]
+def test_an_expired_delta_link_asks_for_a_full_sync(
+    microsoft: MicrosoftEmulator, settings: Settings, status: int
+) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         cursor = connector.change_cursor(MASKS)
         assert cursor is not None
-        emu.expire_delta_tokens(tenant, status=status)
+        microsoft.expire_delta_tokens(tenant, status=status)
         with pytest.raises(CursorExpired) as raised:
             list(connector.changes(cursor))
     assert raised.value.reason == "expired"
 
 
-def test_old_or_poisoned_cursors_are_refused_without_a_request(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_old_or_poisoned_cursors_are_refused_without_a_request(
+    microsoft: MicrosoftEmulator, settings: Settings
+) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         cursor = connector.change_cursor(MASKS)
@@ -626,27 +614,27 @@ def test_old_or_poisoned_cursors_are_refused_without_a_request(emu: MicrosoftEmu
 
 
 def test_session_trusts_only_the_configured_ca(
-    emu: MicrosoftEmulator, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    microsoft: MicrosoftEmulator, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
     session = http_session(settings)
-    assert session.trust_env is False and session.verify == str(emu.ca_path)
-    assert session.get(f"{emu.authority()}/v2.0/.well-known/openid-configuration", timeout=5).status_code == 200
-    other = http_session(ms_settings(emu, ca_bundle=None))
+    assert session.trust_env is False and session.verify == str(microsoft.ca_path)
+    assert session.get(f"{microsoft.authority()}/v2.0/.well-known/openid-configuration", timeout=5).status_code == 200
+    other = http_session(ms_settings(microsoft, ca_bundle=None))
     with pytest.raises(requests.exceptions.SSLError):
-        other.get(f"{emu.authority()}/v2.0/.well-known/openid-configuration", timeout=5)
+        other.get(f"{microsoft.authority()}/v2.0/.well-known/openid-configuration", timeout=5)
 
 
-def test_a_401_inside_a_batch_earns_one_refresh(emu: MicrosoftEmulator, settings: Settings) -> None:
-    tenant = emu.tenant_ids[0]
+def test_a_401_inside_a_batch_earns_one_refresh(microsoft: MicrosoftEmulator, settings: Settings) -> None:
+    tenant = microsoft.tenant_ids[0]
     grant = link_tenant(settings, tenant)
-    class_ids = emu.class_ids(tenant)[:3]
-    emu.fail_next(f"/classes/{class_ids[0]}/members", 401)
+    class_ids = microsoft.class_ids(tenant)[:3]
+    microsoft.fail_next(f"/classes/{class_ids[0]}/members", 401)
     with MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector:
         pages = list(connector.members(class_ids, MASKS))
     members = [r["id"] for p in pages if p.kind == "members" and p.parent_id == class_ids[0] for r in p.records]
-    assert members == emu.members_of(class_ids[0])
-    emu.fail_next(f"/classes/{class_ids[0]}/members", 401, count=2)
+    assert members == microsoft.members_of(class_ids[0])
+    microsoft.fail_next(f"/classes/{class_ids[0]}/members", 401, count=2)
     with (
         MicrosoftConnector(settings, token_cache=grant.token_cache, tenant_id=tenant) as connector,
         pytest.raises(AccessRevoked),
@@ -655,7 +643,7 @@ def test_a_401_inside_a_batch_earns_one_refresh(emu: MicrosoftEmulator, settings
 
 
 def test_no_token_or_personal_value_in_any_log_line(
-    emu: MicrosoftEmulator, settings: Settings, caplog: pytest.LogCaptureFixture
+    microsoft: MicrosoftEmulator, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """msal logs at DEBUG (account ids, token-cache events), and urllib3 each request line: even with their
     loggers lowered to DEBUG by the application, none of it passes, and nothing we log carries a token,
@@ -663,9 +651,9 @@ def test_no_token_or_personal_value_in_any_log_line(
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="msal")
     caplog.set_level(logging.DEBUG, logger="urllib3")
-    tenant = emu.tenant_ids[0]
-    grant = _teacher_grant(emu, settings)
-    emu.expire_access_tokens()
+    tenant = microsoft.tenant_ids[0]
+    grant = _teacher_grant(microsoft, settings)
+    microsoft.expire_access_tokens()
     saved = Saved()
     with MicrosoftConnector(settings, token_cache=grant.token_cache, on_token_cache=saved) as connector:
         ids = [r["id"] for p in connector.classes(MASKS) for r in p.records]
@@ -675,12 +663,12 @@ def test_no_token_or_personal_value_in_any_log_line(
         cursor = connector.change_cursor(MASKS)
         assert cursor is not None
         list(connector.changes(cursor))
-    emu.withdraw_consent(tenant)
+    microsoft.withdraw_consent(tenant)
     with MicrosoftConnector(settings, token_cache=saved.blobs[-1]) as connector, pytest.raises(AccessRevoked):
         list(connector.classes(MASKS))
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert [r for r in caplog.records if r.name.startswith(("msal", "urllib3")) and r.levelno < logging.WARNING] == []
-    secrets_ = emu.issued_tokens() | {emu.client_secret}
+    secrets_ = microsoft.issued_tokens() | {microsoft.client_secret}
     assert not [s for s in secrets_ if s in text]
-    students = {emu.user_record(u)["displayName"] for u in emu.student_ids(tenant)}
+    students = {microsoft.user_record(u)["displayName"] for u in microsoft.student_ids(tenant)}
     assert not [s for s in students if s in text]

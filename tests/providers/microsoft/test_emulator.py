@@ -28,17 +28,13 @@ PERSONAL = {
     "teacher", "onPremisesInfo", "createdBy", "learnerWellbeingNote",
 }  # fmt: skip
 
-
-@pytest.fixture
-def emu(tmp_path: Path) -> Iterator[MicrosoftEmulator]:
-    with MicrosoftEmulator(cert_dir=tmp_path, tenants=2, teachers=2, students_per_course=6) as emulator:
-        yield emulator
+pytestmark = pytest.mark.microsoft(tenants=2, teachers=2, students_per_course=6)
 
 
 @pytest.fixture
-def http(emu: MicrosoftEmulator) -> Iterator[requests.Session]:
+def http(microsoft: MicrosoftEmulator) -> Iterator[requests.Session]:
     session = requests.Session()
-    session.verify = str(emu.ca_path)
+    session.verify = str(microsoft.ca_path)
     session.trust_env = False
     yield session
     session.close()
@@ -82,40 +78,44 @@ def _get(http: requests.Session, url: str, token: str, **params: str) -> request
 
 # ------------------------------------------------------------------------------------ identity
 def test_openid_configuration_advertises_https_endpoints_per_tenant(
-    emu: MicrosoftEmulator, http: requests.Session
+    microsoft: MicrosoftEmulator, http: requests.Session
 ) -> None:
-    for tenant in ("organizations", emu.tenant_ids[0]):
-        config = http.get(f"{emu.authority(tenant)}/v2.0/.well-known/openid-configuration", timeout=TIMEOUT).json()
-        assert config["token_endpoint"] == f"{emu.authority(tenant)}/oauth2/v2.0/token"
+    for tenant in ("organizations", microsoft.tenant_ids[0]):
+        config = http.get(
+            f"{microsoft.authority(tenant)}/v2.0/.well-known/openid-configuration", timeout=TIMEOUT
+        ).json()
+        assert config["token_endpoint"] == f"{microsoft.authority(tenant)}/oauth2/v2.0/token"
         assert all(config[k].startswith("https://") for k in ("authorization_endpoint", "token_endpoint", "issuer"))
-    unknown = http.get(f"{emu.authority('no-such-tenant')}/v2.0/.well-known/openid-configuration", timeout=TIMEOUT)
+    unknown = http.get(
+        f"{microsoft.authority('no-such-tenant')}/v2.0/.well-known/openid-configuration", timeout=TIMEOUT
+    )
     assert unknown.status_code == 400 and unknown.json()["error_codes"] == [90002]
 
 
-def test_msal_auth_code_flow_with_pkce_and_nonce(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    teacher = emu.teacher_ids(emu.tenant_ids[1])[0]
-    emu.set_signin_user(teacher)
-    app = _app(emu, http)
-    result = _sign_in(emu, http, app)
+def test_msal_auth_code_flow_with_pkce_and_nonce(microsoft: MicrosoftEmulator, http: requests.Session) -> None:
+    teacher = microsoft.teacher_ids(microsoft.tenant_ids[1])[0]
+    microsoft.set_signin_user(teacher)
+    app = _app(microsoft, http)
+    result = _sign_in(microsoft, http, app)
     assert "access_token" in result, result.get("error")
-    assert result["id_token_claims"]["oid"] == teacher and result["id_token_claims"]["tid"] == emu.tenant_ids[1]
+    assert result["id_token_claims"]["oid"] == teacher and result["id_token_claims"]["tid"] == microsoft.tenant_ids[1]
     assert "EduRoster.ReadBasic" in result["scope"].split()
-    assert app.get_accounts()[0]["home_account_id"] == f"{teacher}.{emu.tenant_ids[1]}"
-    token_calls = [r for r in emu.requests if r.path.endswith("/oauth2/v2.0/token")]
+    assert app.get_accounts()[0]["home_account_id"] == f"{teacher}.{microsoft.tenant_ids[1]}"
+    token_calls = [r for r in microsoft.requests if r.path.endswith("/oauth2/v2.0/token")]
     assert len(token_calls) == 1 and token_calls[0].status == 200
 
 
-def test_code_is_single_use_and_pkce_is_checked(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    app = _app(emu, http)
+def test_code_is_single_use_and_pkce_is_checked(microsoft: MicrosoftEmulator, http: requests.Session) -> None:
+    app = _app(microsoft, http)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         flow = app.initiate_auth_code_flow(["EduRoster.ReadBasic"], redirect_uri=REDIRECT_URI)
     location = http.get(flow["auth_uri"], allow_redirects=False, timeout=TIMEOUT).headers["Location"]
     code = parse_qs(urlsplit(location).query)["code"][0]
-    token_url = f"{emu.authority()}/oauth2/v2.0/token"
+    token_url = f"{microsoft.authority()}/oauth2/v2.0/token"
     form = {
-        "client_id": emu.client_id,
-        "client_secret": emu.client_secret,
+        "client_id": microsoft.client_id,
+        "client_secret": microsoft.client_secret,
         "grant_type": "authorization_code",
         "code": code,
         "redirect_uri": REDIRECT_URI,
@@ -128,18 +128,20 @@ def test_code_is_single_use_and_pkce_is_checked(emu: MicrosoftEmulator, http: re
     assert reused.json()["error"] == "invalid_grant" and reused.json()["error_codes"] == [70008]
 
 
-def test_refresh_rotates_and_the_spent_refresh_token_is_refused(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    app = _app(emu, http)
-    first = _sign_in(emu, http, app)
+def test_refresh_rotates_and_the_spent_refresh_token_is_refused(
+    microsoft: MicrosoftEmulator, http: requests.Session
+) -> None:
+    app = _app(microsoft, http)
+    first = _sign_in(microsoft, http, app)
     account = app.get_accounts()[0]
     second = app.acquire_token_silent_with_error(["EduRoster.ReadBasic"], account, force_refresh=True)
     assert second is not None and "access_token" in second
     assert second["refresh_token"] != first["refresh_token"]
     replay = http.post(
-        f"{emu.authority()}/oauth2/v2.0/token",
+        f"{microsoft.authority()}/oauth2/v2.0/token",
         data={
-            "client_id": emu.client_id,
-            "client_secret": emu.client_secret,
+            "client_id": microsoft.client_id,
+            "client_secret": microsoft.client_secret,
             "grant_type": "refresh_token",
             "refresh_token": first["refresh_token"],
         },
@@ -149,12 +151,12 @@ def test_refresh_rotates_and_the_spent_refresh_token_is_refused(emu: MicrosoftEm
 
 
 @pytest.mark.filterwarnings("ignore:Using /common or /organizations authority:DeprecationWarning")
-def test_client_credentials_need_a_tenant_and_dot_default(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    tenant = emu.tenant_ids[0]
-    assert "access_token" in _app(emu, http, tenant).acquire_token_for_client(DEFAULT)
-    narrow = _app(emu, http, tenant).acquire_token_for_client([GRAPH_RESOURCE + "/EduRoster.Read.All"])
+def test_client_credentials_need_a_tenant_and_dot_default(microsoft: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = microsoft.tenant_ids[0]
+    assert "access_token" in _app(microsoft, http, tenant).acquire_token_for_client(DEFAULT)
+    narrow = _app(microsoft, http, tenant).acquire_token_for_client([GRAPH_RESOURCE + "/EduRoster.Read.All"])
     assert narrow["error"] == "invalid_scope"
-    assert _app(emu, http, "organizations").acquire_token_for_client(DEFAULT)["error_codes"] == [90002]
+    assert _app(microsoft, http, "organizations").acquire_token_for_client(DEFAULT)["error_codes"] == [90002]
 
 
 @pytest.mark.parametrize(
@@ -169,10 +171,10 @@ def test_client_credentials_need_a_tenant_and_dot_default(emu: MicrosoftEmulator
     ],
 )
 def test_token_endpoint_errors_carry_the_documented_aadsts_codes(
-    emu: MicrosoftEmulator, http: requests.Session, control: str, error: str, code: int
+    microsoft: MicrosoftEmulator, http: requests.Session, control: str, error: str, code: int
 ) -> None:
-    app = _app(emu, http)
-    result = _sign_in(emu, http, app)
+    app = _app(microsoft, http)
+    result = _sign_in(microsoft, http, app)
     teacher, tenant = result["id_token_claims"]["oid"], result["id_token_claims"]["tid"]
     argument = {
         "withdraw_consent": (tenant,),
@@ -182,7 +184,7 @@ def test_token_endpoint_errors_carry_the_documented_aadsts_codes(
         "delete_service_principal": (tenant,),
         "expire_client_secret": (),
     }[control]
-    getattr(emu, control)(*argument)
+    getattr(microsoft, control)(*argument)
     refreshed = app.acquire_token_silent_with_error(["EduRoster.ReadBasic"], app.get_accounts()[0], force_refresh=True)
     assert refreshed is not None and refreshed["error"] == error and refreshed["error_codes"] == [code]
     assert "AADSTS" in refreshed["error_description"]
@@ -192,80 +194,82 @@ def test_token_endpoint_errors_carry_the_documented_aadsts_codes(
 
 @pytest.mark.parametrize("cp1", [True, False])
 def test_consent_withdrawn_cuts_a_live_access_token_and_challenges_only_a_capable_client(
-    emu: MicrosoftEmulator, http: requests.Session, cp1: bool
+    microsoft: MicrosoftEmulator, http: requests.Session, cp1: bool
 ) -> None:
     # claims-challenge page: Entra challenges only a client that declared "cp1"; any other just fails
-    tenant = emu.tenant_ids[0]
-    result = _app(emu, http, tenant, cp1=cp1).acquire_token_for_client(DEFAULT)
+    tenant = microsoft.tenant_ids[0]
+    result = _app(microsoft, http, tenant, cp1=cp1).acquire_token_for_client(DEFAULT)
     token = str(result["access_token"])
-    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200
-    emu.withdraw_consent(tenant)
-    cut = _get(http, f"{emu.graph_endpoint}/education/classes", token)
+    assert _get(http, f"{microsoft.graph_endpoint}/education/classes", token).status_code == 200
+    microsoft.withdraw_consent(tenant)
+    cut = _get(http, f"{microsoft.graph_endpoint}/education/classes", token)
     assert cut.status_code == 401 and cut.json()["error"]["code"] == "InvalidAuthenticationToken"
     challenged = 'error="insufficient_claims"' in cut.headers.get("WWW-Authenticate", "")
     assert challenged is cp1
-    fresh = _app_token(emu, http, tenant)  # client credentials still work, but the token carries no roles
-    denied = _get(http, f"{emu.graph_endpoint}/education/classes", fresh)
+    fresh = _app_token(microsoft, http, tenant)  # client credentials still work, but the token carries no roles
+    denied = _get(http, f"{microsoft.graph_endpoint}/education/classes", fresh)
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "AccessDenied"
 
 
 # ------------------------------------------------------------------------------------ Graph
 def test_fully_read_users_carry_every_personal_property_and_an_unknown_one(
-    emu: MicrosoftEmulator, http: requests.Session
+    microsoft: MicrosoftEmulator, http: requests.Session
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
-    users = _get(http, f"{emu.graph_endpoint}/education/users", token, **{"$top": "999"}).json()["value"]
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
+    users = _get(http, f"{microsoft.graph_endpoint}/education/users", token, **{"$top": "999"}).json()["value"]
     students = [u for u in users if u["primaryRole"] == "student"]
     assert students and all(set(u) >= PERSONAL for u in users)
     student = students[0]
     assert {"birthDate", "gender", "studentNumber", "externalId", "grade", "graduationYear"} <= set(student["student"])
     assert student["relatedContacts"][0]["emailAddress"] and student["residenceAddress"]["street"]
-    strings = emu.personal_strings()
+    strings = microsoft.personal_strings()
     assert student["student"]["birthDate"] in strings and student["relatedContacts"][0]["displayName"] in strings
 
 
 def test_delegated_tokens_see_the_minimal_set_and_only_their_own_classes(
-    emu: MicrosoftEmulator, http: requests.Session
+    microsoft: MicrosoftEmulator, http: requests.Session
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    teacher = emu.teacher_ids(tenant)[0]
-    emu.set_signin_user(teacher)
-    token = _sign_in(emu, http, _app(emu, http))["access_token"]
-    classes = _get(http, f"{emu.graph_endpoint}/education/me/classes", token).json()["value"]
-    assert {c["id"] for c in classes} == set(emu.class_ids(tenant, teacher_id=teacher))
-    members = _get(http, f"{emu.graph_endpoint}/education/classes/{classes[0]['id']}/members", token).json()["value"]
+    tenant = microsoft.tenant_ids[0]
+    teacher = microsoft.teacher_ids(tenant)[0]
+    microsoft.set_signin_user(teacher)
+    token = _sign_in(microsoft, http, _app(microsoft, http))["access_token"]
+    classes = _get(http, f"{microsoft.graph_endpoint}/education/me/classes", token).json()["value"]
+    assert {c["id"] for c in classes} == set(microsoft.class_ids(tenant, teacher_id=teacher))
+    members = _get(http, f"{microsoft.graph_endpoint}/education/classes/{classes[0]['id']}/members", token).json()[
+        "value"
+    ]
     assert all("mail" not in m and "relatedContacts" not in m for m in members)
-    assert _get(http, f"{emu.graph_endpoint}/education/users", token).status_code == 403
-    me = _get(http, f"{emu.graph_endpoint}/education/me", token, **{"$select": "id,primaryRole"}).json()
+    assert _get(http, f"{microsoft.graph_endpoint}/education/users", token).status_code == 403
+    me = _get(http, f"{microsoft.graph_endpoint}/education/me", token, **{"$select": "id,primaryRole"}).json()
     assert me["id"] == teacher and me["primaryRole"] == "teacher" and "displayName" not in me
 
 
-def test_select_top_and_absolute_next_links(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
-    class_id = emu.class_ids(tenant)[0]
-    url: str | None = f"{emu.graph_endpoint}/education/classes/{class_id}/members?$select=id,primaryRole&$top=3"
+def test_select_top_and_absolute_next_links(microsoft: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
+    class_id = microsoft.class_ids(tenant)[0]
+    url: str | None = f"{microsoft.graph_endpoint}/education/classes/{class_id}/members?$select=id,primaryRole&$top=3"
     seen: list[str] = []
     while url:
         body = _get(http, url, token).json()
         assert all(set(m) == {"id", "primaryRole"} for m in body["value"]) and len(body["value"]) <= 3
         seen += [m["id"] for m in body["value"]]
         url = body.get("@odata.nextLink")
-        assert url is None or url.startswith(emu.graph_endpoint + "/")
-    assert seen == emu.members_of(class_id)
-    clamped = _get(http, f"{emu.graph_endpoint}/education/users", token, **{"$top": "100000"})
+        assert url is None or url.startswith(microsoft.graph_endpoint + "/")
+    assert seen == microsoft.members_of(class_id)
+    clamped = _get(http, f"{microsoft.graph_endpoint}/education/users", token, **{"$top": "100000"})
     assert clamped.status_code == 200
-    bad = _get(http, f"{emu.graph_endpoint}/education/users", token, **{"$select": "id,noSuchProperty"})
+    bad = _get(http, f"{microsoft.graph_endpoint}/education/users", token, **{"$select": "id,noSuchProperty"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "BadRequest"
 
 
-def test_application_permission_levels(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    tenant = emu.tenant_ids[0]
-    emu.grant_consent(tenant, application=["EduRoster.ReadBasic.All"])
-    token = _app_token(emu, http, tenant)
-    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 403
-    delta = _get(http, f"{emu.graph_endpoint}/education/users/delta", token).json()["value"]
+def test_application_permission_levels(microsoft: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = microsoft.tenant_ids[0]
+    microsoft.grant_consent(tenant, application=["EduRoster.ReadBasic.All"])
+    token = _app_token(microsoft, http, tenant)
+    assert _get(http, f"{microsoft.graph_endpoint}/education/classes", token).status_code == 403
+    delta = _get(http, f"{microsoft.graph_endpoint}/education/users/delta", token).json()["value"]
     assert delta and all("birthDate" not in json.dumps(u) and "relatedContacts" not in u for u in delta)
 
 
@@ -280,24 +284,24 @@ def _delta_round(http: requests.Session, url: str, token: str) -> tuple[list[dic
         url = body["@odata.nextLink"]
 
 
-def test_delta_reports_changes_since_the_delta_link(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
+def test_delta_reports_changes_since_the_delta_link(microsoft: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
     users, users_link = _delta_round(
-        http, f"{emu.graph_endpoint}/education/users/delta?$select=id,primaryRole&$top=5", token
+        http, f"{microsoft.graph_endpoint}/education/users/delta?$select=id,primaryRole&$top=5", token
     )
-    classes, classes_link = _delta_round(http, f"{emu.graph_endpoint}/education/classes/delta?$select=id", token)
-    assert len(users) == len(emu.student_ids(tenant)) + len(emu.teacher_ids(tenant))
-    assert all(set(u) == {"id", "primaryRole"} for u in users) and len(classes) == len(emu.class_ids(tenant))
+    classes, classes_link = _delta_round(http, f"{microsoft.graph_endpoint}/education/classes/delta?$select=id", token)
+    assert len(users) == len(microsoft.student_ids(tenant)) + len(microsoft.teacher_ids(tenant))
+    assert all(set(u) == {"id", "primaryRole"} for u in users) and len(classes) == len(microsoft.class_ids(tenant))
     assert _delta_round(http, users_link, token)[0] == [] and _delta_round(http, classes_link, token)[0] == []
-    class_id = emu.class_ids(tenant)[0]
-    newcomer = emu.add_student(class_id)
-    emu.rename_class(emu.class_ids(tenant)[1], "Renamed")
+    class_id = microsoft.class_ids(tenant)[0]
+    newcomer = microsoft.add_student(class_id)
+    microsoft.rename_class(microsoft.class_ids(tenant)[1], "Renamed")
     changed_users, users_link = _delta_round(http, users_link, token)
     changed_classes, _ = _delta_round(http, classes_link, token)
     assert changed_users == [{"id": newcomer, "primaryRole": "student"}]
-    assert {c["id"] for c in changed_classes} == {class_id, emu.class_ids(tenant)[1]}
-    emu.delete_class(class_id)  # Graph documents that class delta does not report deletions
+    assert {c["id"] for c in changed_classes} == {class_id, microsoft.class_ids(tenant)[1]}
+    microsoft.delete_class(class_id)  # Graph documents that class delta does not report deletions
     assert class_id not in {c["id"] for c in _delta_round(http, classes_link, token)[0]}
 
 
@@ -318,102 +322,108 @@ def test_delta_removed_entries_when_enabled(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("status", "code"), [(400, "syncStateNotFound"), (410, "resyncRequired")])
-def test_expired_delta_links(emu: MicrosoftEmulator, http: requests.Session, status: int, code: str) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
-    _, link = _delta_round(http, f"{emu.graph_endpoint}/education/classes/delta", token)
-    emu.expire_delta_tokens(tenant, status=status)
+def test_expired_delta_links(microsoft: MicrosoftEmulator, http: requests.Session, status: int, code: str) -> None:
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
+    _, link = _delta_round(http, f"{microsoft.graph_endpoint}/education/classes/delta", token)
+    microsoft.expire_delta_tokens(tenant, status=status)
     expired = _get(http, link, token)
     assert expired.status_code == status and expired.json()["error"]["code"] == code
     if status == 410:
         assert "/education/classes/delta" in expired.headers["Location"]
-    fresh, _ = _delta_round(http, f"{emu.graph_endpoint}/education/classes/delta", token)
-    assert len(fresh) == len(emu.class_ids(tenant))
+    fresh, _ = _delta_round(http, f"{microsoft.graph_endpoint}/education/classes/delta", token)
+    assert len(fresh) == len(microsoft.class_ids(tenant))
 
 
-def test_batch_answers_each_sub_request_on_its_own_and_logs_it(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
-    class_ids = emu.class_ids(tenant)[:3]
-    emu.fail_next(f"/classes/{class_ids[1]}/members", 429, retry_after=2)
+def test_batch_answers_each_sub_request_on_its_own_and_logs_it(
+    microsoft: MicrosoftEmulator, http: requests.Session
+) -> None:
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
+    class_ids = microsoft.class_ids(tenant)[:3]
+    microsoft.fail_next(f"/classes/{class_ids[1]}/members", 429, retry_after=2)
     requests_ = [
         {"id": str(i), "method": "GET", "url": f"/education/classes/{cid}/members?$select=id,primaryRole"}
         for i, cid in enumerate(class_ids)
     ]
     answer = http.post(
-        f"{emu.graph_endpoint}/$batch", json={"requests": requests_}, headers={"Authorization": f"Bearer {token}"}
+        f"{microsoft.graph_endpoint}/$batch", json={"requests": requests_}, headers={"Authorization": f"Bearer {token}"}
     )
     by_id = {r["id"]: r for r in answer.json()["responses"]}
     assert by_id["1"]["status"] == 429 and by_id["1"]["headers"]["Retry-After"] == "2"
-    assert by_id["0"]["status"] == 200 and [m["id"] for m in by_id["2"]["body"]["value"]] == emu.members_of(
+    assert by_id["0"]["status"] == 200 and [m["id"] for m in by_id["2"]["body"]["value"]] == microsoft.members_of(
         class_ids[2]
     )
-    logged = [r for r in emu.requests if r.path.endswith("/members")]
+    logged = [r for r in microsoft.requests if r.path.endswith("/members")]
     assert len(logged) == 3 and all(r.query["$select"] == ["id,primaryRole"] for r in logged)
     too_many = http.post(
-        f"{emu.graph_endpoint}/$batch", json={"requests": requests_ * 7}, headers={"Authorization": f"Bearer {token}"}
+        f"{microsoft.graph_endpoint}/$batch",
+        json={"requests": requests_ * 7},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert too_many.status_code == 400
 
 
-def test_throttling_and_server_errors_in_graphs_shape(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
-    emu.fail_next("/education/classes", 429, retry_after=7)
-    emu.fail_next("/education/users", 503)
-    throttled = _get(http, f"{emu.graph_endpoint}/education/classes", token)
+def test_throttling_and_server_errors_in_graphs_shape(microsoft: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
+    microsoft.fail_next("/education/classes", 429, retry_after=7)
+    microsoft.fail_next("/education/users", 503)
+    throttled = _get(http, f"{microsoft.graph_endpoint}/education/classes", token)
     assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "7"
     assert throttled.json()["error"]["code"] == "TooManyRequests"
-    assert _get(http, f"{emu.graph_endpoint}/education/users", token).status_code == 503
-    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200
+    assert _get(http, f"{microsoft.graph_endpoint}/education/users", token).status_code == 503
+    assert _get(http, f"{microsoft.graph_endpoint}/education/classes", token).status_code == 200
 
 
-def test_corrupted_answers_break_the_way_they_say(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
-    url = f"{emu.graph_endpoint}/education/classes"
-    emu.corrupt_next("/education/classes", "malformed_json")
+def test_corrupted_answers_break_the_way_they_say(microsoft: MicrosoftEmulator, http: requests.Session) -> None:
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
+    url = f"{microsoft.graph_endpoint}/education/classes"
+    microsoft.corrupt_next("/education/classes", "malformed_json")
     cut = _get(http, url, token, **{"$select": "id"})
     assert cut.status_code == 200
     with pytest.raises(ValueError):
         json.loads(cut.content)
-    emu.corrupt_next("/education/classes", "html_page", status=502)
+    microsoft.corrupt_next("/education/classes", "html_page", status=502)
     page = _get(http, url, token)
     assert page.status_code == 502 and page.headers["Content-Type"] == "text/html" and b"<html>" in page.content
-    emu.corrupt_next("/education/classes", "missing_value")
+    microsoft.corrupt_next("/education/classes", "missing_value")
     assert "value" not in _get(http, url, token).json()
-    emu.corrupt_next("/education/classes", "next_link_loop")
+    microsoft.corrupt_next("/education/classes", "next_link_loop")
     looped = _get(http, url, token, **{"$select": "id"})
     assert looped.json()["@odata.nextLink"] == f"{url}?$select=id"
-    emu.corrupt_next("/education/users/delta", "foreign_next_link", link="https://elsewhere.test/v1.0/x")
-    assert _get(http, f"{emu.graph_endpoint}/education/users/delta", token).json()["@odata.deltaLink"] == (
+    microsoft.corrupt_next("/education/users/delta", "foreign_next_link", link="https://elsewhere.test/v1.0/x")
+    assert _get(http, f"{microsoft.graph_endpoint}/education/users/delta", token).json()["@odata.deltaLink"] == (
         "https://elsewhere.test/v1.0/x"
     )
-    class_id = emu.class_ids(tenant)[0]
-    emu.corrupt_next("/members", "html_page", status=200)
+    class_id = microsoft.class_ids(tenant)[0]
+    microsoft.corrupt_next("/members", "html_page", status=200)
     answer = http.post(
-        f"{emu.graph_endpoint}/$batch",
+        f"{microsoft.graph_endpoint}/$batch",
         json={"requests": [{"id": "1", "method": "GET", "url": f"/education/classes/{class_id}/members"}]},
         headers={"Authorization": f"Bearer {token}"},
     )
     sub = answer.json()["responses"][0]
     assert sub["status"] == 200 and isinstance(sub["body"], str), "a non-JSON sub-response body comes base64-encoded"
     assert _get(http, url, token).json()["value"], "each corruption is served once"
-    emu.corrupt_next("/education/classes", "missing_value", count=5)
-    emu.clear_corruptions()
+    microsoft.corrupt_next("/education/classes", "missing_value", count=5)
+    microsoft.clear_corruptions()
     assert "value" in _get(http, url, token).json()
 
 
-def test_deleted_class_is_404_and_members_changes_are_visible(emu: MicrosoftEmulator, http: requests.Session) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
-    class_id = emu.class_ids(tenant)[0]
-    student = next(m for m in emu.members_of(class_id) if m in emu.student_ids(tenant))
-    emu.remove_member(class_id, student)
-    members = _get(http, f"{emu.graph_endpoint}/education/classes/{class_id}/members", token).json()["value"]
+def test_deleted_class_is_404_and_members_changes_are_visible(
+    microsoft: MicrosoftEmulator, http: requests.Session
+) -> None:
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
+    class_id = microsoft.class_ids(tenant)[0]
+    student = next(m for m in microsoft.members_of(class_id) if m in microsoft.student_ids(tenant))
+    microsoft.remove_member(class_id, student)
+    members = _get(http, f"{microsoft.graph_endpoint}/education/classes/{class_id}/members", token).json()["value"]
     assert student not in {m["id"] for m in members}
-    emu.delete_class(class_id)
-    gone = _get(http, f"{emu.graph_endpoint}/education/classes/{class_id}", token)
+    microsoft.delete_class(class_id)
+    gone = _get(http, f"{microsoft.graph_endpoint}/education/classes/{class_id}", token)
     assert gone.status_code == 404
 
 
@@ -436,24 +446,24 @@ def test_the_shared_district_generator_is_unchanged() -> None:
     ],
 )
 def test_block_signin_refuses_a_users_or_tenants_token_requests_until_unblocked(
-    emu: MicrosoftEmulator, http: requests.Session, code: int, suberror: str | None, error: str, sent: str | None
+    microsoft: MicrosoftEmulator, http: requests.Session, code: int, suberror: str | None, error: str, sent: str | None
 ) -> None:
-    app = _app(emu, http)
-    result = _sign_in(emu, http, app)
+    app = _app(microsoft, http)
+    result = _sign_in(microsoft, http, app)
     teacher, tenant = result["id_token_claims"]["oid"], result["id_token_claims"]["tid"]
-    emu.block_signin(teacher, code, suberror=suberror)
+    microsoft.block_signin(teacher, code, suberror=suberror)
     refused = app.acquire_token_silent_with_error(["EduRoster.ReadBasic"], app.get_accounts()[0], force_refresh=True)
     assert refused is not None and refused["error"] == error and refused["error_codes"] == [code]
     assert refused.get("suberror") == sent
-    assert "access_token" in _app(emu, http, tenant).acquire_token_for_client(DEFAULT), "only the user is blocked"
-    emu.block_signin(tenant, code)
-    assert _app(emu, http, tenant).acquire_token_for_client(DEFAULT)["error_codes"] == [code]
-    emu.unblock_signin(teacher)
-    emu.unblock_signin(tenant)
+    assert "access_token" in _app(microsoft, http, tenant).acquire_token_for_client(DEFAULT), "only the user is blocked"
+    microsoft.block_signin(tenant, code)
+    assert _app(microsoft, http, tenant).acquire_token_for_client(DEFAULT)["error_codes"] == [code]
+    microsoft.unblock_signin(teacher)
+    microsoft.unblock_signin(tenant)
     later = msal.ConfidentialClientApplication(  # a new app: MSAL's throttle cache replays the refusal
-        emu.client_id,
-        client_credential=emu.client_secret,
-        authority=emu.authority(tenant),
+        microsoft.client_id,
+        client_credential=microsoft.client_secret,
+        authority=microsoft.authority(tenant),
         http_client=http,
         instance_discovery=False,
         token_cache=app.token_cache,
@@ -471,26 +481,26 @@ def test_block_signin_refuses_a_users_or_tenants_token_requests_until_unblocked(
     ],
 )
 def test_deny_graph_answers_403_of_each_kind(
-    emu: MicrosoftEmulator, http: requests.Session, kind: str, code: str, message: str, challenged: bool
+    microsoft: MicrosoftEmulator, http: requests.Session, kind: str, code: str, message: str, challenged: bool
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
-    emu.deny_graph(tenant, kind)
-    denied = _get(http, f"{emu.graph_endpoint}/education/classes", token)
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
+    microsoft.deny_graph(tenant, kind)
+    denied = _get(http, f"{microsoft.graph_endpoint}/education/classes", token)
     assert denied.status_code == 403 and denied.json()["error"]["code"] == code
     assert denied.json()["error"]["message"] == message
     assert ('error="insufficient_claims"' in denied.headers.get("WWW-Authenticate", "")) is challenged
-    emu.allow_graph(tenant)
-    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200
+    microsoft.allow_graph(tenant)
+    assert _get(http, f"{microsoft.graph_endpoint}/education/classes", token).status_code == 200
 
 
 def test_a_forced_claims_challenge_meets_any_client_until_lifted(
-    emu: MicrosoftEmulator, http: requests.Session
+    microsoft: MicrosoftEmulator, http: requests.Session
 ) -> None:
-    tenant = emu.tenant_ids[0]
-    token = _app_token(emu, http, tenant)
-    emu.force_claims_challenge(tenant)
-    challenged = _get(http, f"{emu.graph_endpoint}/education/classes", token)
+    tenant = microsoft.tenant_ids[0]
+    token = _app_token(microsoft, http, tenant)
+    microsoft.force_claims_challenge(tenant)
+    challenged = _get(http, f"{microsoft.graph_endpoint}/education/classes", token)
     assert challenged.status_code == 401 and 'error="insufficient_claims"' in challenged.headers["WWW-Authenticate"]
-    emu.force_claims_challenge(tenant, on=False)
-    assert _get(http, f"{emu.graph_endpoint}/education/classes", token).status_code == 200
+    microsoft.force_claims_challenge(tenant, on=False)
+    assert _get(http, f"{microsoft.graph_endpoint}/education/classes", token).status_code == 200

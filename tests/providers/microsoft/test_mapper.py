@@ -27,7 +27,7 @@ from mappers.microsoft import (
 from mappers.microsoft import MAIL_PERMISSION as MICROSOFT_MAIL_PERMISSION
 from mappers.policy import MappingContext, Pseudonymiser
 from mappers.records import ClassRecord, PersonRecord
-from tests.providers.microsoft.test_connector import ms_settings
+from tests.microsoft_fixtures import ms_settings
 
 pytestmark = pytest.mark.microsoft(tenants=1, teachers=2, students_per_course=6)
 

@@ -15,10 +15,9 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 from sqlalchemy import func, select
 
-from connectors.microsoft import ClientRejected, http_session
-from devtools.demo import consent_headlessly
+from connectors.microsoft import ClientRejected
 from emulators.microsoft import MicrosoftEmulator
-from services.linking import LinkError, complete_link, link_org, start_link
+from services.linking import LinkError, link_org
 from services.revoke import revoke_integration
 from settings import Settings
 from store import integrations
@@ -29,22 +28,13 @@ from sync.cycle import run_sync
 from sync.grants import AtProvider
 from tests.conftest import MessageRecorder
 from tests.helpers import classes, dump_tables, enrollments, people
-from tests.microsoft_fixtures import microsoft_settings_for
+from tests.microsoft_fixtures import link_microsoft_teacher, microsoft_settings_for
 from worker import broker as brokers
 
 
 @pytest.fixture
 def settings(microsoft: MicrosoftEmulator, database_url: str) -> Settings:
     return microsoft_settings_for(microsoft, database_url)
-
-
-def link_teacher(runtime: Runtime, microsoft: MicrosoftEmulator, user_id: str, platform_teacher: str = "t-1") -> int:
-    """link start -> the emulator's consent screen (headless) -> link complete."""
-    microsoft.set_signin_user(user_id)
-    url = start_link(runtime, provider_name="microsoft", teacher=platform_teacher)
-    with http_session(runtime.settings) as browser:
-        callback = consent_headlessly(browser, url)
-    return complete_link(runtime, callback)
 
 
 def graph_calls(microsoft: MicrosoftEmulator, since: int = 0) -> list[Any]:
@@ -98,7 +88,7 @@ def test_teacher_link_end_to_end_syncs_own_classes_with_students_as_pseudonyms(
     caplog.set_level(logging.DEBUG)
     tenant = microsoft.tenant_ids[0]
     teacher = microsoft.teacher_ids(tenant)[0]
-    integration_id = link_teacher(runtime, microsoft, teacher)
+    integration_id = link_microsoft_teacher(runtime, microsoft, teacher)
     state = integrations.load(runtime.engine, integration_id)
     assert state.provider == "microsoft" and "EduRoster.ReadBasic" in state.granted_scopes
 
@@ -124,7 +114,7 @@ def test_a_narrower_teacher_grant_is_refused_and_nothing_is_stored(
     tenant = microsoft.tenant_ids[0]
     microsoft.grant_consent(tenant, delegated=())
     with pytest.raises(LinkError):
-        link_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
+        link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
     with runtime.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(Integration)).scalar_one() == 0
     assert not graph_calls(microsoft)
@@ -132,7 +122,7 @@ def test_a_narrower_teacher_grant_is_refused_and_nothing_is_stored(
 
 def test_withdrawn_consent_ends_a_teacher_link(runtime: Runtime, microsoft: MicrosoftEmulator) -> None:
     tenant = microsoft.tenant_ids[0]
-    integration_id = link_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
+    integration_id = link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert classes(runtime.engine, integration_id)
 
@@ -317,8 +307,8 @@ def test_in_process_worker_queues_ids_only_and_honours_withdrawn_consent(
 
     school, other = microsoft.tenant_ids
     tenant_link = link_org(runtime, provider_name="microsoft", org=school)
-    stays = link_teacher(runtime, microsoft, microsoft.teacher_ids(school)[0], "t-1")
-    gone = link_teacher(runtime, microsoft, microsoft.teacher_ids(other)[0], "t-2")
+    stays = link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(school)[0], "t-1")
+    gone = link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(other)[0], "t-2")
     ids = [tenant_link, stays, gone]
     for change in (True, False):
         for one in ids:

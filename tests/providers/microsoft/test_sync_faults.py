@@ -22,7 +22,6 @@ from connectors.base import RateLimited, TransientError
 from connectors.microsoft import ClientRejected
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
-from services.linking import link_org
 from settings import Settings
 from store import integrations
 from store.db import utcnow
@@ -30,10 +29,14 @@ from store.models import AuditEvent, Integration
 from store.runtime import Runtime, build_runtime
 from sync import cursor as cursor_document
 from sync.cycle import run_sync
-from tests.helpers import classes, enrollments, people, row_count
-from tests.microsoft_fixtures import graph_reads, link_microsoft_teacher, microsoft_settings_for, token_calls
-
-Roster = tuple[set[str], set[str], set[tuple[int, int]]]
+from tests.helpers import classes, people, row_count
+from tests.microsoft_fixtures import (
+    graph_reads,
+    link_by_kind,
+    microsoft_settings_for,
+    roster,
+    token_calls,
+)
 
 
 @pytest.fixture
@@ -42,28 +45,6 @@ def settings(microsoft: MicrosoftEmulator, database_url: str) -> Settings:
     # listing then removes; on a teacher link of three classes that is a third, which the mass-removal
     # breaker would hold. Its own tests are test_breaker*.py; here it only lets the removals through.
     return microsoft_settings_for(microsoft, database_url, breaker_share=1.0)
-
-
-def link(runtime: Runtime, microsoft: MicrosoftEmulator, kind: str) -> int:
-    """A teacher link (the first teacher of the first tenant) or a tenant link (the first tenant)."""
-    tenant = microsoft.tenant_ids[0]
-    if kind == "teacher":
-        return link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
-    return link_org(runtime, provider_name="microsoft", org=tenant)
-
-
-def linked_user(microsoft: MicrosoftEmulator, kind: str) -> str:
-    """Whom the emulator's log names for the link's requests: the teacher, or the tenant."""
-    tenant = microsoft.tenant_ids[0]
-    return microsoft.teacher_ids(tenant)[0] if kind == "teacher" else tenant
-
-
-def roster(runtime: Runtime, integration_id: int) -> Roster:
-    return (
-        {c.external_id for c in classes(runtime.engine, integration_id)},
-        {p.pseudonym for p in people(runtime.engine, integration_id)},
-        {(e.class_id, e.person_id) for e in enrollments(runtime.engine, integration_id)},
-    )
 
 
 def audit_trail(runtime: Runtime, integration_id: int) -> list[tuple[str, str]]:
@@ -118,7 +99,7 @@ REVOCATIONS: dict[str, Callable[[MicrosoftEmulator], None]] = {
 def test_a_refused_grant_ends_the_link_and_no_graph_call_follows(
     runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, aadsts: str, reason: str
 ) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert row_count(runtime.engine, integration_id) > 0
     REVOCATIONS[aadsts](microsoft)
@@ -148,7 +129,7 @@ def test_withdrawn_consent_without_cae_ends_the_link_once_the_access_token_expir
     runtime: Runtime, microsoft: MicrosoftEmulator
 ) -> None:
     # Without continuous access evaluation Graph honours an access token until it expires (providers.md 3.7)
-    integration_id = link(runtime, microsoft, "teacher")
+    integration_id = link_by_kind(runtime, microsoft, "teacher")
     assert run_sync(runtime, integration_id).outcome == "ok"
     microsoft.withdraw_consent(microsoft.tenant_ids[0], cae=False)
     assert run_sync(runtime, integration_id).outcome == "ok", "the still-valid token reads on, as Graph lets it"
@@ -162,7 +143,7 @@ def test_withdrawn_consent_without_cae_ends_the_link_once_the_access_token_expir
 def test_a_graph_401_with_consent_in_place_earns_one_refresh_and_the_sync_goes_on(
     runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, cause: str
 ) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     if cause == "expired":
@@ -181,7 +162,7 @@ def test_a_graph_401_with_consent_in_place_earns_one_refresh_and_the_sync_goes_o
 
 @pytest.mark.parametrize("kind", ["teacher", "tenant"])
 def test_a_401_that_survives_the_refresh_is_revoked(runtime: Runtime, microsoft: MicrosoftEmulator, kind: str) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     microsoft.fail_next("/v1.0/education/", 401, count=2)
     since = len(microsoft.requests)
@@ -202,7 +183,7 @@ def test_a_401_that_survives_the_refresh_is_revoked(runtime: Runtime, microsoft:
 def test_our_own_rejected_client_is_an_operator_error_that_changes_nothing(
     runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, aadsts: str
 ) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     trail = [entry for entry in audit_trail(runtime, integration_id) if entry[0] != "synced"]
@@ -239,7 +220,7 @@ def test_our_own_rejected_client_is_an_operator_error_that_changes_nothing(
 def test_throttling_waits_for_retry_after_and_keeps_the_link(
     runtime: Runtime, microsoft: MicrosoftEmulator, status: int, retry_after: int | None, expected: type[Exception]
 ) -> None:
-    integration_id = link(runtime, microsoft, "teacher")
+    integration_id = link_by_kind(runtime, microsoft, "teacher")
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     microsoft.fail_next("/education/me/classes", status, retry_after=retry_after)
@@ -260,7 +241,7 @@ def test_a_throttled_batch_sub_request_loses_no_member(
     runtime: Runtime, microsoft: MicrosoftEmulator, status: int
 ) -> None:
     tenant = microsoft.tenant_ids[0]
-    integration_id = link(runtime, microsoft, "tenant")
+    integration_id = link_by_kind(runtime, microsoft, "tenant")
     microsoft.fail_next("/members", status, retry_after=1)  # the first class's members, inside the first $batch
     since = len(microsoft.requests)
     assert run_sync(runtime, integration_id).outcome == "ok"
@@ -290,7 +271,7 @@ def test_a_throttled_batch_sub_request_loses_no_member(
 def test_a_next_link_off_graph_or_poisoned_is_refused_and_removes_nothing(
     runtime: Runtime, microsoft: MicrosoftEmulator, emulator: GoogleEmulator, kind: str, where: str, target: str
 ) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     change_behind_the_sync(microsoft, held[0])
@@ -345,7 +326,7 @@ def test_an_expired_or_poisoned_delta_link_falls_back_to_a_full_sync(
     runtime: Runtime, microsoft: MicrosoftEmulator, emulator: GoogleEmulator, spoil: str
 ) -> None:
     tenant = microsoft.tenant_ids[0]
-    integration_id = link(runtime, microsoft, "tenant")
+    integration_id = link_by_kind(runtime, microsoft, "tenant")
     assert run_sync(runtime, integration_id).outcome == "ok"
     newcomer = microsoft.add_student(microsoft.class_ids(tenant)[0])
     if spoil == "expired_400":
@@ -377,7 +358,7 @@ def test_an_expired_or_poisoned_delta_link_falls_back_to_a_full_sync(
 
 def test_the_same_delta_applied_twice_changes_nothing(runtime: Runtime, microsoft: MicrosoftEmulator) -> None:
     tenant = microsoft.tenant_ids[0]
-    integration_id = link(runtime, microsoft, "tenant")
+    integration_id = link_by_kind(runtime, microsoft, "tenant")
     assert run_sync(runtime, integration_id).outcome == "ok"
     before_delta = integrations.load(runtime.engine, integration_id).sync_cursor
     microsoft.add_student(microsoft.class_ids(tenant)[0])
@@ -394,7 +375,7 @@ def test_the_same_delta_applied_twice_changes_nothing(runtime: Runtime, microsof
 def test_a_deleted_class_and_a_leaver_go_at_the_periodic_full_reconcile(
     runtime: Runtime, microsoft: MicrosoftEmulator
 ) -> None:
-    integration_id = link(runtime, microsoft, "tenant")
+    integration_id = link_by_kind(runtime, microsoft, "tenant")
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     gone, other, leaver = change_behind_the_sync(microsoft, held[0])
@@ -442,7 +423,7 @@ def test_a_deleted_class_and_a_leaver_go_at_the_periodic_full_reconcile(
 def test_bad_answers_are_clear_errors_that_remove_and_lose_nothing(
     runtime: Runtime, microsoft: MicrosoftEmulator, kind: str, where: str, corruption: str, status: int
 ) -> None:
-    integration_id = link(runtime, microsoft, kind)
+    integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     change_behind_the_sync(microsoft, held[0])
@@ -456,7 +437,7 @@ def test_bad_answers_are_clear_errors_that_remove_and_lose_nothing(
 
 
 def test_an_html_gateway_error_page_is_transient(runtime: Runtime, microsoft: MicrosoftEmulator) -> None:
-    integration_id = link(runtime, microsoft, "teacher")
+    integration_id = link_by_kind(runtime, microsoft, "teacher")
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
     microsoft.corrupt_next("/education/me/classes", "html_page", status=502)

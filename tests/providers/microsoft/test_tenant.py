@@ -90,7 +90,7 @@ def test_link_org_refuses_a_tenant_without_education_data_in_words_an_admin_can_
 def test_cli_link_org_in_a_tenant_without_education_data_is_one_error_line(
     microsoft: MicrosoftEmulator, settings: Settings
 ) -> None:
-    from tests.integration.test_cli import env_for, one_line_error, run
+    from tests.clikit import env_for, one_line_error, run
 
     env = env_for(settings) | microsoft_env(settings)
     school, education = microsoft.tenant_ids

@@ -14,8 +14,7 @@ from store import audit, breaker
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.helpers import classes, enrollments, people
-from tests.microsoft_fixtures import microsoft_settings_for
-from tests.providers.microsoft.test_sync import link_teacher
+from tests.microsoft_fixtures import link_microsoft_teacher, microsoft_settings_for
 
 pytestmark = pytest.mark.microsoft(tenants=1, teachers=2)
 
@@ -56,7 +55,7 @@ def test_sds_year_end_on_a_teacher_link_ends_the_classes_with_no_hold(
     runtime: Runtime, microsoft: MicrosoftEmulator
 ) -> None:
     tenant = microsoft.tenant_ids[0]
-    integration_id = link_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
+    integration_id = link_microsoft_teacher(runtime, microsoft, microsoft.teacher_ids(tenant)[0])
     assert run_sync(runtime, integration_id).outcome == "ok"
     assert classes(runtime.engine, integration_id)
     microsoft.sds_expire(tenant)
