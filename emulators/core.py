@@ -276,8 +276,18 @@ class EmulatorCore:
     name = "emulator"
     """Prefix of the serving thread's name and of the CA file, so two emulators are told apart."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, cert_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cert_dir: Path | None = None,
+        client_id: str = "",
+        client_secret: str = "",
+    ) -> None:
         self._host = host
+        self._client_id = client_id  # the one OAuth client this emulator knows (every provider has one)
+        self._client_secret = client_secret
         self._port = port
         self.latency: float = 0.0
         self._lock = threading.RLock()
@@ -369,6 +379,14 @@ class EmulatorCore:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self._client_secret
 
     @property
     def base_url(self) -> str:

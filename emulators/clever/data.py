@@ -188,10 +188,8 @@ class CleverState(EmulatorCore):
     ) -> None:
         if version not in API_VERSIONS:
             raise ValueError(f"version must be one of {API_VERSIONS}")
-        super().__init__(host=host, port=port, cert_dir=cert_dir)
+        super().__init__(host=host, port=port, cert_dir=cert_dir, client_id=client_id, client_secret=client_secret)
         self._seed = seed
-        self._client_id = client_id
-        self._client_secret = client_secret
         self._version = version
         self._rate_limit = rate_limit
         self._counter = itertools.count(1)
@@ -338,14 +336,6 @@ class CleverState(EmulatorCore):
     @property
     def api_base(self) -> str:
         return self.base_url
-
-    @property
-    def client_id(self) -> str:
-        return self._client_id
-
-    @property
-    def client_secret(self) -> str:
-        return self._client_secret
 
     # ------------------------------------------------------------------------------- seeded data
     @property

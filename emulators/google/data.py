@@ -88,7 +88,7 @@ class GoogleState(EmulatorCore):
         rate_limit_per_client: int | None = None,
         batch_limit: int = MAX_BATCH_CALLS,
     ) -> None:
-        super().__init__(host=host, port=port, cert_dir=cert_dir)
+        super().__init__(host=host, port=port, cert_dir=cert_dir, client_id=client_id, client_secret=client_secret)
         self._batch_limit = max(1, batch_limit)
         self._rate_limits: dict[str, int | None] = {"user": rate_limit_per_user, "client": rate_limit_per_client}
         self._rate_windows: dict[str, tuple[int, int]] = {}  # "user:<id>" / "client": (minute, requests)
@@ -98,8 +98,6 @@ class GoogleState(EmulatorCore):
             courses_per_teacher=courses_per_teacher,
             students_per_course=students_per_course,
         )
-        self._client_id = client_id
-        self._client_secret = client_secret
         self._access_token_ttl = access_token_ttl
         self._rotate_refresh_tokens = rotate_refresh_tokens
         self._courses_page_cap = max(1, courses_page_cap)
@@ -134,14 +132,6 @@ class GoogleState(EmulatorCore):
     @property
     def api_endpoint(self) -> str:
         return self.base_url
-
-    @property
-    def client_id(self) -> str:
-        return self._client_id
-
-    @property
-    def client_secret(self) -> str:
-        return self._client_secret
 
     # ------------------------------------------------------------------------------- district
     @property

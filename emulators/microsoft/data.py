@@ -357,10 +357,8 @@ class MicrosoftState(EmulatorCore):
         client_secret: str = "microsoft-emulator-secret",  # noqa: S107 - a synthetic test client
         delta_reports_removed: bool = False,
     ) -> None:
-        super().__init__(host=host, port=port, cert_dir=cert_dir)
+        super().__init__(host=host, port=port, cert_dir=cert_dir, client_id=client_id, client_secret=client_secret)
         self._seed = seed
-        self._client_id = client_id
-        self._client_secret = client_secret
         self._secret_expired = False
         self._delta_reports_removed = delta_reports_removed
         self._delta_reports_removed_classes = False
@@ -493,14 +491,6 @@ class MicrosoftState(EmulatorCore):
     @property
     def graph_endpoint(self) -> str:
         return self.base_url + "/v1.0"
-
-    @property
-    def client_id(self) -> str:
-        return self._client_id
-
-    @property
-    def client_secret(self) -> str:
-        return self._client_secret
 
     def authority(self, tenant: str = "organizations") -> str:
         return f"{self.base_url}/{tenant}"
