@@ -295,3 +295,51 @@ class HeldRemoval(Base):
 
 Index("ix_integrations_due", Integration.status, Integration.due_at)
 Index("ix_pending_revokes_due", PendingRevoke.next_attempt_at)
+
+
+class ChangeEvent(Base):
+    """One event of the platform's change feed (docs/platform.md), written in the transaction of its change.
+
+    ``seq`` is handed out from ``outbox_head`` by the writer that holds that row's lock until it commits,
+    so sequence order is commit order and a reader can never see a later seq before an earlier one.
+    ``person`` repeats the pseudonym an event names so that an erase can forget that person's events;
+    ``data`` is the event's JSON body, pseudonyms and class keys only.
+    """
+
+    __tablename__ = "change_events"
+
+    seq: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    type: Mapped[str] = mapped_column(String(32))
+    integration_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    person: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    data: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class OutboxHead(Base):
+    """The change feed's single counter row (``id`` 1): the last seq handed out and the last one forgotten.
+
+    ``forgotten_through`` is the highest seq the retention job has deleted: a reader whose position is
+    below it has missed events and must take a new snapshot (410).
+    """
+
+    __tablename__ = "outbox_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    forgotten_through: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebhookCursor(Base):
+    """Where delivery of the change feed to ``WEBHOOK_URL`` stands (``id`` 1): at least once, in seq order."""
+
+    __tablename__ = "webhook_cursor"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    delivered_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed attempts
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
