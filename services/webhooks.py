@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,8 +36,9 @@ from store.runtime import Runtime
 log = logging.getLogger("rostersync.webhooks")
 
 MAX_BATCHES_PER_RUN = 50
-"""Batches one run sends before it hands over (the actor sends itself again): a run stays well inside its
-time limit, and a long backlog does not keep one worker thread for good."""
+RUN_SECONDS = 120.0
+"""Batches, and seconds, one run sends for before it hands over (the actor sends itself again): a run stays
+well inside its time limit, and a long backlog does not keep one worker thread for good."""
 USER_AGENT = "rostersync-webhooks"
 
 
@@ -156,15 +158,16 @@ def deliver_one(runtime: Runtime, session: requests.Session, signer: Webhook) ->
 
 
 def deliver_pending(runtime: Runtime) -> Delivery:
-    """Send batches until the receiver has everything, an attempt fails, or ``MAX_BATCHES_PER_RUN`` is reached."""
+    """Send batches until the receiver has everything, an attempt fails, or the run's share is spent."""
     settings = runtime.settings
     if not settings.webhooks_enabled:
         return Delivery(stopped="off")
     assert settings.webhook_secret is not None
     signer = Webhook(settings.webhook_secret.get_secret_value())
     batches = events = 0
+    until = time.monotonic() + RUN_SECONDS
     with http_session(settings) as session:
-        for _ in range(MAX_BATCHES_PER_RUN):
+        while batches < MAX_BATCHES_PER_RUN and time.monotonic() < until:
             outcome, sent = deliver_one(runtime, session, signer)
             if outcome != "sent":
                 return Delivery(batches, events, outcome)

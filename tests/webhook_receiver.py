@@ -6,7 +6,9 @@ what it accepts is what any Standard Webhooks receiver would. Its answer is read
 file ``--mode``: ``ok`` (verify, record, 204), ``fail`` (record the attempt, 500), ``fail-first:N`` (``fail`` while
 the record holds fewer than N lines, then ``ok``) or ``ack-lost`` (verify,
 record the batch as received, then answer 500, as if the 2xx never reached the sender).
-Each recorded line: ``{"mode", "verified", "id", "body"}`` (body only when verified).
+``slow`` is ``ok`` after a 0.2 s pause. Requests are served in threads, so two senders can overlap; each
+recorded line: ``{"mode", "verified", "id", "concurrent", "body"}`` (``concurrent``: requests in flight when
+it arrived, itself included; body only when verified).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import argparse
 import json
 import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +34,26 @@ class Handler(BaseHTTPRequestHandler):
     server: Receiver
 
     def do_POST(self) -> None:
+        with self.server.counting:
+            self.server.in_flight += 1
+            concurrent = self.server.in_flight
+        try:
+            self._answer(concurrent)
+        finally:
+            with self.server.counting:
+                self.server.in_flight -= 1
+
+    def _answer(self, concurrent: int) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         mode = self.server.mode_file.read_text().strip() if self.server.mode_file.exists() else "ok"
+        if mode == "slow":  # ok, after a pause that leaves room for a second sender to overlap
+            time.sleep(0.2)
+            mode = "ok"
         if mode.startswith("fail-first:"):  # the first N requests of the record fail, then ok
             seen = len(self.server.record.read_text().splitlines()) if self.server.record.exists() else 0
             mode = "fail" if seen < int(mode.partition(":")[2]) else "ok"
         entry: dict[str, Any] = {"mode": mode, "verified": False, "id": self.headers.get("webhook-id")}
+        entry["concurrent"] = concurrent
         if mode != "fail":
             try:
                 entry["body"] = self.server.signer.verify(body, dict(self.headers.items()))
@@ -54,12 +71,14 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-class Receiver(HTTPServer):
+class Receiver(ThreadingHTTPServer):
     allow_reuse_address = True
+    daemon_threads = True
 
     def __init__(self, port: int, signer: Webhook, record: Path, mode_file: Path) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         self.signer, self.record, self.mode_file = signer, record, mode_file
+        self.counting, self.in_flight = threading.Lock(), 0
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ runs on time-machine's clock, the clock the backoff reads; nothing sleeps.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ import time_machine
 from dramatiq.brokers.stub import StubBroker
 from fastapi.testclient import TestClient
 
+import services.webhooks
 from services.webhooks import deliver_pending
 from settings import Settings
 from store import webhooks
@@ -193,6 +195,26 @@ def test_a_lost_acknowledgement_sends_the_batch_again(make_runtime: Any, receive
         seen = max(seen, seqs[-1])
 
 
+def test_one_batch_is_in_flight_at_a_time_whoever_sends_it(make_runtime: Any, receiver: Receiver) -> None:
+    """Three senders at once (PostgreSQL: three connections contending for the cursor row's lock) against a
+    receiver that serves requests in parallel: it never sees two batches at once, nor one twice."""
+    rt = make_runtime()
+    add_events(rt.engine, 12)
+    receiver.mode("slow")
+
+    def sender() -> None:
+        while webhooks.read(rt.engine).lag:
+            deliver_pending(rt)
+
+    threads = [threading.Thread(target=sender) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert receiver.seqs() == list(range(1, 13))
+    assert {entry["concurrent"] for entry in receiver.entries()} == {1}
+
+
 def test_the_actor_retries_with_backoff_until_the_receiver_answers(make_runtime: Any, receiver: Receiver) -> None:
     rt = make_runtime(retry_min_backoff_ms=20, retry_max_backoff_ms=100)
     broker = brokers.install(brokers.make_broker(rt.settings))
@@ -203,6 +225,20 @@ def test_the_actor_retries_with_backoff_until_the_receiver_answers(make_runtime:
     assert [entry["mode"] for entry in receiver.entries()] == ["fail", "fail", "ok", "ok"]
     assert receiver.seqs() == [1, 2, 3, 4]
     assert webhooks.read(rt.engine).delivered_through == 4
+
+
+def test_a_long_backlog_is_sent_over_several_runs(
+    make_runtime: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run hands over after its share of batches; the actor sends itself again, in order, until caught up."""
+    monkeypatch.setattr(services.webhooks, "MAX_BATCHES_PER_RUN", 2)
+    rt = make_runtime()
+    broker = brokers.install(brokers.make_broker(rt.settings))
+    add_events(rt.engine, 10)
+    assert deliver_pending(rt) == services.webhooks.Delivery(2, 6, "more")
+    brokers.enqueue(actors.deliver_webhooks)
+    brokers.drain(broker, timeout_ms=60_000)
+    assert receiver.seqs() == list(range(1, 11))
 
 
 def test_the_scheduler_sends_delivery_only_when_something_is_due(make_runtime: Any, receiver: Receiver) -> None:
