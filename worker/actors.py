@@ -113,10 +113,10 @@ def deliver_webhooks() -> None:
     """Push the change feed to WEBHOOK_URL from the stored position (services.webhooks); it carries nothing.
 
     A failed attempt is retried after the backoff its failure count gives (``Retry(delay=)``), up to three
-    times; after that the scheduler's tick sends it again once the backoff has
-    run out, so retries never end while something is undelivered. A run that stopped after its batch limit
-    sends itself again at once. Duplicate messages are harmless: one batch is in flight at a time (the
-    cursor's lock), and a run that finds nothing due ends.
+    times; after that the scheduler's tick sends it again once the backoff has run out, so retries never end
+    while something is undelivered. A run that stopped after its share of batches sends itself again at once.
+    Duplicate messages are harmless: one batch is in flight at a time (the cursor's lock), and a run that
+    finds nothing due ends.
     """
     runtime = get_runtime()
     result = deliver_pending(runtime)

@@ -5,6 +5,8 @@ With a Redis broker each tick claims (store.scheduling) and enqueues, spreading 
 the same second; several schedulers may run, the claim keeps them from queueing one sync twice.
 On the embedded default (in-memory broker) there are no separate workers: ``--once`` runs every
 due sync and revoke here, one after the other, and exits, so one cron line schedules a machine.
+With WEBHOOK_URL set, each tick also enqueues one webhook delivery run when events are past the delivery
+position and its backoff has run out (``--once`` on the embedded default delivers here).
 """
 
 from __future__ import annotations
