@@ -148,6 +148,20 @@ def _json(body: Any, status_code: int = 200) -> Response:
     )
 
 
+def _events_json(events: list[feed.Event], next_seq: int) -> Response:
+    """A feed page written around each event's stored ``data``, which is already the JSON the outbox made.
+
+    Parsing and re-encoding 1,000 small objects per page was most of a page's time; the column is
+    written only by the outbox, with ``json.dumps``, so it is spliced in as it is.
+    """
+    items = ",".join(
+        f'{{"seq":{e.seq},"at":"{_time(e.at)}","type":{json.dumps(e.type)},'
+        f'"integration_id":{e.integration_id},"data":{e.data}}}'
+        for e in events
+    )
+    return Response(f'{{"data":[{items}],"next":{next_seq}}}', media_type="application/json")
+
+
 def _cursor(kind: str, position: int | None) -> str | None:
     if position is None:
         return None
@@ -268,17 +282,7 @@ async def changes(
             return _gone(error)
         if page.events or not await _waited_for_more(request, engine, page.head.last_seq, deadline):
             break
-    data = [
-        {
-            "seq": e.seq,
-            "at": _time(e.at),
-            "type": e.type,
-            "integration_id": e.integration_id,
-            "data": json.loads(e.data),
-        }
-        for e in page.events
-    ]
-    return _json({"data": data, "next": page.events[-1].seq if page.events else after})
+    return _events_json(page.events, page.events[-1].seq if page.events else after)
 
 
 async def _waited_for_more(request: Request, engine: Engine, seen: int, deadline: float) -> bool:
@@ -305,6 +309,7 @@ def _gone(error: feed.OutOfWindow) -> Response:
 @router.post(
     "/people/resolve",
     response_model=ResolveOut,
+    responses={400: {"model": Problem, "description": "The body cannot be read as JSON text (not UTF-8, say)."}},
     summary="The pseudonym a provider account has here, so that the platform never stores the provider's id",
 )
 def resolve(ctx: Ctx, body: Annotated[ResolveRequest, Body()]) -> Response:
