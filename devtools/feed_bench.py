@@ -277,6 +277,7 @@ def _one_database(database: str, url: str, students: int, workdir: Path) -> dict
     err.print(f"  {database}: writing a district of {students:,} students and {students:,} events ...")
     figures: dict[str, Any] = write_district(runtime.engine, students)
     write_events(runtime.engine, students)
+    _analyze(runtime.engine)
     runtime.engine.dispose()
     served = Served(settings, token, workdir / f"web-{database}.log")
     try:
@@ -287,6 +288,14 @@ def _one_database(database: str, url: str, students: int, workdir: Path) -> dict
     finally:
         served.stop()
     return figures
+
+
+def _analyze(engine: Engine) -> None:
+    """What autovacuum does within a minute of a first sync: without statistics PostgreSQL takes the fresh
+    tables for empty and joins the members page class by class (seconds a page instead of milliseconds)."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE integrations, classes, people, enrollments, change_events")
 
 
 def print_feed(report: dict[str, Any]) -> None:
