@@ -152,10 +152,12 @@ def _events_json(events: list[feed.Event], next_seq: int) -> Response:
     """A feed page written around each event's stored ``data``, which is already the JSON the outbox made.
 
     Parsing and re-encoding 1,000 small objects per page was most of a page's time; the column is
-    written only by the outbox, with ``json.dumps``, so it is spliced in as it is.
+    written only by the outbox, with ``json.dumps``, so it is spliced in as it is. ``at`` is naive UTC
+    (every stored time is), so its offset is written, not computed.
     """
+    quoted = {kind: json.dumps(kind) for kind in {e.type for e in events}}
     items = ",".join(
-        f'{{"seq":{e.seq},"at":"{_time(e.at)}","type":{json.dumps(e.type)},'
+        f'{{"seq":{e.seq},"at":"{e.at.isoformat()}+00:00","type":{quoted[e.type]},'
         f'"integration_id":{e.integration_id},"data":{e.data}}}'
         for e in events
     )
