@@ -32,6 +32,6 @@ def docs_page(schema: dict[str, Any]) -> HTMLResponse:
     info = schema.get("info", {})
     return page(
         f"{info.get('title', 'API')} {info.get('version', '')}".strip(),
-        [str(info.get("description", "")), "Operations (admin ones need a bearer token):"],
+        [str(info.get("description", "")), "Operations (admin and /v1 ones need a bearer token of their own kind):"],
         items=operations(schema),
     )
