@@ -286,6 +286,9 @@ def _serving(runtime: Runtime, sock: socket.socket, tmp_path: Path) -> _Running:
     cert.cert_chain_pems[0].write_to_path(str(cert_path))
     config = uvicorn_config(create_app(runtime), runtime.settings, host="127.0.0.1", port=sock.getsockname()[1])
     config.ssl_keyfile, config.ssl_certfile = str(key_path), str(cert_path)
+    # A browser still open holds a TLS connection whose close waits for its reply (30 s): give up on it after
+    # a second, then stop the app as usual (its in-process worker included).
+    config.timeout_graceful_shutdown = 1
     return _Running(_Server(config), sock)
 
 
