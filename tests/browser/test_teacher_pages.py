@@ -41,7 +41,7 @@ def check_page(page: Page, name: str, *, status: int | None = None) -> str:
         assert word not in text, f"{name}: {word!r} on a teacher's page"
     border = page.eval_on_selector("main", "main => getComputedStyle(main).borderTopWidth")
     assert border != "0px", f"{name}: the stylesheet did not apply"
-    assert_accessible(page)
+    assert_accessible(page, report=name)
     screenshot(page, name)
     return text
 
@@ -141,25 +141,25 @@ def test_an_account_another_teacher_linked_is_refused_and_handed_back(page: Page
 
 
 @pytest.mark.parametrize(
-    ("path", "status", "title"),
+    ("name", "path", "status", "title"),
     [
-        ("/link/google", 422, "This link is incomplete or damaged"),  # no teacher, no signature
-        ("/link/google?teacher=t&basis=everyone", 422, "This link is incomplete or damaged"),
-        ("/oauth/google/callback?state=" + "x" * 600, 422, "This link is incomplete or damaged"),
-        ("/link/", 404, "Page not found"),
-        ("/link/myspace?teacher=t", 404, "This service cannot be connected"),
-        ("/privacy/myspace", 404, "Page not found"),
-        ("/link/google?teacher=t", 403, "This link did not come from the platform"),
+        ("no-parameters", "/link/google", 422, "This link is incomplete or damaged"),  # no teacher, no signature
+        ("bad-basis", "/link/google?teacher=t&basis=everyone", 422, "This link is incomplete or damaged"),
+        ("long-state", "/oauth/google/callback?state=" + "x" * 600, 422, "This link is incomplete or damaged"),
+        ("no-provider", "/link/", 404, "Page not found"),
+        ("unknown-provider", "/link/myspace?teacher=t", 404, "This service cannot be connected"),
+        ("unknown-privacy", "/privacy/myspace", 404, "Page not found"),
+        ("unsigned", "/link/google?teacher=t", 403, "This link did not come from the platform"),
     ],
 )
 def test_a_bad_or_missing_parameter_gets_a_page_never_json(
-    page: Page, served_app: ServedApp, path: str, status: int, title: str
+    page: Page, served_app: ServedApp, name: str, path: str, status: int, title: str
 ) -> None:
     response = page.goto(served_app.url(path))
     assert response is not None and response.status == status
     assert response.headers["content-type"].startswith("text/html")
     assert page.inner_text("h1") == title
-    check_page(page, f"teacher-bad-{status}-{path.split('/')[1]}-{len(path)}")
+    check_page(page, f"teacher-bad-{name}")
 
 
 def test_the_pages_in_ukrainian(open_page: OpenPage, served_app: ServedApp) -> None:

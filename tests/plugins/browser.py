@@ -13,8 +13,9 @@ accessibility and where screenshots go are decided once, here. Registered for th
   approve at once, for the user set with ``set_consent_user``/``set_signin_user``), with admin tokens
   (``tests.webkit.ADMIN_TOKENS``), a link signing key and a platform URL; ``served_app.signed_link(...)``
   is the ``/link/{provider}`` URL the platform would hand a teacher;
-- ``assert_accessible(page)``: axe-core (``node_modules/axe-core``, installed by ``make install``) run on the
-  page as it is; fails on any serious or critical violation, naming the rule ids; returns every violation;
+- ``assert_accessible(page, report=None)``: axe-core (``node_modules/axe-core``, installed by ``make install``)
+  run on the page as it is; fails on any serious or critical violation, naming the rule ids; returns every
+  violation (and writes them to ``test-artifacts/axe/<report>.json`` when given a name);
 - ``screenshot(page, name)``: a full-page PNG under ``test-artifacts/screenshots/`` (gitignored), for a reviewer.
 
 The browser keeps the pages' Content-Security-Policy (no ``bypass_csp``): axe is evaluated through the
@@ -26,6 +27,7 @@ use throwaway test CAs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import secrets
@@ -73,6 +75,7 @@ CHROMIUM_ARGS = [
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 """From npm (package.json, package-lock.json); ``make install`` runs ``npm ci`` when node_modules is missing."""
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+AXE_REPORTS = ROOT / "test-artifacts" / "axe"
 BLOCKING_IMPACTS = ("serious", "critical")
 PLATFORM_URL = "https://platform.example/classes"
 """Where the served app's pages send a teacher back to (``PLATFORM_URL``); never opened by the tests."""
@@ -173,10 +176,11 @@ def page(open_page: OpenPage) -> Page:
     return open_page()
 
 
-def assert_accessible(page: Page) -> list[dict[str, Any]]:
+def assert_accessible(page: Page, report: str | None = None) -> list[dict[str, Any]]:
     """axe-core on the page as it is now; fails on any serious or critical violation (rule ids listed).
 
-    Returns every violation (``id``, ``impact``, ``nodes``), the minor and moderate ones too, for a report.
+    Returns every violation (``id``, ``impact``, ``nodes``), the minor and moderate ones too; with ``report``
+    (a name, as for ``screenshot``) they are also written to ``test-artifacts/axe/<report>.json`` for a reviewer.
     """
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
         page.evaluate(AXE.read_text(encoding="utf-8"))  # through the DevTools protocol: the page's CSP allows no script
@@ -184,6 +188,10 @@ def assert_accessible(page: Page) -> list[dict[str, Any]]:
         """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations.map(
             v => ({id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help}))"""
     )
+    if report is not None:
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", report), report
+        AXE_REPORTS.mkdir(parents=True, exist_ok=True)
+        (AXE_REPORTS / f"{report}.json").write_text(json.dumps({"url": page.url, "violations": violations}, indent=1))
     blocking = [v for v in violations if v["impact"] in BLOCKING_IMPACTS]
     assert not blocking, f"axe on {page.url}: " + ", ".join(f"{v['id']} ({v['impact']}): {v['help']}" for v in blocking)
     return violations
