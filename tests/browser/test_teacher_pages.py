@@ -188,3 +188,12 @@ def test_the_pages_in_ukrainian(open_page: OpenPage, served_app: ServedApp) -> N
     assert bad is not None and bad.status == 422
     assert page.inner_text("h1") == "Це посилання неповне або пошкоджене"
     check_page(page, "teacher-uk-bad-parameter")
+
+
+@pytest.mark.parametrize("provider", ["google", "clever", "microsoft"])
+def test_the_privacy_page_reads_on_a_phone(open_page: OpenPage, served_app: ServedApp, provider: str) -> None:
+    page = open_page(viewport={"width": 360, "height": 740}, is_mobile=True)
+    response = page.goto(served_app.url(f"/privacy/{provider}"))
+    assert response is not None and response.status == 200
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")  # nothing runs off
+    check_page(page, f"teacher-phone-privacy-{provider}")
