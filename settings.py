@@ -225,6 +225,12 @@ class Settings(BaseSettings):
     docs_enabled: bool = False  # serve /docs, a plain list of the API's operations (no script, no CDN)
     metrics_access: Literal["admin", "open", "off"] = "admin"  # /metrics: with an admin token, to anyone, or not
 
+    # Issue 20: the change feed pushed to the platform as signed Standard Webhooks (docs/platform.md, "Webhooks").
+    # Both set, or neither (no delivery); https only, trusted through CA_BUNDLE like every other HTTP client.
+    webhook_url: str = ""
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)  # whsec_ + base64 of 24..64 bytes
+    webhook_batch_size: int = Field(default=100, ge=1, le=1000)  # events per POST
+
     @model_validator(mode="before")
     @classmethod
     def _nest_providers(cls, data: Any) -> Any:
@@ -298,6 +304,31 @@ class Settings(BaseSettings):
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError("the platform URL must use https and name a host (https://HOST/PATH)")
         return url
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, url: str) -> str:
+        """Promise P5 for what we pass on: the feed carries pseudonyms and teachers' names, so TLS only."""
+        if not url.strip():
+            return ""
+        parts = urlsplit(url.strip())
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("must be an https URL with a host (the receiver's CA goes in ROSTERSYNC_CA_BUNDLE)")
+        return url.strip()
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, secret: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """A Standard Webhooks secret, checked at start-up rather than at the first delivery; never echoed."""
+        url = info.data.get("webhook_url", "")
+        if secret is None or not secret.get_secret_value().strip():
+            if url:
+                raise ValueError("is required with ROSTERSYNC_WEBHOOK_URL (whsec_ + base64 of 24 to 64 random bytes)")
+            return None
+        if not url:
+            raise ValueError("is set but ROSTERSYNC_WEBHOOK_URL is not: set both, or neither")
+        _check_webhook_secret(secret.get_secret_value().strip())
+        return SecretStr(secret.get_secret_value().strip())
 
     @field_validator("ca_bundle")
     @classmethod
@@ -377,6 +408,11 @@ class Settings(BaseSettings):
         """The admin API's bearer tokens; empty means the admin API refuses everyone."""
         raw = self.admin_tokens.get_secret_value() if self.admin_tokens is not None else ""
         return [token.strip() for token in raw.split(",") if token.strip()]
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """Delivery to the platform is on: both WEBHOOK_URL and WEBHOOK_SECRET are set (the validators saw to it)."""
+        return bool(self.webhook_url) and self.webhook_secret is not None
 
     def forwarded_allow_list(self) -> list[str]:
         """The proxies whose forwarded headers uvicorn believes; empty: it believes none."""
@@ -484,6 +520,27 @@ def _check_fernet_key(key: str, what: str) -> None:
         raise ValueError(f"{what} is not a valid Fernet key (32 url-safe base64-encoded bytes)")
     if len(set(raw)) == 1:
         raise ValueError(f"{what} is one repeated byte (e.g. all zeros): generate it with Fernet.generate_key()")
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+WEBHOOK_SECRET_BYTES = (24, 64)
+"""Standard Webhooks: a secret is ``whsec_`` + the base64 of 24 to 64 random bytes."""
+
+
+def _check_webhook_secret(value: str) -> None:
+    """What the Standard Webhooks libraries accept, stricter: real base64 of enough random bytes."""
+    if not value.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ValueError(f"must start with {WEBHOOK_SECRET_PREFIX} (Standard Webhooks)")
+    encoded = value.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"must be {WEBHOOK_SECRET_PREFIX} followed by standard base64") from None
+    low, high = WEBHOOK_SECRET_BYTES
+    if not low <= len(raw) <= high:
+        raise ValueError(f"must encode {low} to {high} random bytes after {WEBHOOK_SECRET_PREFIX}")
+    if len(set(raw)) == 1:
+        raise ValueError("is one repeated byte: generate a random one")
 
 
 @lru_cache(maxsize=1)

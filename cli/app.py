@@ -9,7 +9,7 @@ import typer
 import typer.main
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer >= 0.29 vendors click here
 
-from cli import dev, held, keys, link, rights, runs, serve
+from cli import dev, held, keys, link, rights, runs, serve, webhooks
 from cli.common import error_line
 from services.console import configure_logging
 
@@ -48,6 +48,7 @@ app.add_typer(keys.keys_app, name="keys")
 app.add_typer(held.held_app, name="held")
 app.add_typer(rights.suppressions_app, name="suppressions")
 app.add_typer(rights.account_app, name="account")
+app.add_typer(webhooks.webhooks_app, name="webhooks")
 app.command()(runs.sync)
 app.command()(runs.revoke)
 app.command()(runs.resume)

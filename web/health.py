@@ -8,6 +8,7 @@ Metric labels are fixed words only: provider names, statuses, results. No id, no
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -20,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from providers.config import browser_problems
 from providers.registry import SUPPORTED
-from store import overview, pending_revokes
+from store import overview, pending_revokes, webhooks
 from web.context import WebContext, context
 from web.schemas import ProviderOut
 from worker import broker as brokers
@@ -83,6 +84,28 @@ class StoreCollector(Collector):
             "rostersync_pending_revokes",
             "Provider revokes still being retried.",
             value=len(pending_revokes.summaries(engine)),
+        )
+        if self.ctx.runtime.settings.webhooks_enabled:
+            yield from webhook_gauges(webhooks.read(engine))
+
+
+def webhook_gauges(position: webhooks.Position) -> Iterator[GaugeMetricFamily]:
+    """Delivery to WEBHOOK_URL, from the cursor row every process shares: what an alert on the push reads."""
+    yield GaugeMetricFamily(
+        "rostersync_webhook_lag_events",
+        "Change events written but not yet delivered to WEBHOOK_URL.",
+        value=position.lag,
+    )
+    yield GaugeMetricFamily(
+        "rostersync_webhook_failures",
+        "Failed webhook delivery attempts since the last success (0 after a 2xx).",
+        value=position.failures,
+    )
+    if position.last_success_at is not None:
+        yield GaugeMetricFamily(
+            "rostersync_webhook_last_success_timestamp_seconds",
+            "Unix time of the last batch the receiver acknowledged.",
+            value=position.last_success_at.replace(tzinfo=UTC).timestamp(),
         )
 
 

@@ -20,7 +20,9 @@ from dramatiq.middleware import CurrentMessage
 from services.pending_revokes import retry_one
 from services.retention import purge_expired as purge_now
 from services.revoke import revoke_integration as revoke_now
+from services.webhooks import backoff_seconds, deliver_pending
 from store import integrations
+from store import webhooks as webhook_store
 from store.runtime import get_runtime
 from store.scheduling import run_ended
 from sync.cycle import run_sync
@@ -106,4 +108,31 @@ def purge_expired() -> None:
     purge_now(get_runtime())
 
 
-ALL = (sync_integration, revoke_integration, sync_retries_exhausted, retry_pending_revoke, purge_expired)
+@dramatiq.actor(broker=declaring(), queue_name=QUEUE, max_retries=3, time_limit=SHORT_TIME_LIMIT_MS)
+def deliver_webhooks() -> None:
+    """Push the change feed to WEBHOOK_URL from the stored position (services.webhooks); it carries nothing.
+
+    A failed attempt is retried after the backoff its failure count gives (``Retry(delay=)``), up to three
+    times; after that the scheduler's tick sends it again once the backoff has run out, so retries never end
+    while something is undelivered. A run that stopped after its share of batches sends itself again at once.
+    Duplicate messages are harmless: one batch is in flight at a time (the cursor's lock), and a run that
+    finds nothing due ends.
+    """
+    runtime = get_runtime()
+    result = deliver_pending(runtime)
+    if result.stopped == "more":
+        deliver_webhooks.send()
+    elif result.failed:
+        failures = webhook_store.read(runtime.engine).failures
+        wait = backoff_seconds(runtime.settings, failures)
+        raise dramatiq.Retry("webhook delivery failed", delay=int(wait * 1000) + 1)
+
+
+ALL = (
+    sync_integration,
+    revoke_integration,
+    sync_retries_exhausted,
+    retry_pending_revoke,
+    purge_expired,
+    deliver_webhooks,
+)

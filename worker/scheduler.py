@@ -5,6 +5,8 @@ With a Redis broker each tick claims (store.scheduling) and enqueues, spreading 
 the same second; several schedulers may run, the claim keeps them from queueing one sync twice.
 On the embedded default (in-memory broker) there are no separate workers: ``--once`` runs every
 due sync and revoke here, one after the other, and exits, so one cron line schedules a machine.
+With WEBHOOK_URL set, each tick also enqueues one webhook delivery run when events are past the delivery
+position and its backoff has run out (``--once`` on the embedded default delivers here).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from connectors.base import ConnectorError
 from services.pending_revokes import retry_one
+from services.webhooks import deliver_pending
+from services.webhooks import pending as webhooks_pending
 from store import pending_revokes, scheduling
 from store.runtime import Runtime
 from sync.outcomes import verdict
 from worker import broker as brokers
-from worker.actors import retry_pending_revoke, sync_integration
+from worker.actors import deliver_webhooks, retry_pending_revoke, sync_integration
 from worker.retry_policy import run_with_retries
 
 log = logging.getLogger("rostersync.scheduler")
@@ -42,9 +46,17 @@ class TickReport:
     syncs: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     revokes: int = 0
+    webhooks: int | None = None  # delivery runs enqueued (tick) or batches delivered (here); None: not configured
 
     def as_json(self) -> dict[str, Any]:
-        return {"synced": len(self.syncs) - len(self.failed), "failed": self.failed, "revoke_attempts": self.revokes}
+        shown: dict[str, Any] = {
+            "synced": len(self.syncs) - len(self.failed),
+            "failed": self.failed,
+            "revoke_attempts": self.revokes,
+        }
+        if self.webhooks is not None:
+            shown["webhook_batches"] = self.webhooks
+        return shown
 
 
 def jitter_ms(runtime: Runtime) -> int:
@@ -75,6 +87,11 @@ def tick(runtime: Runtime) -> TickReport:
     ):
         brokers.enqueue(retry_pending_revoke, pending_id)
         report.revokes += 1
+    if settings.webhooks_enabled:
+        report.webhooks = 0
+        if webhooks_pending(runtime):  # something past the position, backoff run out: one run (the lock dedups)
+            brokers.enqueue(deliver_webhooks)
+            report.webhooks = 1
     if report.syncs or report.revokes:
         log.info("scheduler: enqueued %s sync(s) and %s revoke attempt(s)", len(report.syncs), report.revokes)
     return report
@@ -111,6 +128,11 @@ def run_due_here(runtime: Runtime) -> TickReport:
     ):
         retry_one(runtime, pending_id)
         report.revokes += 1
+    if settings.webhooks_enabled:  # one attempt per run; a failure waits for a later run's backoff check
+        report.webhooks = 0
+        while (delivery := deliver_pending(runtime)).stopped == "more":
+            report.webhooks += delivery.batches
+        report.webhooks += delivery.batches
     return report
 
 
