@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from playwright.sync_api import Page
 
-from tests.plugins.browser import SCREENSHOTS, assert_accessible, screenshot
+from tests.plugins.browser import SCREENSHOTS, _loop_set_aside, assert_accessible, screenshot
 
 
 def test_axe_fails_a_page_with_serious_violations(page: Page) -> None:
@@ -23,12 +24,15 @@ def test_axe_passes_a_plain_page_and_reports_the_minor_rest(page: Page) -> None:
     assert path.parent == SCREENSHOTS and path.read_bytes().startswith(b"\x89PNG")
 
 
-def test_a_browser_test_runs_first(page: Page) -> None:
+def test_asyncio_still_runs_in_the_tests_without_the_browser(page: Page) -> None:
+    """Playwright's sync driver keeps its loop running in this thread between calls, which would break any
+    later test's ``asyncio.run`` in the same process; the plugin sets the loop aside around such a test."""
     page.set_content("<p>x</p>")
-    assert page.inner_text("p") == "x"
-
-
-def test_asyncio_still_runs_after_a_browser_test() -> None:
-    """Playwright's sync driver keeps its loop running in this thread; a test without the browser still has
-    ``asyncio.run`` (the order of this file: the browser test above runs first, in the same process)."""
-    assert asyncio.run(asyncio.sleep(0, result=7)) == 7
+    blocked = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="running event loop"):
+        asyncio.run(blocked)  # the problem is real: here, inside a browser test
+    blocked.close()
+    without_browser = SimpleNamespace(fixturenames=["tmp_path"])
+    with _loop_set_aside(without_browser):  # what the plugin's hooks do around a test without the browser
+        assert asyncio.run(asyncio.sleep(0, result=7)) == 7
+    assert page.inner_text("p") == "x"  # and the driver works after it
