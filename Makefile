@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements-dev.lock
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: demo test lint typecheck install lock clean
+.PHONY: demo test lint typecheck install lock clean messages
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/pip check
 	touch $(STAMP)
 
-install: $(STAMP)
+# axe-core for the browser tests (tests/plugins/browser.py), pinned in package-lock.json; Chromium itself is
+# Debian's package (`apt-get install chromium`, which .ci/run does when it is missing), never a download.
+AXE := node_modules/axe-core/axe.min.js
+
+$(AXE): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $(AXE)
+
+install: $(STAMP) $(AXE)
 
 demo: $(STAMP)
 	$(BIN)/rostersync demo
@@ -36,7 +44,7 @@ typecheck: $(STAMP)
 # `make test TEST_WORKERS=0` runs serially; plain `pytest` is serial too.
 TEST_WORKERS ?= 4
 
-test: lint typecheck
+test: lint typecheck $(AXE)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Refresh both locks after a change of dependencies in pyproject.toml, then run `make test`.
@@ -46,5 +54,12 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(LOCK)
 
+# The teacher pages' messages (web/, babel.cfg) -> web/locale/messages.pot, merged into each language's .po;
+# translate the new entries, then `make test` (tests/unit/test_catalogues.py checks none is missing).
+MESSAGES := --no-location --omit-header --sort-output --width 100
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -o web/locale/messages.pot $(MESSAGES) .
+	$(BIN)/pybabel update -i web/locale/messages.pot -d web/locale --width 100 --ignore-pot-creation-date
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache node_modules test-artifacts
