@@ -121,10 +121,12 @@ def purge_expired(runtime: Runtime, *, actor: str = ACTOR) -> PurgeReport:
             details=dict(report.as_json()),
         )
     log.info(
-        "retention: %s soft-deleted rows, %s rows of ended integrations, %s consents, %s deleted accounts",
+        "retention: %s soft-deleted rows, %s rows of ended integrations, %s consents, %s feed events, "
+        "%s deleted accounts",
         report.removed_rows,
         report.ended_rows,
         report.link_attempts,
+        report.feed_events,
         report.accounts,
     )
     return report

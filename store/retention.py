@@ -88,6 +88,8 @@ def mark_account_deleted(engine: Engine, account: str, *, actor: str, at: dateti
         linked = audit.ids_of(
             list(connection.execute(select(Integration.id).where(Integration.linked_by == account)).scalars())
         )
+        # Each status change below writes its event under the outbox head: every row locked first (lock order).
+        lock_integrations(connection, linked)
         # No new data for a deleted account: its active integrations stop syncing (a running sync is fenced
         # by the generation bump) and keep what they hold, tokens included, until the deadline revokes them.
         # A failed one too, or `resume` would bring it back.
