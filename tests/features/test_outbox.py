@@ -8,11 +8,12 @@ worker processes is tests/integration/test_outbox_concurrency.py.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from emulators.google import GoogleEmulator
 from services.retention import mark_account_deleted, purge_expired
@@ -20,11 +21,12 @@ from services.revoke import revoke_integration
 from services.rights import erase_integration, erase_person
 from store import integrations, outbox
 from store.consent import purge_role
+from store.db import make_engine
 from store.models import ChangeEvent
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.conftest import Linker
-from tests.outboxkit import FeedEvent, events, head, replayed, stored_roster
+from tests.outboxkit import FeedEvent, events, head, read_events, replayed, stored_roster
 
 ACTOR = "admin:test"
 
@@ -243,3 +245,45 @@ def test_appended_events_take_the_next_seqs(runtime: Runtime) -> None:
         second = outbox.append(connection, [outbox.Event("integration.purged", 9)])
     assert first == [1, 2] and second == [3]
     assert head(runtime.engine) == (3, 0)
+
+
+def test_a_second_writer_gets_its_seqs_only_after_the_first_commits(pg_url: str) -> None:
+    """Seq order is commit order on PostgreSQL: B's events wait on the head row until A commits, then follow it.
+
+    A holds seq 1 uncommitted; B asks for seqs and waits (seen in ``pg_stat_activity``, not by a clock).
+    Had B been handed seq 2 at once and committed first, a reader would have seen 2 and later found 1.
+    """
+    engine = make_engine(pg_url)
+    first = engine.connect()
+    transaction = first.begin()
+    outbox.append(first, [outbox.Event("integration.purged", 1)])
+    got: list[list[int]] = []
+    pid: list[int] = []
+    ready = threading.Event()
+
+    def second_writer() -> None:
+        with engine.begin() as connection:
+            pid.append(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            ready.set()
+            got.append(outbox.append(connection, [outbox.Event("integration.purged", 2)]))
+
+    writer = threading.Thread(target=second_writer)
+    writer.start()
+    assert ready.wait(timeout=30)
+    with engine.connect() as watcher:
+        waiting = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND wait_event_type = 'Lock' "
+            "AND query LIKE 'UPDATE outbox_head%'"
+        )
+        while not watcher.execute(waiting, {"pid": pid[0]}).scalar_one():
+            watcher.rollback()
+            assert writer.is_alive()
+        with engine.connect() as reader:  # meanwhile a reader sees nothing: neither seq is committed
+            assert read_events(reader) == []
+    transaction.commit()
+    writer.join(timeout=30)
+    first.close()
+    assert got == [[2]]
+    with engine.connect() as reader:
+        assert [e.seq for e in read_events(reader)] == [1, 2]
+    engine.dispose()
