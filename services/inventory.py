@@ -78,7 +78,7 @@ def retention(settings: Settings) -> dict[str, str]:
         f"{settings.deleted_account_retention_months} months after the account's deletion",
         "consents_in_flight": f"deleted after {settings.link_state_ttl_seconds} s",
         "change_feed": f"change_events deleted after {settings.change_feed_retention_days} days; at once, an "
-        "erased person's events (but the erase's own) and a purged integration's (but the purge)",
+        "erased person's events (but the erase's own) and a purged integration's (but the purge and its status)",
         "audit_log": "kept; ids, counts and pseudonyms only",
     }
 

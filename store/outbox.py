@@ -74,8 +74,24 @@ def append(connection: Connection, events: Sequence[Event]) -> list[int]:
 
 
 def forget_integration(connection: Connection, integration_id: int) -> int:
-    """Delete every event of this integration written so far (a purge); returns how many."""
-    return int(connection.execute(delete(ChangeEvent).where(ChangeEvent.integration_id == integration_id)).rowcount)
+    """Delete the events of this integration written so far (a purge) but its latest status; returns how many.
+
+    The status (``integration.updated``: provider, tenant, status) names no roster data, and without it a
+    consumer replaying the feed from the start would not know the integration that a re-link or the
+    retention job purged exists at all.
+    """
+    latest = (
+        select(func.max(ChangeEvent.seq))
+        .where(ChangeEvent.integration_id == integration_id, ChangeEvent.type == "integration.updated")
+        .scalar_subquery()
+    )
+    return int(
+        connection.execute(
+            delete(ChangeEvent).where(
+                ChangeEvent.integration_id == integration_id, ChangeEvent.seq.is_distinct_from(latest)
+            )
+        ).rowcount
+    )
 
 
 def forget_person(connection: Connection, pseudonym: str) -> int:
