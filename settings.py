@@ -192,6 +192,7 @@ class Settings(BaseSettings):
 
     # Issue 8: web app, scheduler, workers.
     admin_tokens: SecretStr | None = None  # comma list of bearer tokens of the admin API
+    console_session_seconds: int = Field(default=8 * 3600, ge=300, le=7 * DAY)  # a console sign-in lasts this long
     link_signing_key: SecretStr | None = None  # the platform signs /link requests with it; unset: no web linking
     scheduler_tick_seconds: float = Field(default=30.0, gt=0, le=3600)
     scheduler_jitter_seconds: float = Field(default=30.0, ge=0, le=3600)

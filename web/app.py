@@ -24,7 +24,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from settings import Settings
 from store.runtime import Runtime, set_runtime
-from web import admin, apidocs, health, holds, linking, rights
+from web import admin, apidocs, console, health, holds, linking, rights
 from web.auth import ADMIN_PREFIX, AdminAuth
 from web.context import WebContext, new_metrics
 from web.headers import SecurityHeaders
@@ -39,7 +39,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     set_runtime(runtime)  # the in-process actors use the same runtime
     settings = runtime.settings
     broker = brokers.install(brokers.make_broker(settings))
-    ctx = WebContext(runtime=runtime, broker=broker, metrics=new_metrics())
+    ctx = WebContext(
+        runtime=runtime,
+        broker=broker,
+        metrics=new_metrics(),
+        admin_failures=Limiter(settings.admin_failures_per_minute),
+    )
     health.metrics_registry(ctx)
 
     @asynccontextmanager
@@ -77,6 +82,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(admin.router)
     app.include_router(rights.router)
     app.include_router(holds.router)
+    console.install(app)
     app.include_router(health.router)
     if settings.metrics_access != "off":
         app.include_router(health.metrics_router)
@@ -99,7 +105,7 @@ def _middleware(app: FastAPI, ctx: WebContext) -> None:
         AdminAuth,
         tokens=settings.admin_token_list(),
         on_refused=ctx.metrics.admin_refused.inc,
-        limiter=Limiter(settings.admin_failures_per_minute),
+        limiter=ctx.admin_failures,
         guarded=guarded,
     )
     app.add_middleware(LinkRateLimit, limiter=Limiter(settings.link_requests_per_minute), prefixes=LINK_PREFIXES)
