@@ -125,27 +125,27 @@ def hourly(activity: list[RunActivity], now: datetime, hours: int = 24) -> tuple
 
 
 def failures_by_provider(activity: list[RunActivity], providers: list[str]) -> tuple[Chart, list[tuple[str, int, int]]]:
-    """Per provider: failed syncs over the period, as horizontal bars, and (provider, syncs, failed) rows."""
+    """Per provider over the period: a bar as long as its syncs, the failed share of it drawn red from the left."""
     total = Counter(run.provider for run in activity)
     failed = Counter(run.provider for run in activity if kind(run.outcome) == "failed")
     names = sorted(set(providers) | set(total))
-    row_height = 24
-    top = max(failed.values(), default=0) or 1
-    label_width = 110
-    bars = [
-        Bar(
-            label_width,
-            index * row_height + 4,
-            max(1.0, round(failed[name] / top * (WIDTH - label_width - 60), 1)) if failed[name] else 1.0,
-            row_height - 8,
-            "failed" if failed[name] else "ok",
-            f"{name}: {failed[name]} failed of {total[name]} syncs",
-        )
-        for index, name in enumerate(names)
-    ]
+    row_height, label_width = 24, 150
+    room = WIDTH - label_width - 10
+    top = max(total.values(), default=0) or 1
+    bars: list[Bar] = []
+    for index, name in enumerate(names):
+        title = f"{name}: {failed[name]} failed of {total[name]} syncs"
+        y = index * row_height + 4
+        bars.append(Bar(label_width, y, max(1.0, round(total[name] / top * room, 1)), row_height - 8, "ok", title))
+        if failed[name]:
+            bars.append(
+                Bar(label_width, y, max(1.0, round(failed[name] / top * room, 1)), row_height - 8, "failed", title)
+            )
     label = "Failed syncs per provider over the last day: " + (
         ", ".join(f"{name} {failed[name]} of {total[name]}" for name in names) or "no provider"
     )
-    texts = [(0.0, index * row_height + 17.0, f"{name} ({failed[name]})") for index, name in enumerate(names)]
+    texts = [
+        (0.0, index * row_height + 17.0, f"{name}: {failed[name]} of {total[name]}") for index, name in enumerate(names)
+    ]
     chart = Chart(label, bars, texts, height=max(row_height * len(names), row_height))
     return chart, [(name, total[name], failed[name]) for name in names]
