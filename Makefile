@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/pip check
 	touch $(STAMP)
 
-install: $(STAMP)
+# axe-core for the browser tests (tests/plugins/browser.py), pinned in package-lock.json; Chromium itself is
+# Debian's package (`apt-get install chromium`, which .ci/run does when it is missing), never a download.
+AXE := node_modules/axe-core/axe.min.js
+
+$(AXE): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $(AXE)
+
+install: $(STAMP) $(AXE)
 
 demo: $(STAMP)
 	$(BIN)/rostersync demo
@@ -36,7 +44,7 @@ typecheck: $(STAMP)
 # `make test TEST_WORKERS=0` runs serially; plain `pytest` is serial too.
 TEST_WORKERS ?= 4
 
-test: lint typecheck
+test: lint typecheck $(AXE)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Refresh both locks after a change of dependencies in pyproject.toml, then run `make test`.
@@ -47,4 +55,4 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(LOCK)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache node_modules test-artifacts

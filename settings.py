@@ -194,6 +194,8 @@ class Settings(BaseSettings):
     admin_tokens: SecretStr | None = None  # comma list of bearer tokens of the admin API
     console_session_seconds: int = Field(default=8 * 3600, ge=300, le=7 * DAY)  # a console sign-in lasts this long
     link_signing_key: SecretStr | None = None  # the platform signs /link requests with it; unset: no web linking
+    # Issue 21: where the teacher pages' "Back to ..." button goes (the platform's page for teachers); unset: none.
+    platform_url: str | None = None
     scheduler_tick_seconds: float = Field(default=30.0, gt=0, le=3600)
     scheduler_jitter_seconds: float = Field(default=30.0, ge=0, le=3600)
     scheduler_batch: int = Field(default=500, gt=0, le=100_000)
@@ -286,6 +288,17 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError("expected IP addresses or networks, e.g. 127.0.0.1,10.0.0.0/8") from None
         return value
+
+    @field_validator("platform_url")
+    @classmethod
+    def _platform_url(cls, url: str | None) -> str | None:
+        """A teacher is sent there from our pages: an https URL with a host, never a relative or script URL."""
+        if not url:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("the platform URL must use https and name a host (https://HOST/PATH)")
+        return url
 
     @field_validator("ca_bundle")
     @classmethod

@@ -29,8 +29,14 @@ from worker import broker as brokers
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # The emulators (``emulator``, ``clever``, ``microsoft``) are fixtures of the emulators plugin; databases
-# are copied from one migrated per session (databases); the long process tests go first (scheduling).
-pytest_plugins = ["tests.plugins.emulators", "tests.plugins.databases", "tests.plugins.scheduling"]
+# are copied from one migrated per session (databases); the long process tests go first (scheduling); Chromium,
+# axe-core, screenshots and the app served for real are the browser tests' (browser).
+pytest_plugins = [
+    "tests.plugins.emulators",
+    "tests.plugins.databases",
+    "tests.plugins.scheduling",
+    "tests.plugins.browser",
+]
 
 
 def settings_for(emulator: GoogleEmulator, database_url: str, **overrides: Any) -> Settings:
