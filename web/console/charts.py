@@ -17,6 +17,8 @@ from store.overview import RunActivity, RunView
 WIDTH = 600
 HEIGHT = 120
 GAP = 2
+RUN_SLOTS = 30
+"""An integration's chart has a place for each of its last 30 runs, the newest on the right, however few it has."""
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,17 @@ def kind(outcome: str | None, finished: bool = True) -> str:
     return "failed"
 
 
-def _columns(values: list[float], kinds: list[str], titles: list[str], height: int) -> list[Bar]:
-    slot = WIDTH / max(len(values), 1)
+def _columns(values: list[float], kinds: list[str], titles: list[str], height: int, slots: int = 0) -> list[Bar]:
+    """One bar per value, left to right; with ``slots``, that many places and the bars in the rightmost ones."""
+    slot = WIDTH / max(slots, len(values), 1)
+    first = max(slots - len(values), 0)
     top = max(values, default=0) or 1
     bars = []
     for index, (value, colour, title) in enumerate(zip(values, kinds, titles, strict=True)):
         tall = max(1.0, value / top * (height - 4)) if value else 1.0
         bars.append(
             Bar(
-                round(index * slot + GAP / 2, 1),
+                round((first + index) * slot + GAP / 2, 1),
                 round(height - tall, 1),
                 round(slot - GAP, 1),
                 round(tall, 1),
@@ -89,11 +93,11 @@ def run_charts(runs: list[RunView]) -> tuple[Chart, Chart]:
     most = max((run.rows_written for run in ordered), default=0)
     duration_chart = Chart(
         f"Duration of the last {len(ordered)} runs ({outcomes or 'none'}); the longest took {longest:.1f} s.",
-        _columns(seconds, kinds, titles, HEIGHT),
+        _columns(seconds, kinds, titles, HEIGHT, RUN_SLOTS),
     )
     rows_chart = Chart(
         f"Rows written by the last {len(ordered)} runs; the most was {most}.",
-        _columns([float(run.rows_written) for run in ordered], kinds, titles, HEIGHT),
+        _columns([float(run.rows_written) for run in ordered], kinds, titles, HEIGHT, RUN_SLOTS),
     )
     return duration_chart, rows_chart
 
