@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from emulators.google import GoogleEmulator
 from store import audit, integrations, overview
@@ -30,8 +31,8 @@ def database_url(pg_url: str) -> str:
     return pg_url
 
 
-def console_actions(engine: object, integration_id: int) -> list[tuple[str, str]]:
-    return [(event.action, event.actor) for event in audit.events(engine, integration_id)]  # type: ignore[arg-type]
+def console_actions(engine: Engine, integration_id: int) -> list[tuple[str, str]]:
+    return [(event.action, event.actor) for event in audit.events(engine, integration_id)]
 
 
 def test_pages_need_a_session_and_a_sign_in_opens_one(client: TestClient) -> None:

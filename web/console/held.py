@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from store import breaker, pending_revokes
+from store import breaker, holds, pending_revokes
 from store.models import MAX_ID
 from web import actions
 from web.console.guard import Ctx, Post, SignedIn
@@ -31,7 +31,12 @@ def held_list(request: Request, ctx: Ctx, session: SignedIn) -> Response:
 
 
 def _hold(ctx: WebContext, run_id: int) -> breaker.HeldView | None:
-    return next((hold for hold in breaker.pending(ctx.runtime.engine) if hold.run_id == run_id), None)
+    engine = ctx.runtime.engine
+    with engine.connect() as connection:
+        hold = holds.of_run(connection, run_id)
+    if hold is None:
+        return None
+    return next((view for view in breaker.pending(engine, hold.integration_id) if view.run_id == run_id), None)
 
 
 def _gone(

@@ -111,7 +111,7 @@ def integration_page(request: Request, ctx: Ctx, session: SignedIn, integration_
     engine = ctx.runtime.engine
     runs = overview.runs(engine, integration_id=integration_id, limit=30)
     duration_chart, rows_chart = charts.run_charts(runs)
-    held = [hold for hold in breaker.pending(engine) if hold.integration_id == integration_id]
+    held = breaker.pending(engine, integration_id)
     return page(
         request,
         "integration.html",
