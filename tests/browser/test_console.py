@@ -24,9 +24,11 @@ PHONE = {"width": 390, "height": 844}
 
 
 def checked(page: Page, name: str) -> None:
-    """axe on the page as it is, and its screenshot for a reviewer."""
-    assert_accessible(page)
-    screenshot(page, f"console-{name}")
+    """axe on the page as it is, and its screenshot for a reviewer; what axe still reports (minor or moderate
+    only, or the check fails) is kept beside the screenshot as ``console-NAME.axe.json``."""
+    violations = assert_accessible(page)
+    shot = screenshot(page, f"console-{name}")
+    shot.with_suffix(".axe.json").write_text(json.dumps(violations, indent=1) + "\n", encoding="utf-8")
 
 
 def sign_in(page: Page, app: ServedApp, token: str | None = None) -> None:
