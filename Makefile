@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements-dev.lock
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --quiet
 
-.PHONY: demo test lint typecheck install lock clean
+.PHONY: demo test lint typecheck install lock clean messages
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ lock:
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(LOCK)
+
+# The teacher pages' messages (web/, babel.cfg) -> web/locale/messages.pot, merged into each language's .po;
+# translate the new entries, then `make test` (tests/unit/test_catalogues.py checks none is missing).
+MESSAGES := --no-location --omit-header --sort-output --width 100
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -o web/locale/messages.pot $(MESSAGES) .
+	$(BIN)/pybabel update -i web/locale/messages.pot -d web/locale --width 100 --ignore-pot-creation-date
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache node_modules test-artifacts

@@ -96,6 +96,13 @@ class Provider:
     disconnect: str = ""
     # The words of the error kinds only this provider raises, by kind (``ConnectorError.kind``).
     error_words: Mapping[str, ErrorWords] = field(default_factory=dict)
+    # The provider's proper name as people know it, for the pages a teacher reads; "": the registry name.
+    display_name: str = ""
+
+    @property
+    def proper_name(self) -> str:
+        """What a teacher calls the provider: its display name, or its registry name capitalised."""
+        return self.display_name or self.name.capitalize()
 
 
 def tokens_to_payload(tokens: TokenSet) -> dict[str, Any]:

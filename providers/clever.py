@@ -92,6 +92,7 @@ TOKEN_REFUSED = ErrorWords(
 
 PROVIDER = Provider(
     name="clever",
+    display_name="Clever",
     required_scopes=frozenset(),  # Clever's token response names no scopes; /me and the reads tell
     consent_url=_consent_url,
     exchange_code=_exchange,

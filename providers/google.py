@@ -24,6 +24,7 @@ def _grant(settings: Settings, tokens: TokenSet) -> Grant:
 
 PROVIDER = Provider(
     name="google",
+    display_name="Google Classroom",
     required_scopes=frozenset(GOOGLE_SCOPES),
     consent_url=connectors.google.consent_url,
     exchange_code=_exchange,

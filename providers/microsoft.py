@@ -76,6 +76,7 @@ def _connector(settings: Settings, tokens: TokenSet, on_tokens: TokenSink) -> Mi
 
 PROVIDER = Provider(
     name="microsoft",
+    display_name="Microsoft 365",
     required_scopes=frozenset({connectors.microsoft.DELEGATED_SCOPE}),  # a teacher's grant; a tenant's is probed
     consent_url=_consent_url,
     exchange_code=_exchange,

@@ -12,6 +12,7 @@ from providers.registry import provider, tokens_from_payload, tokens_to_payload
 from store import integrations
 from store.runtime import Runtime
 from store.vault import VaultError
+from sync.consent import roles_to_sync
 
 MAX_PAGES = 3
 
@@ -32,8 +33,12 @@ def class_names(runtime: Runtime, integration_id: int) -> list[str] | None:
         tokens = tokens_from_payload(runtime.vault.open(state.token_blob))
         connector = spec.connector(runtime.settings, tokens, persist)
         context = MappingContext(state.tenant, state.granted_scopes, runtime.pseudonymiser)
+        # Every role the consent basis allows gets its mask, as in a sync: a provider that reads a class's
+        # teachers with its classes needs the teacher mask too; members returned inline are not shown.
+        roles = ("class", *roles_to_sync(state.consent_basis))
+        masks = {role: spec.field_mask(role, state.granted_scopes) for role in roles}
         try:
-            for number, page in enumerate(connector.classes({"class": spec.field_mask("class", state.granted_scopes)})):
+            for number, page in enumerate(connector.classes(masks)):
                 batch = spec.map_page(page, context)
                 names.extend(f"{r.name} ({r.section})" if r.section else r.name for r in batch.classes)
                 if number + 1 >= MAX_PAGES:

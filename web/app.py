@@ -20,16 +20,17 @@ import dramatiq
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from settings import Settings
 from store.runtime import Runtime, set_runtime
-from web import admin, apidocs, console, health, holds, linking, rights
+from web import admin, apidocs, console, health, holds, linking, pages, privacy, rights
 from web.auth import ADMIN_PREFIX, AdminAuth
 from web.context import WebContext, new_metrics
 from web.headers import SecurityHeaders
 from web.ratelimit import Limiter, LinkRateLimit
-from web.validation import validation_failed
+from web.validation import http_error, validation_failed
 from worker import broker as brokers
 
 LINK_PREFIXES = ("/link/", "/oauth/")
@@ -72,6 +73,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.rostersync = ctx
     app.add_exception_handler(RequestValidationError, validation_failed)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     _routes(app, settings)
     _middleware(app, ctx)
     return app
@@ -79,6 +81,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
 def _routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(linking.router)
+    app.include_router(privacy.router)
+    app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(rights.router)
     app.include_router(holds.router)

@@ -22,18 +22,17 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from providers.config import browser_problems
-from providers.registry import SUPPORTED
+from providers.registry import PROVIDERS, SUPPORTED
 from services.linking import AccountTaken, LinkError, WrongFinisher, complete_link, start_link
 from services.preview import class_names
 from store import integrations, links
 from store.models import KEY_LENGTH
 from store.vault import VaultError
 from sync.consent import BASES, DEFAULT_BASIS
-from sync.grants import AtProvider
-from web import signing
+from web import failures, privacy, signing
 from web.callback_url import provider_callback_url
 from web.context import WebContext, context
-from web.pages import NO_STORE, page, what_to_do
+from web.pages import NO_STORE, message, words_for
 from worker import broker as brokers
 from worker.sync_requests import sync_after_link
 
@@ -48,25 +47,37 @@ COOKIE = "__Host-rostersync-link"
 """Host-only, Secure, path ``/``: the browser keeps it from every other host and from plain http."""
 
 
-def _unusable(ctx: WebContext, provider: str) -> HTMLResponse | None:
+def _unusable(ctx: WebContext, request: Request, provider: str) -> HTMLResponse | None:
+    words = words_for(request)
     if provider not in SUPPORTED:
-        return page("Unknown provider", [f"rostersync cannot link {provider!r}."], status=404)
-    if ctx.runtime.settings.link_signing_key is None:
-        return page(
-            "Not available yet",
+        return message(
+            request,
+            words.gettext("This service cannot be connected"),
             [
-                "Linking in the browser is not configured on this server (no link signing key). "
-                "Tell your school's administrator."
+                words.gettext("The link you followed names a service this platform does not connect to."),
+                words.gettext("Nothing was changed. Go back to the platform and use its Connect button again."),
             ],
-            status=503,
+            status=404,
         )
+    if ctx.runtime.settings.link_signing_key is None:
+        return _not_ready(request, words.gettext("Connecting your classes is not available yet"), status=503)
     if browser_problems(ctx.runtime.settings, provider):  # what is missing: GET /providers
-        return page(
-            "Not available yet",
-            [f"Linking {provider} is not configured on this server. Tell your school's administrator."],
-            status=503,
-        )
+        name = PROVIDERS[provider].proper_name
+        return _not_ready(request, words.gettext("Connecting %(provider)s is not available yet", provider=name), 503)
     return None
+
+
+def _not_ready(request: Request, title: str, status: int) -> HTMLResponse:
+    words = words_for(request)
+    return message(
+        request,
+        title,
+        [
+            words.gettext("Your school has not finished setting this up here, so nothing was changed."),
+            words.gettext("Please tell your school's administrator. You can connect once they have finished."),
+        ],
+        status=status,
+    )
 
 
 @router.get(
@@ -78,6 +89,7 @@ def _unusable(ctx: WebContext, provider: str) -> HTMLResponse | None:
 )
 def link(
     provider: ProviderName,
+    request: Request,
     ctx: Annotated[WebContext, Depends(context)],
     teacher: Annotated[str, Query(min_length=1, max_length=KEY_LENGTH, description="The platform's teacher id")],
     tenant: Annotated[
@@ -92,7 +104,7 @@ def link(
     ] = None,
     sig: Annotated[str | None, Query(max_length=64, description="The platform's HMAC, see docs/web.md")] = None,
 ) -> Response:
-    refused = _unusable(ctx, provider)
+    refused = _unusable(ctx, request, provider)
     if refused is not None:
         return refused
     key = ctx.runtime.settings.link_signing_key
@@ -110,23 +122,25 @@ def link(
         )
     except signing.BadSignature as error:
         ctx.metrics.links.labels(provider, "unsigned").inc()
-        return page("Cannot start linking", [f"{error}. Start again from the platform."], status=403)
+        return failures.bad_signature(request, str(error))
     assert nonce is not None and expires is not None  # signing.check refused a request without them
     if not links.spend_nonce(ctx.runtime.engine, nonce, datetime.fromtimestamp(expires, UTC).replace(tzinfo=None)):
         ctx.metrics.links.labels(provider, "replayed").inc()
-        return page("Cannot start linking", ["This link was already used. Start again from the platform."], status=403)
-    return _to_consent(ctx, provider, teacher=teacher, tenant=tenant, basis=basis)
+        return failures.replayed(request)
+    return _to_consent(ctx, request, provider, teacher=teacher, tenant=tenant, basis=basis)
 
 
-def _to_consent(ctx: WebContext, provider: str, *, teacher: str, tenant: str | None, basis: str) -> Response:
+def _to_consent(
+    ctx: WebContext, request: Request, provider: str, *, teacher: str, tenant: str | None, basis: str
+) -> Response:
     """Store the state bound to a fresh cookie value, set the cookie, send the browser to consent."""
     cookie = secrets.token_urlsafe(32)
     try:
         url = start_link(
             ctx.runtime, provider_name=provider, teacher=teacher, tenant=tenant, basis=basis, browser_cookie=cookie
         )
-    except LinkError as error:
-        return page("Cannot start linking", [str(error)], status=400)
+    except LinkError:
+        return failures.not_started(request)
     response = RedirectResponse(url, status_code=302, headers=NO_STORE)
     response.set_cookie(
         COOKIE,
@@ -143,7 +157,7 @@ def _to_consent(ctx: WebContext, provider: str, *, teacher: str, tenant: str | N
 @router.get(
     "/oauth/{provider}/callback",
     response_class=HTMLResponse,
-    responses={400: {}, 404: {}, 500: {}, 503: {}},
+    responses={400: {}, 404: {}, 409: {}, 500: {}, 503: {}},
     summary="The provider sends the teacher back here: complete the link and queue the first sync",
 )
 def callback(
@@ -154,7 +168,7 @@ def callback(
     code: Annotated[str | None, Query(max_length=4096)] = None,
     error: Annotated[str | None, Query(max_length=512)] = None,
 ) -> HTMLResponse:
-    refused = _unusable(ctx, provider)
+    refused = _unusable(ctx, request, provider)
     if refused is not None:
         return refused
     response = _finish(ctx, provider, request)
@@ -169,60 +183,56 @@ def _finish(ctx: WebContext, provider: str, request: Request) -> HTMLResponse:
         integration_id = complete_link(ctx.runtime, callback_url, finisher)
     except AccountTaken as taken:
         ctx.metrics.links.labels(provider, "refused").inc()
-        return page("Not linked", [str(taken), _given_back(provider, taken.given_back), TAKEN_ADVICE], status=409)
-    except WrongFinisher as failure:
+        return failures.account_taken(request, provider, taken.given_back)
+    except WrongFinisher:
         ctx.metrics.links.labels(provider, "refused").inc()
-        return page("Not linked", [f"{failure}.", "Nothing was linked. Start again from the platform."], status=400)
+        return failures.wrong_browser(request)
     except LinkError as failure:
         ctx.metrics.links.labels(provider, "refused").inc()
-        return page("Not linked", [str(failure), what_to_do(str(failure))], status=400)
+        return failures.not_linked(request, provider, str(failure), ctx.runtime.settings.link_state_ttl_seconds)
     except VaultError:
         ctx.metrics.links.labels(provider, "error").inc()
         log.error("link callback: the token keys cannot open the consent in flight")
-        return page("Not linked", ["The server's keys changed during your link. Connect again."], status=500)
+        return failures.our_side(request)
     ctx.metrics.links.labels(provider, "linked").inc()
-    return _linked_page(ctx, integration_id)
+    return _linked_page(ctx, request, integration_id)
 
 
-TAKEN_ADVICE = (
-    "A provider account can be linked by one teacher of a school at a time. If it is yours, ask your "
-    "school's administrator to end the other link (or its teacher to unlink it), then connect again."
-)
-
-
-def _given_back(provider: str, verdict: AtProvider) -> str:
-    """What became of the access the teacher just granted: nothing of it may stay live unseen."""
-    if verdict is AtProvider.REVOKED:
-        return f"The access you just granted was given back: {provider} confirmed it is revoked."
-    if verdict is AtProvider.PENDING:
-        return f"The access you just granted is being given back: {provider} did not answer yet, rostersync retries."
-    hint = f"remove rostersync from the apps allowed in your {provider} account's settings"
-    if verdict is AtProvider.UNSUPPORTED:
-        return f"The access you just granted was not kept, but {provider} cannot take it back for us: {hint}."
-    return f"The access you just granted was not kept, but {provider} did not confirm it was given back: {hint}."
-
-
-def _linked_page(ctx: WebContext, integration_id: int) -> HTMLResponse:
+def _linked_page(ctx: WebContext, request: Request, integration_id: int) -> HTMLResponse:
+    """Linked: which classes will sync, when, what of the students is kept; no internal id."""
     state = integrations.load(ctx.runtime.engine, integration_id)
+    words = words_for(request)
+    name = PROVIDERS[state.provider].proper_name
     try:
         sync_after_link(ctx.runtime, integration_id)
-        when = "The first sync has started; your classes appear in the platform within a few minutes."
+        when = words.gettext("We have started copying your classes: they appear in the platform within a few minutes.")
     except brokers.BrokerUnavailable:
         log.warning("integration %s linked; first sync not queued (broker down), the scheduler will run it", state.id)
-        when = "The first sync will run shortly."
+        when = words.gettext("We will start copying your classes shortly: they appear in the platform soon after.")
     names = class_names(ctx.runtime, integration_id)
-    students = (
-        "Class lists include students, stored under a pseudonym only."
-        if state.consent_basis in BASES
-        else "No consent basis was recorded, so only teachers and classes sync, never students."
-    )
-    listing = (
-        ["These classes will sync:"]
-        if names
-        else ["No active class was found yet." if names == [] else "The classes will be listed after the first sync."]
-    )
-    return page(
-        "Linked",
-        [f"Your {state.provider} account is linked (integration {state.id}).", when, students, *listing],
+    if names:
+        listing = words.ngettext("This class will sync:", "These %(num)d classes will sync:", len(names))
+    elif names == []:
+        listing = words.gettext(
+            "We found no active class in your %(provider)s account yet. Classes you create or join later "
+            "will sync on their own.",
+            provider=name,
+        )
+    else:
+        listing = words.gettext("We could not list your classes just now: you will see them in the platform soon.")
+    return message(
+        request,
+        words.gettext("Your %(provider)s account is linked", provider=name),
+        [
+            words.gettext(
+                "Your classes in %(provider)s will appear in the platform and stay up to date on their own.",
+                provider=name,
+            ),
+            when,
+            listing,
+        ],
         items=names or None,
+        after=[privacy.students_sentence(words, state.provider, state.consent_basis in BASES)],
+        privacy_url=request.scope.get("root_path", "") + f"/privacy/{state.provider}",
+        provider_name=name,
     )

@@ -17,8 +17,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.requests import Request
+
 from web.asgi import ASGIApp, Receive, Scope, Send
-from web.pages import page
+from web.pages import too_many
 
 MAX_CLIENTS = 10_000
 """Buckets kept; the least recently seen client is forgotten first (memory stays bounded under a flood)."""
@@ -105,12 +107,6 @@ class LinkRateLimit:
         if scope["type"] == "http" and str(scope.get("path", "")).startswith(self.prefixes):
             retry_after = self.limiter.take(client_of(scope))
             if retry_after:
-                response = page(
-                    "Too many requests",
-                    [f"Too many link requests from your address. Wait {retry_after} seconds, then try again."],
-                    status=429,
-                )
-                response.headers["Retry-After"] = str(retry_after)
-                await response(scope, receive, send)
+                await too_many(Request(scope), retry_after)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -1,9 +1,12 @@
-"""The 422 answer to a request that fails validation, whatever text the request carried.
+"""The answers to a request that fails validation or names no route: JSON for APIs, a page for teachers.
 
-FastAPI's own answer echoes each refused value back and encodes the JSON as UTF-8 text: a lone
-surrogate (a ``"\\ud800"`` escape is valid JSON, but no UTF-8 text) then cannot be encoded, and
-the refusal itself became a 500. Here the same detail is written with ASCII escapes, which can
-carry any string.
+FastAPI's own 422 echoes each refused value back and encodes the JSON as UTF-8 text: a lone surrogate (a
+``"\\ud800"`` escape is valid JSON, but no UTF-8 text) then cannot be encoded, and the refusal itself became
+a 500. Here the same detail is written with ASCII escapes, which can carry any string.
+
+A teacher's browser (``/link/``, ``/oauth/``, ``/privacy/``: web.pages.TEACHER_PREFIXES) gets the same
+styled page as any other failure instead, in their language: a bad or missing parameter is a broken link
+to them, never a JSON document. The admin API and the platform's API keep their JSON.
 """
 
 from __future__ import annotations
@@ -12,11 +15,25 @@ import json
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from web.pages import broken_link, is_teacher_path, not_found
 
 
-async def validation_failed(_request: Request, error: Exception) -> Response:
+async def validation_failed(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)  # registered for this exception only
+    if is_teacher_path(request.url.path):
+        return broken_link(request, status=422)
     body = json.dumps({"detail": jsonable_encoder(error.errors())}, ensure_ascii=True)
     return Response(body, status_code=422, media_type="application/json")
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """404 and 405 on a teacher's path are pages; everything else is FastAPI's own answer."""
+    assert isinstance(error, HTTPException)  # registered for this exception only
+    if is_teacher_path(request.url.path) and error.status_code in (404, 405):
+        return not_found(request, status=error.status_code)
+    return await http_exception_handler(request, error)

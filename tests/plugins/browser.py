@@ -26,6 +26,7 @@ use throwaway test CAs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import socket
@@ -289,6 +290,7 @@ def _serving(runtime: Runtime, sock: socket.socket, tmp_path: Path) -> _Running:
     # A browser still open holds a TLS connection whose close waits for its reply (30 s): give up on it after
     # a second, then stop the app as usual (its in-process worker included).
     config.timeout_graceful_shutdown = 1
+    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # that give-up is expected, not news
     return _Running(_Server(config), sock)
 
 

@@ -65,5 +65,5 @@ def test_a_clever_teacher_links_through_a_tls_terminating_proxy(clever: CleverEm
             landed = browser.get(back, timeout=30)
     assert "insecure_transport" not in landed.text
     assert landed.status_code == 200, landed.text
-    assert "Your clever account is linked" in landed.text
+    assert "Your Clever account is linked" in landed.text
     assert [record.path for record in clever.requests if record.path.endswith("/oauth/tokens")]

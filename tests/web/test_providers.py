@@ -50,7 +50,7 @@ def test_providers_say_what_is_missing_and_the_link_page_refuses(emulator: Googl
             "ROSTERSYNC_CLEVER_REDIRECT_URI is not set",
         ]
         page = web.get("/link/google", params=signed("t"), follow_redirects=False)
-        assert page.status_code == 503 and "not configured on this server" in page.text
+        assert page.status_code == 503 and "Connecting Google Classroom is not available yet" in page.text
     rt.engine.dispose()
 
 
