@@ -283,3 +283,16 @@ def test_the_home_page_draws_the_days_syncs(client: TestClient, web_runtime: Run
     assert "Syncs per hour over the last 24 hours: 2 in all, 0 failed." in home
     assert "google 0 of 2" in home
     assert '<li><a href="/console/pending-revokes">' in home
+
+
+def test_a_bad_address_in_the_console_is_a_console_page_not_json(client: TestClient) -> None:
+    sign_in(client)
+    for path, status in (
+        ("/console/integrations/abc", 422),
+        ("/console/integrations?page=0", 422),
+        ("/console/no-such-page", 404),
+    ):
+        answer = client.get(path)
+        assert answer.status_code == status and answer.headers["content-type"].startswith("text/html"), path
+        assert "Back to the console" in answer.text
+        assert "default-src 'none'" in answer.headers["content-security-policy"]

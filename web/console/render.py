@@ -100,3 +100,18 @@ def page(
         request_path=request.url.path, session=session, counts=counts, **values
     )
     return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+
+PROBLEMS = {
+    404: ("No such page", "The console has no page at this address."),
+    405: ("No such page", "The console has no page at this address."),
+    422: ("Not a console address", "A part of this address is not what the console expects (an id is a number)."),
+}
+
+
+def address_problem(request: Request, status: int) -> HTMLResponse:
+    """A console page for an address the console cannot answer (never FastAPI's JSON); no data is read."""
+    title, line = PROBLEMS.get(status, PROBLEMS[404])
+    return page(
+        request, "message.html", status=status, title=title, lines=[line], back=("/console/", "Back to the console")
+    )
