@@ -197,6 +197,7 @@ class Settings(BaseSettings):
     admin_tokens: SecretStr | None = None  # comma list of bearer tokens of the admin API
     # Issue 20: comma list of bearer tokens of the /v1 platform API (docs/platform.md); unset: /v1 refuses everyone.
     platform_tokens: SecretStr | None = None
+    console_session_seconds: int = Field(default=8 * 3600, ge=300, le=7 * DAY)  # a console sign-in lasts this long
     link_signing_key: SecretStr | None = None  # the platform signs /link requests with it; unset: no web linking
     # Issue 21: where the teacher pages' "Back to ..." button goes (the platform's page for teachers); unset: none.
     platform_url: str | None = None

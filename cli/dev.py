@@ -2,23 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.common import PROVIDER_CHOICES, fail, user_errors
 from cli.runs import print_status
 
+if TYPE_CHECKING:
+    from store.runtime import Runtime  # the demo's own runtime; imported by the demo itself, not at start-up
+
 
 def demo(
     students: Annotated[int, typer.Option(min=1, max=200_000, help="Students in the synthetic district.")] = 150,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON on stdout.")] = False,
+    console: Annotated[
+        bool,
+        typer.Option(
+            "--console",
+            help="After the story, serve the admin console on its data at http://localhost:8000/console/ "
+            "with a throwaway admin token, until Ctrl-C.",
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="With --console: the port on 127.0.0.1.")] = 8000,
 ) -> None:
     """The whole story on embedded defaults against the local emulator."""
-    from devtools.demo import run_demo  # lazy: devtools brings the emulators, which only dev commands load
+    from devtools.demo import run_demo, tell_console  # lazy: devtools brings the emulators (dev commands only)
+
+    def report(rt: Runtime) -> None:
+        print_status(rt, as_json)
+        if console:
+            _serve_console(rt, port)
+        else:
+            tell_console(rt, None)
 
     with user_errors():
-        run_demo(students, lambda rt: print_status(rt, as_json))
+        run_demo(students, report)
+
+
+def _serve_console(rt: Runtime, port: int) -> None:
+    """The web app on the demo's runtime, on the loopback interface, until Ctrl-C; then the demo cleans up."""
+    import uvicorn
+
+    from cli.serve import listen
+    from devtools.demo import tell_console
+    from web.app import create_app
+    from web.serving import uvicorn_config
+
+    app_ = create_app(rt)
+    listening = listen("127.0.0.1", port)
+    tell_console(rt, f"http://localhost:{port}/console/")
+    uvicorn.Server(uvicorn_config(app_, rt.settings, host="127.0.0.1", port=port)).run(sockets=[listening])
 
 
 def bench(

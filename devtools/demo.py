@@ -31,8 +31,20 @@ from store.vault import new_key
 from worker import broker as brokers
 from worker.actors import sync_integration
 
-__all__ = ["CHAPTERS", "consent_headlessly", "demo_settings", "headless_redirect", "run_demo", "tell_story"]
+__all__ = [
+    "CHAPTERS",
+    "CONSOLE_PORT",
+    "consent_headlessly",
+    "demo_settings",
+    "headless_redirect",
+    "run_demo",
+    "tell_console",
+    "tell_story",
+]
 # consent_headlessly and headless_redirect live in devtools.headless; the tests still import them from here.
+
+CONSOLE_PORT = 8000
+"""Where ``demo --console`` serves the admin console on the story's data, on the loopback interface only."""
 
 CHAPTERS: dict[str, DemoChapter] = {name: kit.demo for name, kit in KITS.items() if kit.demo is not None}
 """Every provider's chapter, in the registry's order."""
@@ -60,6 +72,7 @@ def demo_settings(emulators: Mapping[str, Any], workdir: Path) -> Settings:
         broker_url=None,
         pseudonym_key=SecretStr(secrets.token_urlsafe(48)),
         token_keys=SecretStr(new_key()),
+        admin_tokens=SecretStr(secrets.token_urlsafe(32)),  # for the console on this story's data, thrown away too
         retry_min_backoff_ms=100,
         retry_max_backoff_ms=2_000,
     )
@@ -107,6 +120,22 @@ def _introduce(emulators: Mapping[str, Any]) -> None:
         where = f"local {CHAPTERS[name].label} emulator at {emulator.base_url}"
         err.print(("[bold]rostersync demo[/]: embedded defaults, " if n == 0 else "  and ") + where)
     err.print(
-        "  throwaway keys generated for this run (ROSTERSYNC_PSEUDONYM_KEY, ROSTERSYNC_TOKEN_KEYS); "
-        "a throwaway database, removed at the end"
+        "  throwaway keys generated for this run (ROSTERSYNC_PSEUDONYM_KEY, ROSTERSYNC_TOKEN_KEYS, "
+        "ROSTERSYNC_ADMIN_TOKENS); a throwaway database, removed at the end"
     )
+
+
+def tell_console(rt: Runtime, url: str | None) -> None:
+    """How to open the admin console on this story's own data: served now at ``url``, or how to ask for it.
+
+    The token printed is this run's throwaway admin token: it opens nothing once the demo has ended.
+    """
+    if url is None:
+        err.print(
+            f"Admin console: `rostersync demo --console` tells the same story, then serves its data at "
+            f"http://localhost:{CONSOLE_PORT}/console/ with a throwaway admin token, until Ctrl-C (docs/console.md)."
+        )
+        return
+    err.print(f"[bold]Admin console[/] on this story's data: open {url} and sign in with this run's admin token:")
+    err.print(f"  {rt.settings.admin_token_list()[0]}")
+    err.print("  Ctrl-C stops it; the data and the token are thrown away then.")

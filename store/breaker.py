@@ -325,11 +325,15 @@ class HeldView:
         }
 
 
-def pending(engine: Engine) -> list[HeldView]:
-    """Every open hold, by integration."""
+def pending(engine: Engine, integration_id: int | None = None) -> list[HeldView]:
+    """Every open hold, by integration; or only the one of ``integration_id`` (an integration's own page)."""
     views = []
     with engine.connect() as connection:
-        for hold in holds.every(connection):
+        if integration_id is None:
+            found = holds.every(connection)
+        else:
+            found = [hold for hold in [holds.of_integration(connection, integration_id)] if hold is not None]
+        for hold in found:
             classes, keys = holds.items(connection, hold.id)
             plan = roster.impact(connection, hold.integration_id, classes, keys)
             provider = connection.execute(

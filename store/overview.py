@@ -72,6 +72,8 @@ def integration_views(
     integration_id: int | None = None,
     tenant: str | None = None,
     status: str | None = None,
+    provider: str | None = None,
+    linked_by: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[IntegrationView]:
@@ -92,6 +94,10 @@ def integration_views(
         query = query.where(Integration.tenant == tenant)
     if status is not None:
         query = query.where(Integration.status == status)
+    if provider is not None:
+        query = query.where(Integration.provider == provider)
+    if linked_by is not None:
+        query = query.where(Integration.linked_by == linked_by)
     views = []
     with engine.connect() as connection:
         for row in connection.execute(query.limit(limit).offset(offset)).all():
@@ -181,3 +187,32 @@ def queue_counts(engine: Engine) -> tuple[int, int]:
             select(func.count()).select_from(SyncRun).where(SyncRun.finished_at.is_(None))
         ).scalar_one()
     return int(queued), int(running)
+
+
+@dataclass(frozen=True)
+class RunActivity:
+    """One run of the recent past, for the console's charts: when, how it ended, whose provider."""
+
+    started_at: datetime
+    outcome: str | None
+    provider: str
+
+
+def activity_since(engine: Engine, since: datetime) -> list[RunActivity]:
+    """Runs started at or after ``since``, oldest first (a day of them, for the home page's charts)."""
+    query = (
+        select(SyncRun.started_at, SyncRun.outcome, Integration.provider)
+        .join(Integration, Integration.id == SyncRun.integration_id)
+        .where(SyncRun.started_at >= since)
+        .order_by(SyncRun.id)
+    )
+    with engine.connect() as connection:
+        return [RunActivity(row.started_at, row.outcome, row.provider) for row in connection.execute(query).all()]
+
+
+def manual_sync_at(engine: Engine, integration_id: int) -> datetime | None:
+    """When a person last asked this integration for a sync (the cooldown runs from there)."""
+    with engine.connect() as connection:
+        return connection.execute(
+            select(Integration.manual_sync_at).where(Integration.id == integration_id)
+        ).scalar_one_or_none()

@@ -12,9 +12,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Security
 from fastapi.responses import JSONResponse
 
-from services.revoke import RevokeResult, revoke_integration
+from services.revoke import RevokeResult
 from store import integrations, overview, pending_revokes, scheduling
 from store.models import KEY_LENGTH, MAX_ID
+from web.actions import change_interval, revoke_one
+from web.actions import revoke_tenant as revoke_every
 from web.auth import bearer_scheme
 from web.context import WebContext, context
 from web.schemas import (
@@ -33,6 +35,7 @@ from worker import broker as brokers
 from worker.sync_requests import request_sync
 
 log = logging.getLogger("rostersync.web")
+ACTOR = "admin:api"
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Security(bearer_scheme)])
 
 Ctx = Annotated[WebContext, Depends(context)]
@@ -55,9 +58,7 @@ def _one(ctx: WebContext, integration_id: int) -> IntegrationOut:
     return IntegrationOut.of(views[0])
 
 
-def _revoked(ctx: WebContext, result: RevokeResult) -> RevokeOut:
-    if not result.already_revoked:
-        ctx.metrics.admin_revokes.labels(result.at_provider.value).inc()
+def _revoked(result: RevokeResult) -> RevokeOut:
     return RevokeOut(
         integration_id=result.integration_id,
         already_revoked=result.already_revoked,
@@ -90,10 +91,10 @@ def get_integration(integration_id: IntegrationId, ctx: Ctx) -> IntegrationOut:
 )
 def revoke(integration_id: IntegrationId, ctx: Ctx, body: Revoking = None) -> RevokeOut:
     try:
-        result = revoke_integration(ctx.runtime, integration_id, actor="admin:api", reason=body.reason if body else "")
+        result = revoke_one(ctx, integration_id, actor=ACTOR, reason=body.reason if body else "")
     except integrations.UnknownIntegration as error:
         raise HTTPException(404, str(error)) from None
-    return _revoked(ctx, result)
+    return _revoked(result)
 
 
 @router.post(
@@ -102,12 +103,8 @@ def revoke(integration_id: IntegrationId, ctx: Ctx, body: Revoking = None) -> Re
     summary="Revoke every integration of a tenant (a school); already revoked ones are no-ops",
 )
 def revoke_tenant(tenant: Tenant, ctx: Ctx, body: Revoking = None) -> TenantRevokeOut:
-    reason = body.reason if body else ""
-    results = [
-        _revoked(ctx, revoke_integration(ctx.runtime, one, actor="admin:api", reason=reason))
-        for one in overview.tenant_integration_ids(ctx.runtime.engine, tenant)
-    ]
-    return TenantRevokeOut(tenant=tenant, results=results)
+    results = revoke_every(ctx, tenant, actor=ACTOR, reason=body.reason if body else "")
+    return TenantRevokeOut(tenant=tenant, results=[_revoked(result) for result in results])
 
 
 @router.post(
@@ -144,7 +141,7 @@ def trigger_sync(integration_id: IntegrationId, ctx: Ctx) -> JSONResponse:
     summary="Make a failed integration active again, its tokens and roster kept; its next sync is due now",
 )
 def resume(integration_id: IntegrationId, ctx: Ctx) -> IntegrationOut:
-    if not integrations.resume_failed(ctx.runtime.engine, integration_id, actor="admin:api"):
+    if not integrations.resume_failed(ctx.runtime.engine, integration_id, actor=ACTOR):
         current = _one(ctx, integration_id)  # 404 when there is no such integration
         raise HTTPException(409, f"integration {integration_id} is {current.status}, not failed with its tokens")
     return _one(ctx, integration_id)
@@ -153,8 +150,7 @@ def resume(integration_id: IntegrationId, ctx: Ctx) -> IntegrationOut:
 @router.put("/integrations/{integration_id}/interval", response_model=IntegrationOut, responses={404: {}})
 def set_interval(integration_id: IntegrationId, body: IntervalRequest, ctx: Ctx) -> IntegrationOut:
     """This integration's own sync interval; null returns it to the default. The next sync moves with it."""
-    default = ctx.runtime.settings.sync_interval_seconds
-    if not scheduling.change_interval(ctx.runtime.engine, integration_id, body.seconds, default_interval=default):
+    if not change_interval(ctx, integration_id, body.seconds):
         raise HTTPException(404, f"no integration with id {integration_id}")
     return _one(ctx, integration_id)
 
@@ -169,10 +165,9 @@ def unlink(teacher: Tenant, integration_id: IntegrationId, ctx: Ctx, body: Unlin
     views = overview.integration_views(ctx.runtime.engine, integration_id=integration_id)
     if not views or views[0].linked_by != teacher:
         raise HTTPException(404, "this teacher has no such integration")  # the same answer: nothing to probe
-    result = revoke_integration(
-        ctx.runtime, integration_id, actor=f"teacher:{teacher}", reason=(body.reason if body else "") or "unlinked"
-    )
-    return _revoked(ctx, result)
+    reason = (body.reason if body else "") or "unlinked"
+    result = revoke_one(ctx, integration_id, actor=f"teacher:{teacher}", reason=reason)
+    return _revoked(result)
 
 
 @router.get("/runs", response_model=list[Run], summary="Sync runs, newest first; held=true: running now")

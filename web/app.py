@@ -25,7 +25,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from settings import Settings
 from store.runtime import Runtime, set_runtime
-from web import admin, apidocs, health, holds, linking, pages, platform, privacy, rights
+from web import admin, apidocs, console, health, holds, linking, pages, platform, privacy, rights
 from web.auth import ADMIN_PREFIX, PLATFORM_PREFIX, AdminAuth
 from web.context import WebContext, new_metrics
 from web.headers import SecurityHeaders
@@ -40,7 +40,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     set_runtime(runtime)  # the in-process actors use the same runtime
     settings = runtime.settings
     broker = brokers.install(brokers.make_broker(settings))
-    ctx = WebContext(runtime=runtime, broker=broker, metrics=new_metrics())
+    ctx = WebContext(
+        runtime=runtime,
+        broker=broker,
+        metrics=new_metrics(),
+        admin_failures=Limiter(settings.admin_failures_per_minute),
+    )
     health.metrics_registry(ctx)
 
     @asynccontextmanager
@@ -85,6 +90,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(rights.router)
     app.include_router(holds.router)
     app.include_router(platform.router)
+    console.install(app)
     app.include_router(health.router)
     if settings.metrics_access != "off":
         app.include_router(health.metrics_router)
@@ -103,19 +109,18 @@ def _middleware(app: FastAPI, ctx: WebContext) -> None:
     def guarded(path: str) -> bool:
         return path.startswith(ADMIN_PREFIX) or (metrics_guarded and path == "/metrics")
 
-    wrong_tokens = Limiter(settings.admin_failures_per_minute)  # one count per client, whichever API it tries
     app.add_middleware(
         AdminAuth,
         tokens=settings.admin_token_list(),
         on_refused=ctx.metrics.admin_refused.inc,
-        limiter=wrong_tokens,
+        limiter=ctx.admin_failures,
         guarded=guarded,
     )
     app.add_middleware(
         AdminAuth,
         tokens=settings.platform_token_list(),
         on_refused=ctx.metrics.platform_refused.inc,
-        limiter=wrong_tokens,
+        limiter=ctx.admin_failures,  # one count per client, whichever API it tries
         guarded=lambda path: path.startswith(PLATFORM_PREFIX) or path == PLATFORM_PREFIX.rstrip("/"),
         realm="rostersync-platform",
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dramatiq.broker import Broker
 from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter
 
 from store.runtime import Runtime
+from web.ratelimit import Limiter
 
 
 @dataclass
@@ -60,6 +61,8 @@ class WebContext:
     runtime: Runtime
     broker: Broker
     metrics: WebMetrics
+    admin_failures: Limiter = field(default_factory=lambda: Limiter(0))
+    """Wrong admin tokens per client: one budget for the API's bearer tokens and the console's sign-in."""
 
 
 def context(request: Request) -> WebContext:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from store import breaker
 from store.models import MAX_ID
+from web.actions import decide_hold
 from web.auth import bearer_scheme
 from web.context import WebContext, context
 
@@ -67,12 +68,10 @@ def list_held(ctx: Ctx) -> list[HeldOut]:
 )
 def approve(run_id: RunId, ctx: Ctx) -> DecisionOut:
     try:
-        done = breaker.approve(
-            ctx.runtime.engine, run_id, actor=ACTOR, lease_seconds=ctx.runtime.settings.lease_seconds
-        )
+        done = decide_hold(ctx, run_id, approve=True, actor=ACTOR)
     except breaker.HoldError as error:
         raise _refused(error) from None
-    return DecisionOut(run_id=run_id, integration_id=done.integration_id, decision="approved", removed=done.removed)
+    return DecisionOut(**done.__dict__)
 
 
 @router.post(
@@ -83,7 +82,7 @@ def approve(run_id: RunId, ctx: Ctx) -> DecisionOut:
 )
 def drop(run_id: RunId, ctx: Ctx) -> DecisionOut:
     try:
-        done = breaker.drop(ctx.runtime.engine, run_id, actor=ACTOR)
+        done = decide_hold(ctx, run_id, approve=False, actor=ACTOR)
     except breaker.HoldError as error:
         raise _refused(error) from None
-    return DecisionOut(run_id=run_id, integration_id=done.integration_id, decision="dropped", removed=0)
+    return DecisionOut(**done.__dict__)

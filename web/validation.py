@@ -10,7 +10,8 @@ Under ``/v1/`` the refused values are not echoed at all: the platform sends prov
 
 A teacher's browser (``/link/``, ``/oauth/``, ``/privacy/``: web.pages.TEACHER_PREFIXES) gets the same
 styled page as any other failure instead, in their language: a bad or missing parameter is a broken link
-to them, never a JSON document. The admin API and the platform's API keep their JSON.
+to them, never a JSON document; an admin in the console (``/console/``) gets a console page. The admin API and
+the platform's API keep their JSON.
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
+from web.console.render import address_problem
 from web.pages import broken_link, is_teacher_path, not_found
+
+CONSOLE = "/console/"
 
 
 async def validation_failed(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)  # registered for this exception only
     if is_teacher_path(request.url.path):
         return broken_link(request, status=422)
+    if request.url.path.startswith(CONSOLE):
+        return address_problem(request, 422)
     errors = list(error.errors())
     if request.url.path.startswith("/v1/"):
         errors = [{key: value for key, value in item.items() if key != "input"} for item in errors]
@@ -43,4 +49,6 @@ async def http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)  # registered for this exception only
     if is_teacher_path(request.url.path) and error.status_code in (404, 405):
         return not_found(request, status=error.status_code)
+    if request.url.path.startswith(CONSOLE) and error.status_code in (404, 405):
+        return address_problem(request, error.status_code)
     return await http_exception_handler(request, error)

@@ -115,5 +115,6 @@ def test_demo_json_tells_the_final_state(tmp_path: Path) -> None:
     assert all(row["students"] > 0 and row["classes"] > 0 for row in (rows[6], rows[8]))
     assert all(rows[7][k] == 0 for k in ("classes", "teachers", "students"))
     assert "throwaway keys" in result.stderr
+    assert "`rostersync demo --console`" in result.stderr  # how to open the admin console on this data
     assert list(tmp_path.iterdir()) == [scratch]  # the demo writes nothing where it runs ...
     assert list(scratch.iterdir()) == []  # ... and removes its throwaway database, CA and keys
