@@ -13,7 +13,7 @@ pseudonyms out, and fires the roster tables' triggers once per statement (no tri
 Exact only on an integration that held no roster row (live or removed) and no hold when the sync
 began (``is_empty``): within a sync nothing is soft-deleted before its sweep, so no stored row is
 removed, restored or ended while it writes, and the upserts below store what apply_batch would,
-the same rows (tests/features/test_bulk_first_sync.py compares the tables). Every write is still
+the same rows (tests/conformance/test_bulk_first_sync.py compares the tables). Every write is still
 one fenced transaction of the sync's: a revoke that commits first fences the next one and its
 purge takes what the earlier ones wrote.
 """
