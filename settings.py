@@ -215,6 +215,9 @@ class Settings(BaseSettings):
     # integration's current people or classes, once it touches at least this many people (store.breaker).
     breaker_share: float = Field(default=0.2, gt=0, le=1)
     breaker_min_people: int = Field(default=10, ge=1, le=1_000_000)
+    # Issue 22: an integration's first sync (it holds no roster row yet) writes set-based from staging
+    # tables (store.bulk: COPY on PostgreSQL); false writes it as a re-sync does, page by page.
+    bulk_first_sync: bool = True
     provider_budgets: str = ""  # "google=3000/60": at most 3000 provider requests per 60 s, shared by all workers
 
     # Issue 18: the web app's edge (docs/deploy.md "The web app behind TLS", docs/web.md "HTTP hygiene").

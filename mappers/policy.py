@@ -78,6 +78,7 @@ class Pseudonymiser:
             raise ValueError("pseudonym key must be at least 32 characters")
         self._secret = secret.encode()
         self._tenant_keys: dict[str, bytes] = {}
+        self._keyed: dict[str, Any] = {}  # tenant -> an HMAC keyed with its key, copied for each pseudonym
 
     def _tenant_key(self, tenant: str) -> bytes:
         key = self._tenant_keys.get(tenant)
@@ -89,8 +90,17 @@ class Pseudonymiser:
         return key
 
     def pseudonym(self, provider: str, tenant: str, subject: str) -> str:
-        message = f"{provider}|{tenant}|{subject}".encode()
-        return hmac.new(self._tenant_key(tenant), message, hashlib.sha256).hexdigest()
+        """HMAC-SHA256 of ``provider|tenant|subject`` under the tenant's key.
+
+        The keyed HMAC is built once per tenant and copied for each subject: keying it anew (what
+        ``hmac.new`` does) was half the cost of mapping a district's 100,000 students (issue 22).
+        """
+        keyed = self._keyed.get(tenant)
+        if keyed is None:
+            keyed = self._keyed[tenant] = hmac.new(self._tenant_key(tenant), digestmod=hashlib.sha256)
+        mac = keyed.copy()
+        mac.update(f"{provider}|{tenant}|{subject}".encode())
+        return str(mac.hexdigest())
 
 
 @dataclass(frozen=True)

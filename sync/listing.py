@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from connectors.base import UNREADABLE, ConnectorError, Masks, Page
 from mappers.records import RosterBatch
-from store import breaker, integrations, roster
+from store import breaker, bulk, integrations, roster
 from store.consent import purge_role
 from store.db import utcnow
 from store.fence import Fenced
@@ -32,20 +32,25 @@ log = logging.getLogger("rostersync.sync")
 class Listing:
     """What a listing has seen so far, and its writes: each fenced, each counted, each key kept for the sweep."""
 
-    def __init__(self, run: SyncPass) -> None:
+    def __init__(self, run: SyncPass, *, bulk_load: bool = False) -> None:
         self.run = run
+        self.bulk_load = bulk_load  # a first sync: set-based writes (store.bulk), larger transactions
         self.class_ids: dict[str, int] = {}  # external id -> class id, of the classes listed
         self.seen = roster.SeenEnrollments()
         self.classes_complete = True  # no class record was skipped: a class not listed really is gone
         self.done: set[str] = set()  # classes whose members have begun to arrive (for progress)
-        self.pending = Coalescer()  # small member pages gathered into one transaction
+        self.pending = Coalescer(BULK_ROWS if bulk_load else None)  # small member pages, one transaction
         self.statistics = Statistics(run.runtime.engine)
 
     def write(self, batch: RosterBatch) -> dict[str, int]:
         """One fenced write; returns the batch's classes (external id -> class id)."""
-        with self.run.fenced_write() as connection:
-            written, ids, keys = roster.apply_batch(connection, self.run.state.id, batch)
-        self.seen.update(keys)
+        if self.bulk_load:  # nothing was stored before this sync: no key is kept for the sweep (bulk.sweep)
+            with self.run.fenced_write() as connection:
+                written, ids = bulk.apply_batch(connection, self.run.state.id, batch)
+        else:
+            with self.run.fenced_write() as connection:
+                written, ids, keys = roster.apply_batch(connection, self.run.state.id, batch)
+            self.seen.update(keys)
         self.run.outcome.rows_written += written
         self.statistics.written(self.run.outcome.rows_written)
         return ids
@@ -75,7 +80,7 @@ def full_sync(run: SyncPass, allowlist: str, *, teacher_scoped: bool) -> None:
     run.outcome.mode = "full"
     masks = {role: run.spec.field_mask(role, run.state.granted_scopes) for role in ("class", *run.roles)}
     cursor = run.connector.change_cursor() if run.spec.map_changes is not None else None
-    listing = Listing(run)
+    listing = Listing(run, bulk_load=_first_sync(run))
     _write_classes(listing, masks)
     _write_members(listing, masks)
     # Reached only when every page above was read without error: a failure anywhere raised, unswept.
@@ -85,12 +90,27 @@ def full_sync(run: SyncPass, allowlist: str, *, teacher_scoped: bool) -> None:
         integrations.store_cursor(connection, run.state.id, document)
 
 
+BULK_ROWS = 20_000
+"""Rows gathered before a first sync's write (store.bulk): a bulk statement's fixed cost is spread over many."""
+
+
+def _first_sync(run: SyncPass) -> bool:
+    """The bulk path (store.bulk) when the integration holds nothing yet and the setting allows it."""
+    if not run.runtime.settings.bulk_first_sync:
+        return False
+    with run.runtime.engine.connect() as connection:
+        empty = bulk.is_empty(connection, run.state.id)
+    if empty:
+        log.info("integration %s: first sync, bulk path", run.state.id)
+    return empty
+
+
 def _write_classes(listing: Listing, masks: Masks) -> None:
     """Fetch, map and write the class list; a page of thousands of classes is written a thousand rows at a time."""
     run = listing.run
     for page in run.connector.classes(masks):
         batch = run.within(run.spec.map_page(page, run.mapping))
-        for part in split(batch):
+        for part in [batch] if listing.bulk_load else split(batch):
             listing.class_ids.update(listing.write(part))
         run.outcome.members_seen += len(batch.enrollments)
         run.outcome.records_skipped += batch.skipped
@@ -143,6 +163,10 @@ def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) ->
         outcome.removed += purge_role(connection, integration_id, "student")  # policy, not a listing: never held
     # Classes the provider listed as ended (archived, expired) end first, as the school's decision.
     outcome.removed += breaker.end_explained(connection, integration_id=integration_id, run_id=outcome.run_id)
+    if listing.bulk_load:
+        outcome.removed += bulk.sweep(connection, integration_id)
+        bulk.analyze(connection)
+        return
     plan = roster.plan_removals(
         connection,
         integration_id,

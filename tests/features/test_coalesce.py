@@ -45,7 +45,8 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_a_clever_sections_page_split_into_small_writes_stores_every_section_and_student(
     clever: CleverEmulator, database_url: str, writes: list[int]
 ) -> None:
-    rt = build_runtime(clever_settings_for(clever, database_url))
+    # The page-by-page path (a first sync's bulk path, store.bulk, writes each streamed part whole).
+    rt = build_runtime(clever_settings_for(clever, database_url, bulk_first_sync=False))
     try:
         integration_id = link_district(rt, clever)
         outcome = run_sync(rt, integration_id)

@@ -24,6 +24,8 @@ HEADLINE = {
     "baseline_s",
     "full_s",
     "full_ratio",
+    "limit_s",
+    "full_vs_limit",
     "resync_s",
     "resync_ratio",
     "resync_rows_written",
@@ -67,6 +69,10 @@ def test_bench_json_reports_every_provider_on_both_databases(pg_url: str) -> Non
             low, high = (full - ms) / (base + ms) - 0.005, (full + ms) / max(base - ms, 1e-9) + 0.005
             assert low <= row["full_ratio"] <= high, where
             assert row["peak_rss_mb"] >= max(row["phase_peak_rss_mb"].values()) > 0, where
+            # The limit: the download plus bulk-loading exactly the rows the full sync left in the store.
+            assert row["bulk_load_rows"] > 0 and row["bulk_load_s"] > 0, where
+            assert abs(row["limit_s"] - (base + row["bulk_load_s"])) <= 0.002, where
+            assert row["full_vs_limit"] == pytest.approx(full / row["limit_s"], abs=0.02, rel=0.05), where
     for provider in ("clever", "microsoft"):  # a change feed: the no-change re-sync reads one empty round
         assert report[provider]["resync_requests"] == report[provider]["resync_requests_minimum"]
 

@@ -1,0 +1,124 @@
+"""A first sync's bulk path (store.bulk) stores exactly what the page-by-page path stores, and a revoke holds.
+
+The bulk path is taken when a listing meets an integration that holds nothing; it writes set-based
+from staging tables in larger fenced transactions. What it must not change: the rows stored (every
+provider, both databases, compared as table dumps by natural key), the rows counted as written, a
+re-sync that writes nothing after it, and the fence: a revoke that commits while a bulk write is in
+its transaction leaves nothing of the sync behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from emulators.clever import CleverEmulator
+from emulators.core import RequestRecord
+from store import bulk, integrations, roster
+from store.models import Enrollment, Person, SchoolClass
+from store.runtime import build_runtime
+from sync.cycle import run_sync
+from tests.clever_fixtures import clever_settings_for, link_district
+from tests.helpers import row_count
+from tests.provider_worlds import PROVIDERS, opened
+
+BULK = "first sync, bulk path"
+
+
+def dump(engine: Engine, integration_id: int) -> dict[str, list[tuple[Any, ...]]]:
+    """The integration's roster by natural key (ids differ between two loads of the same rows)."""
+    mine = SchoolClass.integration_id == integration_id
+    with engine.connect() as connection:
+        classes = connection.execute(
+            select(
+                SchoolClass.external_id,
+                SchoolClass.name,
+                SchoolClass.section,
+                SchoolClass.state,
+                SchoolClass.removed_at.is_(None),
+            ).where(mine)
+        ).all()
+        people = connection.execute(
+            select(
+                Person.role, Person.pseudonym, Person.display_name, Person.email_address, Person.removed_at.is_(None)
+            ).where(Person.integration_id == integration_id)
+        ).all()
+        enrollments = connection.execute(
+            select(
+                SchoolClass.external_id, Person.role, Person.pseudonym, Enrollment.role, Enrollment.removed_at.is_(None)
+            )
+            .join(SchoolClass, SchoolClass.id == Enrollment.class_id)
+            .join(Person, Person.id == Enrollment.person_id)
+            .where(Enrollment.integration_id == integration_id)
+        ).all()
+    return {name: sorted(map(tuple, rows)) for name, rows in (("c", classes), ("p", people), ("e", enrollments))}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_bulk_path_stores_the_same_rows_as_the_page_by_page_path(
+    provider: str, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with opened(provider, tmp_path, database_url) as world:
+        paged = world.runtime(bulk_first_sync=False)
+        integration_id = world.link(paged)
+        with caplog.at_level(logging.INFO, logger="rostersync.sync"):
+            first = run_sync(paged, integration_id)
+        assert first.outcome == "ok" and BULK not in caplog.text
+        stored = dump(paged.engine, integration_id)
+        assert stored["c"] and stored["p"] and stored["e"]
+        with paged.engine.begin() as connection:  # the integration empty again, its next sync a full listing
+            roster.purge(connection, integration_id)
+            integrations.store_cursor(connection, integration_id, None)
+
+        loaded = world.runtime()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="rostersync.sync"):
+            again = run_sync(loaded, integration_id)
+        assert again.outcome == "ok" and BULK in caplog.text
+        assert dump(loaded.engine, integration_id) == stored
+        assert again.counts().rows_written == first.counts().rows_written
+        assert again.removed == first.removed
+        assert run_sync(loaded, integration_id).rows_written == 0  # a re-sync after it writes nothing
+
+
+def test_a_revoke_during_a_bulk_write_leaves_nothing(
+    clever: CleverEmulator, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The revoke starts while the sections' bulk write holds its transaction (staging loaded, nothing moved yet):
+    it waits for that write's commit, purges, and the sync's next write (the teachers page) is fenced."""
+    rt = build_runtime(clever_settings_for(clever, database_url))
+    revoker: list[threading.Thread] = []
+    try:
+        integration_id = link_district(rt, clever)
+        stage = bulk._stage
+
+        def revoke_mid_write(connection: Any, table: Any, rows: Any) -> None:
+            stage(connection, table, rows)
+            if not revoker:
+                revoker.append(threading.Thread(target=_revoke, args=(rt.engine, integration_id)))
+                revoker[0].start()
+
+        def teachers_wait_for_the_revoke(record: RequestRecord) -> None:
+            if record.path.endswith("/users") and revoker:  # the teachers page, after the sections' write
+                revoker[0].join(timeout=60)
+
+        monkeypatch.setattr(bulk, "_stage", revoke_mid_write)
+        clever.add_hook(teachers_wait_for_the_revoke)
+        with caplog.at_level(logging.INFO, logger="rostersync.sync"):
+            outcome = run_sync(rt, integration_id)
+        assert BULK in caplog.text and revoker
+        revoker[0].join(timeout=60)
+        assert outcome.outcome == "fenced"
+        assert row_count(rt.engine, integration_id) == 0
+        assert integrations.load(rt.engine, integration_id).status == "revoked"
+    finally:
+        rt.engine.dispose()
+
+
+def _revoke(engine: Engine, integration_id: int) -> None:
+    integrations.end_integration(engine, integration_id, status="revoked", actor="admin:test", reason="mid-load")
