@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import PROVIDER_CHOICES, fail, user_errors
+from cli.choices import PROVIDER_CHOICES, provider_name
+from cli.common import fail, user_errors
 from cli.runs import print_status
 
 
@@ -22,7 +23,9 @@ def demo(
 
 
 def bench(
-    provider: Annotated[str | None, typer.Option(help=f"{PROVIDER_CHOICES}; all of them when left out.")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help=f"{PROVIDER_CHOICES}; all of them when left out.", callback=provider_name)
+    ] = None,
     students: Annotated[
         int | None,
         typer.Option(
@@ -37,14 +40,14 @@ def bench(
         typer.Option(
             min=1,
             max=20_000,
-            help="Link this many teachers (the issue's fleet: 2000) of the provider whose emulator enforces its "
+            help="Link this many teachers (2000 makes a busy platform) of the provider whose emulator enforces its "
             "published quota, and sync them all through Redis with two worker processes, under that quota. "
             "Alone, only the fleet runs.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
 ) -> None:
-    """Time full, no-change and 1% change syncs against a plain download of the same pages (BENCHMARKS.md)."""
+    """Time full, no-change and 1% change syncs against a plain download of the same pages (see BENCHMARKS.md)."""
     from devtools.bench import PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
     from devtools.fleet_bench import FleetError, fleet_kit, run_fleet
 

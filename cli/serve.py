@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import ORGANISATIONS, PROVIDER_CHOICES, error_line, fail, install_broker, runtime, user_errors
+from cli.choices import ORGANISATIONS, PROVIDER_CHOICES, provider_name
+from cli.common import error_line, fail, install_broker, runtime, user_errors
 from providers.registry import SUPPORTED
 from services.console import err, sync_progress
 from settings import Settings
@@ -27,7 +28,7 @@ def web(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve the linking pages and the admin API (uvicorn); put it behind TLS, see docs/deploy.md."""
+    """Serve the linking pages and the admin API; put it behind TLS (see docs/deploy.md)."""
     # lazy: the web app and uvicorn take 0.8 s to import, which every other command would pay at start
     import uvicorn
 
@@ -55,14 +56,10 @@ def listen(host: str, port: int) -> socket.socket:
         fail(f"cannot listen on {host}:{port}: {reason}")
 
 
-PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-"""``worker``'s context: every option it is given goes to Dramatiq unchanged."""
-
-
 def worker(ctx: typer.Context) -> None:
-    """Run Dramatiq workers on the configured broker: `dramatiq worker.main` with every option passed on.
+    """Run Dramatiq workers on the configured broker (dramatiq worker.main), with every option passed on.
 
-    `rostersync worker --processes 2 --threads 8`. Each worker group exports Prometheus metrics on
+    For example: rostersync worker --processes 2 --threads 8. Each worker group exports Prometheus metrics on
     ROSTERSYNC_WORKER_METRICS_PORT (127.0.0.1 unless dramatiq_prom_host says otherwise).
     """
     with user_errors():
@@ -124,7 +121,9 @@ TEACHERS_HELP = (
 
 
 def emulate(
-    provider: Annotated[str, typer.Option(help=f"Provider to emulate: {PROVIDER_CHOICES}.")] = SUPPORTED[0],
+    provider: Annotated[
+        str, typer.Option(help=f"Provider to emulate: {PROVIDER_CHOICES}.", callback=provider_name)
+    ] = SUPPORTED[0],
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")] = 8443,
     students: Annotated[int, typer.Option(min=1, help="Students per course.")] = 25,
     teachers: Annotated[int, typer.Option(min=1, help=TEACHERS_HELP)] = 3,
