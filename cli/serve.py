@@ -74,6 +74,7 @@ def worker(ctx: typer.Context) -> None:
     if settings.worker_metrics_port:
         env.setdefault("dramatiq_prom_port", str(settings.worker_metrics_port))
         env.setdefault("dramatiq_prom_host", "127.0.0.1")
+        env.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")  # as the web app's /metrics: no _created
         metrics_dir = Path(tempfile.gettempdir()) / f"rostersync-prometheus-{env['dramatiq_prom_port']}"
         metrics_dir.mkdir(mode=0o700, exist_ok=True)  # one directory per worker group: dramatiq clears it at start
         env.setdefault("dramatiq_prom_db", str(metrics_dir))

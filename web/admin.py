@@ -99,14 +99,15 @@ def revoke(integration_id: IntegrationId, ctx: Ctx, body: Revoking = None) -> Re
 @router.post(
     "/tenants/{tenant}/revoke",
     response_model=TenantRevokeOut,
+    responses={404: {}},
     summary="Revoke every integration of a tenant (a school); already revoked ones are no-ops",
 )
 def revoke_tenant(tenant: Tenant, ctx: Ctx, body: Revoking = None) -> TenantRevokeOut:
     reason = body.reason if body else ""
-    results = [
-        _revoked(ctx, revoke_integration(ctx.runtime, one, actor="admin:api", reason=reason))
-        for one in overview.tenant_integration_ids(ctx.runtime.engine, tenant)
-    ]
+    ids = overview.tenant_integration_ids(ctx.runtime.engine, tenant)
+    if not ids:  # a mistyped school is told, not answered with an empty success
+        raise HTTPException(404, f"no integration of tenant {tenant!r}")
+    results = [_revoked(ctx, revoke_integration(ctx.runtime, one, actor="admin:api", reason=reason)) for one in ids]
     return TenantRevokeOut(tenant=tenant, results=results)
 
 
