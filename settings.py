@@ -192,6 +192,8 @@ class Settings(BaseSettings):
 
     # Issue 8: web app, scheduler, workers.
     admin_tokens: SecretStr | None = None  # comma list of bearer tokens of the admin API
+    # Issue 20: comma list of bearer tokens of the /v1 platform API (docs/platform.md); unset: /v1 refuses everyone.
+    platform_tokens: SecretStr | None = None
     link_signing_key: SecretStr | None = None  # the platform signs /link requests with it; unset: no web linking
     scheduler_tick_seconds: float = Field(default=30.0, gt=0, le=3600)
     scheduler_jitter_seconds: float = Field(default=30.0, ge=0, le=3600)

@@ -38,11 +38,31 @@ def web(
     with user_errors():
         rt = runtime()
         app_ = create_app(rt)
+    for warning in unset_for_web(rt.settings):
+        err.print(f"warning: {warning}", markup=False)
     listening = listen(host, port)
+    address, bound_port = listening.getsockname()[:2]
+    shown = f"[{address}]" if ":" in address else address
+    err.print(f"rostersync web: listening on http://{shown}:{bound_port} (put TLS in front of it: docs/deploy.md)")
     server = uvicorn.Server(uvicorn_config(app_, rt.settings, host=host, port=port))
     server.run(sockets=[listening])
     if not server.started:  # the app's start-up failed (uvicorn.run would exit 3 here)
         fail("the web app did not start (run with -v for the log)")
+
+
+def unset_for_web(settings: Settings) -> list[str]:
+    """What the web app serves to nobody for want of a setting: said at its start, so a missing secret is not
+    found by the first person refused."""
+    unset = {
+        "ROSTERSYNC_ADMIN_TOKENS": (settings.admin_tokens, "the admin API refuses everyone"),
+        "ROSTERSYNC_LINK_SIGNING_KEY": (settings.link_signing_key, "teachers cannot link in the browser"),
+        "ROSTERSYNC_PLATFORM_TOKENS": (settings.platform_tokens, "the platform API refuses everyone"),
+    }
+    return [
+        f"{name} is not set: {effect}"
+        for name, (value, effect) in unset.items()
+        if value is None or not value.get_secret_value().strip()  # an empty value configures nothing either
+    ]
 
 
 def listen(host: str, port: int) -> socket.socket:
