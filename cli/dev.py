@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +19,9 @@ def demo(
     """The whole story on embedded defaults against the local emulator."""
     from devtools.demo import run_demo  # lazy: devtools brings the emulators, which only dev commands load
 
+    rostersync_log = logging.getLogger("rostersync")
+    if not rostersync_log.isEnabledFor(logging.INFO):  # without -v the story tells each event in its own words;
+        rostersync_log.setLevel(logging.ERROR)  # the sync's warning of the same event would interrupt it
     with user_errors():
         run_demo(students, lambda rt: print_status(rt, as_json))
 

@@ -9,6 +9,7 @@ is taken. PostgreSQL gets the same guarantee from ``SELECT .. FOR UPDATE`` (stor
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -69,6 +68,20 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, hide_parameters=True, pool_pre_ping=True)
 
 
+class _AlembicSetUp(logging.Filter):
+    """Alembic's set-up lines ("Context impl SQLiteImpl.", "Will assume transactional DDL.", "setup plugin ..."),
+    logged at INFO on every start: they would open the log of every process that logs at INFO (a Dramatiq
+    worker does). A migration that runs is still logged ("Running upgrade ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "alembic.runtime.plugins" or str(record.msg).startswith(("Context impl", "Will assume"))
+        )
+
+
+_QUIET_SET_UP = _AlembicSetUp()
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision; safe when several processes start at once."""
     run_alembic(engine, "upgrade", "head")
@@ -83,6 +96,13 @@ def run_alembic(engine: Engine, verb: Literal["upgrade", "downgrade"], revision:
     server if the process dies. On SQLite the ``BEGIN IMMEDIATE`` of every transaction is the lock:
     the database's one write lock, waited for up to the busy timeout.
     """
+    for name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+        logging.getLogger(name).addFilter(_QUIET_SET_UP)  # the same filter once: addFilter keeps no duplicate
+    # lazy, after the filter: Alembic logs its plugins as it is imported, and a command that does not
+    # migrate (`rostersync --help`) need not pay for importing it
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
     with _migration_connection(engine) as connection, connection.begin():

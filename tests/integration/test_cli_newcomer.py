@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from settings import Settings
 from tests.clikit import ROSTERSYNC, env_for, one_line_error, run
@@ -108,3 +109,19 @@ def test_an_empty_status_says_so(sqlite_settings: Settings) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "no integrations" in (shown.stdout + shown.stderr).lower()
     assert json.loads(run("status", "--json", env=env).stdout)["integrations"] == []
+
+
+def test_alembic_set_up_lines_stay_out_of_a_worker_log(sqlite_settings: Settings, tmp_path: Path) -> None:
+    """A worker logs at INFO (Dramatiq's set-up); its first message migrates, and Alembic's "Context impl
+    SQLiteImpl." and "Will assume non-transactional DDL." would open every worker's log. A migration that
+    really runs is still said."""
+    env = env_for(sqlite_settings) | {"ROSTERSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    probe = (
+        "import logging, sys\nlogging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+        "from settings import Settings\nfrom store.runtime import build_runtime\nbuild_runtime(Settings())"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Running upgrade" in result.stderr
+    for set_up in ("Context impl", "Will assume", "setup plugin"):
+        assert set_up not in result.stderr, result.stderr
