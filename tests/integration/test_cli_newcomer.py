@@ -125,3 +125,19 @@ def test_alembic_set_up_lines_stay_out_of_a_worker_log(sqlite_settings: Settings
     assert "Running upgrade" in result.stderr
     for set_up in ("Context impl", "Will assume", "setup plugin"):
         assert set_up not in result.stderr, result.stderr
+
+
+def test_a_schema_at_its_newest_revision_is_not_migrated_again(sqlite_settings: Settings, tmp_path: Path) -> None:
+    """Every command that opens the database migrates it; one already up to date is told by reading its version
+    (Alembic, about 0.4 s to import, is loaded only when there is something to do). A schema behind is still
+    brought up to date (the fresh file of the first process)."""
+    env = env_for(sqlite_settings) | {"ROSTERSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'twice.db'}"}
+    probe = (
+        "import sys\nfrom settings import Settings\nfrom store.runtime import build_runtime\n"
+        "from store import integrations\nrt = build_runtime(Settings())\n"
+        "assert integrations.summaries(rt.engine) == []\nprint('alembic' in sys.modules)"
+    )
+    for expected in ("True", "False"):  # the first process migrates the new file, the second finds it done
+        result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected
