@@ -21,7 +21,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 HELP = (
-    "Keeps class rosters from Google Classroom, Clever and Microsoft 365 in step with your platform. "
+    "Keeps class rosters from the school's own systems (see link --help for which) in step with your platform. "
     "A mistake in a command is one line on stderr and exit code 2."
 )
 

@@ -27,8 +27,8 @@ ORGANISATIONS = {name: row.organisation for name, row in PROVIDERS.items() if ro
 
 
 def provider_name(value: str | None) -> str | None:
-    """A ``--provider`` value as the registry spells it: ``Google`` and ``GOOGLE`` are ``google``; an unknown
-    name is refused with the supported ones (a usage error: one line, exit 2)."""
+    """A ``--provider`` value as the registry spells it, whatever its case (a capitalised name is the registry's
+    lowercase one); an unknown name is refused with the supported ones (a usage error: one line, exit 2)."""
     if value is None:
         return None
     name = value.strip().lower()
