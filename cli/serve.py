@@ -38,9 +38,9 @@ def web(
     with user_errors():
         rt = runtime()
         app_ = create_app(rt)
+    listening = listen(host, port)  # first: a port it cannot take is the one line said, without warnings before it
     for warning in unset_for_web(rt.settings):
         err.print(f"warning: {warning}", markup=False)
-    listening = listen(host, port)
     address, bound_port = listening.getsockname()[:2]
     shown = f"[{address}]" if ":" in address else address
     err.print(f"rostersync web: listening on http://{shown}:{bound_port} (put TLS in front of it: docs/deploy.md)")
