@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.common import PROVIDER_CHOICES, fail, user_errors
+from cli.choices import PROVIDER_CHOICES, provider_name
+from cli.common import fail, user_errors
 from cli.runs import print_status
 
 if TYPE_CHECKING:
@@ -36,6 +38,9 @@ def demo(
         else:
             tell_console(rt, None)
 
+    rostersync_log = logging.getLogger("rostersync")
+    if not rostersync_log.isEnabledFor(logging.INFO):  # without -v the story tells each event in its own words;
+        rostersync_log.setLevel(logging.ERROR)  # the sync's warning of the same event would interrupt it
     with user_errors():
         run_demo(students, report)
 
@@ -56,7 +61,9 @@ def _serve_console(rt: Runtime, port: int) -> None:
 
 
 def bench(
-    provider: Annotated[str | None, typer.Option(help=f"{PROVIDER_CHOICES}; all of them when left out.")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help=f"{PROVIDER_CHOICES}; all of them when left out.", callback=provider_name)
+    ] = None,
     students: Annotated[
         int | None,
         typer.Option(
@@ -71,7 +78,7 @@ def bench(
         typer.Option(
             min=1,
             max=20_000,
-            help="Link this many teachers (the issue's fleet: 2000) of the provider whose emulator enforces its "
+            help="Link this many teachers (2000 makes a busy platform) of the provider whose emulator enforces its "
             "published quota, and sync them all through Redis with two worker processes, under that quota. "
             "Alone, only the fleet runs.",
         ),
@@ -86,7 +93,7 @@ def bench(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
 ) -> None:
-    """Time full, no-change and 1% change syncs against a plain download of the same pages (BENCHMARKS.md)."""
+    """Time full, no-change and 1% change syncs against a plain download of the same pages (see BENCHMARKS.md)."""
     from devtools.bench import PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
 
     if feed:

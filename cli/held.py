@@ -17,7 +17,9 @@ from store.breaker import HoldError
 from store.models import MAX_ID
 
 held_app = typer.Typer(
-    no_args_is_help=True, help="Removals the mass-removal breaker held: list them, approve or drop them."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Removals the mass-removal breaker held: list them, approve or drop them.",
 )
 
 
@@ -37,7 +39,7 @@ def held_table(rows: list[dict[str, object]]) -> Table:
     return table
 
 
-RunId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The run that held the removals (`held list`).")]
+RunId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The run that held the removals (see held list).")]
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from cli.common import runtime, user_errors
 from services.console import err
 from store.secrets import reseal_all
 
-keys_app = typer.Typer(no_args_is_help=True, help="Manage the keys that seal tokens at rest.")
+keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Manage the keys that seal tokens at rest.")
 
 
 @keys_app.command("rotate")

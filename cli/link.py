@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import ORGANISATIONS, PROVIDER_CHOICES, either, fail, install_broker, runtime, user_errors
+from cli.choices import ORGANISATIONS, PROVIDER_CHOICES, either, provider_name
+from cli.common import fail, install_broker, runtime, user_errors
 from cli.runs import report, wait_in_memory
 from providers.config import browser_problems
 from services.console import err, out
@@ -20,11 +21,13 @@ from worker.actors import sync_integration
 from worker.sync_requests import sync_after_link
 
 link_app = typer.Typer(
-    no_args_is_help=True, help="Link a teacher's provider account (headless OAuth), or a whole organisation."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Link a teacher's provider account (headless OAuth), or a whole organisation.",
 )
 
 
-ProviderOption = Annotated[str, typer.Option(help=f"Provider to link: {PROVIDER_CHOICES}.")]
+ProviderOption = Annotated[str, typer.Option(help=f"Provider to link: {PROVIDER_CHOICES}.", callback=provider_name)]
 
 
 TeacherOption = Annotated[str, typer.Option(help="The platform's id of the teacher who links.")]
@@ -112,7 +115,7 @@ ORG_ID_HELP = f"The provider's id of the organisation ({', '.join(f'{what} id' f
 
 @link_app.command("org")
 def link_org_command(
-    provider: Annotated[str, typer.Option(help=ORG_PROVIDER_HELP)],
+    provider: Annotated[str, typer.Option(help=ORG_PROVIDER_HELP, callback=provider_name)],
     org: Annotated[str, typer.Option(help=ORG_ID_HELP)],
     tenant: Annotated[str | None, typer.Option(help="The platform's school; the default tenant if left out.")] = None,
     basis: Annotated[

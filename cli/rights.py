@@ -25,10 +25,12 @@ from store.models import MAX_ID
 from store.retention import AlreadyDeleted
 from store.rights import PersonNotFound, StillActive
 
-suppressions_app = typer.Typer(no_args_is_help=True, help="Suppressed (erased) people kept out of syncs.")
+suppressions_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Suppressed (erased) people kept out of syncs."
+)
 
 
-account_app = typer.Typer(no_args_is_help=True, help="Platform accounts and their retention.")
+account_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Platform accounts and their retention.")
 
 
 @contextmanager
@@ -47,9 +49,11 @@ def export(
     format_: Annotated[
         str, typer.Option("--format", help="json, or oneroster (a zip of OneRoster 1.2 CSV files; needs --out).")
     ] = "json",
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", metavar="FILE", help="Write here instead of stdout.")
+    ] = None,
 ) -> None:
-    """Export what is stored about one person or one integration (P9: access, portability); audited."""
+    """Export what is stored about one person or one integration (the right of access and portability); audited."""
     if (person is None) == (integration is None):
         fail("give --person PSEUDONYM or --integration ID (one of them)")
     if format_ not in ("json", "oneroster"):
@@ -83,7 +87,8 @@ def erase(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The result as one JSON object on stdout.")] = False,
 ) -> None:
-    """Erase a person (rows and enrolments at once, then suppressed) or an integration (P8, P9); audited."""
+    """Erase a person (their rows and enrolments at once, then kept out of later syncs) or a whole integration;
+    audited."""
     if (pseudonym is None) == (integration is None):
         fail("give a PSEUDONYM or --integration ID (one of them)")
     with rights_errors():
@@ -156,9 +161,9 @@ def suppressions_lift(pseudonym: Annotated[str, typer.Argument(help="Pseudonym t
 
 @account_app.command("mark-deleted")
 def account_mark_deleted(
-    account: Annotated[str, typer.Argument(help="The platform's account id (what `link start --teacher` took).")],
+    account: Annotated[str, typer.Argument(help="The platform's account id (what link start --teacher took).")],
 ) -> None:
-    """Record that the platform deleted this account: what it linked is purged 6 months from now (P10)."""
+    """Record that the platform deleted this account: what it linked is purged 6 months from now."""
     if not account.strip() or len(account) > 128:
         fail("an account id is 1 to 128 characters")
     with rights_errors():
@@ -174,7 +179,7 @@ def account_mark_deleted(
 def purge_expired_command(
     as_json: Annotated[bool, typer.Option("--json", help="The counts as one JSON object on stdout.")] = False,
 ) -> None:
-    """Run the retention job now (P10): expired rows, ended integrations, deleted accounts; one audit event."""
+    """Run the retention job now: expired rows, ended integrations, deleted accounts; one audit event."""
     with rights_errors():
         report = purge_expired(runtime())
     payload = report.as_json()

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from dramatiq.broker import Broker
 from rich.markup import escape
 from rich.table import Table
 
 from cli.common import IntegrationId, error_line, fail, install_broker, runtime, user_errors
 from cli.held import held_table
-from connectors.base import ConnectorError
-from providers.registry import PROVIDERS
 from services.console import err, out, sync_progress
-from services.revoke import revoke_integration
 from store import breaker, integrations, runs
 from store.models import MAX_ID
 from store.runtime import Runtime
-from sync.grants import AtProvider
-from sync.outcomes import Verdict, verdict
-from worker import broker as brokers
-from worker.actors import sync_integration
-from worker.retry_policy import run_with_retries, wait_line
+
+if TYPE_CHECKING:  # the commands that sync import these (the provider clients, Dramatiq) when they run
+    from dramatiq.broker import Broker
+
+    from sync.outcomes import Verdict
 
 
 def status_payload(rt: Runtime) -> dict[str, list[dict[str, object]]]:
@@ -53,6 +49,10 @@ def print_status(rt: Runtime, as_json: bool) -> None:
         return
     columns = ("id", "provider", "status", "classes", "teachers", "students")
     table = Table(title="integrations")
+    if not payload["integrations"]:
+        out.print(
+            "no integrations yet: link a teacher (rostersync link start) or an organisation (rostersync link org)"
+        )
     for column in columns:
         table.add_column(column, justify="right" if column in ("id", "classes", "teachers", "students") else "left")
     for row in payload["integrations"]:
@@ -68,6 +68,9 @@ def print_status(rt: Runtime, as_json: bool) -> None:
 
 def wait_in_memory(rt: Runtime, broker: Broker, ids: list[int], *, since_run: int | None = None) -> list[Verdict]:
     """With the in-memory broker the work runs here: run it, then say how each sync ended."""
+    from sync.outcomes import verdict
+    from worker import broker as brokers
+
     if not brokers.is_in_memory(broker):
         return []
     after_run = since_run if since_run is not None else runs.last_run_id(rt.engine)
@@ -115,6 +118,9 @@ def sync(
 
     Exit code 1 when any sync did not complete (each is reported on its own line, the others still run).
     """
+    from worker import broker as brokers
+    from worker.actors import sync_integration
+
     if (integration_id is None) == (not all_):
         fail("give an integration ID or --all (not both)")
     with user_errors():
@@ -138,6 +144,10 @@ def sync_here(rt: Runtime, ids: list[int]) -> list[Verdict]:
 
     One's failure is reported and the next still runs.
     """
+    from connectors.base import ConnectorError
+    from sync.outcomes import Verdict, verdict
+    from worker.retry_policy import run_with_retries, wait_line
+
     verdicts = []
     with sync_progress():
         for one in ids:
@@ -150,17 +160,20 @@ def sync_here(rt: Runtime, ids: list[int]) -> list[Verdict]:
     return verdicts
 
 
-DISCONNECTS = "; ".join(f"{name.capitalize()}: {row.disconnect}" for name, row in PROVIDERS.items() if row.disconnect)
-"""How access ends at each provider without a revoke endpoint, from its row: the revoke line says so."""
-
-
 def revoke(
     integration_id: IntegrationId,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
-    """Revoke an integration: local revoke and purge at once, then revoke the grant at the provider."""
+    """Revoke an integration: its tokens and roster are deleted here at once, then its access is revoked at the
+    provider."""
+    from providers.registry import provider
+    from services.revoke import revoke_integration
+    from sync.grants import AtProvider
+
     with user_errors():
-        result = revoke_integration(runtime(), integration_id, actor="admin:cli", reason=reason)
+        rt = runtime()
+        provider_name = integrations.load(rt.engine, integration_id).provider
+        result = revoke_integration(rt, integration_id, actor="admin:cli", reason=reason)
     if result.already_revoked:
         err.print(f"integration {integration_id} was already revoked; nothing to do")
         return
@@ -169,8 +182,8 @@ def revoke(
         AtProvider.NOT_CONFIRMED: "provider revoke NOT confirmed (see the audit log)",
         AtProvider.NONE_HELD: "no grant was held any more (it was revoked at the provider when it ended)",
         AtProvider.PENDING: "the provider could not be reached: the revoke is kept sealed and retried by the worker",
-        AtProvider.UNSUPPORTED: "the provider has no revoke endpoint, so access ends only when it is disconnected "
-        f"there ({DISCONNECTS})",
+        AtProvider.UNSUPPORTED: f"{provider_name.capitalize()} has no revoke endpoint, so access ends only when "
+        f"{provider(provider_name).disconnect}",
     }[result.at_provider]
     err.print(f"integration {integration_id}: revoked, tokens deleted, roster purged; {at_provider}")
 

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import ORGANISATIONS, PROVIDER_CHOICES, error_line, fail, install_broker, runtime, user_errors
+from cli.choices import ORGANISATIONS, PROVIDER_CHOICES, provider_name
+from cli.common import error_line, fail, install_broker, runtime, user_errors
 from providers.registry import SUPPORTED
 from services.console import err, sync_progress
 from settings import Settings
@@ -27,7 +28,7 @@ def web(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve the linking pages and the admin API (uvicorn); put it behind TLS, see docs/deploy.md."""
+    """Serve the linking pages and the admin API; put it behind TLS (see docs/deploy.md)."""
     # lazy: the web app and uvicorn take 0.8 s to import, which every other command would pay at start
     import uvicorn
 
@@ -37,11 +38,31 @@ def web(
     with user_errors():
         rt = runtime()
         app_ = create_app(rt)
-    listening = listen(host, port)
+    listening = listen(host, port)  # first: a port it cannot take is the one line said, without warnings before it
+    for warning in unset_for_web(rt.settings):
+        err.print(f"warning: {warning}", markup=False)
+    address, bound_port = listening.getsockname()[:2]
+    shown = f"[{address}]" if ":" in address else address
+    err.print(f"rostersync web: listening on http://{shown}:{bound_port} (put TLS in front of it: docs/deploy.md)")
     server = uvicorn.Server(uvicorn_config(app_, rt.settings, host=host, port=port))
     server.run(sockets=[listening])
     if not server.started:  # the app's start-up failed (uvicorn.run would exit 3 here)
         fail("the web app did not start (run with -v for the log)")
+
+
+def unset_for_web(settings: Settings) -> list[str]:
+    """What the web app serves to nobody for want of a setting: said at its start, so a missing secret is not
+    found by the first person refused."""
+    unset = {
+        "ROSTERSYNC_ADMIN_TOKENS": (settings.admin_tokens, "the admin API refuses everyone"),
+        "ROSTERSYNC_LINK_SIGNING_KEY": (settings.link_signing_key, "teachers cannot link in the browser"),
+        "ROSTERSYNC_PLATFORM_TOKENS": (settings.platform_tokens, "the platform API refuses everyone"),
+    }
+    return [
+        f"{name} is not set: {effect}"
+        for name, (value, effect) in unset.items()
+        if value is None or not value.get_secret_value().strip()  # an empty value configures nothing either
+    ]
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -55,14 +76,10 @@ def listen(host: str, port: int) -> socket.socket:
         fail(f"cannot listen on {host}:{port}: {reason}")
 
 
-PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-"""``worker``'s context: every option it is given goes to Dramatiq unchanged."""
-
-
 def worker(ctx: typer.Context) -> None:
-    """Run Dramatiq workers on the configured broker: `dramatiq worker.main` with every option passed on.
+    """Run Dramatiq workers on the configured broker (dramatiq worker.main), with every option passed on.
 
-    `rostersync worker --processes 2 --threads 8`. Each worker group exports Prometheus metrics on
+    For example: rostersync worker --processes 2 --threads 8. Each worker group exports Prometheus metrics on
     ROSTERSYNC_WORKER_METRICS_PORT (127.0.0.1 unless dramatiq_prom_host says otherwise).
     """
     with user_errors():
@@ -77,6 +94,7 @@ def worker(ctx: typer.Context) -> None:
     if settings.worker_metrics_port:
         env.setdefault("dramatiq_prom_port", str(settings.worker_metrics_port))
         env.setdefault("dramatiq_prom_host", "127.0.0.1")
+        env.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")  # as the web app's /metrics: no _created
         metrics_dir = Path(tempfile.gettempdir()) / f"rostersync-prometheus-{env['dramatiq_prom_port']}"
         metrics_dir.mkdir(mode=0o700, exist_ok=True)  # one directory per worker group: dramatiq clears it at start
         env.setdefault("dramatiq_prom_db", str(metrics_dir))
@@ -124,7 +142,9 @@ TEACHERS_HELP = (
 
 
 def emulate(
-    provider: Annotated[str, typer.Option(help=f"Provider to emulate: {PROVIDER_CHOICES}.")] = SUPPORTED[0],
+    provider: Annotated[
+        str, typer.Option(help=f"Provider to emulate: {PROVIDER_CHOICES}.", callback=provider_name)
+    ] = SUPPORTED[0],
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0 picks a free one).")] = 8443,
     students: Annotated[int, typer.Option(min=1, help="Students per course.")] = 25,
     teachers: Annotated[int, typer.Option(min=1, help=TEACHERS_HELP)] = 3,

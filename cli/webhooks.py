@@ -21,6 +21,7 @@ from store import webhooks
 from store.models import MAX_ID
 
 webhooks_app = typer.Typer(
+    rich_markup_mode=None,
     no_args_is_help=True, help="Delivery of the change feed to WEBHOOK_URL: where it stands, replay from a seq."
 )
 

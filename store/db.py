@@ -9,15 +9,15 @@ is taken. PostgreSQL gets the same guarantee from ``SELECT .. FOR UPDATE`` (stor
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -69,9 +69,58 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, hide_parameters=True, pool_pre_ping=True)
 
 
+class _AlembicSetUp(logging.Filter):
+    """Alembic's set-up lines ("Context impl SQLiteImpl.", "Will assume transactional DDL.", "setup plugin ..."),
+    logged at INFO on every start: they would open the log of every process that logs at INFO (a Dramatiq
+    worker does). A migration that runs is still logged ("Running upgrade ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "alembic.runtime.plugins" or str(record.msg).startswith(("Context impl", "Will assume"))
+        )
+
+
+_QUIET_SET_UP = _AlembicSetUp()
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision; safe when several processes start at once."""
+    """Bring the schema to the newest Alembic revision; safe when several processes start at once.
+
+    A schema already there is told by reading its version (``rostersync status`` need not import Alembic,
+    about 0.4 s); anything else, an unreadable version included, goes through Alembic under the lock."""
+    if at_newest_revision(engine):
+        return
     run_alembic(engine, "upgrade", "head")
+
+
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=]*)?=(.*)$", re.M)
+
+
+def newest_revisions() -> set[str]:
+    """The heads of the migration scripts, read as text: every revision no other script builds on."""
+    revisions: set[str] = set()
+    built_on: set[str] = set()
+    for script in (ALEMBIC_DIR / "versions").glob("*.py"):
+        text = script.read_text(encoding="utf-8")
+        revisions.update(_REVISION.findall(text))
+        for down in _DOWN_REVISION.findall(text):
+            built_on.update(re.findall(r"['\"]([^'\"]+)['\"]", down))
+    return revisions - built_on
+
+
+def at_newest_revision(engine: Engine) -> bool:
+    """Whether the schema's recorded version is exactly the scripts' head(s); False when in any doubt (no
+    version table, a missing database file, a script this reading cannot parse: Alembic then decides)."""
+    heads = newest_revisions()
+    if not heads:
+        return False
+    try:
+        with engine.connect().execution_options(**{ADVISORY_READ: True}) as connection:
+            stored = set(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+    except Exception:  # any failure to read it: the full migration path reports what is wrong
+        return False
+    return stored == heads
 
 
 def run_alembic(engine: Engine, verb: Literal["upgrade", "downgrade"], revision: str) -> None:
@@ -83,6 +132,13 @@ def run_alembic(engine: Engine, verb: Literal["upgrade", "downgrade"], revision:
     server if the process dies. On SQLite the ``BEGIN IMMEDIATE`` of every transaction is the lock:
     the database's one write lock, waited for up to the busy timeout.
     """
+    for name in ("alembic.runtime.migration", "alembic.runtime.plugins"):
+        logging.getLogger(name).addFilter(_QUIET_SET_UP)  # the same filter once: addFilter keeps no duplicate
+    # lazy, after the filter: Alembic logs its plugins as it is imported, and a command that does not
+    # migrate (`rostersync --help`) need not pay for importing it
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
     with _migration_connection(engine) as connection, connection.begin():

@@ -46,6 +46,17 @@ def start_run(engine: Engine, integration_id: int) -> int:
         )
 
 
+RUN_ACTIONS = ("synced", "sync_skipped", "sync_failed")
+"""The audit action of a finished run: completed (``ok``, or ``held`` with its removals waiting), not run
+(``skipped:<status>``), or ended by a failure (every other outcome, named in its details)."""
+
+
+def run_action(outcome: str) -> str:
+    if outcome in ("ok", "held"):
+        return "synced"
+    return "sync_skipped" if outcome.startswith("skipped:") else "sync_failed"
+
+
 def finish_run(engine: Engine, run_id: int, outcome: str, **counters: int) -> None:
     """Close the run and audit it (counts and outcome only) in the same transaction.
 
@@ -65,7 +76,7 @@ def finish_run(engine: Engine, run_id: int, outcome: str, **counters: int) -> No
         if integration_id is not None:
             audit.record(
                 connection,
-                action="synced",
+                action=run_action(outcome),
                 actor="system:sync",
                 integration_id=integration_id,
                 details={"outcome": audit.word(outcome), **counters},

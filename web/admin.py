@@ -100,9 +100,12 @@ def revoke(integration_id: IntegrationId, ctx: Ctx, body: Revoking = None) -> Re
 @router.post(
     "/tenants/{tenant}/revoke",
     response_model=TenantRevokeOut,
+    responses={404: {}},
     summary="Revoke every integration of a tenant (a school); already revoked ones are no-ops",
 )
 def revoke_tenant(tenant: Tenant, ctx: Ctx, body: Revoking = None) -> TenantRevokeOut:
+    if not overview.tenant_integration_ids(ctx.runtime.engine, tenant):  # a mistyped school is told, not
+        raise HTTPException(404, f"no integration of tenant {tenant!r}")  # answered with an empty success
     results = revoke_every(ctx, tenant, actor=ACTOR, reason=body.reason if body else "")
     return TenantRevokeOut(tenant=tenant, results=[_revoked(result) for result in results])
 

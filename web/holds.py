@@ -6,7 +6,6 @@ actor ``admin:api``. Authenticated by web.auth like every ``/admin/`` route.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Security
@@ -17,6 +16,7 @@ from store.models import MAX_ID
 from web.actions import decide_hold
 from web.auth import bearer_scheme
 from web.context import WebContext, context
+from web.schemas import Utc
 
 ACTOR = "admin:api"
 router = APIRouter(prefix="/admin", tags=["breaker"], dependencies=[Security(bearer_scheme)])
@@ -31,8 +31,8 @@ class HeldOut(BaseModel):
     integration_id: int
     provider: str
     reason: str = Field(description="empty (every current person or class would go) | share (over BREAKER_SHARE)")
-    held_at: datetime
-    held_since: datetime = Field(description="first held; kept when a newer listing holds the same again")
+    held_at: Utc
+    held_since: Utc = Field(description="first held; kept when a newer listing holds the same again")
     classes: int
     enrollments: int
     people: int = Field(description="people approving would remove now (left with no enrolment)")

@@ -121,7 +121,7 @@ def link(
             sig=sig,
         )
     except signing.BadSignature as error:
-        ctx.metrics.links.labels(provider, "unsigned").inc()
+        ctx.metrics.links.labels(provider, error.kind).inc()
         return failures.bad_signature(request, str(error))
     assert nonce is not None and expires is not None  # signing.check refused a request without them
     if not links.spend_nonce(ctx.runtime.engine, nonce, datetime.fromtimestamp(expires, UTC).replace(tzinfo=None)):

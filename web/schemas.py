@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, WithJsonSchema
 
 from store.overview import AuditView, IntegrationView, RunView
 from store.pending_revokes import PendingSummary
@@ -35,6 +35,19 @@ BodyText = Annotated[
 ]
 """Every free-text field of every request body: printable, one line, at most MAX_TEXT characters,
 surrounding blanks stripped; anything else is a 422 naming the field, before any work is done."""
+
+
+def _with_offset(moment: datetime) -> str:
+    """RFC 3339 with its offset: the store keeps naive UTC, and a time without an offset is read as local time."""
+    return (moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
+Utc = Annotated[
+    datetime,
+    PlainSerializer(_with_offset, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""Every time the API shows: ``2026-12-06T21:00:00+00:00``."""
 
 
 class RequestBody(BaseModel):
@@ -68,8 +81,8 @@ class Run(BaseModel):
 
     id: int
     integration_id: int
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: Utc
+    finished_at: Utc | None
     outcome: str
     classes_seen: int
     members_seen: int
@@ -97,7 +110,7 @@ class IntegrationOut(BaseModel):
     status_reason: str
     consent_basis: str | None
     sync_interval_seconds: int | None
-    due_at: datetime | None
+    due_at: Utc | None
     queued: bool
     counts: Counts
     last_run: Run | None
@@ -131,7 +144,7 @@ class SyncOut(BaseModel):
 class AuditOut(BaseModel):
     id: int
     integration_id: int
-    at: datetime
+    at: Utc
     actor: str
     action: str
     reason: str
@@ -146,8 +159,8 @@ class PendingRevokeOut(BaseModel):
     integration_id: int
     provider: str
     attempts: int
-    created_at: datetime
-    next_attempt_at: datetime
+    created_at: Utc
+    next_attempt_at: Utc
     last_error: str
 
     @classmethod

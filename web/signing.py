@@ -31,7 +31,15 @@ NONCE_PATTERN = "^[A-Za-z0-9_-]{16,64}$"
 
 
 class BadSignature(Exception):
-    """Missing, wrong or expired; the message says which, never the expected value."""
+    """Missing, wrong or expired; the message says which, never the expected value.
+
+    ``kind`` names it for the metric: ``unsigned`` (no signature at all: a hand-made or truncated URL),
+    ``expired`` (a good link opened late), ``forged`` (a signature that does not match, or a lifetime no
+    platform gives): the first two are a teacher's mishap, the last is worth an operator's look."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def message(*, provider: str, teacher: str, tenant: str | None, basis: str, expires: int, nonce: str) -> bytes:
@@ -60,17 +68,17 @@ def check(
 ) -> None:
     """The signature and its lifetime; the caller spends the nonce (once the request is otherwise good)."""
     if expires is None or not sig or not nonce:
-        raise BadSignature("this link is not signed by the platform")
+        raise BadSignature("this link is not signed by the platform", "unsigned")
     moment = time.time() if now is None else now
     if expires < moment:
-        raise BadSignature("this link has expired")
+        raise BadSignature("this link has expired", "expired")
     if expires > moment + MAX_LIFETIME:
-        raise BadSignature("this link is valid for too long")
+        raise BadSignature("this link is valid for too long", "forged")
     expected = signature(
         key, provider=provider, teacher=teacher, tenant=tenant, basis=basis, expires=expires, nonce=nonce
     )
     if not hmac.compare_digest(expected.encode(), sig.encode()):
-        raise BadSignature("this link's signature does not match")
+        raise BadSignature("this link's signature does not match", "forged")
 
 
 def link_url(

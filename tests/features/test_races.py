@@ -19,7 +19,7 @@ from services.linking import AccountTaken, complete_link, start_link
 from services.revoke import revoke_integration
 from settings import GOOGLE_SCOPES
 from store import audit as audit_log
-from store import integrations, leases
+from store import integrations, leases, runs
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
 from store.models import Integration
@@ -34,7 +34,7 @@ ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect
 
 def audit(runtime: Runtime, integration_id: int) -> list[str]:
     """The integration's audit trail without the per-run ``synced`` bookkeeping events."""
-    return [action for action in audit_log.actions(runtime.engine, integration_id) if action != "synced"]
+    return [action for action in audit_log.actions(runtime.engine, integration_id) if action not in runs.RUN_ACTIONS]
 
 
 def integration_row(runtime: Runtime, integration_id: int) -> Any:

@@ -434,7 +434,7 @@ def test_any_sync_outcome_is_audited_as_a_safe_word(runtime: Runtime, link: Link
         runs.finish_run(runtime.engine, run_id, "skipped: odd <outcome>", classes_seen=1)
     assert audit.word("skipped: odd <outcome>") == "skipped:_odd__outcome_"
     runs.finish_run(runtime.engine, run_id, "skipped:busy", classes_seen=1)
-    [event] = [e for e in audit.events(runtime.engine) if e.action == "synced"]  # none for the refused outcome
+    [event] = [e for e in audit.events(runtime.engine) if e.action == "sync_skipped"]  # none for the refused outcome
     assert event.details == {"outcome": "skipped:busy", "classes_seen": 1}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -116,5 +117,7 @@ def test_demo_json_tells_the_final_state(tmp_path: Path) -> None:
     assert all(rows[7][k] == 0 for k in ("classes", "teachers", "students"))
     assert "throwaway keys" in result.stderr
     assert "`rostersync demo --console`" in result.stderr  # how to open the admin console on this data
+    # The story is told in its own words: no log record (time, level, logger) among them.
+    assert not re.search(r"^\d{4}-\d\d-\d\d [\d:,]+ (DEBUG|INFO|WARNING|ERROR) ", result.stderr, re.M), result.stderr
     assert list(tmp_path.iterdir()) == [scratch]  # the demo writes nothing where it runs ...
     assert list(scratch.iterdir()) == []  # ... and removes its throwaway database, CA and keys

@@ -92,3 +92,4 @@ def test_link_org_links_a_district_and_runs_its_first_sync(tmp_path: Path) -> No
 
         revoked = run("revoke", "1", env=env)
         assert revoked.returncode == 0 and "no revoke endpoint" in revoked.stderr
+        assert "Clever dashboard" in revoked.stderr and "Entra" not in revoked.stderr  # its own provider's words

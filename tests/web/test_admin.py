@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from emulators.google import GoogleEmulator, RequestRecord
-from store import integrations, scheduling
+from store import integrations, runs, scheduling
 from store.runtime import Runtime, build_runtime
 from sync.cycle import run_sync
 from tests.conftest import link_teacher, settings_for
@@ -85,7 +85,7 @@ def test_admin_lists_revokes_and_revokes_again_harmlessly(
     again = client.post(f"/admin/integrations/{first}/revoke", headers=AUTH, json={})
     assert again.json()["already_revoked"] is True
     audit = client.get("/admin/audit", headers=AUTH, params={"integration_id": first}).json()
-    trail = [event for event in reversed(audit) if event["action"] != "synced"]  # oldest first, runs aside
+    trail = [event for event in reversed(audit) if event["action"] not in runs.RUN_ACTIONS]  # oldest first, runs aside
     assert [event["action"] for event in trail] == ["linked", "revoked", "purged", "provider_revoked"]
     assert trail[1]["reason"] == "school left" and trail[1]["actor"] == "admin:api"
 

@@ -49,3 +49,8 @@ def test_rostersync_web_serves(sqlite_settings: Settings) -> None:
     assert process.returncode in (0, -15), stderr  # uvicorn shuts down gracefully, then re-raises SIGTERM
     assert b"Traceback" not in stderr
     assert b"GET /" not in stderr  # no access log: callback URLs carry the consent state
+    said = stderr.decode()
+    assert f"listening on {base}" in said  # where to point the proxy, said once it listens
+    # What is unset is said at the start: here the admin API is configured, the rest is not.
+    assert "ROSTERSYNC_LINK_SIGNING_KEY is not set" in said and "ROSTERSYNC_PLATFORM_TOKENS is not set" in said
+    assert "ROSTERSYNC_ADMIN_TOKENS" not in said

@@ -22,7 +22,7 @@ from mappers.policy import MappingContext
 from providers.registry import tokens_from_payload
 from services.linking import LinkError
 from settings import Settings
-from store import audit, integrations, roster
+from store import audit, integrations, roster, runs
 from store.models import AuditEvent, Integration
 from store.runtime import Runtime
 from sync import cursor as cursor_document
@@ -236,7 +236,7 @@ def test_a_disconnected_district_is_revoked_purged_and_never_called_again(
     state = integrations.load(runtime.engine, gone)
     assert state.status == "revoked" and state.token_blob is None and state.sync_cursor is None
     assert (classes(runtime.engine, gone, current=False), people(runtime.engine, gone, current=False)) == ([], [])
-    actions = [a for a in audit.actions(runtime.engine, gone) if a != "synced"]
+    actions = [a for a in audit.actions(runtime.engine, gone) if a not in runs.RUN_ACTIONS]
     assert actions[-3:] == ["revoked", "purged", "provider_revoke_unsupported"]
     before = len(clever.requests)
     assert run_sync(runtime, gone).outcome == "skipped:revoked"

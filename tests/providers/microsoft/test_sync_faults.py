@@ -23,7 +23,7 @@ from connectors.microsoft import ClientRejected
 from emulators.google import GoogleEmulator
 from emulators.microsoft import MicrosoftEmulator
 from settings import Settings
-from store import integrations
+from store import integrations, runs
 from store.db import utcnow
 from store.models import AuditEvent, Integration
 from store.runtime import Runtime, build_runtime
@@ -186,7 +186,7 @@ def test_our_own_rejected_client_is_an_operator_error_that_changes_nothing(
     integration_id = link_by_kind(runtime, microsoft, kind)
     assert run_sync(runtime, integration_id).outcome == "ok"
     held = roster(runtime, integration_id)
-    trail = [entry for entry in audit_trail(runtime, integration_id) if entry[0] != "synced"]
+    trail = [entry for entry in audit_trail(runtime, integration_id) if entry[0] not in runs.RUN_ACTIONS]
     microsoft.expire_access_tokens()
     syncing = runtime
     if aadsts == "7000222":
@@ -207,7 +207,7 @@ def test_our_own_rejected_client_is_an_operator_error_that_changes_nothing(
     state = integrations.load(runtime.engine, integration_id)
     assert state.status == "active" and state.token_blob is not None
     assert roster(runtime, integration_id) == held, "nothing purged"
-    later = [entry for entry in audit_trail(runtime, integration_id) if entry[0] != "synced"]
+    later = [entry for entry in audit_trail(runtime, integration_id) if entry[0] not in runs.RUN_ACTIONS]
     assert later == trail, "no revoke, no purge audited (every run is audited as synced, with its outcome)"
     if aadsts == "7000215":
         assert run_sync(runtime, integration_id).outcome == "ok", "the right secret syncs the link on"
