@@ -91,6 +91,13 @@ def retention_words(words: Words, rule: str, settings: Settings, provider: str) 
             "A connection you start but do not finish is forgotten after %(num)d minutes.",
             max(1, math.ceil(settings.link_state_ttl_seconds / 60)),
         ),
+        "change_feed": words.ngettext(
+            "What the platform is told about your classes is kept for %(num)d day, and forgotten at once when a "
+            "student is erased or the link ends.",
+            "What the platform is told about your classes is kept for %(num)d days, and forgotten at once when a "
+            "student is erased or the link ends.",
+            settings.change_feed_retention_days,
+        ),
         "audit_log": words.gettext(
             "A record of what was done and when is kept, with counts and pseudonyms, never names."
         ),
