@@ -239,7 +239,7 @@ def _update_known(connection: Connection, integration_id: int, people: Sequence[
 
 
 def apply_batch(
-    connection: Connection, integration_id: int, batch: RosterBatch
+    connection: Connection, integration_id: int, batch: RosterBatch, *, enrollments_new: bool = False
 ) -> tuple[int, dict[str, int], set[tuple[int, int]]]:
     """Upsert one page's classes, people and enrolments, whatever provider it came from.
 
@@ -251,6 +251,8 @@ def apply_batch(
     A suppressed (erased) person is dropped here, inside the fenced transaction, so no sync brings
     them back (neither a full listing nor a change feed). A class or enrolment the page lists again
     leaves any removal hold it was in (store.holds): approving a hold never removes what was seen since.
+    ``enrollments_new``: the caller already took out the enrolments stored as listed (store.membership),
+    so the rest are upserted without reading their classes' enrolments first.
     """
     written = _upsert_classes(connection, integration_id, batch.classes)
     enrollments, people = _admitted(connection, integration_id, batch)
@@ -261,7 +263,9 @@ def apply_batch(
         integration_id,
         [c.external_id for c in batch.classes] + [e.class_external_id for e in enrollments],
     )
-    enrollments_written, keys = _write_enrollments(connection, integration_id, enrollments, class_ids, person_ids)
+    enrollments_written, keys = _write_enrollments(
+        connection, integration_id, enrollments, class_ids, person_ids, read_first=not enrollments_new
+    )
     # An ended class is not the listing's to read or to keep: the sweep ends it (store.breaker.end_explained).
     own_classes = {
         c.external_id: class_ids[c.external_id]
@@ -347,8 +351,13 @@ def _write_enrollments(
     enrollments: Sequence[EnrollmentRecord],
     class_ids: dict[str, int],
     person_ids: dict[PersonKey, int],
+    *,
+    read_first: bool = True,
 ) -> tuple[int, set[tuple[int, int]]]:
-    """Write the enrolments that changed; returns rows written and the ``(class id, person id)`` keys listed."""
+    """Write the enrolments that changed; returns rows written and the ``(class id, person id)`` keys listed.
+
+    Without ``read_first`` every row goes to the upsert, whose ``WHERE`` still writes only what differs.
+    """
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     for e in enrollments:
         class_id, person_id = class_ids.get(e.class_external_id), person_ids.get((e.role, e.pseudonym))
@@ -360,7 +369,7 @@ def _write_enrollments(
             "person_id": person_id,
             "role": e.role,
         }
-    stored = _stored_enrollments(connection, integration_id, {class_id for class_id, _ in rows})
+    stored = _stored_enrollments(connection, integration_id, {class_id for class_id, _ in rows}) if read_first else {}
     changed = [row for key, row in rows.items() if stored.get(key) != (row["role"], None)]
     written = 0
     for chunk in _chunks(changed):
@@ -489,7 +498,7 @@ def _upsert_page(
     )
     blocked = suppressions.suppressed(connection, integration_id, {e.pseudonym for e in upserts.enrollments})
     reduced, listed, kept_people = membership.unchanged(upserts, stored, blocked)
-    written, _classes, seen = apply_batch(connection, integration_id, reduced)
+    written, _classes, seen = apply_batch(connection, integration_id, reduced, enrollments_new=True)
     holds.release_listed(connection, integration_id, set(), listed)
     seen |= listed
     enrolled = kept_people | {person_id for _, person_id in seen}
