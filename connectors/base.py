@@ -226,6 +226,10 @@ Masks = Mapping[str, str]
 """Role (``class``, ``student``, ``teacher``) -> the provider's field selector, derived from the allowlist."""
 
 
+def no_check() -> None:
+    """``RosterConnector.before_request`` until a sync sets its own."""
+
+
 class RosterConnector(Protocol):
     """What the worker needs of a provider connector; the worker never names a provider field.
 
@@ -240,6 +244,10 @@ class RosterConnector(Protocol):
         Pages are no measure of it: one answer can hold many pages, and one cursor read can take several.
         """
         ...
+
+    before_request: Callable[[], None]
+    """Called before every HTTP round trip to the API (not token calls); the sync sets its fence here, so that
+    no request goes out once the integration ended, and pages already received cost no check."""
 
     def classes(self, masks: Masks) -> Iterator[Page]:
         """Pages of classes; a provider whose classes carry their members returns them inline."""

@@ -39,6 +39,7 @@ from connectors.base import (
     TokenSet,
     TokenSink,
     TransientError,
+    no_check,
 )
 
 # re-exported: callers name the refusal and the session through the provider's module
@@ -270,6 +271,7 @@ class CleverConnector:
         self._on_token = on_token
         self._session = http_session(settings)
         self.requests_made = 0
+        self.before_request: Callable[[], None] = no_check
 
     def close(self) -> None:
         self._session.close()
@@ -461,6 +463,7 @@ class CleverConnector:
             raise classify_api_error(response.status_code, body, response.headers)
 
     def _send(self, path: str, params: Any, *, stream: bool = False) -> requests.Response:
+        self.before_request()
         self.requests_made += 1
         try:
             return self._session.get(
@@ -539,6 +542,14 @@ class CleverRoster:
     @property
     def requests_made(self) -> int:
         return self.reader.requests_made
+
+    @property
+    def before_request(self) -> Callable[[], None]:
+        return self.reader.before_request
+
+    @before_request.setter
+    def before_request(self, check: Callable[[], None]) -> None:
+        self.reader.before_request = check
 
     def close(self) -> None:
         self.reader.close()

@@ -48,6 +48,7 @@ from connectors.base import (
     ScopeMissing,
     SetupRequired,
     TransientError,
+    no_check,
 )
 
 # re-exported: callers name the refusal and the session through the provider's module
@@ -673,6 +674,7 @@ class MicrosoftConnector:
         self._token: str | None = None
         self._last_delta_links: dict[str, str] = {}
         self.requests_made = 0
+        self.before_request: Callable[[], None] = no_check
 
     def _cached_realm(self) -> str | None:
         """A teacher's tenant, from the account in the cache: refreshes then go to that tenant's authority."""
@@ -954,6 +956,7 @@ class MicrosoftConnector:
     def _send(
         self, method: str, url: str, params: Mapping[str, str] | None, payload: Any, token: str
     ) -> requests.Response:
+        self.before_request()
         self.requests_made += 1
         query = urlencode(params, safe="$,") if params else None
         target = f"{url}?{query}" if query else url

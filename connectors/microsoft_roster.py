@@ -8,7 +8,7 @@ stays with the provider table, which may read the mappers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from connectors.base import Page
 from connectors.microsoft import MicrosoftConnector
@@ -43,6 +43,14 @@ class MicrosoftRoster:
     @property
     def requests_made(self) -> int:
         return self.reader.requests_made
+
+    @property
+    def before_request(self) -> Callable[[], None]:
+        return self.reader.before_request
+
+    @before_request.setter
+    def before_request(self, check: Callable[[], None]) -> None:
+        self.reader.before_request = check
 
     def close(self) -> None:
         self.reader.close()

@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, Select, distinct, func, select
+from sqlalchemy import Connection, Engine, Select, func, select
 
 from mappers.records import ChangeBatch
 from store import audit, holds, integrations, leases, roster
@@ -234,19 +234,23 @@ class ChangeGuard:
         self._removed: roster.Measure | None = None  # the run's total so far, with the counts before it
 
     def apply(self, connection: Connection, changes: ChangeBatch) -> int:
-        """Apply one page; the classes the provider says ended are applied and audited, never judged."""
+        """Apply one page; the classes the provider says ended are applied and audited, never judged.
+
+        The page's removals are counted by the statements that make them (``roster.PageResult``), not
+        by counting the integration's rows afterwards.
+        """
         integration_id = self._integration_id
         explained = set(roster.ended_classes(changes))
         unexplained = [c for c in changes.deleted_classes if c not in explained]
         now = utcnow()
         ended_at = now - EXPLAINED_APART  # its own moment: the pages' judged total never counts these rows
         if not (unexplained or changes.deleted_people or changes.replaced_classes):
-            written = roster.apply_changes(connection, integration_id, changes, now=now, ended_at=ended_at)
-            self._audit_explained(connection, explained, ended_at)
-            return written
+            result = roster.apply_change_page(connection, integration_id, changes, now=now, ended_at=ended_at)
+            self._audit_explained(connection, explained, result.ended)
+            return result.written
         before = self._removed or _current(connection, integration_id)
-        written = roster.apply_changes(connection, integration_id, changes, now=now, ended_at=ended_at)
-        page = _removed_at(connection, integration_id, now)
+        result = roster.apply_change_page(connection, integration_id, changes, now=now, ended_at=ended_at)
+        page = result.removed
         total = replace(
             before,
             classes=before.classes + page.classes,
@@ -258,13 +262,12 @@ class ChangeGuard:
         if reason is not None:
             raise ChangesTooLarge(reason)
         self._removed = total
-        self._audit_explained(connection, explained, ended_at)
-        return written
+        self._audit_explained(connection, explained, result.ended)
+        return result.written
 
-    def _audit_explained(self, connection: Connection, explained: set[str], ended_at: datetime) -> None:
+    def _audit_explained(self, connection: Connection, explained: set[str], gone: roster.Measure) -> None:
         if not explained:
             return
-        gone = _removed_at(connection, self._integration_id, ended_at)
         if gone.classes or gone.enrollments or gone.people:
             counts: dict[str, audit.Detail] = {
                 "classes": gone.classes,
@@ -283,22 +286,6 @@ def _current(connection: Connection, integration_id: int) -> roster.Measure:
     mine = [(model, model.integration_id == integration_id) for model in (SchoolClass, Enrollment, Person)]
     active = [_count(connection, select(func.count()).where(own, model.removed_at.is_(None))) for model, own in mine]
     return roster.Measure(0, 0, 0, 0, active_classes=active[0], active_enrollments=active[1], active_people=active[2])
-
-
-def _removed_at(connection: Connection, integration_id: int, moment: datetime) -> roster.Measure:
-    """What this page soft-deleted: its rows, and only its rows, carry ``removed_at = moment``; no current counts.
-
-    An exact moment, not "since": rows a clock that ran ahead soft-deleted "in the future" are not this page's.
-    """
-    mine = [(model, model.integration_id == integration_id) for model in (SchoolClass, Enrollment, Person)]
-    removed = [_count(connection, select(func.count()).where(own, model.removed_at == moment)) for model, own in mine]
-    touched = _count(
-        connection,
-        select(func.count(distinct(Enrollment.person_id))).where(
-            Enrollment.integration_id == integration_id, Enrollment.removed_at == moment
-        ),
-    )
-    return roster.Measure(removed[0], removed[1], removed[2], touched, 0, 0, 0)
 
 
 @dataclass(frozen=True)

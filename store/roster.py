@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Container, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -24,7 +24,7 @@ from mappers.records import (
     RosterBatch,
     ended,
 )
-from store import holds, outbox, suppressions
+from store import holds, membership, outbox, suppressions
 from store.db import utcnow
 from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass
 
@@ -239,7 +239,7 @@ def _update_known(connection: Connection, integration_id: int, people: Sequence[
 
 
 def apply_batch(
-    connection: Connection, integration_id: int, batch: RosterBatch
+    connection: Connection, integration_id: int, batch: RosterBatch, *, enrollments_new: bool = False
 ) -> tuple[int, dict[str, int], set[tuple[int, int]]]:
     """Upsert one page's classes, people and enrolments, whatever provider it came from.
 
@@ -251,6 +251,8 @@ def apply_batch(
     A suppressed (erased) person is dropped here, inside the fenced transaction, so no sync brings
     them back (neither a full listing nor a change feed). A class or enrolment the page lists again
     leaves any removal hold it was in (store.holds): approving a hold never removes what was seen since.
+    ``enrollments_new``: the caller already took out the enrolments stored as listed (store.membership),
+    so the rest are upserted without reading their classes' enrolments first.
     """
     written = _upsert_classes(connection, integration_id, batch.classes)
     enrollments, people = _admitted(connection, integration_id, batch)
@@ -261,7 +263,9 @@ def apply_batch(
         integration_id,
         [c.external_id for c in batch.classes] + [e.class_external_id for e in enrollments],
     )
-    enrollments_written, keys = _write_enrollments(connection, integration_id, enrollments, class_ids, person_ids)
+    enrollments_written, keys = _write_enrollments(
+        connection, integration_id, enrollments, class_ids, person_ids, read_first=not enrollments_new
+    )
     # An ended class is not the listing's to read or to keep: the sweep ends it (store.breaker.end_explained).
     own_classes = {
         c.external_id: class_ids[c.external_id]
@@ -347,8 +351,13 @@ def _write_enrollments(
     enrollments: Sequence[EnrollmentRecord],
     class_ids: dict[str, int],
     person_ids: dict[PersonKey, int],
+    *,
+    read_first: bool = True,
 ) -> tuple[int, set[tuple[int, int]]]:
-    """Write the enrolments that changed; returns rows written and the ``(class id, person id)`` keys listed."""
+    """Write the enrolments that changed; returns rows written and the ``(class id, person id)`` keys listed.
+
+    Without ``read_first`` every row goes to the upsert, whose ``WHERE`` still writes only what differs.
+    """
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     for e in enrollments:
         class_id, person_id = class_ids.get(e.class_external_id), person_ids.get((e.role, e.pseudonym))
@@ -360,7 +369,7 @@ def _write_enrollments(
             "person_id": person_id,
             "role": e.role,
         }
-    stored = _stored_enrollments(connection, integration_id, {class_id for class_id, _ in rows})
+    stored = _stored_enrollments(connection, integration_id, {class_id for class_id, _ in rows}) if read_first else {}
     changed = [row for key, row in rows.items() if stored.get(key) != (row["role"], None)]
     written = 0
     for chunk in _chunks(changed):
@@ -403,50 +412,118 @@ def apply_changes(
     now: datetime | None = None,
     ended_at: datetime | None = None,
 ) -> int:
-    """Apply one change-feed page: upsert, replace memberships, soft-delete; idempotent. Returns rows written.
+    """Apply one change-feed page: upsert, replace memberships, soft-delete; idempotent. Returns rows written."""
+    return apply_change_page(connection, integration_id, changes, now=now, ended_at=ended_at).written
 
-    People left with no enrolment go too; only the people this page touched can be, so only they are
-    looked at (a scan of the whole roster on every page cost more than the page itself). Every row
-    it soft-deletes carries ``now`` as ``removed_at``, which is how the breaker counts them; the
-    classes the provider itself ended (``ended_classes``) go last, with ``ended_at``, so the breaker
-    can leave them out.
+
+@dataclass
+class Tally:
+    """What a change page soft-deleted at one moment, counted as it goes: the breaker's measure of the page.
+
+    Counted from the statements' own results (row counts, the enrolments' person ids), so judging a
+    page never counts over the whole integration (a ``removed_at`` has no index).
+    """
+
+    classes: int = 0
+    enrollments: int = 0
+    people: int = 0
+    touched: set[int] = field(default_factory=set)
+
+    @property
+    def rows(self) -> int:
+        return self.classes + self.enrollments + self.people
+
+    def measure(self) -> Measure:
+        return Measure(self.classes, self.enrollments, self.people, len(self.touched), 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """Rows a change page wrote, what it soft-deleted at ``now`` and what it ended at ``ended_at``."""
+
+    written: int
+    removed: Measure
+    ended: Measure
+
+
+def apply_change_page(
+    connection: Connection,
+    integration_id: int,
+    changes: ChangeBatch,
+    *,
+    now: datetime | None = None,
+    ended_at: datetime | None = None,
+) -> PageResult:
+    """Apply one change-feed page at the cost of its rows, not of the integration; idempotent.
+
+    The page's classes are read once as stored (store.membership): enrolments already stored as
+    listed are not looked up or written again, and a replaced class's enrolments the page no longer
+    lists are soft-deleted together. People left with no enrolment go too; only the people this page
+    took an enrolment from (or wrote) can be, so only they are looked at. Every row it soft-deletes
+    carries ``now`` as ``removed_at`` and is counted in ``removed``; the classes the provider itself
+    ended (``ended_classes``) go last, with ``ended_at``, counted in ``ended``, so the breaker can leave
+    them out.
     """
     now = now or utcnow()
     explained = ended_classes(changes)
     if explained:
         stated = set(explained)
         changes = replace(changes, deleted_classes=[c for c in changes.deleted_classes if c not in stated])
-    written, _classes, seen = apply_batch(connection, integration_id, changes.upserts)
-    members = {(e.role, e.pseudonym) for e in changes.upserts.enrollments}
-    touched = set(_person_ids(connection, integration_id, members).values())
-    replaced = _class_ids(connection, integration_id, changes.replaced_classes)
-    for class_id in replaced.values():
-        current = connection.execute(
-            select(Enrollment.id, Enrollment.person_id).where(
-                Enrollment.class_id == class_id, Enrollment.removed_at.is_(None)
-            )
-        ).all()
-        gone = [(enrollment_id, person_id) for enrollment_id, person_id in current if (class_id, person_id) not in seen]
-        touched.update(person_id for _, person_id in gone)
-        for chunk in _chunks([enrollment_id for enrollment_id, _ in gone]):
-            written += _soft_delete(connection, Enrollment, Enrollment.id.in_(chunk), now)
-    deleted_classes = list(_class_ids(connection, integration_id, changes.deleted_classes).values())
-    for chunk in _chunks(deleted_classes):
-        touched.update(
-            connection.execute(
-                select(Enrollment.person_id).where(Enrollment.class_id.in_(chunk), Enrollment.removed_at.is_(None))
-            ).scalars()
-        )
-        written += _soft_delete(connection, SchoolClass, SchoolClass.id.in_(chunk), now)
-        written += _soft_delete(connection, Enrollment, Enrollment.class_id.in_(chunk), now)
-    deleted_people = list(_person_ids(connection, integration_id, changes.deleted_people).values())
-    for chunk in _chunks(deleted_people):
-        written += _soft_delete(connection, Person, Person.id.in_(chunk), now)
-        written += _soft_delete(connection, Enrollment, Enrollment.person_id.in_(chunk), now)
-    written += _remove_orphans(connection, integration_id, touched, now)
+    removed, ended_tally = Tally(), Tally()
+    written, touched = _upsert_page(connection, integration_id, changes, removed, now)
+    for chunk in _chunks(list(_class_ids(connection, integration_id, changes.deleted_classes).values())):
+        removed.classes += _soft_delete(connection, SchoolClass, SchoolClass.id.in_(chunk), now)
+        touched.update(_end_enrollments(connection, Enrollment.class_id.in_(chunk), now, removed))
+    for chunk in _chunks(list(_person_ids(connection, integration_id, changes.deleted_people).values())):
+        removed.people += _soft_delete(connection, Person, Person.id.in_(chunk), now)
+        _end_enrollments(connection, Enrollment.person_id.in_(chunk), now, removed)
+    removed.people += _remove_orphans(connection, integration_id, touched, now)
+    written += removed.rows
     if explained:
-        written += end_classes(connection, integration_id, explained, ended_at or now)
-    return written
+        written += end_classes(connection, integration_id, explained, ended_at or now, ended_tally)
+    return PageResult(written, removed.measure(), ended_tally.measure())
+
+
+def _upsert_page(
+    connection: Connection, integration_id: int, changes: ChangeBatch, removed: Tally, now: datetime
+) -> tuple[int, set[int]]:
+    """Write the page's upserts that change something and end what its replaced classes no longer list.
+
+    Returns rows written by the upserts and the people to look at for orphans: those who lost an
+    enrolment here, and those the page wrote or named without an enrolment that landed.
+    """
+    upserts = changes.upserts
+    stored = membership.read(
+        connection, integration_id, [*changes.replaced_classes, *(e.class_external_id for e in upserts.enrollments)]
+    )
+    blocked = suppressions.suppressed(connection, integration_id, {e.pseudonym for e in upserts.enrollments})
+    reduced, listed, kept_people = membership.unchanged(upserts, stored, blocked)
+    written, _classes, seen = apply_batch(connection, integration_id, reduced, enrollments_new=True)
+    holds.release_listed(connection, integration_id, set(), listed)
+    seen |= listed
+    enrolled = kept_people | {person_id for _, person_id in seen}
+    members = {(e.role, e.pseudonym) for e in reduced.enrollments}
+    touched = {person_id for person_id in _person_ids(connection, integration_id, members).values()}
+    touched -= enrolled
+    gone = [m for m in stored.members(changes.replaced_classes) if (m.class_id, m.person_id) not in seen]
+    for chunk in _chunks([m.enrollment_id for m in gone]):
+        touched.update(_end_enrollments(connection, Enrollment.id.in_(chunk), now, removed))
+    return written, touched
+
+
+def _end_enrollments(connection: Connection, condition: Any, now: datetime, tally: Tally) -> set[int]:
+    """Soft-delete the current enrolments matching ``condition``, counted in ``tally``; their people's ids."""
+    ended_people = list(
+        connection.execute(
+            update(Enrollment)
+            .where(condition, Enrollment.removed_at.is_(None))
+            .values(removed_at=now)
+            .returning(Enrollment.person_id)
+        ).scalars()
+    )
+    tally.enrollments += len(ended_people)
+    tally.touched.update(ended_people)
+    return set(ended_people)
 
 
 def ended_classes(changes: ChangeBatch) -> list[str]:
@@ -455,19 +532,21 @@ def ended_classes(changes: ChangeBatch) -> list[str]:
     return list(dict.fromkeys([*stated, *(c.external_id for c in changes.upserts.classes if ended(c.state))]))
 
 
-def end_classes(connection: Connection, integration_id: int, external_ids: Sequence[str], now: datetime) -> int:
+def end_classes(
+    connection: Connection,
+    integration_id: int,
+    external_ids: Sequence[str],
+    now: datetime,
+    tally: Tally | None = None,
+) -> int:
     """Soft-delete these classes and their enrolments at ``now``; their members left with none go too."""
-    written = 0
+    tally = tally if tally is not None else Tally()
     touched: set[int] = set()
     for chunk in _chunks(list(_class_ids(connection, integration_id, external_ids).values())):
-        touched.update(
-            connection.execute(
-                select(Enrollment.person_id).where(Enrollment.class_id.in_(chunk), Enrollment.removed_at.is_(None))
-            ).scalars()
-        )
-        written += _soft_delete(connection, SchoolClass, SchoolClass.id.in_(chunk), now)
-        written += _soft_delete(connection, Enrollment, Enrollment.class_id.in_(chunk), now)
-    return written + _remove_orphans(connection, integration_id, touched, now)
+        tally.classes += _soft_delete(connection, SchoolClass, SchoolClass.id.in_(chunk), now)
+        touched.update(_end_enrollments(connection, Enrollment.class_id.in_(chunk), now, tally))
+    tally.people += _remove_orphans(connection, integration_id, touched, now)
+    return tally.rows
 
 
 @dataclass(frozen=True)

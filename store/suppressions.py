@@ -18,6 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from store.db import utcnow
 from store.models import Integration, Suppression
 
+CHUNK = 500
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -54,18 +56,24 @@ def lift(connection: Connection, pseudonym: str) -> tuple[int, list[int]]:
 
 
 def suppressed(connection: Connection, integration_id: int, pseudonyms: Collection[str]) -> set[str]:
-    """Which of these pseudonyms are suppressed in the integration's provider and tenant."""
+    """Which of these pseudonyms are suppressed in the integration's provider and tenant.
+
+    Asked of every page with all its people, and nearly always answered "none": one small query says
+    whether the tenant has any entry before the pseudonyms are sent, 500 a statement (one statement
+    of 26,000 bound values cost a change page more than its writes).
+    """
     if not pseudonyms:
         return set()
-    query = (
-        select(Suppression.pseudonym)
-        .join(
-            Integration,
-            (Integration.provider == Suppression.provider) & (Integration.tenant == Suppression.tenant),
-        )
-        .where(Integration.id == integration_id, Suppression.pseudonym.in_(list(pseudonyms)))
-    )
-    return set(connection.execute(query).scalars())
+    tenant = (Integration.provider == Suppression.provider) & (Integration.tenant == Suppression.tenant)
+    entries = select(Suppression.pseudonym).join(Integration, tenant).where(Integration.id == integration_id)
+    if connection.execute(entries.limit(1)).first() is None:
+        return set()
+    found: set[str] = set()
+    wanted = sorted(pseudonyms)
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        found.update(connection.execute(entries.where(Suppression.pseudonym.in_(chunk))).scalars())
+    return found
 
 
 def entries(engine: Engine) -> list[Entry]:

@@ -139,6 +139,14 @@ class Budgeted:
     def requests_made(self) -> int:
         return self.inner.requests_made
 
+    @property
+    def before_request(self) -> Callable[[], None]:
+        return self.inner.before_request
+
+    @before_request.setter
+    def before_request(self, check: Callable[[], None]) -> None:
+        self.inner.before_request = check
+
     def close(self) -> None:
         self.inner.close()
 

@@ -226,6 +226,7 @@ def _sync(
     allowlist = f"{allowlist_digest(spec.allowlist, scopes)}:{','.join(roles)}"
     connector = budgeted(spec.connector(runtime.settings, tokens, held.keep), runtime.settings, spec.name)
     run = SyncPass(runtime, state, lease, spec, connector, context, roles, outcome)
+    connector.before_request = run.still_current  # no provider call once ended; pages in hand cost no check
     try:
         if _changes_suffice(run, allowlist):
             return

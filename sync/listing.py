@@ -152,8 +152,6 @@ def _member_page(listing: Listing, page: Page) -> None:
         listing.incomplete(page.parent_id)
     if listing.pending.add(batch):
         listing.write_pending()
-    else:
-        run.still_current()  # no further provider call once ended
 
 
 def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) -> None:

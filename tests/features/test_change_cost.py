@@ -1,0 +1,70 @@
+"""A change page costs statements by the chunk of rows it changes, never by the class or by the district.
+
+Found by profiling a 1% change at 100,000 students (BENCHMARKS.md): a replaced class cost a query and an
+update of its own, and judging each page counted every row of the integration. Counted, not timed: the
+statements the change sync sends, against the size of the change and the size of the district.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from emulators.clever import CleverEmulator
+from store.runtime import build_runtime
+from sync.cycle import run_sync
+from tests.clever_fixtures import clever_settings_for, link_district
+from tests.plugins.emulators import MakeEmulator
+
+WHOLE_INTEGRATION = re.compile(r"WHERE \w+\.integration_id = \S+ AND \w+\.removed_at = ")
+"""A count of what a page removed by its ``removed_at``, which has no index: a scan of the whole integration."""
+
+
+def statements(engine: Engine) -> list[str]:
+    """Every statement sent to the database from now on, as the driver got it."""
+    sent: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    return sent
+
+
+def change_statements(make_emulator: MakeEmulator, database_url: str, *, teachers: int, moved: int) -> list[str]:
+    """The statements of a change sync in which ``moved`` students each leave a section and a new one joins it."""
+    sizes = {"teachers": teachers, "courses_per_teacher": 5, "students_per_course": 12}
+    clever = make_emulator(CleverEmulator, districts=1, library_teachers=0, **sizes)
+    runtime = build_runtime(clever_settings_for(clever, database_url))
+    integration_id = link_district(runtime, clever)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    for section in clever.section_ids(clever.district_ids[0])[:moved]:
+        clever.remove_student(section, clever.students_of(section)[0])
+        clever.add_student(section)
+    sent = statements(runtime.engine)
+    outcome = run_sync(runtime, integration_id)
+    runtime.engine.dispose()
+    assert (outcome.outcome, outcome.mode) == ("ok", "changes")
+    assert outcome.rows_written >= 2 * moved  # at least an enrolment ended and one written per class
+    return sent
+
+
+def test_a_change_page_sends_as_many_statements_for_thirty_classes_as_for_ten(
+    make_emulator: MakeEmulator, database_url: str
+) -> None:
+    """The enrolments a replaced class no longer lists are read and ended for all the page's classes at once."""
+    ten = change_statements(make_emulator, database_url, teachers=8, moved=10)
+    thirty = change_statements(make_emulator, database_url, teachers=8, moved=30)
+    assert len(thirty) == len(ten), f"{len(ten)} statements for 10 classes, {len(thirty)} for 30"
+
+
+def test_a_change_page_sends_the_same_statements_to_a_district_three_times_larger(
+    make_emulator: MakeEmulator, database_url: str
+) -> None:
+    """No statement of a page counts over the integration: the page's removals are counted as they are made."""
+    small = change_statements(make_emulator, database_url, teachers=4, moved=10)
+    large = change_statements(make_emulator, database_url, teachers=12, moved=10)
+    assert len(large) == len(small)
+    assert not [s for s in large if WHOLE_INTEGRATION.search(s)]
