@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # Retention (P10), read by `rostersync purge-expired` and shown by `rostersync inventory`.
     revoked_grace_seconds: int = Field(default=0, ge=0, le=90 * 86_400)  # ended integrations: purged at once
     removed_retention_days: int = Field(default=30, ge=0, le=3650)  # rows the provider no longer lists
+    # Events of the platform's change feed older than this go in the retention job (store.outbox.prune); a
+    # consumer further behind takes a new snapshot. The feed names pseudonyms: it is kept no longer than needed.
+    change_feed_retention_days: int = Field(default=14, ge=1, le=90)
     deleted_account_retention_months: int = Field(default=6, ge=0, le=6)  # the policy's 6 months, never more
     # A `blocked` integration (the school switched access off, reversibly) keeps its roster this long, then ends
     # like a revoke (docs/privacy.md P3: why 30 days, never more); retried meanwhile after a wait that starts at

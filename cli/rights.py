@@ -183,7 +183,8 @@ def purge_expired_command(
         return
     err.print(
         f"purged: {report.removed_rows} soft-deleted row(s), {report.ended_rows} row(s) of ended integrations, "
-        f"{report.link_attempts} consent(s) in flight, {report.accounts} deleted account(s) "
+        f"{report.link_attempts} consent(s) in flight, {report.feed_events} change-feed event(s), "
+        f"{report.accounts} deleted account(s) "
         f"({report.account_rows} row(s), {len(report.revoked)} grant(s) revoked)"
     )
 

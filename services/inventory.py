@@ -77,9 +77,18 @@ def retention(settings: Settings) -> dict[str, str]:
         "deleted_platform_accounts": "everything the account linked deleted "
         f"{settings.deleted_account_retention_months} months after the account's deletion",
         "consents_in_flight": f"deleted after {settings.link_state_ttl_seconds} s",
+        "change_feed": f"change_events deleted after {settings.change_feed_retention_days} days; at once, an "
+        "erased person's events (but the erase's own) and a purged integration's (but the purge)",
         "audit_log": "kept; ids, counts and pseudonyms only",
     }
 
+
+PASSED_ON = (
+    "to the platform, through the change feed (table change_events, /v1/changes, webhooks): class keys, names, "
+    "sections and states; members as pseudonym and role; teachers' display names; integration status; "
+    "purges and erasures, so the platform deletes what it was told"
+)
+"""What leaves rostersync, and how: the feed names only what the stored roster holds."""
 
 PSEUDONYMISATION = (
     "HMAC-SHA256 over 'provider|tenant|user id' under a per-tenant key derived (HKDF-SHA256) from "
@@ -97,6 +106,7 @@ def provider_inventory(settings: Settings, name: str) -> dict[str, Any]:
         "optional_scopes_honoured": [_short(scope) for scope in optional],
         "roles": _roles(spec, spec.required_scopes, spec.required_scopes | frozenset(optional)),
         "pseudonymisation": PSEUDONYMISATION,
+        "passed_on": PASSED_ON,
         "retention": retention(settings),
         "consent_basis": "recorded per integration at link time (see `inventory ID`)",
     }
@@ -120,6 +130,7 @@ def integration_inventory(runtime: Runtime, integration_id: int) -> dict[str, An
         "scopes_granted": sorted(_short(scope) for scope in state.granted_scopes),
         "roles": _roles(spec, state.granted_scopes, None),
         "pseudonymisation": PSEUDONYMISATION,
+        "passed_on": PASSED_ON,
         "retention": retention(runtime.settings),
         "consent_basis": basis or audit.NOT_RECORDED,
         "stored_now": {"classes": stored.classes, "teachers": stored.teachers, "students": stored.students},
@@ -145,6 +156,7 @@ def render(inventory: dict[str, Any]) -> str:
             gate = f" (only with {kept['only_with_scope']})" if kept["only_with_scope"] else ""
             lines.append(f"    kept: {kept['field']} <- {kept['from']}{gate}")
     lines.append(f"  pseudonymisation: {inventory['pseudonymisation']}")
+    lines.append(f"  passed on: {inventory['passed_on']}")
     for what, rule in inventory["retention"].items():
         lines.append(f"  retention, {what.replace('_', ' ')}: {rule}")
     lines.append(f"  consent basis: {inventory['consent_basis']}")

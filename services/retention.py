@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from services.revoke import revoke_integration
-from store import audit, blocking, integrations, retention
+from store import audit, blocking, integrations, outbox, retention
 from store.db import utcnow
 from store.rights import delete_integration, delete_link_attempts
 from store.runtime import Runtime
@@ -34,6 +34,7 @@ class PurgeReport:
     removed_rows: int = 0
     ended_rows: int = 0
     link_attempts: int = 0
+    feed_events: int = 0
     accounts: int = 0
     account_rows: int = 0
     revoked: list[int] = field(default_factory=list)
@@ -44,6 +45,7 @@ class PurgeReport:
             "soft_deleted_rows": self.removed_rows,
             "ended_integration_rows": self.ended_rows,
             "link_attempts": self.link_attempts,
+            "change_events": self.feed_events,
             "deleted_accounts": self.accounts,
             "deleted_account_rows": self.account_rows,
             "revoked_at_provider": self.revoked,
@@ -92,6 +94,8 @@ def purge_expired(runtime: Runtime, *, actor: str = ACTOR) -> PurgeReport:
             revoke_integration(runtime, integration_id, actor=actor, reason="account deleted")
             report.revoked.append(integration_id)
     with runtime.engine.begin() as connection:
+        # Every integration row this transaction deletes from is locked before it takes the outbox head.
+        retention.lock_integrations(connection, [i for account in due for i in account.integration_ids])
         report.removed_rows = retention.purge_removed(connection, now - timedelta(days=settings.removed_retention_days))
         ended, report.ended_rows = retention.purge_ended(
             connection, now - timedelta(seconds=settings.revoked_grace_seconds)
@@ -99,6 +103,7 @@ def purge_expired(runtime: Runtime, *, actor: str = ACTOR) -> PurgeReport:
         report.link_attempts = retention.purge_link_attempts(
             connection, now - timedelta(seconds=settings.link_state_ttl_seconds)
         )
+        report.feed_events = outbox.prune(connection, now - timedelta(days=settings.change_feed_retention_days))
         touched = list(ended)
         for account in due:
             for integration_id in account.integration_ids:
@@ -116,10 +121,12 @@ def purge_expired(runtime: Runtime, *, actor: str = ACTOR) -> PurgeReport:
             details=dict(report.as_json()),
         )
     log.info(
-        "retention: %s soft-deleted rows, %s rows of ended integrations, %s consents, %s deleted accounts",
+        "retention: %s soft-deleted rows, %s rows of ended integrations, %s consents, %s feed events, "
+        "%s deleted accounts",
         report.removed_rows,
         report.ended_rows,
         report.link_attempts,
+        report.feed_events,
         report.accounts,
     )
     return report

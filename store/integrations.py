@@ -140,6 +140,8 @@ def end_integration(
             raise Fenced(integration_id)  # a sync's verdict on a generation that is already over: not ours to end
         if row.status == status or (blocked_before is not None and not blocked_since(row, blocked_before)):
             return None
+        # The purge first: it forgets the integration's earlier events, and the new status must not be one of them.
+        roster.purge(connection, integration_id)
         connection.execute(
             update(Integration)
             .where(Integration.id == integration_id)
@@ -152,7 +154,6 @@ def end_integration(
                 due_at=None,
             )
         )
-        roster.purge(connection, integration_id)
         audit.record(connection, action=status, actor=actor, integration_id=integration_id, reason=reason)
         audit.record(connection, action="purged", actor=actor, integration_id=integration_id)
     return Ended(previous_status=row.status, token_blob=cast(bytes | None, row.token_blob))

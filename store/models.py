@@ -343,3 +343,15 @@ class WebhookCursor(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_success_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class OutboxPause(Base):
+    """An integration whose roster a purge is deleting, inside the purge's own transaction only.
+
+    The outbox triggers write no ``*.removed`` event for a hard delete of this integration's rows while
+    its row is here: the purge writes one ``integration.purged`` instead (store.outbox.purging).
+    """
+
+    __tablename__ = "outbox_pause"
+
+    integration_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)

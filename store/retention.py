@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from store import audit
+from store import audit, outbox
 from store.models import AccountDeletion, Enrollment, Integration, LinkAttempt, Person, SchoolClass
 
 SUSPENDED = "suspended"
@@ -88,6 +88,8 @@ def mark_account_deleted(engine: Engine, account: str, *, actor: str, at: dateti
         linked = audit.ids_of(
             list(connection.execute(select(Integration.id).where(Integration.linked_by == account)).scalars())
         )
+        # Each status change below writes its event under the outbox head: every row locked first (lock order).
+        lock_integrations(connection, linked)
         # No new data for a deleted account: its active integrations stop syncing (a running sync is fenced
         # by the generation bump) and keep what they hold, tokens included, until the deadline revokes them.
         # A failed one too, or `resume` would bring it back.
@@ -149,6 +151,17 @@ def mark_account_purged(connection: Connection, account: str, now: datetime) -> 
     connection.execute(update(AccountDeletion).where(AccountDeletion.account == account).values(purged_at=now))
 
 
+def lock_integrations(connection: Connection, integration_ids: list[int]) -> None:
+    """Lock these integration rows, in id order, before anything takes the outbox head (store.outbox: lock order)."""
+    if integration_ids:
+        connection.execute(
+            select(Integration.id)
+            .where(Integration.id.in_(sorted(set(integration_ids))))
+            .order_by(Integration.id)
+            .with_for_update()
+        ).all()
+
+
 def purge_removed(connection: Connection, before: datetime) -> int:
     """Hard-delete roster rows soft-deleted before ``before`` (enrolments first, then people and classes)."""
     removed = 0
@@ -167,15 +180,22 @@ def purge_ended(connection: Connection, before: datetime) -> tuple[list[int], in
     """
     ended = list(
         connection.execute(
-            select(Integration.id).where(Integration.status.in_(ENDED), Integration.status_changed_at <= before)
+            select(Integration.id)
+            .where(Integration.status.in_(ENDED), Integration.status_changed_at <= before)
+            .order_by(Integration.id)
+            .with_for_update()  # every integration row before the outbox head (store.outbox: lock order)
         ).scalars()
     )
     removed = 0
     touched = []
     for integration_id in ended:
         count = 0
+        outbox.pause(connection, [integration_id])
         for model in (Enrollment, Person, SchoolClass):
             count += connection.execute(delete(model).where(model.integration_id == integration_id)).rowcount
+        outbox.unpause(connection, [integration_id])
+        if count:
+            outbox.purged(connection, integration_id)
         count += connection.execute(
             update(Integration)
             .where(Integration.id == integration_id, Integration.token_blob.is_not(None))

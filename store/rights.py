@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select
 
-from store import audit, suppressions
+from store import audit, outbox, suppressions
 from store.integrations import UnknownIntegration
 from store.models import Enrollment, Integration, LinkAttempt, Person, SchoolClass, SyncRun
 
@@ -299,8 +299,11 @@ def erase_person(
         enrollments = 0
         people = 0
         if person_ids:
+            outbox.pause(connection, integration_ids)  # no member.removed: person.erased says it all
             enrollments = connection.execute(delete(Enrollment).where(Enrollment.person_id.in_(person_ids))).rowcount
             people = connection.execute(delete(Person).where(Person.id.in_(person_ids))).rowcount
+            outbox.unpause(connection, integration_ids)
+        outbox.erased(connection, pseudonym, integration_ids)
         for provider, tenant in sorted(every_scope):
             suppressions.add(connection, provider=provider, tenant=tenant, pseudonym=pseudonym, actor=actor)
         touched = audit.ids_of(integration_ids + revoked)
@@ -332,8 +335,11 @@ def delete_integration(connection: Connection, integration_id: int) -> int:
     if row.status != "revoked":  # failed and suspended ones hold a live grant too; degraded ones end as revoked
         raise StillActive(f"integration {integration_id} still holds a live grant: revoke it first")
     removed = 0
+    outbox.pause(connection, [integration_id])
     for model in (Enrollment, Person, SchoolClass):
         removed += connection.execute(delete(model).where(model.integration_id == integration_id)).rowcount
+    outbox.unpause(connection, [integration_id])
+    outbox.purged(connection, integration_id)  # its record goes: so does everything the feed said of it
     removed += connection.execute(delete(SyncRun).where(SyncRun.integration_id == integration_id)).rowcount
     removed += connection.execute(delete(Integration).where(Integration.id == integration_id)).rowcount
     return removed

@@ -24,7 +24,7 @@ from mappers.records import (
     RosterBatch,
     ended,
 )
-from store import holds, suppressions
+from store import holds, outbox, suppressions
 from store.db import utcnow
 from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass
 
@@ -697,9 +697,16 @@ def apply_removals(connection: Connection, integration_id: int, removals: Remova
 
 
 def purge(connection: Connection, integration_id: int) -> None:
-    """Hard-delete every roster row that came through the integration."""
+    """Hard-delete every roster row that came through the integration; the feed gets one ``integration.purged``.
+
+    The outbox triggers are paused for the integration meanwhile: a district's every enrolment as a
+    ``member.removed``, written only to be forgotten by the purge, would cost as much as the purge itself.
+    """
+    outbox.pause(connection, [integration_id])
     for model in (HeldRemoval, RemovalHold, Enrollment, Person, SchoolClass):
         connection.execute(delete(model).where(model.integration_id == integration_id))
+    outbox.unpause(connection, [integration_id])
+    outbox.purged(connection, integration_id)
 
 
 @dataclass(frozen=True)

@@ -282,7 +282,7 @@ def test_erase_then_resync_keeps_the_person_out_until_the_suppression_is_lifted(
     pseudonym = runtime.pseudonymiser.pseudonym("google", tenant, student_id)
     assert [p for p in people(runtime.engine, integration_id, current=False) if p.pseudonym == pseudonym]
     enrolled = len(enrollments(runtime.engine, integration_id))
-    assert tables_holding(runtime, pseudonym) == {"people"}
+    assert tables_holding(runtime, pseudonym) == {"people", "change_events"}  # the platform was told of them
 
     result = erase_person(runtime, pseudonym, actor=ACTOR)
     assert result.people == 1 and result.enrollments >= 1 and result.revoked == []
@@ -291,7 +291,8 @@ def test_erase_then_resync_keeps_the_person_out_until_the_suppression_is_lifted(
     assert [(e.provider, e.tenant, e.pseudonym) for e in suppressions.entries(runtime.engine)] == [
         ("google", tenant, pseudonym)
     ]
-    assert tables_holding(runtime, pseudonym) == {"suppressions", "audit_events"}  # erase leaves nothing else
+    # Erase leaves nothing else; the feed keeps only its person.erased event (P12).
+    assert tables_holding(runtime, pseudonym) == {"suppressions", "audit_events", "change_events"}
 
     assert run_sync(runtime, integration_id).outcome == "ok"  # Google still lists the student ...
     assert not [p for p in people(runtime.engine, integration_id, current=False) if p.pseudonym == pseudonym]
