@@ -195,6 +195,8 @@ class Settings(BaseSettings):
 
     # Issue 8: web app, scheduler, workers.
     admin_tokens: SecretStr | None = None  # comma list of bearer tokens of the admin API
+    # Issue 20: comma list of bearer tokens of the /v1 platform API (docs/platform.md); unset: /v1 refuses everyone.
+    platform_tokens: SecretStr | None = None
     link_signing_key: SecretStr | None = None  # the platform signs /link requests with it; unset: no web linking
     scheduler_tick_seconds: float = Field(default=30.0, gt=0, le=3600)
     scheduler_jitter_seconds: float = Field(default=30.0, ge=0, le=3600)
@@ -335,16 +337,22 @@ class Settings(BaseSettings):
             _check_secret(key.get_secret_value(), "the key", optional=info.field_name == "link_signing_key")
         return key
 
-    @field_validator("admin_tokens")
+    @field_validator("admin_tokens", "platform_tokens")
     @classmethod
-    def _strong_tokens(cls, tokens: SecretStr | None) -> SecretStr | None:
-        """Every admin token as strong as a key; an empty item of the list is a typo, not a token."""
+    def _strong_tokens(cls, tokens: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Every admin or platform token as strong as a key; an empty item of the list is a typo, not a token.
+
+        A token in both lists is refused: the platform's tokens must not open the admin API, nor the reverse.
+        """
         if tokens is not None:
             items = tokens.get_secret_value().split(",")
             for position, token in enumerate(items, start=1):
                 _check_secret(
                     token, f"token {position} of {len(items)}" if len(items) > 1 else "the token", optional=True
                 )
+            admin = info.data.get("admin_tokens") if info.field_name == "platform_tokens" else None
+            if isinstance(admin, SecretStr) and _token_set(admin) & _token_set(tokens):
+                raise ValueError("a platform token is also an admin token: give each API tokens of its own")
         return tokens
 
     @field_validator("token_keys")
@@ -403,6 +411,10 @@ class Settings(BaseSettings):
     def webhooks_enabled(self) -> bool:
         """Delivery to the platform is on: both WEBHOOK_URL and WEBHOOK_SECRET are set (the validators saw to it)."""
         return bool(self.webhook_url) and self.webhook_secret is not None
+
+    def platform_token_list(self) -> list[str]:
+        """The /v1 platform API's bearer tokens; empty means /v1 refuses everyone."""
+        return sorted(_token_set(self.platform_tokens))
 
     def forwarded_allow_list(self) -> list[str]:
         """The proxies whose forwarded headers uvicorn believes; empty: it believes none."""
@@ -481,6 +493,12 @@ def _flat_locations(error: ValidationError) -> ValidationError:
             detail["ctx"] = item["ctx"]
         details.append(detail)
     return ValidationError.from_exception_data(error.title, details, hide_input=True)
+
+
+def _token_set(tokens: SecretStr | None) -> set[str]:
+    """The non-blank items of a comma list of tokens."""
+    raw = tokens.get_secret_value() if tokens is not None else ""
+    return {token.strip() for token in raw.split(",") if token.strip()}
 
 
 def _check_secret(value: str, what: str, *, optional: bool) -> None:

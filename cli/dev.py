@@ -42,10 +42,25 @@ def bench(
             "Alone, only the fleet runs.",
         ),
     ] = None,
+    feed: Annotated[
+        bool,
+        typer.Option(
+            "--feed",
+            help="Measure the platform API instead: GET /v1/changes pages of 1,000 events and the web process's "
+            "memory over the whole snapshot, for a district of --students (default 100,000).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
 ) -> None:
     """Time full, no-change and 1% change syncs against a plain download of the same pages (BENCHMARKS.md)."""
     from devtools.bench import PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
+
+    if feed:
+        from devtools.feed_bench import run_feed  # lazy, like the rest of devtools
+
+        with user_errors():
+            print_report({"feed": run_feed(students)}, as_json)
+        return
     from devtools.fleet_bench import FleetError, fleet_kit, run_fleet
 
     if provider is not None and provider not in PROVIDERS:

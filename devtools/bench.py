@@ -362,7 +362,7 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
     ):
         table.add_column(column, justify="right" if column not in ("provider", "db") else "left")
     for name, figures in report.items():
-        if name == "fleet":
+        if name in ("fleet", "feed"):
             continue
         for database, row in figures["databases"].items():
             table.add_row(
@@ -379,6 +379,10 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
             )
     if table.rows:
         out.print(table)
+    if "feed" in report:
+        from devtools.feed_bench import print_feed  # it imports this module
+
+        print_feed(report["feed"])
     if "fleet" in report:
         fleet = report["fleet"]
         out.print(

@@ -21,6 +21,8 @@ from web.signing import signature
 ADMIN_TOKENS = ("admin-token-one-0123456789abcdefghij", "admin-token-two-9876543210jihgfedcba")
 REDIRECT = "https://rostersync.test/oauth/google/callback"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKENS[1]}"}
+PLATFORM_TOKENS = ("platform-token-one-0123456789abcdefghij", "platform-token-two-9876543210jihgfedcba")
+PLATFORM = {"Authorization": f"Bearer {PLATFORM_TOKENS[0]}"}
 SIGNING_KEY = "link-signing-key-for-tests-0123456789"
 
 
@@ -42,6 +44,7 @@ def web_settings(emulator: GoogleEmulator, database_url: str, **overrides: Any) 
         emulator,
         database_url,
         admin_tokens=",".join(ADMIN_TOKENS),
+        platform_tokens=",".join(PLATFORM_TOKENS),
         link_signing_key=SIGNING_KEY,
         google_redirect_uri=REDIRECT,
         manual_sync_cooldown_seconds=300,

@@ -24,8 +24,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from settings import Settings
 from store.runtime import Runtime, set_runtime
-from web import admin, apidocs, health, holds, linking, rights
-from web.auth import ADMIN_PREFIX, AdminAuth
+from web import admin, apidocs, health, holds, linking, platform, rights
+from web.auth import ADMIN_PREFIX, PLATFORM_PREFIX, AdminAuth
 from web.context import WebContext, new_metrics
 from web.headers import SecurityHeaders
 from web.ratelimit import Limiter, LinkRateLimit
@@ -58,7 +58,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(
         title="rostersync",
         version="0.1.0",
-        description="Teachers link their rosters; admins see and revoke integrations. See docs/web.md.",
+        description=(
+            "Teachers link their rosters; admins see and revoke integrations (docs/web.md); "
+            "the platform reads rosters and their changes under /v1 (docs/platform.md)."
+        ),
         lifespan=lifespan,
         openapi_url="/openapi.json" if settings.openapi_enabled else None,
         docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN; see web.apidocs
@@ -77,6 +80,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(admin.router)
     app.include_router(rights.router)
     app.include_router(holds.router)
+    app.include_router(platform.router)
     app.include_router(health.router)
     if settings.metrics_access != "off":
         app.include_router(health.metrics_router)
@@ -95,12 +99,21 @@ def _middleware(app: FastAPI, ctx: WebContext) -> None:
     def guarded(path: str) -> bool:
         return path.startswith(ADMIN_PREFIX) or (metrics_guarded and path == "/metrics")
 
+    wrong_tokens = Limiter(settings.admin_failures_per_minute)  # one count per client, whichever API it tries
     app.add_middleware(
         AdminAuth,
         tokens=settings.admin_token_list(),
         on_refused=ctx.metrics.admin_refused.inc,
-        limiter=Limiter(settings.admin_failures_per_minute),
+        limiter=wrong_tokens,
         guarded=guarded,
+    )
+    app.add_middleware(
+        AdminAuth,
+        tokens=settings.platform_token_list(),
+        on_refused=ctx.metrics.platform_refused.inc,
+        limiter=wrong_tokens,
+        guarded=lambda path: path.startswith(PLATFORM_PREFIX) or path == PLATFORM_PREFIX.rstrip("/"),
+        realm="rostersync-platform",
     )
     app.add_middleware(LinkRateLimit, limiter=Limiter(settings.link_requests_per_minute), prefixes=LINK_PREFIXES)
     app.add_middleware(SecurityHeaders)

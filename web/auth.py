@@ -7,6 +7,10 @@ A client that has sent ``ADMIN_FAILURES_PER_MINUTE`` wrong tokens is answered 42
 Retry-After) before its token is looked at, so a right guess cannot be told from a wrong one
 until the limit lets it try again. ``/metrics`` is guarded the same way unless
 ``METRICS_ACCESS=open``.
+
+The ``/v1/`` platform API (docs/platform.md) is guarded by a second instance of the same middleware,
+holding ``PLATFORM_TOKENS`` only: each kind of token gets 401 on the other's routes (the settings
+refuse a token that is in both lists).
 """
 
 from __future__ import annotations
@@ -21,9 +25,15 @@ from web.asgi import ASGIApp, Receive, Scope, Send
 from web.ratelimit import Limiter, client_of, too_many_json
 
 ADMIN_PREFIX = "/admin/"
+PLATFORM_PREFIX = "/v1/"
 
 bearer_scheme = HTTPBearer(auto_error=False, description="One of ROSTERSYNC_ADMIN_TOKENS")
 """Declared on the admin routes so the OpenAPI document says how they are authenticated."""
+
+platform_scheme = HTTPBearer(
+    auto_error=False, scheme_name="PlatformBearer", description="One of ROSTERSYNC_PLATFORM_TOKENS"
+)
+"""Declared on the /v1 routes: a scheme of its own, since an admin token does not open them."""
 
 
 def token_ok(presented: bytes, tokens: list[bytes]) -> bool:
@@ -52,12 +62,14 @@ class AdminAuth:
         on_refused: Callable[[], None],
         limiter: Limiter,
         guarded: Callable[[str], bool] = lambda path: path.startswith(ADMIN_PREFIX),
+        realm: str = "rostersync-admin",
     ) -> None:
         self.app = app
         self.tokens = [token.encode() for token in tokens]
         self.on_refused = on_refused
         self.limiter = limiter
         self.guarded = guarded
+        self.challenge = f'Bearer realm="{realm}"'.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.guarded(str(scope.get("path", ""))):
@@ -74,10 +86,10 @@ class AdminAuth:
             return
         self.limiter.take(client)
         self.on_refused()
-        await _unauthorized(send)
+        await _unauthorized(send, self.challenge)
 
 
-async def _unauthorized(send: Send) -> None:
+async def _unauthorized(send: Send, challenge: bytes) -> None:
     body = json.dumps({"detail": "missing or wrong bearer token"}).encode()
     await send(
         {
@@ -86,7 +98,7 @@ async def _unauthorized(send: Send) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="rostersync-admin"'),
+                (b"www-authenticate", challenge),
             ],
         }
     )

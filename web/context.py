@@ -19,6 +19,8 @@ class WebMetrics:
     links: Counter
     admin_refused: Counter
     admin_revokes: Counter
+    platform_refused: Counter
+    platform_resolves: Counter
 
 
 def new_metrics() -> WebMetrics:
@@ -37,6 +39,17 @@ def new_metrics() -> WebMetrics:
             "rostersync_admin_revokes",
             "Integrations revoked through the admin API.",
             ["at_provider"],
+            registry=registry,
+        ),
+        platform_refused=Counter(
+            "rostersync_platform_unauthorized",
+            "Platform API (/v1) requests refused for a missing or wrong token.",
+            registry=registry,
+        ),
+        platform_resolves=Counter(
+            "rostersync_platform_resolves",
+            "Pseudonyms resolved for the platform (POST /v1/people/resolve), by provider; never the id itself.",
+            ["provider"],
             registry=registry,
         ),
     )

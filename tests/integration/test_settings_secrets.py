@@ -27,6 +27,10 @@ WEAK = [
     ("admin_tokens", secrets.token_urlsafe(32) + ",x", "at least 32"),
     ("admin_tokens", secrets.token_urlsafe(32) + ",,", "empty"),
     ("admin_tokens", "a" * 32, "one repeated character"),
+    ("platform_tokens", "", "empty"),
+    ("platform_tokens", "short-platform-token", "at least 32"),
+    ("platform_tokens", secrets.token_urlsafe(32) + ",,", "empty"),
+    ("platform_tokens", "p" * 40, "one repeated character"),
     ("pseudonym_key", "", "empty"),
     ("pseudonym_key", "z" * 32, "one repeated character"),
     ("pseudonym_key", "short", "at least 32"),
@@ -65,6 +69,18 @@ def test_generated_keys_pass() -> None:
     assert len(settings.admin_token_list()) == 2
 
 
+def test_a_token_of_both_apis_is_refused_without_its_value() -> None:
+    """Issue 20: a platform token must not open the admin API (nor the reverse), so no token may be both."""
+    shared = secrets.token_urlsafe(32)
+    with pytest.raises(ValidationError) as raised:
+        Settings(**GOOD, admin_tokens=f"{secrets.token_urlsafe(32)},{shared}", platform_tokens=f" {shared}")
+    [error] = raised.value.errors()
+    assert error["loc"] == ("platform_tokens",) and "also an admin token" in error["msg"]
+    assert shared not in str(raised.value)
+    both = Settings(**GOOD, admin_tokens=secrets.token_urlsafe(32), platform_tokens=f"{shared},{shared[::-1]}")
+    assert both.platform_token_list() == sorted([shared, shared[::-1]])
+
+
 def test_an_empty_signing_key_stops_every_command_in_one_line(sqlite_settings: Settings) -> None:
     env = env_for(sqlite_settings)
     for command in (("status",), ("web", "--port", "1"), ("scheduler", "--once"), ("worker",)):
@@ -74,3 +90,7 @@ def test_an_empty_signing_key_stops_every_command_in_one_line(sqlite_settings: S
     result = run("web", env=short)
     one_line_error(result, "ROSTERSYNC_ADMIN_TOKENS", "at least 32")
     assert "tok-a-secret-value" not in result.stderr + result.stdout
+    weak_platform = env | {"ROSTERSYNC_PLATFORM_TOKENS": "plat-secret-value"}
+    result = run("web", env=weak_platform)
+    one_line_error(result, "ROSTERSYNC_PLATFORM_TOKENS", "at least 32")
+    assert "plat-secret-value" not in result.stderr + result.stdout
