@@ -8,11 +8,12 @@ snapshot) and an account's deletion carried out at its deadline (190 days on). A
 consumer of docs/platform.md (``docs/examples/platform_consumer.py``, loaded as it is, over HTTP
 against ``rostersync web`` in a process) catches up, and the test asserts that its SQLite mirror
 equals the snapshot endpoints, and that no erased pseudonym and nothing of a purged integration
-remains anywhere in it. 200 steps per provider on SQLite, 60 on PostgreSQL; one seed per walk.
+remains anywhere in it. 200 steps per provider on SQLite, 100 (Clever) on PostgreSQL; one seed per walk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import random
@@ -51,13 +52,13 @@ WALKS = [
     ("google", "sqlite", 200),
     ("clever", "sqlite", 200),
     ("microsoft", "sqlite", 200),
-    ("clever", "postgresql", 60),
+    ("clever", "postgresql", 100),
 ]
 WEIGHTS = {
     "change": 30,
     "sync": 30,
     "link": 5,
-    "mass_removal": 3,
+    "mass_removal": 5,
     "decide_hold": 8,
     "revoke": 4,
     "erase_person": 4,
@@ -217,6 +218,10 @@ def revoke(walk: Walk) -> None:
 
 def erase_someone(walk: Walk) -> None:
     members = sorted(roster(walk.runtime.engine)["members"])
+    if not members:  # nobody held: a link and its sync first bring someone to erase
+        link(walk)
+        sync(walk, every=True)
+        members = sorted(roster(walk.runtime.engine)["members"])
     if not members:
         return
     person = walk.rng.choice(members)[2]
@@ -292,13 +297,15 @@ def walk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Walk]:
         url = f"sqlite:///{tmp_path / 'rostersync.db'}"
     else:
         url = request.getfixturevalue("pg_url")
+    seed = f"{provider}-{database}-{steps}"
+    # The emulators are seeded; a fixed pseudonym key makes the pseudonyms, and so every choice among them, the same.
+    fixed = {"pseudonym_key": hashlib.sha256(seed.encode()).hexdigest()}
     with opened(provider, tmp_path, url) as world:
-        runtime = world.runtime()
+        runtime = world.runtime(**fixed)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
-        env |= env_of(world.settings(platform_tokens=",".join(PLATFORM_TOKENS)))
+        env |= env_of(world.settings(platform_tokens=",".join(PLATFORM_TOKENS), **fixed))
         port = free_port()
         with rostersync_web(env, port):
-            seed = sum(map(ord, f"{provider}-{database}"))
             yield Walk(
                 world,
                 runtime,
@@ -321,8 +328,9 @@ def test_the_reference_consumer_stays_in_step_through_a_random_walk(walk: Walk) 
     actions, weights = list(WEIGHTS), list(WEIGHTS.values())
     for step in range(1, steps + 1):
         action = walk.rng.choices(actions, weights)[0]
-        if step % 4 == 0:
-            action = min(actions, key=lambda a: walk.done[a])  # every 4th step, the move taken least so far
+        untried = [a for a in actions if not walk.done[a]]
+        if step % 4 == 0 and untried:
+            action = untried[0]  # every 4th step, a move not taken yet (a short walk takes each one)
         if breaker.pending(walk.runtime.engine) and walk.rng.random() < 0.5:
             action = "decide_hold"  # an admin answers a hold before the next move half of the time
         if step == steps * 3 // 4:
@@ -331,5 +339,5 @@ def test_the_reference_consumer_stays_in_step_through_a_random_walk(walk: Walk) 
         catch_up_and_check(walk, step, action)
     # The walk did what it is for: every kind of move, and each promise was put to the test.
     needed = (*WEIGHTS, "account_deleted", "hold_approved", "erased_person", "answered_410", "sync:ok")
-    needed += ("hold_dropped",) if steps >= 200 else ()  # 60 steps seldom see two holds; the long walks do
-    assert not [n for n in needed if not walk.done[n]], sorted(walk.done.items())
+    needed += ("hold_dropped",) if steps >= 200 else ()  # a short walk seldom sees two holds; the long walks do
+    assert not [n for n in needed if not walk.done[n]], str(sorted(walk.done.items()))
