@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -24,7 +24,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Connection, update
 
 from services.revoke import revoke_integration
-from store import integrations, roster
+from store import bulk, integrations, roster
 from store.db import utcnow
 from store.models import Integration
 from store.runtime import Runtime, build_runtime, set_runtime
@@ -268,21 +268,27 @@ def test_two_syncs_of_one_integration_started_at_once_run_once(case: Case, runti
 def test_a_postgresql_connection_dropped_mid_transaction_is_retried_and_loses_nothing(
     case: Case, runtime: Runtime, stub_broker: StubBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The backend of the sync's first write transaction is terminated after its fence lock is taken."""
+    """The backend of the sync's first write transaction is terminated after its fence lock is taken.
+
+    A first sync writes through the bulk path (store.bulk), a later one page by page (store.roster): the
+    first write of either is the one dropped."""
     integration_id = case.link(runtime)
-    apply_batch = roster.apply_batch
     dropped: list[int] = []
     admin = sqlalchemy.create_engine(PG_ADMIN_URL)
 
-    def drop_then_apply(connection: Connection, *args: Any, **kwargs: Any) -> Any:
-        if not dropped:
-            pid = int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-            with admin.connect() as other:  # this test's own backend, by pid: nobody else's
-                other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
-            dropped.append(pid)
-        return apply_batch(connection, *args, **kwargs)
+    def dropping(apply_batch: Callable[..., Any]) -> Callable[..., Any]:
+        def drop_then_apply(connection: Connection, *args: Any, **kwargs: Any) -> Any:
+            if not dropped:
+                pid = int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+                with admin.connect() as other:  # this test's own backend, by pid: nobody else's
+                    other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+                dropped.append(pid)
+            return apply_batch(connection, *args, **kwargs)
 
-    monkeypatch.setattr(roster, "apply_batch", drop_then_apply)
+        return drop_then_apply
+
+    monkeypatch.setattr(roster, "apply_batch", dropping(roster.apply_batch))
+    monkeypatch.setattr(bulk, "apply_batch", dropping(bulk.apply_batch))
     try:
         sync_integration.send(integration_id)
         brokers.drain(stub_broker)

@@ -148,7 +148,7 @@ def test_rotated_tokens_that_can_never_be_stored_are_revoked_and_nothing_is_purg
         assert "provider_revoked" in trail
     else:  # Microsoft offers no revoke endpoint: said so in the audit log, never claimed as revoked
         assert "provider_revoke_unsupported" in trail
-    assert trail[-2:] == ["failed", "synced"]  # the run ends the integration as failed, then is audited
+    assert trail[-2:] == ["failed", "sync_failed"]  # the run ends the integration as failed, then is audited
     assert integrations.resume_failed(runtime.engine, integration_id, actor="admin:test") is False  # re-link
     assert broker.dead_letters == []
 
