@@ -1,6 +1,6 @@
 """A change page's classes as stored, read once, so the page writes only what it changes.
 
-Why: a change feed names a class whole (a Clever ``sections.updated`` carries every student of the
+Why: a change feed names a class whole (a provider's section event carries every student of the
 section), so a page that moves 1,000 students names some 26,000 enrolments. Looking each of them up
 by pseudonym, and then every class's enrolments one class at a time, made a 1% change at 100,000
 students cost seconds where writing its 3,001 rows costs milliseconds. One read of the classes'

@@ -34,9 +34,9 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     apply_batch = roster.apply_batch
 
-    def counted(connection: Connection, integration_id: int, batch: RosterBatch) -> Any:
+    def counted(connection: Connection, integration_id: int, batch: RosterBatch, **options: Any) -> Any:
         sizes.append(len(batch.classes) + len(batch.enrollments))
-        return apply_batch(connection, integration_id, batch)
+        return apply_batch(connection, integration_id, batch, **options)
 
     monkeypatch.setattr(roster, "apply_batch", counted)
     return sizes
