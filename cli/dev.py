@@ -9,7 +9,7 @@ import typer
 
 from cli.choices import PROVIDER_CHOICES, provider_name
 from cli.common import fail, user_errors
-from cli.runs import print_status
+from cli.status import print_status
 
 if TYPE_CHECKING:
     from store.runtime import Runtime  # the demo's own runtime; imported by the demo itself, not at start-up
@@ -32,7 +32,7 @@ def demo(
     from devtools.demo import run_demo, tell_console  # lazy: devtools brings the emulators (dev commands only)
 
     def report(rt: Runtime) -> None:
-        print_status(rt, as_json)
+        print_status(rt.engine, as_json)
         if console:
             _serve_console(rt, port)
         else:
