@@ -92,6 +92,15 @@ def bench(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
+    without_outbox: Annotated[
+        bool,
+        typer.Option(
+            "--without-outbox",
+            help="Also run the same syncs on a copy of each database without the outbox's triggers (dropped in the "
+            "bench's throwaway databases only), reported beside it as sqlite_without_outbox (and "
+            "postgresql_without_outbox).",
+        ),
+    ] = False,
 ) -> None:
     """Time full, no-change and 1% change syncs against a plain download of the same pages (see BENCHMARKS.md)."""
     from devtools.bench import PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
@@ -111,7 +120,7 @@ def bench(
     with user_errors():
         report: dict[str, Any] = {}
         if fleet is None or students is not None:
-            report = run_bench([provider] if provider else list(PROVIDERS), students)
+            report = run_bench([provider] if provider else list(PROVIDERS), students, without_outbox=without_outbox)
         if fleet is not None:
             try:
                 report["fleet"] = run_fleet(fleet)
