@@ -60,6 +60,18 @@ def _serve_console(rt: Runtime, port: int) -> None:
     uvicorn.Server(uvicorn_config(app_, rt.settings, host="127.0.0.1", port=port)).run(sockets=[listening])
 
 
+WithoutOutbox = Annotated[
+    bool,
+    typer.Option(
+        "--without-outbox",
+        help="Also run the same syncs on a copy of each database without the outbox's triggers (dropped in the "
+        "bench's throwaway databases only), reported beside it as sqlite_without_outbox (and "
+        "postgresql_without_outbox).",
+    ),
+]
+"""``bench --without-outbox``: the outbox's cost, measured in the same run (devtools/outbox_off.py)."""
+
+
 def bench(
     provider: Annotated[
         str | None, typer.Option(help=f"{PROVIDER_CHOICES}; all of them when left out.", callback=provider_name)
@@ -92,15 +104,7 @@ def bench(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
-    without_outbox: Annotated[
-        bool,
-        typer.Option(
-            "--without-outbox",
-            help="Also run the same syncs on a copy of each database without the outbox's triggers (dropped in the "
-            "bench's throwaway databases only), reported beside it as sqlite_without_outbox (and "
-            "postgresql_without_outbox).",
-        ),
-    ] = False,
+    without_outbox: WithoutOutbox = False,
 ) -> None:
     """Time full, no-change and 1% change syncs against a plain download of the same pages (see BENCHMARKS.md)."""
     from devtools.bench import PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
