@@ -47,7 +47,7 @@ COMMANDS = (
           "then its access is revoked at the provider."),
     Entry("resume", "cli.runs:resume", "Make a failed integration active again (e.g. after a provider outage "
           "outlasted the retry caps)."),
-    Entry("status", "cli.runs:status", "Every integration with its status and current stored counts."),
+    Entry("status", "cli.status:status", "Every integration with its status and current stored counts."),
     Entry("demo", "cli.dev:demo", "The whole story on embedded defaults against the local emulator."),
     Entry("bench", "cli.dev:bench", "Time full, no-change and 1% change syncs against a plain download of the "
           "same pages (see BENCHMARKS.md)."),
@@ -185,9 +185,22 @@ def main(
         bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    from services.console import configure_logging
-
     configure_logging(verbose)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Log lines to stderr; -v adds the sync's steps. Set here, without Rich: ``status --json`` never loads it."""
+    import logging
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("rostersync").setLevel(logging.INFO if verbose else logging.WARNING)
+    # The in-process worker's own failure logs carry tracebacks; the command reports each sync's
+    # outcome in one line of its own instead (sync.outcomes). -v shows them.
+    logging.getLogger("dramatiq").setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 
 def error_line(message: str) -> None:

@@ -1,8 +1,9 @@
 """What every command group shares: one ``error:`` line and exit 2 for bad input, the runtime, the broker.
 
-Light to import (``status`` starts in a fraction of a second): the provider clients, the broker and the
-linking service are imported by the commands that use them, and ``user_errors`` recognises their errors
-without importing them (a module that was never imported raised none of its errors).
+Light to import (``status`` starts in a fraction of a second): the provider clients, the broker, the linking
+service, the ORM models, the token vault and Rich are imported by the commands that use them, and
+``user_errors`` recognises their errors without importing them (a module that was never imported raised none
+of its errors).
 """
 
 from __future__ import annotations
@@ -16,18 +17,18 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import pydantic
 import sqlalchemy.exc
 import typer
-from rich.markup import escape
 
-from services.console import err
+from cli.app import BIGGEST_ID
 from settings import Settings
 from store.db_errors import unusable_reason
-from store.models import MAX_ID
-from store.runtime import Runtime, build_runtime, set_runtime
 
 if TYPE_CHECKING:
     from dramatiq.broker import Broker
+    from sqlalchemy import Engine
 
-IntegrationId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Integration id.")]
+    from store.runtime import Runtime
+
+IntegrationId = Annotated[int, typer.Argument(min=1, max=BIGGEST_ID, help="Integration id.")]
 
 
 RIGHTS_ACTOR = "admin:cli"
@@ -55,6 +56,10 @@ def expected(error: Exception) -> bool:
 
 def error_line(message: str) -> None:
     """``error: ...`` on stderr; the message is printed literally (user and provider text is no markup)."""
+    from rich.markup import escape  # lazy, with the console: a command that succeeds quietly need not load Rich
+
+    from services.console import err
+
     err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
@@ -83,10 +88,25 @@ def user_errors() -> Iterator[None]:
 
 
 def runtime() -> Runtime:
+    """Settings, database, token vault and pseudonymiser: what a command that syncs, links or seals needs."""
+    from store.runtime import build_runtime, set_runtime  # lazy: the vault's and pseudonymiser's cryptography
+
     settings = Settings()
     built = build_runtime(settings)
     set_runtime(built)
     return built
+
+
+def database() -> Engine:
+    """The database alone, checked like ``runtime`` (settings, secrets, schema), for a command that only reads:
+    no vault or pseudonymiser is built, so it loads no cryptography (``status``)."""
+    from store.db import make_engine, migrate
+
+    settings = Settings()
+    settings.require_secrets()
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return engine
 
 
 def install_broker(settings: Settings) -> Broker:

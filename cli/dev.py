@@ -9,7 +9,7 @@ import typer
 
 from cli.choices import PROVIDER_CHOICES, provider_name
 from cli.common import fail, user_errors
-from cli.runs import print_status
+from cli.status import print_status
 
 if TYPE_CHECKING:
     from store.runtime import Runtime  # the demo's own runtime; imported by the demo itself, not at start-up
@@ -32,7 +32,7 @@ def demo(
     from devtools.demo import run_demo, tell_console  # lazy: devtools brings the emulators (dev commands only)
 
     def report(rt: Runtime) -> None:
-        print_status(rt, as_json)
+        print_status(rt.engine, as_json)
         if console:
             _serve_console(rt, port)
         else:
@@ -58,6 +58,18 @@ def _serve_console(rt: Runtime, port: int) -> None:
     listening = listen("127.0.0.1", port)
     tell_console(rt, f"http://localhost:{port}/console/")
     uvicorn.Server(uvicorn_config(app_, rt.settings, host="127.0.0.1", port=port)).run(sockets=[listening])
+
+
+WithoutOutbox = Annotated[
+    bool,
+    typer.Option(
+        "--without-outbox",
+        help="Also run the same syncs on a copy of each database without the outbox's triggers (dropped in the "
+        "bench's throwaway databases only), reported beside it as sqlite_without_outbox (and "
+        "postgresql_without_outbox).",
+    ),
+]
+"""``bench --without-outbox``: the outbox's cost, measured in the same run (devtools/outbox_off.py)."""
 
 
 def bench(
@@ -92,6 +104,7 @@ def bench(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
+    without_outbox: WithoutOutbox = False,
 ) -> None:
     """Time full, no-change and 1% change syncs against a plain download of the same pages (see BENCHMARKS.md)."""
     from devtools.bench import PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
@@ -111,7 +124,7 @@ def bench(
     with user_errors():
         report: dict[str, Any] = {}
         if fleet is None or students is not None:
-            report = run_bench([provider] if provider else list(PROVIDERS), students)
+            report = run_bench([provider] if provider else list(PROVIDERS), students, without_outbox=without_outbox)
         if fleet is not None:
             try:
                 report["fleet"] = run_fleet(fleet)

@@ -1,19 +1,16 @@
-"""Syncs and their outcome: ``sync``, ``status``, ``revoke``, ``resume``, and how a sync that ran here ended."""
+"""Syncs and their outcome: ``sync``, ``revoke``, ``resume``, and how a sync that ran here ended (``status``:
+cli.status)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from cli.common import IntegrationId, error_line, fail, install_broker, runtime, user_errors
-from cli.held import held_table
-from services.console import err, out, sync_progress
-from store import breaker, integrations, runs
+from services.console import err, sync_progress
+from store import integrations, runs
 from store.models import MAX_ID
 from store.runtime import Runtime
 
@@ -21,49 +18,6 @@ if TYPE_CHECKING:  # the commands that sync import these (the provider clients, 
     from dramatiq.broker import Broker
 
     from sync.outcomes import Verdict
-
-
-def status_payload(rt: Runtime) -> dict[str, list[dict[str, object]]]:
-    """The JSON shape shared by ``status --json`` and ``demo --json``; ``held``: removals waiting for an admin."""
-    return {
-        "held": [view.as_json() for view in breaker.pending(rt.engine)],
-        "integrations": [
-            {
-                "id": summary.id,
-                "provider": summary.provider,
-                "status": summary.status,
-                "status_reason": summary.status_reason,
-                "classes": summary.counts.classes,
-                "teachers": summary.counts.teachers,
-                "students": summary.counts.students,
-            }
-            for summary in integrations.summaries(rt.engine)
-        ],
-    }
-
-
-def print_status(rt: Runtime, as_json: bool) -> None:
-    payload = status_payload(rt)
-    if as_json:
-        sys.stdout.write(json.dumps(payload) + "\n")
-        return
-    columns = ("id", "provider", "status", "classes", "teachers", "students")
-    table = Table(title="integrations")
-    if not payload["integrations"]:
-        out.print(
-            "no integrations yet: link a teacher (rostersync link start) or an organisation (rostersync link org)"
-        )
-    for column in columns:
-        table.add_column(column, justify="right" if column in ("id", "classes", "teachers", "students") else "left")
-    for row in payload["integrations"]:
-        table.add_row(*(escape(str(row[key])) for key in columns))
-    out.print(table)
-    if payload["held"]:
-        out.print(held_table(payload["held"]))
-        err.print("approve with `rostersync held approve RUN_ID`, or drop with `rostersync held drop RUN_ID`")
-    for row in payload["integrations"]:
-        if row["status_reason"]:
-            err.print(f"integration {row['id']} is {row['status']}: {escape(str(row['status_reason']))}")
 
 
 def wait_in_memory(rt: Runtime, broker: Broker, ids: list[int], *, since_run: int | None = None) -> list[Verdict]:
@@ -200,9 +154,3 @@ def resume(integration_id: IntegrationId) -> None:
             "holds its tokens resumes (a revoked or degraded one is re-linked)"
         )
     err.print(f"integration {integration_id}: resumed; its next sync is due now")
-
-
-def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
-    """Every integration with its status and current stored counts."""
-    with user_errors():
-        print_status(runtime(), as_json)

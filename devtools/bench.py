@@ -43,6 +43,7 @@ import sqlalchemy
 from pydantic import SecretStr
 from rich.table import Table
 
+from devtools.outbox_off import WITHOUT_OUTBOX, drop_outbox_triggers
 from devtools.providers import KITS
 from devtools.providers.base import BenchKit, Fetch, Scenario, query_params
 from emulators.core import RequestRecord
@@ -215,6 +216,23 @@ def throwaway_databases(workdir: Path, configured: str | None) -> Iterator[list[
         admin.dispose()
 
 
+@contextmanager
+def bench_databases(workdir: Path, configured: str | None, without_outbox: bool) -> Iterator[list[tuple[str, str]]]:
+    """The throwaway databases; with ``without_outbox`` each is followed by a copy of its own whose outbox
+    triggers ``_measure`` drops (``sqlite_without_outbox``): the same syncs with and without the outbox, one run."""
+    with throwaway_databases(workdir, configured) as databases:
+        if not without_outbox:
+            yield databases
+            return
+        (workdir / "without_outbox").mkdir(parents=True, exist_ok=True)
+        with throwaway_databases(workdir / "without_outbox", configured) as bare:
+            yield [one for pair in zip(databases, bare, strict=True) for one in (pair[0], _bare(pair[1]))]
+
+
+def _bare(database: tuple[str, str]) -> tuple[str, str]:
+    return database[0] + WITHOUT_OUTBOX, database[1]
+
+
 def bench_settings(scenario: Scenario, database_url: str) -> Settings:
     """Embedded defaults pointed at one emulator, with throwaway keys; no broker, no budgets."""
     return Settings(
@@ -274,6 +292,8 @@ def _measure(
     for database, url in databases:
         settings = bench_settings(scenario, url)
         runtime = build_runtime(settings)
+        if database.endswith(WITHOUT_OUTBOX):
+            err.print(f"  {database}: dropped the {drop_outbox_triggers(runtime.engine)} outbox triggers")
         ids = scenario.link(runtime)
         figures["links"] = len(ids)
         results: dict[str, PhaseResult] = {}
@@ -348,13 +368,15 @@ def _database_figures(results: dict[str, PhaseResult], baseline: PhaseResult) ->
     }
 
 
-def run_bench(providers: Sequence[str], students: int | None, database_url: str | None = None) -> dict[str, Any]:
+def run_bench(
+    providers: Sequence[str], students: int | None, database_url: str | None = None, *, without_outbox: bool = False
+) -> dict[str, Any]:
     """The figures of every provider asked for, keyed by provider; every database and key is thrown away."""
     configured = database_url if database_url is not None else os.environ.get("ROSTERSYNC_DATABASE_URL")
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="rostersync-bench-") as workdir:
         for name in providers:
-            with throwaway_databases(Path(workdir) / name, configured) as databases:
+            with bench_databases(Path(workdir) / name, configured, without_outbox) as databases:
                 (Path(workdir) / name).mkdir(exist_ok=True)
                 report[name] = bench_provider(
                     name, students or BENCHES[name].default_students, databases, Path(workdir) / name

@@ -1,36 +1,34 @@
-"""Where people read: stderr for progress, narration and errors; stdout only for results (and --json)."""
+"""Where people read: stderr for progress, narration and errors; stdout only for results (and --json).
+
+Imported by a command when it has something to draw or say (Rich costs a tenth of ``status``'s start); how
+the command line logs is set in cli.app, which does not need it."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from sync.progress import ProgressEvent, listening
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from sync.progress import ProgressEvent
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
-def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("rostersync").setLevel(logging.INFO if verbose else logging.WARNING)
-    # The in-process worker's own failure logs carry tracebacks; the command reports each sync's
-    # outcome in one line of its own instead (sync.outcomes). -v shows them.
-    logging.getLogger("dramatiq").setLevel(logging.WARNING if verbose else logging.CRITICAL)
-
-
 @contextmanager
 def sync_progress() -> Iterator[None]:
-    """A bar per integration, fed by the sync's progress events (the in-process worker runs here)."""
+    """A bar per integration, fed by the sync's progress events (the in-process worker runs here).
+
+    Rich's progress bars are imported here, by the commands that sync: ``status`` prints without them."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sync.progress import listening
+
     progress = Progress(
         TextColumn("[bold]sync[/] integration {task.fields[integration]}"),
         BarColumn(),

@@ -20,16 +20,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import requests
 from standardwebhooks import Webhook
 
 from connectors.http import RedirectNotFollowed, http_session
 from settings import Settings
-from store import webhooks
+from store import feed, webhooks
 from store.db import utcnow
 from store.runtime import Runtime
 
@@ -79,24 +79,19 @@ def pending(runtime: Runtime) -> bool:
     return due(runtime.settings, webhooks.read(runtime.engine), utcnow())
 
 
-def event_json(event: webhooks.Event) -> dict[str, Any]:
-    """An event as ``/v1/changes`` shows it: ``at`` in RFC 3339 with its offset, ``data`` as an object."""
-    return {
-        "seq": event.seq,
-        "at": event.at.replace(tzinfo=UTC).isoformat(),
-        "type": event.type,
-        "integration_id": event.integration_id,
-        "data": json.loads(event.data or "{}"),
-    }
+def compact_data(event: feed.Event) -> str:
+    """An event's ``data`` without spaces, whichever database wrote it (PostgreSQL's JSON text spaces its
+    separators), non-ASCII text kept as it is: what a batch has always carried."""
+    return json.dumps(json.loads(event.data or "{}"), separators=(",", ":"), ensure_ascii=False)
 
 
-def batch_body(events: list[webhooks.Event]) -> bytes:
-    """The bytes that are signed and sent: ``{"type": "changes", "data": [events]}``."""
-    body = {"type": "changes", "data": [event_json(event) for event in events]}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+def batch_body(events: Sequence[feed.Event]) -> bytes:
+    """The bytes that are signed and sent: ``{"type": "changes", "data": [events]}``, each event written by the
+    feed's own writer (store.feed.event_items), as ``/v1/changes`` serves it."""
+    return f'{{"type":"changes","data":[{feed.event_items(events, compact_data)}]}}'.encode()
 
 
-def message_id(events: list[webhooks.Event]) -> str:
+def message_id(events: list[feed.Event]) -> str:
     """``webhook-id``: the batch's seq range, the same when the same batch is sent again (Standard Webhooks)."""
     return f"rs_{events[0].seq}_{events[-1].seq}"
 
@@ -112,7 +107,7 @@ def signed_headers(signer: Webhook, msg_id: str, body: bytes, now: datetime) -> 
     }
 
 
-def post(session: requests.Session, settings: Settings, signer: Webhook, events: list[webhooks.Event]) -> str | None:
+def post(session: requests.Session, settings: Settings, signer: Webhook, events: list[feed.Event]) -> str | None:
     """POST one batch; None on a 2xx, else the failure in fixed words (no URL, no body, no secret)."""
     body = batch_body(events)
     headers = signed_headers(signer, message_id(events), body, datetime.now(UTC))

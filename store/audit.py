@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, insert, or_, select
 
 from store.db import utcnow
 from store.models import AuditEvent, Integration
+from store.summaries import status_reason as status_reason  # the Core-only reading `status` uses
 
 Detail = int | str | bool | None | list[int]
 NOT_RECORDED = "not recorded"
@@ -76,22 +77,6 @@ def actions(engine: Engine, integration_id: int) -> list[str]:
                 select(AuditEvent.action).where(AuditEvent.integration_id == integration_id).order_by(AuditEvent.id)
             ).scalars()
         )
-
-
-def status_reason(connection: Connection, integration_id: int, status: str) -> str:
-    """The reason recorded with the latest change to ``status`` (safe text written by our own code).
-
-    The audit log is where a status's why is kept, so the admin screens read it from here.
-    """
-    if status == "active":
-        return ""
-    reason = connection.execute(
-        select(AuditEvent.reason)
-        .where(AuditEvent.integration_id == integration_id, AuditEvent.action == status)
-        .order_by(AuditEvent.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return reason or ""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from store.db import utcnow
 from store.fence import SYNCABLE, Fenced, fenced
 from store.models import Integration
 from store.retention import deletion_pending
+from store.summaries import IntegrationSummary as IntegrationSummary  # read by `status` without the ORM
+from store.summaries import summaries as summaries
 
 
 class UnknownIntegration(LookupError):
@@ -44,16 +46,6 @@ class IntegrationState:
     consent_basis: str | None = None  # school | parent; None: no recorded basis, so no student syncs
     sync_interval_seconds: int | None = None  # its own interval; None: the SYNC_INTERVAL_SECONDS default
     status_changed_at: datetime | None = None  # when it entered its status (a block's grace counts from here)
-
-
-@dataclass(frozen=True)
-class IntegrationSummary:
-    id: int
-    provider: str
-    tenant: str
-    status: str
-    status_reason: str  # why it is not active (from the audit log), empty when active
-    counts: roster.RosterCounts
 
 
 def load(engine: Engine, integration_id: int) -> IntegrationState:
@@ -219,26 +211,6 @@ def resume_failed(engine: Engine, integration_id: int, *, actor: str) -> bool:
                 connection, action="resumed", actor=actor, integration_id=integration_id, reason="resumed by an admin"
             )
     return changed == 1
-
-
-def summaries(engine: Engine) -> list[IntegrationSummary]:
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(Integration.id, Integration.provider, Integration.tenant, Integration.status).order_by(
-                Integration.id
-            )
-        ).all()
-        return [
-            IntegrationSummary(
-                row.id,
-                row.provider,
-                row.tenant,
-                row.status,
-                audit.status_reason(connection, row.id, row.status),
-                roster.counts(connection, row.id),
-            )
-            for row in rows
-        ]
 
 
 def syncable_ids(engine: Engine) -> list[int]:

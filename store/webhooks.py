@@ -21,6 +21,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func, select, update
 
+from store import feed
 from store.db import ADVISORY_READ, utcnow
 from store.models import ChangeEvent, OutboxHead, WebhookCursor
 
@@ -46,17 +47,6 @@ class Position:
     def lag(self) -> int:
         """Events written but not yet delivered."""
         return max(0, self.head - self.delivered_through)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One row of ``change_events`` as delivery needs it (``data`` is the stored JSON text)."""
-
-    seq: int
-    at: datetime
-    type: str
-    integration_id: int
-    data: str
 
 
 def _head(connection: Connection) -> tuple[int, int]:
@@ -95,15 +85,9 @@ class Claim:
         self.position = position
         self._locked_here = locked_here  # PostgreSQL: this transaction holds the row; writes go through it
 
-    def events(self, limit: int) -> list[Event]:
-        """The next ``limit`` events past the position, in seq order."""
-        rows = self._connection.execute(
-            select(ChangeEvent.seq, ChangeEvent.at, ChangeEvent.type, ChangeEvent.integration_id, ChangeEvent.data)
-            .where(ChangeEvent.seq > self.position.delivered_through)
-            .order_by(ChangeEvent.seq)
-            .limit(limit)
-        ).all()
-        return [Event(int(r.seq), r.at, r.type, int(r.integration_id), r.data) for r in rows]
+    def events(self, limit: int) -> list[feed.Event]:
+        """The next ``limit`` events past the position, in seq order: the feed's reading, in the claim's transaction."""
+        return feed.read_events(self._connection, self.position.delivered_through, limit)
 
     def advance(self, engine: Engine, through: int) -> bool:
         """After a 2xx: the position moves to ``through``, failures clear. False when a replay came between."""

@@ -3,7 +3,8 @@
 Why apart from web.linking: the route decides *that* it failed; the words of each failure are one function
 here, so that no operator's word (a command, a state, an internal id) reaches a teacher by accident, and
 so that each failure is translated (web.i18n) in one place. The errors' own messages are ours and stable
-(services.linking, store.links, web.signing); they are read only to pick the page, never shown.
+(services.linking, store.links); they are read only to pick the page, never shown. A bad signature's page is
+picked by its kind (web.signing.BadSignature).
 """
 
 from __future__ import annotations
@@ -16,25 +17,26 @@ from store.links import ACCOUNT_DELETED_REFUSAL
 from sync.grants import AtProvider
 from web.i18n import Words
 from web.pages import message, words_for
+from web.signing import BadSignature
 
 
 def _proper(provider: str) -> str:
     return PROVIDERS[provider].proper_name
 
 
-def bad_signature(request: Request, reason: str) -> HTMLResponse:
-    """A ``/link`` request the platform did not sign, or signed for too long ago."""
+def bad_signature(request: Request, error: BadSignature) -> HTMLResponse:
+    """A ``/link`` request the platform did not sign, or signed for too long ago: the page by the error's kind."""
     words = words_for(request)
-    if "expired" in reason:
+    if error.kind == "expired":
         title = words.gettext("This link has expired")
         said = words.gettext("Links from the platform work for ten minutes, and this one is older.")
-    elif "too long" in reason:
+    elif error.too_long:
         title = words.gettext("This link cannot be used")
         said = words.gettext(
             "The platform made this link in a way that is not accepted here. If it keeps happening, "
             "tell your school's administrator."
         )
-    elif "not signed" in reason:
+    elif error.kind == "unsigned":
         title = words.gettext("This link did not come from the platform")
         said = words.gettext("For your safety, connecting has to start from the platform itself.")
     else:

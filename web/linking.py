@@ -122,7 +122,7 @@ def link(
         )
     except signing.BadSignature as error:
         ctx.metrics.links.labels(provider, error.kind).inc()
-        return failures.bad_signature(request, str(error))
+        return failures.bad_signature(request, error)
     assert nonce is not None and expires is not None  # signing.check refused a request without them
     if not links.spend_nonce(ctx.runtime.engine, nonce, datetime.fromtimestamp(expires, UTC).replace(tzinfo=None)):
         ctx.metrics.links.labels(provider, "replayed").inc()

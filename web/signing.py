@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 MAX_LIFETIME = 600
@@ -35,11 +36,14 @@ class BadSignature(Exception):
 
     ``kind`` names it for the metric: ``unsigned`` (no signature at all: a hand-made or truncated URL),
     ``expired`` (a good link opened late), ``forged`` (a signature that does not match, or a lifetime no
-    platform gives): the first two are a teacher's mishap, the last is worth an operator's look."""
+    platform gives): the first two are a teacher's mishap, the last is worth an operator's look. ``too_long``: the
+    forged kind that is a lifetime no platform gives (its page says the link is not accepted, not that it is
+    damaged)."""
 
-    def __init__(self, message: str, kind: str) -> None:
+    def __init__(self, message: str, kind: Literal["unsigned", "expired", "forged"], *, too_long: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        self.too_long = too_long
 
 
 def message(*, provider: str, teacher: str, tenant: str | None, basis: str, expires: int, nonce: str) -> bytes:
@@ -73,7 +77,7 @@ def check(
     if expires < moment:
         raise BadSignature("this link has expired", "expired")
     if expires > moment + MAX_LIFETIME:
-        raise BadSignature("this link is valid for too long", "forged")
+        raise BadSignature("this link is valid for too long", "forged", too_long=True)
     expected = signature(
         key, provider=provider, teacher=teacher, tenant=tenant, basis=basis, expires=expires, nonce=nonce
     )

@@ -14,7 +14,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from cli.runs import status_payload
+from cli.status import status_payload
 from emulators.google import GoogleEmulator
 from services.linking import LinkError
 from services.retention import mark_account_deleted, purge_expired
@@ -72,7 +72,7 @@ def test_a_switched_off_classroom_blocks_and_keeps_everything(
     assert "/revoke" not in calls and emulator.live_grants(emulator.teacher_ids[0]) == 1
     actions = audit.actions(runtime.engine, integration_id)
     assert "blocked" in actions and "purged" not in actions and "revoked" not in actions
-    row = next(row for row in status_payload(runtime)["integrations"] if row["id"] == integration_id)
+    row = next(row for row in status_payload(runtime.engine)["integrations"] if row["id"] == integration_id)
     assert row["status"] == "blocked"
     assert SWITCHES[switch][2] in str(row["status_reason"]) and "Admin console" in str(row["status_reason"])
 
@@ -92,7 +92,7 @@ def test_switched_back_on_the_next_sync_is_active_and_syncs(
     assert state.status == "active"
     assert row_count(runtime.engine, integration_id) == rows + 2  # the new student and their enrolment
     assert audit.actions(runtime.engine, integration_id)[-2:] == ["unblocked", "synced"]
-    assert status_payload(runtime)["integrations"][0]["status_reason"] == ""
+    assert status_payload(runtime.engine)["integrations"][0]["status_reason"] == ""
     next_due = due_at(runtime, integration_id)
     assert next_due is not None and next_due > utcnow() + timedelta(hours=23)  # the normal interval again
 
@@ -115,7 +115,7 @@ def test_blocked_past_the_grace_ends_like_a_revoke_at_its_next_sync(
     assert {"revoked", "purged", "provider_revoked"} <= set(actions)
     assert [r.path for r in emulator.requests[seen:] if r.path != "/token"] == ["/revoke"]  # no roster call
     assert emulator.live_grants(emulator.teacher_ids[0]) == 0
-    reason = status_payload(runtime)["integrations"][0]["status_reason"]
+    reason = status_payload(runtime.engine)["integrations"][0]["status_reason"]
     assert f"blocked for more than {grace.days} days" in str(reason)
 
 
@@ -217,5 +217,5 @@ def test_a_link_while_classroom_is_switched_off_is_refused_with_the_reason_and_s
     emulator.disable_classroom(emulator.teacher_ids[0])
     with pytest.raises(LinkError, match="turned off Classroom for this user"):
         link(0)
-    assert status_payload(runtime)["integrations"] == []
+    assert status_payload(runtime.engine)["integrations"] == []
     assert emulator.live_grants(emulator.teacher_ids[0]) == 0

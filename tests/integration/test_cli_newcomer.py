@@ -36,9 +36,62 @@ def test_the_help_listing_loads_no_command_module() -> None:
     assert loaded & {*HEAVY, "sqlalchemy", "dramatiq", "pydantic_settings"} == set()
 
 
+def modules_after(statement: str, env: dict[str, str] | None = None) -> set[str]:
+    """Every module (dotted names) a fresh interpreter holds after ``statement``."""
+    probe = f"import sys\n{statement}\nprint(' '.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True, env=env
+    )
+    return set(result.stdout.split())
+
+
+STATUS_NEVER_LOADS = ("sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "cryptography", "alembic", "store.models")
+"""What ``rostersync status`` does without (issue 22, item 5): it reads with Core (store.summaries), builds no token
+vault or pseudonymiser, and finds the schema up to date by reading its version."""
+
+
+def loaded_under(loaded: set[str], packages: tuple[str, ...]) -> set[str]:
+    """The modules of ``loaded`` that are one of ``packages`` or inside one."""
+    return {name for name in loaded if any(name == p or name.startswith(p + ".") for p in packages)}
+
+
 def test_status_loads_no_provider_client_or_web_stack() -> None:
-    loaded = imported_by("import cli.runs")
-    assert loaded & {"googleapiclient", "msal", "alembic", "fastapi", "uvicorn"} == set()
+    loaded = imported_by("import cli.status")
+    assert loaded & {"googleapiclient", "msal", "alembic", "fastapi", "uvicorn", "dramatiq", "rich"} == set()
+
+
+def test_importing_status_loads_no_orm_postgresql_dialect_or_cryptography() -> None:
+    assert loaded_under(modules_after("import cli.status"), STATUS_NEVER_LOADS) == set()
+
+
+def test_a_status_run_on_sqlite_loads_no_orm_postgresql_dialect_or_cryptography(
+    sqlite_settings: Settings,
+) -> None:
+    """The whole command on a migrated, empty SQLite database; ``--json`` draws nothing, so loads no Rich."""
+    env = env_for(sqlite_settings)
+    assert run("status", env=env).returncode == 0  # migrates the new file once (that one loads Alembic)
+    command = "import contextlib\nimport cli.app\nwith contextlib.suppress(SystemExit):\n    cli.app.run()"
+    shown = modules_after(f"sys.argv = ['rostersync', 'status']\n{command}", env)
+    assert loaded_under(shown, STATUS_NEVER_LOADS) == set()
+    as_json = modules_after(f"sys.argv = ['rostersync', 'status', '--json']\n{command}", env)
+    assert loaded_under(as_json, (*STATUS_NEVER_LOADS, "rich")) == set()
+
+
+def test_the_status_tables_are_the_models_own() -> None:
+    """store.summaries names its tables and columns without the ORM: each name must be one of the schema's."""
+    from store.models import Base
+    from store.summaries import LIGHT_TABLES
+
+    for light in LIGHT_TABLES:
+        assert light.name in Base.metadata.tables, light.name
+        assert {c.name for c in light.c} <= set(Base.metadata.tables[light.name].c.keys()), light.name
+
+
+def test_the_command_lines_id_bound_is_the_stores() -> None:
+    from cli.app import BIGGEST_ID
+    from store.models import MAX_ID
+
+    assert BIGGEST_ID == MAX_ID
 
 
 def test_version() -> None:
@@ -104,10 +157,12 @@ def test_an_unknown_provider_lists_the_supported_ones(sqlite_settings: Settings)
 
 
 def test_an_empty_status_says_so(sqlite_settings: Settings) -> None:
+    """One line that says what to do, and no empty table under it."""
     env = env_for(sqlite_settings)
     shown = run("status", env=env)
     assert shown.returncode == 0, shown.stderr
-    assert "no integrations" in (shown.stdout + shown.stderr).lower()
+    assert shown.stdout.startswith("no integrations yet: link a teacher")
+    assert len(shown.stdout.splitlines()) == 1 and "┏" not in shown.stdout, shown.stdout
     assert json.loads(run("status", "--json", env=env).stdout)["integrations"] == []
 
 
