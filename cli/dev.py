@@ -73,6 +73,15 @@ def bench(
             "teachers link one by one).",
         ),
     ] = None,
+    class_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=100_000,
+            help="Instead of a district: ONE teacher link whose classes hold this many students each, as many "
+            "classes as make --students (Google; e.g. --students 6000 --class-size 3000, two courses of 3,000).",
+        ),
+    ] = None,
     fleet: Annotated[
         int | None,
         typer.Option(
@@ -94,7 +103,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
 ) -> None:
     """Time full, no-change and 1% change syncs against a plain download of the same pages (see BENCHMARKS.md)."""
-    from devtools.bench import PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
+    from devtools.bench import BENCHES, PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
 
     if feed:
         from devtools.feed_bench import run_feed  # lazy, like the rest of devtools
@@ -106,12 +115,14 @@ def bench(
 
     if provider is not None and provider not in PROVIDERS:
         fail(f"--provider must be one of {', '.join(PROVIDERS)}")
+    if class_size is not None and (provider is None or BENCHES[provider].one_teacher is None):
+        fail(f"--class-size needs --provider {' or '.join(n for n, b in BENCHES.items() if b.one_teacher)}")
     if fleet is not None and provider not in (None, fleet_kit().name):
         fail(f"--fleet measures {fleet_kit().name.capitalize()} teacher links only")
     with user_errors():
         report: dict[str, Any] = {}
         if fleet is None or students is not None:
-            report = run_bench([provider] if provider else list(PROVIDERS), students)
+            report = run_bench([provider] if provider else list(PROVIDERS), students, class_size=class_size)
         if fleet is not None:
             try:
                 report["fleet"] = run_fleet(fleet)

@@ -362,26 +362,29 @@ class GoogleConnector:
             client_secret=settings.google.client_secret.get_secret_value(),
             scopes=list(GOOGLE_SCOPES),
         )
-        self._session = http_session(settings)
-        self._refresh_request = functools.partial(
-            google.auth.transport.requests.Request(self._session), timeout=settings.http_timeouts
-        )
+        self._session: requests.Session | None = None  # for token refreshes, made at the first (most syncs need none)
         ca_certs = str(settings.ca_bundle) if settings.ca_bundle is not None else None
         # httplib2 has one socket timeout, for the connect and for each read: the read timeout
-        http = _Http(timeout=settings.http_timeout_seconds, ca_certs=ca_certs)
+        http = thread_http(settings.http_timeout_seconds, ca_certs)
         self._http = google_auth_httplib2.AuthorizedHttp(self._credentials, http=http, refresh_status_codes=())
         self._classroom = classroom(settings.google.api_endpoint)
         self.requests_made = 0
         self.before_request: Callable[[], None] = no_check
 
     def close(self) -> None:
-        self._session.close()
-        self._http.close()
+        """The refresh session is closed; the thread's connections to Google stay open for its next sync."""
+        if self._session is not None:
+            self._session.close()
 
     def refresh(self) -> None:
         """Trade the refresh token for a new access token and hand the (maybe rotated) set to the vault."""
+        if self._session is None:
+            self._session = http_session(self._settings)
+        request = functools.partial(
+            google.auth.transport.requests.Request(self._session), timeout=self._settings.http_timeouts
+        )
         try:
-            self._credentials.refresh(self._refresh_request)  # type: ignore[no-untyped-call]
+            self._credentials.refresh(request)  # type: ignore[no-untyped-call]
         except google.auth.exceptions.RefreshError as error:
             raise refresh_error(error) from None
         except (google.auth.exceptions.TransportError, OSError) as error:
@@ -610,6 +613,7 @@ class GoogleConnector:
             except google.auth.exceptions.RefreshError as error:
                 raise refresh_error(error) from None
             except (TimeoutError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as error:
+                self._http.close()  # the thread's connections, maybe left half-read: the next sync opens new ones
                 raise TransientError(f"network error talking to Google ({type(error).__name__})") from None
 
 
@@ -669,6 +673,24 @@ class _Http(httplib2.Http):
         if connection_type is None:
             connection_type = _QuietHTTPS if uri.startswith("https:") else _QuietHTTP
         return super().request(uri, method, body, headers, redirections, connection_type)
+
+
+_threads = threading.local()
+
+
+def thread_http(timeout: float, ca_certs: str | None) -> _Http:
+    """This thread's httplib2 client for these settings, kept across its syncs (each wraps it with its own
+    credentials): a teacher link's sync is two round trips, and a new client per sync paid a TCP connect and
+    a TLS handshake (and a CA bundle loaded into a new SSL context) for each. httplib2 is not thread-safe,
+    so each thread (a worker's actor threads) has its own, and a connection left in doubt by a network
+    error is closed (``GoogleConnector._sent``)."""
+    clients: dict[tuple[float, str | None], _Http] | None = getattr(_threads, "clients", None)
+    if clients is None:
+        clients = _threads.clients = {}
+    client = clients.get((timeout, ca_certs))
+    if client is None:
+        client = clients[(timeout, ca_certs)] = _Http(timeout=timeout, ca_certs=ca_certs)
+    return client
 
 
 # ------------------------------------------------------------------------------------ batches
