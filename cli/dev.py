@@ -60,6 +60,31 @@ def _serve_console(rt: Runtime, port: int) -> None:
     uvicorn.Server(uvicorn_config(app_, rt.settings, host="127.0.0.1", port=port)).run(sockets=[listening])
 
 
+ClassSize = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=100_000,
+        help="Instead of a district: ONE teacher link whose classes hold this many students each, as many "
+        "classes as make --students (Google; e.g. --students 6000 --class-size 3000, two courses of 3,000).",
+    ),
+]
+"""``bench --class-size``: the big teacher (``BenchKit.one_teacher``)."""
+
+
+def _refuse_mismatches(provider: str | None, class_size: int | None, fleet: int | None) -> None:
+    """The option combinations ``bench`` cannot run, each refused with one line naming what would do."""
+    from devtools.bench import BENCHES, PROVIDERS
+    from devtools.fleet_bench import fleet_kit
+
+    if provider is not None and provider not in PROVIDERS:
+        fail(f"--provider must be one of {', '.join(PROVIDERS)}")
+    if class_size is not None and (provider is None or BENCHES[provider].one_teacher is None):
+        fail(f"--class-size needs --provider {' or '.join(n for n, b in BENCHES.items() if b.one_teacher)}")
+    if fleet is not None and provider not in (None, fleet_kit().name):
+        fail(f"--fleet measures {fleet_kit().name.capitalize()} teacher links only")
+
+
 def bench(
     provider: Annotated[
         str | None, typer.Option(help=f"{PROVIDER_CHOICES}; all of them when left out.", callback=provider_name)
@@ -73,15 +98,7 @@ def bench(
             "teachers link one by one).",
         ),
     ] = None,
-    class_size: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=100_000,
-            help="Instead of a district: ONE teacher link whose classes hold this many students each, as many "
-            "classes as make --students (Google; e.g. --students 6000 --class-size 3000, two courses of 3,000).",
-        ),
-    ] = None,
+    class_size: ClassSize = None,
     fleet: Annotated[
         int | None,
         typer.Option(
@@ -103,7 +120,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, keyed by provider.")] = False,
 ) -> None:
     """Time full, no-change and 1% change syncs against a plain download of the same pages (see BENCHMARKS.md)."""
-    from devtools.bench import BENCHES, PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
+    from devtools.bench import PROVIDERS, print_report, run_bench  # lazy: devtools brings the emulators
 
     if feed:
         from devtools.feed_bench import run_feed  # lazy, like the rest of devtools
@@ -111,14 +128,9 @@ def bench(
         with user_errors():
             print_report({"feed": run_feed(students)}, as_json)
         return
-    from devtools.fleet_bench import FleetError, fleet_kit, run_fleet
+    from devtools.fleet_bench import FleetError, run_fleet
 
-    if provider is not None and provider not in PROVIDERS:
-        fail(f"--provider must be one of {', '.join(PROVIDERS)}")
-    if class_size is not None and (provider is None or BENCHES[provider].one_teacher is None):
-        fail(f"--class-size needs --provider {' or '.join(n for n, b in BENCHES.items() if b.one_teacher)}")
-    if fleet is not None and provider not in (None, fleet_kit().name):
-        fail(f"--fleet measures {fleet_kit().name.capitalize()} teacher links only")
+    _refuse_mismatches(provider, class_size, fleet)
     with user_errors():
         report: dict[str, Any] = {}
         if fleet is None or students is not None:
