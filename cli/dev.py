@@ -66,7 +66,8 @@ ClassSize = Annotated[
         min=1,
         max=100_000,
         help="Instead of a district: ONE teacher link whose classes hold this many students each, as many "
-        "classes as make --students (Google; e.g. --students 6000 --class-size 3000, two courses of 3,000).",
+        "classes as make --students (a provider whose links are teachers; e.g. --students 6000 --class-size 3000: "
+        "two classes of 3,000).",
     ),
 ]
 """``bench --class-size``: the big teacher (``BenchKit.one_teacher``)."""
