@@ -70,6 +70,30 @@ WithoutOutbox = Annotated[
     ),
 ]
 """``bench --without-outbox``: the outbox's cost, measured in the same run (devtools/outbox_off.py)."""
+ClassSize = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=100_000,
+        help="Instead of a district: ONE teacher link whose classes hold this many students each, as many "
+        "classes as make --students (a provider whose links are teachers; e.g. --students 6000 --class-size 3000: "
+        "two classes of 3,000).",
+    ),
+]
+"""``bench --class-size``: the big teacher (``BenchKit.one_teacher``)."""
+
+
+def _refuse_mismatches(provider: str | None, class_size: int | None, fleet: int | None) -> None:
+    """The option combinations ``bench`` cannot run, each refused with one line naming what would do."""
+    from devtools.bench import BENCHES, PROVIDERS
+    from devtools.fleet_bench import fleet_kit
+
+    if provider is not None and provider not in PROVIDERS:
+        fail(f"--provider must be one of {', '.join(PROVIDERS)}")
+    if class_size is not None and (provider is None or BENCHES[provider].one_teacher is None):
+        fail(f"--class-size needs --provider {' or '.join(n for n, b in BENCHES.items() if b.one_teacher)}")
+    if fleet is not None and provider not in (None, fleet_kit().name):
+        fail(f"--fleet measures {fleet_kit().name.capitalize()} teacher links only")
 
 
 def bench(
@@ -85,6 +109,7 @@ def bench(
             "teachers link one by one).",
         ),
     ] = None,
+    class_size: ClassSize = None,
     fleet: Annotated[
         int | None,
         typer.Option(
@@ -115,16 +140,14 @@ def bench(
         with user_errors():
             print_report({"feed": run_feed(students)}, as_json)
         return
-    from devtools.fleet_bench import FleetError, fleet_kit, run_fleet
+    from devtools.fleet_bench import FleetError, run_fleet
 
-    if provider is not None and provider not in PROVIDERS:
-        fail(f"--provider must be one of {', '.join(PROVIDERS)}")
-    if fleet is not None and provider not in (None, fleet_kit().name):
-        fail(f"--fleet measures {fleet_kit().name.capitalize()} teacher links only")
+    _refuse_mismatches(provider, class_size, fleet)
     with user_errors():
         report: dict[str, Any] = {}
         if fleet is None or students is not None:
-            report = run_bench([provider] if provider else list(PROVIDERS), students, without_outbox=without_outbox)
+            chosen = [provider] if provider else list(PROVIDERS)
+            report = run_bench(chosen, students, class_size=class_size, without_outbox=without_outbox)
         if fleet is not None:
             try:
                 report["fleet"] = run_fleet(fleet)

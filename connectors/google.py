@@ -20,12 +20,13 @@ import json
 import ssl
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import google.auth.exceptions
 import google.auth.transport.requests
@@ -35,8 +36,7 @@ import httplib2
 import requests
 from googleapiclient import discovery_cache
 from googleapiclient.discovery import build_from_document
-from googleapiclient.errors import BatchError, HttpError
-from googleapiclient.http import BatchHttpRequest
+from googleapiclient.errors import HttpError
 
 from connectors.answers import json_object, seconds
 from connectors.base import (
@@ -287,6 +287,29 @@ _Sent = TypeVar("_Sent")
 
 _document_lock = threading.Lock()
 _documents: list[dict[str, Any]] = []
+_classrooms: dict[str, _Classroom] = {}
+
+
+@dataclass(frozen=True)
+class _Classroom:
+    """Classroom's three collections for one API endpoint, shared by every connector of the process.
+
+    Building a collection builds each of its methods from the discovery document; done per sync it
+    was a teacher link's largest fixed cost after the bookkeeping. The collections hold no credential
+    and no connection (``_Unbound``): each request is handed the connector's own authorized http
+    (``GoogleConnector._bound``) before it is sent, so threads share only what they never change.
+    """
+
+    courses: Any
+    students: Any
+    teachers: Any
+
+
+class _Unbound:
+    """The shared collections' http: a request sent before a connector bound its own http is a bug, not a call."""
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a Classroom request was sent without the connector's authorized http")
 
 
 def classroom_document() -> dict[str, Any]:
@@ -298,12 +321,27 @@ def classroom_document() -> dict[str, Any]:
     are built once here, under the lock, before any thread shares the document.
     """
     with _document_lock:
-        if not _documents:
-            document = json.loads(discovery_cache.get_static_doc("classroom", "v1") or "{}")
-            courses = build_from_document(document, http=httplib2.Http()).courses()
-            courses.students(), courses.teachers()
-            _documents.append(document)
-        return _documents[0]
+        return _document()
+
+
+def _document() -> dict[str, Any]:
+    if not _documents:
+        document = json.loads(discovery_cache.get_static_doc("classroom", "v1") or "{}")
+        courses = build_from_document(document, http=_Unbound()).courses()
+        courses.students(), courses.teachers()
+        _documents.append(document)
+    return _documents[0]
+
+
+def classroom(api_endpoint: str) -> _Classroom:
+    """The process's Classroom collections for ``api_endpoint``, built on first use under the lock."""
+    with _document_lock:
+        found = _classrooms.get(api_endpoint)
+        if found is None:
+            service = build_from_document(_document(), http=_Unbound(), client_options={"api_endpoint": api_endpoint})
+            courses = service.courses()
+            found = _classrooms[api_endpoint] = _Classroom(courses, courses.students(), courses.teachers())
+        return found
 
 
 class GoogleConnector:
@@ -324,30 +362,29 @@ class GoogleConnector:
             client_secret=settings.google.client_secret.get_secret_value(),
             scopes=list(GOOGLE_SCOPES),
         )
-        self._session = http_session(settings)
-        self._refresh_request = functools.partial(
-            google.auth.transport.requests.Request(self._session), timeout=settings.http_timeouts
-        )
+        self._session: requests.Session | None = None  # for token refreshes, made at the first (most syncs need none)
         ca_certs = str(settings.ca_bundle) if settings.ca_bundle is not None else None
         # httplib2 has one socket timeout, for the connect and for each read: the read timeout
-        http = _Http(timeout=settings.http_timeout_seconds, ca_certs=ca_certs)
-        authorized_http = google_auth_httplib2.AuthorizedHttp(self._credentials, http=http, refresh_status_codes=())
-        self._http = authorized_http
-        self._service = build_from_document(
-            classroom_document(), http=authorized_http, client_options={"api_endpoint": settings.google.api_endpoint}
-        )
-        self._rosters: dict[str, Any] = {}
+        http = thread_http(settings.http_timeout_seconds, ca_certs)
+        self._http = google_auth_httplib2.AuthorizedHttp(self._credentials, http=http, refresh_status_codes=())
+        self._classroom = classroom(settings.google.api_endpoint)
         self.requests_made = 0
         self.before_request: Callable[[], None] = no_check
 
     def close(self) -> None:
-        self._session.close()
-        self._service.close()
+        """The refresh session is closed; the thread's connections to Google stay open for its next sync."""
+        if self._session is not None:
+            self._session.close()
 
     def refresh(self) -> None:
         """Trade the refresh token for a new access token and hand the (maybe rotated) set to the vault."""
+        if self._session is None:
+            self._session = http_session(self._settings)
+        request = functools.partial(
+            google.auth.transport.requests.Request(self._session), timeout=self._settings.http_timeouts
+        )
         try:
-            self._credentials.refresh(self._refresh_request)  # type: ignore[no-untyped-call]
+            self._credentials.refresh(request)  # type: ignore[no-untyped-call]
         except google.auth.exceptions.RefreshError as error:
             raise refresh_error(error) from None
         except (google.auth.exceptions.TransportError, OSError) as error:
@@ -370,7 +407,7 @@ class GoogleConnector:
         comes with its state) and not as a course that vanished; the store ends them with no hold,
         and restores one that comes back ACTIVE. PROVISIONED/DECLINED are not taught yet.
         """
-        courses = self._service.courses()
+        courses = self._classroom.courses
 
         def listing(response: dict[str, Any] | None) -> Any:
             """Each page's call built anew: ``list_next`` refuses a repeated parameter (``courseStates`` twice)."""
@@ -378,7 +415,9 @@ class GoogleConnector:
             if response is not None and not token:
                 return None
             paging = {"pageToken": token} if token else {}
-            return courses.list(teacherId="me", courseStates=COURSE_STATES, fields=masks["class"], **paging)
+            return self._bound(
+                courses.list(teacherId="me", courseStates=COURSE_STATES, fields=masks["class"], **paging)
+            )
 
         yield from self._pages(courses, listing(None), "courses", None, COURSES_SCOPE, follow=listing)
 
@@ -405,20 +444,21 @@ class GoogleConnector:
             yield from reader.course(class_id)
 
     def _listing(self, class_id: str, role: str, field_mask: str) -> _Listing:
-        collection = self._rosters.get(role)
-        if collection is None:
-            # Each resource call builds its methods from the discovery document anew (half of a roster
-            # page's cost when measured): build the two roster collections once per connector.
-            courses = self._service.courses()
-            collection = self._rosters[role] = courses.students() if role == "student" else courses.teachers()
+        collection = self._classroom.students if role == "student" else self._classroom.teachers
         list_key = ROSTER_LIST_KEYS[role]
         return _Listing(
             class_id,
             list_key,
             collection,
-            collection.list(courseId=class_id, fields=field_mask),
+            self._bound(collection.list(courseId=class_id, fields=field_mask)),
             PageBound(self._settings.max_pages, f"Google's {list_key} listing"),
         )
+
+    def _bound(self, request: Any) -> Any:
+        """A request of the shared collections, sent through this connector's authorized http (and so are the
+        follow-ups ``list_next`` copies from it)."""
+        request.http = self._http
+        return request
 
     def change_cursor(self) -> str | None:
         """Classroom has no change feed for a teacher's courses: every sync is a full listing."""
@@ -513,13 +553,12 @@ class GoogleConnector:
         """
 
         def send() -> _Answers:
-            batch = _OneTrip(batch_uri=self.batch_uri)
+            batch = _OneTrip(self.batch_uri, self._credentials)
             for key, listing in pending.items():
                 batch.add(listing.request, request_id=key)
             try:
                 return batch.send(self._http)
-            except (BatchError, KeyError, IndexError, TypeError, ValueError, AttributeError):
-                # BatchError is an HttpError: sorted here, before _sent classifies HTTP refusals
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError):
                 raise ProviderDataError("Google's batch answer is not a well-formed multipart/mixed message") from None
 
         return self._sent(send, ROSTERS_SCOPE, refresh)
@@ -574,6 +613,7 @@ class GoogleConnector:
             except google.auth.exceptions.RefreshError as error:
                 raise refresh_error(error) from None
             except (TimeoutError, OSError, ssl.SSLError, httplib2.HttpLib2Error) as error:
+                self._http.close()  # the thread's connections, maybe left half-read: the next sync opens new ones
                 raise TransientError(f"network error talking to Google ({type(error).__name__})") from None
 
 
@@ -635,28 +675,152 @@ class _Http(httplib2.Http):
         return super().request(uri, method, body, headers, redirections, connection_type)
 
 
+_threads = threading.local()
+
+
+def thread_http(timeout: float, ca_certs: str | None) -> _Http:
+    """This thread's httplib2 client for these settings, kept across its syncs (each wraps it with its own
+    credentials): a teacher link's sync is two round trips, and a new client per sync paid a TCP connect and
+    a TLS handshake (and a CA bundle loaded into a new SSL context) for each. httplib2 is not thread-safe,
+    so each thread (a worker's actor threads) has its own, and a connection left in doubt by a network
+    error is closed (``GoogleConnector._sent``)."""
+    clients: dict[tuple[float, str | None], _Http] | None = getattr(_threads, "clients", None)
+    if clients is None:
+        clients = _threads.clients = {}
+    client = clients.get((timeout, ca_certs))
+    if client is None:
+        client = clients[(timeout, ca_certs)] = _Http(timeout=timeout, ca_certs=ca_certs)
+    return client
+
+
 # ------------------------------------------------------------------------------------ batches
 _Answers = dict[str, tuple[int, Mapping[str, str], bytes]]
 """A batch's answers by request id: status, headers (lower-case names), body."""
 
 
-class _OneTrip(BatchHttpRequest):  # type: ignore[misc]
-    """google-api-python-client's batch, sent exactly once: the connector decides about 401s.
+class _OneTrip:
+    """One Google batch, sent exactly once: the connector decides about 401s.
 
-    The library's ``execute`` refreshes the credentials by itself when a part comes back 401, through
-    a fresh ``httplib2.Http()`` (no CA bundle, no timeout, and a rotated refresh token that never
-    reaches the vault), then sends those parts again in a second round trip nobody counts. ``send``
-    is the library's own serialisation and parsing (``_execute``) without that: one POST, every part's
-    answer as ``(status, headers, body)`` by request id.
+    google-api-python-client's ``BatchHttpRequest.execute`` refreshes the credentials by itself when a
+    part comes back 401, through a fresh ``httplib2.Http()`` (no CA bundle, no timeout, and a rotated
+    refresh token that never reaches the vault), then sends those parts again in a second round trip
+    nobody counts. So this class writes the ``multipart/mixed`` body and reads the answer itself, as
+    Google's batch guide lays them out: one ``application/http`` part a call, each with its request
+    line, headers (the bearer token on each part, as the library sends it) and ``Content-ID``; the
+    answer's parts carry ``<response-ID>``. The library's own writer and reader go through the ``email``
+    package, line by line: measured, that cost a teacher link more CPU than the round trip itself.
     """
 
+    def __init__(self, batch_uri: str, credentials: Any) -> None:
+        self._batch_uri = batch_uri
+        self._credentials = credentials
+        self._base = uuid.uuid4().hex
+        self._parts: list[tuple[str, Any]] = []
+
+    def add(self, request: Any, *, request_id: str) -> None:
+        self._parts.append((request_id, request))
+
+    def body(self, boundary: str) -> bytes:
+        """The request body: every part's request line, its headers (with the token) and its body, if any."""
+        chunks: list[str] = []
+        for request_id, request in self._parts:
+            target = urlsplit(request.uri)
+            headers = dict(request.headers)
+            self._credentials.apply(headers)
+            lines = [f"{request.method} {target.path}{'?' + target.query if target.query else ''} HTTP/1.1"]
+            lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "content-length"]
+            lines.append(f"Host: {target.netloc}")
+            body = request.body or ""
+            if body:
+                lines.append(f"Content-Length: {len(body.encode() if isinstance(body, str) else body)}")
+            chunks.append(
+                f"--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+                f"Content-ID: <{self._base}+{quote(request_id)}>\r\n\r\n" + "\r\n".join(lines) + "\r\n\r\n"
+            )
+            if body:
+                chunks.append(body.decode() if isinstance(body, bytes) else body)
+                chunks.append("\r\n")
+        return ("".join(chunks) + f"--{boundary}--\r\n").encode()
+
     def send(self, http: Any) -> _Answers:
-        self._execute(http, self._order, self._requests)
-        answers: _Answers = {}
-        for request_id in self._order:
-            response, content = self._responses[request_id]  # KeyError: Google left a part out
-            answers[request_id] = (int(response.status), response, content)
-        return answers
+        """One POST; every part's answer as ``(status, headers, body)`` by request id (``KeyError``: a part left
+        out; ``ValueError``: not a multipart/mixed answer). A batch refused as a whole is an ``HttpError``."""
+        boundary = f"batch_{uuid.uuid4().hex}"
+        response, content = http.request(
+            self._batch_uri,
+            method="POST",
+            body=self.body(boundary),
+            headers={"content-type": f'multipart/mixed; boundary="{boundary}"'},
+        )
+        if response.status >= 300:
+            raise HttpError(response, content, uri=self._batch_uri)
+        answers = _batch_answers(str(response.get("content-type", "")), content)
+        return {request_id: answers[f"{self._base}+{quote(request_id)}"] for request_id, _ in self._parts}
+
+
+def _boundary(content_type: str) -> str:
+    media, _, parameters = content_type.partition(";")
+    if media.strip().lower() != "multipart/mixed":
+        raise ValueError("not multipart/mixed")
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.strip().partition("=")
+        if name.strip().lower() == "boundary" and value.strip().strip('"'):
+            return value.strip().strip('"')
+    raise ValueError("no boundary")
+
+
+def _head_and_body(message: bytes) -> tuple[list[str], bytes]:
+    """Header lines (unfolded) and the body of a part or of an HTTP message; CRLF or bare LF line ends."""
+    crlf, lf = message.find(b"\r\n\r\n"), message.find(b"\n\n")
+    if crlf < 0 and lf < 0:
+        raise ValueError("no end of headers")
+    if crlf >= 0 and (lf < 0 or crlf <= lf):
+        head, body = message[:crlf], message[crlf + 4 :]
+    else:
+        head, body = message[:lf], message[lf + 2 :]
+    lines: list[str] = []
+    for line in head.decode("latin-1").replace("\r\n", "\n").split("\n"):
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1] += " " + line.strip()
+        elif line.strip():
+            lines.append(line)
+    return lines, body
+
+
+def _header_map(lines: Sequence[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise ValueError("a header line without a colon")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _batch_answers(content_type: str, content: bytes) -> dict[str, tuple[int, Mapping[str, str], bytes]]:
+    """A batch answer's parts by the id in their ``Content-ID`` (``<response-ID>``), each as status, headers
+    (lower-case names) and body; ``ValueError`` for anything that is not a whole multipart/mixed answer."""
+    delimiter = b"--" + _boundary(content_type).encode("latin-1")
+    chunks = content.split(delimiter)
+    if len(chunks) < 2 or not chunks[-1].startswith(b"--"):
+        raise ValueError("no closing delimiter")
+    answers: dict[str, tuple[int, Mapping[str, str], bytes]] = {}
+    for chunk in chunks[1:-1]:
+        part_lines, message = _head_and_body(chunk.removeprefix(b"\r\n").removeprefix(b"\n"))
+        content_id = _header_map(part_lines).get("content-id", "").strip("<> ")
+        message = message.removesuffix(b"\n").removesuffix(b"\r")
+        status_and_headers, body = _head_and_body(message) if message.strip() else ([], b"")
+        if not status_and_headers:
+            raise ValueError("a part without a status line")
+        words = status_and_headers[0].split(" ", 2)
+        if len(words) < 2 or not words[0].startswith("HTTP/"):
+            raise ValueError("a part without a status line")
+        answers[unquote(content_id.removeprefix("response-"))] = (
+            int(words[1]),
+            _header_map(status_and_headers[1:]),
+            body,
+        )
+    return answers
 
 
 @dataclass

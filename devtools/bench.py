@@ -264,11 +264,22 @@ def _ratio(seconds: float, baseline: float) -> float:
     return round(seconds / baseline, 2) if baseline > 0 else 0.0
 
 
-def bench_provider(name: str, students: int, databases: Sequence[tuple[str, str]], workdir: Path) -> dict[str, Any]:
-    """Build the district, then baseline and the three phases on every database; the figures as a dict."""
-    err.print(f"[bold]{name}[/]: building a district of about {students:,} students in the emulator")
+def bench_provider(
+    name: str, students: int, databases: Sequence[tuple[str, str]], workdir: Path, class_size: int | None = None
+) -> dict[str, Any]:
+    """Build the district, then baseline and the three phases on every database; the figures as a dict.
+
+    ``class_size``: one teacher link of classes that size instead (the provider's ``one_teacher`` scenario).
+    """
     bench = BENCHES[name]
-    scenario = bench.scenario(students, workdir)
+    if class_size is None:
+        err.print(f"[bold]{name}[/]: building a district of about {students:,} students in the emulator")
+        scenario = bench.scenario(students, workdir)
+    else:
+        if bench.one_teacher is None:
+            raise ValueError(f"--class-size: {name} links organisations, not teachers")
+        err.print(f"[bold]{name}[/]: one teacher of {students:,} students in classes of {class_size:,}")
+        scenario = bench.one_teacher(students, class_size, workdir)
     counter = Counter(bench.api_prefix, bench.batch_path)
     scenario.emulator.add_hook(counter)
     try:
@@ -321,7 +332,7 @@ def _measure(
                 err.print(f"  {database}: bulk load of the same rows: {results['bulk_load'].seconds:.2f} s")
         runtime.engine.dispose()
         assert baseline is not None
-        per_database[database] = _database_figures(results, baseline)
+        per_database[database] = _database_figures(results, baseline, len(ids))
     assert baseline is not None
     figures |= {
         "baseline_s": round(baseline.seconds, 3),
@@ -333,17 +344,31 @@ def _measure(
     err.print(
         f"  [bold]{name}[/]: full {figures['full_ratio']}x baseline, {figures['full_vs_limit']}x the limit "
         f"(download + bulk load {figures['limit_s']:.2f} s), re-sync {figures['resync_ratio']}x, "
-        f"{figures['requests']} requests (minimum {figures['requests_minimum']})"
+        f"{figures['requests']} requests (minimum {figures['requests_minimum']}); a link's fixed cost "
+        f"{_fixed_text(figures['fixed_ms_per_link'])} ms (full / re-sync / change)"
     )
     return figures
 
 
-def _database_figures(results: dict[str, PhaseResult], baseline: PhaseResult) -> dict[str, Any]:
-    """One database's figures; ``limit_s`` is the download plus the bulk load of the rows the full sync wrote."""
+def _fixed_text(fixed: dict[str, float]) -> str:
+    return " / ".join(f"{fixed[phase]:.0f}" for phase in ("full", "resync", "change"))
+
+
+def _database_figures(results: dict[str, PhaseResult], baseline: PhaseResult, links: int) -> dict[str, Any]:
+    """One database's figures; ``limit_s`` is the download plus the bulk load of the rows the full sync wrote.
+
+    ``fixed_ms_per_link``: per phase, what the sync took beyond the download, shared out over the links
+    (``(phase seconds - download seconds) / links``, in ms): for teacher links, whose download is a couple
+    of round trips each, this is a link's own cost (lease, run record, fence, tokens, client, writes).
+    """
     full, resync, change, load = results["full"], results["resync"], results["change"], results["bulk_load"]
     phases = {"full": full, "resync": resync, "change": change}
     limit = baseline.seconds + load.seconds
     return {
+        "fixed_ms_per_link": {
+            phase: round((result.seconds - baseline.seconds) / max(links, 1) * 1000, 1)
+            for phase, result in phases.items()
+        },
         "full_s": round(full.seconds, 3),
         "full_ratio": _ratio(full.seconds, baseline.seconds),
         "bulk_load_s": round(load.seconds, 3),
@@ -369,9 +394,17 @@ def _database_figures(results: dict[str, PhaseResult], baseline: PhaseResult) ->
 
 
 def run_bench(
-    providers: Sequence[str], students: int | None, database_url: str | None = None, *, without_outbox: bool = False
+    providers: Sequence[str],
+    students: int | None,
+    database_url: str | None = None,
+    class_size: int | None = None,
+    *,
+    without_outbox: bool = False,
 ) -> dict[str, Any]:
-    """The figures of every provider asked for, keyed by provider; every database and key is thrown away."""
+    """The figures of every provider asked for, keyed by provider; every database and key is thrown away.
+
+    ``class_size``: each provider's one-teacher scenario (``BenchKit.one_teacher``) instead of its district;
+    ``without_outbox``: each database followed by a copy without the outbox's triggers (devtools/outbox_off.py)."""
     configured = database_url if database_url is not None else os.environ.get("ROSTERSYNC_DATABASE_URL")
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="rostersync-bench-") as workdir:
@@ -379,7 +412,7 @@ def run_bench(
             with bench_databases(Path(workdir) / name, configured, without_outbox) as databases:
                 (Path(workdir) / name).mkdir(exist_ok=True)
                 report[name] = bench_provider(
-                    name, students or BENCHES[name].default_students, databases, Path(workdir) / name
+                    name, students or BENCHES[name].default_students, databases, Path(workdir) / name, class_size
                 )
     return report
 
@@ -400,6 +433,7 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
         "re-sync",
         "1% change",
         "requests",
+        "fixed ms/link",
         "rows re-sync",
         "peak RSS MB",
     ):
@@ -418,6 +452,7 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
                 f"{row['resync_s']:.2f} ({row['resync_ratio']}x)",
                 f"{row['change_s']:.2f} ({row['change_ratio']}x)",
                 f"{row['requests']} / {figures['requests_minimum']}",
+                _fixed_text(row["fixed_ms_per_link"]),
                 str(row["resync_rows_written"]),
                 f"{row['peak_rss_mb']:.0f}",
             )

@@ -50,21 +50,26 @@ class IntegrationState:
 
 def load(engine: Engine, integration_id: int) -> IntegrationState:
     with engine.connect() as connection:
-        row = connection.execute(
-            select(
-                Integration.id,
-                Integration.provider,
-                Integration.tenant,
-                Integration.status,
-                Integration.generation,
-                Integration.granted_scopes,
-                Integration.token_blob,
-                Integration.sync_cursor,
-                Integration.consent_basis,
-                Integration.sync_interval_seconds,
-                Integration.status_changed_at,
-            ).where(Integration.id == integration_id)
-        ).one_or_none()
+        return read_state(connection, integration_id)
+
+
+def read_state(connection: Connection, integration_id: int) -> IntegrationState:
+    """``load`` inside the caller's transaction (the sync reads it with its lease: store.leases.begin)."""
+    row = connection.execute(
+        select(
+            Integration.id,
+            Integration.provider,
+            Integration.tenant,
+            Integration.status,
+            Integration.generation,
+            Integration.granted_scopes,
+            Integration.token_blob,
+            Integration.sync_cursor,
+            Integration.consent_basis,
+            Integration.sync_interval_seconds,
+            Integration.status_changed_at,
+        ).where(Integration.id == integration_id)
+    ).one_or_none()
     if row is None:
         raise UnknownIntegration(integration_id)
     return IntegrationState(

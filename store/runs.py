@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from store import audit
 from store.db import utcnow
@@ -39,11 +39,16 @@ RUN_COUNTERS: tuple[str, ...] = tuple(counter.name for counter in fields(RunCoun
 
 def start_run(engine: Engine, integration_id: int) -> int:
     with engine.begin() as connection:
-        return int(
-            connection.execute(
-                insert(SyncRun).values(integration_id=integration_id, started_at=utcnow()).returning(SyncRun.id)
-            ).scalar_one()
-        )
+        return open_run(connection, integration_id)
+
+
+def open_run(connection: Connection, integration_id: int) -> int:
+    """``start_run`` inside the caller's transaction (a sync opens its run with its lease: store.leases.begin)."""
+    return int(
+        connection.execute(
+            insert(SyncRun).values(integration_id=integration_id, started_at=utcnow()).returning(SyncRun.id)
+        ).scalar_one()
+    )
 
 
 RUN_ACTIONS = ("synced", "sync_skipped", "sync_failed")
@@ -63,24 +68,41 @@ def finish_run(engine: Engine, run_id: int, outcome: str, **counters: int) -> No
     ``counters`` are named by ``RunCounts`` (``**asdict(outcome.counts())``); a counter left out keeps the
     column's 0 and is not audited.
     """
-    unknown = set(counters) - set(RUN_COUNTERS)
-    if unknown:
-        raise ValueError(f"not a run counter: {', '.join(sorted(unknown))}")
+    finished = Finished(run_id, outcome, counters)
     with engine.begin() as connection:
-        integration_id = connection.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id)
-            .values(finished_at=utcnow(), outcome=outcome, **counters)
-            .returning(SyncRun.integration_id)
-        ).scalar_one_or_none()
-        if integration_id is not None:
-            audit.record(
-                connection,
-                action=run_action(outcome),
-                actor="system:sync",
-                integration_id=integration_id,
-                details={"outcome": audit.word(outcome), **counters},
-            )
+        close_run(connection, finished)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A run as it ends: its id, its outcome and its counters (named by ``RunCounts``), checked when made."""
+
+    run_id: int
+    outcome: str
+    counters: dict[str, int]
+
+    def __post_init__(self) -> None:
+        unknown = set(self.counters) - set(RUN_COUNTERS)
+        if unknown:
+            raise ValueError(f"not a run counter: {', '.join(sorted(unknown))}")
+
+
+def close_run(connection: Connection, finished: Finished) -> None:
+    """``finish_run`` inside the caller's transaction (a sync closes its run as it gives its lease back)."""
+    integration_id = connection.execute(
+        update(SyncRun)
+        .where(SyncRun.id == finished.run_id)
+        .values(finished_at=utcnow(), outcome=finished.outcome, **finished.counters)
+        .returning(SyncRun.integration_id)
+    ).scalar_one_or_none()
+    if integration_id is not None:
+        audit.record(
+            connection,
+            action=run_action(finished.outcome),
+            actor="system:sync",
+            integration_id=integration_id,
+            details={"outcome": audit.word(finished.outcome), **finished.counters},
+        )
 
 
 def last_run_id(engine: Engine) -> int:

@@ -8,8 +8,9 @@ step can write without it.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection
 
@@ -24,6 +25,14 @@ from store.runtime import Runtime
 from sync.outcomes import SyncOutcome
 
 
+@dataclass
+class FenceSeen:
+    """Whether the fence was last verified after the sync's latest provider request (``SyncPass.still_current``)."""
+
+    since_last_request: bool = True
+    """True at the start: the lease was taken, and the state read, in one transaction (store.leases.begin)."""
+
+
 @dataclass(frozen=True)
 class SyncPass:
     """One sync of one integration once its lease is held and its connector open."""
@@ -36,13 +45,27 @@ class SyncPass:
     mapping: MappingContext
     roles: tuple[Role, ...]  # what the consent basis allows (sync.consent.roles_to_sync)
     outcome: SyncOutcome
+    fence: FenceSeen = field(default_factory=FenceSeen)
 
-    def fenced_write(self) -> AbstractContextManager[Connection]:
+    @contextmanager
+    def fenced_write(self) -> Iterator[Connection]:
         """A transaction that commits only on the generation and the lease this sync started on (store.fence)."""
-        return fenced(self.runtime.engine, self.state.id, self.state.generation, self.lease)
+        with fenced(self.runtime.engine, self.state.id, self.state.generation, self.lease) as connection:
+            self.fence.since_last_request = True  # verified under the lock (and the lease renewed if due)
+            yield connection
 
     def still_current(self) -> None:
-        """Raise ``Fenced`` when the integration was ended or re-linked: no further provider call then."""
+        """Raise ``Fenced`` when the integration was ended or re-linked: no further provider call then.
+
+        The connector calls it before each request (``before_request``). The fence is read only when no
+        check has passed since the previous request: a fenced write (or the lease taken at the start)
+        that came after it was that check already, under the lock. So between any two provider requests,
+        and before the first, the fence has been verified once, and a revoke that commits while a
+        request is out is seen before the next one goes.
+        """
+        if self.fence.since_last_request:
+            self.fence.since_last_request = False
+            return
         still_current(self.runtime.engine, self.state.id, self.state.generation, self.lease)
 
     def limits(self) -> breaker.Limits:

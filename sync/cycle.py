@@ -64,14 +64,13 @@ TOKENS_NOT_STORED_REASON = (
 def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     """Sync one integration now. Raises only ``RateLimited`` / ``TransientError`` (for the actor to retry)."""
     lease = Lease(owner=uuid.uuid4().hex, seconds=runtime.settings.lease_seconds)
-    state = leases.acquire(runtime.engine, integration_id, lease)
+    state, run_id = leases.begin(runtime.engine, integration_id, lease)  # the lease, the state, the run record
     if state is None:
         current = integrations.load(runtime.engine, integration_id)
         skipped = "busy" if current.status in SYNCABLE else current.status
         log.info("sync of integration %s skipped: %s", integration_id, skipped)
-        runs.finish_run(runtime.engine, runs.start_run(runtime.engine, integration_id), f"skipped:{skipped}")
+        runs.finish_run(runtime.engine, run_id, f"skipped:{skipped}")
         return SyncOutcome(integration_id, outcome=f"skipped:{skipped}")
-    run_id = runs.start_run(runtime.engine, integration_id)
     outcome = SyncOutcome(integration_id, run_id=run_id)
     next_due = None
     try:
@@ -103,8 +102,8 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
         outcome.outcome = "error"
         raise
     finally:
-        runs.finish_run(runtime.engine, run_id, outcome.outcome, **asdict(outcome.counts()))
-        leases.release(runtime.engine, integration_id, lease, state.generation, next_due)
+        finished = runs.Finished(run_id, outcome.outcome, asdict(outcome.counts()))
+        leases.release(runtime.engine, integration_id, lease, state.generation, next_due, finished=finished)
         emit(ProgressEvent(integration_id, "done", outcome.classes_seen, outcome.classes_seen))
     log.info(
         "sync of integration %s: %s (%s), %s classes, %s members, %s rows written, %s skipped, %s provider calls",

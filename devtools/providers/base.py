@@ -94,6 +94,9 @@ class BenchKit:
     batch_path: str | None = None
     batched: Callable[[str], bool] = lambda path: False
     batch_fetch: BatchFetch | None = None
+    one_teacher: Callable[[int, int, Path], Scenario] | None = None
+    """Students, class size, workdir -> one teacher link of classes that size (``bench --class-size``); None where
+    a provider's links are organisations, not teachers."""
 
 
 def shape(students: int, class_size: int) -> tuple[int, int]:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from devtools.bench import PhaseResult, _database_figures
+from devtools.providers.google import one_teacher
 from emulators.google import GoogleEmulator
 from store.runtime import Runtime, build_runtime
 from sync.cycle import run_sync
@@ -73,6 +76,8 @@ def test_bench_json_reports_every_provider_on_both_databases(pg_url: str) -> Non
             assert row["bulk_load_rows"] > 0 and row["bulk_load_s"] > 0, where
             assert abs(row["limit_s"] - (base + row["bulk_load_s"])) <= 0.002, where
             assert row["full_vs_limit"] == pytest.approx(full / row["limit_s"], abs=0.02, rel=0.05), where
+            fixed = (full - base) / figures["links"] * 1000  # ms a link beyond the download, from the printed times
+            assert row["fixed_ms_per_link"]["full"] == pytest.approx(fixed, abs=1 / figures["links"] + 0.1), where
     for provider in ("clever", "microsoft"):  # a change feed: the no-change re-sync reads one empty round
         assert report[provider]["resync_requests"] == report[provider]["resync_requests_minimum"]
 
@@ -162,3 +167,30 @@ def test_bench_fleet_without_redis_is_one_clear_error(pg_url: str) -> None:
         check=False,
     )
     one_line_error(done, "ROSTERSYNC_BROKER_URL")
+
+
+def test_the_big_teacher_is_one_link_of_disjoint_courses_of_the_class_size(tmp_path: Path) -> None:
+    """``bench --provider google --class-size C``: one teacher, students / C active courses of C, no one in two."""
+    scenario = one_teacher(300, 100, tmp_path)
+    try:
+        emulator = scenario.emulator
+        courses = emulator.course_ids_of(emulator.teacher_ids[0], states=["ACTIVE"])
+        assert len(emulator.teacher_ids) == 1 and len(courses) == 3
+        rosters = [set(emulator.student_ids_of(course)) for course in courses]
+        assert [len(roster) for roster in rosters] == [100, 100, 100]
+        assert len(set().union(*rosters)) == 300 and scenario.students() == 300
+        # the course page, then one batch a roster page: 100 students are four pages of 30
+        assert scenario.minimum(resync=False) == 1 + 4
+    finally:
+        emulator.stop()
+
+
+def test_a_links_fixed_cost_is_each_phase_beyond_the_download_shared_over_the_links() -> None:
+    results = {
+        "full": PhaseResult(3.0),
+        "resync": PhaseResult(2.0),
+        "change": PhaseResult(2.5),
+        "bulk_load": PhaseResult(0.5),
+    }
+    figures = _database_figures(results, PhaseResult(1.0), links=4)
+    assert figures["fixed_ms_per_link"] == {"full": 500.0, "resync": 250.0, "change": 375.0}

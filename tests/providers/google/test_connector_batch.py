@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from connectors.base import UNREADABLE, Page, RateLimited
-from connectors.google import BATCH_LIMIT, GoogleConnector
+from connectors.google import BATCH_LIMIT, GoogleConnector, _batch_answers
 from emulators.core import Request, RequestRecord, Response
 from emulators.google import MAX_BATCH_CALLS, GoogleEmulator
 from providers.registry import tokens_from_payload
@@ -314,3 +314,22 @@ def post_batch(emulator: GoogleEmulator, data: bytes, content_type: str, token: 
             headers={"Content-Type": content_type, "Authorization": f"Bearer {token}"},
             timeout=10,
         )
+
+
+def test_a_batch_answer_is_read_part_by_part_whatever_its_line_ends() -> None:
+    """The connector reads Google's answer itself: each part by its ``Content-ID``, bare LF line ends and a
+    folded header too; a part left out, or no closing delimiter, is not a whole answer."""
+    crlf = (
+        b"--b\r\nContent-Type: application/http\r\nContent-ID: <response-x+1>\r\n\r\n"
+        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"students": []}\r\n'
+        b"--b\r\nContent-Type: application/http\r\nContent-ID:\r\n <response-x+2>\r\n\r\n"
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\n\r\n{}\r\n--b--\r\n"
+    )
+    answers = _batch_answers('multipart/mixed; boundary="b"', crlf)
+    assert answers["x+1"] == (200, {"content-type": "application/json"}, b'{"students": []}')
+    assert answers["x+2"][:2] == (429, {"retry-after": "3"})
+    assert _batch_answers("multipart/mixed; boundary=b", crlf.replace(b"\r\n", b"\n")) == answers
+    with pytest.raises(ValueError):
+        _batch_answers("multipart/mixed; boundary=b", crlf.removesuffix(b"--b--\r\n"))
+    with pytest.raises(ValueError):
+        _batch_answers("text/html", crlf)
