@@ -114,11 +114,62 @@ def map_teachers(raw_records: Sequence[Any], context: MappingContext) -> tuple[d
     return teachers, skipped
 
 
-def _student(context: MappingContext, subject: str) -> PersonRecord:
-    return PersonRecord(role="student", pseudonym=_pseudonym(context, subject))
-
-
 # ----------------------------------------------------------------------------------------- classes
+@dataclass(frozen=True)
+class _Section:
+    """One section as read and checked, its members still Clever ids: pseudonymised only if it is kept."""
+
+    klass: ClassRecord
+    teacher_ids: list[str]
+    student_ids: list[str]
+
+
+def _section(raw: Any, rules: tuple[FieldRule, ...]) -> _Section | None:
+    """A section record through the allowlist; None when it misses its id or name, or its member lists are
+    not lists of ids."""
+    fields = project(raw, rules) if isinstance(raw, Mapping) else {}
+    external_id, name = identifier(fields.get("external_id")), display(fields.get("name"))
+    student_ids, teacher_ids = _ids(fields.get("student_ids")), _ids(fields.get("teacher_ids"))
+    if external_id is None or name is None or student_ids is None or teacher_ids is None:
+        return None
+    section = display(fields.get("section")) or display(fields.get("section_number"))
+    return _Section(ClassRecord(external_id, name, section, ACTIVE), teacher_ids, student_ids)
+
+
+class _Pseudonyms(dict[str, str]):
+    """Pseudonyms of one page's subjects, each computed once: a student in two sections costs one HMAC."""
+
+    def __init__(self, context: MappingContext) -> None:
+        super().__init__()
+        self._context = context
+
+    def __missing__(self, subject: str) -> str:
+        pseudonym = self[subject] = _pseudonym(self._context, subject)
+        return pseudonym
+
+
+def _add_section(
+    batch: RosterBatch,
+    section: _Section,
+    pseudonyms: Mapping[str, str],
+    known: Mapping[str, PersonRecord],
+    seen: set[tuple[str, str]],
+) -> None:
+    """The section's class, enrolments and people (each person once per ``seen``) into ``batch``."""
+    external_id = section.klass.external_id
+    batch.classes.append(section.klass)
+    members: list[PersonRecord] = []
+    for subject in section.teacher_ids:
+        pseudonym = pseudonyms[subject]
+        members.append(known.get(pseudonym) or PersonRecord(role="teacher", pseudonym=pseudonym, complete=False))
+    members += [PersonRecord(role="student", pseudonym=pseudonyms[subject]) for subject in section.student_ids]
+    for person in members:
+        batch.enrollments.append(EnrollmentRecord(external_id, person.pseudonym, person.role))
+        if (person.pseudonym, person.role) not in seen:
+            seen.add((person.pseudonym, person.role))
+            batch.people.append(person)
+
+
 def map_sections(
     raw_records: Sequence[Any],
     context: MappingContext,
@@ -135,25 +186,13 @@ def map_sections(
     known = teachers or {}
     seen: set[tuple[str, str]] = set()
     rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
+    pseudonyms = _Pseudonyms(context)
     for raw in raw_records:
-        fields = project(raw, rules) if isinstance(raw, Mapping) else {}
-        external_id, name = identifier(fields.get("external_id")), display(fields.get("name"))
-        student_ids, teacher_ids = _ids(fields.get("student_ids")), _ids(fields.get("teacher_ids"))
-        if external_id is None or name is None or student_ids is None or teacher_ids is None:
+        section = _section(raw, rules)
+        if section is None:
             batch.skipped += 1
             continue
-        section = display(fields.get("section")) or display(fields.get("section_number"))
-        batch.classes.append(ClassRecord(external_id, name, section, ACTIVE))
-        members: list[PersonRecord] = []
-        for subject in teacher_ids:
-            pseudonym = _pseudonym(context, subject)
-            members.append(known.get(pseudonym) or PersonRecord(role="teacher", pseudonym=pseudonym, complete=False))
-        members += [_student(context, subject) for subject in student_ids]
-        for person in members:
-            batch.enrollments.append(EnrollmentRecord(external_id, person.pseudonym, person.role))
-            if (person.pseudonym, person.role) not in seen:
-                seen.add((person.pseudonym, person.role))
-                batch.people.append(person)
+        _add_section(batch, section, pseudonyms, known, seen)
     return batch
 
 
@@ -253,28 +292,34 @@ def map_page(page: RawPage, context: MappingContext) -> RosterBatch:
 
 @dataclass
 class _Fold:
-    """A page of events folded in order, so that a later event about the same record wins."""
+    """A page of events folded in order, so that a later event about the same record wins.
 
-    sections: dict[str, RosterBatch | None] = field(default_factory=dict)
+    A section's event is kept as read (``_Section``, Clever ids) and pseudonymised in ``batch`` only if no
+    later event of the page supersedes it: a section that moves twice in a page (a student leaves, another
+    joins) costs its members' HMACs once, not twice.
+    """
+
+    sections: dict[str, _Section | None] = field(default_factory=dict)
     people: dict[tuple[Role, str], PersonRecord | Reappeared | None] = field(default_factory=dict)
     reappeared: dict[tuple[Role, str], Reappeared] = field(default_factory=dict)
     skipped: int = 0
     ignored: int = 0
 
+    def section(self, section: _Section | None) -> None:
+        """A ``sections.created`` / ``sections.updated`` event's record; None when it broke the definition."""
+        if section is None:
+            self.skipped += 1
+            return
+        self._set(self.sections, section.klass.external_id, section)
+
     def add(self, change: EventChange) -> None:
+        """Any other event, as ``map_event`` mapped it."""
         self.skipped += change.upserts.skipped
         self.ignored += change.ignored
         for external_id in change.deleted_classes:
             self._set(self.sections, external_id, None)
-        for cls in change.upserts.classes:
-            one = RosterBatch(classes=[cls])
-            one.enrollments = [e for e in change.upserts.enrollments if e.class_external_id == cls.external_id]
-            named = {(e.role, e.pseudonym) for e in one.enrollments}
-            one.people = [p for p in change.upserts.people if (p.role, p.pseudonym) in named]
-            self._set(self.sections, cls.external_id, one)
-        if not change.upserts.classes:
-            for person in change.upserts.people:
-                self._set(self.people, (person.role, person.pseudonym), person)
+        for person in change.upserts.people:
+            self._set(self.people, (person.role, person.pseudonym), person)
         for back in change.reappeared:
             key = (back.role, back.pseudonym)
             if not isinstance(self.people.get(key), PersonRecord):  # a student is only "there": nothing to upsert
@@ -289,20 +334,19 @@ class _Fold:
         fold.pop(key, None)
         fold[key] = value
 
-    def batch(self) -> ChangeBatch:
+    def batch(self, context: MappingContext) -> ChangeBatch:
         # A section's deletion is Clever's own word (a rollover the district approved at Clever, a section
         # unshared): explained, applied with no hold (docs/reliability.md, "School year's end").
         result = ChangeBatch(
             ignored=self.ignored, reappeared=list(self.reappeared.values()), classes_deleted_by_provider=True
         )
         result.upserts.skipped = self.skipped
+        pseudonyms = _Pseudonyms(context)
         for external_id, section in self.sections.items():
             if section is None:
                 result.deleted_classes.append(external_id)
                 continue
-            result.upserts.classes += section.classes
-            result.upserts.people += section.people
-            result.upserts.enrollments += section.enrollments
+            _add_section(result.upserts, section, pseudonyms, {}, set())  # each section's members stand whole
             result.replaced_classes.append(external_id)
         for key, person in self.people.items():
             if person is None:
@@ -310,6 +354,15 @@ class _Fold:
             elif isinstance(person, PersonRecord):
                 result.upserts.people.append(person)
         return result
+
+
+def _section_record(raw: Any) -> Mapping[str, Any] | None:
+    """The section of a ``sections.created`` / ``sections.updated`` event that has one; None for any other."""
+    if not isinstance(raw, Mapping) or raw.get("type") not in ("sections.created", "sections.updated"):
+        return None
+    data = raw.get("data")
+    record = data.get("object") if isinstance(data, Mapping) else None
+    return record if isinstance(record, Mapping) else None
 
 
 def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
@@ -320,9 +373,14 @@ def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
     sync deleted them is in ``reappeared``, for the worker to restore with their sections.
     """
     fold = _Fold()
+    rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
     for raw in page.records:
-        fold.add(map_event(raw, context))
-    return fold.batch()
+        record = _section_record(raw)
+        if record is None:
+            fold.add(map_event(raw, context))
+        else:
+            fold.section(_section(record, rules))
+    return fold.batch(context)
 
 
 # ---------------------------------------------------------------------------------------- identity
