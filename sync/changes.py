@@ -8,7 +8,7 @@ so a run stopped halfway resumes where it stopped. The mass-removal breaker stil
 
 from __future__ import annotations
 
-from mappers.records import ChangeBatch
+from mappers.records import ROLES, ChangeBatch
 from store import breaker, integrations
 from sync import cursor as cursor_document
 from sync import reappeared
@@ -25,6 +25,8 @@ def follow_changes(run: SyncPass, saved: cursor_document.CursorState) -> None:
         batch = map_changes(page, run.mapping)
         # a re-used id: its classes
         reappeared.restore(run.runtime.engine, run.state.id, run.spec, run.connector, run.mapping, batch)
+        if not set(ROLES) <= set(run.roles):
+            batch = batch.whole()  # a class's whole membership, filtered below, is what a partial consent keeps
         batch.upserts = run.within(batch.upserts)
         with run.fenced_write() as connection:
             run.outcome.rows_written += guard.apply(connection, batch)
