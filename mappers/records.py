@@ -109,7 +109,7 @@ class MembershipDelta:
     class_external_id: str
     before: dict[Role, int]
     left: list[EnrollmentRecord]
-    whole: Callable[[], RosterBatch]
+    whole: Callable[[], RosterBatch] = field(repr=False, compare=False)  # holds provider ids: never printed
 
 
 @dataclass

@@ -279,3 +279,37 @@ def test_a_section_that_moves_twice_in_a_page_is_pseudonymised_once_as_its_last_
     counting.made = 0
     map_changes(Page(kind="events", parent_id=None, records=records, cursor="e4"), context)
     assert counting.made == 1 + 20 + 1, "the teacher, the section's twenty students and u99's users.created"
+
+
+def test_previous_attributes_make_a_delta_of_who_joined_and_who_left() -> None:
+    """Two chained ``sections.updated`` (u0 leaves, then u99 joins): the page pseudonymises the teacher-less delta
+    only (u99 and u0), keeps the count before and the section whole on demand, and prints no Clever id."""
+    from connectors.base import Page
+    from mappers.clever import map_changes
+
+    counting = CountingPseudonymiser(KEY)
+    context = MappingContext(tenant="school-a", granted_scopes=frozenset(), pseudonymiser=counting)
+    students = [f"u{n}" for n in range(20)]
+    section = {"id": "s1", "name": "Maths", "period": "1", "teachers": ["t1"]}
+
+    def updated(number: int, now: list[str], before: list[str]) -> dict[str, Any]:
+        data = {"object": {**section, "students": now}, "previous_attributes": {"students": before}}
+        return {"id": f"e{number}", "type": "sections.updated", "data": data}
+
+    records = [updated(1, students[1:], students), updated(2, [*students[1:], "u99"], students[1:])]
+    batch = map_changes(Page(kind="events", parent_id=None, records=records, cursor="e2"), context)
+    pseudonym = context.pseudonymiser.pseudonym
+    assert counting.made == 2, "u99, who joined, and u0, who left: not the teacher nor the nineteen who stayed"
+    assert batch.replaced_classes == ["s1"] and list(batch.deltas) == ["s1"]
+    assert [(e.role, e.pseudonym) for e in batch.upserts.enrollments] == [
+        ("student", pseudonym("clever", "school-a", "u99"))
+    ]
+    delta = batch.deltas["s1"]
+    assert delta.before == {"teacher": 1, "student": 20}
+    assert [(e.role, e.pseudonym) for e in delta.left] == [("student", pseudonym("clever", "school-a", "u0"))]
+    assert not any(subject in repr(batch) for subject in [*students, "u99", "t1"])
+    whole = batch.whole()
+    alone = map_sections([{**section, "students": [*students[1:], "u99"]}], context)
+    assert (whole.upserts.classes, whole.upserts.enrollments, whole.deltas) == (alone.classes, alone.enrollments, {})
+    broken = [records[0], updated(2, [*students[1:], "u99"], students)]  # its "before" is not the first's "after"
+    assert map_changes(Page(kind="events", parent_id=None, records=broken, cursor="e2"), context).deltas == {}
