@@ -55,6 +55,11 @@ from settings import Settings
 API_VERSION = "v3.0"
 PAGE_LIMIT = 10_000
 """Clever's largest page (a bigger ``limit`` is answered 413): the fewest requests per sync."""
+EVENT_PART_RECORDS = 2_000
+"""Events a change page holds (``connectors.streaming`` parts a roster listing by 500 records). Each page is a
+fenced write of a dozen statements and its own cursor, and a page's events are folded by section (a section
+moved twice in a page is written once): a 1% change at 100,000 students (3,000 events) was six pages and 148
+statements, and is two. A section event holds a few dozen ids, so a page stays a few MB."""
 STREAM_CHUNK_BYTES = 64 * 1024
 """Bytes read off the socket at a time while a roster page is parsed as it arrives."""
 DEFAULT_RESET_WAIT_SECONDS = 60.0
@@ -363,7 +368,7 @@ class CleverConnector:
 
         while uri is not None:
             links.next_page()
-            following = yield from self._streamed(uri, query, page, events_after=cursor)
+            following = yield from self._streamed(uri, query, page, events_after=cursor, part=EVENT_PART_RECORDS)
             uri, query = links.check(_next_of(following)), None
 
     # ------------------------------------------------------------------------------- paging
@@ -392,17 +397,19 @@ class CleverConnector:
         page: Callable[[list[Any], bool], Page],
         *,
         events_after: str | bool | None = False,
+        part: int | None = None,
     ) -> Generator[Page, None, Any]:
         """One list call, read as it arrives, as pages of a few hundred records each; returns its links.
 
-        ``page(records, continued)`` makes each page (``continued`` for all but the first part: they
-        cost no request). Malformed items are left for the mapper to count. Closing the generator (the
-        worker stopped reading: a revoke fenced it) closes the answer unread.
+        ``page(records, continued)`` makes each page of ``part`` records at most (``streaming.PART_RECORDS``
+        by default; ``continued`` for all but the first part: they cost no request). Malformed items are
+        left for the mapper to count. Closing the generator (the worker stopped reading: a revoke fenced
+        it) closes the answer unread.
         """
         response = self._response(path, params, events_after=events_after, stream=True)
         listing = StreamedList(ChunkReader(response.iter_content(STREAM_CHUNK_BYTES)))
         try:
-            for number, items in enumerate(listing.parts()):
+            for number, items in enumerate(listing.parts(part)):
                 yield page([item.get("data") if isinstance(item, dict) else item for item in items], number > 0)
         except (requests.RequestException, OSError) as error:
             raise TransientError(f"network error reading from Clever ({type(error).__name__})") from None

@@ -10,6 +10,7 @@ student and restore one whose id reappears), and ``users.updated`` of a student 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,13 +20,14 @@ from mappers.records import (
     ChangeBatch,
     ClassRecord,
     EnrollmentRecord,
+    MembershipDelta,
     PersonRecord,
     RawPage,
     Reappeared,
     Role,
     RosterBatch,
 )
-from mappers.text import display, identifier
+from mappers.text import MAX_ID_LENGTH, display, identifier
 
 PROVIDER = "clever"
 
@@ -68,15 +70,24 @@ def user_records_needed(role: Role) -> bool:
 
 
 def _ids(value: Any) -> list[str] | None:
-    """A list of Clever ids, or None when the payload breaks the definition (not a list of usable ids)."""
+    """A list of Clever ids, or None when the payload breaks the definition (not a list of usable ids).
+
+    Checked as one string, not id by id: an events page carries some 100,000 ids (issue 22).
+    """
     if value is None:
         return []
     if not isinstance(value, list):
         return None
-    ids = [identifier(item, strip=False) for item in value]
-    if any(item is None for item in ids):
+    if not value:
+        return []
+    if set(map(type, value)) != {str} and not all(isinstance(item, str) for item in value):
         return None
-    return list(dict.fromkeys(item for item in ids if item is not None))
+    if min(map(len, value)) == 0 or max(map(len, value)) > MAX_ID_LENGTH:
+        return None
+    joined = "".join(value)
+    if identifier(joined, strip=False, max_length=len(joined)) is None:
+        return None  # a control character or a lone surrogate in some id
+    return list(dict.fromkeys(value))
 
 
 def _pseudonym(context: MappingContext, subject: str) -> str:
@@ -114,11 +125,62 @@ def map_teachers(raw_records: Sequence[Any], context: MappingContext) -> tuple[d
     return teachers, skipped
 
 
-def _student(context: MappingContext, subject: str) -> PersonRecord:
-    return PersonRecord(role="student", pseudonym=_pseudonym(context, subject))
-
-
 # ----------------------------------------------------------------------------------------- classes
+@dataclass(frozen=True)
+class _Section:
+    """One section as read and checked, its members still Clever ids: pseudonymised only if it is kept."""
+
+    klass: ClassRecord
+    teacher_ids: list[str]
+    student_ids: list[str]
+
+
+def _section(raw: Any, rules: tuple[FieldRule, ...]) -> _Section | None:
+    """A section record through the allowlist; None when it misses its id or name, or its member lists are
+    not lists of ids."""
+    fields = project(raw, rules) if isinstance(raw, Mapping) else {}
+    external_id, name = identifier(fields.get("external_id")), display(fields.get("name"))
+    student_ids, teacher_ids = _ids(fields.get("student_ids")), _ids(fields.get("teacher_ids"))
+    if external_id is None or name is None or student_ids is None or teacher_ids is None:
+        return None
+    section = display(fields.get("section")) or display(fields.get("section_number"))
+    return _Section(ClassRecord(external_id, name, section, ACTIVE), teacher_ids, student_ids)
+
+
+class _Pseudonyms(dict[str, str]):
+    """Pseudonyms of one page's subjects, each computed once: a student in two sections costs one HMAC."""
+
+    def __init__(self, context: MappingContext) -> None:
+        super().__init__()
+        self._context = context
+
+    def __missing__(self, subject: str) -> str:
+        pseudonym = self[subject] = _pseudonym(self._context, subject)
+        return pseudonym
+
+
+def _add_section(
+    batch: RosterBatch,
+    section: _Section,
+    pseudonyms: Mapping[str, str],
+    known: Mapping[str, PersonRecord],
+    seen: set[tuple[str, str]],
+) -> None:
+    """The section's class, enrolments and people (each person once per ``seen``) into ``batch``."""
+    external_id = section.klass.external_id
+    batch.classes.append(section.klass)
+    members: list[PersonRecord] = []
+    for subject in section.teacher_ids:
+        pseudonym = pseudonyms[subject]
+        members.append(known.get(pseudonym) or PersonRecord(role="teacher", pseudonym=pseudonym, complete=False))
+    members += [PersonRecord(role="student", pseudonym=pseudonyms[subject]) for subject in section.student_ids]
+    for person in members:
+        batch.enrollments.append(EnrollmentRecord(external_id, person.pseudonym, person.role))
+        if (person.pseudonym, person.role) not in seen:
+            seen.add((person.pseudonym, person.role))
+            batch.people.append(person)
+
+
 def map_sections(
     raw_records: Sequence[Any],
     context: MappingContext,
@@ -135,25 +197,13 @@ def map_sections(
     known = teachers or {}
     seen: set[tuple[str, str]] = set()
     rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
+    pseudonyms = _Pseudonyms(context)
     for raw in raw_records:
-        fields = project(raw, rules) if isinstance(raw, Mapping) else {}
-        external_id, name = identifier(fields.get("external_id")), display(fields.get("name"))
-        student_ids, teacher_ids = _ids(fields.get("student_ids")), _ids(fields.get("teacher_ids"))
-        if external_id is None or name is None or student_ids is None or teacher_ids is None:
+        section = _section(raw, rules)
+        if section is None:
             batch.skipped += 1
             continue
-        section = display(fields.get("section")) or display(fields.get("section_number"))
-        batch.classes.append(ClassRecord(external_id, name, section, ACTIVE))
-        members: list[PersonRecord] = []
-        for subject in teacher_ids:
-            pseudonym = _pseudonym(context, subject)
-            members.append(known.get(pseudonym) or PersonRecord(role="teacher", pseudonym=pseudonym, complete=False))
-        members += [_student(context, subject) for subject in student_ids]
-        for person in members:
-            batch.enrollments.append(EnrollmentRecord(external_id, person.pseudonym, person.role))
-            if (person.pseudonym, person.role) not in seen:
-                seen.add((person.pseudonym, person.role))
-                batch.people.append(person)
+        _add_section(batch, section, pseudonyms, known, seen)
     return batch
 
 
@@ -251,30 +301,77 @@ def map_page(page: RawPage, context: MappingContext) -> RosterBatch:
     return RosterBatch(people=list(teachers.values()), skipped=skipped)
 
 
+Members = tuple[list[str], list[str]]
+"""A section's ``(teacher ids, student ids)``."""
+
+
+def _previous(previous: Any, rules: tuple[FieldRule, ...], section: _Section) -> Members | None:
+    """The section's members before its ``sections.updated``, by ``previous_attributes`` ("the changed fields'
+    old values", providers.md 2.5): a member list it does not name did not change. None when the event
+    carries no ``previous_attributes``, or a list there breaks the definition."""
+    if not isinstance(previous, Mapping):
+        return None
+    by_name = {rule.canonical: rule for rule in rules}
+    lists: list[list[str]] = []
+    for canonical, now in (("teacher_ids", section.teacher_ids), ("student_ids", section.student_ids)):
+        rule = by_name.get(canonical)
+        if rule is None:
+            return None
+        old = _ids(project(previous, (rule,))[canonical]) if _names(previous, rule.path) else now
+        if old is None:
+            return None
+        lists.append(old)
+    return lists[0], lists[1]
+
+
+def _names(raw: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    """Whether ``raw`` holds a value (even null) at ``path``."""
+    value: Any = raw
+    for key in path[:-1]:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return isinstance(value, Mapping) and path[-1] in value
+
+
 @dataclass
 class _Fold:
-    """A page of events folded in order, so that a later event about the same record wins."""
+    """A page of events folded in order, so that a later event about the same record wins.
 
-    sections: dict[str, RosterBatch | None] = field(default_factory=dict)
+    A section's event is kept as read (``_Section``, Clever ids) and pseudonymised in ``batch`` only if no
+    later event of the page supersedes it: a section that moves twice in a page (a student leaves, another
+    joins) costs its members' HMACs once, not twice. Its members before the page's first event of it are
+    kept too (``before``) while each later event's ``previous_attributes`` follow on from the one before:
+    the page then says who joined and who left (``mappers.records.MembershipDelta``).
+    """
+
+    sections: dict[str, _Section | None] = field(default_factory=dict)
+    before: dict[str, Members | None] = field(default_factory=dict)
     people: dict[tuple[Role, str], PersonRecord | Reappeared | None] = field(default_factory=dict)
     reappeared: dict[tuple[Role, str], Reappeared] = field(default_factory=dict)
     skipped: int = 0
     ignored: int = 0
 
+    def section(self, section: _Section | None, previous: Members | None) -> None:
+        """A ``sections.created`` / ``sections.updated`` event's record (None when it broke the definition),
+        with its members before the event (None: not known)."""
+        if section is None:
+            self.skipped += 1
+            return
+        key = section.klass.external_id
+        if key in self.sections:  # a later event of the page: its "before" must be the earlier event's "after"
+            pending = self.sections[key]
+            follows = pending is not None and previous is not None and _same(previous, pending)
+            previous = self.before.get(key) if follows else None
+        self._set(self.sections, key, section)
+        self.before[key] = previous
+
     def add(self, change: EventChange) -> None:
+        """Any other event, as ``map_event`` mapped it."""
         self.skipped += change.upserts.skipped
         self.ignored += change.ignored
         for external_id in change.deleted_classes:
             self._set(self.sections, external_id, None)
-        for cls in change.upserts.classes:
-            one = RosterBatch(classes=[cls])
-            one.enrollments = [e for e in change.upserts.enrollments if e.class_external_id == cls.external_id]
-            named = {(e.role, e.pseudonym) for e in one.enrollments}
-            one.people = [p for p in change.upserts.people if (p.role, p.pseudonym) in named]
-            self._set(self.sections, cls.external_id, one)
-        if not change.upserts.classes:
-            for person in change.upserts.people:
-                self._set(self.people, (person.role, person.pseudonym), person)
+        for person in change.upserts.people:
+            self._set(self.people, (person.role, person.pseudonym), person)
         for back in change.reappeared:
             key = (back.role, back.pseudonym)
             if not isinstance(self.people.get(key), PersonRecord):  # a student is only "there": nothing to upsert
@@ -289,20 +386,23 @@ class _Fold:
         fold.pop(key, None)
         fold[key] = value
 
-    def batch(self) -> ChangeBatch:
+    def batch(self, context: MappingContext) -> ChangeBatch:
         # A section's deletion is Clever's own word (a rollover the district approved at Clever, a section
         # unshared): explained, applied with no hold (docs/reliability.md, "School year's end").
         result = ChangeBatch(
             ignored=self.ignored, reappeared=list(self.reappeared.values()), classes_deleted_by_provider=True
         )
         result.upserts.skipped = self.skipped
+        pseudonyms = _Pseudonyms(context)
         for external_id, section in self.sections.items():
             if section is None:
                 result.deleted_classes.append(external_id)
                 continue
-            result.upserts.classes += section.classes
-            result.upserts.people += section.people
-            result.upserts.enrollments += section.enrollments
+            before = self.before.get(external_id)
+            if before is None:
+                _add_section(result.upserts, section, pseudonyms, {}, set())  # each section's members stand whole
+            else:
+                result.deltas[external_id] = _delta(result.upserts, section, before, pseudonyms, context)
             result.replaced_classes.append(external_id)
         for key, person in self.people.items():
             if person is None:
@@ -312,17 +412,75 @@ class _Fold:
         return result
 
 
+def _same(previous: Members, section: _Section) -> bool:
+    return set(previous[0]) == set(section.teacher_ids) and set(previous[1]) == set(section.student_ids)
+
+
+def _delta(
+    batch: RosterBatch, section: _Section, before: Members, pseudonyms: Mapping[str, str], context: MappingContext
+) -> MembershipDelta:
+    """The section's class and its joined members into ``batch``; what left, and the section whole on demand."""
+    old_teachers, old_students = set(before[0]), set(before[1])
+    joined = _Section(
+        section.klass,
+        [subject for subject in section.teacher_ids if subject not in old_teachers],
+        [subject for subject in section.student_ids if subject not in old_students],
+    )
+    _add_section(batch, joined, pseudonyms, {}, set())
+    external_id = section.klass.external_id
+    roles: tuple[tuple[Role, list[str], set[str]], ...] = (
+        ("teacher", before[0], set(section.teacher_ids)),
+        ("student", before[1], set(section.student_ids)),
+    )
+    left = [
+        EnrollmentRecord(external_id, pseudonyms[subject], role)
+        for role, old, now in roles
+        for subject in old
+        if subject not in now
+    ]
+    whole = functools.partial(_whole, section, context)
+    return MembershipDelta(external_id, {"teacher": len(before[0]), "student": len(before[1])}, left, whole)
+
+
+def _whole(section: _Section, context: MappingContext) -> RosterBatch:
+    """The section with every member, as a page without ``previous_attributes`` would have carried it."""
+    batch = RosterBatch()
+    _add_section(batch, section, _Pseudonyms(context), {}, set())
+    return batch
+
+
+def _section_event(raw: Any) -> tuple[Mapping[str, Any], Any] | None:
+    """The section of a ``sections.created`` / ``sections.updated`` event that has one, with the
+    ``previous_attributes`` of an update (else None); None for any other event."""
+    if not isinstance(raw, Mapping) or raw.get("type") not in ("sections.created", "sections.updated"):
+        return None
+    data = raw.get("data")
+    record = data.get("object") if isinstance(data, Mapping) else None
+    if not isinstance(record, Mapping):
+        return None
+    assert isinstance(data, Mapping)
+    return record, data.get("previous_attributes") if raw.get("type") == "sections.updated" else None
+
+
 def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
     """One page of events -> one ChangeBatch, folded in event order (a later event about a record wins).
 
-    A section's event carries the whole section, so its enrolments replace the stored ones. A person
+    A section's event carries the whole section, so its enrolments replace the stored ones; where the
+    page's ``previous_attributes`` say who joined and who left, only those are pseudonymised and the
+    store settles the change against what it holds (``mappers.records.MembershipDelta``). A person
     deleted and created again within the page is simply there; one created after an earlier page or
     sync deleted them is in ``reappeared``, for the worker to restore with their sections.
     """
     fold = _Fold()
+    rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
     for raw in page.records:
-        fold.add(map_event(raw, context))
-    return fold.batch()
+        event = _section_event(raw)
+        if event is None:
+            fold.add(map_event(raw, context))
+            continue
+        section = _section(event[0], rules)
+        fold.section(section, _previous(event[1], rules, section) if section is not None else None)
+    return fold.batch(context)
 
 
 # ---------------------------------------------------------------------------------------- identity

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 Role = Literal["student", "teacher"]
@@ -94,6 +94,24 @@ class Reappeared:
         return f"Reappeared(role={self.role!r}, pseudonym={self.pseudonym[:8]!r}...)"
 
 
+@dataclass(frozen=True)
+class MembershipDelta:
+    """What a provider says changed in one replaced class's membership, besides the class whole (on demand).
+
+    A provider's "updated" event may carry a class's members before it (Clever's ``previous_attributes``).
+    When the store holds exactly that many members of each role (``before``), holds every member that
+    ``left`` and none of those who joined, it ends ``left`` and writes the joined members (the page's
+    ``upserts`` of this class) without looking at the members who stayed, and without their pseudonyms
+    being computed. Otherwise it takes ``whole()``, the class's members in full, and replaces the class
+    as before (store.membership.settle).
+    """
+
+    class_external_id: str
+    before: dict[Role, int]
+    left: list[EnrollmentRecord]
+    whole: Callable[[], RosterBatch] = field(repr=False, compare=False)  # holds provider ids: never printed
+
+
 @dataclass
 class ChangeBatch:
     """What one page of a change feed asks of the store; applying it twice changes nothing.
@@ -106,6 +124,9 @@ class ChangeBatch:
     ``classes_deleted_by_provider``: every one of ``deleted_classes`` is the provider's own word that
     the class ended (a Clever ``sections.deleted`` event), the school's decision: the store ends those
     classes with no hold. Classes ending in an ``ENDED_STATES`` state among ``upserts`` are ended too.
+
+    ``deltas``: replaced classes (by external id) whose ``upserts`` hold only the members who joined, with
+    what the provider said changed (``MembershipDelta``); the store settles each against what it holds.
     """
 
     upserts: RosterBatch = field(default_factory=RosterBatch)
@@ -115,3 +136,23 @@ class ChangeBatch:
     ignored: int = 0
     reappeared: list[Reappeared] = field(default_factory=list)
     classes_deleted_by_provider: bool = False
+    deltas: dict[str, MembershipDelta] = field(default_factory=dict)
+
+    def whole(self, keep: Container[str] = ()) -> ChangeBatch:
+        """This page with every delta but those in ``keep`` taken whole: the class's ``upserts`` are then all its
+        members (``MembershipDelta.whole``), so the store replaces it as it would without the delta."""
+        taken = [delta for external_id, delta in self.deltas.items() if external_id not in keep]
+        if not taken:
+            return self
+        ids = {delta.class_external_id for delta in taken}
+        upserts = replace(
+            self.upserts,
+            people=list(self.upserts.people),
+            enrollments=[e for e in self.upserts.enrollments if e.class_external_id not in ids],
+        )
+        for delta in taken:
+            whole = delta.whole()
+            upserts.enrollments += whole.enrollments
+            upserts.people += whole.people
+        deltas = {external_id: delta for external_id, delta in self.deltas.items() if external_id in keep}
+        return replace(self, upserts=upserts, deltas=deltas)

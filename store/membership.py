@@ -12,12 +12,14 @@ longer lists, set-based, instead of a query per class.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, and_, case, func, select
 
-from mappers.records import EnrollmentRecord, PersonRecord, RosterBatch
+from mappers.records import ChangeBatch, EnrollmentRecord, MembershipDelta, PersonRecord, RosterBatch
+from store import holds
 from store.models import Enrollment, Person, SchoolClass
 
 CHUNK = 500
@@ -51,38 +53,151 @@ class Stored:
         return [member for external_id in external_ids for member in self.classes.get(external_id, {}).values()]
 
 
-def read(connection: Connection, integration_id: int, external_ids: Iterable[str]) -> Stored:
-    """The current enrolments of these classes (by external id), with their people; a query per 500 classes."""
-    stored = Stored()
-    wanted = sorted(set(external_ids))
-    for start in range(0, len(wanted), CHUNK):
+def settle(connection: Connection, integration_id: int, batch: ChangeBatch) -> ChangeBatch:
+    """``batch`` with each class delta (``MembershipDelta``) kept only where the store holds what the provider
+    had before it; every other one taken whole, so the class is replaced as it would be without the delta.
+
+    A delta is kept when the class holds, as current enrolments of current people of the same role, exactly
+    ``before`` members of each role, every member who left and none who joined. Nothing is kept while the
+    integration has a held sweep (store.holds): its held enrolments are stored but no longer the provider's,
+    and a class replaced whole ends them, as a delta would not. A few statements a page, whatever its size.
+    """
+    if not batch.deltas:
+        return batch
+    if holds.of_integration(connection, integration_id) is not None:
+        return batch.whole()
+    counts = _counts(connection, integration_id, sorted(batch.deltas))
+    joined: dict[str, set[PersonKey]] = {external_id: set() for external_id in batch.deltas}
+    for e in batch.upserts.enrollments:
+        if e.class_external_id in joined:
+            joined[e.class_external_id].add((e.role, e.pseudonym))
+    named = {external_id: _named(delta) | joined[external_id] for external_id, delta in batch.deltas.items()}
+    found = _read_named(connection, integration_id, named).classes
+    keep = {
+        external_id
+        for external_id, delta in batch.deltas.items()
+        if counts.get(external_id, {}) == {role: (n, n) for role, n in delta.before.items() if n}
+        and _named(delta) <= found.get(external_id, {}).keys()
+        and not joined[external_id] & found.get(external_id, {}).keys()
+    }
+    return batch.whole(keep)
+
+
+def _counts(
+    connection: Connection, integration_id: int, external_ids: list[str]
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """``external id -> role -> (current enrolments, those whose person is current and of that role)`` of these
+    classes while current; counted by the database, a row per class and role."""
+    found: dict[str, dict[str, tuple[int, int]]] = {}
+    sound = case((and_(Person.removed_at.is_(None), Person.role == Enrollment.role), 1), else_=0)
+    for start in range(0, len(external_ids), CHUNK):
         query = (
-            select(
-                SchoolClass.external_id,
-                Enrollment.id,
-                Enrollment.class_id,
-                Enrollment.person_id,
-                Enrollment.role,
-                Person.role,
-                Person.pseudonym,
-                Person.display_name,
-                Person.email_address,
-                Person.removed_at,
-                SchoolClass.removed_at,
-            )
+            select(SchoolClass.external_id, Enrollment.role, func.count(), func.sum(sound))
             .join(Enrollment, Enrollment.class_id == SchoolClass.id)
             .join(Person, Person.id == Enrollment.person_id)
             .where(
                 SchoolClass.integration_id == integration_id,
-                SchoolClass.external_id.in_(wanted[start : start + CHUNK]),
+                SchoolClass.external_id.in_(external_ids[start : start + CHUNK]),
+                SchoolClass.removed_at.is_(None),
                 Enrollment.removed_at.is_(None),
             )
+            .group_by(SchoolClass.external_id, Enrollment.role)
         )
-        for row in connection.execute(query):
-            external_id, enrollment_id, class_id, person_id, role, person_role, pseudonym, name, email, *gone = row
-            member = Member(enrollment_id, class_id, person_id, role, name, email, gone[0] is None, gone[1] is None)
-            stored.classes.setdefault(external_id, {})[(person_role, pseudonym)] = member
+        for external_id, role, total, good in connection.execute(query):
+            found.setdefault(external_id, {})[role] = (int(total), int(good or 0))
+    return found
+
+
+def read(
+    connection: Connection,
+    integration_id: int,
+    external_ids: Iterable[str],
+    deltas: Mapping[str, MembershipDelta] | None = None,
+) -> Stored:
+    """The current enrolments of these classes (by external id), with their people; a query per 500 classes.
+
+    Of a class with a settled delta (``settle``) only the members it names (who left, who joined) are read:
+    the others stay as they are, and reading them was most of a change page's cost.
+    """
+    stored = Stored()
+    deltas = deltas or {}
+    wanted = sorted(set(external_ids))
+    whole = [external_id for external_id in wanted if external_id not in deltas]
+    for start in range(0, len(whole), CHUNK):
+        _read_into(stored, connection, _members_of(integration_id, whole[start : start + CHUNK]))
+    chosen = set(wanted)
+    named = {external_id: _named(delta) for external_id, delta in deltas.items() if external_id in chosen}
+    return _read_named(connection, integration_id, named, stored)
+
+
+def _read_named(
+    connection: Connection, integration_id: int, named: Mapping[str, set[PersonKey]], stored: Stored | None = None
+) -> Stored:
+    """The current enrolments of these classes of the members each names, with their people."""
+    stored = stored if stored is not None else Stored()
+    for chunk in _named_chunks(named):
+        pseudonyms = sorted({pseudonym for external_id in chunk for _, pseudonym in named[external_id]})
+        query = _members_of(integration_id, chunk).where(Person.pseudonym.in_(pseudonyms))
+        _read_into(stored, connection, query, named)
     return stored
+
+
+def _members_of(integration_id: int, external_ids: list[str]) -> Select[*tuple[Any, ...]]:
+    return (
+        select(
+            SchoolClass.external_id,
+            Enrollment.id,
+            Enrollment.class_id,
+            Enrollment.person_id,
+            Enrollment.role,
+            Person.role,
+            Person.pseudonym,
+            Person.display_name,
+            Person.email_address,
+            Person.removed_at,
+            SchoolClass.removed_at,
+        )
+        .join(Enrollment, Enrollment.class_id == SchoolClass.id)
+        .join(Person, Person.id == Enrollment.person_id)
+        .where(
+            SchoolClass.integration_id == integration_id,
+            SchoolClass.external_id.in_(external_ids),
+            Enrollment.removed_at.is_(None),
+        )
+    )
+
+
+def _read_into(
+    stored: Stored,
+    connection: Connection,
+    query: Select[*tuple[Any, ...]],
+    named: Mapping[str, set[PersonKey]] | None = None,
+) -> None:
+    """The rows of ``query`` into ``stored``; with ``named``, only the members each class names."""
+    for row in connection.execute(query):
+        external_id, enrollment_id, class_id, person_id, role, person_role, pseudonym, name, email, *gone = row
+        if named is not None and (person_role, pseudonym) not in named[external_id]:
+            continue
+        member = Member(enrollment_id, class_id, person_id, role, name, email, gone[0] is None, gone[1] is None)
+        stored.classes.setdefault(external_id, {})[(person_role, pseudonym)] = member
+
+
+def _named(delta: MembershipDelta) -> set[PersonKey]:
+    return {(e.role, e.pseudonym) for e in delta.left}
+
+
+def _named_chunks(named: Mapping[str, set[PersonKey]]) -> Iterable[list[str]]:
+    """The classes in groups whose named members together stay within a statement's ``CHUNK`` of values."""
+    chunk: list[str] = []
+    held = 0
+    for external_id, keys in sorted(named.items()):
+        if chunk and (held + len(keys) > CHUNK or len(chunk) >= CHUNK):
+            yield chunk
+            chunk, held = [], 0
+        chunk.append(external_id)
+        held += len(keys)
+    if chunk:
+        yield chunk
 
 
 def unchanged(

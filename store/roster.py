@@ -458,13 +458,15 @@ def apply_change_page(
 
     The page's classes are read once as stored (store.membership): enrolments already stored as
     listed are not looked up or written again, and a replaced class's enrolments the page no longer
-    lists are soft-deleted together. People left with no enrolment go too; only the people this page
+    lists are soft-deleted together. A class the provider said who joined and left (a settled
+    ``MembershipDelta``) is read for those members only. People left with no enrolment go too; only the people this page
     took an enrolment from (or wrote) can be, so only they are looked at. Every row it soft-deletes
     carries ``now`` as ``removed_at`` and is counted in ``removed``; the classes the provider itself
     ended (``ended_classes``) go last, with ``ended_at``, counted in ``ended``, so the breaker can leave
     them out.
     """
     now = now or utcnow()
+    changes = membership.settle(connection, integration_id, changes)
     explained = ended_classes(changes)
     if explained:
         stated = set(explained)
@@ -494,7 +496,10 @@ def _upsert_page(
     """
     upserts = changes.upserts
     stored = membership.read(
-        connection, integration_id, [*changes.replaced_classes, *(e.class_external_id for e in upserts.enrollments)]
+        connection,
+        integration_id,
+        [*changes.replaced_classes, *(e.class_external_id for e in upserts.enrollments)],
+        changes.deltas,
     )
     blocked = suppressions.suppressed(connection, integration_id, {e.pseudonym for e in upserts.enrollments})
     reduced, listed, kept_people = membership.unchanged(upserts, stored, blocked)

@@ -4,14 +4,20 @@ Why apart from the listing (sync.listing): this path removes only what the provi
 never what is merely absent, and it stores the cursor page by page with the writes it stands for,
 so a run stopped halfway resumes where it stopped. The mass-removal breaker still guards each page
 (store.breaker.ChangeGuard).
+
+Pages that only upsert and leave the cursor where it was (Graph's member lists of the changed classes:
+the new delta link comes with the last page only) are gathered into writes of a few hundred rows
+(sync.coalesce), as the listing's are: written one by one, each cost a fenced transaction and a dozen
+statements for a dozen rows. A page that deletes, replaces a class or moves the cursor ends the gathering.
 """
 
 from __future__ import annotations
 
-from mappers.records import ChangeBatch
+from mappers.records import ROLES, ChangeBatch
 from store import breaker, integrations
 from sync import cursor as cursor_document
 from sync import reappeared
+from sync.coalesce import Coalescer
 from sync.context import SyncPass
 
 
@@ -21,17 +27,45 @@ def follow_changes(run: SyncPass, saved: cursor_document.CursorState) -> None:
     assert map_changes is not None
     run.outcome.mode = "changes"
     guard = breaker.ChangeGuard(run.state.id, run.limits(), run.outcome.run_id)
+    held = Coalescer()
     for page in run.connector.changes(saved.cursor):
         batch = map_changes(page, run.mapping)
         # a re-used id: its classes
         reappeared.restore(run.runtime.engine, run.state.id, run.spec, run.connector, run.mapping, batch)
+        if not set(ROLES) <= set(run.roles):
+            batch = batch.whole()  # a class's whole membership, filtered below, is what a partial consent keeps
         batch.upserts = run.within(batch.upserts)
-        with run.fenced_write() as connection:
-            run.outcome.rows_written += guard.apply(connection, batch)
-            if page.cursor is not None and page.cursor != saved.cursor:
-                saved = saved.advanced(page.cursor)
-                integrations.store_cursor(connection, run.state.id, saved.dumps())
+        moved = page.cursor is not None and page.cursor != saved.cursor
+        if _upserts_only(batch) and not moved:
+            _count(run, batch)
+            if held.add(batch.upserts):
+                _write(run, guard, ChangeBatch(upserts=held.take()))
+            continue
+        if not held.empty:
+            _write(run, guard, ChangeBatch(upserts=held.take()))
+        saved = _write(run, guard, batch, saved.advanced(page.cursor) if moved and page.cursor else None) or saved
         _count(run, batch)
+    if not held.empty:
+        _write(run, guard, ChangeBatch(upserts=held.take()))
+
+
+def _upserts_only(batch: ChangeBatch) -> bool:
+    """A page whose writes may join others': it deletes nothing, replaces no class and restores no one."""
+    return not (batch.replaced_classes or batch.deleted_classes or batch.deleted_people or batch.reappeared)
+
+
+def _write(
+    run: SyncPass,
+    guard: breaker.ChangeGuard,
+    batch: ChangeBatch,
+    advanced: cursor_document.CursorState | None = None,
+) -> cursor_document.CursorState | None:
+    """One fenced write of ``batch``, and of the cursor after it when it moved (returned)."""
+    with run.fenced_write() as connection:
+        run.outcome.rows_written += guard.apply(connection, batch)
+        if advanced is not None:
+            integrations.store_cursor(connection, run.state.id, advanced.dumps())
+    return advanced
 
 
 def _count(run: SyncPass, batch: ChangeBatch) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, event
 
 from emulators.clever import CleverEmulator
@@ -68,3 +69,43 @@ def test_a_change_page_sends_the_same_statements_to_a_district_three_times_large
     large = change_statements(make_emulator, database_url, teachers=12, moved=10)
     assert len(large) == len(small)
     assert not [s for s in large if WHOLE_INTEGRATION.search(s)]
+
+
+def microsoft_change_writes(
+    make_emulator: MakeEmulator, database_url: str, monkeypatch: pytest.MonkeyPatch, *, moved: int
+) -> tuple[int, int]:
+    """Fenced writes and rows of a Graph delta sync in which ``moved`` classes each gain a student."""
+    from emulators.microsoft import MicrosoftEmulator
+    from services.linking import link_org
+    from store import breaker
+    from tests.microsoft_fixtures import microsoft_settings_for
+
+    microsoft = make_emulator(MicrosoftEmulator, tenants=1, teachers=8, courses_per_teacher=5)
+    runtime = build_runtime(microsoft_settings_for(microsoft, database_url))
+    integration_id = link_org(runtime, provider_name="microsoft", org=microsoft.tenant_ids[0])
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    for class_id in microsoft.class_ids(microsoft.tenant_ids[0])[:moved]:
+        microsoft.add_student(class_id)
+    writes: list[int] = []
+    apply = breaker.ChangeGuard.apply
+
+    def counted(guard: breaker.ChangeGuard, connection: Any, changes: Any) -> int:
+        writes.append(1)
+        return apply(guard, connection, changes)
+
+    monkeypatch.setattr(breaker.ChangeGuard, "apply", counted)
+    outcome = run_sync(runtime, integration_id)
+    runtime.engine.dispose()
+    assert (outcome.outcome, outcome.mode) == ("ok", "changes")
+    return len(writes), outcome.rows_written
+
+
+def test_a_graph_delta_writes_the_changed_classes_member_lists_together(
+    make_emulator: MakeEmulator, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each changed class's members and teachers arrive as pages of their own that leave the cursor where it was:
+    gathered, thirty changed classes cost as many fenced writes as ten (each was one write a page)."""
+    ten, ten_rows = microsoft_change_writes(make_emulator, database_url, monkeypatch, moved=10)
+    thirty, thirty_rows = microsoft_change_writes(make_emulator, database_url, monkeypatch, moved=30)
+    assert thirty == ten, f"{ten} writes for 10 classes, {thirty} for 30"
+    assert (ten_rows, thirty_rows) == (20, 60), "a person and an enrolment a class"

@@ -102,7 +102,7 @@ def test_an_events_page_read_in_parts_carries_the_cursor_of_each_part(
     section = clever.section_ids(district_id)[0]
     for _ in range(4):
         clever.add_student(section)
-    monkeypatch.setattr("connectors.streaming.PART_RECORDS", 3)
+    monkeypatch.setattr("connectors.clever.EVENT_PART_RECORDS", 3)
     with _district(settings, clever) as connector:
         pages = list(connector.events(cursor))
     events = [event for page in pages for event in page.records]

@@ -238,3 +238,78 @@ def test_a_user_deleted_then_created_folds_to_there_and_flags_the_id(context: Ma
     assert "u9" not in repr(back.reappeared) and "t1" not in repr(back.reappeared), "the provider id stays out of logs"
     again = map_changes(page(("users.created", teacher), ("users.deleted", teacher)), context)
     assert again.deleted_people == [("teacher", t1)] and again.reappeared == []
+
+
+class CountingPseudonymiser(Pseudonymiser):
+    """Counts HMACs: what a change page costs to map grows with what the page keeps, not with its events."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__(secret)
+        self.made = 0
+
+    def pseudonym(self, provider: str, tenant: str, subject: str) -> str:
+        self.made += 1
+        return super().pseudonym(provider, tenant, subject)
+
+
+def test_a_section_that_moves_twice_in_a_page_is_pseudonymised_once_as_its_last_event_says() -> None:
+    """A student leaves and another joins (two ``sections.updated``, a ``users.created``): the page keeps the
+    last section, whole, and each of its members costs one HMAC; a broken later event is skipped, not kept."""
+    from connectors.base import Page
+    from mappers.clever import map_changes
+
+    counting = CountingPseudonymiser(KEY)
+    context = MappingContext(tenant="school-a", granted_scopes=frozenset(), pseudonymiser=counting)
+    students = [f"u{n}" for n in range(20)]
+    section = {"id": "s1", "name": "Maths", "period": "1", "teachers": ["t1"]}
+
+    def event(number: int, kind: str, record: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f"e{number}", "type": kind, "data": {"object": record, "previous_attributes": {}}}
+
+    records = [
+        event(1, "sections.updated", {**section, "students": students[1:]}),
+        event(2, "users.created", {"id": "u99", "roles": {"student": {}}}),
+        event(3, "sections.updated", {**section, "students": [*students[1:], "u99"]}),
+        event(4, "sections.updated", {**section, "students": "not a list"}),
+    ]
+    batch = map_changes(Page(kind="events", parent_id=None, records=records, cursor="e4"), context)
+    alone = map_sections([{**section, "students": [*students[1:], "u99"]}], context)
+    assert (batch.upserts.classes, batch.upserts.enrollments) == (alone.classes, alone.enrollments)
+    assert batch.replaced_classes == ["s1"] and batch.upserts.skipped == 1
+    counting.made = 0
+    map_changes(Page(kind="events", parent_id=None, records=records, cursor="e4"), context)
+    assert counting.made == 1 + 20 + 1, "the teacher, the section's twenty students and u99's users.created"
+
+
+def test_previous_attributes_make_a_delta_of_who_joined_and_who_left() -> None:
+    """Two chained ``sections.updated`` (u0 leaves, then u99 joins): the page pseudonymises the teacher-less delta
+    only (u99 and u0), keeps the count before and the section whole on demand, and prints no Clever id."""
+    from connectors.base import Page
+    from mappers.clever import map_changes
+
+    counting = CountingPseudonymiser(KEY)
+    context = MappingContext(tenant="school-a", granted_scopes=frozenset(), pseudonymiser=counting)
+    students = [f"u{n}" for n in range(20)]
+    section = {"id": "s1", "name": "Maths", "period": "1", "teachers": ["t1"]}
+
+    def updated(number: int, now: list[str], before: list[str]) -> dict[str, Any]:
+        data = {"object": {**section, "students": now}, "previous_attributes": {"students": before}}
+        return {"id": f"e{number}", "type": "sections.updated", "data": data}
+
+    records = [updated(1, students[1:], students), updated(2, [*students[1:], "u99"], students[1:])]
+    batch = map_changes(Page(kind="events", parent_id=None, records=records, cursor="e2"), context)
+    pseudonym = context.pseudonymiser.pseudonym
+    assert counting.made == 2, "u99, who joined, and u0, who left: not the teacher nor the nineteen who stayed"
+    assert batch.replaced_classes == ["s1"] and list(batch.deltas) == ["s1"]
+    assert [(e.role, e.pseudonym) for e in batch.upserts.enrollments] == [
+        ("student", pseudonym("clever", "school-a", "u99"))
+    ]
+    delta = batch.deltas["s1"]
+    assert delta.before == {"teacher": 1, "student": 20}
+    assert [(e.role, e.pseudonym) for e in delta.left] == [("student", pseudonym("clever", "school-a", "u0"))]
+    assert not any(subject in repr(batch) for subject in [*students, "u99", "t1"])
+    whole = batch.whole()
+    alone = map_sections([{**section, "students": [*students[1:], "u99"]}], context)
+    assert (whole.upserts.classes, whole.upserts.enrollments, whole.deltas) == (alone.classes, alone.enrollments, {})
+    broken = [records[0], updated(2, [*students[1:], "u99"], students)]  # its "before" is not the first's "after"
+    assert map_changes(Page(kind="events", parent_id=None, records=broken, cursor="e2"), context).deltas == {}
