@@ -25,7 +25,7 @@ from mappers.records import (
     Role,
     RosterBatch,
 )
-from mappers.text import display, identifier
+from mappers.text import display, identifier, identifiers
 
 PROVIDER = "clever"
 
@@ -71,12 +71,9 @@ def _ids(value: Any) -> list[str] | None:
     """A list of Clever ids, or None when the payload breaks the definition (not a list of usable ids)."""
     if value is None:
         return []
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not identifiers(value):
         return None
-    ids = [identifier(item, strip=False) for item in value]
-    if any(item is None for item in ids):
-        return None
-    return list(dict.fromkeys(item for item in ids if item is not None))
+    return list(dict.fromkeys(value))
 
 
 def _pseudonym(context: MappingContext, subject: str) -> str:
@@ -114,8 +111,41 @@ def map_teachers(raw_records: Sequence[Any], context: MappingContext) -> tuple[d
     return teachers, skipped
 
 
-def _student(context: MappingContext, subject: str) -> PersonRecord:
-    return PersonRecord(role="student", pseudonym=_pseudonym(context, subject))
+class _Members:
+    """A page's people and enrolments as its sections name them; each subject pseudonymised once a page.
+
+    A district's sections share students (a fifth of a class sat in the one before it in the bench's
+    district; a real student sits in several): the HMAC of a subject already met is looked up, and a
+    person already in the batch is not built again (issue 22: mapping was a fifth of a first sync).
+    """
+
+    def __init__(self, batch: RosterBatch, context: MappingContext, teachers: Mapping[str, PersonRecord]) -> None:
+        self.batch, self.context, self.teachers = batch, context, teachers
+        self.pseudonyms: dict[str, str] = {}
+        self.seen: set[tuple[str, str]] = set()
+
+    def pseudonym(self, subject: str) -> str:
+        found = self.pseudonyms.get(subject)
+        if found is None:
+            found = self.pseudonyms[subject] = _pseudonym(self.context, subject)
+        return found
+
+    def add(self, external_id: str, teacher_ids: list[str], student_ids: list[str]) -> None:
+        """Teachers first, then students, in the section's order, as the page lists them."""
+        batch, seen = self.batch, self.seen
+        for subject in teacher_ids:
+            pseudonym = self.pseudonym(subject)
+            batch.enrollments.append(EnrollmentRecord(external_id, pseudonym, "teacher"))
+            if (pseudonym, "teacher") not in seen:
+                seen.add((pseudonym, "teacher"))
+                named = self.teachers.get(pseudonym)
+                batch.people.append(named or PersonRecord(role="teacher", pseudonym=pseudonym, complete=False))
+        for subject in student_ids:
+            pseudonym = self.pseudonym(subject)
+            batch.enrollments.append(EnrollmentRecord(external_id, pseudonym, "student"))
+            if (pseudonym, "student") not in seen:
+                seen.add((pseudonym, "student"))
+                batch.people.append(PersonRecord(role="student", pseudonym=pseudonym))
 
 
 # ----------------------------------------------------------------------------------------- classes
@@ -132,8 +162,7 @@ def map_sections(
     member lists are not lists of ids, is skipped and counted.
     """
     batch = RosterBatch()
-    known = teachers or {}
-    seen: set[tuple[str, str]] = set()
+    members = _Members(batch, context, teachers or {})
     rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
     for raw in raw_records:
         fields = project(raw, rules) if isinstance(raw, Mapping) else {}
@@ -144,16 +173,7 @@ def map_sections(
             continue
         section = display(fields.get("section")) or display(fields.get("section_number"))
         batch.classes.append(ClassRecord(external_id, name, section, ACTIVE))
-        members: list[PersonRecord] = []
-        for subject in teacher_ids:
-            pseudonym = _pseudonym(context, subject)
-            members.append(known.get(pseudonym) or PersonRecord(role="teacher", pseudonym=pseudonym, complete=False))
-        members += [_student(context, subject) for subject in student_ids]
-        for person in members:
-            batch.enrollments.append(EnrollmentRecord(external_id, person.pseudonym, person.role))
-            if (person.pseudonym, person.role) not in seen:
-                seen.add((person.pseudonym, person.role))
-                batch.people.append(person)
+        members.add(external_id, teacher_ids, student_ids)
     return batch
 
 

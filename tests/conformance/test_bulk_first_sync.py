@@ -25,6 +25,7 @@ from store.runtime import build_runtime
 from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.helpers import row_count
+from tests.outboxkit import events
 from tests.provider_worlds import PROVIDERS, opened
 
 BULK = "first sync, bulk path"
@@ -59,6 +60,12 @@ def dump(engine: Engine, integration_id: int) -> dict[str, list[tuple[Any, ...]]
     return {name: sorted(map(tuple, rows)) for name, rows in (("c", classes), ("p", people), ("e", enrollments))}
 
 
+def told(engine: Engine, integration_id: int) -> list[tuple[str, str | None, str]]:
+    """The roster events the integration's feed holds, in seq order, without their seqs and times."""
+    found = events(engine, integration_id)
+    return [(e.type, e.person, repr(sorted(e.data.items()))) for e in found if e.type != "integration.updated"]
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_bulk_path_stores_the_same_rows_as_the_page_by_page_path(
     provider: str, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
@@ -71,6 +78,7 @@ def test_the_bulk_path_stores_the_same_rows_as_the_page_by_page_path(
         assert first.outcome == "ok" and BULK not in caplog.text
         stored = dump(paged.engine, integration_id)
         assert stored["c"] and stored["p"] and stored["e"]
+        feed = told(paged.engine, integration_id)
         with paged.engine.begin() as connection:  # the integration empty again, its next sync a full listing
             roster.purge(connection, integration_id)
             integrations.store_cursor(connection, integration_id, None)
@@ -81,6 +89,10 @@ def test_the_bulk_path_stores_the_same_rows_as_the_page_by_page_path(
             again = run_sync(loaded, integration_id)
         assert again.outcome == "ok" and BULK in caplog.text
         assert dump(loaded.engine, integration_id) == stored
+        # the same events (the purge forgot the first sync's): classes first, each event once
+        bulk_feed = [e for e in told(loaded.engine, integration_id) if e[0] != "integration.purged"]
+        assert sorted(bulk_feed) == sorted(feed)
+        assert [e for e in bulk_feed if e[0] == "class.upserted"] == bulk_feed[: len(stored["c"])]
         assert again.counts().rows_written == first.counts().rows_written
         assert again.removed == first.removed
         assert run_sync(loaded, integration_id).rows_written == 0  # a re-sync after it writes nothing
