@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 
 from emulators.clever import CleverEmulator
 from emulators.core import RequestRecord
-from store import bulk, integrations, roster
+from store import bulk, integrations, roster, suppressions
 from store.models import Enrollment, Person, SchoolClass
 from store.runtime import build_runtime
 from sync.cycle import run_sync
@@ -134,3 +134,27 @@ def test_a_revoke_during_a_bulk_write_leaves_nothing(
 
 def _revoke(engine: Engine, integration_id: int) -> None:
     integrations.end_integration(engine, integration_id, status="revoked", actor="admin:test", reason="mid-load")
+
+
+def test_a_suppressed_student_stays_out_of_a_bulk_first_sync(
+    clever: CleverEmulator, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tenant's suppressions are read once a write; an erased pseudonym is neither stored nor told."""
+    rt = build_runtime(clever_settings_for(clever, database_url))
+    try:
+        integration_id = link_district(rt, clever)
+        section = clever.section_ids(clever.district_ids[0])[0]
+        erased, kept = clever.students_of(section)[:2]
+        tenant = rt.settings.default_tenant
+        pseudonym = rt.pseudonymiser.pseudonym("clever", tenant, erased)
+        with rt.engine.begin() as connection:
+            suppressions.add(connection, provider="clever", tenant=tenant, pseudonym=pseudonym, actor="admin:test")
+        with caplog.at_level(logging.INFO, logger="rostersync.sync"):
+            assert run_sync(rt, integration_id).outcome == "ok"
+        assert BULK in caplog.text
+        stored = dump(rt.engine, integration_id)
+        assert pseudonym not in {p[1] for p in stored["p"]} | {e[2] for e in stored["e"]}
+        assert rt.pseudonymiser.pseudonym("clever", tenant, kept) in {p[1] for p in stored["p"]}
+        assert pseudonym not in repr(told(rt.engine, integration_id))
+    finally:
+        rt.engine.dispose()
