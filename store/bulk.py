@@ -8,7 +8,11 @@ nothing and every row goes through Python twice. Here a page's rows are bulk-loa
 tables of this transaction (``COPY`` on PostgreSQL, one ``executemany`` on SQLite) and moved into
 the roster tables by one ``INSERT .. SELECT .. ON CONFLICT`` per table: the database joins the
 enrolments to their classes and people through the unique indexes, leaves suppressed (erased)
-pseudonyms out, and fires the roster tables' triggers once per statement (no trigger is disabled).
+pseudonyms out, and fires the roster tables' triggers as any write does (no trigger is disabled: on
+SQLite they are row triggers, and writing their events set-based instead was measured and saved
+nothing, the cost being the events' own rows and indexes). Whether the tenant has any suppression is
+read once a write, inside its fence; most have none, and their statements then test no row against
+``suppressions`` (on SQLite that test was a third of the enrolments' statement at 100,000 students).
 
 Exact only on an integration that held no roster row (live or removed) and no hold when the sync
 began (``is_empty``): within a sync nothing is soft-deleted before its sweep, so no stored row is
