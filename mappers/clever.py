@@ -27,7 +27,7 @@ from mappers.records import (
     Role,
     RosterBatch,
 )
-from mappers.text import MAX_ID_LENGTH, display, identifier
+from mappers.text import display, identifier, identifiers
 
 PROVIDER = "clever"
 
@@ -76,17 +76,8 @@ def _ids(value: Any) -> list[str] | None:
     """
     if value is None:
         return []
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not identifiers(value):
         return None
-    if not value:
-        return []
-    if set(map(type, value)) != {str} and not all(isinstance(item, str) for item in value):
-        return None
-    if min(map(len, value)) == 0 or max(map(len, value)) > MAX_ID_LENGTH:
-        return None
-    joined = "".join(value)
-    if identifier(joined, strip=False, max_length=len(joined)) is None:
-        return None  # a control character or a lone surrogate in some id
     return list(dict.fromkeys(value))
 
 

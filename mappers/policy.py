@@ -8,7 +8,6 @@ would drop do not even cross the wire.
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,6 @@ class FieldRule:
     requires_scope: str | None = None
 
 
-
 Allowlist = Mapping[str, tuple[FieldRule, ...]]
 """One provider's rules by role (``class``, ``teacher``, ``student``): its mapper's ``ALLOWLIST``, reached
 through the provider's registry row. ``subject`` is the provider's user id: read only to be pseudonymised,
@@ -36,9 +34,7 @@ never stored."""
 def rules_for(allowlist: Allowlist, role: str, granted_scopes: frozenset[str]) -> tuple[FieldRule, ...]:
     """The rules that apply under this grant: a scope-gated field is kept only when the scope was granted."""
     return tuple(
-        rule
-        for rule in allowlist[role]
-        if rule.requires_scope is None or rule.requires_scope in granted_scopes
+        rule for rule in allowlist[role] if rule.requires_scope is None or rule.requires_scope in granted_scopes
     )
 
 
@@ -49,9 +45,7 @@ def allowlist_digest(allowlist: Allowlist, granted_scopes: frozenset[str]) -> st
     stored were projected under other rules, so the next sync is a full one.
     """
     rules = sorted(
-        (role, rule.canonical, rule.path)
-        for role in allowlist
-        for rule in rules_for(allowlist, role, granted_scopes)
+        (role, rule.canonical, rule.path) for role in allowlist for rule in rules_for(allowlist, role, granted_scopes)
     )
     return hashlib.sha256(repr(rules).encode()).hexdigest()[:16]
 
@@ -78,7 +72,7 @@ class Pseudonymiser:
             raise ValueError("pseudonym key must be at least 32 characters")
         self._secret = secret.encode()
         self._tenant_keys: dict[str, bytes] = {}
-        self._keyed: dict[str, Any] = {}  # tenant -> an HMAC keyed with its key, copied for each pseudonym
+        self._keyed: dict[tuple[str, str], tuple[Any, Any]] = {}  # (provider, tenant) -> HMAC's two hashes, primed
 
     def _tenant_key(self, tenant: str) -> bytes:
         key = self._tenant_keys.get(tenant)
@@ -89,18 +83,32 @@ class Pseudonymiser:
             self._tenant_keys[tenant] = key
         return key
 
+    def _primed(self, provider: str, tenant: str) -> tuple[Any, Any]:
+        """HMAC-SHA256 (RFC 2104) as its two hashes: the inner one keyed and fed ``provider|tenant|``, the outer
+        one keyed; a pseudonym copies both and adds only the subject."""
+        key = self._tenant_key(tenant).ljust(_BLOCK, b"\0")  # 32 bytes: shorter than a block, never hashed
+        inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+        inner.update(f"{provider}|{tenant}|".encode())
+        return inner, hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+
     def pseudonym(self, provider: str, tenant: str, subject: str) -> str:
         """HMAC-SHA256 of ``provider|tenant|subject`` under the tenant's key.
 
-        The keyed HMAC is built once per tenant and copied for each subject: keying it anew (what
-        ``hmac.new`` does) was half the cost of mapping a district's 100,000 students (issue 22).
+        The HMAC's keyed state is built once per provider and tenant and copied for each subject: keying
+        it anew (what ``hmac.new`` does) was half the cost of mapping a district's 100,000 students, and
+        ``hmac.HMAC.copy`` a third of what was left (issue 22). The values are ``hmac.new``'s (tested).
         """
-        keyed = self._keyed.get(tenant)
-        if keyed is None:
-            keyed = self._keyed[tenant] = hmac.new(self._tenant_key(tenant), digestmod=hashlib.sha256)
-        mac = keyed.copy()
-        mac.update(f"{provider}|{tenant}|{subject}".encode())
-        return str(mac.hexdigest())
+        primed = self._keyed.get((provider, tenant))
+        if primed is None:
+            primed = self._keyed[(provider, tenant)] = self._primed(provider, tenant)
+        inner, outer = primed[0].copy(), primed[1].copy()
+        inner.update(subject.encode())
+        outer.update(inner.digest())
+        return str(outer.hexdigest())
+
+
+_BLOCK = 64
+"""SHA-256's block size: HMAC pads its key to it."""
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,13 @@ from sqlalchemy import Engine, select
 
 from emulators.clever import CleverEmulator
 from emulators.core import RequestRecord
-from store import bulk, integrations, roster
+from store import bulk, integrations, roster, suppressions
 from store.models import Enrollment, Person, SchoolClass
 from store.runtime import build_runtime
 from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.helpers import row_count
+from tests.outboxkit import events
 from tests.provider_worlds import PROVIDERS, opened
 
 BULK = "first sync, bulk path"
@@ -59,6 +60,12 @@ def dump(engine: Engine, integration_id: int) -> dict[str, list[tuple[Any, ...]]
     return {name: sorted(map(tuple, rows)) for name, rows in (("c", classes), ("p", people), ("e", enrollments))}
 
 
+def told(engine: Engine, integration_id: int) -> list[tuple[str, str | None, str]]:
+    """The roster events the integration's feed holds, in seq order, without their seqs and times."""
+    found = events(engine, integration_id)
+    return [(e.type, e.person, repr(sorted(e.data.items()))) for e in found if e.type != "integration.updated"]
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_bulk_path_stores_the_same_rows_as_the_page_by_page_path(
     provider: str, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
@@ -71,6 +78,7 @@ def test_the_bulk_path_stores_the_same_rows_as_the_page_by_page_path(
         assert first.outcome == "ok" and BULK not in caplog.text
         stored = dump(paged.engine, integration_id)
         assert stored["c"] and stored["p"] and stored["e"]
+        feed = told(paged.engine, integration_id)
         with paged.engine.begin() as connection:  # the integration empty again, its next sync a full listing
             roster.purge(connection, integration_id)
             integrations.store_cursor(connection, integration_id, None)
@@ -81,6 +89,10 @@ def test_the_bulk_path_stores_the_same_rows_as_the_page_by_page_path(
             again = run_sync(loaded, integration_id)
         assert again.outcome == "ok" and BULK in caplog.text
         assert dump(loaded.engine, integration_id) == stored
+        # the same events (the purge forgot the first sync's): classes first, each event once
+        bulk_feed = [e for e in told(loaded.engine, integration_id) if e[0] != "integration.purged"]
+        assert sorted(bulk_feed) == sorted(feed)
+        assert [e for e in bulk_feed if e[0] == "class.upserted"] == bulk_feed[: len(stored["c"])]
         assert again.counts().rows_written == first.counts().rows_written
         assert again.removed == first.removed
         assert run_sync(loaded, integration_id).rows_written == 0  # a re-sync after it writes nothing
@@ -122,3 +134,27 @@ def test_a_revoke_during_a_bulk_write_leaves_nothing(
 
 def _revoke(engine: Engine, integration_id: int) -> None:
     integrations.end_integration(engine, integration_id, status="revoked", actor="admin:test", reason="mid-load")
+
+
+def test_a_suppressed_student_stays_out_of_a_bulk_first_sync(
+    clever: CleverEmulator, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tenant's suppressions are read once a write; an erased pseudonym is neither stored nor told."""
+    rt = build_runtime(clever_settings_for(clever, database_url))
+    try:
+        integration_id = link_district(rt, clever)
+        section = clever.section_ids(clever.district_ids[0])[0]
+        erased, kept = clever.students_of(section)[:2]
+        tenant = rt.settings.default_tenant
+        pseudonym = rt.pseudonymiser.pseudonym("clever", tenant, erased)
+        with rt.engine.begin() as connection:
+            suppressions.add(connection, provider="clever", tenant=tenant, pseudonym=pseudonym, actor="admin:test")
+        with caplog.at_level(logging.INFO, logger="rostersync.sync"):
+            assert run_sync(rt, integration_id).outcome == "ok"
+        assert BULK in caplog.text
+        stored = dump(rt.engine, integration_id)
+        assert pseudonym not in {p[1] for p in stored["p"]} | {e[2] for e in stored["e"]}
+        assert rt.pseudonymiser.pseudonym("clever", tenant, kept) in {p[1] for p in stored["p"]}
+        assert pseudonym not in repr(told(rt.engine, integration_id))
+    finally:
+        rt.engine.dispose()

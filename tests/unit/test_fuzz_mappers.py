@@ -39,7 +39,7 @@ from mappers.google import EMAILS_SCOPE as GOOGLE_EMAILS_SCOPE
 from mappers.microsoft import MAIL_PERMISSION as MICROSOFT_MAIL_PERMISSION
 from mappers.policy import MappingContext, Pseudonymiser, rules_for
 from mappers.records import ChangeBatch, ClassRecord, PersonRecord, RosterBatch
-from mappers.text import display, identifier
+from mappers.text import display, identifier, identifiers
 from providers.registry import PROVIDERS
 from settings import GOOGLE_SCOPES
 from tests.fuzz_schemas import (
@@ -546,6 +546,11 @@ def test_an_id_that_cannot_be_one_is_refused() -> None:
     for bad in (None, 42, "", "  ", "a\x00b", "\ud800", "x" * 129, ["1"]):
         assert identifier(bad) is None
     assert identifier("x" * 128) == "x" * 128
+
+
+@given(st.lists(st.one_of(st.sampled_from([*HOSTILE_TEXT, "42", " 7 ", "x" * 128, "x" * 129, ""]), st.integers())))
+def test_a_list_of_ids_is_refused_exactly_when_one_of_them_would_be(values: list[Any]) -> None:
+    assert identifiers(values) == all(identifier(value, strip=False) is not None for value in values)
 
 
 def test_a_class_named_with_hostile_text_is_kept_and_an_unusable_id_skipped() -> None:
