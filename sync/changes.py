@@ -5,8 +5,8 @@ never what is merely absent, and it stores the cursor page by page with the writ
 so a run stopped halfway resumes where it stopped. The mass-removal breaker still guards each page
 (store.breaker.ChangeGuard).
 
-Pages that only upsert and leave the cursor where it was (Graph's member lists of the changed classes:
-the new delta link comes with the last page only) are gathered into writes of a few hundred rows
+Pages that only upsert and leave the cursor where it was (a delta feed's member lists of the changed
+classes, whose new cursor comes with the last page only) are gathered into writes of a few hundred rows
 (sync.coalesce), as the listing's are: written one by one, each cost a fenced transaction and a dozen
 statements for a dozen rows. A page that deletes, replaces a class or moves the cursor ends the gathering.
 """
