@@ -54,6 +54,9 @@ def print_status(engine: Engine, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(payload) + "\n")
         return
+    if not payload["integrations"] and not payload["held"]:
+        sys.stdout.write(NO_INTEGRATIONS + "\n")  # nothing to draw: the line Rich would print, without Rich
+        return
     from services.console import out  # lazy, with Rich: drawing is all they are needed for
 
     if payload["integrations"]:

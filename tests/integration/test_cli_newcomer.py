@@ -67,14 +67,35 @@ def test_importing_status_loads_no_orm_postgresql_dialect_or_cryptography() -> N
 def test_a_status_run_on_sqlite_loads_no_orm_postgresql_dialect_or_cryptography(
     sqlite_settings: Settings,
 ) -> None:
-    """The whole command on a migrated, empty SQLite database; ``--json`` draws nothing, so loads no Rich."""
+    """The whole command on a migrated, empty SQLite database: nothing to draw (``--json``, or no integration and
+    no hold: one line), so it loads no Rich either."""
     env = env_for(sqlite_settings)
     assert run("status", env=env).returncode == 0  # migrates the new file once (that one loads Alembic)
     command = "import contextlib\nimport cli.app\nwith contextlib.suppress(SystemExit):\n    cli.app.run()"
     shown = modules_after(f"sys.argv = ['rostersync', 'status']\n{command}", env)
-    assert loaded_under(shown, STATUS_NEVER_LOADS) == set()
+    assert loaded_under(shown, (*STATUS_NEVER_LOADS, "rich")) == set()
     as_json = modules_after(f"sys.argv = ['rostersync', 'status', '--json']\n{command}", env)
     assert loaded_under(as_json, (*STATUS_NEVER_LOADS, "rich")) == set()
+
+
+def plugin_switch_after_status(env: dict[str, str]) -> str:
+    """``PYDANTIC_DISABLE_PLUGINS`` as a ``status`` run through the console entry point leaves it."""
+    probe = (
+        "import contextlib, os, sys\nsys.argv = ['rostersync', 'status', '--json']\nimport cli.app\n"
+        "with contextlib.suppress(SystemExit):\n    cli.app.run()\n"
+        "print(os.environ.get('PYDANTIC_DISABLE_PLUGINS'), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_the_entry_point_skips_pydantics_plugin_scan_unless_told_otherwise(sqlite_settings: Settings) -> None:
+    """rostersync uses no pydantic plugin, so its entry point turns pydantic's scan of every installed
+    distribution off (pydantic's documented variable); a value the user set is kept."""
+    env = {k: v for k, v in env_for(sqlite_settings).items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    assert plugin_switch_after_status(env) == "1"
+    assert plugin_switch_after_status(env | {"PYDANTIC_DISABLE_PLUGINS": "0"}) == "0"
 
 
 def test_the_status_tables_are_the_models_own() -> None:
