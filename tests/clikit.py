@@ -8,10 +8,12 @@ a test module, so importing a helper collected that module's tests into the impo
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from settings import Settings
 
@@ -49,3 +51,23 @@ def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) ->
     assert lines[0].startswith("error: ")
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def bench_json(pg_url: str, *arguments: str) -> tuple[dict[str, Any], str]:
+    """``rostersync bench ARGUMENTS --json`` on PostgreSQL with no other ROSTERSYNC_ setting: its one object and
+    its progress (stderr).
+
+    Fails with the command's stderr when it does not exit 0; stdout must hold the one object and nothing else.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
+    done = subprocess.run(
+        [ROSTERSYNC, "bench", *arguments, "--json"],
+        env=env | {"ROSTERSYNC_DATABASE_URL": pg_url},
+        capture_output=True,
+        text=True,
+        timeout=580,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report, done.stderr

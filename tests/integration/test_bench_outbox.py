@@ -7,17 +7,13 @@ own triggers (only the bench's throwaway databases lose them).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-
 import pytest
 import sqlalchemy
 
 from devtools.outbox_off import drop_outbox_triggers, outbox_triggers
 from store.runtime import Runtime
 from sync.cycle import run_sync
-from tests.clikit import ROSTERSYNC
+from tests.clikit import bench_json
 from tests.conftest import Linker
 from tests.outboxkit import events, stored_roster
 
@@ -39,17 +35,8 @@ def test_without_its_triggers_a_sync_writes_the_roster_and_no_event(runtime: Run
 
 @pytest.mark.timeout(600)
 def test_bench_without_outbox_reports_each_database_beside_its_copy(pg_url: str) -> None:
-    done = subprocess.run(
-        [ROSTERSYNC, "bench", "--provider", "google", "--students", "60", "--without-outbox", "--json"],
-        env={k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
-        | {"ROSTERSYNC_DATABASE_URL": pg_url},
-        capture_output=True,
-        text=True,
-        timeout=580,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    figures = json.loads(done.stdout)["google"]
+    report, progress = bench_json(pg_url, "--provider", "google", "--students", "60", "--without-outbox")
+    figures = report["google"]
     assert list(figures["databases"]) == [
         "sqlite",
         "sqlite_without_outbox",
@@ -59,7 +46,7 @@ def test_bench_without_outbox_reports_each_database_beside_its_copy(pg_url: str)
     for database, row in figures["databases"].items():
         assert row["outcomes"] == ["ok"], database
         assert row["full_rows_written"] > 0 and row["resync_rows_written"] == 0, database
-    assert "dropped the" in done.stderr
+    assert "dropped the" in progress
     configured = sqlalchemy.create_engine(pg_url)
     try:
         assert outbox_triggers(configured), "the configured database keeps its triggers"

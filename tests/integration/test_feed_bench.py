@@ -6,30 +6,16 @@ every feed page timed was full, and the snapshot walked every class and member w
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-
 import pytest
 
-from tests.clikit import ROSTERSYNC
+from tests.clikit import bench_json
 
 STUDENTS = 2500
 
 
 @pytest.mark.timeout(600)
 def test_bench_feed_reports_pages_and_snapshot_memory_on_both_databases(pg_url: str) -> None:
-    done = subprocess.run(
-        [ROSTERSYNC, "bench", "--feed", "--students", str(STUDENTS), "--json"],
-        env={k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")}
-        | {"ROSTERSYNC_DATABASE_URL": pg_url},
-        capture_output=True,
-        text=True,
-        timeout=580,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)["feed"]
+    report = bench_json(pg_url, "--feed", "--students", str(STUDENTS))[0]["feed"]
     assert report["students"] == STUDENTS and report["goal_changes_page_ms"] == 50
     assert set(report["databases"]) == {"sqlite", "postgresql"}
     for row in report["databases"].values():
