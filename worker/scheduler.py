@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from connectors.base import ConnectorError
@@ -158,8 +160,13 @@ def run_claimed_here(runtime: Runtime, integration_id: int) -> bool:
 
 
 def serve(runtime: Runtime, job: Callable[[Runtime], TickReport]) -> None:
-    """Tick every ``SCHEDULER_TICK_SECONDS`` until SIGTERM / SIGINT (APScheduler 3, one tick at a time)."""
-    scheduler = BlockingScheduler(timezone="UTC")
+    """Tick every ``SCHEDULER_TICK_SECONDS`` until SIGTERM (APScheduler 3, one tick at a time); Ctrl-C stops it too.
+
+    The signal handler only sets an event: a handler that shut the scheduler down could run inside the first
+    tick, before the scheduler ran, where the tick's own error handling swallowed the refusal and the
+    scheduler then ran on for ever (seen under load: a SIGTERM'd scheduler that never exited).
+    """
+    scheduler = BackgroundScheduler(timezone="UTC")
 
     def safe_tick() -> None:
         try:
@@ -174,14 +181,20 @@ def serve(runtime: Runtime, job: Callable[[Runtime], TickReport]) -> None:
     scheduler.add_job(
         safe_tick,
         IntervalTrigger(seconds=runtime.settings.scheduler_tick_seconds),
+        next_run_time=datetime.now(UTC),  # at start-up, not one interval later
         coalesce=True,
         max_instances=1,
         misfire_grace_time=None,
     )
+    stopped = threading.Event()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
-        scheduler.shutdown(wait=False)
+        stopped.set()
 
     signal.signal(signal.SIGTERM, stop)
-    safe_tick()  # at start-up, not one interval later
     scheduler.start()
+    try:
+        while not stopped.wait(1.0):
+            pass
+    finally:
+        scheduler.shutdown(wait=False)

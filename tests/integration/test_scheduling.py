@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,7 +24,7 @@ from store.runtime import Runtime, build_runtime
 from tests.clikit import env_for, run
 from tests.conftest import REDIS_URL, Linker
 from worker import broker as brokers
-from worker.scheduler import run_due_here, tick
+from worker.scheduler import TickReport, run_due_here, serve, tick
 
 
 def add_due(engine: Engine, count: int, *, due: datetime | None = None) -> list[int]:
@@ -279,3 +282,23 @@ def latest_outcome(runtime: Runtime, integration_id: int) -> str:
                 select(SyncRun.outcome).where(SyncRun.integration_id == integration_id).order_by(SyncRun.id.desc())
             ).first()[0]
         )
+
+
+@pytest.mark.timeout(30)
+def test_a_sigterm_during_the_first_tick_stops_the_scheduler(runtime: Runtime) -> None:
+    """The signal may come while the first tick runs, before the scheduler does: it must still stop."""
+    ticks: list[int] = []
+
+    def first_tick_is_signalled(_runtime: Runtime) -> TickReport:
+        ticks.append(1)
+        if len(ticks) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the tick goes on after the signal, as a real one would
+        return TickReport()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        serve(runtime, first_tick_is_signalled)  # returns: it neither hangs nor raises
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert ticks[0] == 1
