@@ -102,10 +102,19 @@ class Fleet:
             self.schedulers.append(self._start(f"scheduler{n}", "scheduler", env=self.env))
 
     def stop(self, processes: list[subprocess.Popen[bytes]]) -> list[int]:
+        """SIGTERM each, and their exit codes; one that has not exited after 60 s is killed (a failed test
+        must not leave processes behind to load the machine) and its code is then the kill's."""
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        return [process.wait(timeout=60) for process in processes]
+        codes = []
+        for process in processes:
+            try:
+                codes.append(process.wait(timeout=60))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes.append(process.wait())
+        return codes
 
     def alive(self) -> bool:
         return all(process.poll() is None for process in self.workers + self.schedulers)
@@ -226,9 +235,9 @@ def test_sigterm_releases_the_leases_of_cut_short_syncs(
 
         wait_until(running, fleet, 60, "syncs to be running")
     finally:
-        fleet.stop(fleet.schedulers)
+        schedulers_exit = fleet.stop(fleet.schedulers)
         workers_exit = fleet.stop(fleet.workers)
-    assert workers_exit == [0, 0], fleet.log_text()
+    assert schedulers_exit == [0, 0] and workers_exit == [0, 0], fleet.log_text()
     with rt.engine.connect() as connection:
         assert connection.execute(select(Integration.id).where(Integration.lease_owner.is_not(None))).all() == []
         assert connection.execute(select(SyncRun.id).where(SyncRun.finished_at.is_(None))).all() == []
