@@ -7,6 +7,7 @@ integration's lifecycle. The mass-removal breaker takes it too, to apply an appr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, or_, update
@@ -24,16 +25,33 @@ def acquire(engine: Engine, integration_id: int, lease: Lease) -> integrations.I
         return _take(connection, integration_id, lease)
 
 
-def begin(engine: Engine, integration_id: int, lease: Lease) -> tuple[integrations.IntegrationState | None, int]:
+@dataclass
+class Held:
+    """What a sync's ``begin`` may have committed and whether ``release`` has given it back.
+
+    Why: a worker's shutdown notice and its time limit are asynchronous exceptions (dramatiq raises
+    them in the sync's thread); one can land at any line, after ``begin``'s commit but before the
+    sync's ``try``, or inside ``release`` itself. ``run_id`` is set inside begin's transaction, before
+    its commit, so whatever it committed can still be found and given back (``abandon``).
+    """
+
+    run_id: int | None = None
+    given_back: bool = False
+
+
+def begin(
+    engine: Engine, integration_id: int, lease: Lease, held: Held
+) -> tuple[integrations.IntegrationState | None, int]:
     """``acquire`` and the sync's run record (``store.runs``) in one transaction: the state as the lease found
-    it (None: busy or not syncable, a run to be closed as skipped) and the run's id.
+    it (None: busy or not syncable, a run to be closed as skipped) and the run's id, also kept in ``held``.
 
     One transaction, not three: a teacher link's sync is two provider round trips, and each transaction
     (a pool check-out, its ping, BEGIN, COMMIT) was a visible share of its time.
     """
     with engine.begin() as connection:
         state = _take(connection, integration_id, lease)
-        return state, runs.open_run(connection, integration_id)
+        held.run_id = runs.open_run(connection, integration_id)
+        return state, held.run_id
 
 
 def _take(connection: Connection, integration_id: int, lease: Lease) -> integrations.IntegrationState | None:
@@ -80,3 +98,10 @@ def release(
             )
         if finished is not None:  # after the integration's row, in the order begin() takes them
             runs.close_run(connection, finished)
+
+
+def abandon(engine: Engine, integration_id: int, lease: Lease, run_id: int) -> None:
+    """Give back what a sync cut short still holds: the lease if it is still this sync's, and its run closed
+    as ``error`` if still open; no due time is set. A no-op for what ``begin`` never committed or ``release``
+    already gave back, so it is safe to repeat after an interrupt landed anywhere (see ``Held``)."""
+    release(engine, integration_id, lease, generation=0, next_due=None, finished=runs.Finished(run_id, "error", {}))

@@ -88,10 +88,14 @@ class Finished:
 
 
 def close_run(connection: Connection, finished: Finished) -> None:
-    """``finish_run`` inside the caller's transaction (a sync closes its run as it gives its lease back)."""
+    """``finish_run`` inside the caller's transaction (a sync closes its run as it gives its lease back).
+
+    A run already closed is left as it is, unaudited: the give-back of a sync cut short by an interrupt
+    (``store.leases.abandon``) may repeat a close that had already committed.
+    """
     integration_id = connection.execute(
         update(SyncRun)
-        .where(SyncRun.id == finished.run_id)
+        .where(SyncRun.id == finished.run_id, SyncRun.finished_at.is_(None))
         .values(finished_at=utcnow(), outcome=finished.outcome, **finished.counters)
         .returning(SyncRun.integration_id)
     ).scalar_one_or_none()

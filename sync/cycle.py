@@ -62,14 +62,38 @@ TOKENS_NOT_STORED_REASON = (
 
 
 def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
-    """Sync one integration now. Raises only ``RateLimited`` / ``TransientError`` (for the actor to retry)."""
+    """Sync one integration now. Raises only ``RateLimited`` / ``TransientError`` (for the actor to retry).
+
+    Whatever cuts the sync short, its lease and run are given back before the error goes on, even when an
+    asynchronous interrupt (a worker's SIGTERM, its time limit, Ctrl-C) landed after the lease's commit or
+    inside the release itself: a lease left held would block the integration until it expired.
+    """
     lease = Lease(owner=uuid.uuid4().hex, seconds=runtime.settings.lease_seconds)
-    state, run_id = leases.begin(runtime.engine, integration_id, lease)  # the lease, the state, the run record
+    held = leases.Held()
+    try:
+        return _leased_sync(runtime, integration_id, lease, held)
+    except BaseException:
+        if held.run_id is not None and not held.given_back:
+            _abandon(runtime, integration_id, lease, held.run_id)
+        raise
+
+
+def _abandon(runtime: Runtime, integration_id: int, lease: Lease, run_id: int) -> None:
+    """The give-back of last resort (``store.leases.abandon``); if even it fails, the lease expires by itself."""
+    try:
+        leases.abandon(runtime.engine, integration_id, lease, run_id)
+    except Exception:  # the error that cut the sync short is the one to report
+        log.warning("sync of integration %s: its lease could not be given back; it expires by itself", integration_id)
+
+
+def _leased_sync(runtime: Runtime, integration_id: int, lease: Lease, held: leases.Held) -> SyncOutcome:
+    state, run_id = leases.begin(runtime.engine, integration_id, lease, held)  # the lease, the state, the run
     if state is None:
         current = integrations.load(runtime.engine, integration_id)
         skipped = "busy" if current.status in SYNCABLE else current.status
         log.info("sync of integration %s skipped: %s", integration_id, skipped)
         runs.finish_run(runtime.engine, run_id, f"skipped:{skipped}")
+        held.given_back = True
         return SyncOutcome(integration_id, outcome=f"skipped:{skipped}")
     outcome = SyncOutcome(integration_id, run_id=run_id)
     next_due = None
@@ -104,6 +128,7 @@ def run_sync(runtime: Runtime, integration_id: int) -> SyncOutcome:
     finally:
         finished = runs.Finished(run_id, outcome.outcome, asdict(outcome.counts()))
         leases.release(runtime.engine, integration_id, lease, state.generation, next_due, finished=finished)
+        held.given_back = True
         emit(ProgressEvent(integration_id, "done", outcome.classes_seen, outcome.classes_seen))
     log.info(
         "sync of integration %s: %s (%s), %s classes, %s members, %s rows written, %s skipped, %s provider calls",

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from dramatiq.middleware import Shutdown
 from sqlalchemy import select, update
 
 from connectors.google import http_session
@@ -22,7 +23,7 @@ from store import audit as audit_log
 from store import integrations, leases, runs
 from store.db import utcnow
 from store.fence import Fenced, Lease, fenced
-from store.models import Integration
+from store.models import Integration, SyncRun
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from sync.grants import AtProvider
@@ -280,3 +281,63 @@ def test_no_due_time_on_an_integration_revoked_before_the_lease_is_released(
     assert run_sync(runtime, integration_id).outcome == "ok"
     row = integration_row(runtime, integration_id)
     assert row.status == "revoked" and row.due_at is None and row.lease_owner is None
+
+
+# --- a worker's SIGTERM lands anywhere in a sync's bookkeeping (CI's test_fleet: a lease left held) ---------
+# dramatiq raises its Shutdown in the sync's thread at whatever line that thread is on; these place it at
+# the three lines where it used to leave the lease held and the run open.
+def runs_of(runtime: Runtime, integration_id: int) -> list[str | None]:
+    with runtime.engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(SyncRun.outcome).where(
+                    SyncRun.integration_id == integration_id, SyncRun.finished_at.is_not(None)
+                )
+            ).scalars()
+        )
+
+
+def open_runs(runtime: Runtime) -> int:
+    with runtime.engine.connect() as connection:
+        return len(connection.execute(select(SyncRun.id).where(SyncRun.finished_at.is_(None))).all())
+
+
+def test_a_shutdown_right_after_the_lease_is_taken_gives_it_back(
+    runtime: Runtime, link: Linker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    integration_id = link(0)
+    begin = leases.begin
+
+    def begin_then_shutdown(*args: Any, **kwargs: Any) -> Any:
+        begin(*args, **kwargs)  # committed: the lease is taken and the run opened ...
+        raise Shutdown  # ... and the notice lands before the sync's own try
+
+    monkeypatch.setattr(leases, "begin", begin_then_shutdown)
+    with pytest.raises(Shutdown):
+        run_sync(runtime, integration_id)
+    assert integration_row(runtime, integration_id).lease_owner is None
+    assert open_runs(runtime) == 0 and runs_of(runtime, integration_id) == ["error"]
+
+
+@pytest.mark.parametrize("committed", [False, True], ids=["before-its-commit", "after-its-commit"])
+def test_a_shutdown_inside_the_release_still_gives_the_lease_back(
+    runtime: Runtime, link: Linker, monkeypatch: pytest.MonkeyPatch, committed: bool
+) -> None:
+    integration_id = link(0)
+    release, calls = leases.release, []
+
+    def shutdown_in_release(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) > 1:  # the give-back after the notice: nothing interrupts it any more
+            return release(*args, **kwargs)
+        if committed:
+            release(*args, **kwargs)
+        raise Shutdown
+
+    monkeypatch.setattr(leases, "release", shutdown_in_release)
+    with pytest.raises(Shutdown):
+        run_sync(runtime, integration_id)
+    assert integration_row(runtime, integration_id).lease_owner is None and open_runs(runtime) == 0
+    # A release that had committed keeps its outcome and its one audit; one cut short is closed as an error.
+    assert runs_of(runtime, integration_id) == (["ok"] if committed else ["error"])
+    assert audit_log.actions(runtime.engine, integration_id).count("synced") == (1 if committed else 0)
