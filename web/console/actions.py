@@ -15,7 +15,7 @@ from store.models import KEY_LENGTH
 from web import actions
 from web.console.guard import Ctx, Post, SignedIn
 from web.console.integrations import IntegrationId, missing, one
-from web.console.render import page
+from web.console.render import confirm, page
 from web.console.session import ACTOR, Session
 from web.context import WebContext
 from worker import broker as brokers
@@ -62,14 +62,12 @@ def confirm_revoke(request: Request, ctx: Ctx, session: SignedIn, integration_id
     ]
     if view.status == "revoked":
         lines = [f"Integration {view.id} is already revoked: revoking it again changes nothing."]
-    return page(
+    return confirm(
         request,
-        "confirm.html",
-        ctx=ctx,
-        session=session,
+        ctx,
+        session,
         title=f"Revoke integration {view.id}?",
         lines=lines,
-        action=request.url.path,
         button="Revoke",
         danger=True,
         reason=True,
@@ -104,14 +102,12 @@ def confirm_tenant_revoke(request: Request, ctx: Ctx, session: SignedIn, tenant:
     ]
     if not views:
         lines = [f"Tenant {tenant} has no integrations: there is nothing to revoke."]
-    return page(
+    return confirm(
         request,
-        "confirm.html",
-        ctx=ctx,
-        session=session,
+        ctx,
+        session,
         title=f"Revoke every integration of {tenant}?",
         lines=lines,
-        action=request.url.path,
         button=f"Revoke {len(live)} integrations",
         danger=True,
         reason=True,
@@ -147,14 +143,12 @@ def confirm_sync(request: Request, ctx: Ctx, session: SignedIn, integration_id: 
             f"The last was asked at {asked:%H:%M:%S} UTC; "
             + (f"the next can be asked in {left} seconds." if left > 0 else "the next can be asked now.")
         )
-    return page(
+    return confirm(
         request,
-        "confirm.html",
-        ctx=ctx,
-        session=session,
+        ctx,
+        session,
         title=f"Sync integration {view.id} now?",
         lines=lines,
-        action=request.url.path,
         button="Sync now",
         cancel=f"/console/integrations/{view.id}",
     )
@@ -193,14 +187,12 @@ def confirm_resume(request: Request, ctx: Ctx, session: SignedIn, integration_id
     ]
     if view.status != "failed":
         lines = [f"Integration {view.id} is {view.status}: only a failed integration can be resumed."]
-    return page(
+    return confirm(
         request,
-        "confirm.html",
-        ctx=ctx,
-        session=session,
+        ctx,
+        session,
         title=f"Resume integration {view.id}?",
         lines=lines,
-        action=request.url.path,
         button="Resume",
         cancel=f"/console/integrations/{view.id}",
         disabled=view.status != "failed",

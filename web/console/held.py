@@ -11,7 +11,7 @@ from store import breaker, holds, pending_revokes
 from store.models import MAX_ID
 from web import actions
 from web.console.guard import Ctx, Post, SignedIn
-from web.console.render import page
+from web.console.render import confirm, page
 from web.console.session import ACTOR, Session
 from web.context import WebContext
 
@@ -77,14 +77,12 @@ def confirm_decision(request: Request, ctx: Ctx, session: SignedIn, run_id: RunI
             f"{hold.enrollments} enrolments and {hold.people} people is discarded.",
             "A later full listing that still misses them holds them again.",
         ]
-    return page(
+    return confirm(
         request,
-        "confirm.html",
-        ctx=ctx,
-        session=session,
+        ctx,
+        session,
         title=title,
         lines=lines,
-        action=request.url.path,
         button="Approve removals" if decision == "approve" else "Drop the hold",
         danger=decision == "approve",
         cancel="/console/held",

@@ -18,7 +18,7 @@ from store.rights import PersonNotFound, StillActive
 from web import actions
 from web.console.guard import Ctx, Post, SignedIn
 from web.console.integrations import IntegrationId, missing, one
-from web.console.render import HEADERS, duration, page
+from web.console.render import HEADERS, confirm, duration, page
 from web.console.session import ACTOR
 
 router = APIRouter()
@@ -40,14 +40,12 @@ def interval_form(request: Request, ctx: Ctx, session: SignedIn, integration_id:
         "A new interval moves its next scheduled sync to the last sync plus the new interval (never before now);",
         "a sync already due stays due. Leave the field empty to return to the default.",
     ]
-    return page(
+    return confirm(
         request,
-        "confirm.html",
-        ctx=ctx,
-        session=session,
+        ctx,
+        session,
         title=f"Sync interval of integration {view.id}",
         lines=lines,
-        action=request.url.path,
         button="Set interval",
         cancel=f"/console/integrations/{view.id}",
         interval=view.sync_interval_seconds or "",
@@ -97,14 +95,12 @@ def export_form(request: Request, ctx: Ctx, session: SignedIn, integration_id: I
         f"{view.counts.teachers} teachers, {view.counts.students} students.",
         "It holds personal data: keep it only as long as the request that needs it. The export is audited.",
     ]
-    return page(
+    return confirm(
         request,
-        "confirm.html",
-        ctx=ctx,
-        session=session,
+        ctx,
+        session,
         title=f"Export integration {view.id}",
         lines=lines,
-        action=request.url.path,
         button="Download",
         cancel=f"/console/integrations/{view.id}",
         formats=True,
@@ -135,14 +131,12 @@ def confirm_erase(request: Request, ctx: Ctx, session: SignedIn, integration_id:
         "then its record and everything left of it are deleted. Only the audit log (ids and counts) remains.",
         "This cannot be undone.",
     ]
-    return page(
+    return confirm(
         request,
-        "confirm.html",
-        ctx=ctx,
-        session=session,
+        ctx,
+        session,
         title=f"Erase integration {view.id}?",
         lines=lines,
-        action=request.url.path,
         button="Erase",
         danger=True,
         cancel=f"/console/integrations/{view.id}",

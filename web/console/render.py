@@ -115,3 +115,35 @@ def address_problem(request: Request, status: int) -> HTMLResponse:
     return page(
         request, "message.html", status=status, title=title, lines=[line], back=("/console/", "Back to the console")
     )
+
+
+def confirm(
+    request: Request,
+    ctx: WebContext,
+    session: Session,
+    *,
+    title: str,
+    lines: list[str],
+    button: str,
+    cancel: str,
+    **options: Any,
+) -> HTMLResponse:
+    """The console's one confirmation page: what will happen, then the button that does it, posted back to
+    the same path (or, ``disabled=True``, only the way back).
+
+    Why one function: every action that changes something is asked first in the same words and form, so the
+    CSRF field, the danger styling and the way back cannot drift apart between pages. ``options`` are the
+    template's extras (``danger``, ``reason``, ``affected``, ``hold``, ``formats``, ``interval``).
+    """
+    return page(
+        request,
+        "confirm.html",
+        ctx=ctx,
+        session=session,
+        title=title,
+        lines=lines,
+        action=request.url.path,
+        button=button,
+        cancel=cancel,
+        **options,
+    )
