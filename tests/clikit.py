@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,30 @@ def bench_json(pg_url: str, *arguments: str) -> tuple[dict[str, Any], str]:
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     return report, done.stderr
+
+
+@contextmanager
+def emulated(provider: str, names: set[str], tmp_path: Path) -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
+    """``rostersync emulate --provider PROVIDER`` running in a child with no ROSTERSYNC_ setting: the exports it
+    printed (until every one of ``names`` is there) and the process, whose stderr is piped for what it says
+    after them; it is stopped on the way out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")} | {"TMPDIR": str(tmp_path)}
+    command = [ROSTERSYNC, "emulate", "--provider", provider, "--port", "0", "--students", "4"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        exports: dict[str, str] = {}
+        while set(exports) != names:
+            line = process.stdout.readline()
+            assert line, "the emulator exited before printing its settings"
+            name, _, value = line.strip().removeprefix("export ").partition("=")
+            exports[name] = value
+        yield exports, process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def settings_from(exports: dict[str, str]) -> Settings:
+    """The settings a user gets by pasting the printed exports into their shell."""
+    return Settings(**{name.removeprefix("ROSTERSYNC_").lower(): value for name, value in exports.items()})

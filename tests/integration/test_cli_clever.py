@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from connectors.clever import district_tokens
 from emulators.clever import CleverEmulator
-from settings import Settings
+from tests.clikit import ROSTERSYNC, emulated, settings_from
 
-ROSTERSYNC = str(Path(sys.executable).with_name("rostersync"))
 NAMES = {
     "ROSTERSYNC_CLEVER_AUTHORIZE_URL",
     "ROSTERSYNC_CLEVER_TOKEN_URL",
@@ -24,27 +21,8 @@ NAMES = {
 
 
 def test_emulate_clever_prints_working_exports(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")} | {"TMPDIR": str(tmp_path)}
-    process = subprocess.Popen(
-        [ROSTERSYNC, "emulate", "--provider", "clever", "--port", "0", "--students", "4"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        exports: dict[str, str] = {}
-        while set(exports) != NAMES:
-            line = process.stdout.readline()
-            assert line, "the emulator exited before printing its settings"
-            name, _, value = line.strip().removeprefix("export ").partition("=")
-            exports[name] = value
-        settings = Settings(**{name.removeprefix("ROSTERSYNC_").lower(): value for name, value in exports.items()})
-        assert len(district_tokens(settings)) == 2
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with emulated("clever", NAMES, tmp_path) as (exports, _process):
+        assert len(district_tokens(settings_from(exports))) == 2
 
 
 def test_unknown_provider_is_a_one_line_error() -> None:

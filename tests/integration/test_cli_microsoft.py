@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from connectors.microsoft import link_tenant
-from settings import Settings
+from tests.clikit import emulated, settings_from
 
-ROSTERSYNC = str(Path(sys.executable).with_name("rostersync"))
 NAMES = {
     "ROSTERSYNC_MICROSOFT_AUTHORITY_HOST",
     "ROSTERSYNC_GRAPH_ENDPOINT",
@@ -21,34 +17,16 @@ NAMES = {
 
 
 def test_emulate_microsoft_prints_working_exports(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTERSYNC_")} | {"TMPDIR": str(tmp_path)}
-    process = subprocess.Popen(
-        [ROSTERSYNC, "emulate", "--provider", "microsoft", "--port", "0", "--students", "4"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None and process.stderr is not None
-        exports: dict[str, str] = {}
-        while set(exports) != NAMES:
-            line = process.stdout.readline()
-            assert line, "the emulator exited before printing its settings"
-            name, _, value = line.strip().removeprefix("export ").partition("=")
-            exports[name] = value
+    with emulated("microsoft", NAMES, tmp_path) as (exports, process):
+        assert process.stderr is not None
         tenants = ""
         while not tenants:
             line = process.stderr.readline()
             assert line, "the emulator exited before naming its tenants"
             if line.startswith("tenants: "):
                 tenants = line.removeprefix("tenants: ").strip()
-        settings = Settings(**{name.removeprefix("ROSTERSYNC_").lower(): value for name, value in exports.items()})
-        grant = link_tenant(settings, tenants.split(", ")[0])
+        grant = link_tenant(settings_from(exports), tenants.split(", ")[0])
         assert grant.scopes == {"EduRoster.Read.All"}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_link_org_with_a_malformed_tenant_id_blames_the_id_not_microsoft(tmp_path: Path) -> None:
