@@ -8,10 +8,13 @@ is the retention sweep's part: delete up to a seq and remember how far.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import requests
 from sqlalchemy import Engine, delete, insert, select, update
 
 from store import feed
@@ -107,3 +110,47 @@ def events_between(before: Roster, after: Roster) -> list[Written]:
     for integration_id in before["integrations"].keys() - after["integrations"].keys():
         events.append(("integration.purged", integration_id, {}))
     return events
+
+
+def served(base: str, token: str, page: int = 25) -> Roster:
+    """The snapshot as the platform reads it over HTTP from ``base``, with a plain client (not the reference
+    consumer's) in pages of ``page``; every answer must be a 200."""
+    state: Roster = {"integrations": {}, "classes": {}, "members": {}}
+    with requests.Session() as http:
+        http.trust_env = False
+        http.headers["Authorization"] = f"Bearer {token}"
+
+        def every(path: str) -> list[dict[str, Any]]:
+            items, after = [], None
+            while True:
+                answer = http.get(base + path, params={"limit": page, "after": after}, timeout=30)
+                assert answer.status_code == 200, (path, answer.status_code)
+                items += answer.json()["data"]
+                after = answer.json()["next"]
+                if after is None:
+                    return items
+
+        for i in every("/v1/integrations"):
+            state["integrations"][i["id"]] = {k: i[k] for k in ("provider", "tenant", "linked_by", "status")}
+            for c in every(f"/v1/integrations/{i['id']}/classes"):
+                state["classes"][(i["id"], c["key"])] = c
+            for m in every(f"/v1/integrations/{i['id']}/members"):
+                state["members"][(i["id"], m["class"], m["person"], m["role"])] = m["display_name"]
+    return state
+
+
+def mirrored(path: str | Path) -> Roster:
+    """The reference consumer's SQLite mirror, in the snapshot's shape (the fields the feed carries:
+    docs/platform.md)."""
+    db = sqlite3.connect(path)
+    state: Roster = {"integrations": {}, "classes": {}, "members": {}}
+    for row in db.execute("SELECT id, provider, tenant, linked_by, status FROM integrations"):
+        state["integrations"][row[0]] = dict(zip(("provider", "tenant", "linked_by", "status"), row[1:], strict=True))
+    for integration_id, *fields in db.execute("SELECT integration_id, key, name, section, state FROM classes"):
+        state["classes"][(integration_id, fields[0])] = dict(
+            zip(("key", "name", "section", "state"), fields, strict=True)
+        )
+    for *key, name in db.execute("SELECT integration_id, class, person, role, display_name FROM members"):
+        state["members"][tuple(key)] = name
+    db.close()
+    return state

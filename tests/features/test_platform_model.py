@@ -28,7 +28,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import requests
 import time_machine
 
 from services.linking import LinkError
@@ -39,7 +38,7 @@ from store import breaker, feed
 from store.rights import PersonNotFound
 from store.runtime import Runtime
 from sync.cycle import run_sync
-from tests.feedkit import roster
+from tests.feedkit import mirrored, roster, served
 from tests.modelkit import Changes, changes_of
 from tests.provider_worlds import World, env_of, opened
 from tests.proxykit import free_port, rostersync_web
@@ -99,48 +98,6 @@ class Walk:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def feed_roster(base: str, page: int = 25) -> dict[str, Any]:
-    """The snapshot endpoints, read with a plain HTTP client in small pages (not the consumer's code)."""
-    state: dict[str, Any] = {"integrations": {}, "classes": {}, "members": {}}
-    with requests.Session() as http:
-        http.trust_env = False
-        http.headers["Authorization"] = f"Bearer {TOKEN}"
-
-        def every(path: str) -> list[dict[str, Any]]:
-            items, after = [], None
-            while True:
-                answer = http.get(base + path, params={"limit": page, "after": after}, timeout=30)
-                assert answer.status_code == 200, (path, answer.status_code)
-                items += answer.json()["data"]
-                after = answer.json()["next"]
-                if after is None:
-                    return items
-
-        for i in every("/v1/integrations"):
-            state["integrations"][i["id"]] = {k: i[k] for k in ("provider", "tenant", "linked_by", "status")}
-            for c in every(f"/v1/integrations/{i['id']}/classes"):
-                state["classes"][(i["id"], c["key"])] = c
-            for m in every(f"/v1/integrations/{i['id']}/members"):
-                state["members"][(i["id"], m["class"], m["person"], m["role"])] = m["display_name"]
-    return state
-
-
-def mirrored(path: str) -> dict[str, Any]:
-    """The consumer's mirror, in the snapshot's shape (the fields the feed carries: docs/platform.md)."""
-    db = sqlite3.connect(path)
-    state: dict[str, Any] = {"integrations": {}, "classes": {}, "members": {}}
-    for row in db.execute("SELECT id, provider, tenant, linked_by, status FROM integrations"):
-        state["integrations"][row[0]] = dict(zip(("provider", "tenant", "linked_by", "status"), row[1:], strict=True))
-    for integration_id, *fields in db.execute("SELECT integration_id, key, name, section, state FROM classes"):
-        state["classes"][(integration_id, fields[0])] = dict(
-            zip(("key", "name", "section", "state"), fields, strict=True)
-        )
-    for *key, name in db.execute("SELECT integration_id, class, person, role, display_name FROM members"):
-        state["members"][tuple(key)] = name
-    db.close()
-    return state
-
-
 def every_value(path: str) -> list[tuple[str, Any]]:
     """Every value of every row of every table of the mirror, with its table: where a pseudonym could hide."""
     db = sqlite3.connect(path)
@@ -158,8 +115,8 @@ def catch_up_and_check(walk: Walk, step: int, action: str) -> None:
         walk.done["answered_410"] += 1  # the consumer is told 410 and takes a new snapshot
     walk.consumer.run(walk.base, TOKEN, walk.mirror).db.close()
     where = f"step {step} ({action})"
-    mine, served = mirrored(walk.mirror), feed_roster(walk.base)
-    assert mine == served, where
+    mine = mirrored(walk.mirror)
+    assert mine == served(walk.base, TOKEN), where
     assert walk.consumer.Mirror(walk.mirror).position() == feed.head(walk.runtime.engine).last_seq, where
     for table, value in every_value(walk.mirror):
         assert value not in walk.erased, f"{where}: an erased pseudonym in the mirror's {table}"

@@ -12,7 +12,6 @@ import re
 import sqlite3
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from emulators.google import GoogleEmulator
 from services.revoke import revoke_integration
@@ -21,8 +20,8 @@ from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.clikit import env_for
 from tests.conftest import Linker
-from tests.feedkit import Roster, events_between, forget, roster, write_events
-from tests.proxykit import free_port, rostersync_web, session
+from tests.feedkit import events_between, forget, mirrored, roster, served, write_events
+from tests.proxykit import free_port, rostersync_web
 from tests.webkit import PLATFORM_TOKENS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,45 +41,6 @@ def test_docs_show_the_consumer_in_full() -> None:
     docs = (ROOT / "docs" / "platform.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", docs, flags=re.DOTALL)
     assert CONSUMER.read_text() in blocks
-
-
-def _served(base: str) -> Roster:
-    """The snapshot as the platform reads it, over HTTP, with a plain client (not the consumer's)."""
-    state: Roster = {"integrations": {}, "classes": {}, "members": {}}
-    with session() as http:
-        http.headers["Authorization"] = f"Bearer {TOKEN}"
-
-        def every(path: str) -> list[dict[str, Any]]:
-            items, after = [], None
-            while True:
-                page = http.get(base + path, params={"limit": 3, "after": after}, timeout=10).json()
-                items += page["data"]
-                after = page["next"]
-                if after is None:
-                    return items
-
-        for i in every("/v1/integrations"):
-            state["integrations"][i["id"]] = {k: i[k] for k in ("provider", "tenant", "linked_by", "status")}
-            for c in every(f"/v1/integrations/{i['id']}/classes"):
-                state["classes"][(i["id"], c["key"])] = c
-            for m in every(f"/v1/integrations/{i['id']}/members"):
-                state["members"][(i["id"], m["class"], m["person"], m["role"])] = m["display_name"]
-    return state
-
-
-def _mirrored(path: Path) -> Roster:
-    db = sqlite3.connect(path)
-    state: Roster = {"integrations": {}, "classes": {}, "members": {}}
-    for row in db.execute("SELECT id, provider, tenant, linked_by, status FROM integrations"):
-        state["integrations"][row[0]] = dict(zip(("provider", "tenant", "linked_by", "status"), row[1:], strict=True))
-    for integration_id, *fields in db.execute("SELECT integration_id, key, name, section, state FROM classes"):
-        state["classes"][(integration_id, fields[0])] = dict(
-            zip(("key", "name", "section", "state"), fields, strict=True)
-        )
-    for *key, name in db.execute("SELECT integration_id, class, person, role, display_name FROM members"):
-        state["members"][tuple(key)] = name
-    db.close()
-    return state
 
 
 def _change(runtime: Runtime, emulator: GoogleEmulator, ids: list[int], step: int) -> None:
@@ -114,7 +74,7 @@ def test_the_reference_consumer_mirrors_the_snapshot_through_every_change(
     base = f"http://127.0.0.1:{port}"
     with rostersync_web(env_for(settings) | {"ROSTERSYNC_PLATFORM_TOKENS": ",".join(PLATFORM_TOKENS)}, port):
         consumer.run(base, TOKEN, str(mirror))  # head, snapshot, feed
-        assert _mirrored(mirror) == _served(base) == roster(runtime.engine)
+        assert mirrored(mirror) == served(base, TOKEN, page=3) == roster(runtime.engine)
         taken_at = consumer.Mirror(str(mirror)).position()
 
         _change(runtime, emulator, ids, 1)
@@ -122,19 +82,19 @@ def test_the_reference_consumer_mirrors_the_snapshot_through_every_change(
         revoke_integration(runtime, ids[1], actor="admin:test", reason="")
         write_events(runtime.engine, events_between(before, roster(runtime.engine)))
         consumer.run(base, TOKEN, str(mirror))
-        assert _mirrored(mirror) == _served(base)
-        assert not [key for key in _mirrored(mirror)["members"] if key[0] == ids[1]]
+        assert mirrored(mirror) == served(base, TOKEN, page=3)
+        assert not [key for key in mirrored(mirror)["members"] if key[0] == ids[1]]
 
         again = sqlite3.connect(mirror)  # the same events applied twice change nothing
         with again:
             again.execute("UPDATE position SET seq = ?", (taken_at,))
         again.close()
         consumer.run(base, TOKEN, str(mirror))
-        assert _mirrored(mirror) == _served(base)
+        assert mirrored(mirror) == served(base, TOKEN, page=3)
 
         stale = consumer.Mirror(str(mirror)).position()
         _change(runtime, emulator, ids, 2)
         forget(runtime.engine, consumer.Api(base, TOKEN).get("/v1/changes/head")["seq"])  # past the mirror's
         consumer.run(base, TOKEN, str(mirror))  # 410, a new snapshot, the feed from its head
         assert consumer.Mirror(str(mirror)).position() > stale
-        assert _mirrored(mirror) == _served(base) == roster(runtime.engine)
+        assert mirrored(mirror) == served(base, TOKEN, page=3) == roster(runtime.engine)
