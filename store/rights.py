@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, Select, delete, func, select
 
 from store import audit, outbox, suppressions
 from store.integrations import UnknownIntegration
@@ -75,60 +75,41 @@ def export_integration(engine: Engine, integration_id: int) -> dict[str, Any]:
 
 
 def _exported_classes(connection: Connection, integration_id: int) -> list[dict[str, Any]]:
-    classes = connection.execute(
+    return _exported(
+        connection,
         select(
             SchoolClass.external_id, SchoolClass.name, SchoolClass.section, SchoolClass.state, SchoolClass.removed_at
         )
         .where(SchoolClass.integration_id == integration_id)
-        .order_by(SchoolClass.id)
-    ).all()
-    return [
-        {
-            "external_id": c.external_id,
-            "name": c.name,
-            "section": c.section,
-            "state": c.state,
-            "removed_at": _when(c.removed_at),
-        }
-        for c in classes
-    ]
+        .order_by(SchoolClass.id),
+    )
 
 
 def _exported_people(connection: Connection, integration_id: int) -> list[dict[str, Any]]:
-    people = connection.execute(
+    return _exported(
+        connection,
         select(Person.pseudonym, Person.role, Person.display_name, Person.email_address, Person.removed_at)
         .where(Person.integration_id == integration_id)
-        .order_by(Person.id)
-    ).all()
-    return [
-        {
-            "pseudonym": p.pseudonym,
-            "role": p.role,
-            "display_name": p.display_name,
-            "email_address": p.email_address,
-            "removed_at": _when(p.removed_at),
-        }
-        for p in people
-    ]
+        .order_by(Person.id),
+    )
 
 
 def _exported_enrollments(connection: Connection, integration_id: int) -> list[dict[str, Any]]:
-    enrollments = connection.execute(
-        select(SchoolClass.external_id, Person.pseudonym, Enrollment.role, Enrollment.removed_at)
+    return _exported(
+        connection,
+        select(
+            SchoolClass.external_id.label("class_external_id"), Person.pseudonym, Enrollment.role, Enrollment.removed_at
+        )
         .join(SchoolClass, SchoolClass.id == Enrollment.class_id)
         .join(Person, Person.id == Enrollment.person_id)
         .where(Enrollment.integration_id == integration_id)
-        .order_by(Enrollment.id)
-    ).all()
-    return [
-        {
-            "class_external_id": e.external_id,
-            "pseudonym": e.pseudonym,
-            "role": e.role,
-            "removed_at": _when(e.removed_at),
-        }
-        for e in enrollments
-    ]
+        .order_by(Enrollment.id),
+    )
+
+
+def _exported(connection: Connection, rows: Select[*tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Each row as its columns, named as selected (the export's keys), with ``removed_at`` as ISO text."""
+    return [{**row._asdict(), "removed_at": _when(row.removed_at)} for row in connection.execute(rows)]
 
 
 def export_person(engine: Engine, pseudonym: str) -> dict[str, Any]:
