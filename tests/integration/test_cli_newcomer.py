@@ -217,3 +217,58 @@ def test_a_schema_at_its_newest_revision_is_not_migrated_again(sqlite_settings: 
         result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == expected
+
+
+def collector_probe(argv: list[str], env: dict[str, str], before: str = "") -> list[str]:
+    """What the collector looked like while ``status`` ran (if it ran) and after the entry point returned: lines of
+    ``<where> <enabled> <frozen objects>`` on stderr."""
+    probe = (
+        "import contextlib, gc, sys\n"
+        f"{before}\n"
+        f"sys.argv = {['rostersync', *argv]!r}\n"
+        "import cli.app, cli.status\n"
+        "shown = cli.status.print_status\n"
+        "def print_status(*args):\n"
+        "    print('command', gc.isenabled(), gc.get_freeze_count(), file=sys.stderr)\n"
+        "    shown(*args)\n"
+        "cli.status.print_status = print_status\n"
+        "with contextlib.suppress(SystemExit):\n    cli.app.run()\n"
+        "print('after', gc.isenabled(), gc.get_freeze_count(), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stderr.splitlines() if line.startswith(("command ", "after "))]
+
+
+def frozen(line: str) -> int:
+    return int(line.split()[2])
+
+
+def test_the_entry_point_pauses_the_collector_only_while_the_command_line_starts(sqlite_settings: Settings) -> None:
+    """The start-up's objects are frozen once the command is imported, and the command runs with the collector on
+    (a sync of a whole district, a worker for days); ``--help`` leaves it on too."""
+    env = env_for(sqlite_settings)
+    assert run("status", env=env).returncode == 0  # migrates the new file once
+    during, after = collector_probe(["status", "--json"], env)
+    assert during.startswith("command True ") and frozen(during) > 10_000
+    assert after.startswith("after True ")
+    (helped,) = collector_probe(["--help"], env)
+    assert helped.startswith("after True ") and frozen(helped) > 0
+
+
+def test_a_collector_turned_off_before_the_entry_point_stays_off_and_nothing_is_frozen(
+    sqlite_settings: Settings,
+) -> None:
+    during, after = collector_probe(["status", "--json"], env_for(sqlite_settings), before="gc.disable()")
+    assert (during, after) == ("command False 0", "after False 0")
+
+
+def test_building_the_commands_in_process_leaves_the_collector_alone() -> None:
+    """A test or a program that drives the command tree itself (``CliRunner``) keeps its collector as it was."""
+    probe = (
+        "import gc\nfrom typer.testing import CliRunner\nfrom cli.app import app\n"
+        "shown = CliRunner().invoke(app, ['status', '--help'], prog_name='rostersync')\n"
+        "assert shown.exit_code == 0, shown.output\nprint(gc.isenabled(), gc.get_freeze_count())"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split() == ["True", "0"]
