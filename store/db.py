@@ -12,14 +12,17 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import ARRAY, ColumnElement, Connection, Engine, any_, bindparam, create_engine, event, text
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import QueryableAttribute
 
 ALEMBIC_DIR = Path(__file__).with_name("alembic")
 MIGRATION_LOCK = text("SELECT pg_advisory_xact_lock(1920170350, hashtext(coalesce(current_schema(), '')))")
@@ -27,6 +30,22 @@ MIGRATION_LOCK = text("SELECT pg_advisory_xact_lock(1920170350, hashtext(coalesc
 ADVISORY_READ = "rostersync_advisory_read"
 """Execution option of a read whose answer only advises (a fenced write re-checks it under the lock): on
 SQLite it reads the last commit without taking the write lock that every other transaction takes."""
+
+
+def one_of(
+    connection: Connection, column: ColumnElement[Any] | QueryableAttribute[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(:array)``, one parameter however many values.
+
+    Why: an IN list of 500 values is 500 parameters. SQLAlchemy renders each of them (with its cast) at every
+    execution, and psycopg rewrites every placeholder of a statement too long for its cache, in Python: on a
+    1% change at 100,000 students (BENCHMARKS.md, issue 22) that was the largest part of the sync's CPU on
+    PostgreSQL. With one array parameter the statement stays short and both cache it; PostgreSQL plans
+    ``= ANY(array)`` as it plans an IN list (it turns the one into the other itself). SQLite has no arrays.
+    """
+    if connection.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def utcnow() -> datetime:

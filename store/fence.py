@@ -57,7 +57,7 @@ def still_current(engine: Engine, integration_id: int, generation: int, lease: L
     keeps it from asking the provider for more once the integration has ended (the write that
     follows is fenced all the same).
     """
-    with engine.connect().execution_options(**_read_options(engine)) as connection:
+    with engine.connect().execution_options(**read_options(engine)) as connection:
         row = connection.execute(_STATE, {"integration_id": integration_id}).one_or_none()
     if row is None or row.status not in SYNCABLE or row.generation != generation:
         raise Fenced(integration_id)
@@ -70,7 +70,7 @@ def still_current(engine: Engine, integration_id: int, generation: int, lease: L
             pass  # renews the lease under the lock, as a write would, so a long run of reads keeps it
 
 
-def _read_options(engine: Engine) -> dict[str, object]:
+def read_options(engine: Engine) -> dict[str, object]:
     """The unlocked read's connection: on PostgreSQL in autocommit, one round trip for the ``SELECT`` alone.
 
     A read in a transaction costs two more (``BEGIN``, then ``ROLLBACK`` when the connection goes back to

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Select, and_, case, func, select
 
 from mappers.records import ChangeBatch, EnrollmentRecord, MembershipDelta, PersonRecord, RosterBatch
 from store import holds
+from store.db import one_of
 from store.models import Enrollment, Person, SchoolClass
 
 CHUNK = 500
@@ -53,9 +54,10 @@ class Stored:
         return [member for external_id in external_ids for member in self.classes.get(external_id, {}).values()]
 
 
-def settle(connection: Connection, integration_id: int, batch: ChangeBatch) -> ChangeBatch:
+def settle(connection: Connection, integration_id: int, batch: ChangeBatch) -> tuple[ChangeBatch, Stored]:
     """``batch`` with each class delta (``MembershipDelta``) kept only where the store holds what the provider
     had before it; every other one taken whole, so the class is replaced as it would be without the delta.
+    Also what it read of the delta classes' members (who left, who joined), for ``read`` to reuse.
 
     A delta is kept when the class holds, as current enrolments of current people of the same role, exactly
     ``before`` members of each role, every member who left and none who joined. Nothing is kept while the
@@ -63,16 +65,17 @@ def settle(connection: Connection, integration_id: int, batch: ChangeBatch) -> C
     and a class replaced whole ends them, as a delta would not. A few statements a page, whatever its size.
     """
     if not batch.deltas:
-        return batch
+        return batch, Stored()
     if holds.of_integration(connection, integration_id) is not None:
-        return batch.whole()
+        return batch.whole(), Stored()
     counts = _counts(connection, integration_id, sorted(batch.deltas))
     joined: dict[str, set[PersonKey]] = {external_id: set() for external_id in batch.deltas}
     for e in batch.upserts.enrollments:
         if e.class_external_id in joined:
             joined[e.class_external_id].add((e.role, e.pseudonym))
     named = {external_id: _named(delta) | joined[external_id] for external_id, delta in batch.deltas.items()}
-    found = _read_named(connection, integration_id, named).classes
+    seen = _read_named(connection, integration_id, named)
+    found = seen.classes
     keep = {
         external_id
         for external_id, delta in batch.deltas.items()
@@ -80,7 +83,7 @@ def settle(connection: Connection, integration_id: int, batch: ChangeBatch) -> C
         and _named(delta) <= found.get(external_id, {}).keys()
         and not joined[external_id] & found.get(external_id, {}).keys()
     }
-    return batch.whole(keep)
+    return batch.whole(keep), seen
 
 
 def _counts(
@@ -97,7 +100,7 @@ def _counts(
             .join(Person, Person.id == Enrollment.person_id)
             .where(
                 SchoolClass.integration_id == integration_id,
-                SchoolClass.external_id.in_(external_ids[start : start + CHUNK]),
+                one_of(connection, SchoolClass.external_id, external_ids[start : start + CHUNK]),
                 SchoolClass.removed_at.is_(None),
                 Enrollment.removed_at.is_(None),
             )
@@ -113,21 +116,29 @@ def read(
     integration_id: int,
     external_ids: Iterable[str],
     deltas: Mapping[str, MembershipDelta] | None = None,
+    seen: Stored | None = None,
 ) -> Stored:
     """The current enrolments of these classes (by external id), with their people; a query per 500 classes.
 
     Of a class with a settled delta (``settle``) only the members it names (who left, who joined) are read:
-    the others stay as they are, and reading them was most of a change page's cost.
+    the others stay as they are, and reading them was most of a change page's cost. ``seen``: what ``settle``
+    read of those members in the same transaction, taken instead of reading them again.
     """
     stored = Stored()
     deltas = deltas or {}
     wanted = sorted(set(external_ids))
     whole = [external_id for external_id in wanted if external_id not in deltas]
     for start in range(0, len(whole), CHUNK):
-        _read_into(stored, connection, _members_of(integration_id, whole[start : start + CHUNK]))
+        _read_into(stored, connection, _members_of(connection, integration_id, whole[start : start + CHUNK]))
     chosen = set(wanted)
     named = {external_id: _named(delta) for external_id, delta in deltas.items() if external_id in chosen}
-    return _read_named(connection, integration_id, named, stored)
+    if seen is None:
+        return _read_named(connection, integration_id, named, stored)
+    for external_id, keys in named.items():
+        members = {key: member for key, member in seen.classes.get(external_id, {}).items() if key in keys}
+        if members:
+            stored.classes[external_id] = members
+    return stored
 
 
 def _read_named(
@@ -137,12 +148,12 @@ def _read_named(
     stored = stored if stored is not None else Stored()
     for chunk in _named_chunks(named):
         pseudonyms = sorted({pseudonym for external_id in chunk for _, pseudonym in named[external_id]})
-        query = _members_of(integration_id, chunk).where(Person.pseudonym.in_(pseudonyms))
+        query = _members_of(connection, integration_id, chunk).where(one_of(connection, Person.pseudonym, pseudonyms))
         _read_into(stored, connection, query, named)
     return stored
 
 
-def _members_of(integration_id: int, external_ids: list[str]) -> Select[*tuple[Any, ...]]:
+def _members_of(connection: Connection, integration_id: int, external_ids: list[str]) -> Select[*tuple[Any, ...]]:
     return (
         select(
             SchoolClass.external_id,
@@ -161,7 +172,7 @@ def _members_of(integration_id: int, external_ids: list[str]) -> Select[*tuple[A
         .join(Person, Person.id == Enrollment.person_id)
         .where(
             SchoolClass.integration_id == integration_id,
-            SchoolClass.external_id.in_(external_ids),
+            one_of(connection, SchoolClass.external_id, external_ids),
             Enrollment.removed_at.is_(None),
         )
     )

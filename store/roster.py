@@ -25,7 +25,7 @@ from mappers.records import (
     ended,
 )
 from store import holds, membership, outbox, suppressions
-from store.db import utcnow
+from store.db import one_of, utcnow
 from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass
 
 CHUNK = 500
@@ -77,7 +77,7 @@ def _class_ids(connection: Connection, integration_id: int, external_ids: Iterab
     for chunk in _chunks(sorted(set(external_ids))):
         found = connection.execute(
             select(SchoolClass.external_id, SchoolClass.id).where(
-                SchoolClass.integration_id == integration_id, SchoolClass.external_id.in_(chunk)
+                SchoolClass.integration_id == integration_id, one_of(connection, SchoolClass.external_id, chunk)
             )
         )
         ids.update({external_id: class_id for external_id, class_id in found})
@@ -95,7 +95,9 @@ def _person_ids(
         for chunk in _chunks(pseudonyms):
             found = connection.execute(
                 select(Person.pseudonym, Person.id).where(
-                    Person.integration_id == integration_id, Person.role == role, Person.pseudonym.in_(chunk)
+                    Person.integration_id == integration_id,
+                    Person.role == role,
+                    one_of(connection, Person.pseudonym, chunk),
                 )
             )
             ids.update({(role, pseudonym): person_id for pseudonym, person_id in found})
@@ -113,7 +115,9 @@ def _stored_people(
         for chunk in _chunks(pseudonyms):
             found = connection.execute(
                 select(Person.pseudonym, Person.id, Person.display_name, Person.email_address, Person.removed_at).where(
-                    Person.integration_id == integration_id, Person.role == role, Person.pseudonym.in_(chunk)
+                    Person.integration_id == integration_id,
+                    Person.role == role,
+                    one_of(connection, Person.pseudonym, chunk),
                 )
             )
             stored.update({(role, found_row.pseudonym): found_row for found_row in found})
@@ -136,7 +140,7 @@ def _stored_enrollments(
     for chunk in _chunks(sorted(class_ids)):
         found = connection.execute(
             select(Enrollment.class_id, Enrollment.person_id, Enrollment.role, Enrollment.removed_at).where(
-                Enrollment.integration_id == integration_id, Enrollment.class_id.in_(chunk)
+                Enrollment.integration_id == integration_id, one_of(connection, Enrollment.class_id, chunk)
             )
         )
         stored.update({(class_id, person_id): (role, removed_at) for class_id, person_id, role, removed_at in found})
@@ -151,7 +155,7 @@ def _ended_classes(connection: Connection, integration_id: int, external_ids: se
             connection.execute(
                 select(SchoolClass.external_id).where(
                     SchoolClass.integration_id == integration_id,
-                    SchoolClass.external_id.in_(chunk),
+                    one_of(connection, SchoolClass.external_id, chunk),
                     SchoolClass.removed_at.is_not(None),
                     func.upper(SchoolClass.state).in_(sorted(ENDED_STATES)),
                 )
@@ -180,7 +184,7 @@ def _upsert_classes(connection: Connection, integration_id: int, records: Sequen
                 SchoolClass.section,
                 SchoolClass.state,
                 SchoolClass.removed_at,
-            ).where(SchoolClass.integration_id == integration_id, SchoolClass.external_id.in_(chunk))
+            ).where(SchoolClass.integration_id == integration_id, one_of(connection, SchoolClass.external_id, chunk))
         )
         stored.update({external_id: tuple(values) for external_id, *values in found})
 
@@ -398,7 +402,7 @@ def _remove_orphans(connection: Connection, integration_id: int, person_ids: set
         removed += _soft_delete(
             connection,
             Person,
-            and_(Person.integration_id == integration_id, Person.id.in_(chunk), ~has_enrollment),
+            and_(Person.integration_id == integration_id, one_of(connection, Person.id, chunk), ~has_enrollment),
             now,
         )
     return removed
@@ -466,19 +470,19 @@ def apply_change_page(
     them out.
     """
     now = now or utcnow()
-    changes = membership.settle(connection, integration_id, changes)
+    changes, settled = membership.settle(connection, integration_id, changes)
     explained = ended_classes(changes)
     if explained:
         stated = set(explained)
         changes = replace(changes, deleted_classes=[c for c in changes.deleted_classes if c not in stated])
     removed, ended_tally = Tally(), Tally()
-    written, touched = _upsert_page(connection, integration_id, changes, removed, now)
+    written, touched = _upsert_page(connection, integration_id, changes, removed, now, settled)
     for chunk in _chunks(list(_class_ids(connection, integration_id, changes.deleted_classes).values())):
-        removed.classes += _soft_delete(connection, SchoolClass, SchoolClass.id.in_(chunk), now)
-        touched.update(_end_enrollments(connection, Enrollment.class_id.in_(chunk), now, removed))
+        removed.classes += _soft_delete(connection, SchoolClass, one_of(connection, SchoolClass.id, chunk), now)
+        touched.update(_end_enrollments(connection, one_of(connection, Enrollment.class_id, chunk), now, removed))
     for chunk in _chunks(list(_person_ids(connection, integration_id, changes.deleted_people).values())):
-        removed.people += _soft_delete(connection, Person, Person.id.in_(chunk), now)
-        _end_enrollments(connection, Enrollment.person_id.in_(chunk), now, removed)
+        removed.people += _soft_delete(connection, Person, one_of(connection, Person.id, chunk), now)
+        _end_enrollments(connection, one_of(connection, Enrollment.person_id, chunk), now, removed)
     removed.people += _remove_orphans(connection, integration_id, touched, now)
     written += removed.rows
     if explained:
@@ -487,9 +491,15 @@ def apply_change_page(
 
 
 def _upsert_page(
-    connection: Connection, integration_id: int, changes: ChangeBatch, removed: Tally, now: datetime
+    connection: Connection,
+    integration_id: int,
+    changes: ChangeBatch,
+    removed: Tally,
+    now: datetime,
+    settled: membership.Stored,
 ) -> tuple[int, set[int]]:
     """Write the page's upserts that change something and end what its replaced classes no longer list.
+    ``settled``: the delta classes' members ``membership.settle`` read, not read again.
 
     Returns rows written by the upserts and the people to look at for orphans: those who lost an
     enrolment here, and those the page wrote or named without an enrolment that landed.
@@ -500,6 +510,7 @@ def _upsert_page(
         integration_id,
         [*changes.replaced_classes, *(e.class_external_id for e in upserts.enrollments)],
         changes.deltas,
+        settled,
     )
     blocked = suppressions.suppressed(connection, integration_id, {e.pseudonym for e in upserts.enrollments})
     reduced, listed, kept_people = membership.unchanged(upserts, stored, blocked)
@@ -512,7 +523,7 @@ def _upsert_page(
     touched -= enrolled
     gone = [m for m in stored.members(changes.replaced_classes) if (m.class_id, m.person_id) not in seen]
     for chunk in _chunks([m.enrollment_id for m in gone]):
-        touched.update(_end_enrollments(connection, Enrollment.id.in_(chunk), now, removed))
+        touched.update(_end_enrollments(connection, one_of(connection, Enrollment.id, chunk), now, removed))
     return written, touched
 
 
@@ -548,8 +559,8 @@ def end_classes(
     tally = tally if tally is not None else Tally()
     touched: set[int] = set()
     for chunk in _chunks(list(_class_ids(connection, integration_id, external_ids).values())):
-        tally.classes += _soft_delete(connection, SchoolClass, SchoolClass.id.in_(chunk), now)
-        touched.update(_end_enrollments(connection, Enrollment.class_id.in_(chunk), now, tally))
+        tally.classes += _soft_delete(connection, SchoolClass, one_of(connection, SchoolClass.id, chunk), now)
+        touched.update(_end_enrollments(connection, one_of(connection, Enrollment.class_id, chunk), now, tally))
     tally.people += _remove_orphans(connection, integration_id, touched, now)
     return tally.rows
 
@@ -775,7 +786,7 @@ def apply_removals(connection: Connection, integration_id: int, removals: Remova
     enrollment_ids = [enrollment_id for enrollment_id, _, _ in removals.enrollments]
     for model, ids in ((SchoolClass, removals.classes), (Enrollment, enrollment_ids)):
         for chunk in _chunks(ids):
-            removed += _soft_delete(connection, model, model.id.in_(chunk), now)
+            removed += _soft_delete(connection, model, one_of(connection, model.id, chunk), now)
     removed += _remove_people_without_enrollment(connection, integration_id, now)
     return removed
 

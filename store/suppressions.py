@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from store.db import utcnow
+from store.db import one_of, utcnow
 from store.models import Integration, Suppression
 
 CHUNK = 500
@@ -72,7 +72,7 @@ def suppressed(connection: Connection, integration_id: int, pseudonyms: Collecti
     wanted = sorted(pseudonyms)
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        found.update(connection.execute(entries.where(Suppression.pseudonym.in_(chunk))).scalars())
+        found.update(connection.execute(entries.where(one_of(connection, Suppression.pseudonym, chunk))).scalars())
     return found
 
 

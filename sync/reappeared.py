@@ -20,6 +20,7 @@ from mappers.policy import MappingContext
 from mappers.records import ChangeBatch, RosterBatch
 from providers.registry import Provider
 from store import roster
+from store.fence import read_options
 from sync.budgets import fetch
 
 
@@ -41,7 +42,8 @@ def restore(
         return
     classes_of = spec.classes_of
     keys = {(person.role, person.pseudonym) for person in batch.reappeared}
-    with engine.connect() as connection:
+    # An unlocked read (store.fence.read_options): it only advises which classes to re-read; the page's write is fenced.
+    with engine.connect().execution_options(**read_options(engine)) as connection:
         archived = roster.archived_people(connection, integration_id, keys)
     for person in batch.reappeared:
         if (person.role, person.pseudonym) not in archived:

@@ -109,3 +109,27 @@ def test_a_graph_delta_writes_the_changed_classes_member_lists_together(
     thirty, thirty_rows = microsoft_change_writes(make_emulator, database_url, monkeypatch, moved=30)
     assert thirty == ten, f"{ten} writes for 10 classes, {thirty} for 30"
     assert (ten_rows, thirty_rows) == (20, 60), "a person and an enrolment a class"
+
+
+MEMBERS_READ = "SELECT classes.external_id, enrollments.id"
+"""The read of a class's stored members (store.membership): who left and who joined, for a class delta."""
+
+
+def test_a_page_of_class_deltas_reads_their_members_once(make_emulator: MakeEmulator, database_url: str) -> None:
+    """Settling the deltas reads who left and who joined; writing them reuses that read instead of sending it again."""
+    sent = change_statements(make_emulator, database_url, teachers=4, moved=10)
+    assert len([s for s in sent if s.startswith(MEMBERS_READ)]) == 1
+
+
+def test_a_change_page_on_postgresql_binds_a_list_of_keys_as_one_array(
+    make_emulator: MakeEmulator, database_url: str
+) -> None:
+    """On PostgreSQL the page's look-ups by key send the keys as one array, not one parameter each: an IN list of
+    500 parameters was rendered by SQLAlchemy and rewritten by psycopg at every execution, in Python. Only the
+    multi-row INSERTs carry a parameter a value."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no array parameters: its IN lists stay")
+    sent = change_statements(make_emulator, database_url, teachers=4, moved=30)
+    many = [s for s in sent if s.count("%(") > 10 and not s.startswith("INSERT")]
+    assert not many, many[:1]
+    assert any("= ANY (" in s for s in sent)
