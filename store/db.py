@@ -39,8 +39,8 @@ def one_of(
 
     Why: an IN list of 500 values is 500 parameters. SQLAlchemy renders each of them (with its cast) at every
     execution, and psycopg rewrites every placeholder of a statement too long for its cache, in Python: on a
-    1% change at 100,000 students (BENCHMARKS.md, issue 22) that was the largest part of the sync's CPU on
-    PostgreSQL. With one array parameter the statement stays short and both cache it; PostgreSQL plans
+    1% change at 100,000 students (BENCHMARKS.md, issue 22) that was about a fifth of the sync's profiled
+    time on PostgreSQL. With one array parameter the statement stays short and both cache it; PostgreSQL plans
     ``= ANY(array)`` as it plans an IN list (it turns the one into the other itself). SQLite has no arrays.
     """
     if connection.dialect.name == "postgresql":
