@@ -15,6 +15,7 @@ in one HTTP round trip, each part answered, and its failure classified, as a dir
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import ssl
@@ -449,7 +450,6 @@ class GoogleConnector:
         return _Listing(
             class_id,
             list_key,
-            collection,
             self._bound(collection.list(courseId=class_id, fields=field_mask)),
             PageBound(self._settings.max_pages, f"Google's {list_key} listing"),
         )
@@ -829,7 +829,6 @@ class _Listing:
 
     course: str
     list_key: str
-    collection: Any
     request: Any | None
     bound: PageBound
     pages: deque[Page] = field(default_factory=deque)
@@ -837,6 +836,10 @@ class _Listing:
     unreadable: bool = False
     error: ConnectorError | None = None
     """A failure that outlasted the retries: raised when the caller reaches this listing."""
+    first_uri: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.first_uri = "" if self.request is None else str(self.request.uri)
 
     def take(self, body: Any) -> None:
         """One page's answer: keep its records, and the follow-up call if there is one (``PageBound`` first)."""
@@ -844,13 +847,25 @@ class _Listing:
             raise ProviderDataError("response is not a JSON object")
         records = _page_records(body, self.list_key, self.seen)
         self.pages.append(Page(kind=self.list_key, parent_id=self.course, records=records))
-        self.request = self.collection.list_next(self.request, body)
+        self.request = _next_page(self.request, self.first_uri, body)
         if self.request is not None:
             self.bound.next_page()
 
     def give_up(self) -> None:
         self.unreadable, self.request = True, None
         self.pages.clear()
+
+
+def _next_page(request: Any, first_uri: str, body: Mapping[str, Any]) -> Any:
+    """The follow-up call as the client library's ``list_next`` builds it (a copy of the call, ``pageToken`` set on
+    the first page's URI), None after the last page; without parsing and encoding the whole query again each page,
+    which cost a third of a batch's own CPU, on the path of every page now that pages are read ahead (sync.prefetch)."""
+    token = body.get("nextPageToken")
+    if not token:
+        return None
+    follow = copy.copy(request)
+    follow.uri = f"{first_uri}{'&' if '?' in first_uri else '?'}{urlencode({'pageToken': token})}"
+    return follow
 
 
 class _RosterRead:
