@@ -55,17 +55,21 @@ def begin(
         return state, held.run_id
 
 
-_HOLD_STANDS = exists().where(RemovalHold.integration_id == Integration.id)
-_ROSTER_STORED = or_(
-    *(exists().where(model.integration_id == Integration.id) for model in (SchoolClass, Person, Enrollment)),
-    _HOLD_STANDS,
-)
+def _stored(integration_id: int) -> tuple[Any, Any]:
+    """Whether any roster row or removal hold of the integration is stored, and whether a hold is.
+
+    Compared with the integration's id as a value, not correlated: SQLite names ``RETURNING``'s columns
+    unqualified, and a correlated ``id`` would then be the subquery's own table's."""
+    hold = exists().where(RemovalHold.integration_id == integration_id)
+    roster = (exists().where(model.integration_id == integration_id) for model in (SchoolClass, Person, Enrollment))
+    return or_(*roster, hold), hold
 
 
 def _take(connection: Connection, integration_id: int, lease: Lease) -> integrations.IntegrationState | None:
     """One statement: the lease taken, and the state returned with what the sync asks of its stored rows at once
     (``IntegrationState.roster_stored``, ``hold_stands``), instead of a statement (or a transaction) each."""
     now = utcnow()
+    roster_stored, hold_stands = _stored(integration_id)
     row = connection.execute(
         update(Integration)
         .where(
@@ -74,7 +78,7 @@ def _take(connection: Connection, integration_id: int, lease: Lease) -> integrat
             or_(Integration.lease_expires_at.is_(None), Integration.lease_expires_at < now),
         )
         .values(lease_owner=lease.owner, lease_expires_at=now + timedelta(seconds=lease.seconds))
-        .returning(*integrations.STATE_COLUMNS, _ROSTER_STORED.label("roster_stored"), _HOLD_STANDS.label("hold"))
+        .returning(*integrations.STATE_COLUMNS, roster_stored.label("roster_stored"), hold_stands.label("hold"))
     ).one_or_none()
     if row is None:
         return None

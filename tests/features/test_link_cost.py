@@ -19,7 +19,9 @@ from sqlalchemy import Connection, event
 
 import store.db
 from emulators.google import GoogleEmulator
+from store import leases
 from store.db import ADVISORY_READ
+from store.fence import Lease
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.conftest import PG_ADMIN_URL, link_teacher
@@ -76,10 +78,9 @@ def test_a_no_change_resync_commits_only_its_lease_and_release_and_tries_no_rost
 
     outcome = run_sync(runtime, integration_id)
     assert outcome.outcome == "ok" and outcome.rows_written == 0
-    assert sorted(written) == sorted(
-        ["UPDATE integrations SET", "INSERT INTO sync_runs", "UPDATE integrations SET"]
-        + ["UPDATE sync_runs SET", "INSERT INTO audit_events"]
-    )
+    lease_and_run = ["UPDATE integrations SET", "INSERT INTO sync_runs"]  # taken, opened
+    release = ["UPDATE integrations SET", "UPDATE sync_runs SET", "INSERT INTO audit_events"]  # given back, closed
+    assert sorted(written) == sorted(lease_and_run + release)
     if runtime.engine.dialect.name == "postgresql":
         assert ended.count("commit") == 2, ended  # the lease with its run, the release with its close
     stored = len(people(runtime.engine, integration_id))
@@ -118,3 +119,16 @@ def test_a_pooled_connection_is_pinged_only_after_it_sat_idle(
     assert pings
     with runtime.engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+
+
+def test_the_lease_tells_whether_a_roster_or_a_hold_is_stored(runtime: Runtime, emulator: GoogleEmulator) -> None:
+    """What the sync asks of its stored rows comes with its lease (one statement): a first sync's bulk path, and
+    whether a removal hold can be in the way of a page."""
+    integration_id = link_teacher(runtime, emulator, 0)
+    lease = Lease("test", 60)
+    state = leases.acquire(runtime.engine, integration_id, lease)
+    assert state is not None and (state.roster_stored, state.hold_stands) == (False, False)
+    leases.release(runtime.engine, integration_id, lease, state.generation, None)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    state = leases.acquire(runtime.engine, integration_id, lease)
+    assert state is not None and (state.roster_stored, state.hold_stands) == (True, False)
