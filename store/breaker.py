@@ -95,6 +95,7 @@ def sweep(
     plan: roster.Removals,
     limits: Limits,
     explained: bool = False,
+    hold_possible: bool = True,
 ) -> Swept:
     """Apply a complete listing's unexplained removals, or hold them; inside the sync's fenced sweep transaction.
 
@@ -103,8 +104,12 @@ def sweep(
     ``held_since``), and the removals it did not name are judged on their own: an ordinary removal
     of another class is applied, not swallowed by a hold that stands for something else.
     ``explained``: the listing itself explains the plan (see ``end_explained``); it is applied unjudged.
+    ``hold_possible=False``: the caller knows no hold stands (store.leases), so none is looked for. A plan
+    that removes nothing runs no statement: no current person is then left without an enrolment.
     """
-    previous = _supersede(connection, integration_id, run_id)
+    previous = _supersede(connection, integration_id, run_id) if hold_possible else None
+    if plan.empty:
+        return Swept(0, None)
     if explained:
         return Swept(end_explained(connection, integration_id=integration_id, run_id=run_id, plan=plan), None)
     reason = verdict(plan.measure(), limits)
@@ -170,16 +175,22 @@ def _hold(
 
 
 def end_explained(
-    connection: Connection, *, integration_id: int, run_id: int, plan: roster.Removals | None = None
+    connection: Connection,
+    *,
+    integration_id: int,
+    run_id: int,
+    plan: roster.Removals | None = None,
+    current: dict[int, str | None] | None = None,
 ) -> int:
     """Apply removals the provider explained, with no verdict: the school ended these classes itself.
 
     By default the current classes whose state says they ended (``mappers.records.ENDED_STATES``);
     or ``plan``, e.g. a teacher-scoped listing that is complete and empty (a teacher with zero
-    classes is a teacher with zero classes). Audited as ``removals_explained``, counts only.
+    classes is a teacher with zero classes). Audited as ``removals_explained``, counts only. ``current``: the
+    integration's current classes and their states, when the caller has read them (``roster.current_classes``).
     """
     if plan is None:
-        plan = roster.plan_ended(connection, integration_id)
+        plan = roster.plan_ended(connection, integration_id, current)
     if plan is None or plan.empty:
         return 0
     removed = roster.apply_removals(connection, integration_id, plan)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import ARRAY, ColumnElement, Connection, Engine, any_, bindparam, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import QueryableAttribute
@@ -85,7 +87,64 @@ def make_engine(url: str) -> Engine:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, hide_parameters=True, pool_pre_ping=True)
+    engine = create_engine(url, hide_parameters=True)
+    event.listen(engine, "after_cursor_execute", _note_writes)
+    _ping_when_idle(engine)
+    return engine
+
+
+IDLE_PING_SECONDS = 1.0
+"""A pooled connection unused this long is pinged before it is handed out; one used since is not."""
+_USED_AT = "rostersync_used_at"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """The pool's pre-ping, but only for a connection that sat idle (``IDLE_PING_SECONDS``).
+
+    Why not ``pool_pre_ping``: it pings at every check-out, and a sync checks a connection out for each of
+    its transactions, milliseconds apart: a round trip each, a visible share of a teacher link's sync.
+    A connection that went stale while idle (a restart, a failover, an idle timeout) is still found before
+    use and replaced, as the pre-ping did. One that dies within a second of its last use fails its next
+    statement instead, like one that dies mid-transaction: SQLAlchemy then drops the whole pool's older
+    connections, the run is recorded ``error`` on a fresh one and the actor retries it
+    (docs/reliability.md, "PostgreSQL connection dropped mid-transaction").
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_USED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_USED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_USED_AT, 0.0) < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError("idle connection found closed; replaced") from error
+
+
+WROTE = "rostersync_wrote"
+"""``Connection.info`` key: set when a statement of the connection's transaction may have changed a row
+(``wrote``). PostgreSQL only: its driver's row count is final when the statement returns."""
+
+
+def _note_writes(connection: Connection, cursor: Any, statement: str, *_args: Any) -> None:
+    """Any statement but a ``SELECT`` counts as a write unless the server said it touched no row (0)."""
+    if cursor.rowcount != 0 and statement.lstrip()[:6].upper() != "SELECT":
+        connection.info[WROTE] = True
+
+
+def wrote(connection: Connection) -> bool:
+    """Whether the transaction may have changed a row since ``connection.info[WROTE]`` was last cleared.
+
+    On SQLite always True: its driver counts an ``INSERT .. RETURNING``'s rows only as they are fetched.
+    """
+    return connection.dialect.name != "postgresql" or bool(connection.info.get(WROTE, True))
 
 
 class _AlembicSetUp(logging.Filter):

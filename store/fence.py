@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
-from store.db import ADVISORY_READ, utcnow
+from store.db import ADVISORY_READ, WROTE, utcnow, wrote
 from store.models import Integration
 
 SYNCABLE = ("active", "blocked")
@@ -85,7 +85,14 @@ def read_options(engine: Engine) -> dict[str, object]:
 
 @contextmanager
 def fenced(engine: Engine, integration_id: int, generation: int, lease: Lease | None = None) -> Iterator[Connection]:
+    """A write transaction on the generation (and the lease) the caller started on; ``Fenced`` otherwise.
+
+    One that wrote no row is rolled back rather than committed: the same outcome (its only change was the
+    row lock), but on PostgreSQL a commit of a transaction that locked a row waits for the write-ahead log
+    to reach the disk, and a no-change re-sync's fenced writes were each such a wait.
+    """
     with engine.begin() as connection:
+        connection.info[WROTE] = False
         row = connection.execute(_LOCKED_STATE, {"integration_id": integration_id}).one_or_none()
         if row is None or row.status not in SYNCABLE or row.generation != generation:
             raise Fenced(integration_id)
@@ -100,3 +107,5 @@ def fenced(engine: Engine, integration_id: int, generation: int, lease: Lease | 
                     .values(lease_expires_at=now + timedelta(seconds=lease.seconds))
                 )
         yield connection
+        if not wrote(connection):
+            connection.rollback()

@@ -46,6 +46,11 @@ class IntegrationState:
     consent_basis: str | None = None  # school | parent; None: no recorded basis, so no student syncs
     sync_interval_seconds: int | None = None  # its own interval; None: the SYNC_INTERVAL_SECONDS default
     status_changed_at: datetime | None = None  # when it entered its status (a block's grace counts from here)
+    # Read with the sync's lease (store.leases.begin), None when not read: whether any class, person,
+    # enrolment or removal hold of it is stored (a first sync's bulk path), and whether a removal hold stands
+    # (only a sync's sweep, under the lease, creates one: none at the start is none until this sync's sweep).
+    roster_stored: bool | None = None
+    hold_stands: bool | None = None
 
 
 def load(engine: Engine, integration_id: int) -> IntegrationState:
@@ -53,25 +58,32 @@ def load(engine: Engine, integration_id: int) -> IntegrationState:
         return read_state(connection, integration_id)
 
 
+STATE_COLUMNS = (
+    Integration.id,
+    Integration.provider,
+    Integration.tenant,
+    Integration.status,
+    Integration.generation,
+    Integration.granted_scopes,
+    Integration.token_blob,
+    Integration.sync_cursor,
+    Integration.consent_basis,
+    Integration.sync_interval_seconds,
+    Integration.status_changed_at,
+)
+"""The columns of an ``IntegrationState``: read by ``read_state``, or returned by the sync's lease (store.leases)."""
+
+
 def read_state(connection: Connection, integration_id: int) -> IntegrationState:
-    """``load`` inside the caller's transaction (the sync reads it with its lease: store.leases.begin)."""
-    row = connection.execute(
-        select(
-            Integration.id,
-            Integration.provider,
-            Integration.tenant,
-            Integration.status,
-            Integration.generation,
-            Integration.granted_scopes,
-            Integration.token_blob,
-            Integration.sync_cursor,
-            Integration.consent_basis,
-            Integration.sync_interval_seconds,
-            Integration.status_changed_at,
-        ).where(Integration.id == integration_id)
-    ).one_or_none()
+    """``load`` inside the caller's transaction."""
+    row = connection.execute(select(*STATE_COLUMNS).where(Integration.id == integration_id)).one_or_none()
     if row is None:
         raise UnknownIntegration(integration_id)
+    return state_of(row)
+
+
+def state_of(row: Any) -> IntegrationState:
+    """An ``IntegrationState`` from a row of ``STATE_COLUMNS``."""
     return IntegrationState(
         id=row.id,
         provider=row.provider,

@@ -7,15 +7,16 @@ integration's lifecycle. The mass-removal breaker takes it too, to apply an appr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, or_, update
+from sqlalchemy import Connection, Engine, and_, case, exists, or_, update
 
 from store import integrations, runs
 from store.db import utcnow
 from store.fence import SYNCABLE, Lease
-from store.models import Integration
+from store.models import Enrollment, Integration, Person, RemovalHold, SchoolClass
 
 
 def acquire(engine: Engine, integration_id: int, lease: Lease) -> integrations.IntegrationState | None:
@@ -54,9 +55,22 @@ def begin(
         return state, held.run_id
 
 
+def _stored(integration_id: int) -> tuple[Any, Any]:
+    """Whether any roster row or removal hold of the integration is stored, and whether a hold is.
+
+    Compared with the integration's id as a value, not correlated: SQLite names ``RETURNING``'s columns
+    unqualified, and a correlated ``id`` would then be the subquery's own table's."""
+    hold = exists().where(RemovalHold.integration_id == integration_id)
+    roster = (exists().where(model.integration_id == integration_id) for model in (SchoolClass, Person, Enrollment))
+    return or_(*roster, hold), hold
+
+
 def _take(connection: Connection, integration_id: int, lease: Lease) -> integrations.IntegrationState | None:
+    """One statement: the lease taken, and the state returned with what the sync asks of its stored rows at once
+    (``IntegrationState.roster_stored``, ``hold_stands``), instead of a statement (or a transaction) each."""
     now = utcnow()
-    taken = connection.execute(
+    roster_stored, hold_stands = _stored(integration_id)
+    row = connection.execute(
         update(Integration)
         .where(
             Integration.id == integration_id,
@@ -64,8 +78,11 @@ def _take(connection: Connection, integration_id: int, lease: Lease) -> integrat
             or_(Integration.lease_expires_at.is_(None), Integration.lease_expires_at < now),
         )
         .values(lease_owner=lease.owner, lease_expires_at=now + timedelta(seconds=lease.seconds))
-    ).rowcount
-    return integrations.read_state(connection, integration_id) if taken == 1 else None
+        .returning(*integrations.STATE_COLUMNS, roster_stored.label("roster_stored"), hold_stands.label("hold"))
+    ).one_or_none()
+    if row is None:
+        return None
+    return replace(integrations.state_of(row), roster_stored=bool(row.roster_stored), hold_stands=bool(row.hold))
 
 
 def release(
@@ -83,19 +100,18 @@ def release(
     (or failed, or re-linked) integration is never scheduled by a sync that belonged to its past.
     ``finished``: the sync's run, closed and audited in the same transaction (``store.runs.close_run``).
     """
-    with engine.begin() as connection:
-        owned = and_(Integration.id == integration_id, Integration.lease_owner == lease.owner)
-        connection.execute(update(Integration).where(owned).values(lease_owner=None, lease_expires_at=None))
-        if next_due is not None:
-            connection.execute(
-                update(Integration)
-                .where(
-                    Integration.id == integration_id,
-                    Integration.status == "active",
-                    Integration.generation == generation,
-                )
-                .values(due_at=next_due)
-            )
+    mine = Integration.lease_owner == lease.owner
+    values: dict[str, Any] = {
+        "lease_owner": case((mine, None), else_=Integration.lease_owner),
+        "lease_expires_at": case((mine, None), else_=Integration.lease_expires_at),
+    }
+    touched = mine
+    if next_due is not None:
+        due_here = and_(Integration.status == "active", Integration.generation == generation)
+        values["due_at"] = case((due_here, next_due), else_=Integration.due_at)
+        touched = or_(mine, due_here)
+    with engine.begin() as connection:  # one statement: the lease given back, the due time set where it may be
+        connection.execute(update(Integration).where(Integration.id == integration_id, touched).values(**values))
         if finished is not None:  # after the integration's row, in the order begin() takes them
             runs.close_run(connection, finished)
 

@@ -12,7 +12,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, delete, exists, func, null, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mappers.records import (
@@ -72,14 +86,37 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + CHUNK]
 
 
+def _listed(column: Any, dialect: str) -> Any:
+    """``column IN (:list)`` with the list bound as one value: on PostgreSQL ``= ANY(array)``, one parameter and a
+    statement text that never changes (the expanding ``IN`` was rendered, cast by cast, and parsed by the driver
+    anew for every list length: a visible share of a small page's time); an expanding ``IN`` elsewhere."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(column.name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(bindparam(column.name, expanding=True))
+
+
+@functools.cache
+def _lookup(dialect: str, model: type[Base], names: tuple[str, ...], listed: tuple[str, ...]) -> Select[Any]:
+    """``SELECT names FROM model WHERE integration_id = :integration_id AND <each of listed> IN (:<its name>)``,
+    built once per dialect (constructing a statement anew cost more than running it)."""
+    table = _table(model)
+    return select(*(table.c[name] for name in names)).where(
+        table.c.integration_id == bindparam("integration_id"), *(_listed(table.c[name], dialect) for name in listed)
+    )
+
+
+def _look_up(
+    connection: Connection, model: type[Base], names: tuple[str, ...], integration_id: int, **lists: Sequence[Any]
+) -> Any:
+    """Run ``_lookup`` with these lists (keyed by column name)."""
+    statement = _lookup(connection.dialect.name, model, names, tuple(lists))
+    return connection.execute(statement, {"integration_id": integration_id, **{k: list(v) for k, v in lists.items()}})
+
+
 def _class_ids(connection: Connection, integration_id: int, external_ids: Iterable[str]) -> dict[str, int]:
     ids: dict[str, int] = {}
     for chunk in _chunks(sorted(set(external_ids))):
-        found = connection.execute(
-            select(SchoolClass.external_id, SchoolClass.id).where(
-                SchoolClass.integration_id == integration_id, one_of(connection, SchoolClass.external_id, chunk)
-            )
-        )
+        found = _look_up(connection, SchoolClass, ("external_id", "id"), integration_id, external_id=chunk)
         ids.update({external_id: class_id for external_id, class_id in found})
     return ids
 
@@ -93,34 +130,28 @@ def _person_ids(
         # One equality per key column (not a row-value IN), so SQLite too looks rows up by the unique index.
         pseudonyms = sorted(pseudonym for person_role, pseudonym in wanted if person_role == role)
         for chunk in _chunks(pseudonyms):
-            found = connection.execute(
-                select(Person.pseudonym, Person.id).where(
-                    Person.integration_id == integration_id,
-                    Person.role == role,
-                    one_of(connection, Person.pseudonym, chunk),
-                )
-            )
+            found = _look_up(connection, Person, ("pseudonym", "id"), integration_id, role=[role], pseudonym=chunk)
             ids.update({(role, pseudonym): person_id for pseudonym, person_id in found})
     return ids
+
+
+_PERSON = ("role", "pseudonym", "id", "display_name", "email_address", "removed_at")
 
 
 def _stored_people(
     connection: Connection, integration_id: int, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Any]:
-    """The stored rows (id, fields, removed_at) of these ``(role, pseudonym)`` keys, soft-deleted ones too."""
+    """The stored rows (id, fields, removed_at) of these ``(role, pseudonym)`` keys, soft-deleted ones too.
+
+    One statement a chunk for every role at once (``role IN .. AND pseudonym IN ..`` still probes the unique
+    index on both databases); a row of another role with the same pseudonym is read and left out.
+    """
     stored: dict[tuple[str, str], Any] = {}
     wanted = set(keys)
-    for role in {role for role, _ in wanted}:
-        pseudonyms = sorted(pseudonym for person_role, pseudonym in wanted if person_role == role)
-        for chunk in _chunks(pseudonyms):
-            found = connection.execute(
-                select(Person.pseudonym, Person.id, Person.display_name, Person.email_address, Person.removed_at).where(
-                    Person.integration_id == integration_id,
-                    Person.role == role,
-                    one_of(connection, Person.pseudonym, chunk),
-                )
-            )
-            stored.update({(role, found_row.pseudonym): found_row for found_row in found})
+    roles = sorted({role for role, _ in wanted})
+    for chunk in _chunks(sorted({pseudonym for _, pseudonym in wanted})):
+        found = _look_up(connection, Person, _PERSON, integration_id, role=roles, pseudonym=chunk)
+        stored.update({key: row for row in found if (key := (row.role, row.pseudonym)) in wanted})
     return stored
 
 
@@ -138,30 +169,24 @@ def _stored_enrollments(
     """``(class id, person id) -> (role, removed_at)`` of every stored enrolment of these classes."""
     stored: dict[tuple[int, int], tuple[str, Any]] = {}
     for chunk in _chunks(sorted(class_ids)):
-        found = connection.execute(
-            select(Enrollment.class_id, Enrollment.person_id, Enrollment.role, Enrollment.removed_at).where(
-                Enrollment.integration_id == integration_id, one_of(connection, Enrollment.class_id, chunk)
-            )
-        )
+        names = ("class_id", "person_id", "role", "removed_at")
+        found = _look_up(connection, Enrollment, names, integration_id, class_id=chunk)
         stored.update({(class_id, person_id): (role, removed_at) for class_id, person_id, role, removed_at in found})
     return stored
 
 
-def _ended_classes(connection: Connection, integration_id: int, external_ids: set[str]) -> set[str]:
-    """Those of these classes the school ended (removed in an ended state): no enrolment of theirs is written."""
-    found: set[str] = set()
-    for chunk in _chunks(sorted(external_ids)):
-        found.update(
-            connection.execute(
-                select(SchoolClass.external_id).where(
-                    SchoolClass.integration_id == integration_id,
-                    one_of(connection, SchoolClass.external_id, chunk),
-                    SchoolClass.removed_at.is_not(None),
-                    func.upper(SchoolClass.state).in_(sorted(ENDED_STATES)),
-                )
-            ).scalars()
-        )
-    return found
+def _stored_classes(
+    connection: Connection, integration_id: int, external_ids: Iterable[str]
+) -> dict[str, tuple[int, bool]]:
+    """``external id -> (class id, ended)`` of these classes as stored; ``ended``: removed in a state the school
+    ended (``mappers.records.ENDED_STATES``), so no enrolment of theirs is written. One read for both."""
+    stored: dict[str, tuple[int, bool]] = {}
+    for chunk in _chunks(sorted(set(external_ids))):
+        names = ("external_id", "id", "state", "removed_at")
+        found = _look_up(connection, SchoolClass, names, integration_id, external_id=chunk)
+        for external_id, class_id, state, removed_at in found:
+            stored[external_id] = (class_id, removed_at is not None and state is not None and ended(state))
+    return stored
 
 
 def _upsert_classes(connection: Connection, integration_id: int, records: Sequence[ClassRecord]) -> int:
@@ -177,15 +202,8 @@ def _upsert_classes(connection: Connection, integration_id: int, records: Sequen
     }
     stored: dict[str, tuple[Any, ...]] = {}
     for chunk in _chunks(sorted(rows)):
-        found = connection.execute(
-            select(
-                SchoolClass.external_id,
-                SchoolClass.name,
-                SchoolClass.section,
-                SchoolClass.state,
-                SchoolClass.removed_at,
-            ).where(SchoolClass.integration_id == integration_id, one_of(connection, SchoolClass.external_id, chunk))
-        )
+        names = ("external_id", "name", "section", "state", "removed_at")
+        found = _look_up(connection, SchoolClass, names, integration_id, external_id=chunk)
         stored.update({external_id: tuple(values) for external_id, *values in found})
 
     def wanted(key: str, row: dict[str, Any]) -> bool:
@@ -243,7 +261,12 @@ def _update_known(connection: Connection, integration_id: int, people: Sequence[
 
 
 def apply_batch(
-    connection: Connection, integration_id: int, batch: RosterBatch, *, enrollments_new: bool = False
+    connection: Connection,
+    integration_id: int,
+    batch: RosterBatch,
+    *,
+    enrollments_new: bool = False,
+    hold_possible: bool = True,
 ) -> tuple[int, dict[str, int], set[tuple[int, int]]]:
     """Upsert one page's classes, people and enrolments, whatever provider it came from.
 
@@ -256,17 +279,20 @@ def apply_batch(
     them back (neither a full listing nor a change feed). A class or enrolment the page lists again
     leaves any removal hold it was in (store.holds): approving a hold never removes what was seen since.
     ``enrollments_new``: the caller already took out the enrolments stored as listed (store.membership),
-    so the rest are upserted without reading their classes' enrolments first.
+    so the rest are upserted without reading their classes' enrolments first. ``hold_possible=False``: the
+    caller knows no removal hold stands (store.leases), so none is looked for.
     """
     written = _upsert_classes(connection, integration_id, batch.classes)
-    enrollments, people = _admitted(connection, integration_id, batch)
-    members: set[PersonKey] = {(e.role, e.pseudonym) for e in enrollments}
-    people_written, person_ids = _write_people(connection, integration_id, people, members)
-    class_ids = _class_ids(
+    stored_classes = _stored_classes(
         connection,
         integration_id,
-        [c.external_id for c in batch.classes] + [e.class_external_id for e in enrollments],
+        [c.external_id for c in batch.classes] + [e.class_external_id for e in batch.enrollments],
     )
+    closed = {external_id for external_id, (_, shut) in stored_classes.items() if shut}
+    enrollments, people = _admitted(connection, integration_id, batch, closed)
+    members: set[PersonKey] = {(e.role, e.pseudonym) for e in enrollments}
+    people_written, person_ids = _write_people(connection, integration_id, people, members)
+    class_ids = {external_id: class_id for external_id, (class_id, _) in stored_classes.items()}
     enrollments_written, keys = _write_enrollments(
         connection, integration_id, enrollments, class_ids, person_ids, read_first=not enrollments_new
     )
@@ -276,7 +302,8 @@ def apply_batch(
         for c in batch.classes
         if c.external_id in class_ids and not ended(c.state)
     }
-    holds.release_listed(connection, integration_id, set(own_classes.values()), keys)
+    if hold_possible:
+        holds.release_listed(connection, integration_id, set(own_classes.values()), keys)
     return written + people_written + enrollments_written, own_classes, keys
 
 
@@ -285,16 +312,16 @@ PersonKey = tuple[str, str]
 
 
 def _admitted(
-    connection: Connection, integration_id: int, batch: RosterBatch
+    connection: Connection, integration_id: int, batch: RosterBatch, closed: set[str]
 ) -> tuple[list[EnrollmentRecord], dict[PersonKey, PersonRecord]]:
-    """The page's enrolments and people that may be written: no suppressed person, no enrolment in an ended class.
+    """The page's enrolments and people that may be written: no suppressed person, no enrolment in an ended
+    class (``closed``: their external ids).
 
     A person listed twice is kept once, the complete record over a reference.
     """
     blocked = suppressions.suppressed(
         connection, integration_id, {p.pseudonym for p in batch.people} | {e.pseudonym for e in batch.enrollments}
     )
-    closed = _ended_classes(connection, integration_id, {e.class_external_id for e in batch.enrollments})
     enrollments = [e for e in batch.enrollments if e.pseudonym not in blocked and e.class_external_id not in closed]
     people: dict[PersonKey, PersonRecord] = {}
     for p in (p for p in batch.people if p.pseudonym not in blocked):
@@ -660,11 +687,11 @@ def _removals(
     The enrolments are read as a stream, not as a list: a district's hundreds of thousands of rows,
     held twice over, were the peak of a full sync's memory. What stays is a set of person ids.
     """
-    enrollments = connection.execute(
+    enrollments = _read(
+        connection,
         select(Enrollment.id, Enrollment.class_id, Enrollment.person_id).where(
             Enrollment.integration_id == integration_id, Enrollment.removed_at.is_(None)
         ),
-        execution_options=STREAMED,
     )
     gone: list[tuple[int, int, int]] = []
     keeping: set[int] = set()
@@ -677,10 +704,9 @@ def _removals(
             keeping.add(person_id)
     active_people = 0
     left_without: set[int] = set()
-    for person_id in connection.execute(
-        select(Person.id).where(Person.integration_id == integration_id, Person.removed_at.is_(None)),
-        execution_options=STREAMED,
-    ).scalars():
+    for (person_id,) in _read(
+        connection, select(Person.id).where(Person.integration_id == integration_id, Person.removed_at.is_(None))
+    ):
         active_people += 1
         if person_id not in keeping:
             left_without.add(person_id)
@@ -693,6 +719,20 @@ def _removals(
         active_people=active_people,
         active_enrollments=active_enrollments,
     )
+
+
+def _read(connection: Connection, statement: Select[*tuple[Any, ...]]) -> Iterable[Any]:
+    """The rows of ``statement``: at most ``STREAMED``'s ``yield_per`` of them in one round trip, more as a stream.
+
+    Why not always the stream: on PostgreSQL it is a server-side cursor (declare, describe, fetch, close),
+    four round trips where a teacher's few hundred rows need one. A result larger than that is read again
+    as the stream, so memory stays flat for a district.
+    """
+    small = int(STREAMED["yield_per"])
+    rows = connection.execute(statement.limit(small + 1)).all()
+    if len(rows) <= small:
+        return rows
+    return connection.execute(statement, execution_options=STREAMED)
 
 
 class SeenEnrollments:
@@ -716,17 +756,34 @@ class SeenEnrollments:
         return (class_id << 32 | person_id) in self._keys
 
 
-def plan_ended(connection: Connection, integration_id: int) -> Removals | None:
-    """The current classes whose stored state says the school ended them, with all their enrolments; None if none."""
-    gone = set(
-        connection.execute(
-            select(SchoolClass.id).where(
-                SchoolClass.integration_id == integration_id,
-                SchoolClass.removed_at.is_(None),
-                func.upper(SchoolClass.state).in_(sorted(ENDED_STATES)),
-            )
-        ).scalars()
+def current_classes(connection: Connection, integration_id: int) -> dict[int, str | None]:
+    """The integration's current classes and their states: what ``plan_ended`` and ``plan_removals`` both start from."""
+    found = connection.execute(
+        select(SchoolClass.id, SchoolClass.state).where(
+            SchoolClass.integration_id == integration_id, SchoolClass.removed_at.is_(None)
+        )
     )
+    return {class_id: state for class_id, state in found}
+
+
+def plan_ended(
+    connection: Connection, integration_id: int, current: dict[int, str | None] | None = None
+) -> Removals | None:
+    """The current classes whose stored state says the school ended them, with all their enrolments; None if none.
+
+    ``current``: ``current_classes``, when the caller has read it already."""
+    if current is None:
+        gone = set(
+            connection.execute(
+                select(SchoolClass.id).where(
+                    SchoolClass.integration_id == integration_id,
+                    SchoolClass.removed_at.is_(None),
+                    func.upper(SchoolClass.state).in_(sorted(ENDED_STATES)),
+                )
+            ).scalars()
+        )
+    else:
+        gone = {class_id for class_id, state in current.items() if state is not None and ended(state)}
     if not gone:
         return None
     active = _active_classes(connection, integration_id)
@@ -760,13 +817,15 @@ def plan_removals(
     incomplete_classes: set[int],
     *,
     sweep_classes: bool = True,
+    active: set[int] | None = None,
 ) -> Removals:
     """What a complete listing did not see, without removing anything yet.
 
     Enrolments of a class whose roster could not be read in full are left alone, and so are classes
     (with their enrolments) when a class record of this run was malformed (``sweep_classes=False``).
+    ``active``: the current class ids, when the caller has read them in this transaction.
     """
-    active_classes = _active_classes(connection, integration_id)
+    active_classes = _active_classes(connection, integration_id) if active is None else active
     gone_classes = {class_id for class_id in active_classes if class_id not in seen_classes} if sweep_classes else set()
 
     def goes(class_id: int, person_id: int) -> bool:

@@ -44,15 +44,22 @@ class Listing:
 
     def write(self, batch: RosterBatch) -> dict[str, int]:
         """One fenced write; returns the batch's classes (external id -> class id)."""
+        with self.run.fenced_write() as connection:
+            ids = self.apply(connection, batch)
+        self.statistics.written(self.run.outcome.rows_written)
+        return ids
+
+    def apply(self, connection: Connection, batch: RosterBatch) -> dict[str, int]:
+        """``write`` inside a fenced transaction the caller holds."""
+        state = self.run.state
         if self.bulk_load:  # nothing was stored before this sync: no key is kept for the sweep (bulk.sweep)
-            with self.run.fenced_write() as connection:
-                written, ids = bulk.apply_batch(connection, self.run.state.id, batch)
+            written, ids = bulk.apply_batch(connection, state.id, batch)
         else:
-            with self.run.fenced_write() as connection:
-                written, ids, keys = roster.apply_batch(connection, self.run.state.id, batch)
+            # no removal hold stood when the lease was taken, and only this sync's sweep can make one
+            unheld = state.hold_stands is False
+            written, ids, keys = roster.apply_batch(connection, state.id, batch, hold_possible=not unheld)
             self.seen.update(keys)
         self.run.outcome.rows_written += written
-        self.statistics.written(self.run.outcome.rows_written)
         return ids
 
     def write_pending(self) -> None:
@@ -84,10 +91,15 @@ def full_sync(run: SyncPass, allowlist: str, *, teacher_scoped: bool) -> None:
     _write_classes(listing, masks)
     _write_members(listing, masks)
     # Reached only when every page above was read without error: a failure anywhere raised, unswept.
+    # The last pages gathered are written in the sweep's transaction: a teacher's link is then three
+    # transactions (lease, class list, members with the sweep) and its release.
     with run.fenced_write() as connection:
+        if not listing.pending.empty:
+            listing.apply(connection, listing.pending.take())
         _sweep(connection, listing, teacher_scoped=teacher_scoped)
         document = cursor_document.CursorState(cursor, allowlist, utcnow()).dumps() if cursor is not None else None
-        integrations.store_cursor(connection, run.state.id, document)
+        if document is not None or run.state.sync_cursor is not None:  # no feed, no cursor: nothing to write
+            integrations.store_cursor(connection, run.state.id, document)
 
 
 BULK_ROWS = 20_000
@@ -95,14 +107,20 @@ BULK_ROWS = 20_000
 
 
 def _first_sync(run: SyncPass) -> bool:
-    """The bulk path (store.bulk) when the integration holds nothing yet and the setting allows it."""
+    """The bulk path (store.bulk) when the integration holds nothing yet and the setting allows it.
+
+    What the lease read at the start (``IntegrationState.roster_stored``) still holds when this run has not
+    written or removed anything before its listing (a change page may have); else it is asked again.
+    """
     if not run.runtime.settings.bulk_first_sync:
         return False
-    with run.runtime.engine.connect() as connection:
-        empty = bulk.is_empty(connection, run.state.id)
-    if empty:
+    stored = run.state.roster_stored
+    if stored is None or run.outcome.rows_written or run.outcome.removed:
+        with run.runtime.engine.connect() as connection:
+            stored = not bulk.is_empty(connection, run.state.id)
+    if not stored:
         log.info("integration %s: first sync, bulk path", run.state.id)
-    return empty
+    return not stored
 
 
 def _write_classes(listing: Listing, masks: Masks) -> None:
@@ -120,7 +138,7 @@ def _write_classes(listing: Listing, masks: Masks) -> None:
 
 
 def _write_members(listing: Listing, masks: Masks) -> None:
-    """Fetch, map and write each listed class's members.
+    """Fetch, map and write each listed class's members; the last pages gathered are left to the sweep's write.
 
     On a provider error the pages read before it are kept as if written one by one (and leave any
     hold they list); nothing is swept. A revoke that fenced them first wins: the original error still
@@ -140,7 +158,6 @@ def _write_members(listing: Listing, masks: Masks) -> None:
         with contextlib.suppress(Fenced):
             listing.write_pending()
         raise
-    listing.write_pending()
 
 
 def _member_page(listing: Listing, page: Page) -> None:
@@ -160,7 +177,9 @@ def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) ->
     if "student" not in run.roles:
         outcome.removed += purge_role(connection, integration_id, "student")  # policy, not a listing: never held
     # Classes the provider listed as ended (archived, expired) end first, as the school's decision.
-    outcome.removed += breaker.end_explained(connection, integration_id=integration_id, run_id=outcome.run_id)
+    current = roster.current_classes(connection, integration_id)
+    ended = breaker.end_explained(connection, integration_id=integration_id, run_id=outcome.run_id, current=current)
+    outcome.removed += ended
     if listing.bulk_load:
         outcome.removed += bulk.sweep(connection, integration_id)
         bulk.analyze(connection)
@@ -172,6 +191,7 @@ def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) ->
         listing.seen,
         outcome.incomplete_classes,
         sweep_classes=listing.classes_complete,
+        active=None if ended else set(current),  # read again once ended classes went
     )
     swept = breaker.sweep(
         connection,
@@ -182,6 +202,7 @@ def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) ->
         limits=run.limits(),
         # a teacher with zero classes
         explained=teacher_scoped and listing.classes_complete and not listing.class_ids,
+        hold_possible=run.state.hold_stands is not False,
     )
     outcome.removed += swept.removed
     if swept.held is not None:

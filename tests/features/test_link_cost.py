@@ -1,5 +1,6 @@
 """A link's fixed cost: the fence is checked before each provider request, not after each page already in hand,
-and read only where no fenced write has just checked it.
+and read only where no fenced write has just checked it; a no-change re-sync commits nothing but its lease and
+its release, and tries no roster write; a pooled connection is pinged only after it sat idle.
 
 Found by profiling the 84-link Google bench (BENCHMARKS.md): a teacher's roster arrives as one batch of
 twenty pages, and each page was followed by a read of the fence, eighteen reads for two requests; then each
@@ -13,13 +14,18 @@ import itertools
 from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy import Connection, event
 
+import store.db
 from emulators.google import GoogleEmulator
+from store import leases
 from store.db import ADVISORY_READ
+from store.fence import Lease
 from store.runtime import Runtime
 from sync.cycle import run_sync
-from tests.conftest import link_teacher
+from tests.conftest import PG_ADMIN_URL, link_teacher
+from tests.helpers import people
 
 # Five courses of thirty, read ten students a page: a batch answers some twenty pages at once.
 pytestmark = pytest.mark.emulator(teachers=1, courses_per_teacher=5, students_per_course=30, roster_page_cap=10)
@@ -51,3 +57,78 @@ def test_the_fence_is_checked_between_any_two_requests_and_read_only_where_no_wr
         assert {"read", "locked"} & set(events[before + 1 : after]), f"no fence check between requests: {events}"
     reads = events.count("read")
     assert reads < outcome.provider_calls, f"{reads} fence reads for {outcome.provider_calls} requests: {events}"
+
+
+def test_a_no_change_resync_commits_only_its_lease_and_release_and_tries_no_roster_write(
+    runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    """Its fenced writes wrote nothing, so on PostgreSQL they end in a rollback (no wait for the log's flush);
+    a change is still committed. The only writes it sends are the lease, the run and its audit."""
+    integration_id = link_teacher(runtime, emulator, 0)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    ended: list[str] = []
+    written: list[str] = []
+    event.listen(runtime.engine, "commit", lambda _conn: ended.append("commit"))
+    event.listen(runtime.engine, "rollback", lambda _conn: ended.append("rollback"))
+
+    @event.listens_for(runtime.engine, "before_cursor_execute")
+    def record(_conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("SELECT", "BEGIN")):
+            written.append(" ".join(statement.split()[:3]))
+
+    outcome = run_sync(runtime, integration_id)
+    assert outcome.outcome == "ok" and outcome.rows_written == 0
+    lease_and_run = ["UPDATE integrations SET", "INSERT INTO sync_runs"]  # taken, opened
+    release = ["UPDATE integrations SET", "UPDATE sync_runs SET", "INSERT INTO audit_events"]  # given back, closed
+    assert sorted(written) == sorted(lease_and_run + release)
+    if runtime.engine.dialect.name == "postgresql":
+        assert ended.count("commit") == 2, ended  # the lease with its run, the release with its close
+    stored = len(people(runtime.engine, integration_id))
+    course = emulator.course_ids_of(emulator.teacher_ids[0], states=["ACTIVE"])[0]
+    emulator.add_student(course)
+    ended.clear()
+    assert run_sync(runtime, integration_id).rows_written == 2  # the student and the enrolment, committed
+    assert len(people(runtime.engine, integration_id)) == stored + 1
+    if runtime.engine.dialect.name == "postgresql":
+        assert ended.count("commit") == 3, ended  # and the members' write with the sweep
+
+
+def test_a_pooled_connection_is_pinged_only_after_it_sat_idle(
+    runtime: Runtime, emulator: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: one closed while idle is found before use and replaced; one used just now is not pinged."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server connection to lose")
+    integration_id = link_teacher(runtime, emulator, 0)
+    pings: list[int] = []
+    ping = runtime.engine.dialect.do_ping
+    monkeypatch.setattr(runtime.engine.dialect, "do_ping", lambda dbapi: pings.append(1) or ping(dbapi))
+    monkeypatch.setattr(store.db, "IDLE_PING_SECONDS", 3600.0)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert pings == []
+    with runtime.engine.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    admin = sqlalchemy.create_engine(PG_ADMIN_URL)
+    try:
+        with admin.connect() as other:  # this test's own backend, by pid: nobody else's
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    finally:
+        admin.dispose()
+    monkeypatch.setattr(store.db, "IDLE_PING_SECONDS", 0.0)  # every connection counts as idle now
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    assert pings
+    with runtime.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+
+
+def test_the_lease_tells_whether_a_roster_or_a_hold_is_stored(runtime: Runtime, emulator: GoogleEmulator) -> None:
+    """What the sync asks of its stored rows comes with its lease (one statement): a first sync's bulk path, and
+    whether a removal hold can be in the way of a page."""
+    integration_id = link_teacher(runtime, emulator, 0)
+    lease = Lease("test", 60)
+    state = leases.acquire(runtime.engine, integration_id, lease)
+    assert state is not None and (state.roster_stored, state.hold_stands) == (False, False)
+    leases.release(runtime.engine, integration_id, lease, state.generation, None)
+    assert run_sync(runtime, integration_id).outcome == "ok"
+    state = leases.acquire(runtime.engine, integration_id, lease)
+    assert state is not None and (state.roster_stored, state.hold_stands) == (True, False)
