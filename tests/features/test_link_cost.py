@@ -93,12 +93,11 @@ def test_a_no_change_resync_commits_only_its_lease_and_release_and_tries_no_rost
         assert ended.count("commit") == 3, ended  # and the members' write with the sweep
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite has no server connection to lose
 def test_a_pooled_connection_is_pinged_only_after_it_sat_idle(
     runtime: Runtime, emulator: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL: one closed while idle is found before use and replaced; one used just now is not pinged."""
-    if runtime.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no server connection to lose")
     integration_id = link_teacher(runtime, emulator, 0)
     pings: list[int] = []
     ping = runtime.engine.dialect.do_ping
