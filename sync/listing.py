@@ -34,7 +34,8 @@ class Listing:
 
     def __init__(self, run: SyncPass, *, bulk_load: bool = False) -> None:
         self.run = run
-        self.bulk_load = bulk_load  # a first sync: set-based writes (store.bulk), larger transactions
+        self.bulk_load = bulk_load  # a first sync: rows straight into their tables (store.bulk), larger transactions
+        self.stored = bulk.FirstSync()  # what a first sync has stored so far (ids by natural key)
         self.class_ids: dict[str, int] = {}  # external id -> class id, of the classes listed
         self.seen = roster.SeenEnrollments()
         self.classes_complete = True  # no class record was skipped: a class not listed really is gone
@@ -46,13 +47,15 @@ class Listing:
         """One fenced write; returns the batch's classes (external id -> class id)."""
         if self.bulk_load:  # nothing was stored before this sync: no key is kept for the sweep (bulk.sweep)
             with self.run.fenced_write() as connection:
-                written, ids = bulk.apply_batch(connection, self.run.state.id, batch)
+                written, ids, stored = bulk.apply_batch(connection, self.run.state.id, batch, self.stored)
+            self.stored.merge(stored)  # committed
         else:
             with self.run.fenced_write() as connection:
                 written, ids, keys = roster.apply_batch(connection, self.run.state.id, batch)
             self.seen.update(keys)
         self.run.outcome.rows_written += written
-        self.statistics.written(self.run.outcome.rows_written)
+        if not self.bulk_load:  # the bulk path plans no join on these tables' statistics (bulk.analyze at its end)
+            self.statistics.written(self.run.outcome.rows_written)
         return ids
 
     def write_pending(self) -> None:
@@ -157,13 +160,14 @@ def _member_page(listing: Listing, page: Page) -> None:
 def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) -> None:
     """Remove what the whole listing did not see, unless the mass-removal breaker holds it for an admin."""
     run, outcome, integration_id = listing.run, listing.run.outcome, listing.run.state.id
+    if listing.bulk_load:  # the first statistics of the district it loaded, before the sweep's statements
+        bulk.analyze(connection)
     if "student" not in run.roles:
         outcome.removed += purge_role(connection, integration_id, "student")  # policy, not a listing: never held
     # Classes the provider listed as ended (archived, expired) end first, as the school's decision.
     outcome.removed += breaker.end_explained(connection, integration_id=integration_id, run_id=outcome.run_id)
     if listing.bulk_load:
         outcome.removed += bulk.sweep(connection, integration_id)
-        bulk.analyze(connection)
         return
     plan = roster.plan_removals(
         connection,
