@@ -1,91 +1,109 @@
-"""A district's first sync at the speed of a bulk load: set-based writes from staging tables.
+"""A district's first sync at the speed of a bulk load: rows written straight into their tables.
 
 Why: a first sync writes hundreds of thousands of rows into an integration that holds none. The
 ordinary path (store.roster.apply_batch) is built for re-syncs: it reads what the store holds of
 every page, compares it in Python and upserts only what differs, a thousand rows a transaction;
 that is what lets a no-change re-sync write nothing, but on an empty integration every read finds
-nothing and every row goes through Python twice. Here a page's rows are bulk-loaded into staging
-tables of this transaction (``COPY`` on PostgreSQL, one ``executemany`` on SQLite) and moved into
-the roster tables by one ``INSERT .. SELECT .. ON CONFLICT`` per table: the database joins the
-enrolments to their classes and people through the unique indexes, leaves suppressed (erased)
-pseudonyms out, and fires the roster tables' triggers as any write does (no trigger is disabled: on
-SQLite they are row triggers, and writing their events set-based instead was measured and saved
-nothing, the cost being the events' own rows and indexes). Whether the tenant has any suppression is
-read once a write, inside its fence; most have none, and their statements then test no row against
-``suppressions`` (on SQLite that test was a third of the enrolments' statement at 100,000 students).
+nothing. Here the sync itself is the only writer of the integration's roster (it holds the lease,
+and the integration held nothing when it began), so what it has stored is known without reading:
+``FirstSync`` keeps, for this run, every class and person it wrote with its id (ids taken from the
+sequences on PostgreSQL, after the table's largest on SQLite, inside the write's transaction). A
+page's new rows then go straight into their tables, ``COPY`` on PostgreSQL and one ``executemany``
+on SQLite, with no staging table, no join and no ``ON CONFLICT`` arbitration; only a row that this
+run already wrote and that the page lists with other fields is updated (one statement a table). The
+roster tables' triggers fire as for any write (on PostgreSQL statement triggers with transition
+tables fire for ``COPY`` too), so the change feed's events are written in the same transaction.
 
 Exact only on an integration that held no roster row (live or removed) and no hold when the sync
 began (``is_empty``): within a sync nothing is soft-deleted before its sweep, so no stored row is
-removed, restored or ended while it writes, and the upserts below store what apply_batch would,
-the same rows (tests/conformance/test_bulk_first_sync.py compares the tables). Every write is still
-one fenced transaction of the sync's: a revoke that commits first fences the next one and its
-purge takes what the earlier ones wrote.
+removed, restored or ended while it writes, and the rules below (those of store.roster.apply_batch)
+store the same rows and tell the same events (tests/conformance/test_bulk_first_sync.py compares
+them). Suppressed (erased) pseudonyms are read once a write, inside its fence, and left out; an
+erase during the sync is such a suppression, so the person it deleted is never named again. Every
+write is still one fenced transaction of the sync's: a revoke that commits first fences the next
+one and its purge takes what the earlier ones wrote; what a write stored joins ``FirstSync`` only
+once its transaction has committed.
 """
 
+# ruff: noqa: S608  (table and column names are this module's constants; values go as parameters or COPY rows)
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Connection,
-    MetaData,
-    Table,
-    Text,
-    and_,
-    bindparam,
-    exists,
-    func,
-    or_,
-    select,
-    true,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table, exists, select
 
-from mappers.records import ENDED_STATES, PersonRecord, RosterBatch
+from mappers.records import PersonRecord, RosterBatch, ended
+from store.db import WROTE
 from store.models import Base, Enrollment, Integration, Person, RemovalHold, SchoolClass, Suppression
-from store.roster import NULL, Removals, apply_removals
+from store.roster import Removals, apply_removals
 
-_STAGING = MetaData()
-STAGED_CLASSES = Table(
-    "rostersync_bulk_classes",
-    _STAGING,
-    Column("external_id", Text),
-    Column("name", Text),
-    Column("section", Text),
-    Column("state", Text),
-)
-STAGED_PEOPLE = Table(
-    "rostersync_bulk_people",
-    _STAGING,
-    Column("role", Text),
-    Column("pseudonym", Text),
-    Column("display_name", Text),
-    Column("email_address", Text),
-    Column("complete", Boolean),
-    Column("member", Boolean),  # an enrolment of the page names them
-)
-STAGED_ENROLLMENTS = Table(
-    "rostersync_bulk_enrollments",
-    _STAGING,
-    Column("class_external_id", Text),
-    Column("role", Text),
-    Column("pseudonym", Text),
-)
-STAGED = (STAGED_CLASSES, STAGED_PEOPLE, STAGED_ENROLLMENTS)
+ClassRow = tuple[str, str, str | None, str]
+"""A class as a page lists it: external id, name, section, state."""
+PersonRow = tuple[str, str, str | None, str | None, bool, bool]
+"""A person as a page lists them: role, pseudonym, display name, email, complete, named by an enrolment."""
+StoredPerson = int | tuple[int, str | None, str | None]
+"""A stored person's id, with their display name and email when either is set (a student has neither)."""
 
-COUNTED = {"preserve_rowcount": True}
-"""An INSERT .. SELECT's rowcount (rows inserted or updated) is kept: it is the sync's rows written."""
-INTEGRATION = bindparam("bulk_integration_id", type_=BigInteger)
+CLASS_COLUMNS = ("id", "integration_id", "external_id", "name", "section", "state")
+PERSON_COLUMNS = ("id", "integration_id", "role", "pseudonym", "display_name", "email_address")
+ENROLLMENT_COLUMNS = ("integration_id", "class_id", "person_id", "role")
+UNIQUE_VIOLATION = "23505"
+"""PostgreSQL's SQLSTATE for a duplicate key (the driver's error carries it as ``sqlstate``)."""
+
+
+def _key(pseudonym: str) -> bytes | str:
+    """A pseudonym as ``FirstSync`` keeps it: its 32 bytes when it is lowercase hex (HMAC-SHA256, as
+    mappers.policy writes it), half the memory of the string; any other pseudonym as it is."""
+    try:
+        packed = bytes.fromhex(pseudonym)
+    except ValueError:
+        return pseudonym
+    return packed if packed.hex() == pseudonym else pseudonym
+
+
+@dataclass
+class FirstSync:
+    """What this first sync has stored so far: each class (id and fields) and person (id, and fields if any).
+
+    About 130 bytes a person: a 100,000-student district keeps about 15 MB for the run.
+    """
+
+    classes: dict[str, tuple[int, str, str | None, str]] = field(default_factory=dict)
+    people: dict[str, dict[bytes | str, StoredPerson]] = field(default_factory=dict)
+
+    def person(self, role: str, pseudonym: str) -> StoredPerson | None:
+        return self.people.get(role, {}).get(_key(pseudonym))
+
+    def person_id(self, role: str, pseudonym: str, written: FirstSync) -> int | None:
+        """The person's id, stored by an earlier write or by this one (``written``); None if not stored."""
+        key = _key(pseudonym)
+        found = written.people.get(role, {}).get(key)
+        found = self.people.get(role, {}).get(key) if found is None else found
+        return None if found is None else _id(found)
+
+    def keep(self, role: str, pseudonym: str, stored: StoredPerson) -> None:
+        self.people.setdefault(role, {})[_key(pseudonym)] = stored
+
+    def merge(self, written: FirstSync) -> None:
+        """Take in what a write stored, once its transaction has committed."""
+        self.classes.update(written.classes)
+        for role, people in written.people.items():
+            self.people.setdefault(role, {}).update(people)
 
 
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
+
+
+def _id(stored: StoredPerson) -> int:
+    return stored if isinstance(stored, int) else stored[0]
+
+
+def _fields(stored: StoredPerson) -> tuple[str | None, str | None]:
+    return (None, None) if isinstance(stored, int) else (stored[1], stored[2])
 
 
 def is_empty(connection: Connection, integration_id: int) -> bool:
@@ -97,37 +115,8 @@ def is_empty(connection: Connection, integration_id: int) -> bool:
     return True
 
 
-def _create_staging(connection: Connection) -> None:
-    """This transaction's staging tables: dropped at commit on PostgreSQL, emptied and reused on SQLite."""
-    postgres = connection.dialect.name == "postgresql"
-    for table in STAGED:
-        columns = ", ".join(f"{c.name} {'boolean' if isinstance(c.type, Boolean) else 'text'}" for c in table.columns)
-        if postgres:
-            connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {table.name} ({columns}) ON COMMIT DROP")
-        else:
-            connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.name} ({columns})")
-            connection.exec_driver_sql(f"DELETE FROM temp.{table.name}")  # noqa: S608 - our staging tables
-
-
-def _stage(connection: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Bulk-load rows into a staging table: ``COPY`` on PostgreSQL, one ``executemany`` on SQLite."""
-    if not rows:
-        return
-    raw: Any = connection.connection.driver_connection
-    columns = ", ".join(c.name for c in table.columns)
-    if connection.dialect.name == "postgresql":
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        # A temporary table has no statistics until analysed: the joins below are planned on the real counts.
-        connection.exec_driver_sql(f"ANALYZE {table.name}")
-    else:
-        marks = ", ".join("?" for _ in table.columns)
-        raw.executemany(f"INSERT INTO temp.{table.name} ({columns}) VALUES ({marks})", rows)  # noqa: S608 - staging
-
-
-def _staged_rows(batch: RosterBatch) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The page as staging rows: a class, person (the complete record over a reference) or enrolment once."""
+def page_rows(batch: RosterBatch) -> tuple[list[ClassRow], list[PersonRow], list[tuple[str, str, str]]]:
+    """The page's classes, people (the complete record over a reference) and enrolments, each once."""
     classes = {c.external_id: (c.external_id, c.name, c.section, c.state) for c in batch.classes}
     enrollments = dict.fromkeys((e.class_external_id, e.role, e.pseudonym) for e in batch.enrollments)
     members = {(role, pseudonym) for _, role, pseudonym in enrollments}
@@ -136,7 +125,7 @@ def _staged_rows(batch: RosterBatch) -> tuple[list[tuple[Any, ...]], list[tuple[
         key = (p.role, p.pseudonym)
         if key not in people or (p.complete and not people[key].complete):
             people[key] = p
-    staged_people = [
+    listed: list[PersonRow] = [
         (
             p.role,
             p.pseudonym,
@@ -147,190 +136,187 @@ def _staged_rows(batch: RosterBatch) -> tuple[list[tuple[Any, ...]], list[tuple[
         )
         for key, p in people.items()
     ]
-    return list(classes.values()), staged_people, list(enrollments)
+    return list(classes.values()), listed, list(enrollments)
 
 
-def apply_batch(connection: Connection, integration_id: int, batch: RosterBatch) -> tuple[int, dict[str, int]]:
-    """Write one page of a first sync set-based; returns rows written and ``external_id -> class id`` of its
-    classes that are not ended (as store.roster.apply_batch does, whose rules these statements follow)."""
-    classes, people, enrollments = _staged_rows(batch)
-    _create_staging(connection)
-    for table, rows in zip(STAGED, (classes, people, enrollments), strict=True):
-        _stage(connection, table, rows)
-    statements = _statements(connection.dialect.name, _any_suppressed(connection, integration_id))
-    parameters = {"bulk_integration_id": integration_id}
-    written = 0
-    for statement in statements:
-        written += int(connection.execute(statement, parameters, execution_options=COUNTED).rowcount)
-    own = connection.execute(_own_classes(), parameters).all()
-    return written, {external_id: class_id for external_id, class_id in own}
+def apply_batch(
+    connection: Connection, integration_id: int, batch: RosterBatch, stored: FirstSync
+) -> tuple[int, dict[str, int], FirstSync]:
+    """Write one page of a first sync; returns rows written, ``external_id -> class id`` of its classes
+    that are not ended (as store.roster.apply_batch does), and what it stored, for ``stored.merge`` once
+    the transaction has committed."""
+    classes, people, enrollments = page_rows(batch)
+    suppressed = _suppressed(connection, integration_id)
+    written = FirstSync()
+    count = _write_classes(connection, integration_id, classes, stored, written)
+    count += _write_people(connection, integration_id, people, suppressed, stored, written)
+    class_ids = {key: row[0] for key, row in (stored.classes | written.classes).items()}
+    rows = []
+    for class_key, role, pseudonym in enrollments:
+        person_id = stored.person_id(role, pseudonym, written)
+        if class_key in class_ids and person_id is not None and pseudonym not in suppressed:
+            rows.append((integration_id, class_ids[class_key], person_id, role))
+    count += _insert_enrollments(connection, rows)
+    own = {key: class_ids[key] for key, _, _, state in classes if not ended(state) and key in class_ids}
+    return count, own, written
 
 
-def _any_suppressed(connection: Connection, integration_id: int) -> bool:
-    """Whether the integration's provider and tenant have any suppressed (erased) pseudonym.
+def _suppressed(connection: Connection, integration_id: int) -> frozenset[str]:
+    """The suppressed (erased) pseudonyms of the integration's provider and tenant (store.suppressions).
 
     Read inside the write's fenced transaction, which holds the integration's row: an erase takes that
-    row first (store.outbox, lock order), so none lands between this read and the statements. Most
-    tenants have none, and their statements then test no row against ``suppressions``.
+    row first (store.outbox, lock order), so none lands between this read and the write. Most tenants
+    have none.
     """
-    found = select(
-        exists().where(
-            Integration.id == integration_id,
-            Suppression.provider == Integration.provider,
-            Suppression.tenant == Integration.tenant,
-        )
-    )
-    return bool(connection.execute(found).scalar())
-
-
-def _not_suppressed(pseudonym: Any, screen: bool) -> Any:
-    """The pseudonym is not suppressed in the integration's provider and tenant (store.suppressions);
-    always true when the tenant has no suppression (``screen`` False)."""
-    if not screen:
-        return true()
-    return ~exists().where(
-        Integration.id == INTEGRATION,
+    found = select(Suppression.pseudonym).where(
+        Integration.id == integration_id,
         Suppression.provider == Integration.provider,
         Suppression.tenant == Integration.tenant,
-        Suppression.pseudonym == pseudonym,
+    )
+    return frozenset(connection.execute(found).scalars())
+
+
+def _write_classes(
+    connection: Connection, integration_id: int, classes: Sequence[ClassRow], stored: FirstSync, written: FirstSync
+) -> int:
+    """A class not stored yet is inserted, unless ended (never stored ended); one stored with other fields
+    is updated (ended too: it ends at the sweep)."""
+    new, changed = [], []
+    for key, name, section, state in classes:
+        known = stored.classes.get(key)
+        if known is None and not ended(state):
+            new.append((key, name, section, state))
+        elif known is not None and known[1:] != (name, section, state):
+            changed.append((known[0], name, section, state))
+            written.classes[key] = (known[0], name, section, state)
+    ids = _allocate(connection, "classes", len(new))
+    for class_id, (key, name, section, state) in zip(ids, new, strict=True):
+        written.classes[key] = (class_id, name, section, state)
+    rows = [(class_id, integration_id, *row) for class_id, row in zip(ids, new, strict=True)]
+    return _copy(connection, "classes", CLASS_COLUMNS, rows) + _update(
+        connection, "classes", ("name", "section", "state"), changed
     )
 
 
-def _ended(state: Any) -> Any:
-    return func.upper(state).in_(sorted(ENDED_STATES))
-
-
-@functools.cache
-def _statements(dialect: str, screen: bool) -> tuple[Any, ...]:
-    """Classes, people (complete, references, people known only), enrolments: built once per dialect, and with
-    or without the suppression test (``_not_suppressed``)."""
-    return (
-        _classes(dialect),
-        _people(dialect, screen),
-        _references(dialect, screen),
-        _known(screen),
-        _enrollments(dialect, screen),
+def _write_people(
+    connection: Connection,
+    integration_id: int,
+    people: Sequence[PersonRow],
+    suppressed: frozenset[str],
+    stored: FirstSync,
+    written: FirstSync,
+) -> int:
+    """A member not stored yet is inserted (a reference with no fields); a stored person whose complete
+    record has other fields is updated; a reference never overwrites, and a person no enrolment names is
+    never inserted."""
+    new, changed = [], []
+    for role, pseudonym, display_name, email, complete, member in people:
+        if pseudonym in suppressed:
+            continue
+        known = stored.person(role, pseudonym)
+        if known is None and member:
+            new.append((role, pseudonym, display_name, email))
+        elif known is not None and complete and _fields(known) != (display_name, email):
+            changed.append((_id(known), display_name, email))
+            written.keep(role, pseudonym, (_id(known), display_name, email))
+    ids = _allocate(connection, "people", len(new))
+    for person_id, (role, pseudonym, display_name, email) in zip(ids, new, strict=True):
+        plain = display_name is None and email is None
+        written.keep(role, pseudonym, person_id if plain else (person_id, display_name, email))
+    rows = [(person_id, integration_id, *row) for person_id, row in zip(ids, new, strict=True)]
+    return _copy(connection, "people", PERSON_COLUMNS, rows) + _update(
+        connection, "people", ("display_name", "email_address"), changed
     )
 
 
-def _insert(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _raw(connection: Connection) -> Any:
+    return connection.connection.driver_connection
 
 
-def _classes(dialect: str) -> Any:
-    """Every class of the page, but an ended one that is not stored live (it is never stored ended)."""
-    table, staged = _table(SchoolClass), STAGED_CLASSES
-    live = exists().where(
-        table.c.integration_id == INTEGRATION, table.c.external_id == staged.c.external_id, table.c.removed_at.is_(None)
-    )
-    source = select(INTEGRATION, staged.c.external_id, staged.c.name, staged.c.section, staged.c.state).where(
-        or_(~_ended(staged.c.state), live)
-    )
-    columns = ["integration_id", "external_id", "name", "section", "state"]
-    statement = _insert(dialect)(table).from_select(columns, source)
-    values = ("name", "section", "state")
-    return statement.on_conflict_do_update(
-        index_elements=["integration_id", "external_id"],
-        set_={name: statement.excluded[name] for name in values} | {"removed_at": NULL},
-        where=or_(
-            table.c.removed_at.is_not(None), *(table.c[n].is_distinct_from(statement.excluded[n]) for n in values)
-        ),
-    )
-
-
-def _people(dialect: str, screen: bool) -> Any:
-    """Complete records of members: inserted, or their fields refreshed (and restored) where they differ."""
-    table, staged = _table(Person), STAGED_PEOPLE
-    source = select(
-        INTEGRATION, staged.c.role, staged.c.pseudonym, staged.c.display_name, staged.c.email_address
-    ).where(staged.c.member, staged.c.complete, _not_suppressed(staged.c.pseudonym, screen))
-    columns = ["integration_id", "role", "pseudonym", "display_name", "email_address"]
-    statement = _insert(dialect)(table).from_select(columns, source)
-    values = ("display_name", "email_address")
-    return statement.on_conflict_do_update(
-        index_elements=["integration_id", "role", "pseudonym"],
-        set_={name: statement.excluded[name] for name in values} | {"removed_at": NULL},
-        where=or_(
-            table.c.removed_at.is_not(None), *(table.c[n].is_distinct_from(statement.excluded[n]) for n in values)
-        ),
-    )
-
-
-def _references(dialect: str, screen: bool) -> Any:
-    """Members known by reference only: inserted if missing, restored if removed, their fields never touched."""
-    table, staged = _table(Person), STAGED_PEOPLE
-    source = select(INTEGRATION, staged.c.role, staged.c.pseudonym).where(
-        staged.c.member, ~staged.c.complete, _not_suppressed(staged.c.pseudonym, screen)
-    )
-    statement = _insert(dialect)(table).from_select(["integration_id", "role", "pseudonym"], source)
-    return statement.on_conflict_do_update(
-        index_elements=["integration_id", "role", "pseudonym"],
-        set_={"removed_at": NULL},
-        where=table.c.removed_at.is_not(None),
-    )
-
-
-def _known(screen: bool) -> Any:
-    """People no enrolment of the page names: their stored rows' fields refreshed; never inserted or restored."""
-    table, staged = _table(Person), STAGED_PEOPLE
-    return (
-        update(table)
-        .values(display_name=staged.c.display_name, email_address=staged.c.email_address)
-        .where(
-            table.c.integration_id == INTEGRATION,
-            table.c.role == staged.c.role,
-            table.c.pseudonym == staged.c.pseudonym,
-            ~staged.c.member,
-            staged.c.complete,
-            _not_suppressed(staged.c.pseudonym, screen),
-            or_(
-                table.c.display_name.is_distinct_from(staged.c.display_name),
-                table.c.email_address.is_distinct_from(staged.c.email_address),
-            ),
+def _allocate(connection: Connection, table: str, count: int) -> list[int]:
+    """``count`` new ids for the table: from its sequence on PostgreSQL; after its largest on SQLite, whose
+    write lock this transaction holds (and whose roster tables keep plain rowids)."""
+    if count == 0:
+        return []
+    if connection.dialect.name == "postgresql":
+        taken = connection.exec_driver_sql(
+            f"SELECT array_agg(nextval(pg_get_serial_sequence('{table}', 'id'))) FROM generate_series(1, {count:d})"
         )
-    )
+        return list(taken.scalar_one())
+    largest = int(connection.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one())
+    return list(range(largest + 1, largest + 1 + count))
 
 
-def _enrollments(dialect: str, screen: bool) -> Any:
-    """Every enrolment whose class and person are stored, the class not removed as ended, the person not
-    suppressed; joined through the unique indexes."""
-    table, staged = _table(Enrollment), STAGED_ENROLLMENTS
-    classes, people = _table(SchoolClass), _table(Person)
-    joined = staged.join(
-        classes, and_(classes.c.integration_id == INTEGRATION, classes.c.external_id == staged.c.class_external_id)
-    ).join(
-        people,
-        and_(
-            people.c.integration_id == INTEGRATION,
-            people.c.role == staged.c.role,
-            people.c.pseudonym == staged.c.pseudonym,
-        ),
+def _copy(connection: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
+    """Rows into a roster table at once: ``COPY`` on PostgreSQL; on SQLite one ``INSERT .. SELECT`` from the
+    rows as one JSON array (``json_each``), because one statement a row (``executemany``) pays a statement's
+    overhead and its journal for every row that fires the outbox's triggers: 2.5x the CPU (measured)."""
+    if not rows:
+        return 0
+    names = ", ".join(columns)
+    if connection.dialect.name == "postgresql":
+        with _raw(connection).cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        connection.info[WROTE] = True  # unseen by SQLAlchemy's events: the fence must commit it (store.fence)
+        return len(rows)
+    verb = "INSERT OR IGNORE" if table == "enrollments" else "INSERT"
+    values = ", ".join(f"value ->> {index}" for index in range(len(columns)))
+    inserted = _raw(connection).execute(
+        f"{verb} INTO {table} ({names}) SELECT {values} FROM json_each(?)", (json.dumps(rows),)
     )
-    source = (
-        select(INTEGRATION, classes.c.id, people.c.id, staged.c.role)
-        .select_from(joined)
-        .where(
-            _not_suppressed(staged.c.pseudonym, screen),
-            ~and_(classes.c.removed_at.is_not(None), _ended(classes.c.state)),
+    return int(inserted.rowcount)
+
+
+def _insert_enrollments(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """The page's enrolments; one an earlier page of this sync already stored is left as it is (the same
+    person has the same role, and nothing is removed before the sweep). ``COPY`` first on PostgreSQL; only
+    when it meets such a row is it taken back and the page written with ``ON CONFLICT DO NOTHING``."""
+    if not rows:
+        return 0
+    if connection.dialect.name != "postgresql":  # INSERT OR IGNORE: such a row is left out
+        return _copy(connection, "enrollments", ENROLLMENT_COLUMNS, rows)
+    names = ", ".join(ENROLLMENT_COLUMNS)
+    connection.exec_driver_sql("SAVEPOINT bulk_enrollments")
+    try:
+        _copy(connection, "enrollments", ENROLLMENT_COLUMNS, rows)
+    except Exception as error:
+        if getattr(error, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT bulk_enrollments")
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        inserted = connection.exec_driver_sql(
+            f"INSERT INTO enrollments ({names}) SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[],"
+            " %s::text[]) ON CONFLICT (class_id, person_id) DO NOTHING",
+            tuple(columns),
         )
-    )
-    statement = _insert(dialect)(table).from_select(["integration_id", "class_id", "person_id", "role"], source)
-    return statement.on_conflict_do_update(
-        index_elements=["class_id", "person_id"],
-        set_={"role": statement.excluded.role, "removed_at": NULL},
-        where=or_(table.c.removed_at.is_not(None), table.c.role.is_distinct_from(statement.excluded.role)),
-    )
+        return int(inserted.rowcount)
+    connection.exec_driver_sql("RELEASE SAVEPOINT bulk_enrollments")
+    return len(rows)
 
 
-@functools.cache
-def _own_classes() -> Any:
-    """The page's classes as stored, but those it lists as ended: what the listing reads members of."""
-    classes, staged = _table(SchoolClass), STAGED_CLASSES
-    return (
-        select(staged.c.external_id, classes.c.id)
-        .join(classes, and_(classes.c.integration_id == INTEGRATION, classes.c.external_id == staged.c.external_id))
-        .where(~_ended(staged.c.state))
+def _update(connection: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> int:
+    """Rows this sync stored earlier, their fields set again (and restored, as an upsert would): rows are
+    ``(id, *values)``; one statement on PostgreSQL, whose triggers fire per statement."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    if connection.dialect.name == "postgresql":
+        arrays = ", ".join(["%s::bigint[]", *("%s::text[]" for _ in columns)])
+        assigned = ", ".join(f"{name} = u.{name}" for name in columns)
+        names = ", ".join(("id", *columns))
+        result = connection.exec_driver_sql(
+            f"UPDATE {table} SET {assigned}, removed_at = NULL FROM unnest({arrays}) AS u({names})"
+            f" WHERE {table}.id = u.id",
+            tuple(list(column) for column in zip(*rows, strict=True)),
+        )
+        return int(result.rowcount)
+    assigned = ", ".join(f"{name} = ?" for name in columns)
+    cursor = _raw(connection).executemany(
+        f"UPDATE {table} SET {assigned}, removed_at = NULL WHERE id = ?",
+        [(*values, row_id) for row_id, *values in rows],
     )
+    return int(cursor.rowcount)
 
 
 def sweep(connection: Connection, integration_id: int) -> int:

@@ -34,7 +34,9 @@ class Listing:
 
     def __init__(self, run: SyncPass, *, bulk_load: bool = False) -> None:
         self.run = run
-        self.bulk_load = bulk_load  # a first sync: set-based writes (store.bulk), larger transactions
+        self.bulk_load = bulk_load  # a first sync: rows straight into their tables (store.bulk), larger transactions
+        self.stored = bulk.FirstSync()  # what a first sync has stored so far (ids by natural key)
+        self.unmerged = bulk.FirstSync()  # what its write in progress stored, merged once that write commits
         self.class_ids: dict[str, int] = {}  # external id -> class id, of the classes listed
         self.seen = roster.SeenEnrollments()
         self.classes_complete = True  # no class record was skipped: a class not listed really is gone
@@ -46,14 +48,17 @@ class Listing:
         """One fenced write; returns the batch's classes (external id -> class id)."""
         with self.run.fenced_write() as connection:
             ids = self.apply(connection, batch)
-        self.statistics.written(self.run.outcome.rows_written)
+        if self.bulk_load:  # committed: later writes may count on what this one stored
+            self.stored.merge(self.unmerged)
+        else:  # the bulk path plans no join on these tables' statistics (bulk.analyze before its sweep)
+            self.statistics.written(self.run.outcome.rows_written)
         return ids
 
     def apply(self, connection: Connection, batch: RosterBatch) -> dict[str, int]:
         """``write`` inside a fenced transaction the caller holds."""
         state = self.run.state
         if self.bulk_load:  # nothing was stored before this sync: no key is kept for the sweep (bulk.sweep)
-            written, ids = bulk.apply_batch(connection, state.id, batch)
+            written, ids, self.unmerged = bulk.apply_batch(connection, state.id, batch, self.stored)
         else:
             # no removal hold stood when the lease was taken, and only this sync's sweep can make one
             unheld = state.hold_stands is False
@@ -174,6 +179,8 @@ def _member_page(listing: Listing, page: Page) -> None:
 def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) -> None:
     """Remove what the whole listing did not see, unless the mass-removal breaker holds it for an admin."""
     run, outcome, integration_id = listing.run, listing.run.outcome, listing.run.state.id
+    if listing.bulk_load:  # the first statistics of the district it loaded, before the sweep's statements
+        bulk.analyze(connection)
     if "student" not in run.roles:
         outcome.removed += purge_role(connection, integration_id, "student")  # policy, not a listing: never held
     # Classes the provider listed as ended (archived, expired) end first, as the school's decision.
@@ -182,7 +189,6 @@ def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) ->
     outcome.removed += ended
     if listing.bulk_load:
         outcome.removed += bulk.sweep(connection, integration_id)
-        bulk.analyze(connection)
         return
     plan = roster.plan_removals(
         connection,

@@ -1,7 +1,7 @@
 """A first sync's bulk path (store.bulk) stores exactly what the page-by-page path stores, and a revoke holds.
 
 The bulk path is taken when a listing meets an integration that holds nothing; it writes set-based
-from staging tables in larger fenced transactions. What it must not change: the rows stored (every
+straight into the roster tables in larger fenced transactions. What it must not change: the rows stored (every
 provider, both databases, compared as table dumps by natural key), the rows counted as written, a
 re-sync that writes nothing after it, and the fence: a revoke that commits while a bulk write is in
 its transaction leaves nothing of the sync behind.
@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 
 from emulators.clever import CleverEmulator
 from emulators.core import RequestRecord
+from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, RosterBatch
 from store import bulk, integrations, roster, suppressions
 from store.models import Enrollment, Person, SchoolClass
 from store.runtime import build_runtime
@@ -101,25 +102,26 @@ def test_the_bulk_path_stores_the_same_rows_as_the_page_by_page_path(
 def test_a_revoke_during_a_bulk_write_leaves_nothing(
     clever: CleverEmulator, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The revoke starts while the sections' bulk write holds its transaction (staging loaded, nothing moved yet):
+    """The revoke starts while the sections' bulk write holds its transaction (its classes loaded, nothing else):
     it waits for that write's commit, purges, and the sync's next write (the teachers page) is fenced."""
     rt = build_runtime(clever_settings_for(clever, database_url))
     revoker: list[threading.Thread] = []
     try:
         integration_id = link_district(rt, clever)
-        stage = bulk._stage
+        copy = bulk._copy
 
-        def revoke_mid_write(connection: Any, table: Any, rows: Any) -> None:
-            stage(connection, table, rows)
+        def revoke_mid_write(connection: Any, table: Any, columns: Any, rows: Any) -> int:
+            loaded = copy(connection, table, columns, rows)
             if not revoker:
                 revoker.append(threading.Thread(target=_revoke, args=(rt.engine, integration_id)))
                 revoker[0].start()
+            return loaded
 
         def teachers_wait_for_the_revoke(record: RequestRecord) -> None:
             if record.path.endswith("/users") and revoker:  # the teachers page, after the sections' write
                 revoker[0].join(timeout=60)
 
-        monkeypatch.setattr(bulk, "_stage", revoke_mid_write)
+        monkeypatch.setattr(bulk, "_copy", revoke_mid_write)
         clever.add_hook(teachers_wait_for_the_revoke)
         with caplog.at_level(logging.INFO, logger="rostersync.sync"):
             outcome = run_sync(rt, integration_id)
@@ -156,5 +158,46 @@ def test_a_suppressed_student_stays_out_of_a_bulk_first_sync(
         assert pseudonym not in {p[1] for p in stored["p"]} | {e[2] for e in stored["e"]}
         assert rt.pseudonymiser.pseudonym("clever", tenant, kept) in {p[1] for p in stored["p"]}
         assert pseudonym not in repr(told(rt.engine, integration_id))
+    finally:
+        rt.engine.dispose()
+
+
+STUDENT, TEACHER = "ab" * 32, "Teacher-7"  # a pseudonym as mappers.policy writes it, and one that is not hex
+
+
+def _page(class_name: str, teacher: PersonRecord) -> RosterBatch:
+    return RosterBatch(
+        classes=[ClassRecord("c-1", class_name, None, "ACTIVE")],
+        people=[PersonRecord("student", STUDENT), teacher],
+        enrollments=[EnrollmentRecord("c-1", STUDENT, "student"), EnrollmentRecord("c-1", TEACHER, "teacher")],
+    )
+
+
+def test_a_page_that_lists_again_what_an_earlier_page_stored_updates_only_what_changed(
+    clever: CleverEmulator, database_url: str
+) -> None:
+    """Two writes of one first sync name the same class, people and enrolments: the second stores the class's
+    new name and the teacher's name over the reference, and leaves the enrolments as they are (no duplicate
+    key: COPY's row is taken back on PostgreSQL, ignored on SQLite)."""
+    rt = build_runtime(clever_settings_for(clever, database_url))
+    try:
+        integration_id = link_district(rt, clever)
+        stored = bulk.FirstSync()
+        counts = []
+        named = PersonRecord("teacher", TEACHER, "Ms Smith", "smith@example.org")
+        for page in (_page("Maths", PersonRecord("teacher", TEACHER, complete=False)), _page("Maths 2", named)):
+            with rt.engine.begin() as connection:
+                written, own, new = bulk.apply_batch(connection, integration_id, page, stored)
+            stored.merge(new)
+            counts.append(written)
+            assert set(own) == {"c-1"}
+        assert counts == [5, 2]
+        assert dump(rt.engine, integration_id) == {
+            "c": [("c-1", "Maths 2", None, "ACTIVE", True)],
+            "p": [("student", STUDENT, None, None, True), ("teacher", TEACHER, "Ms Smith", "smith@example.org", True)],
+            "e": [("c-1", "student", STUDENT, "student", True), ("c-1", "teacher", TEACHER, "teacher", True)],
+        }
+        kinds = [kind for kind, _, _ in told(rt.engine, integration_id)]
+        assert sorted(kinds) == sorted(["class.upserted"] * 2 + ["member.added"] * 2 + ["person.updated"])
     finally:
         rt.engine.dispose()

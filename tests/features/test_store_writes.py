@@ -43,8 +43,9 @@ def synced(clever: CleverEmulator, database_url: str, **overrides: Any) -> tuple
 
 def test_upserts_send_many_rows_a_statement(clever: CleverEmulator, database_url: str) -> None:
     """A restored ``removed_at`` is a literal NULL, not a parameter: SQLAlchemy then sends a thousand rows an
-    INSERT instead of one (a parameter outside the VALUES rows turns its "insertmanyvalues" off)."""
-    runtime, integration_id, sent = synced(clever, database_url)
+    INSERT instead of one (a parameter outside the VALUES rows turns its "insertmanyvalues" off). The page-by-page
+    path's upserts: a first sync's bulk path (store.bulk) loads its rows with COPY or one statement a page."""
+    runtime, integration_id, sent = synced(clever, database_url, bulk_first_sync=False)
     with runtime.engine.connect() as connection:
         stored = connection.execute(select(func.count()).where(Person.integration_id == integration_id)).scalar_one()
     inserts = [s for s in sent if s.startswith("INSERT INTO people")]
