@@ -50,6 +50,14 @@ def one_of(
     return column.in_(values)
 
 
+def listed_by_name(column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+    """``one_of`` for a statement built once and cached: the list is the parameter named after the column,
+    given at each execution (an expanding ``IN`` on SQLite)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(column.key, type_=ARRAY(column.type)))
+    return column.in_(bindparam(column.key, expanding=True))
+
+
 def utcnow() -> datetime:
     """Naive UTC, the one time format every table uses."""
     return datetime.now(UTC).replace(tzinfo=None)

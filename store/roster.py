@@ -17,7 +17,6 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
-    any_,
     bindparam,
     delete,
     exists,
@@ -39,7 +38,7 @@ from mappers.records import (
     ended,
 )
 from store import holds, membership, outbox, suppressions
-from store.db import one_of, utcnow
+from store.db import listed_by_name, one_of, utcnow
 from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass
 
 CHUNK = 500
@@ -86,22 +85,14 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + CHUNK]
 
 
-def _listed(column: Any, dialect: str) -> Any:
-    """``column IN (:list)`` with the list bound as one value: on PostgreSQL ``= ANY(array)``, one parameter and a
-    statement text that never changes (the expanding ``IN`` was rendered, cast by cast, and parsed by the driver
-    anew for every list length: a visible share of a small page's time); an expanding ``IN`` elsewhere."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(column.name, type_=postgresql.ARRAY(column.type)))
-    return column.in_(bindparam(column.name, expanding=True))
-
-
 @functools.cache
 def _lookup(dialect: str, model: type[Base], names: tuple[str, ...], listed: tuple[str, ...]) -> Select[Any]:
     """``SELECT names FROM model WHERE integration_id = :integration_id AND <each of listed> IN (:<its name>)``,
     built once per dialect (constructing a statement anew cost more than running it)."""
     table = _table(model)
     return select(*(table.c[name] for name in names)).where(
-        table.c.integration_id == bindparam("integration_id"), *(_listed(table.c[name], dialect) for name in listed)
+        table.c.integration_id == bindparam("integration_id"),
+        *(listed_by_name(table.c[name], dialect) for name in listed),
     )
 
 
