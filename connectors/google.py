@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 import ssl
 import threading
 import time
@@ -304,6 +305,34 @@ class _Classroom:
     courses: Any
     students: Any
     teachers: Any
+    roster_calls: dict[tuple[str, str], Any] = field(default_factory=dict)
+    """One list call per role and field mask, built by the library with ``_COURSE_SLOT`` for its course."""
+
+    def roster_call(self, role: str, course_id: str, field_mask: str) -> Any:
+        """The list call of one course's students or teachers, as ``list(courseId=.., fields=..)`` builds it.
+
+        Why not that call each time: building a request from the discovery document (its parameters checked,
+        cast and encoded, its headers made) was about a twentieth of a teacher link's CPU, sixteen times a
+        sync. A copy of the call built once, with the course put in its path, is the same request: the
+        library puts a course id of unreserved characters (RFC 3986) into the path as it is, and every other
+        part of the call is the same for each course. Any other id is built by the library, as before.
+        """
+        collection = self.students if role == "student" else self.teachers
+        if not _UNRESERVED.fullmatch(course_id):
+            return collection.list(courseId=course_id, fields=field_mask)
+        template = self.roster_calls.get((role, field_mask))
+        if template is None:
+            template = collection.list(courseId=_COURSE_SLOT, fields=field_mask)
+            self.roster_calls[(role, field_mask)] = template
+        call = copy.copy(template)
+        call.uri = template.uri.replace(f"/courses/{_COURSE_SLOT}/", f"/courses/{course_id}/", 1)
+        call.headers, call.response_callbacks = dict(template.headers), []
+        return call
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]+")
+_COURSE_SLOT = "rostersync-course"
+"""The course of the shared roster list calls (``_Classroom.roster_call``), replaced in each copy's path."""
 
 
 class _Unbound:
@@ -445,12 +474,11 @@ class GoogleConnector:
             yield from reader.course(class_id)
 
     def _listing(self, class_id: str, role: str, field_mask: str) -> _Listing:
-        collection = self._classroom.students if role == "student" else self._classroom.teachers
         list_key = ROSTER_LIST_KEYS[role]
         return _Listing(
             class_id,
             list_key,
-            self._bound(collection.list(courseId=class_id, fields=field_mask)),
+            self._bound(self._classroom.roster_call(role, class_id, field_mask)),
             PageBound(self._settings.max_pages, f"Google's {list_key} listing"),
         )
 

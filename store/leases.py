@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, exists, or_, update
+from sqlalchemy import Connection, Engine, Update, and_, bindparam, case, exists, or_, update
 
 from store import integrations, runs
 from store.db import utcnow
@@ -55,34 +55,75 @@ def begin(
         return state, held.run_id
 
 
-def _stored(integration_id: int) -> tuple[Any, Any]:
+def _param(name: str, column: Any) -> Any:
+    """A parameter of a statement built once, typed as the column it is compared with or written to."""
+    return bindparam(name, type_=column.type)
+
+
+def _stored() -> tuple[Any, Any]:
     """Whether any roster row or removal hold of the integration is stored, and whether a hold is.
 
-    Compared with the integration's id as a value, not correlated: SQLite names ``RETURNING``'s columns
-    unqualified, and a correlated ``id`` would then be the subquery's own table's."""
-    hold = exists().where(RemovalHold.integration_id == integration_id)
-    roster = (exists().where(model.integration_id == integration_id) for model in (SchoolClass, Person, Enrollment))
+    Compared with the integration's id as a value (``leased``), not correlated: SQLite names ``RETURNING``'s
+    columns unqualified, and a correlated ``id`` would then be the subquery's own table's."""
+    leased = _param("leased", Integration.id)
+    hold = exists().where(RemovalHold.integration_id == leased)
+    roster = (exists().where(model.integration_id == leased) for model in (SchoolClass, Person, Enrollment))
     return or_(*roster, hold), hold
+
+
+def _taking() -> Update:
+    """The lease's statement, built once (``_TAKE``): its values are given at each execution."""
+    roster_stored, hold_stands = _stored()
+    expired = Integration.lease_expires_at < _param("taken_at", Integration.lease_expires_at)
+    return (
+        update(Integration)
+        .where(
+            Integration.id == _param("leased", Integration.id),
+            Integration.status.in_(SYNCABLE),
+            or_(Integration.lease_expires_at.is_(None), expired),
+        )
+        .values(
+            lease_owner=_param("taker", Integration.lease_owner),
+            lease_expires_at=_param("expires", Integration.lease_expires_at),
+        )
+        .returning(*integrations.STATE_COLUMNS, roster_stored.label("roster_stored"), hold_stands.label("hold"))
+    )
+
+
+_TAKE = _taking()
+"""Why built once: a sync takes the lease once, but building this statement (its ``EXISTS`` subqueries, its
+returned columns, and SQLAlchemy's cache key of all that) cost more of a teacher link's sync than sending it."""
 
 
 def _take(connection: Connection, integration_id: int, lease: Lease) -> integrations.IntegrationState | None:
     """One statement: the lease taken, and the state returned with what the sync asks of its stored rows at once
     (``IntegrationState.roster_stored``, ``hold_stands``), instead of a statement (or a transaction) each."""
     now = utcnow()
-    roster_stored, hold_stands = _stored(integration_id)
-    row = connection.execute(
-        update(Integration)
-        .where(
-            Integration.id == integration_id,
-            Integration.status.in_(SYNCABLE),
-            or_(Integration.lease_expires_at.is_(None), Integration.lease_expires_at < now),
-        )
-        .values(lease_owner=lease.owner, lease_expires_at=now + timedelta(seconds=lease.seconds))
-        .returning(*integrations.STATE_COLUMNS, roster_stored.label("roster_stored"), hold_stands.label("hold"))
-    ).one_or_none()
+    values = {"leased": integration_id, "taken_at": now, "taker": lease.owner}
+    row = connection.execute(_TAKE, values | {"expires": now + timedelta(seconds=lease.seconds)}).one_or_none()
     if row is None:
         return None
     return replace(integrations.state_of(row), roster_stored=bool(row.roster_stored), hold_stands=bool(row.hold))
+
+
+def _giving_back(set_due: bool) -> Update:
+    """The release's statement, built once per shape (``_GIVE_BACK``): with the next due time or without."""
+    mine = Integration.lease_owner == _param("giver", Integration.lease_owner)
+    values: dict[str, Any] = {
+        "lease_owner": case((mine, None), else_=Integration.lease_owner),
+        "lease_expires_at": case((mine, None), else_=Integration.lease_expires_at),
+    }
+    touched = mine
+    if set_due:
+        due_here = and_(
+            Integration.status == "active", Integration.generation == _param("ran_on", Integration.generation)
+        )
+        values["due_at"] = case((due_here, _param("next_due", Integration.due_at)), else_=Integration.due_at)
+        touched = or_(mine, due_here)
+    return update(Integration).where(Integration.id == _param("released", Integration.id), touched).values(**values)
+
+
+_GIVE_BACK = {set_due: _giving_back(set_due) for set_due in (False, True)}
 
 
 def release(
@@ -100,18 +141,11 @@ def release(
     (or failed, or re-linked) integration is never scheduled by a sync that belonged to its past.
     ``finished``: the sync's run, closed and audited in the same transaction (``store.runs.close_run``).
     """
-    mine = Integration.lease_owner == lease.owner
-    values: dict[str, Any] = {
-        "lease_owner": case((mine, None), else_=Integration.lease_owner),
-        "lease_expires_at": case((mine, None), else_=Integration.lease_expires_at),
-    }
-    touched = mine
+    values: dict[str, Any] = {"released": integration_id, "giver": lease.owner}
     if next_due is not None:
-        due_here = and_(Integration.status == "active", Integration.generation == generation)
-        values["due_at"] = case((due_here, next_due), else_=Integration.due_at)
-        touched = or_(mine, due_here)
+        values |= {"ran_on": generation, "next_due": next_due}
     with engine.begin() as connection:  # one statement: the lease given back, the due time set where it may be
-        connection.execute(update(Integration).where(Integration.id == integration_id, touched).values(**values))
+        connection.execute(_GIVE_BACK[next_due is not None], values)
         if finished is not None:  # after the integration's row, in the order begin() takes them
             runs.close_run(connection, finished)
 

@@ -99,9 +99,14 @@ def _lookup(dialect: str, model: type[Base], names: tuple[str, ...], listed: tup
 def _look_up(
     connection: Connection, model: type[Base], names: tuple[str, ...], integration_id: int, **lists: Sequence[Any]
 ) -> Any:
-    """Run ``_lookup`` with these lists (keyed by column name)."""
+    """Run ``_lookup`` with these lists (keyed by column name); its rows fetched at once.
+
+    Why ``all()``: a result iterated row by row is fetched row by row (a call through SQLAlchemy and psycopg a
+    row); fetched in one call, a teacher link's re-sync made a tenth fewer Python calls (BENCHMARKS.md, issue 22).
+    """
     statement = _lookup(connection.dialect.name, model, names, tuple(lists))
-    return connection.execute(statement, {"integration_id": integration_id, **{k: list(v) for k, v in lists.items()}})
+    parameters = {"integration_id": integration_id, **{k: list(v) for k, v in lists.items()}}
+    return connection.execute(statement, parameters).all()
 
 
 def _class_ids(connection: Connection, integration_id: int, external_ids: Iterable[str]) -> dict[str, int]:

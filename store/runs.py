@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from store import audit
 from store.db import utcnow
@@ -42,13 +42,20 @@ def start_run(engine: Engine, integration_id: int) -> int:
         return open_run(connection, integration_id)
 
 
+_OPEN = insert(SyncRun).returning(SyncRun.id)
+_CLOSE = (
+    update(SyncRun)
+    .where(SyncRun.id == bindparam("closed_run", type_=SyncRun.id.type), SyncRun.finished_at.is_(None))
+    .returning(SyncRun.integration_id)
+)
+"""Built once, their values given at execution (``_CLOSE`` sets the columns its parameters name): every sync
+opens and closes a run, and building the statements (and their cache keys) each time was a visible share of a
+teacher link's sync."""
+
+
 def open_run(connection: Connection, integration_id: int) -> int:
     """``start_run`` inside the caller's transaction (a sync opens its run with its lease: store.leases.begin)."""
-    return int(
-        connection.execute(
-            insert(SyncRun).values(integration_id=integration_id, started_at=utcnow()).returning(SyncRun.id)
-        ).scalar_one()
-    )
+    return int(connection.execute(_OPEN, {"integration_id": integration_id, "started_at": utcnow()}).scalar_one())
 
 
 RUN_ACTIONS = ("synced", "sync_skipped", "sync_failed")
@@ -93,12 +100,8 @@ def close_run(connection: Connection, finished: Finished) -> None:
     A run already closed is left as it is, unaudited: the give-back of a sync cut short by an interrupt
     (``store.leases.abandon``) may repeat a close that had already committed.
     """
-    integration_id = connection.execute(
-        update(SyncRun)
-        .where(SyncRun.id == finished.run_id, SyncRun.finished_at.is_(None))
-        .values(finished_at=utcnow(), outcome=finished.outcome, **finished.counters)
-        .returning(SyncRun.integration_id)
-    ).scalar_one_or_none()
+    values = {"closed_run": finished.run_id, "finished_at": utcnow(), "outcome": finished.outcome, **finished.counters}
+    integration_id = connection.execute(_CLOSE, values).scalar_one_or_none()
     if integration_id is not None:
         audit.record(
             connection,

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from connectors.base import UNREADABLE, Page, RateLimited
-from connectors.google import BATCH_LIMIT, GoogleConnector, _batch_answers
+from connectors.google import BATCH_LIMIT, GoogleConnector, _batch_answers, classroom
 from emulators.core import Request, RequestRecord, Response
 from emulators.google import MAX_BATCH_CALLS, GoogleEmulator
 from providers.registry import tokens_from_payload
@@ -333,3 +333,19 @@ def test_a_batch_answer_is_read_part_by_part_whatever_its_line_ends() -> None:
         _batch_answers("multipart/mixed; boundary=b", crlf.removesuffix(b"--b--\r\n"))
     with pytest.raises(ValueError):
         _batch_answers("text/html", crlf)
+
+
+@pytest.mark.parametrize("course_id", ["123456789", "abc-_.~9", "a b", "x/y", "%41", "é"])
+@pytest.mark.parametrize("role", ["student", "teacher"])
+def test_a_roster_call_is_the_request_the_library_builds(role: str, course_id: str) -> None:
+    """The roster list calls are copies of one call built per role and mask (``_Classroom.roster_call``): each is
+    the request the library would have built for its course, to the byte; an id the library escapes is its own."""
+    shared = classroom("https://classroom.googleapis.com/")
+    collection = shared.students if role == "student" else shared.teachers
+    for _ in range(2):  # the call that builds the shared one, then a copy of it
+        built = collection.list(courseId=course_id, fields=MASKS[role])
+        copied = shared.roster_call(role, course_id, MASKS[role])
+        assert copied is not built
+        assert vars(copied) == vars(built) | {"postproc": copied.postproc}
+        assert copied.postproc == built.postproc
+        assert copied.headers is not shared.roster_calls.get((role, MASKS[role]), built).headers
