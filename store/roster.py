@@ -142,7 +142,7 @@ def _stored_people(
     roles = sorted({role for role, _ in wanted})
     for chunk in _chunks(sorted({pseudonym for _, pseudonym in wanted})):
         found = _look_up(connection, Person, _PERSON, integration_id, role=roles, pseudonym=chunk)
-        stored.update({key: row for row in found if (key := (row.role, row.pseudonym)) in wanted})
+        stored.update({key: row for row in found.all() if (key := (row.role, row.pseudonym)) in wanted})
     return stored
 
 
