@@ -162,7 +162,7 @@ def _stored_enrollments(
 
     Looked up by class and person, a chunk of people at a time, not every enrolment of the classes: a write
     of a few hundred members of a class of 3,000 read the whole class, so a re-sync of a teacher of two
-    such classes read 45,000 rows for the 12,000 it listed.
+    such classes read 36,000 enrolments for the 6,000 it listed.
     """
     people_of: dict[int, set[int]] = {}
     for class_id, person_id in keys:
