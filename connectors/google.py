@@ -64,6 +64,7 @@ from connectors.base import (
 # re-exported: callers name the refusal and the session through the provider's module
 from connectors.base import LinkRefused as LinkRefused
 from connectors.batch import RetryRules, Round, resend_failed
+from connectors.headers import HeadersOnlyResponse
 from connectors.http import http_session as http_session
 from connectors.refresh import RefreshOnce
 from settings import GOOGLE_SCOPES, Settings
@@ -664,7 +665,11 @@ def _page_records(body: Mapping[str, Any], list_key: str, seen: set[str]) -> lis
 # ------------------------------------------------------------------------------------ httplib2
 class _QuietHTTPS(httplib2.HTTPSConnectionWithTimeout):
     """A connection that ignores ``httplib2.debuglevel``: above 0, http.client prints every request it
-    sends to stdout, the bearer token and the path with its ids included."""
+    sends to stdout, the bearer token and the path with its ids included. Its answers' headers are read
+    without the ``email`` package's multipart pass (connectors.headers): a batch answer's new boundary
+    each time cost a regular expression compiled for every batch."""
+
+    response_class = HeadersOnlyResponse
 
     def set_debuglevel(self, level: int) -> None:
         super().set_debuglevel(0)
@@ -672,6 +677,8 @@ class _QuietHTTPS(httplib2.HTTPSConnectionWithTimeout):
 
 class _QuietHTTP(httplib2.HTTPConnectionWithTimeout):
     """The same for a plain-HTTP endpoint (a local test set-up; Google itself is HTTPS only)."""
+
+    response_class = HeadersOnlyResponse
 
     def set_debuglevel(self, level: int) -> None:
         super().set_debuglevel(0)
