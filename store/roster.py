@@ -98,7 +98,7 @@ def _lookup(dialect: str, model: type[Base], names: tuple[str, ...], listed: tup
 
 def _look_up(
     connection: Connection, model: type[Base], names: tuple[str, ...], integration_id: int, **lists: Sequence[Any]
-) -> Any:
+) -> Sequence[Any]:
     """Run ``_lookup`` with these lists (keyed by column name); its rows fetched at once.
 
     Why ``all()``: a result iterated row by row is fetched row by row (a call through SQLAlchemy and psycopg a
@@ -147,7 +147,7 @@ def _stored_people(
     roles = sorted({role for role, _ in wanted})
     for chunk in _chunks(sorted({pseudonym for _, pseudonym in wanted})):
         found = _look_up(connection, Person, _PERSON, integration_id, role=roles, pseudonym=chunk)
-        stored.update({key: row for row in found.all() if (key := (row.role, row.pseudonym)) in wanted})
+        stored.update({key: row for row in found if (key := (row.role, row.pseudonym)) in wanted})
     return stored
 
 
@@ -177,7 +177,7 @@ def _stored_enrollments(
     for classes in _chunks(sorted(people_of)):
         for people in _chunks(sorted({person for class_id in classes for person in people_of[class_id]})):
             found = _look_up(connection, Enrollment, names, integration_id, class_id=classes, person_id=people)
-            stored.update({(class_id, person): (role, gone) for class_id, person, role, gone in found.all()})
+            stored.update({(class_id, person): (role, gone) for class_id, person, role, gone in found})
     return stored
 
 
