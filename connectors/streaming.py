@@ -150,7 +150,9 @@ class StreamedList:
 
     def parts(self, size: int | None = None) -> Iterator[list[Any]]:
         """Lists of at most ``size`` (``PART_RECORDS``) items, in order; at least one (maybe empty) for any
-        readable answer."""
+        readable answer. A part handed out is not kept by this generator while it waits: once the reader
+        drops it, it is freed by its reference counts (a change page is handled with the cyclic collector
+        paused, ``sync.changes.collector_paused``, and anything still alive when it resumes is traversed)."""
         size = PART_RECORDS if size is None else size
         text = _Text(self._stream)
         kept: dict[str, Any] = {}
@@ -167,8 +169,8 @@ class StreamedList:
                     for item in self._items(text):
                         part.append(item)
                         if len(part) >= size:
-                            yield part
-                            part, yielded = [], True
+                            ready, part, yielded = [part], [], True
+                            yield ready.pop()  # held by the reader alone (see ``parts``)
                 elif key in self._keep:
                     kept.setdefault(key, text.value())
                 else:
@@ -182,7 +184,8 @@ class StreamedList:
             raise ProviderDataError(f"a list answer carries no '{self._list_key}' list")
         self.kept = kept
         if part or not yielded:
-            yield part
+            ready, part = [part], []
+            yield ready.pop()
 
     @staticmethod
     def _open(text: _Text) -> bool:

@@ -39,6 +39,7 @@ def follow_changes(run: SyncPass, saved: cursor_document.CursorState) -> None:
             if page is None:
                 break
             saved = _follow(run, guard, held, page, saved)
+            del page  # freed now, by its reference counts, not traversed by the collector once it resumes
     if not held.empty:
         _write(run, guard, ChangeBatch(upserts=held.take()))
 
