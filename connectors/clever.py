@@ -409,9 +409,13 @@ class CleverConnector:
         """
         response = self._response(path, params, events_after=events_after, stream=True)
         listing = StreamedList(ChunkReader(response.iter_content(STREAM_CHUNK_BYTES)))
+        continued = False
         try:
-            for number, items in enumerate(listing.parts(part)):
-                yield page([item.get("data") if isinstance(item, dict) else item for item in items], number > 0)
+            for items in listing.parts(part):  # no enumerate: its reused result tuple would keep the last part
+                ready = [page([item.get("data") if isinstance(item, dict) else item for item in items], continued)]
+                del items  # the part is the reader's alone while this waits (streaming.StreamedList.parts)
+                continued = True
+                yield ready.pop()
         except (requests.RequestException, OSError) as error:
             raise TransientError(f"network error reading from Clever ({type(error).__name__})") from None
         finally:
@@ -602,7 +606,9 @@ class CleverRoster:
         if self._teacher_id is not None or self._district_id is None:
             raise ChangesUnavailable("a Clever teacher link has no change feed", reason="unsupported")
         for page in self.reader.events(cursor or None):
-            yield replace(page, cursor=page.cursor or cursor)
+            ready = [replace(page, cursor=page.cursor or cursor)]
+            del page  # the page is the reader's alone while this waits (streaming.StreamedList.parts)
+            yield ready.pop()
 
 
 def connector(settings: Settings, tokens: TokenSet, on_tokens: TokenSink) -> CleverRoster:

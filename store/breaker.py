@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, Select, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from mappers.records import ChangeBatch
 from store import audit, holds, integrations, leases, roster
@@ -288,15 +288,15 @@ class ChangeGuard:
             _explained(connection, self._integration_id, self._run_id, counts)
 
 
-def _count(connection: Connection, query: Select[int]) -> int:
-    return int(connection.execute(query).scalar_one())
-
-
 def _current(connection: Connection, integration_id: int) -> roster.Measure:
-    """Nothing removed yet, against the integration's current classes, enrolments and people."""
-    mine = [(model, model.integration_id == integration_id) for model in (SchoolClass, Enrollment, Person)]
-    active = [_count(connection, select(func.count()).where(own, model.removed_at.is_(None))) for model, own in mine]
-    return roster.Measure(0, 0, 0, 0, active_classes=active[0], active_enrollments=active[1], active_people=active[2])
+    """Nothing removed yet, against the integration's current classes, enrolments and people: the three counts
+    in one statement (one round trip, not three; the same counts)."""
+    counts = [
+        select(func.count()).where(model.integration_id == integration_id, model.removed_at.is_(None)).scalar_subquery()
+        for model in (SchoolClass, Enrollment, Person)
+    ]
+    classes, enrollments, people = (int(n) for n in connection.execute(select(*counts)).one())
+    return roster.Measure(0, 0, 0, 0, active_classes=classes, active_enrollments=enrollments, active_people=people)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,8 @@ class _Event:
     created: datetime
     record: Json
     previous: Json | None
+    encoded: bytes = b""
+    """The event's JSON as an events page carries it, written when it is recorded (``_record_event``)."""
 
 
 @dataclass
@@ -429,7 +431,9 @@ class CleverState(EmulatorCore):
     def _record_event(self, district: _CleverDistrict, kind: str, record: Json, previous: Json | None = None) -> None:
         if district.library:
             return  # events exist for district-app tokens only
-        district.events.append(_Event(self._new_id(), kind, datetime.now(UTC), record, previous))
+        event = _Event(self._new_id(), kind, datetime.now(UTC), record, previous)
+        event.encoded = json_body(self._event_json(event))  # an event never changes: a page joins these bytes
+        district.events.append(event)
 
     # ------------------------------------------------------------------------------- JSON shapes
     def _name(self, user: _CleverUser) -> Json:

@@ -53,12 +53,19 @@ def test_bench_json_reports_every_provider_on_both_databases(pg_url: str) -> Non
         assert figures["requests"] <= figures["requests_minimum"] * 1.05, provider
         for database, row in figures["databases"].items():
             where = (provider, database)
+            ms = 0.0005  # seconds are printed to the millisecond
             assert row["outcomes"] == ["ok"], where
             assert row["full_rows_written"] > 0 and row["resync_rows_written"] == 0, where
             assert row["change_rows_written"] > 0, where
+            # The change's floor: its own requests, replayed by a plain client in the same run.
+            assert row["change_download_requests"] == row["change_requests"] > 0, where
+            assert row["change_download_s"] > 0, where
+            low = (row["change_s"] - ms) / (row["change_download_s"] + ms) - 0.005
+            high = (row["change_s"] + ms) / max(row["change_download_s"] - ms, 1e-9) + 0.005
+            assert low <= row["change_vs_download"] <= high, where
             # Seconds are printed to the millisecond and a tiny district's baseline is a few of them: the
             # ratio (from the unrounded times, to 0.01) must lie within what the printed times allow.
-            full, base, ms = row["full_s"], figures["baseline_s"], 0.0005
+            full, base = row["full_s"], figures["baseline_s"]
             low, high = (full - ms) / (base + ms) - 0.005, (full + ms) / max(base - ms, 1e-9) + 0.005
             assert low <= row["full_ratio"] <= high, where
             assert row["peak_rss_mb"] >= max(row["phase_peak_rss_mb"].values()) > 0, where

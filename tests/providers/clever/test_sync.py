@@ -6,9 +6,11 @@ disconnects, unsharing, rate limits and bad records; what crosses the wire is co
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dramatiq.brokers.stub import StubBroker
@@ -25,6 +27,7 @@ from settings import Settings
 from store import audit, integrations, roster, runs
 from store.models import AuditEvent, Integration
 from store.runtime import Runtime
+from sync import changes
 from sync import cursor as cursor_document
 from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_clever_teacher, link_district
@@ -648,3 +651,40 @@ def test_without_a_consent_basis_no_clever_student_is_stored(runtime: Runtime, c
     assert people(runtime.engine, integration_id, role="student", current=False) == []
     assert people(runtime.engine, integration_id, role="teacher") and classes(runtime.engine, integration_id)
     assert run_sync(runtime, integration_id).mode == "changes"
+
+
+def test_an_events_page_is_read_mapped_and_written_with_the_collector_paused(
+    runtime: Runtime, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sync.changes.collector_paused``: no cyclic collection while a page is handled, the collector back on after."""
+    district = clever.district_ids[0]
+    integration_id = link_district(runtime, clever)
+    run_sync(runtime, integration_id)
+    clever.add_student(clever.section_ids(district)[0])
+    during: list[bool] = []
+    restore = changes.reappeared.restore
+
+    def watched(*args: Any) -> None:
+        during.append(gc.isenabled())
+        restore(*args)
+
+    monkeypatch.setattr(changes.reappeared, "restore", watched)
+    assert gc.isenabled()
+    outcome = run_sync(runtime, integration_id)
+    assert (outcome.outcome, outcome.mode) == ("ok", "changes") and outcome.rows_written > 0
+    assert during == [False] and gc.isenabled()
+
+
+def test_the_collector_pause_gives_back_what_it_found() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), changes.collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a page that fails")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with changes.collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled(), "a collector someone else turned off stays off"
+    finally:
+        gc.enable()
