@@ -11,9 +11,10 @@ sequences on PostgreSQL, after the table's largest on SQLite, inside the write's
 page's new rows then go straight into their tables, ``COPY`` on PostgreSQL and one ``executemany``
 on SQLite, with no staging table, no join and no ``ON CONFLICT`` arbitration; only a row that this
 run already wrote and that the page lists with other fields is updated (one statement a table). The
-change feed's events are written in the same transaction: those of the new classes and enrolments by
-this write itself, from the values it has in hand, while their insert triggers are paused for the
-integration (store.bulk_events); those of the updates by the roster tables' triggers, as for any write.
+change feed's events are written in the same transaction by the roster tables' triggers, as for any
+write (on PostgreSQL statement triggers with transition tables fire for ``COPY`` too), except, on
+SQLite, those of the new classes and enrolments: this write tells them itself from the values it has in
+hand while their row triggers are paused for the integration (store.bulk_events).
 
 Exact only on an integration that held no roster row (live or removed) and no hold when the sync
 began (``is_empty``): within a sync nothing is soft-deleted before its sweep, so no stored row is

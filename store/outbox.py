@@ -1,7 +1,7 @@
 """The transactional outbox of the platform's change feed (docs/architecture.md, The outbox; docs/platform.md).
 
 Roster events are written by database triggers (migration ``0009_outbox_triggers``) in the transaction
-of the change they describe, so every path that writes the roster writes its events, fenced alike (a
+of the change they describe, so every path that writes the roster writes its events, fenced alike (on SQLite a
 first sync's bulk write tells its own inserts while it pauses their triggers: store.bulk_events). This
 module writes the events no roster row stands for (a purge, an erase) with the same sequence allocation,
 and makes the outbox forget: an erased person's events, a purged integration's, and everything older

@@ -1,9 +1,10 @@
-"""A first sync's bulk write tells its new rows' events itself (store.bulk_events, migration 0010).
+"""A first sync's bulk write tells its new rows' events itself on SQLite (store.bulk_events, migration 0010).
 
 The insert triggers are paused for the integration only around the write's own inserts, inside its
 transaction: the feed holds the same events as the triggers would write (tests/conformance/
 test_bulk_first_sync.py compares whole syncs), each once, one seq each in write order, and every other
-writer's inserts are still told by the triggers. On SQLite and PostgreSQL (``runtime``).
+writer's inserts are still told by the triggers. On SQLite and PostgreSQL (``runtime``): PostgreSQL's
+statement triggers tell the same feed; an erase uses the person index on both.
 """
 
 from __future__ import annotations
