@@ -11,8 +11,10 @@ sequences on PostgreSQL, after the table's largest on SQLite, inside the write's
 page's new rows then go straight into their tables, ``COPY`` on PostgreSQL and one ``executemany``
 on SQLite, with no staging table, no join and no ``ON CONFLICT`` arbitration; only a row that this
 run already wrote and that the page lists with other fields is updated (one statement a table). The
-roster tables' triggers fire as for any write (on PostgreSQL statement triggers with transition
-tables fire for ``COPY`` too), so the change feed's events are written in the same transaction.
+change feed's events are written in the same transaction by the roster tables' triggers, as for any
+write (on PostgreSQL statement triggers with transition tables fire for ``COPY`` too), except, on
+SQLite, those of the new classes and enrolments: this write tells them itself from the values it has in
+hand while their row triggers are paused for the integration (store.bulk_events).
 
 Exact only on an integration that held no roster row (live or removed) and no hold when the sync
 began (``is_empty``): within a sync nothing is soft-deleted before its sweep, so no stored row is
@@ -36,6 +38,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, exists, select
 
 from mappers.records import PersonRecord, RosterBatch, ended
+from store import bulk_events
 from store.db import WROTE
 from store.models import Base, Enrollment, Integration, Person, RemovalHold, SchoolClass, Suppression
 from store.roster import Removals, apply_removals
@@ -83,6 +86,15 @@ class FirstSync:
         found = written.people.get(role, {}).get(key)
         found = self.people.get(role, {}).get(key) if found is None else found
         return None if found is None else _id(found)
+
+    def shown(self, role: str, pseudonym: str, written: FirstSync) -> str | None:
+        """A teacher's display name as stored now (an enrolment's ``member.added`` carries it); None for others."""
+        if role != "teacher":
+            return None
+        key = _key(pseudonym)
+        found = written.people.get(role, {}).get(key)
+        found = self.people.get(role, {}).get(key) if found is None else found
+        return None if found is None else _fields(found)[0]
 
     def keep(self, role: str, pseudonym: str, stored: StoredPerson) -> None:
         self.people.setdefault(role, {})[_key(pseudonym)] = stored
@@ -151,12 +163,13 @@ def apply_batch(
     count = _write_classes(connection, integration_id, classes, stored, written)
     count += _write_people(connection, integration_id, people, suppressed, stored, written)
     class_ids = {key: row[0] for key, row in (stored.classes | written.classes).items()}
-    rows = []
+    rows, told = [], []
     for class_key, role, pseudonym in enrollments:
         person_id = stored.person_id(role, pseudonym, written)
         if class_key in class_ids and person_id is not None and pseudonym not in suppressed:
             rows.append((integration_id, class_ids[class_key], person_id, role))
-    count += _insert_enrollments(connection, rows)
+            told.append((class_key, pseudonym, role, stored.shown(role, pseudonym, written)))
+    count += _insert_enrollments(connection, integration_id, rows, told)
     own = {key: class_ids[key] for key, _, _, state in classes if not ended(state) and key in class_ids}
     return count, own, written
 
@@ -193,7 +206,7 @@ def _write_classes(
     for class_id, (key, name, section, state) in zip(ids, new, strict=True):
         written.classes[key] = (class_id, name, section, state)
     rows = [(class_id, integration_id, *row) for class_id, row in zip(ids, new, strict=True)]
-    return _copy(connection, "classes", CLASS_COLUMNS, rows) + _update(
+    return _copy_told(connection, integration_id, "classes", rows, new) + _update(
         connection, "classes", ("name", "section", "state"), changed
     )
 
@@ -268,31 +281,69 @@ def _copy(connection: Connection, table: str, columns: Sequence[str], rows: Sequ
     return int(inserted.rowcount)
 
 
-def _insert_enrollments(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-    """The page's enrolments; one an earlier page of this sync already stored is left as it is (the same
-    person has the same role, and nothing is removed before the sweep). ``COPY`` first on PostgreSQL; only
-    when it meets such a row is it taken back and the page written with ``ON CONFLICT DO NOTHING``."""
+class _Duplicate(Exception):
+    """The page's enrolments meet one already stored (SQLite's ``INSERT OR IGNORE`` left a row out)."""
+
+
+def _copy_told(
+    connection: Connection,
+    integration_id: int,
+    table: str,
+    rows: Sequence[tuple[Any, ...]],
+    told: Sequence[bulk_events.ClassEvent] | Sequence[bulk_events.MemberEvent],
+) -> int:
+    """``_copy`` of new classes or enrolments, whose events the write tells itself (store.bulk_events) while
+    the table's insert trigger is paused for the integration; raises ``_Duplicate`` if a row was left out."""
     if not rows:
         return 0
-    if connection.dialect.name != "postgresql":  # INSERT OR IGNORE: such a row is left out
-        return _copy(connection, "enrollments", ENROLLMENT_COLUMNS, rows)
-    names = ", ".join(ENROLLMENT_COLUMNS)
+    columns = CLASS_COLUMNS if table == "classes" else ENROLLMENT_COLUMNS
+    if not bulk_events.pause_insert_trigger(connection, integration_id, table):  # no outbox (a bench's copy)
+        return _copy(connection, table, columns, rows)
+    if _copy(connection, table, columns, rows) != len(rows):
+        raise _Duplicate
+    bulk_events.write(connection, integration_id, table, told)
+    bulk_events.unpause(connection, integration_id)
+    return len(rows)
+
+
+def _insert_enrollments(
+    connection: Connection,
+    integration_id: int,
+    rows: Sequence[tuple[Any, ...]],
+    told: Sequence[bulk_events.MemberEvent],
+) -> int:
+    """The page's enrolments; one an earlier page of this sync already stored is left as it is (the same
+    person has the same role, and nothing is removed before the sweep). Written at once, their events told
+    from ``told``; only when that meets such a row is it taken back (to a savepoint, the trigger's pause
+    with it) and the page written with ``ON CONFLICT DO NOTHING`` (``INSERT OR IGNORE`` on SQLite), whose
+    rows' events the trigger tells."""
+    if not rows:
+        return 0
     connection.exec_driver_sql("SAVEPOINT bulk_enrollments")
     try:
-        _copy(connection, "enrollments", ENROLLMENT_COLUMNS, rows)
+        copied = _copy_told(connection, integration_id, "enrollments", rows, told)
     except Exception as error:
-        if getattr(error, "sqlstate", None) != UNIQUE_VIOLATION:
+        if not isinstance(error, _Duplicate) and getattr(error, "sqlstate", None) != UNIQUE_VIOLATION:
             raise
         connection.exec_driver_sql("ROLLBACK TO SAVEPOINT bulk_enrollments")
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        inserted = connection.exec_driver_sql(
-            f"INSERT INTO enrollments ({names}) SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[],"
-            " %s::text[]) ON CONFLICT (class_id, person_id) DO NOTHING",
-            tuple(columns),
-        )
-        return int(inserted.rowcount)
+        connection.exec_driver_sql("RELEASE SAVEPOINT bulk_enrollments")
+        return _insert_ignoring(connection, rows)
     connection.exec_driver_sql("RELEASE SAVEPOINT bulk_enrollments")
-    return len(rows)
+    return copied
+
+
+def _insert_ignoring(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Enrolments, leaving out those stored already; the outbox's trigger tells the events of the rest."""
+    if connection.dialect.name != "postgresql":
+        return _copy(connection, "enrollments", ENROLLMENT_COLUMNS, rows)  # INSERT OR IGNORE
+    names = ", ".join(ENROLLMENT_COLUMNS)
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    inserted = connection.exec_driver_sql(
+        f"INSERT INTO enrollments ({names}) SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[],"
+        " %s::text[]) ON CONFLICT (class_id, person_id) DO NOTHING",
+        tuple(columns),
+    )
+    return int(inserted.rowcount)
 
 
 def _update(connection: Connection, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> int:

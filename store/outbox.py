@@ -1,7 +1,8 @@
 """The transactional outbox of the platform's change feed (docs/architecture.md, The outbox; docs/platform.md).
 
 Roster events are written by database triggers (migration ``0009_outbox_triggers``) in the transaction
-of the change they describe, so every path that writes the roster writes its events, fenced alike. This
+of the change they describe, so every path that writes the roster writes its events, fenced alike (on SQLite a
+first sync's bulk write tells its own inserts while it pauses their triggers: store.bulk_events). This
 module writes the events no roster row stands for (a purge, an erase) with the same sequence allocation,
 and makes the outbox forget: an erased person's events, a purged integration's, and everything older
 than the feed's retention window.
@@ -22,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, literal_column, select, update
 
 from store.db import utcnow
-from store.models import ChangeEvent, OutboxHead, OutboxPause
+from store.models import PERSON_KEY, ChangeEvent, OutboxHead, OutboxPause
 
 HEAD = 1
 """The id of the one ``outbox_head`` row."""
@@ -96,7 +97,16 @@ def forget_integration(connection: Connection, integration_id: int) -> int:
 
 def forget_person(connection: Connection, pseudonym: str) -> int:
     """Delete every event that names this pseudonym (an erase); returns how many."""
-    return int(connection.execute(delete(ChangeEvent).where(ChangeEvent.person == pseudonym)).rowcount)
+    return int(connection.execute(delete(ChangeEvent).where(naming(pseudonym))).rowcount)
+
+
+def naming(pseudonym: str) -> ColumnElement[bool]:
+    """The events that name this pseudonym, found through ``ix_change_events_person``, which keys each event
+    by the pseudonym's first ``PERSON_KEY`` characters (store.models): the prefix picks the few candidates,
+    the whole pseudonym decides. The prefix is written as the index's own expression (literal numbers, not
+    parameters), or neither database would match the two."""
+    key = func.substr(ChangeEvent.person, literal_column("1"), literal_column(str(PERSON_KEY)))
+    return and_(key == pseudonym[:PERSON_KEY], ChangeEvent.person == pseudonym)
 
 
 def pause(connection: Connection, integration_ids: Iterable[int]) -> None:
