@@ -3,7 +3,7 @@
 Why: a first sync of a district spends its time on two things that need not wait for each other: the
 database taking in a page's rows (``COPY`` on PostgreSQL, one ``INSERT .. SELECT`` a table on SQLite,
 both of which run with Python's lock released), and this process parsing and mapping the next page
-(pure Python). Done in turn, a 100,000-student Clever district's full sync was their sum; with one write
+(pure Python). Done in turn, a 100,000-student district's full sync was their sum; with one write
 behind, it is nearer the larger of the two, on a machine's second core.
 
 The order of what is stored does not change: at most ONE write is in flight, each waits for the one
