@@ -74,6 +74,11 @@ class Listing:
         rows = bulk.page_rows(batch)  # here, while the write before is in flight
         self.behind.submit(lambda: self._write_behind(rows), self._written)
 
+    def send_page(self, batch: RosterBatch) -> None:
+        """A page of the class list: written whole on a first sync, else a thousand rows a write (sync.coalesce)."""
+        for part in [batch] if self.bulk_load else split(batch):
+            self.send(part)
+
     def settle(self) -> None:
         """Wait for the write in flight (if any); its error is raised here."""
         self.behind.wait()
@@ -158,11 +163,12 @@ def _write_classes(listing: Listing, masks: Masks) -> None:
     run = listing.run
     for page in run.connector.classes(masks):
         batch = run.within(run.spec.map_page(page, run.mapping))
-        for part in [batch] if listing.bulk_load else split(batch):
-            listing.send(part)
+        del page  # mapped: not held while the next page is read (a first sync holds a write in flight too)
         run.outcome.members_seen += len(batch.enrollments)
         run.outcome.records_skipped += batch.skipped
         listing.classes_complete = listing.classes_complete and batch.skipped == 0
+        listing.send_page(batch)
+        del batch  # a first sync's write in flight holds its rows alone (bulk.page_rows)
     listing.settle()  # every class written: the members' requests name them
     run.outcome.classes_seen = len(listing.class_ids)
     emit(ProgressEvent(run.state.id, "classes", 0, len(listing.class_ids)))
