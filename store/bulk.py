@@ -75,18 +75,12 @@ class FirstSync:
     classes: dict[str, tuple[int, str, str | None, str]] = field(default_factory=dict)
     people: dict[str, dict[bytes | str, StoredPerson]] = field(default_factory=dict)
 
-    def person(self, role: str, pseudonym: str) -> StoredPerson | None:
-        return self.people.get(role, {}).get(_key(pseudonym))
-
     def person_id(self, role: str, pseudonym: str, written: FirstSync) -> int | None:
         """The person's id, stored by an earlier write or by this one (``written``); None if not stored."""
         key = _key(pseudonym)
         found = written.people.get(role, {}).get(key)
         found = self.people.get(role, {}).get(key) if found is None else found
         return None if found is None else _id(found)
-
-    def keep(self, role: str, pseudonym: str, stored: StoredPerson) -> None:
-        self.people.setdefault(role, {})[_key(pseudonym)] = stored
 
     def merge(self, written: FirstSync) -> None:
         """Take in what a write stored, once its transaction has committed."""
@@ -121,10 +115,7 @@ PageRows = tuple[list[ClassRow], list[PersonRow], list[tuple[str, str, str]]]
 
 
 def page_rows(batch: RosterBatch) -> PageRows:
-    """The page's classes, people (the complete record over a reference) and enrolments, each once.
-
-    Reads nothing stored: a first sync (sync.listing) builds them while the write before is still in flight.
-    """
+    """The page's classes, people (the complete record over a reference) and enrolments, each once."""
     classes = {c.external_id: (c.external_id, c.name, c.section, c.state) for c in batch.classes}
     enrollments = dict.fromkeys((e.class_external_id, e.role, e.pseudonym) for e in batch.enrollments)
     members = {(role, pseudonym) for _, role, pseudonym in enrollments}
@@ -156,14 +147,7 @@ def apply_batch(
     """Write one page of a first sync; returns rows written, ``external_id -> class id`` of its classes
     that are not ended (as store.roster.apply_batch does), and what it stored, for ``stored.merge`` once
     the transaction has committed."""
-    return apply_rows(connection, integration_id, page_rows(batch), stored)
-
-
-def apply_rows(
-    connection: Connection, integration_id: int, page: PageRows, stored: FirstSync
-) -> tuple[int, dict[str, int], FirstSync]:
-    """``apply_batch`` of the page's rows (``page_rows``)."""
-    classes, people, enrollments = page
+    classes, people, enrollments = page_rows(batch)
     suppressed = _suppressed(connection, integration_id)
     written = FirstSync()
     count = _write_classes(connection, integration_id, classes, stored, written)

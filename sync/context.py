@@ -54,13 +54,6 @@ class SyncPass:
             self.fence.since_last_request = True  # verified under the lock (and the lease renewed if due)
             yield connection
 
-    @contextmanager
-    def fenced_write_behind(self) -> Iterator[Connection]:
-        """The same fenced transaction, for a write on another thread (sync.behind): it does not count as the
-        check before the sync's next request, which may go out while it runs, so that request's check is made."""
-        with fenced(self.runtime.engine, self.state.id, self.state.generation, self.lease) as connection:
-            yield connection
-
     def still_current(self) -> None:
         """Raise ``Fenced`` when the integration was ended or re-linked: no further provider call then.
 

@@ -22,7 +22,6 @@ from store.db import utcnow
 from store.fence import Fenced
 from store.statistics import Statistics
 from sync import cursor as cursor_document
-from sync.behind import WriteBehind
 from sync.coalesce import Coalescer, split
 from sync.context import SyncPass
 from sync.progress import ProgressEvent, emit
@@ -37,26 +36,29 @@ class Listing:
         self.run = run
         self.bulk_load = bulk_load  # a first sync: rows straight into their tables (store.bulk), larger transactions
         self.stored = bulk.FirstSync()  # what a first sync has stored so far (ids by natural key)
+        self.unmerged = bulk.FirstSync()  # what its write in progress stored, merged once that write commits
         self.class_ids: dict[str, int] = {}  # external id -> class id, of the classes listed
         self.seen = roster.SeenEnrollments()
         self.classes_complete = True  # no class record was skipped: a class not listed really is gone
         self.done: set[str] = set()  # classes whose members have begun to arrive (for progress)
         self.pending = Coalescer(BULK_ROWS if bulk_load else None)  # small member pages, one transaction
         self.statistics = Statistics(run.runtime.engine)
-        self.behind = WriteBehind()  # a first sync's writes, one in flight while the next page is mapped
 
     def write(self, batch: RosterBatch) -> dict[str, int]:
-        """One fenced write of the page-by-page path; returns the batch's classes (external id -> class id)."""
+        """One fenced write; returns the batch's classes (external id -> class id)."""
         with self.run.fenced_write() as connection:
             ids = self.apply(connection, batch)
-        self.statistics.written(self.run.outcome.rows_written)  # the bulk path plans no join on them (bulk.analyze)
+        if self.bulk_load:  # committed: later writes may count on what this one stored
+            self.stored.merge(self.unmerged)
+        else:  # the bulk path plans no join on these tables' statistics (bulk.analyze before its sweep)
+            self.statistics.written(self.run.outcome.rows_written)
         return ids
 
     def apply(self, connection: Connection, batch: RosterBatch) -> dict[str, int]:
         """``write`` inside a fenced transaction the caller holds."""
         state = self.run.state
         if self.bulk_load:  # nothing was stored before this sync: no key is kept for the sweep (bulk.sweep)
-            written, ids, _ = bulk.apply_batch(connection, state.id, batch, self.stored)  # the sweep's: the last
+            written, ids, self.unmerged = bulk.apply_batch(connection, state.id, batch, self.stored)
         else:
             # no removal hold stood when the lease was taken, and only this sync's sweep can make one
             unheld = state.hold_stands is False
@@ -65,41 +67,10 @@ class Listing:
         self.run.outcome.rows_written += written
         return ids
 
-    def send(self, batch: RosterBatch) -> None:
-        """``write``; on a first sync, behind the listing (sync.behind): it starts once the write before has
-        committed, and its classes join ``class_ids`` when it has (``settle``)."""
-        if not self.bulk_load:
-            self.class_ids.update(self.write(batch))
-            return
-        rows = bulk.page_rows(batch)  # here, while the write before is in flight
-        self.behind.submit(lambda: self._write_behind(rows), self._written)
-
-    def send_page(self, batch: RosterBatch) -> None:
-        """A page of the class list: written whole on a first sync, else a thousand rows a write (sync.coalesce)."""
-        for part in [batch] if self.bulk_load else split(batch):
-            self.send(part)
-
-    def settle(self) -> None:
-        """Wait for the write in flight (if any); its error is raised here."""
-        self.behind.wait()
-
-    def _write_behind(self, rows: bulk.PageRows) -> tuple[int, dict[str, int]]:
-        """On the write's thread: one fenced write of a first sync; ``stored`` is read and grown by writes alone."""
-        state = self.run.state
-        with self.run.fenced_write_behind() as connection:
-            written, ids, unmerged = bulk.apply_rows(connection, state.id, rows, self.stored)
-        self.stored.merge(unmerged)  # committed: later writes may count on what this one stored
-        return written, ids
-
-    def _written(self, result: tuple[int, dict[str, int]]) -> None:
-        written, ids = result
-        self.run.outcome.rows_written += written
-        self.class_ids.update(ids)
-
     def write_pending(self) -> None:
         """One fenced write for the pages gathered so far (small pages cost one transaction together)."""
         if not self.pending.empty:
-            self.send(self.pending.take())
+            self.write(self.pending.take())
 
     def incomplete(self, parent_id: str | None) -> None:
         """That class's roster is not whole: the sweep leaves its enrolments alone."""
@@ -122,9 +93,8 @@ def full_sync(run: SyncPass, allowlist: str, *, teacher_scoped: bool) -> None:
     masks = {role: run.spec.field_mask(role, run.state.granted_scopes) for role in ("class", *run.roles)}
     cursor = run.connector.change_cursor() if run.spec.map_changes is not None else None
     listing = Listing(run, bulk_load=_first_sync(run))
-    with listing.behind:  # left once the last write has ended, also on an error
-        _write_classes(listing, masks)
-        _write_members(listing, masks)
+    _write_classes(listing, masks)
+    _write_members(listing, masks)
     # Reached only when every page above was read without error: a failure anywhere raised, unswept.
     # The last pages gathered are written in the sweep's transaction: a teacher's link is then three
     # transactions (lease, class list, members with the sweep) and its release.
@@ -163,13 +133,13 @@ def _write_classes(listing: Listing, masks: Masks) -> None:
     run = listing.run
     for page in run.connector.classes(masks):
         batch = run.within(run.spec.map_page(page, run.mapping))
-        del page  # mapped: not held while the next page is read (a first sync holds a write in flight too)
+        del page  # mapped: neither the raw page nor (below) its batch is held while the next page is read
+        for part in [batch] if listing.bulk_load else split(batch):
+            listing.class_ids.update(listing.write(part))
         run.outcome.members_seen += len(batch.enrollments)
         run.outcome.records_skipped += batch.skipped
         listing.classes_complete = listing.classes_complete and batch.skipped == 0
-        listing.send_page(batch)
-        del batch  # a first sync's write in flight holds its rows alone (bulk.page_rows)
-    listing.settle()  # every class written: the members' requests name them
+        del batch, part
     run.outcome.classes_seen = len(listing.class_ids)
     emit(ProgressEvent(run.state.id, "classes", 0, len(listing.class_ids)))
 
@@ -192,10 +162,8 @@ def _write_members(listing: Listing, masks: Masks) -> None:
                 continue
             _member_page(listing, page)
     except ConnectorError:
-        listing.settle()  # a write in flight came first: its error goes up rather than this one
         with contextlib.suppress(Fenced):
             listing.write_pending()
-            listing.settle()
         raise
 
 

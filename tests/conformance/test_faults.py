@@ -288,7 +288,7 @@ def test_a_postgresql_connection_dropped_mid_transaction_is_retried_and_loses_no
         return drop_then_apply
 
     monkeypatch.setattr(roster, "apply_batch", dropping(roster.apply_batch))
-    monkeypatch.setattr(bulk, "apply_rows", dropping(bulk.apply_rows))  # under bulk.apply_batch too
+    monkeypatch.setattr(bulk, "apply_batch", dropping(bulk.apply_batch))
     try:
         sync_integration.send(integration_id)
         brokers.drain(stub_broker)
