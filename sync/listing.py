@@ -133,11 +133,13 @@ def _write_classes(listing: Listing, masks: Masks) -> None:
     run = listing.run
     for page in run.connector.classes(masks):
         batch = run.within(run.spec.map_page(page, run.mapping))
+        del page  # mapped: neither the raw page nor (below) its batch is held while the next page is read
         for part in [batch] if listing.bulk_load else split(batch):
             listing.class_ids.update(listing.write(part))
         run.outcome.members_seen += len(batch.enrollments)
         run.outcome.records_skipped += batch.skipped
         listing.classes_complete = listing.classes_complete and batch.skipped == 0
+        del batch, part
     run.outcome.classes_seen = len(listing.class_ids)
     emit(ProgressEvent(run.state.id, "classes", 0, len(listing.class_ids)))
 
