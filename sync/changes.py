@@ -13,16 +13,13 @@ statements for a dozen rows. A page that deletes, replaces a class or moves the 
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from connectors.base import Page
 from mappers.records import ROLES, ChangeBatch
 from store import breaker, integrations
 from sync import cursor as cursor_document
 from sync import reappeared
 from sync.coalesce import Coalescer
+from sync.collector import collector_paused
 from sync.context import SyncPass
 
 
@@ -67,26 +64,6 @@ def _follow(
     saved = _write(run, guard, batch, saved.advanced(page.cursor) if moved and page.cursor else None) or saved
     _count(run, batch)
     return saved
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for one page, and back on after it (even when the page fails).
-
-    Why: reading, mapping and writing a page of 3,000 events allocates some 200,000 containers (the
-    decoded events, the records, the statements' parameters) that hold no reference cycle and are freed
-    by their reference counts; meanwhile the collector ran about 150 times over them and, once, over every
-    object of the process: a quarter of the page's CPU (issue 22). A page's cyclic garbage, if any, waits
-    for the collector until the page ends. A collector someone else turned off stays off.
-    """
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _upserts_only(batch: ChangeBatch) -> bool:

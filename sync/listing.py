@@ -23,6 +23,7 @@ from store.fence import Fenced
 from store.statistics import Statistics
 from sync import cursor as cursor_document
 from sync.coalesce import Coalescer, split
+from sync.collector import collector_paused
 from sync.context import SyncPass
 from sync.progress import ProgressEvent, emit
 
@@ -131,17 +132,27 @@ def _first_sync(run: SyncPass) -> bool:
 def _write_classes(listing: Listing, masks: Masks) -> None:
     """Fetch, map and write the class list; a page of thousands of classes is written a thousand rows at a time."""
     run = listing.run
-    for page in run.connector.classes(masks):
-        batch = run.within(run.spec.map_page(page, run.mapping))
-        del page  # mapped: neither the raw page nor (below) its batch is held while the next page is read
-        for part in [batch] if listing.bulk_load else split(batch):
-            listing.class_ids.update(listing.write(part))
-        run.outcome.members_seen += len(batch.enrollments)
-        run.outcome.records_skipped += batch.skipped
-        listing.classes_complete = listing.classes_complete and batch.skipped == 0
-        del batch, part
+    pages = iter(run.connector.classes(masks))
+    while True:
+        with collector_paused():  # a page read, mapped and written (sync.collector)
+            page = next(pages, None)
+            if page is None:
+                break
+            _class_page(listing, page)
+            del page  # freed by its reference counts, not traversed by the collector once it resumes
     run.outcome.classes_seen = len(listing.class_ids)
     emit(ProgressEvent(run.state.id, "classes", 0, len(listing.class_ids)))
+
+
+def _class_page(listing: Listing, page: Page) -> None:
+    run = listing.run
+    batch = run.within(run.spec.map_page(page, run.mapping))
+    del page  # mapped: neither the raw page nor (below) its batch is held while the next page is read
+    for part in [batch] if listing.bulk_load else split(batch):
+        listing.class_ids.update(listing.write(part))
+    run.outcome.members_seen += len(batch.enrollments)
+    run.outcome.records_skipped += batch.skipped
+    listing.classes_complete = listing.classes_complete and batch.skipped == 0
 
 
 def _write_members(listing: Listing, masks: Masks) -> None:
@@ -152,15 +163,15 @@ def _write_members(listing: Listing, masks: Masks) -> None:
     goes up.
     """
     run = listing.run
+    pages = iter(run.connector.members(list(listing.class_ids), masks))
     try:
-        for page in run.connector.members(list(listing.class_ids), masks):
-            listing.progress(page.parent_id)
-            if page.kind == UNREADABLE:
-                listing.incomplete(page.parent_id)
-                run.outcome.records_skipped += 1
-                log.warning("integration %s: roster of one class skipped (unreadable)", run.state.id)
-                continue
-            _member_page(listing, page)
+        while True:
+            with collector_paused():  # a page read, mapped and written (sync.collector)
+                page = next(pages, None)
+                if page is None:
+                    break
+                _member_page(listing, page)
+                del page
     except ConnectorError:
         with contextlib.suppress(Fenced):
             listing.write_pending()
@@ -169,6 +180,12 @@ def _write_members(listing: Listing, masks: Masks) -> None:
 
 def _member_page(listing: Listing, page: Page) -> None:
     run = listing.run
+    listing.progress(page.parent_id)
+    if page.kind == UNREADABLE:
+        listing.incomplete(page.parent_id)
+        run.outcome.records_skipped += 1
+        log.warning("integration %s: roster of one class skipped (unreadable)", run.state.id)
+        return
     batch = run.within(run.spec.map_page(page, run.mapping))
     run.outcome.members_seen += len(batch.enrollments)
     run.outcome.records_skipped += batch.skipped

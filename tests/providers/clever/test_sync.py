@@ -27,7 +27,7 @@ from settings import Settings
 from store import audit, integrations, roster, runs
 from store.models import AuditEvent, Integration
 from store.runtime import Runtime
-from sync import changes
+from sync import changes, collector, listing
 from sync import cursor as cursor_document
 from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_clever_teacher, link_district
@@ -656,7 +656,7 @@ def test_without_a_consent_basis_no_clever_student_is_stored(runtime: Runtime, c
 def test_an_events_page_is_read_mapped_and_written_with_the_collector_paused(
     runtime: Runtime, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``sync.changes.collector_paused``: no cyclic collection while a page is handled, the collector back on after."""
+    """``sync.collector.collector_paused``: no cyclic collection while a page is handled, back on after."""
     district = clever.district_ids[0]
     integration_id = link_district(runtime, clever)
     run_sync(runtime, integration_id)
@@ -677,14 +677,31 @@ def test_an_events_page_is_read_mapped_and_written_with_the_collector_paused(
 
 def test_the_collector_pause_gives_back_what_it_found() -> None:
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), changes.collector_paused():
+    with pytest.raises(RuntimeError), collector.collector_paused():
         assert not gc.isenabled()
         raise RuntimeError("a page that fails")
     assert gc.isenabled()
     gc.disable()
     try:
-        with changes.collector_paused():
+        with collector.collector_paused():
             assert not gc.isenabled()
         assert not gc.isenabled(), "a collector someone else turned off stays off"
     finally:
         gc.enable()
+
+
+def test_a_listing_page_is_mapped_and_written_with_the_collector_paused(
+    runtime: Runtime, clever: CleverEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first sync's pages too (sync.listing): no cyclic collection while a page is handled, back on after."""
+    during: list[bool] = []
+    write = listing.Listing.write
+
+    def watched(self: listing.Listing, batch: Any) -> Any:
+        during.append(gc.isenabled())
+        return write(self, batch)
+
+    monkeypatch.setattr(listing.Listing, "write", watched)
+    outcome = run_sync(runtime, link_district(runtime, clever))
+    assert (outcome.outcome, outcome.mode) == ("ok", "full") and outcome.rows_written > 0
+    assert during and not any(during) and gc.isenabled()
