@@ -133,18 +133,20 @@ def _write_classes(listing: Listing, masks: Masks) -> None:
     """Fetch, map and write the class list; a page of thousands of classes is written a thousand rows at a time."""
     run = listing.run
     pages = iter(run.connector.classes(masks))
+    # a page read, mapped and written with the collector paused (sync.collector); the page goes straight into
+    # _class_page, which lets it go once mapped, so no frame here holds it while its rows are written
     while True:
-        with collector_paused():  # a page read, mapped and written (sync.collector)
-            page = next(pages, None)
-            if page is None:
+        with collector_paused():
+            if not _class_page(listing, next(pages, None)):
                 break
-            _class_page(listing, page)
-            del page  # freed by its reference counts, not traversed by the collector once it resumes
     run.outcome.classes_seen = len(listing.class_ids)
     emit(ProgressEvent(run.state.id, "classes", 0, len(listing.class_ids)))
 
 
-def _class_page(listing: Listing, page: Page) -> None:
+def _class_page(listing: Listing, page: Page | None) -> bool:
+    """Map and write one page of the class list; False when there was none left."""
+    if page is None:
+        return False
     run = listing.run
     batch = run.within(run.spec.map_page(page, run.mapping))
     del page  # mapped: neither the raw page nor (below) its batch is held while the next page is read
@@ -153,6 +155,7 @@ def _class_page(listing: Listing, page: Page) -> None:
     run.outcome.members_seen += len(batch.enrollments)
     run.outcome.records_skipped += batch.skipped
     listing.classes_complete = listing.classes_complete and batch.skipped == 0
+    return True
 
 
 def _write_members(listing: Listing, masks: Masks) -> None:
@@ -165,34 +168,37 @@ def _write_members(listing: Listing, masks: Masks) -> None:
     run = listing.run
     pages = iter(run.connector.members(list(listing.class_ids), masks))
     try:
-        while True:
-            with collector_paused():  # a page read, mapped and written (sync.collector)
-                page = next(pages, None)
-                if page is None:
+        while True:  # as the class list's pages (_write_classes)
+            with collector_paused():
+                if not _member_page(listing, next(pages, None)):
                     break
-                _member_page(listing, page)
-                del page
     except ConnectorError:
         with contextlib.suppress(Fenced):
             listing.write_pending()
         raise
 
 
-def _member_page(listing: Listing, page: Page) -> None:
-    run = listing.run
-    listing.progress(page.parent_id)
+def _member_page(listing: Listing, page: Page | None) -> bool:
+    """Map one page of a class's members and gather it (written once enough are gathered); False when there
+    was none left."""
+    if page is None:
+        return False
+    run, parent_id = listing.run, page.parent_id
+    listing.progress(parent_id)
     if page.kind == UNREADABLE:
-        listing.incomplete(page.parent_id)
+        listing.incomplete(parent_id)
         run.outcome.records_skipped += 1
         log.warning("integration %s: roster of one class skipped (unreadable)", run.state.id)
-        return
+        return True
     batch = run.within(run.spec.map_page(page, run.mapping))
+    del page  # mapped: the raw page is not held while the gathered pages are written
     run.outcome.members_seen += len(batch.enrollments)
     run.outcome.records_skipped += batch.skipped
     if batch.skipped:  # a member record broke: that roster is not whole
-        listing.incomplete(page.parent_id)
+        listing.incomplete(parent_id)
     if listing.pending.add(batch):
         listing.write_pending()
+    return True
 
 
 def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) -> None:
