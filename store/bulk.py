@@ -39,7 +39,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, exists, select
 
 from mappers.records import PersonRecord, RosterBatch, ended
-from store import bulk_events
+from store import bulk_events, statistics
 from store.db import WROTE
 from store.models import Base, Enrollment, Integration, Person, RemovalHold, SchoolClass, Suppression
 from store.roster import Removals, apply_removals
@@ -392,7 +392,8 @@ def sweep(connection: Connection, integration_id: int) -> int:
     return apply_removals(connection, integration_id, Removals([], [], 0, 0, 0, 0, 0))
 
 
-def analyze(connection: Connection) -> None:
-    """Fresh planner statistics once a first sync has loaded the district (PostgreSQL; see store.statistics)."""
+def analyze(connection: Connection, rows_written: int) -> None:
+    """Fresh planner statistics once a first sync has loaded the district, where the tables' growth calls for
+    them (PostgreSQL; store.statistics.refresh)."""
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("ANALYZE classes, people, enrollments")
+        statistics.refresh(connection, rows_written)

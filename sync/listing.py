@@ -204,8 +204,8 @@ def _member_page(listing: Listing, page: Page | None) -> bool:
 def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) -> None:
     """Remove what the whole listing did not see, unless the mass-removal breaker holds it for an admin."""
     run, outcome, integration_id = listing.run, listing.run.outcome, listing.run.state.id
-    if listing.bulk_load:  # the first statistics of the district it loaded, before the sweep's statements
-        bulk.analyze(connection)
+    if listing.bulk_load:  # statistics for the sweep's statements, where the tables' growth calls for them
+        bulk.analyze(connection, outcome.rows_written)
     if "student" not in run.roles:
         outcome.removed += purge_role(connection, integration_id, "student")  # policy, not a listing: never held
     # Classes the provider listed as ended (archived, expired) end first, as the school's decision.
