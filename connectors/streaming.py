@@ -152,7 +152,7 @@ class StreamedList:
         """Lists of at most ``size`` (``PART_RECORDS``) items, in order; at least one (maybe empty) for any
         readable answer. A part handed out is not kept by this generator while it waits: once the reader
         drops it, it is freed by its reference counts (a change page is handled with the cyclic collector
-        paused, ``sync.changes.collector_paused``, and anything still alive when it resumes is traversed)."""
+        paused, ``sync.collector.collector_paused``, and anything still alive when it resumes is traversed)."""
         size = PART_RECORDS if size is None else size
         text = _Text(self._stream)
         kept: dict[str, Any] = {}
