@@ -11,7 +11,7 @@ import json
 import re
 import zipfile
 
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from store import audit, integrations, overview, pending_revokes
 from sync.cycle import run_sync
@@ -60,7 +60,8 @@ def test_sign_in_the_home_page_and_sign_out(page: Page, served_app: ServedApp) -
     page.get_by_label("Admin token").fill(served_app.admin_tokens[1])
     page.get_by_role("button", name="Sign in").click()
     assert page.url == served_app.url("/console/")
-    assert page.get_by_role("img", name="Syncs per hour over the last 24 hours: 1 in all, 0 failed.").is_visible()
+    # waited for (is_visible() does not wait): the click returns once the navigation commits, before the page renders
+    expect(page.get_by_role("img", name="Syncs per hour over the last 24 hours: 1 in all, 0 failed.")).to_be_visible()
     checked(page, "home")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
