@@ -166,7 +166,7 @@ def apply_batch(
     people_count, person_ids = _write_people(connection, integration_id, people, suppressed, stored, written)
     count += people_count
     class_ids = {key: row[0] for key, row in (stored.classes | written.classes).items()}
-    rows, told = [], []
+    rows, told, telling = [], [], bulk_events.tells_itself(connection)
     for class_key, role, pseudonym in enrollments:
         # the page's own people by their page key; one it names only in an enrolment, in what is stored
         person_id = person_ids.get((role, pseudonym))
@@ -174,7 +174,8 @@ def apply_batch(
             person_id = stored.person_id(role, pseudonym, written)
         if class_key in class_ids and person_id is not None and pseudonym not in suppressed:
             rows.append((integration_id, class_ids[class_key], person_id, role))
-            told.append((class_key, pseudonym, role, stored.shown(role, pseudonym, written)))
+            if telling:
+                told.append((class_key, pseudonym, role, stored.shown(role, pseudonym, written)))
     count += _insert_enrollments(connection, integration_id, rows, told)
     own = {key: class_ids[key] for key, _, _, state in classes if not ended(state) and key in class_ids}
     return count, own, written

@@ -62,6 +62,12 @@ _SQLITE = {
 seq ``first + position`` in the rows' order."""
 
 
+def tells_itself(connection: Connection) -> bool:
+    """Whether a bulk write on this connection tells its new rows' events itself (SQLite), so that it gathers
+    them; on PostgreSQL the statement triggers do, and gathering them would be work thrown away."""
+    return connection.dialect.name != "postgresql"
+
+
 def pause_insert_trigger(connection: Connection, integration_id: int, table: str) -> bool:
     """Pause the table's insert trigger for the integration, in this transaction only, on SQLite; False
     (nothing paused: the trigger tells the rows' events, or there is none to tell them) on PostgreSQL, and
@@ -72,7 +78,7 @@ def pause_insert_trigger(connection: Connection, integration_id: int, table: str
     in hand, while sending them costs the client more (measured: BENCHMARKS.md, "The outbox on a first
     sync"). On SQLite each row's trigger is a program of its own: a head update and two look-ups a row.
     """
-    if connection.dialect.name == "postgresql":
+    if not tells_itself(connection):
         return False
     params = {"integration_id": integration_id, "table": table, "trigger": INSERT_TRIGGERS[table]}
     return bool(connection.execute(_PAUSE, params).rowcount)
