@@ -265,12 +265,17 @@ def _raw(connection: Connection) -> Any:
 
 def _allocate(connection: Connection, table: str, count: int) -> list[int]:
     """``count`` new ids for the table: from its sequence on PostgreSQL; after its largest on SQLite, whose
-    write lock this transaction holds (and whose roster tables keep plain rowids)."""
+    write lock this transaction holds (and whose roster tables keep plain rowids).
+
+    The sequence is looked up once (the materialized ``s``), not once an id: ``nextval`` of the name as text
+    resolved it in the catalogue for every row, nine tenths of this statement's server time (6,000 ids: about
+    35 ms against 4 ms, measured in psql)."""
     if count == 0:
         return []
     if connection.dialect.name == "postgresql":
         taken = connection.exec_driver_sql(
-            f"SELECT array_agg(nextval(pg_get_serial_sequence('{table}', 'id'))) FROM generate_series(1, {count:d})"
+            f"WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('{table}', 'id')::regclass AS seq)"
+            f" SELECT array_agg(nextval(s.seq)) FROM s, generate_series(1, {count:d})"
         )
         return list(taken.scalar_one())
     largest = int(connection.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+from typing import Any
+
+import pytest
 from sqlalchemy import select
 
 from emulators.google import GoogleEmulator
@@ -11,6 +15,7 @@ from settings import GOOGLE_SCOPES
 from store import integrations
 from store.models import SyncRun
 from store.runtime import Runtime
+from sync import listing
 from sync.cycle import run_sync
 from tests.conftest import Linker
 from tests.helpers import classes, enrollments, people
@@ -117,6 +122,26 @@ def test_resync_without_change_writes_no_rows_and_keeps_pseudonyms(
     with runtime.engine.connect() as connection:
         runs = connection.execute(select(SyncRun.outcome, SyncRun.rows_written).order_by(SyncRun.id)).all()
     assert [tuple(r) for r in runs] == [("ok", first.rows_written), ("ok", 0)]
+
+
+def test_a_teacher_links_last_write_is_made_with_the_collector_paused(
+    runtime: Runtime, emulator: GoogleEmulator, link: Linker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The members gathered last are written in the sweep's transaction (``Listing.apply``), a page's write like
+    any other (sync.collector): on a first sync that is every member of the link; back on after."""
+    during: list[bool] = []
+    apply = listing.Listing.apply
+
+    def watched(self: listing.Listing, connection: Any, batch: Any) -> Any:
+        during.append(gc.isenabled())
+        return apply(self, connection, batch)
+
+    monkeypatch.setattr(listing.Listing, "apply", watched)
+    integration_id = link(0)
+    first = run_sync(runtime, integration_id)
+    second = run_sync(runtime, integration_id)
+    assert (first.outcome, first.mode, second.outcome, second.rows_written) == ("ok", "full", "ok", 0)
+    assert first.rows_written > 0 and during and not any(during) and gc.isenabled()
 
 
 def test_pseudonyms_differ_across_tenants(runtime: Runtime, emulator: GoogleEmulator, link: Linker) -> None:
