@@ -13,8 +13,8 @@ on SQLite, with no staging table, no join and no ``ON CONFLICT`` arbitration; on
 run already wrote and that the page lists with other fields is updated (one statement a table). The
 change feed's events are written in the same transaction by the roster tables' triggers, as for any
 write (on PostgreSQL statement triggers with transition tables fire for ``COPY`` too), except, on
-SQLite, those of the new classes and enrolments: this write tells them itself from the values it has in
-hand while their row triggers are paused for the integration (store.bulk_events).
+SQLite, those of the new classes and enrolments: this write tells them itself, one statement over the rows
+it has just inserted, while their row triggers are paused for the integration (store.bulk_events).
 
 Exact only on an integration that held no roster row (live or removed) and no hold when the sync
 began (``is_empty``): within a sync nothing is soft-deleted before its sweep, so no stored row is
@@ -84,15 +84,6 @@ class FirstSync:
         found = written.people.get(role, {}).get(key)
         found = self.people.get(role, {}).get(key) if found is None else found
         return None if found is None else _id(found)
-
-    def shown(self, role: str, pseudonym: str, written: FirstSync) -> str | None:
-        """A teacher's display name as stored now (an enrolment's ``member.added`` carries it); None for others."""
-        if role != "teacher":
-            return None
-        key = _key(pseudonym)
-        found = written.people.get(role, {}).get(key)
-        found = self.people.get(role, {}).get(key) if found is None else found
-        return None if found is None else _fields(found)[0]
 
     def merge(self, written: FirstSync) -> None:
         """Take in what a write stored, once its transaction has committed."""
@@ -166,7 +157,7 @@ def apply_batch(
     people_count, person_ids = _write_people(connection, integration_id, people, suppressed, stored, written)
     count += people_count
     class_ids = {key: row[0] for key, row in (stored.classes | written.classes).items()}
-    rows, told, telling = [], [], bulk_events.tells_itself(connection)
+    rows = []
     for class_key, role, pseudonym in enrollments:
         # the page's own people by their page key; one it names only in an enrolment, in what is stored
         person_id = person_ids.get((role, pseudonym))
@@ -174,9 +165,7 @@ def apply_batch(
             person_id = stored.person_id(role, pseudonym, written)
         if class_key in class_ids and person_id is not None and pseudonym not in suppressed:
             rows.append((integration_id, class_ids[class_key], person_id, role))
-            if telling:
-                told.append((class_key, pseudonym, role, stored.shown(role, pseudonym, written)))
-    count += _insert_enrollments(connection, integration_id, rows, told)
+    count += _insert_enrollments(connection, integration_id, rows)
     own = {key: class_ids[key] for key, _, _, state in classes if not ended(state) and key in class_ids}
     return count, own, written
 
@@ -213,7 +202,7 @@ def _write_classes(
     for class_id, (key, name, section, state) in zip(ids, new, strict=True):
         written.classes[key] = (class_id, name, section, state)
     rows = [(class_id, integration_id, *row) for class_id, row in zip(ids, new, strict=True)]
-    return _copy_told(connection, integration_id, "classes", rows, new) + _update(
+    return _copy_told(connection, integration_id, "classes", rows) + _update(
         connection, "classes", ("name", "section", "state"), changed
     )
 
@@ -307,43 +296,37 @@ class _Duplicate(Exception):
     """The page's enrolments meet one already stored (SQLite's ``INSERT OR IGNORE`` left a row out)."""
 
 
-def _copy_told(
-    connection: Connection,
-    integration_id: int,
-    table: str,
-    rows: Sequence[tuple[Any, ...]],
-    told: Sequence[bulk_events.ClassEvent] | Sequence[bulk_events.MemberEvent],
-) -> int:
+def _copy_told(connection: Connection, integration_id: int, table: str, rows: Sequence[tuple[Any, ...]]) -> int:
     """``_copy`` of new classes or enrolments, whose events the write tells itself (store.bulk_events) while
-    the table's insert trigger is paused for the integration; raises ``_Duplicate`` if a row was left out."""
+    the table's insert trigger is paused for the integration; raises ``_Duplicate`` if a row was left out.
+
+    The new rows take the ids after the table's largest (classes: given so by ``_allocate``; enrolments:
+    SQLite's own rowids, the largest plus one for each row inserted, under this transaction's write lock).
+    """
     if not rows:
         return 0
     columns = CLASS_COLUMNS if table == "classes" else ENROLLMENT_COLUMNS
     if not bulk_events.pause_insert_trigger(connection, integration_id, table):  # no outbox (a bench's copy)
         return _copy(connection, table, columns, rows)
+    first_id = _allocate(connection, table, 1)[0]
     if _copy(connection, table, columns, rows) != len(rows):
         raise _Duplicate
-    bulk_events.write(connection, integration_id, table, told)
+    bulk_events.write(connection, table, first_id, len(rows))
     bulk_events.unpause(connection, integration_id)
     return len(rows)
 
 
-def _insert_enrollments(
-    connection: Connection,
-    integration_id: int,
-    rows: Sequence[tuple[Any, ...]],
-    told: Sequence[bulk_events.MemberEvent],
-) -> int:
+def _insert_enrollments(connection: Connection, integration_id: int, rows: Sequence[tuple[Any, ...]]) -> int:
     """The page's enrolments; one an earlier page of this sync already stored is left as it is (the same
     person has the same role, and nothing is removed before the sweep). Written at once, their events told
-    from ``told``; only when that meets such a row is it taken back (to a savepoint, the trigger's pause
+    by ``_copy_told``; only when that meets such a row is it taken back (to a savepoint, the trigger's pause
     with it) and the page written with ``ON CONFLICT DO NOTHING`` (``INSERT OR IGNORE`` on SQLite), whose
     rows' events the trigger tells."""
     if not rows:
         return 0
     connection.exec_driver_sql("SAVEPOINT bulk_enrollments")
     try:
-        copied = _copy_told(connection, integration_id, "enrollments", rows, told)
+        copied = _copy_told(connection, integration_id, "enrollments", rows)
     except Exception as error:
         if not isinstance(error, _Duplicate) and getattr(error, "sqlstate", None) != UNIQUE_VIOLATION:
             raise

@@ -9,10 +9,11 @@ statement triggers tell the same feed; an erase uses the person index on both.
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import delete, select
 
 from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, RosterBatch
-from store import bulk, outbox, roster
+from store import bulk, bulk_events, outbox, roster
 from store.models import ChangeEvent, OutboxPause
 from store.runtime import Runtime
 from tests.conftest import Linker
@@ -98,3 +99,36 @@ def test_an_erase_finds_a_persons_events_through_the_index(runtime: Runtime, lin
         assert "ix_change_events_person" in plan
         assert outbox.forget_person(connection, STUDENTS[0]) == 1
     assert {e.person for e in events(runtime.engine, integration_id)} == {None, TEACHER, STUDENTS[1]}
+
+
+def test_a_bulk_write_after_another_writers_rows_tells_only_its_own(runtime: Runtime, link: Linker) -> None:
+    """The events are read back from the ids the bulk write's inserts took: rows another integration stored
+    before (lower ids, in the same tables) are not told again, and the bulk write's are told with their
+    stored values (a teacher's name as the people table holds it)."""
+    bulk_id, other_id = link(0), link(1)
+    with runtime.engine.begin() as connection:
+        roster.apply_batch(connection, other_id, _page(STUDENTS[1]), hold_possible=False)
+    before = len(events(runtime.engine, other_id))
+    _write(runtime, bulk_id, [_page(*STUDENTS, teacher_name="Ms Smith")])
+    told = [(e.type, e.person, e.data) for e in events(runtime.engine, bulk_id) if e.type != "integration.updated"]
+    assert told == [
+        ("class.upserted", None, {"key": "c-1", "name": "Maths", "section": "B", "state": "ACTIVE"}),
+        ("member.added", TEACHER, {"class": "c-1", "person": TEACHER, "role": "teacher", "display_name": "Ms Smith"}),
+        *(
+            ("member.added", s, {"class": "c-1", "person": s, "role": "student", "display_name": None})
+            for s in STUDENTS
+        ),
+    ]
+    assert len(events(runtime.engine, other_id)) == before
+
+
+def test_events_for_ids_no_insert_took_are_refused(runtime: Runtime, link: Linker) -> None:
+    """SQLite: telling more rows than hold the ids fails the write (its transaction rolls back), never a short feed."""
+    integration_id = link(0)
+    _write(runtime, integration_id, [_page(STUDENTS[0])])
+    if runtime.engine.dialect.name == "postgresql":
+        return  # the statement triggers tell PostgreSQL's rows
+    last = head(runtime.engine)[0]
+    with pytest.raises(RuntimeError, match="told of"), runtime.engine.begin() as connection:
+        bulk_events.write(connection, "enrollments", 1, 5)
+    assert head(runtime.engine)[0] == last
