@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, case, func, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from mappers.records import ChangeBatch, EnrollmentRecord, MembershipDelta, PersonRecord, RosterBatch
 from store import holds
@@ -29,7 +30,9 @@ ARRAY_CHUNK = 5_000
 """Values a statement names on PostgreSQL, where they travel as one array (``store.db.one_of``). Why larger:
 the planner reads the integration's enrolments (or people) whole for a few hundred classes as for a few
 thousand (a hash join beat index look-ups at 100,000 students), so each extra statement of a page was one
-more pass over the district; a 1% change at 100,000 students named 1,000 classes in 2 + 4 statements."""
+more pass over the district; a 1% change at 100,000 students named 1,000 classes in 2 + 4 statements. Settle's
+statements now look their rows up by key (``_counted_by_class``, ``_named_members``), and a large chunk still
+saves round trips."""
 
 
 def _chunk(connection: Connection) -> int:
@@ -103,24 +106,64 @@ def _counts(
     """``external id -> role -> (current enrolments, those whose person is current and of that role)`` of these
     classes while current; counted by the database, a row per class and role."""
     found: dict[str, dict[str, tuple[int, int]]] = {}
-    sound = case((and_(Person.removed_at.is_(None), Person.role == Enrollment.role), 1), else_=0)
     size = _chunk(connection)
+    counted = _counted
+    if connection.dialect.name == "postgresql":
+        counted = _counted_by_class
+        connection.exec_driver_sql("SET LOCAL jit = off")  # this transaction only: see _counted_by_class
     for start in range(0, len(external_ids), size):
-        query = (
-            select(SchoolClass.external_id, Enrollment.role, func.count(), func.sum(sound))
-            .join(Enrollment, Enrollment.class_id == SchoolClass.id)
-            .join(Person, Person.id == Enrollment.person_id)
-            .where(
-                SchoolClass.integration_id == integration_id,
-                one_of(connection, SchoolClass.external_id, external_ids[start : start + size]),
-                SchoolClass.removed_at.is_(None),
-                Enrollment.removed_at.is_(None),
-            )
-            .group_by(SchoolClass.external_id, Enrollment.role)
-        )
+        query = counted(connection, integration_id, external_ids[start : start + size])
         for external_id, role, total, good in connection.execute(query):
             found.setdefault(external_id, {})[role] = (int(total), int(good or 0))
     return found
+
+
+def _sound() -> ColumnElement[int]:
+    """1 for an enrolment whose person is current and of the enrolment's role, else 0."""
+    return case((and_(Person.removed_at.is_(None), Person.role == Enrollment.role), 1), else_=0)
+
+
+def _counted(connection: Connection, integration_id: int, external_ids: list[str]) -> Select[*tuple[Any, ...]]:
+    """``_counts`` as one join of the classes with their enrolments and people (SQLite: index look-ups already)."""
+    return (
+        select(SchoolClass.external_id, Enrollment.role, func.count(), func.sum(_sound()))
+        .join(Enrollment, Enrollment.class_id == SchoolClass.id)
+        .join(Person, Person.id == Enrollment.person_id)
+        .where(
+            SchoolClass.integration_id == integration_id,
+            one_of(connection, SchoolClass.external_id, external_ids),
+            SchoolClass.removed_at.is_(None),
+            Enrollment.removed_at.is_(None),
+        )
+        .group_by(SchoolClass.external_id, Enrollment.role)
+    )
+
+
+def _counted_by_class(connection: Connection, integration_id: int, external_ids: list[str]) -> Select[*tuple[Any, ...]]:
+    """``_counts`` on PostgreSQL: each class's enrolments counted apart (a ``LATERAL`` aggregate), by the
+    enrolments' class index and the people's key. Why: as one join, the planner hashed every person of the
+    district and read every enrolment to count a page's classes (BENCHMARKS.md, issue 22, item 3); an aggregate
+    a class cannot be merged into such a join, so each class costs its own members.
+
+    Its estimate (a key look-up a member, some 26,500 for a 1% change at 100,000 students) passes PostgreSQL's
+    ``jit_above_cost``, and compiling it took about 9 ms of the statement's 45; so ``_counts`` turns JIT off
+    for its transaction first (``SET LOCAL``: no plan changes, and no later transaction inherits it)."""
+    per_role = (
+        select(Enrollment.role, func.count().label("total"), func.sum(_sound()).label("good"))
+        .join(Person, Person.id == Enrollment.person_id)
+        .where(Enrollment.class_id == SchoolClass.id, Enrollment.removed_at.is_(None))
+        .group_by(Enrollment.role)
+        .lateral("per_role")
+    )
+    return (
+        select(SchoolClass.external_id, per_role.c.role, per_role.c.total, per_role.c.good)
+        .join(per_role, true())
+        .where(
+            SchoolClass.integration_id == integration_id,
+            one_of(connection, SchoolClass.external_id, external_ids),
+            SchoolClass.removed_at.is_(None),
+        )
+    )
 
 
 def read(
@@ -160,10 +203,74 @@ def _read_named(
     """The current enrolments of these classes of the members each names, with their people."""
     stored = stored if stored is not None else Stored()
     for chunk in _named_chunks(named, _chunk(connection)):
-        pseudonyms = sorted({pseudonym for external_id in chunk for _, pseudonym in named[external_id]})
-        query = _members_of(connection, integration_id, chunk).where(one_of(connection, Person.pseudonym, pseudonyms))
+        if connection.dialect.name == "postgresql":
+            query = _named_members(connection, integration_id, chunk, named)
+        else:
+            pseudonyms = sorted({pseudonym for external_id in chunk for _, pseudonym in named[external_id]})
+            query = _members_of(connection, integration_id, chunk).where(
+                one_of(connection, Person.pseudonym, pseudonyms)
+            )
         _read_into(stored, connection, query, named)
     return stored
+
+
+def _named_members(
+    connection: Connection, integration_id: int, chunk: list[str], named: Mapping[str, set[PersonKey]]
+) -> Select[*tuple[Any, ...]]:
+    """``_read_named`` on PostgreSQL: each named ``(class, role, pseudonym)`` looked up by the unique keys of the
+    people and the enrolments, one probe each (the same rows as ``_members_of`` filtered by pseudonym, once
+    ``_read_into`` keeps only what each class names).
+
+    Why: filtered by pseudonym, the planner hashed the named people and joined them with every enrolment of the
+    district. The look-ups sit in ``LATERAL`` subqueries with ``OFFSET 0``, which PostgreSQL does not merge into
+    the join, so they stay index probes whatever it estimates (a plain join was planned as a hash of every
+    person again: BENCHMARKS.md, issue 22, item 3)."""
+    triples = sorted((external_id, role, pseudonym) for external_id in chunk for role, pseudonym in named[external_id])
+    columns = (SchoolClass.external_id, Person.role, Person.pseudonym)
+    keys = (
+        func.unnest(*(bindparam(None, [t[i] for t in triples], type_=ARRAY(c.type)) for i, c in enumerate(columns)))
+        .table_valued("external_id", "role", "pseudonym")
+        .render_derived(name="named")
+    )
+    person = (
+        select(Person.id, Person.role, Person.pseudonym, Person.display_name, Person.email_address, Person.removed_at)
+        .where(
+            Person.integration_id == integration_id, Person.role == keys.c.role, Person.pseudonym == keys.c.pseudonym
+        )
+        .offset(0)
+        .lateral("person")
+    )
+    enrolment = (
+        select(Enrollment.id, Enrollment.class_id, Enrollment.person_id, Enrollment.role)
+        .where(
+            Enrollment.class_id == SchoolClass.id, Enrollment.person_id == person.c.id, Enrollment.removed_at.is_(None)
+        )
+        .offset(0)
+        .lateral("enrolment")
+    )
+    return (
+        select(
+            SchoolClass.external_id,
+            enrolment.c.id,
+            enrolment.c.class_id,
+            enrolment.c.person_id,
+            enrolment.c.role,
+            person.c.role,
+            person.c.pseudonym,
+            person.c.display_name,
+            person.c.email_address,
+            person.c.removed_at,
+            SchoolClass.removed_at,
+        )
+        .select_from(keys)
+        .join(
+            SchoolClass,
+            and_(SchoolClass.integration_id == integration_id, SchoolClass.external_id == keys.c.external_id),
+        )
+        .join(person, true())
+        .join(enrolment, true())
+        .where(one_of(connection, SchoolClass.external_id, chunk))
+    )
 
 
 def _members_of(connection: Connection, integration_id: int, external_ids: list[str]) -> Select[*tuple[Any, ...]]:

@@ -111,8 +111,9 @@ def test_a_graph_delta_writes_the_changed_classes_member_lists_together(
     assert (ten_rows, thirty_rows) == (20, 60), "a person and an enrolment a class"
 
 
-MEMBERS_READ = "SELECT classes.external_id, enrollments.id"
-"""The read of a class's stored members (store.membership): who left and who joined, for a class delta."""
+MEMBERS_READ = ("SELECT classes.external_id, enrollments.id", "SELECT classes.external_id, enrolment.id")
+"""The read of a class's stored members (store.membership): who left and who joined, for a class delta (on
+PostgreSQL the enrolments are looked up in a ``LATERAL`` subquery named ``enrolment``)."""
 
 
 def test_a_page_of_class_deltas_reads_their_members_once(make_emulator: MakeEmulator, database_url: str) -> None:

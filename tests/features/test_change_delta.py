@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 import mappers.clever
 from emulators.clever import CleverEmulator
+from store import membership
 from store.db import utcnow
 from store.models import Enrollment, Integration, Person, SchoolClass
 from store.runtime import Runtime, build_runtime
@@ -109,4 +110,48 @@ def test_a_section_the_store_does_not_hold_as_clever_had_it_is_replaced_whole(
     after = change(runtime, integration_id)
     assert wholes == [section], "the drifted section whole; the other from its delta"
     assert after == listed(runtime, integration_id)
+    runtime.engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite keeps the joins
+def test_settle_on_postgresql_finds_by_key_what_the_joins_found(make_emulator: MakeEmulator, database_url: str) -> None:
+    """Settle's PostgreSQL statements (a ``LATERAL`` count a class, the named members looked up by key) give the
+    counts and members the joins they replaced gave, on a roster that drifted: a person removed under a current
+    enrolment, an enrolment whose role is not its person's, a removed class, a named member the store lacks."""
+    _, runtime, integration_id = synced(make_emulator, database_url)
+    members = (
+        select(SchoolClass.external_id, Person.role, Person.pseudonym, Enrollment.id, Person.id)
+        .join(Enrollment, Enrollment.class_id == SchoolClass.id)
+        .join(Person, Person.id == Enrollment.person_id)
+        .where(SchoolClass.integration_id == integration_id)
+        .order_by(Enrollment.id)
+    )
+    with runtime.engine.begin() as connection:
+        rows = connection.execute(members).all()
+        sections = sorted({row[0] for row in rows})
+        connection.execute(update(Person).where(Person.id == rows[0][4]).values(removed_at=utcnow()))
+        connection.execute(update(Enrollment).where(Enrollment.id == rows[1][3]).values(role="teacher"))
+        connection.execute(
+            update(SchoolClass).where(SchoolClass.external_id == sections[1]).values(removed_at=utcnow())
+        )
+        named: dict[str, set[tuple[str, str]]] = {section: set() for section in sections}
+        for external_id, role, pseudonym, *_ in rows[::3]:
+            named[external_id].add((role, pseudonym))
+        named[sections[2]].add(("student", "not-stored"))
+
+        counts = membership._counts(connection, integration_id, sections)
+        joined: dict[str, dict[str, tuple[int, int]]] = {}
+        for external_id, role, total, good in connection.execute(
+            membership._counted(connection, integration_id, sections)
+        ):
+            joined.setdefault(external_id, {})[role] = (int(total), int(good or 0))
+        assert counts == joined
+        assert any(good < total for roles in counts.values() for total, good in roles.values()), "the drift counted"
+
+        pseudonyms = sorted({pseudonym for keys in named.values() for _, pseudonym in keys})
+        query = membership._members_of(connection, integration_id, sections).where(Person.pseudonym.in_(pseudonyms))
+        by_join = membership.Stored()
+        membership._read_into(by_join, connection, query, named)
+        assert membership._read_named(connection, integration_id, named).classes == by_join.classes
+        assert sections[1] in by_join.classes, "the removed class's members are read, as before"
     runtime.engine.dispose()
