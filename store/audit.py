@@ -46,7 +46,7 @@ def word(text: str) -> str:
     return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-:.") else "_" for ch in text)[:64]
 
 
-_APPEND = insert(AuditEvent)
+APPEND = insert(AuditEvent)
 """Built once, its values given at execution: a sync audits every run it closes, and building the statement
 (and its cache key) each time cost more of a teacher link's sync than sending it."""
 
@@ -61,18 +61,25 @@ def record(
     reason: str = "",
 ) -> None:
     """Append one event inside the caller's transaction, so the event and the change commit together."""
-    _check(details or {})
     connection.execute(
-        _APPEND,
-        {
-            "integration_id": integration_id,
-            "at": utcnow(),
-            "actor": actor,
-            "action": action,
-            "reason": reason,
-            "details": json.dumps(dict(details), sort_keys=True) if details else None,
-        },
+        APPEND,
+        {"integration_id": integration_id} | event_values(action=action, actor=actor, details=details, reason=reason),
     )
+
+
+def event_values(*, action: str, actor: str, details: Mapping[str, Detail] | None, reason: str) -> dict[str, Any]:
+    """An event's values but its integration, its details checked (``UnsafeDetail``) and written as JSON.
+
+    Apart from ``record`` so that a statement that appends the event itself (a sync's release on PostgreSQL,
+    store.leases) writes exactly what ``record`` would, after the same check."""
+    _check(details or {})
+    return {
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "reason": reason,
+        "details": json.dumps(dict(details), sort_keys=True) if details else None,
+    }
 
 
 def actions(engine: Engine, integration_id: int) -> list[str]:

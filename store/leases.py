@@ -9,14 +9,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Update, and_, bindparam, case, exists, or_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from store import integrations, runs
 from store.db import utcnow
 from store.fence import SYNCABLE, Lease
-from store.models import Enrollment, Integration, Person, RemovalHold, SchoolClass
+from store.models import AuditEvent, Enrollment, Integration, Person, RemovalHold, SchoolClass, SyncRun
 
 
 def acquire(engine: Engine, integration_id: int, lease: Lease) -> integrations.IntegrationState | None:
@@ -50,6 +67,8 @@ def begin(
     (a pool check-out, its ping, BEGIN, COMMIT) was a visible share of its time.
     """
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            return _take_and_open(connection, integration_id, lease, held)
         state = _take(connection, integration_id, lease)
         held.run_id = runs.open_run(connection, integration_id)
         return state, held.run_id
@@ -98,12 +117,47 @@ returned columns, and SQLAlchemy's cache key of all that) cost more of a teacher
 def _take(connection: Connection, integration_id: int, lease: Lease) -> integrations.IntegrationState | None:
     """One statement: the lease taken, and the state returned with what the sync asks of its stored rows at once
     (``IntegrationState.roster_stored``, ``hold_stands``), instead of a statement (or a transaction) each."""
+    row = connection.execute(_TAKE, _taking_values(integration_id, lease)).one_or_none()
+    return None if row is None else _taken(row)
+
+
+def _taking_values(integration_id: int, lease: Lease) -> dict[str, Any]:
     now = utcnow()
-    values = {"leased": integration_id, "taken_at": now, "taker": lease.owner}
-    row = connection.execute(_TAKE, values | {"expires": now + timedelta(seconds=lease.seconds)}).one_or_none()
-    if row is None:
-        return None
+    expires = now + timedelta(seconds=lease.seconds)
+    return {"leased": integration_id, "taken_at": now, "taker": lease.owner, "expires": expires}
+
+
+def _taken(row: Any) -> integrations.IntegrationState:
     return replace(integrations.state_of(row), roster_stored=bool(row.roster_stored), hold_stands=bool(row.hold))
+
+
+def _taking_and_opening() -> Select[Any]:
+    """``_TAKE`` and the run's opening (``store.runs``) as one PostgreSQL statement (``_TAKE_AND_OPEN``).
+
+    The run is opened whether the lease was taken or not (a run that did not take it is closed as skipped),
+    so the state comes back outer-joined to the run: its columns are null when the lease was busy. The run
+    starts when the lease is taken (``taken_at``); its other columns get their defaults here, since SQLAlchemy
+    fills a column's default only into a statement it executes itself, not into one nested in a ``WITH``.
+    SQLite cannot nest an ``UPDATE`` in a ``WITH``: it sends the two statements, as before."""
+    taken = _TAKE.cte("taken")
+    opened_at = _param("taken_at", SyncRun.started_at)
+    defaults = {column.name: column.default.arg for column in SyncRun.__table__.c if column.default is not None}
+    started = {"integration_id": _param("leased", SyncRun.integration_id), "started_at": opened_at}
+    opened = insert(SyncRun).values(defaults | started).returning(SyncRun.id).cte("opened")
+    return select(opened.c.id.label("run_id"), *taken.c).select_from(opened.outerjoin(taken, true()))
+
+
+_TAKE_AND_OPEN = _taking_and_opening()
+
+
+def _take_and_open(
+    connection: Connection, integration_id: int, lease: Lease, held: Held
+) -> tuple[integrations.IntegrationState | None, int]:
+    """``begin`` on PostgreSQL: one statement instead of two, in the same transaction, so the run's id is still
+    known (``held``) before the commit: the round trip saved is the statement's, not the transaction's."""
+    row = connection.execute(_TAKE_AND_OPEN, _taking_values(integration_id, lease)).one()
+    held.run_id = int(row.run_id)
+    return (None if row.id is None else _taken(row)), held.run_id
 
 
 def _giving_back(set_due: bool) -> Update:
@@ -144,10 +198,42 @@ def release(
     values: dict[str, Any] = {"released": integration_id, "giver": lease.owner}
     if next_due is not None:
         values |= {"ran_on": generation, "next_due": next_due}
+    if finished is not None and engine.dialect.name == "postgresql":
+        _give_back_and_close(engine, values, finished)
+        return
     with engine.begin() as connection:  # one statement: the lease given back, the due time set where it may be
         connection.execute(_GIVE_BACK[next_due is not None], values)
         if finished is not None:  # after the integration's row, in the order begin() takes them
             runs.close_run(connection, finished)
+
+
+@cache
+def _giving_back_and_closing(set_due: bool, counters: tuple[str, ...]) -> Insert:
+    """``_GIVE_BACK``, ``runs.close_run``'s close and its audit event as one PostgreSQL statement, built once a shape.
+
+    The statements of a ``WITH`` run in no set order; here each reads what the one before it returned, so
+    they lock and write in the order of the three statements they replace: the integration's row first (the
+    order ``begin`` takes them in), then the run, then its event (only for a run that this closed)."""
+    given = _GIVE_BACK[set_due].returning(Integration.id).cte("given")
+    after_given = select(func.count()).select_from(given).scalar_subquery() >= 0
+    closed = runs.closing(counters).where(after_given).cte("closed")
+    names = ("at", "actor", "action", "reason", "details")
+    columns = AuditEvent.__table__.c
+    event = select(closed.c.integration_id, *(bindparam(name, type_=columns[name].type) for name in names))
+    return insert(AuditEvent).from_select(["integration_id", *names], event)
+
+
+def _give_back_and_close(engine: Engine, values: dict[str, Any], finished: runs.Finished) -> None:
+    """``release`` on PostgreSQL: its three statements sent as one, in autocommit (one statement is its own
+    transaction, as durable as the commit of three): one round trip instead of five (``BEGIN``, three
+    statements, ``COMMIT``). Safe to repeat like ``release`` (``abandon``): a run already closed is left
+    as it is, unaudited."""
+    counters = tuple(name for name in runs.RUN_COUNTERS if name in finished.counters)
+    statement = _giving_back_and_closing("next_due" in values, counters)
+    values = values | runs.close_values(finished) | runs.closed_event(finished)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(statement, values)
+        connection.commit()  # sends nothing: the statement committed itself; said so that the release reads as one
 
 
 def abandon(engine: Engine, integration_id: int, lease: Lease, run_id: int) -> None:

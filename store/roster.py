@@ -699,12 +699,24 @@ def impact(
     )
 
 
+_ACTIVE_CLASSES = select(SchoolClass.id).where(
+    SchoolClass.integration_id == bindparam("integration_id"), SchoolClass.removed_at.is_(None)
+)
+_CURRENT_CLASSES = select(SchoolClass.id, SchoolClass.state).where(
+    SchoolClass.integration_id == bindparam("integration_id"), SchoolClass.removed_at.is_(None)
+)
+_CURRENT_ENROLLMENTS = select(Enrollment.id, Enrollment.class_id, Enrollment.person_id).where(
+    Enrollment.integration_id == bindparam("integration_id"), Enrollment.removed_at.is_(None)
+)
+_CURRENT_PEOPLE = select(Person.id).where(
+    Person.integration_id == bindparam("integration_id"), Person.removed_at.is_(None)
+)
+"""The sweep's reads, built once with the integration as a parameter: every sync sweeps, and building them (and
+their cache keys) anew each time was a visible share of a teacher link's re-sync (BENCHMARKS.md, issue 22)."""
+
+
 def _active_classes(connection: Connection, integration_id: int) -> set[int]:
-    return set(
-        connection.execute(
-            select(SchoolClass.id).where(SchoolClass.integration_id == integration_id, SchoolClass.removed_at.is_(None))
-        ).scalars()
-    )
+    return set(connection.execute(_ACTIVE_CLASSES, {"integration_id": integration_id}).scalars())
 
 
 def _removals(
@@ -719,12 +731,7 @@ def _removals(
     The enrolments are read as a stream, not as a list: a district's hundreds of thousands of rows,
     held twice over, were the peak of a full sync's memory. What stays is a set of person ids.
     """
-    enrollments = _read(
-        connection,
-        select(Enrollment.id, Enrollment.class_id, Enrollment.person_id).where(
-            Enrollment.integration_id == integration_id, Enrollment.removed_at.is_(None)
-        ),
-    )
+    enrollments = _read(connection, _CURRENT_ENROLLMENTS, integration_id)
     gone: list[tuple[int, int, int]] = []
     keeping: set[int] = set()
     active_enrollments = 0
@@ -736,9 +743,7 @@ def _removals(
             keeping.add(person_id)
     active_people = 0
     left_without: set[int] = set()
-    for (person_id,) in _read(
-        connection, select(Person.id).where(Person.integration_id == integration_id, Person.removed_at.is_(None))
-    ):
+    for (person_id,) in _read(connection, _CURRENT_PEOPLE, integration_id):
         active_people += 1
         if person_id not in keeping:
             left_without.add(person_id)
@@ -753,18 +758,26 @@ def _removals(
     )
 
 
-def _read(connection: Connection, statement: Select[*tuple[Any, ...]]) -> Iterable[Any]:
-    """The rows of ``statement``: at most ``STREAMED``'s ``yield_per`` of them in one round trip, more as a stream.
+def _read(connection: Connection, statement: Select[*tuple[Any, ...]], integration_id: int) -> Iterable[Any]:
+    """The rows of ``statement`` (of one integration): at most ``STREAMED``'s ``yield_per`` of them in one round
+    trip, more as a stream.
 
     Why not always the stream: on PostgreSQL it is a server-side cursor (declare, describe, fetch, close),
     four round trips where a teacher's few hundred rows need one. A result larger than that is read again
     as the stream, so memory stays flat for a district.
     """
     small = int(STREAMED["yield_per"])
-    rows = connection.execute(statement.limit(small + 1)).all()
+    parameters = {"integration_id": integration_id}
+    rows = connection.execute(_limited(statement, small + 1), parameters).all()
     if len(rows) <= small:
         return rows
-    return connection.execute(statement, execution_options=STREAMED)
+    return connection.execute(statement, parameters, execution_options=STREAMED)
+
+
+@functools.cache
+def _limited(statement: Select[*tuple[Any, ...]], limit: int) -> Select[*tuple[Any, ...]]:
+    """``statement.limit(limit)``, built once for each of the sweep's reads (all built once, at import)."""
+    return statement.limit(limit)
 
 
 class SeenEnrollments:
@@ -790,11 +803,7 @@ class SeenEnrollments:
 
 def current_classes(connection: Connection, integration_id: int) -> dict[int, str | None]:
     """The integration's current classes and their states: what ``plan_ended`` and ``plan_removals`` both start from."""
-    found = connection.execute(
-        select(SchoolClass.id, SchoolClass.state).where(
-            SchoolClass.integration_id == integration_id, SchoolClass.removed_at.is_(None)
-        )
-    )
+    found = connection.execute(_CURRENT_CLASSES, {"integration_id": integration_id}).all()
     return {class_id: state for class_id, state in found}
 
 

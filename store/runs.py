@@ -10,8 +10,9 @@ columns and the web schema to it (tests/test_run_counts.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, Update, bindparam, func, insert, select, update
 
 from store import audit
 from store.db import utcnow
@@ -100,16 +101,30 @@ def close_run(connection: Connection, finished: Finished) -> None:
     A run already closed is left as it is, unaudited: the give-back of a sync cut short by an interrupt
     (``store.leases.abandon``) may repeat a close that had already committed.
     """
-    values = {"closed_run": finished.run_id, "finished_at": utcnow(), "outcome": finished.outcome, **finished.counters}
-    integration_id = connection.execute(_CLOSE, values).scalar_one_or_none()
+    integration_id = connection.execute(_CLOSE, close_values(finished)).scalar_one_or_none()
     if integration_id is not None:
-        audit.record(
-            connection,
-            action=run_action(finished.outcome),
-            actor="system:sync",
-            integration_id=integration_id,
-            details={"outcome": audit.word(finished.outcome), **finished.counters},
-        )
+        connection.execute(audit.APPEND, {"integration_id": integration_id} | closed_event(finished))
+
+
+def close_values(finished: Finished) -> dict[str, Any]:
+    """The values ``_CLOSE`` (or ``closing``) is executed with."""
+    return {"closed_run": finished.run_id, "finished_at": utcnow(), "outcome": finished.outcome, **finished.counters}
+
+
+def closed_event(finished: Finished) -> dict[str, Any]:
+    """The audit event of a closed run, but its integration (the run's own): counts and outcome only."""
+    details: dict[str, audit.Detail] = {"outcome": audit.word(finished.outcome), **finished.counters}
+    return audit.event_values(action=run_action(finished.outcome), actor="system:sync", details=details, reason="")
+
+
+def closing(counters: tuple[str, ...]) -> Update:
+    """``_CLOSE`` with the columns it sets named: the finish, the outcome and ``counters``.
+
+    Why: a statement that nests it (the release's on PostgreSQL, store.leases) is built once, before its values
+    are known, and an ``UPDATE`` nested in a ``WITH`` sets only the columns named when it is built."""
+    columns = SyncRun.__table__.c
+    named = ("finished_at", "outcome", *counters)
+    return _CLOSE.values({name: bindparam(name, type_=columns[name].type) for name in named})
 
 
 def last_run_id(engine: Engine) -> int:

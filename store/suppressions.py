@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from store.db import one_of, utcnow
@@ -64,16 +64,26 @@ def suppressed(connection: Connection, integration_id: int, pseudonyms: Collecti
     """
     if not pseudonyms:
         return set()
-    tenant = (Integration.provider == Suppression.provider) & (Integration.tenant == Suppression.tenant)
-    entries = select(Suppression.pseudonym).join(Integration, tenant).where(Integration.id == integration_id)
-    if connection.execute(entries.limit(1)).first() is None:
+    of_integration = {"integration_id": integration_id}
+    if connection.execute(_ANY_ENTRY, of_integration).first() is None:
         return set()
     found: set[str] = set()
     wanted = sorted(pseudonyms)
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        found.update(connection.execute(entries.where(one_of(connection, Suppression.pseudonym, chunk))).scalars())
+        listed = _ENTRIES.where(one_of(connection, Suppression.pseudonym, chunk))
+        found.update(connection.execute(listed, of_integration).scalars())
     return found
+
+
+_ENTRIES = (
+    select(Suppression.pseudonym)
+    .join(Integration, (Integration.provider == Suppression.provider) & (Integration.tenant == Suppression.tenant))
+    .where(Integration.id == bindparam("integration_id"))
+)
+_ANY_ENTRY = _ENTRIES.limit(1)
+"""Built once, the integration a parameter: every page asks ``suppressed``, and building the statement (and its
+cache key) each time cost a teacher link's re-sync more than running it."""
 
 
 def entries(engine: Engine) -> list[Entry]:

@@ -11,17 +11,20 @@ Counted, not timed: the fence reads of a sync against the requests it made.
 from __future__ import annotations
 
 import itertools
+import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, select, update
 
 import store.db
 from emulators.google import GoogleEmulator
-from store import leases
-from store.db import ADVISORY_READ
+from store import audit, leases, runs
+from store.db import ADVISORY_READ, utcnow
 from store.fence import Lease
+from store.models import Integration, SyncRun
 from store.runtime import Runtime
 from sync.cycle import run_sync
 from tests.conftest import PG_ADMIN_URL, link_teacher
@@ -31,6 +34,7 @@ from tests.helpers import people
 pytestmark = pytest.mark.emulator(teachers=1, courses_per_teacher=5, students_per_course=30, roster_page_cap=10)
 
 FENCE_READ = "SELECT integrations.status, integrations.generation, integrations.lease_owner"
+WRITE = re.compile(r"UPDATE \w+ SET|INSERT INTO \w+")
 
 
 def test_the_fence_is_checked_between_any_two_requests_and_read_only_where_no_write_checked_it(
@@ -73,8 +77,8 @@ def test_a_no_change_resync_commits_only_its_lease_and_release_and_tries_no_rost
 
     @event.listens_for(runtime.engine, "before_cursor_execute")
     def record(_conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith(("SELECT", "BEGIN")):
-            written.append(" ".join(statement.split()[:3]))
+        if not statement.lstrip().upper().startswith(("SELECT", "BEGIN")):  # on PostgreSQL some come nested in one
+            written.extend(WRITE.findall(" ".join(statement.split())))
 
     outcome = run_sync(runtime, integration_id)
     assert outcome.outcome == "ok" and outcome.rows_written == 0
@@ -131,3 +135,80 @@ def test_the_lease_tells_whether_a_roster_or_a_hold_is_stored(runtime: Runtime, 
     assert run_sync(runtime, integration_id).outcome == "ok"
     state = leases.acquire(runtime.engine, integration_id, lease)
     assert state is not None and (state.roster_stored, state.hold_stands) == (True, False)
+
+
+def test_the_lease_opens_its_run_and_the_release_closes_and_audits_it_in_one_statement_each(
+    runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    """On PostgreSQL the lease and the run's opening are one statement, and the lease's give-back, the run's close
+    and its audit event another (in autocommit: one round trip, not five). What they write is what the separate
+    statements wrote, on both databases: a busy lease still opens a run, a repeated release (``abandon``) changes
+    nothing, and a release whose lease was taken over still closes and audits the run but leaves the lease alone."""
+    integration_id = link_teacher(runtime, emulator, 0)
+    statements: list[str] = []
+    event.listen(runtime.engine, "before_cursor_execute", lambda _c, _cur, sql, *_a: statements.append(sql))
+    lease, other = Lease("ours", 600), Lease("theirs", 600)
+    held = leases.Held()
+    state, run_id = leases.begin(runtime.engine, integration_id, lease, held)
+    assert state is not None and held.run_id == run_id and state.roster_stored is False
+    busy, busy_run = leases.begin(runtime.engine, integration_id, other, leases.Held())
+    assert busy is None and busy_run > run_id  # a run is opened all the same, to be closed as skipped
+    if runtime.engine.dialect.name == "postgresql":
+        assert len(statements) == 2, statements
+    statements.clear()
+    due = utcnow() + timedelta(hours=1)
+    finished = runs.Finished(run_id, "ok", {"classes_seen": 3, "members_seen": 7, "provider_calls": 2})
+    leases.release(runtime.engine, integration_id, lease, state.generation, due, finished=finished)
+    if runtime.engine.dialect.name == "postgresql":
+        assert len(statements) == 1, statements
+    leases.abandon(runtime.engine, integration_id, lease, run_id)  # already given back: a no-op
+    leases.release(
+        runtime.engine,
+        integration_id,
+        other,
+        state.generation,
+        None,
+        finished=runs.Finished(busy_run, "skipped:busy", {}),
+    )
+    with runtime.engine.connect() as connection:
+        row = connection.execute(
+            select(Integration.lease_owner, Integration.due_at).where(Integration.id == integration_id)
+        ).one()
+        closed = connection.execute(
+            select(SyncRun).where(SyncRun.id.in_([run_id, busy_run])).order_by(SyncRun.id)
+        ).all()
+    assert row.lease_owner is None and row.due_at == due
+    assert [(run.outcome, run.classes_seen, run.members_seen, run.provider_calls) for run in closed] == [
+        ("ok", 3, 7, 2),
+        ("skipped:busy", 0, 0, 0),
+    ]
+    assert all(run.finished_at is not None for run in closed)
+    synced = [e for e in audit.events(runtime.engine, integration_id) if e.action in runs.RUN_ACTIONS]
+    assert [(e.action, e.actor, e.details) for e in synced] == [
+        ("synced", "system:sync", {"outcome": "ok", "classes_seen": 3, "members_seen": 7, "provider_calls": 2}),
+        ("sync_skipped", "system:sync", {"outcome": "skipped:busy"}),
+    ]
+
+
+def test_a_release_after_a_take_over_leaves_the_new_lease_and_sets_no_due_time_on_another_generation(
+    runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    """The give-back touches the lease only where it is still this sync's, and the due time only on the generation
+    the sync ran on: with all three statements in one, neither is given up."""
+    integration_id = link_teacher(runtime, emulator, 0)
+    lease = Lease("ours", 600)
+    state, run_id = leases.begin(runtime.engine, integration_id, lease, leases.Held())
+    assert state is not None
+    with runtime.engine.begin() as connection:  # the lease expired and another sync took it
+        connection.execute(
+            update(Integration).where(Integration.id == integration_id).values(lease_owner="theirs", due_at=None)
+        )
+    finished = runs.Finished(run_id, "ok", {})
+    leases.release(runtime.engine, integration_id, lease, state.generation + 1, utcnow(), finished=finished)
+    with runtime.engine.connect() as connection:
+        row = connection.execute(
+            select(Integration.lease_owner, Integration.due_at).where(Integration.id == integration_id)
+        ).one()
+        outcome = connection.execute(select(SyncRun.outcome).where(SyncRun.id == run_id)).scalar_one()
+    assert (row.lease_owner, row.due_at, outcome) == ("theirs", None, "ok")
+    assert audit.actions(runtime.engine, integration_id).count("synced") == 1
