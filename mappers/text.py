@@ -70,11 +70,14 @@ def display(value: Any, *, strip: bool = True) -> str | None:
     """Free text (a name, a section, an email) made storable; None when it is not text or is blank.
 
     NUL and the other C0 controls (but tab and line breaks) are removed, and a lone surrogate is
-    replaced by U+FFFD. Nothing else is touched.
+    replaced by U+FFFD. Nothing else is touched. Printable ASCII holds neither: it is not searched.
     """
     if not isinstance(value, str):
         return None
-    text = _SURROGATE.sub("\ufffd", _CONTROL.sub("", value))
+    if type(value) is str and value.isascii() and value.isprintable():
+        text = value
+    else:
+        text = _SURROGATE.sub("\ufffd", _CONTROL.sub("", value))
     if strip:
         text = text.strip()
     return text or None

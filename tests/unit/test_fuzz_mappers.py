@@ -559,6 +559,8 @@ def test_an_id_is_refused_by_the_quick_look_exactly_when_the_search_refuses_it(v
     unstorable = re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]", value)
     assert (identifier(value, strip=False) is None) == (not value or len(value) > MAX_ID_LENGTH or bool(unstorable))
     assert identifiers([value]) == (identifier(value, strip=False) is not None)
+    searched = re.sub(r"[\ud800-\udfff]", "\ufffd", re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", value))
+    assert display(value, strip=False) == (searched or None), "free text: the same whether it was searched or not"
 
 
 def test_a_class_named_with_hostile_text_is_kept_and_an_unusable_id_skipped() -> None:
