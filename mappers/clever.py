@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from mappers.policy import FieldRule, MappingContext, Pseudonymiser, project, rules_for
 from mappers.records import (
@@ -81,6 +81,13 @@ def _ids(value: Any) -> list[str] | None:
     return list(dict.fromkeys(value))
 
 
+def _is_object(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """Whether ``value`` is a JSON object (any mapping). A decoded page's objects are dicts, told by their type at
+    once: the ABC check behind ``isinstance(value, Mapping)`` is a Python call, and an events page makes some
+    30,000 of them."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _pseudonym(context: MappingContext, subject: str) -> str:
     return context.pseudonymiser.pseudonym(PROVIDER, context.tenant, subject)
 
@@ -129,7 +136,7 @@ class _Section:
 def _section(raw: Any, rules: tuple[FieldRule, ...]) -> _Section | None:
     """A section record through the allowlist; None when it misses its id or name, or its member lists are
     not lists of ids."""
-    fields = project(raw, rules) if isinstance(raw, Mapping) else {}
+    fields = project(raw, rules) if _is_object(raw) else {}
     external_id, name = identifier(fields.get("external_id")), display(fields.get("name"))
     student_ids, teacher_ids = _ids(fields.get("student_ids")), _ids(fields.get("teacher_ids"))
     if external_id is None or name is None or student_ids is None or teacher_ids is None:
@@ -266,16 +273,16 @@ def _map_user_event(record: Mapping[str, Any], action: str, context: MappingCont
 def map_event(raw: Any, context: MappingContext) -> EventChange:
     """One event -> an EventChange. Events of other record types are ignored; a broken one is skipped."""
     change = EventChange()
-    if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
+    if not _is_object(raw) or not isinstance(raw.get("type"), str):
         change.upserts.skipped = 1
         return change
     record_type, _, action = str(raw["type"]).partition(".")
     data = raw.get("data")
-    record = data.get("object") if isinstance(data, Mapping) else None
+    record = data.get("object") if _is_object(data) else None
     if record_type not in ("sections", "users"):
         change.ignored = True
         return change
-    if not isinstance(record, Mapping) or action not in ("created", "updated", "deleted"):
+    if not _is_object(record) or action not in ("created", "updated", "deleted"):
         change.upserts.skipped = 1
         return change
     if record_type == "sections":
@@ -296,19 +303,32 @@ Members = tuple[list[str], list[str]]
 """A section's ``(teacher ids, student ids)``."""
 
 
-def _previous(previous: Any, rules: tuple[FieldRule, ...], section: _Section) -> Members | None:
+def _previous(
+    previous: Any, rules: Mapping[str, FieldRule], section: _Section, pending: _Section | None
+) -> Members | None:
     """The section's members before its ``sections.updated``, by ``previous_attributes`` ("the changed fields'
     old values", providers.md 2.5): a member list it does not name did not change. None when the event
-    carries no ``previous_attributes``, or a list there breaks the definition."""
-    if not isinstance(previous, Mapping):
+    carries no ``previous_attributes``, or a list there breaks the definition.
+
+    ``rules``: the class rules by canonical name. ``pending``: the page's earlier event of this section, if any.
+    A list equal to that event's list (checked, without repeats) needs no check of its own: it is that list. A
+    section that moves twice in a page has two events, and the second one's "before" is the first one's "after".
+    """
+    if not _is_object(previous):
         return None
-    by_name = {rule.canonical: rule for rule in rules}
     lists: list[list[str]] = []
-    for canonical, now in (("teacher_ids", section.teacher_ids), ("student_ids", section.student_ids)):
-        rule = by_name.get(canonical)
+    for canonical, now, earlier in (
+        ("teacher_ids", section.teacher_ids, pending.teacher_ids if pending is not None else None),
+        ("student_ids", section.student_ids, pending.student_ids if pending is not None else None),
+    ):
+        rule = rules.get(canonical)
         if rule is None:
             return None
-        old = _ids(project(previous, (rule,))[canonical]) if _names(previous, rule.path) else now
+        if not _names(previous, rule.path):
+            lists.append(now)
+            continue
+        raw = project(previous, (rule,))[canonical]
+        old = earlier if earlier is not None and type(raw) is list and raw == earlier else _ids(raw)
         if old is None:
             return None
         lists.append(old)
@@ -319,8 +339,8 @@ def _names(raw: Mapping[str, Any], path: tuple[str, ...]) -> bool:
     """Whether ``raw`` holds a value (even null) at ``path``."""
     value: Any = raw
     for key in path[:-1]:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return isinstance(value, Mapping) and path[-1] in value
+        value = value.get(key) if _is_object(value) else None
+    return _is_object(value) and path[-1] in value
 
 
 @dataclass
@@ -404,6 +424,9 @@ class _Fold:
 
 
 def _same(previous: Members, section: _Section) -> bool:
+    """Whether ``previous`` holds the section's members, in any order (the same lists in the same order at once)."""
+    if previous[0] == section.teacher_ids and previous[1] == section.student_ids:
+        return True
     return set(previous[0]) == set(section.teacher_ids) and set(previous[1]) == set(section.student_ids)
 
 
@@ -443,11 +466,11 @@ def _whole(section: _Section, context: MappingContext) -> RosterBatch:
 def _section_event(raw: Any) -> tuple[Mapping[str, Any], Any] | None:
     """The section of a ``sections.created`` / ``sections.updated`` event that has one, with the
     ``previous_attributes`` of an update (else None); None for any other event."""
-    if not isinstance(raw, Mapping) or raw.get("type") not in ("sections.created", "sections.updated"):
+    if not _is_object(raw) or raw.get("type") not in ("sections.created", "sections.updated"):
         return None
     data = raw.get("data")
-    record = data.get("object") if isinstance(data, Mapping) else None
-    if not isinstance(record, Mapping):
+    record = data.get("object") if _is_object(data) else None
+    if not _is_object(record):
         return None
     assert isinstance(data, Mapping)
     return record, data.get("previous_attributes") if raw.get("type") == "sections.updated" else None
@@ -464,13 +487,17 @@ def map_changes(page: RawPage, context: MappingContext) -> ChangeBatch:
     """
     fold = _Fold()
     rules = rules_for(ALLOWLIST, "class", context.granted_scopes)
+    by_name = {rule.canonical: rule for rule in rules}
     for raw in page.records:
         event = _section_event(raw)
         if event is None:
             fold.add(map_event(raw, context))
             continue
         section = _section(event[0], rules)
-        fold.section(section, _previous(event[1], rules, section) if section is not None else None)
+        if section is None:
+            fold.section(None, None)
+            continue
+        fold.section(section, _previous(event[1], by_name, section, fold.sections.get(section.klass.external_id)))
     return fold.batch(context)
 
 

@@ -56,7 +56,8 @@ def project(raw: Mapping[str, Any], rules: tuple[FieldRule, ...]) -> dict[str, A
     for rule in rules:
         value: Any = raw
         for key in rule.path:
-            value = value.get(key) if isinstance(value, Mapping) else None
+            # a decoded payload's objects are dicts: ``type`` tells them at once, an ABC check takes a call
+            value = value.get(key) if type(value) is dict or isinstance(value, Mapping) else None
         projected[rule.canonical] = value
     return projected
 

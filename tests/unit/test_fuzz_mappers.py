@@ -39,7 +39,7 @@ from mappers.google import EMAILS_SCOPE as GOOGLE_EMAILS_SCOPE
 from mappers.microsoft import MAIL_PERMISSION as MICROSOFT_MAIL_PERMISSION
 from mappers.policy import MappingContext, Pseudonymiser, rules_for
 from mappers.records import ChangeBatch, ClassRecord, PersonRecord, RosterBatch
-from mappers.text import display, identifier, identifiers
+from mappers.text import MAX_ID_LENGTH, display, identifier, identifiers
 from providers.registry import PROVIDERS
 from settings import GOOGLE_SCOPES
 from tests.fuzz_schemas import (
@@ -551,6 +551,16 @@ def test_an_id_that_cannot_be_one_is_refused() -> None:
 @given(st.lists(st.one_of(st.sampled_from([*HOSTILE_TEXT, "42", " 7 ", "x" * 128, "x" * 129, ""]), st.integers())))
 def test_a_list_of_ids_is_refused_exactly_when_one_of_them_would_be(values: list[Any]) -> None:
     assert identifiers(values) == all(identifier(value, strip=False) is not None for value in values)
+
+
+@given(st.text(st.characters(codec=None, max_codepoint=0xE000)) | st.text(st.characters(max_codepoint=0x80)))
+def test_an_id_is_refused_by_the_quick_look_exactly_when_the_search_refuses_it(value: str) -> None:
+    """Printable ASCII is taken without a search; any text is refused exactly when the pattern finds a character."""
+    unstorable = re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]", value)
+    assert (identifier(value, strip=False) is None) == (not value or len(value) > MAX_ID_LENGTH or bool(unstorable))
+    assert identifiers([value]) == (identifier(value, strip=False) is not None)
+    searched = re.sub(r"[\ud800-\udfff]", "\ufffd", re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", value))
+    assert display(value, strip=False) == (searched or None), "free text: the same whether it was searched or not"
 
 
 def test_a_class_named_with_hostile_text_is_kept_and_an_unusable_id_skipped() -> None:

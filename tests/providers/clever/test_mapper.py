@@ -313,3 +313,28 @@ def test_previous_attributes_make_a_delta_of_who_joined_and_who_left() -> None:
     assert (whole.upserts.classes, whole.upserts.enrollments, whole.deltas) == (alone.classes, alone.enrollments, {})
     broken = [records[0], updated(2, [*students[1:], "u99"], students)]  # its "before" is not the first's "after"
     assert map_changes(Page(kind="events", parent_id=None, records=broken, cursor="e2"), context).deltas == {}
+
+
+def test_a_chained_events_before_is_checked_unless_it_is_the_earlier_events_after() -> None:
+    """The second event's ``previous_attributes`` list is taken as the first event's checked list only when it is
+    that list; one with a repeat, another order or an id that cannot be one is checked as any other."""
+    from connectors.base import Page
+    from mappers.clever import map_changes
+
+    context = MappingContext(tenant="school-a", granted_scopes=frozenset(), pseudonymiser=Pseudonymiser(KEY))
+    students = [f"u{n}" for n in range(20)]
+    section = {"id": "s1", "name": "Maths", "period": "1", "teachers": ["t1"]}
+
+    def page(second_before: list[str]) -> Any:
+        now = students[1:]
+        first = {"object": {**section, "students": now}, "previous_attributes": {"students": students}}
+        second = {"object": {**section, "students": [*now, "u99"]}, "previous_attributes": {"students": second_before}}
+        records = [{"type": "sections.updated", "data": first}, {"type": "sections.updated", "data": second}]
+        return map_changes(Page(kind="events", parent_id=None, records=records, cursor="e2"), context)
+
+    for follows in (students[1:], [*students[1:], students[1]], students[:0:-1]):
+        delta = page(follows).deltas["s1"]
+        assert delta.before == {"teacher": 1, "student": 20} and len(delta.left) == 1
+    for broken in ([*students[1:], "u\x00"], [*students[1:], 7], "u1"):
+        batch = page(broken)  # type: ignore[arg-type]
+        assert batch.deltas == {} and len(batch.upserts.enrollments) == 1 + 20
