@@ -84,8 +84,9 @@ def test_other_writers_inserts_are_still_told_by_the_triggers(runtime: Runtime, 
 
 
 def test_an_erase_finds_a_persons_events_through_the_index(runtime: Runtime, link: Linker) -> None:
-    """``ix_change_events_person`` keys the pseudonym's prefix (migration 0010): the erase's query uses it on
-    both databases (no scan of the whole feed), and deletes that person's events only."""
+    """``ix_change_events_person`` keys the pseudonym's prefix (migration 0010; a hash index on PostgreSQL since
+    0011): the erase's query uses it on both databases (no scan of the whole feed), and deletes that person's
+    events only."""
     integration_id = link(0)
     _write(runtime, integration_id, [_page(*STUDENTS)])
     query = delete(ChangeEvent).where(outbox.naming(STUDENTS[0]))  # the erase's own statement
