@@ -314,6 +314,22 @@ def apply_batch(
     so the rest are upserted without reading their classes' enrolments first. ``hold_possible=False``: the
     caller knows no removal hold stands (store.leases), so none is looked for.
     """
+    written, own_classes, keys, _ = _write_batch(
+        connection, integration_id, batch, enrollments_new=enrollments_new, hold_possible=hold_possible
+    )
+    return written, own_classes, keys
+
+
+def _write_batch(
+    connection: Connection,
+    integration_id: int,
+    batch: RosterBatch,
+    *,
+    enrollments_new: bool,
+    hold_possible: bool,
+) -> tuple[int, dict[str, int], set[tuple[int, int]], dict[PersonKey, int]]:
+    """``apply_batch``, also returning the ids of the people its admitted enrolments name (every one of them,
+    looked up once): a change page needs them again and need not look them up a second time."""
     written = _upsert_classes(connection, integration_id, batch.classes)
     stored_classes = _stored_classes(
         connection,
@@ -336,7 +352,7 @@ def apply_batch(
     }
     if hold_possible:
         holds.release_listed(connection, integration_id, set(own_classes.values()), keys)
-    return written + people_written + enrollments_written, own_classes, keys
+    return written + people_written + enrollments_written, own_classes, keys, person_ids
 
 
 PersonKey = tuple[str, str]
@@ -573,12 +589,18 @@ def _upsert_page(
     )
     blocked = suppressions.suppressed(connection, integration_id, {e.pseudonym for e in upserts.enrollments})
     reduced, listed, kept_people = membership.unchanged(upserts, stored, blocked)
-    written, _classes, seen = apply_batch(connection, integration_id, reduced, enrollments_new=True)
+    written, _classes, seen, known = _write_batch(
+        connection, integration_id, reduced, enrollments_new=True, hold_possible=True
+    )
     holds.release_listed(connection, integration_id, set(), listed)
     seen |= listed
     enrolled = kept_people | {person_id for _, person_id in seen}
     members = {(e.role, e.pseudonym) for e in reduced.enrollments}
-    touched = {person_id for person_id in _person_ids(connection, integration_id, members).values()}
+    # The batch's admitted members' ids as it wrote them; only the members it dropped (an ended class, an
+    # erased person) are looked up.
+    found: dict[PersonKey, int] = {key: known[key] for key in members if key in known}
+    found |= _person_ids(connection, integration_id, members - set(found))
+    touched = set(found.values())
     touched -= enrolled
     gone = [m for m in stored.members(changes.replaced_classes) if (m.class_id, m.person_id) not in seen]
     for chunk in _chunks([m.enrollment_id for m in gone]):
