@@ -217,11 +217,20 @@ def _stored_classes(
         names = ("external_id", "id", "state", "removed_at")
         found = _look_up(connection, SchoolClass, names, integration_id, external_id=chunk)
         for external_id, class_id, state, removed_at in found:
-            stored[external_id] = (class_id, removed_at is not None and state is not None and ended(state))
+            stored[external_id] = (class_id, _ended(state, removed_at))
     return stored
 
 
-def _upsert_classes(connection: Connection, integration_id: int, records: Sequence[ClassRecord]) -> int:
+def _ended(state: str | None, removed_at: datetime | None) -> bool:
+    """Removed in a state the school ended."""
+    return removed_at is not None and state is not None and ended(state)
+
+
+def _upsert_classes(
+    connection: Connection, integration_id: int, records: Sequence[ClassRecord]
+) -> tuple[int, dict[str, tuple[int, bool]] | None]:
+    """Write the classes that changed; returns rows written and, when it wrote none, ``_stored_classes`` of those
+    stored, from its own read (nothing was written since, so a second read would return the same rows)."""
     rows = {
         r.external_id: {
             "integration_id": integration_id,
@@ -233,10 +242,12 @@ def _upsert_classes(connection: Connection, integration_id: int, records: Sequen
         for r in records
     }
     stored: dict[str, tuple[Any, ...]] = {}
+    ids: dict[str, int] = {}
     for chunk in _chunks(sorted(rows)):
-        names = ("external_id", "name", "section", "state", "removed_at")
+        names = ("external_id", "name", "section", "state", "removed_at", "id")
         found = _look_up(connection, SchoolClass, names, integration_id, external_id=chunk)
-        stored.update({external_id: tuple(values) for external_id, *values in found})
+        stored.update({external_id: tuple(values) for external_id, *values, _ in found})
+        ids.update({row[0]: row[-1] for row in found})
 
     def wanted(key: str, row: dict[str, Any]) -> bool:
         """Changed, and not an ended class that is unknown or already ended (it is never stored or restored ended)."""
@@ -244,13 +255,11 @@ def _upsert_classes(connection: Connection, integration_id: int, records: Sequen
             return False
         return not (ended(row["state"]) and (key not in stored or stored[key][3] is not None))
 
-    return _upsert(
-        connection,
-        _table(SchoolClass),
-        [row for key, row in rows.items() if wanted(key, row)],
-        ("integration_id", "external_id"),
-        ("name", "section", "state"),
-    )
+    changed = [row for key, row in rows.items() if wanted(key, row)]
+    if not changed:
+        return 0, {key: (ids[key], _ended(state, removed_at)) for key, (_, _, state, removed_at) in stored.items()}
+    keys, values = ("integration_id", "external_id"), ("name", "section", "state")
+    return _upsert(connection, _table(SchoolClass), changed, keys, values), None
 
 
 def _restore_references(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
@@ -330,12 +339,13 @@ def _write_batch(
 ) -> tuple[int, dict[str, int], set[tuple[int, int]], dict[PersonKey, int]]:
     """``apply_batch``, also returning the ids of the people its admitted enrolments name (every one of them,
     looked up once): a change page needs them again and need not look them up a second time."""
-    written = _upsert_classes(connection, integration_id, batch.classes)
-    stored_classes = _stored_classes(
-        connection,
-        integration_id,
-        [c.external_id for c in batch.classes] + [e.class_external_id for e in batch.enrollments],
-    )
+    written, stored_classes = _upsert_classes(connection, integration_id, batch.classes)
+    named = {c.external_id for c in batch.classes} | {e.class_external_id for e in batch.enrollments}
+    if stored_classes is None:
+        stored_classes = _stored_classes(connection, integration_id, named)
+    else:  # no class written: the batch's own classes as read before, the others its enrolments name read now
+        listed = {c.external_id for c in batch.classes}
+        stored_classes |= _stored_classes(connection, integration_id, named - listed)
     closed = {external_id for external_id, (_, shut) in stored_classes.items() if shut}
     enrollments, people = _admitted(connection, integration_id, batch, closed)
     members: set[PersonKey] = {(e.role, e.pseudonym) for e in enrollments}
