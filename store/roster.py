@@ -56,11 +56,23 @@ def _upsert(
     connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str], values: Sequence[str]
 ) -> int:
     """INSERT .. ON CONFLICT DO UPDATE .. WHERE changed; returns how many rows were really written."""
+    return len(_upserted(connection, table, rows, keys, values))
+
+
+def _upserted(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    values: Sequence[str],
+    returned: tuple[str, ...] = (),
+) -> Sequence[Any]:
+    """``_upsert``'s rows really written, each its id and its ``returned`` columns."""
     if not rows:
-        return 0
+        return []
     dialect = connection.dialect.name
-    upsert = _upsert_statement(dialect, table, tuple(keys), tuple(values), tuple(rows[0]))
-    return len(connection.execute(upsert, _parameters(dialect, rows)).all())
+    upsert = _upsert_statement(dialect, table, tuple(keys), tuple(values), tuple(rows[0]), returned)
+    return connection.execute(upsert, _parameters(dialect, rows)).all()
 
 
 def _insert(dialect: str, table: Table, columns: tuple[str, ...]) -> Any:
@@ -94,7 +106,12 @@ VALUES rows, and SQLAlchemy then sends an upsert row by row instead of a thousan
 
 @functools.cache
 def _upsert_statement(
-    dialect: str, table: Table, keys: tuple[str, ...], values: tuple[str, ...], columns: tuple[str, ...]
+    dialect: str,
+    table: Table,
+    keys: tuple[str, ...],
+    values: tuple[str, ...],
+    columns: tuple[str, ...],
+    returned: tuple[str, ...] = (),
 ) -> Any:
     """Built once per table and dialect: constructing it anew took a third of a no-change page's time."""
     statement = _insert(dialect, table, columns)
@@ -103,7 +120,7 @@ def _upsert_statement(
     )
     set_ = {name: statement.excluded[name] for name in values} | {"removed_at": NULL}
     upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=changed)
-    return upsert.returning(table.c.id)
+    return upsert.returning(table.c.id, *(table.c[name] for name in returned))
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -262,12 +279,13 @@ def _upsert_classes(
     return _upsert(connection, _table(SchoolClass), changed, keys, values), None
 
 
-def _restore_references(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert people known by reference only if missing, restore them if soft-deleted; never touch their fields."""
+def _restore_references(connection: Connection, rows: Sequence[dict[str, Any]]) -> Sequence[Any]:
+    """Insert people known by reference only if missing, restore them if soft-deleted; never touch their fields.
+    Returns the rows written, ``(id, role, pseudonym)`` each."""
     if not rows:
-        return 0
+        return []
     dialect = connection.dialect.name
-    return len(connection.execute(_restore_statement(dialect, tuple(rows[0])), _parameters(dialect, rows)).all())
+    return connection.execute(_restore_statement(dialect, tuple(rows[0])), _parameters(dialect, rows)).all()
 
 
 @functools.cache
@@ -278,7 +296,7 @@ def _restore_statement(dialect: str, columns: tuple[str, ...]) -> Any:
         set_={"removed_at": NULL},
         where=table.c.removed_at.is_not(None),
     )
-    return upsert.returning(table.c.id)
+    return upsert.returning(table.c.id, table.c.role, table.c.pseudonym)
 
 
 def _update_known(connection: Connection, integration_id: int, people: Sequence[PersonRecord]) -> int:
@@ -424,12 +442,14 @@ def _write_people(
         if key in members and not p.complete and (key not in stored or stored[key].removed_at is not None)
     ]
     known = [p for key, p in people.items() if key not in members and p.complete and key in stored and differs(key, p)]
-    written = _upsert(
-        connection, _table(Person), complete, ("integration_id", "role", "pseudonym"), ("display_name", "email_address")
-    )
-    written += _restore_references(connection, references)
-    written += _update_known(connection, integration_id, known)
+    keys, values = ("integration_id", "role", "pseudonym"), ("display_name", "email_address")
+    upserted = _upserted(connection, _table(Person), complete, keys, values, ("role", "pseudonym"))
+    restored = _restore_references(connection, references)
+    written = len(upserted) + len(restored) + _update_known(connection, integration_id, known)
+    # The ids: of the people stored before, of those just written (as the writes returned them), and of the
+    # rest looked up (none, unless a member had no record on the page).
     person_ids: dict[PersonKey, int] = {key: stored[key].id for key in members if key in stored}
+    person_ids |= {(role, pseudonym): person_id for person_id, role, pseudonym in [*upserted, *restored]}
     person_ids |= _person_ids(connection, integration_id, members - set(person_ids))
     return written, person_ids
 
