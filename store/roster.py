@@ -56,11 +56,23 @@ def _upsert(
     connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str], values: Sequence[str]
 ) -> int:
     """INSERT .. ON CONFLICT DO UPDATE .. WHERE changed; returns how many rows were really written."""
+    return len(_upserted(connection, table, rows, keys, values))
+
+
+def _upserted(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    values: Sequence[str],
+    returned: tuple[str, ...] = (),
+) -> Sequence[Any]:
+    """``_upsert``'s rows really written, each its id and its ``returned`` columns."""
     if not rows:
-        return 0
+        return []
     dialect = connection.dialect.name
-    upsert = _upsert_statement(dialect, table, tuple(keys), tuple(values), tuple(rows[0]))
-    return len(connection.execute(upsert, _parameters(dialect, rows)).all())
+    upsert = _upsert_statement(dialect, table, tuple(keys), tuple(values), tuple(rows[0]), returned)
+    return connection.execute(upsert, _parameters(dialect, rows)).all()
 
 
 def _insert(dialect: str, table: Table, columns: tuple[str, ...]) -> Any:
@@ -94,7 +106,12 @@ VALUES rows, and SQLAlchemy then sends an upsert row by row instead of a thousan
 
 @functools.cache
 def _upsert_statement(
-    dialect: str, table: Table, keys: tuple[str, ...], values: tuple[str, ...], columns: tuple[str, ...]
+    dialect: str,
+    table: Table,
+    keys: tuple[str, ...],
+    values: tuple[str, ...],
+    columns: tuple[str, ...],
+    returned: tuple[str, ...] = (),
 ) -> Any:
     """Built once per table and dialect: constructing it anew took a third of a no-change page's time."""
     statement = _insert(dialect, table, columns)
@@ -103,7 +120,7 @@ def _upsert_statement(
     )
     set_ = {name: statement.excluded[name] for name in values} | {"removed_at": NULL}
     upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=changed)
-    return upsert.returning(table.c.id)
+    return upsert.returning(table.c.id, *(table.c[name] for name in returned))
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -217,11 +234,20 @@ def _stored_classes(
         names = ("external_id", "id", "state", "removed_at")
         found = _look_up(connection, SchoolClass, names, integration_id, external_id=chunk)
         for external_id, class_id, state, removed_at in found:
-            stored[external_id] = (class_id, removed_at is not None and state is not None and ended(state))
+            stored[external_id] = (class_id, _ended(state, removed_at))
     return stored
 
 
-def _upsert_classes(connection: Connection, integration_id: int, records: Sequence[ClassRecord]) -> int:
+def _ended(state: str | None, removed_at: datetime | None) -> bool:
+    """Removed in a state the school ended."""
+    return removed_at is not None and state is not None and ended(state)
+
+
+def _upsert_classes(
+    connection: Connection, integration_id: int, records: Sequence[ClassRecord]
+) -> tuple[int, dict[str, tuple[int, bool]] | None]:
+    """Write the classes that changed; returns rows written and, when it wrote none, ``_stored_classes`` of those
+    stored, from its own read (nothing was written since, so a second read would return the same rows)."""
     rows = {
         r.external_id: {
             "integration_id": integration_id,
@@ -233,10 +259,12 @@ def _upsert_classes(connection: Connection, integration_id: int, records: Sequen
         for r in records
     }
     stored: dict[str, tuple[Any, ...]] = {}
+    ids: dict[str, int] = {}
     for chunk in _chunks(sorted(rows)):
-        names = ("external_id", "name", "section", "state", "removed_at")
+        names = ("external_id", "name", "section", "state", "removed_at", "id")
         found = _look_up(connection, SchoolClass, names, integration_id, external_id=chunk)
-        stored.update({external_id: tuple(values) for external_id, *values in found})
+        stored.update({external_id: tuple(values) for external_id, *values, _ in found})
+        ids.update({row[0]: row[-1] for row in found})
 
     def wanted(key: str, row: dict[str, Any]) -> bool:
         """Changed, and not an ended class that is unknown or already ended (it is never stored or restored ended)."""
@@ -244,21 +272,20 @@ def _upsert_classes(connection: Connection, integration_id: int, records: Sequen
             return False
         return not (ended(row["state"]) and (key not in stored or stored[key][3] is not None))
 
-    return _upsert(
-        connection,
-        _table(SchoolClass),
-        [row for key, row in rows.items() if wanted(key, row)],
-        ("integration_id", "external_id"),
-        ("name", "section", "state"),
-    )
+    changed = [row for key, row in rows.items() if wanted(key, row)]
+    if not changed:
+        return 0, {key: (ids[key], _ended(state, removed_at)) for key, (_, _, state, removed_at) in stored.items()}
+    keys, values = ("integration_id", "external_id"), ("name", "section", "state")
+    return _upsert(connection, _table(SchoolClass), changed, keys, values), None
 
 
-def _restore_references(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert people known by reference only if missing, restore them if soft-deleted; never touch their fields."""
+def _restore_references(connection: Connection, rows: Sequence[dict[str, Any]]) -> Sequence[Any]:
+    """Insert people known by reference only if missing, restore them if soft-deleted; never touch their fields.
+    Returns the rows written, ``(id, role, pseudonym)`` each."""
     if not rows:
-        return 0
+        return []
     dialect = connection.dialect.name
-    return len(connection.execute(_restore_statement(dialect, tuple(rows[0])), _parameters(dialect, rows)).all())
+    return connection.execute(_restore_statement(dialect, tuple(rows[0])), _parameters(dialect, rows)).all()
 
 
 @functools.cache
@@ -269,7 +296,7 @@ def _restore_statement(dialect: str, columns: tuple[str, ...]) -> Any:
         set_={"removed_at": NULL},
         where=table.c.removed_at.is_not(None),
     )
-    return upsert.returning(table.c.id)
+    return upsert.returning(table.c.id, table.c.role, table.c.pseudonym)
 
 
 def _update_known(connection: Connection, integration_id: int, people: Sequence[PersonRecord]) -> int:
@@ -314,12 +341,29 @@ def apply_batch(
     so the rest are upserted without reading their classes' enrolments first. ``hold_possible=False``: the
     caller knows no removal hold stands (store.leases), so none is looked for.
     """
-    written = _upsert_classes(connection, integration_id, batch.classes)
-    stored_classes = _stored_classes(
-        connection,
-        integration_id,
-        [c.external_id for c in batch.classes] + [e.class_external_id for e in batch.enrollments],
+    written, own_classes, keys, _ = _write_batch(
+        connection, integration_id, batch, enrollments_new=enrollments_new, hold_possible=hold_possible
     )
+    return written, own_classes, keys
+
+
+def _write_batch(
+    connection: Connection,
+    integration_id: int,
+    batch: RosterBatch,
+    *,
+    enrollments_new: bool,
+    hold_possible: bool,
+) -> tuple[int, dict[str, int], set[tuple[int, int]], dict[PersonKey, int]]:
+    """``apply_batch``, also returning the ids of the people its admitted enrolments name (every one of them,
+    looked up once): a change page needs them again and need not look them up a second time."""
+    written, stored_classes = _upsert_classes(connection, integration_id, batch.classes)
+    named = {c.external_id for c in batch.classes} | {e.class_external_id for e in batch.enrollments}
+    if stored_classes is None:
+        stored_classes = _stored_classes(connection, integration_id, named)
+    else:  # no class written: the batch's own classes as read before, the others its enrolments name read now
+        listed = {c.external_id for c in batch.classes}
+        stored_classes |= _stored_classes(connection, integration_id, named - listed)
     closed = {external_id for external_id, (_, shut) in stored_classes.items() if shut}
     enrollments, people = _admitted(connection, integration_id, batch, closed)
     members: set[PersonKey] = {(e.role, e.pseudonym) for e in enrollments}
@@ -336,7 +380,7 @@ def apply_batch(
     }
     if hold_possible:
         holds.release_listed(connection, integration_id, set(own_classes.values()), keys)
-    return written + people_written + enrollments_written, own_classes, keys
+    return written + people_written + enrollments_written, own_classes, keys, person_ids
 
 
 PersonKey = tuple[str, str]
@@ -398,12 +442,14 @@ def _write_people(
         if key in members and not p.complete and (key not in stored or stored[key].removed_at is not None)
     ]
     known = [p for key, p in people.items() if key not in members and p.complete and key in stored and differs(key, p)]
-    written = _upsert(
-        connection, _table(Person), complete, ("integration_id", "role", "pseudonym"), ("display_name", "email_address")
-    )
-    written += _restore_references(connection, references)
-    written += _update_known(connection, integration_id, known)
+    keys, values = ("integration_id", "role", "pseudonym"), ("display_name", "email_address")
+    upserted = _upserted(connection, _table(Person), complete, keys, values, ("role", "pseudonym"))
+    restored = _restore_references(connection, references)
+    written = len(upserted) + len(restored) + _update_known(connection, integration_id, known)
+    # The ids: of the people stored before, of those just written (as the writes returned them), and of the
+    # rest looked up (none, unless a member had no record on the page).
     person_ids: dict[PersonKey, int] = {key: stored[key].id for key in members if key in stored}
+    person_ids |= {(role, pseudonym): person_id for person_id, role, pseudonym in [*upserted, *restored]}
     person_ids |= _person_ids(connection, integration_id, members - set(person_ids))
     return written, person_ids
 
@@ -573,12 +619,18 @@ def _upsert_page(
     )
     blocked = suppressions.suppressed(connection, integration_id, {e.pseudonym for e in upserts.enrollments})
     reduced, listed, kept_people = membership.unchanged(upserts, stored, blocked)
-    written, _classes, seen = apply_batch(connection, integration_id, reduced, enrollments_new=True)
+    written, _classes, seen, known = _write_batch(
+        connection, integration_id, reduced, enrollments_new=True, hold_possible=True
+    )
     holds.release_listed(connection, integration_id, set(), listed)
     seen |= listed
     enrolled = kept_people | {person_id for _, person_id in seen}
     members = {(e.role, e.pseudonym) for e in reduced.enrollments}
-    touched = {person_id for person_id in _person_ids(connection, integration_id, members).values()}
+    # The batch's admitted members' ids as it wrote them; only the members it dropped (an ended class, an
+    # erased person) are looked up.
+    found: dict[PersonKey, int] = {key: known[key] for key in members if key in known}
+    found |= _person_ids(connection, integration_id, members - set(found))
+    touched = set(found.values())
     touched -= enrolled
     gone = [m for m in stored.members(changes.replaced_classes) if (m.class_id, m.person_id) not in seen]
     for chunk in _chunks([m.enrollment_id for m in gone]):

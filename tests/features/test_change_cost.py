@@ -133,3 +133,18 @@ def test_a_change_page_on_postgresql_binds_a_list_of_keys_as_one_array(
     many = [s for s in sent if expanded.search(s)]
     assert not many, many[:1]
     assert any("= ANY (" in s for s in sent)
+
+
+ID_LOOK_UPS = (
+    "SELECT people.pseudonym, people.id FROM people",
+    "SELECT classes.external_id, classes.id, classes.state",
+)
+"""Look-ups of ids alone (store.roster ``_person_ids``, ``_stored_classes``): after the page's reads and writes."""
+
+
+def test_a_change_page_looks_up_no_id_it_has_read_or_written(make_emulator: MakeEmulator, database_url: str) -> None:
+    """The page's classes are read once (none of them changes), and the new students' ids come back from their
+    insert: neither is looked up again, once after the writes and once more for the orphan check (issue 22)."""
+    sent = change_statements(make_emulator, database_url, teachers=4, moved=10)
+    again = [s for s in sent if s.startswith(ID_LOOK_UPS)]
+    assert not again, again[:1]
