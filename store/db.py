@@ -73,7 +73,7 @@ class JsonList(TypeDecorator[Sequence[Any]]):
 
 def _in_json(column: ColumnElement[Any] | QueryableAttribute[Any], parameter: Any) -> ColumnElement[bool]:
     """``column IN (SELECT value FROM json_each(:parameter))``: SQLite probes the column's index with each value,
-    as it does for an IN list (EXPLAIN QUERY PLAN in tests/store/test_one_of.py)."""
+    as it does for an IN list (EXPLAIN QUERY PLAN in tests/features/test_sqlite_lists.py)."""
     listed = func.json_each(parameter).table_valued("value")
     return column.in_(select(listed.c.value))
 
