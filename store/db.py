@@ -9,6 +9,7 @@ is taken. PostgreSQL gets the same guarantee from ``SELECT .. FOR UPDATE`` (stor
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -19,7 +20,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import ARRAY, ColumnElement, Connection, Engine, any_, bindparam, create_engine, event, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    Engine,
+    String,
+    TypeDecorator,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
@@ -34,28 +49,63 @@ ADVISORY_READ = "rostersync_advisory_read"
 SQLite it reads the last commit without taking the write lock that every other transaction takes."""
 
 
+class JsonList(TypeDecorator[Sequence[Any]]):
+    """A list of ids or texts bound to SQLite as one JSON text (``json_each`` reads it back, each value in turn).
+
+    ``ensure_ascii=False``: the text goes to SQLite as the UTF-8 of its values, so a value round-trips exactly
+    (what JSON escapes, quotes, backslashes and control characters, SQLite's json1 decodes), and a value that
+    cannot be bound at all (a lone surrogate) fails as binding it alone did. ``json_each`` gives integers as
+    INTEGER and strings as TEXT, the types of the id and text columns it is compared with. A NUL, which SQLite's
+    json1 would cut a text at, is refused as PostgreSQL refuses it: no id can hold one (``mappers.text``).
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Sequence[Any] | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        listed = json.dumps(list(value), ensure_ascii=False, separators=(",", ":"))
+        if "\\u0000" in listed and any(isinstance(item, str) and "\x00" in item for item in value):
+            raise ValueError("a listed value holds a NUL character")
+        return listed
+
+
+def _in_json(column: ColumnElement[Any] | QueryableAttribute[Any], parameter: Any) -> ColumnElement[bool]:
+    """``column IN (SELECT value FROM json_each(:parameter))``: SQLite probes the column's index with each value,
+    as it does for an IN list (EXPLAIN QUERY PLAN in tests/features/test_sqlite_lists.py)."""
+    listed = func.json_each(parameter).table_valued("value")
+    return column.in_(select(listed.c.value))
+
+
 def one_of(
     connection: Connection, column: ColumnElement[Any] | QueryableAttribute[Any], values: Sequence[Any]
 ) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL ``column = ANY(:array)``, one parameter however many values.
+    """``column IN values`` as one parameter however many values: ``column = ANY(:array)`` on PostgreSQL,
+    ``column IN (SELECT value FROM json_each(:json))`` on SQLite.
 
     Why: an IN list of 500 values is 500 parameters. SQLAlchemy renders each of them (with its cast) at every
     execution, and psycopg rewrites every placeholder of a statement too long for its cache, in Python: on a
     1% change at 100,000 students (BENCHMARKS.md, issue 22) that was about a fifth of the sync's profiled
     time on PostgreSQL. With one array parameter the statement stays short and both cache it; PostgreSQL plans
-    ``= ANY(array)`` as it plans an IN list (it turns the one into the other itself). SQLite has no arrays.
+    ``= ANY(array)`` as it plans an IN list (it turns the one into the other itself). On SQLite an expanding
+    IN list made each list length a new statement text, compiled again by SQLAlchemy and parsed again by
+    SQLite, with a parameter bound per value; the JSON text is one parameter of one cached statement.
     """
     if connection.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(values)
+    return _in_json(column, bindparam(None, list(values), type_=JsonList()))
 
 
-def listed_by_name(column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+def listed_by_name(column: ColumnElement[Any], dialect: str, *, sqlite_list: bool = False) -> ColumnElement[bool]:
     """``one_of`` for a statement built once and cached: the list is the parameter named after the column,
-    given at each execution (an expanding ``IN`` on SQLite)."""
+    given at each execution (a JSON text on SQLite; an expanding ``IN`` list with ``sqlite_list``, for a
+    statement SQLite plans better when it knows how many values a list holds)."""
     if dialect == "postgresql":
         return column == any_(bindparam(column.key, type_=ARRAY(column.type)))
-    return column.in_(bindparam(column.key, expanding=True))
+    if sqlite_list:
+        return column.in_(bindparam(column.key, expanding=True))
+    return _in_json(column, bindparam(column.key, type_=JsonList()))
 
 
 def utcnow() -> datetime:

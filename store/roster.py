@@ -131,11 +131,15 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 @functools.cache
 def _lookup(dialect: str, model: type[Base], names: tuple[str, ...], listed: tuple[str, ...]) -> Select[Any]:
     """``SELECT names FROM model WHERE integration_id = :integration_id AND <each of listed> IN (:<its name>)``,
-    built once per dialect (constructing a statement anew cost more than running it)."""
+    built once per dialect (constructing a statement anew cost more than running it).
+
+    Enrolments keep SQLite's IN lists: told a list's length, SQLite looks a few classes' enrolments up by
+    (class, person); given a JSON list of unknown length it probes each person's enrolments instead, every
+    class of theirs (BENCHMARKS.md, issue 22, branch ``inlist``)."""
     table = _table(model)
     return select(*(table.c[name] for name in names)).where(
         table.c.integration_id == bindparam("integration_id"),
-        *(listed_by_name(table.c[name], dialect) for name in listed),
+        *(listed_by_name(table.c[name], dialect, sqlite_list=model is Enrollment) for name in listed),
     )
 
 
