@@ -146,6 +146,9 @@ def make_engine(url: str) -> Engine:
 
         return engine
     engine = create_engine(url, hide_parameters=True)
+    from store import pgarrays  # psycopg's own module, imported with the dialect anyway: not at start-up
+
+    pgarrays.register(engine)
     event.listen(engine, "after_cursor_execute", _note_writes)
     _ping_when_idle(engine)
     return engine
