@@ -113,11 +113,12 @@ def test_a_section_the_store_does_not_hold_as_clever_had_it_is_replaced_whole(
     runtime.engine.dispose()
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite keeps the joins
-def test_settle_on_postgresql_finds_by_key_what_the_joins_found(make_emulator: MakeEmulator, database_url: str) -> None:
-    """Settle's PostgreSQL statements (a ``LATERAL`` count a class, the named members looked up by key) give the
-    counts and members the joins they replaced gave, on a roster that drifted: a person removed under a current
-    enrolment, an enrolment whose role is not its person's, a removed class, a named member the store lacks."""
+def test_settle_finds_by_key_what_the_joins_found(make_emulator: MakeEmulator, database_url: str) -> None:
+    """Settle's statements give the counts and members the joins they replaced gave (PostgreSQL: a ``LATERAL``
+    count a class, the named members looked up by key; SQLite: the named members looked up by the people's key,
+    then their enrolments), on a roster that drifted: a person removed under a current enrolment, an enrolment
+    whose role is not its person's, a removed class, a named member the store lacks, a member named under
+    another role than theirs, a person named in a class of the chunk they are not enrolled in."""
     _, runtime, integration_id = synced(make_emulator, database_url)
     members = (
         select(SchoolClass.external_id, Person.role, Person.pseudonym, Enrollment.id, Person.id)
@@ -138,6 +139,9 @@ def test_settle_on_postgresql_finds_by_key_what_the_joins_found(make_emulator: M
         for external_id, role, pseudonym, *_ in rows[::3]:
             named[external_id].add((role, pseudonym))
         named[sections[2]].add(("student", "not-stored"))
+        student = next(row[2] for row in rows if row[0] == sections[3] and row[1] == "student")
+        named[sections[3]].add(("teacher", student))
+        named[sections[4]].add(next((row[1], row[2]) for row in rows if row[0] == sections[5]))
 
         counts = membership._counts(connection, integration_id, sections)
         joined: dict[str, dict[str, tuple[int, int]]] = {}

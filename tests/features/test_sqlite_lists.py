@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.exc import StatementError
 
+from store import membership
 from store.db import make_engine, migrate, one_of, utcnow
 from store.models import Enrollment, Integration, SchoolClass
 
@@ -113,3 +114,29 @@ def test_each_value_is_looked_up_in_the_index(engine: Engine, column: object, va
     details = [row[-1] for row in plan]
     assert any(detail.startswith(f"SEARCH {table.name} USING") and index in detail for detail in details), details
     assert not any(detail.startswith(f"SCAN {table.name}") for detail in details), details
+
+
+def test_settles_named_members_are_looked_up_by_person_not_read_by_class(engine: Engine) -> None:
+    """``store.membership._read_named`` on SQLite probes each named person by the people's unique key, then their
+    enrolments by person, and keeps those in the chunk's classes: it never reads a class's enrolments whole
+    (issue 22, branch ``litechange2``: some 6,500 enrolments read to keep 500 on a 1% change at 100,000 students)."""
+    ids = _classes(engine)
+    sent: list[tuple[str, tuple[object, ...]]] = []
+
+    def record(_c: object, _cursor: object, statement: str, parameters: tuple[object, ...], *_a: object) -> None:
+        sent.append((statement, parameters))
+
+    with engine.connect() as connection:
+        link = connection.execute(select(SchoolClass.integration_id).limit(1)).scalar_one()
+        named = {text: {("student", f"p-{n}"), ("teacher", f"t-{n}")} for n, text in enumerate(sorted(ids)[:3])}
+        event.listen(connection, "before_cursor_execute", record)
+        assert membership._read_named(connection, link, named).classes == {}
+        event.remove(connection, "before_cursor_execute", record)
+        ((sql, parameters),) = sent
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters).all()
+    details = [row[-1] for row in plan]
+    by_key = "SEARCH people USING INDEX sqlite_autoindex_people_1 (integration_id=? AND role=? AND pseudonym=?)"
+    assert details[0] == by_key, details
+    assert any("enrollments USING INDEX ix_enrollments_person_id (person_id=?)" in d for d in details), details
+    assert any(d.startswith("SEARCH classes USING INTEGER PRIMARY KEY") for d in details), details
+    assert not any(d.startswith(("SCAN people", "SCAN enrollments", "SCAN classes")) for d in details), details
