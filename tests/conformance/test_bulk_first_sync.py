@@ -23,6 +23,7 @@ from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, RosterB
 from store import bulk, integrations, roster, suppressions
 from store.models import Enrollment, Person, SchoolClass
 from store.runtime import build_runtime
+from sync import listing
 from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.helpers import row_count
@@ -103,7 +104,9 @@ def test_a_revoke_during_a_bulk_write_leaves_nothing(
     clever: CleverEmulator, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The revoke starts while the sections' bulk write holds its transaction (its classes loaded, nothing else):
-    it waits for that write's commit, purges, and the sync's next write (the teachers page) is fenced."""
+    it waits for that write's commit, purges, and the sync's next write (the teachers page) is fenced. Each page
+    is written as it comes here (a write's rows made one), not gathered with the next (sync.listing)."""
+    monkeypatch.setattr(listing, "BULK_ROWS", 1)
     rt = build_runtime(clever_settings_for(clever, database_url))
     revoker: list[threading.Thread] = []
     try:
