@@ -8,8 +8,8 @@ nothing. Here the sync itself is the only writer of the integration's roster (it
 and the integration held nothing when it began), so what it has stored is known without reading:
 ``FirstSync`` keeps, for this run, every class and person it wrote with its id (ids taken from the
 sequences on PostgreSQL, after the table's largest on SQLite, inside the write's transaction). A
-page's new rows then go straight into their tables, ``COPY`` on PostgreSQL and one ``executemany``
-on SQLite, with no staging table, no join and no ``ON CONFLICT`` arbitration; only a row that this
+page's new rows then go straight into their tables, ``COPY`` on PostgreSQL (a few, a teacher's, as one
+``INSERT .. SELECT FROM unnest``: one round trip, not two) and one ``INSERT .. SELECT`` on SQLite, with no staging table, no join and no ``ON CONFLICT`` arbitration; only a row that this
 run already wrote and that the page lists with other fields is updated (one statement a table). The
 change feed's events are written in the same transaction by the roster tables' triggers, as for any
 write (on PostgreSQL statement triggers with transition tables fire for ``COPY`` too), except, on
@@ -349,9 +349,12 @@ def _copy(connection: Connection, table: str, columns: Sequence[str], rows: Sequ
         return 0
     names = ", ".join(columns)
     if connection.dialect.name == "postgresql":
-        with _raw(connection).cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        if len(rows) < COPY_FROM:
+            _insert_arrays(connection, table, columns, rows)
+        else:
+            with _raw(connection).cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
         connection.info[WROTE] = True  # unseen by SQLAlchemy's events: the fence must commit it (store.fence)
         return len(rows)
     verb = "INSERT OR IGNORE" if table == "enrollments" else "INSERT"
@@ -360,6 +363,24 @@ def _copy(connection: Connection, table: str, columns: Sequence[str], rows: Sequ
         f"{verb} INTO {table} ({names}) SELECT {values} FROM json_each(?)", (json.dumps(rows),)
     )
     return int(inserted.rowcount)
+
+
+COPY_FROM = 1_000
+"""Rows from which PostgreSQL gets them by ``COPY``; fewer go as one ``INSERT .. SELECT FROM unnest(..)``."""
+
+_ID_COLUMNS = frozenset({"id", "integration_id", "class_id", "person_id"})
+
+
+def _insert_arrays(connection: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """A few rows (a teacher's page) as one ``INSERT .. SELECT FROM unnest(..)``: one round trip where ``COPY``
+    takes two (its start, then the rows with its end), the same rows in the same order (the enrolments' ids
+    from their sequence row by row as ``COPY`` takes them), the same statement trigger and its events. Sent on
+    the driver's connection, as ``COPY`` is, so a duplicate key raises the driver's error (``sqlstate``)."""
+    arrays = ", ".join(f"%s::{'bigint' if name in _ID_COLUMNS else 'text'}[]" for name in columns)
+    _raw(connection).execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})",
+        [list(column) for column in zip(*rows, strict=True)],
+    )
 
 
 class _Duplicate(Exception):

@@ -176,12 +176,15 @@ def _page(class_name: str, teacher: PersonRecord) -> RosterBatch:
     )
 
 
+@pytest.mark.parametrize("copy_from", [bulk.COPY_FROM, 1], ids=["insert", "copy"])
 def test_a_page_that_lists_again_what_an_earlier_page_stored_updates_only_what_changed(
-    clever: CleverEmulator, database_url: str
+    clever: CleverEmulator, database_url: str, copy_from: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two writes of one first sync name the same class, people and enrolments: the second stores the class's
     new name and the teacher's name over the reference, and leaves the enrolments as they are (no duplicate
-    key: COPY's row is taken back on PostgreSQL, ignored on SQLite)."""
+    key: the page's row is taken back on PostgreSQL, ignored on SQLite). On PostgreSQL a few rows go as one
+    ``INSERT`` and more by ``COPY`` (``COPY_FROM``): both are run here."""
+    monkeypatch.setattr(bulk, "COPY_FROM", copy_from)
     rt = build_runtime(clever_settings_for(clever, database_url))
     try:
         integration_id = link_district(rt, clever)
