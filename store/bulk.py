@@ -7,14 +7,15 @@ that is what lets a no-change re-sync write nothing, but on an empty integration
 nothing. Here the sync itself is the only writer of the integration's roster (it holds the lease,
 and the integration held nothing when it began), so what it has stored is known without reading:
 ``FirstSync`` keeps, for this run, every class and person it wrote with its id (ids taken from the
-sequences on PostgreSQL, after the table's largest on SQLite, inside the write's transaction). A
-page's new rows then go straight into their tables, ``COPY`` on PostgreSQL (a few, a teacher's, as one
-``INSERT .. SELECT FROM unnest``: one round trip, not two) and one ``INSERT .. SELECT`` on SQLite, with no staging table, no join and no ``ON CONFLICT`` arbitration; only a row that this
-run already wrote and that the page lists with other fields is updated (one statement a table). The
-change feed's events are written in the same transaction by the roster tables' triggers, as for any
-write (on PostgreSQL statement triggers with transition tables fire for ``COPY`` too), except, on
-SQLite, those of the new classes and enrolments: this write tells them itself, one statement over the rows
-it has just inserted, while their row triggers are paused for the integration (store.bulk_events).
+sequences on PostgreSQL, after the table's largest on SQLite, inside the write's transaction). A page's new
+rows then go straight into their tables, ``COPY`` on PostgreSQL (a few, a teacher's, as one ``INSERT ..
+SELECT FROM unnest``: one round trip, not two) and one ``INSERT .. SELECT`` on SQLite, with no staging
+table, no join and no ``ON CONFLICT`` arbitration; only a row that this run already wrote and that the page
+lists with other fields is updated (one statement a table). The change feed's events are written in the same
+transaction by the roster tables' triggers, as for any write (on PostgreSQL statement triggers with
+transition tables fire for ``COPY`` too), except, on SQLite, those of the new classes and enrolments: this
+write tells them itself, one statement over the rows it has just inserted, while their row triggers are
+paused for the integration (store.bulk_events).
 
 Exact only on an integration that held no roster row (live or removed) and no hold when the sync
 began (``is_empty``): within a sync nothing is soft-deleted before its sweep, so no stored row is
