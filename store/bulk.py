@@ -7,14 +7,15 @@ that is what lets a no-change re-sync write nothing, but on an empty integration
 nothing. Here the sync itself is the only writer of the integration's roster (it holds the lease,
 and the integration held nothing when it began), so what it has stored is known without reading:
 ``FirstSync`` keeps, for this run, every class and person it wrote with its id (ids taken from the
-sequences on PostgreSQL, after the table's largest on SQLite, inside the write's transaction). A
-page's new rows then go straight into their tables, ``COPY`` on PostgreSQL and one ``executemany``
-on SQLite, with no staging table, no join and no ``ON CONFLICT`` arbitration; only a row that this
-run already wrote and that the page lists with other fields is updated (one statement a table). The
-change feed's events are written in the same transaction by the roster tables' triggers, as for any
-write (on PostgreSQL statement triggers with transition tables fire for ``COPY`` too), except, on
-SQLite, those of the new classes and enrolments: this write tells them itself, one statement over the rows
-it has just inserted, while their row triggers are paused for the integration (store.bulk_events).
+sequences on PostgreSQL, after the table's largest on SQLite, inside the write's transaction). A page's new
+rows then go straight into their tables, ``COPY`` on PostgreSQL (a few, a teacher's, as one ``INSERT ..
+SELECT FROM unnest``: one round trip, not two) and one ``INSERT .. SELECT`` on SQLite, with no staging
+table, no join and no ``ON CONFLICT`` arbitration; only a row that this run already wrote and that the page
+lists with other fields is updated (one statement a table). The change feed's events are written in the same
+transaction by the roster tables' triggers, as for any write (on PostgreSQL statement triggers with
+transition tables fire for ``COPY`` too), except, on SQLite, those of the new classes and enrolments: this
+write tells them itself, one statement over the rows it has just inserted, while their row triggers are
+paused for the integration (store.bulk_events).
 
 Exact only on an integration that held no roster row (live or removed) and no hold when the sync
 began (``is_empty``): within a sync nothing is soft-deleted before its sweep, so no stored row is
@@ -151,32 +152,81 @@ def apply_batch(
     that are not ended (as store.roster.apply_batch does), and what it stored, for ``stored.merge`` once
     the transaction has committed."""
     classes, people, enrollments = page_rows(batch)
-    suppressed = _suppressed(connection, integration_id)
     written = FirstSync()
-    count = _write_classes(connection, integration_id, classes, stored, written)
-    people_count, person_ids = _write_people(connection, integration_id, people, suppressed, stored, written)
+    new_classes = _plan_classes(classes, stored, written)
+    candidates = _new_people(people, stored)
+    taken = _take_ids(connection, integration_id, len(new_classes), candidates, bool(people or enrollments))
+    count = _write_classes(connection, integration_id, new_classes, taken.classes, written)
+    people_count, person_ids = _write_people(connection, integration_id, people, candidates, taken, stored, written)
     count += people_count
     class_ids = {key: row[0] for key, row in (stored.classes | written.classes).items()}
-    rows = []
+    # ids this write took, each table's apart (two sequences): no enrolment stored before names them
+    fresh_classes, fresh_people = set(taken.classes), set(taken.people)
+    rows, may_exist = [], False
     for class_key, role, pseudonym in enrollments:
         # the page's own people by their page key; one it names only in an enrolment, in what is stored
         person_id = person_ids.get((role, pseudonym))
         if person_id is None:
             person_id = stored.person_id(role, pseudonym, written)
-        if class_key in class_ids and person_id is not None and pseudonym not in suppressed:
-            rows.append((integration_id, class_ids[class_key], person_id, role))
-    count += _insert_enrollments(connection, integration_id, rows)
+        if class_key in class_ids and person_id is not None and pseudonym not in taken.suppressed:
+            class_id = class_ids[class_key]
+            rows.append((integration_id, class_id, person_id, role))
+            may_exist = may_exist or (class_id not in fresh_classes and person_id not in fresh_people)
+    count += _insert_enrollments(connection, integration_id, rows, may_exist=may_exist)
     own = {key: class_ids[key] for key, _, _, state in classes if not ended(state) and key in class_ids}
     return count, own, written
 
 
-def _suppressed(connection: Connection, integration_id: int) -> frozenset[str]:
-    """The suppressed (erased) pseudonyms of the integration's provider and tenant (store.suppressions).
+@dataclass
+class _Taken:
+    """What a write reads and takes before it writes: the tenant's suppressed pseudonyms and the new rows' ids
+    (``people`` is for ``_new_people``'s candidates, those not suppressed; ``people_final`` says whether they
+    were taken with the suppressions known)."""
 
-    Read inside the write's fenced transaction, which holds the integration's row: an erase takes that
-    row first (store.outbox, lock order), so none lands between this read and the write. Most tenants
-    have none.
+    suppressed: frozenset[str]
+    classes: list[int]
+    people: list[int]
+    people_final: bool
+
+
+_TAKE = (
+    "WITH sup AS MATERIALIZED (SELECT array_agg(suppressions.pseudonym) AS names FROM suppressions"
+    " JOIN integrations ON suppressions.provider = integrations.provider AND suppressions.tenant = integrations.tenant"
+    " WHERE integrations.id = %s::bigint AND %s::boolean),"
+    " cs AS MATERIALIZED (SELECT pg_get_serial_sequence('classes', 'id')::regclass AS seq),"
+    " ps AS MATERIALIZED (SELECT pg_get_serial_sequence('people', 'id')::regclass AS seq)"
+    " SELECT sup.names,"
+    " (SELECT array_agg(nextval(cs.seq)) FROM cs, generate_series(1, %s::int)),"
+    " (SELECT array_agg(nextval(ps.seq)) FROM ps,"
+    " generate_series(1, CASE WHEN sup.names IS NULL THEN %s::int ELSE 0 END))"
+    " FROM sup"
+)
+"""On PostgreSQL, one statement for the suppressions and both tables' ids: the new people's ids are taken here
+only when the tenant has no suppression (most have none); else once the candidates are filtered (``_allocate``)."""
+
+
+def _take_ids(
+    connection: Connection, integration_id: int, classes: int, candidates: Sequence[NewPerson], read: bool
+) -> _Taken:
+    """The suppressions (read only when the page lists people or enrolments) and the new classes' ids, and the
+    new people's where they do not depend on the suppressions: one round trip on PostgreSQL instead of three.
+
+    The suppressions are read inside the write's fenced transaction, which holds the integration's row: an
+    erase takes that row first (store.outbox, lock order), so none lands between this read and the write.
     """
+    if connection.dialect.name != "postgresql" or not (classes or candidates or read):
+        suppressed = _suppressed(connection, integration_id) if read else frozenset()
+        return _Taken(suppressed, _allocate(connection, "classes", classes), [], False)
+    names, class_ids, person_ids = connection.exec_driver_sql(
+        _TAKE, (integration_id, read, classes, len(candidates))
+    ).one()
+    suppressed = frozenset(names or ())
+    return _Taken(suppressed, list(class_ids or ()), list(person_ids or ()), not suppressed)
+
+
+def _suppressed(connection: Connection, integration_id: int) -> frozenset[str]:
+    """The suppressed (erased) pseudonyms of the integration's provider and tenant (store.suppressions), read
+    inside the write's fenced transaction (``_take_ids``). Most tenants have none."""
     found = select(Suppression.pseudonym).where(
         Integration.id == integration_id,
         Suppression.provider == Integration.provider,
@@ -185,20 +235,25 @@ def _suppressed(connection: Connection, integration_id: int) -> frozenset[str]:
     return frozenset(connection.execute(found).scalars())
 
 
-def _write_classes(
-    connection: Connection, integration_id: int, classes: Sequence[ClassRow], stored: FirstSync, written: FirstSync
-) -> int:
-    """A class not stored yet is inserted, unless ended (never stored ended); one stored with other fields
-    is updated (ended too: it ends at the sweep)."""
-    new, changed = [], []
+def _plan_classes(classes: Sequence[ClassRow], stored: FirstSync, written: FirstSync) -> list[ClassRow]:
+    """The page's classes not stored yet and not ended (never stored ended), to insert; one stored with other
+    fields goes into ``written`` with its id, to update (ended too: it ends at the sweep)."""
+    new = []
     for key, name, section, state in classes:
         known = stored.classes.get(key)
         if known is None and not ended(state):
             new.append((key, name, section, state))
         elif known is not None and known[1:] != (name, section, state):
-            changed.append((known[0], name, section, state))
             written.classes[key] = (known[0], name, section, state)
-    ids = _allocate(connection, "classes", len(new))
+    return new
+
+
+def _write_classes(
+    connection: Connection, integration_id: int, new: Sequence[ClassRow], ids: Sequence[int], written: FirstSync
+) -> int:
+    """The new classes inserted with their ids (``_take_ids``), and the changed ones ``_plan_classes`` put in
+    ``written`` updated."""
+    changed = list(written.classes.values())  # so far only the changed ones
     for class_id, (key, name, section, state) in zip(ids, new, strict=True):
         written.classes[key] = (class_id, name, section, state)
     rows = [(class_id, integration_id, *row) for class_id, row in zip(ids, new, strict=True)]
@@ -207,39 +262,55 @@ def _write_classes(
     )
 
 
+NewPerson = tuple[str, str, bytes | str, str | None, str | None]
+"""A member to insert: role, pseudonym, its ``FirstSync`` key, display name, email."""
+
+
+def _new_people(people: Sequence[PersonRow], stored: FirstSync) -> list[NewPerson]:
+    """The page's members not stored yet, in the page's order (a person no enrolment names is never inserted),
+    whatever the suppressions: ``_write_people`` leaves the suppressed out."""
+    return [
+        (role, pseudonym, key, display_name, email)
+        for role, pseudonym, display_name, email, _complete, member in people
+        if member and stored.people.get(role, _NONE).get(key := _key(pseudonym)) is None
+    ]
+
+
 def _write_people(
     connection: Connection,
     integration_id: int,
     people: Sequence[PersonRow],
-    suppressed: frozenset[str],
+    candidates: Sequence[NewPerson],
+    taken: _Taken,
     stored: FirstSync,
     written: FirstSync,
 ) -> tuple[int, dict[tuple[str, str], int]]:
     """A member not stored yet is inserted (a reference with no fields); a stored person whose complete
-    record has other fields is updated; a reference never overwrites, and a person no enrolment names is
-    never inserted. Returns rows written and the id of each of the page's people that is stored,
+    record has other fields is updated; a reference never overwrites, and a suppressed pseudonym is left out.
+    Returns rows written and the id of each of the page's people that is stored,
     by ``(role, pseudonym)`` (the page's enrolments look them up there, with no ``_key``)."""
-    new, changed, ids = [], [], {}
-    for role, pseudonym, display_name, email, complete, member in people:
+    changed, ids = [], {}
+    suppressed = taken.suppressed
+    for role, pseudonym, display_name, email, complete, _member in people:
         if pseudonym in suppressed:
             continue
-        key = _key(pseudonym)
-        known = stored.people.get(role, _NONE).get(key)
+        known = stored.people.get(role, _NONE).get(key := _key(pseudonym))
         if known is None:
-            if member:
-                new.append((role, pseudonym, key, display_name, email))
             continue
         ids[(role, pseudonym)] = person_id = _id(known)
         if complete and _fields(known) != (display_name, email):
             changed.append((person_id, display_name, email))
             written.people.setdefault(role, {})[key] = (person_id, display_name, email)
-    allocated = _allocate(connection, "people", len(new))
+    new = [person for person in candidates if person[1] not in suppressed]
+    allocated = taken.people if taken.people_final else _allocate(connection, "people", len(new))
     rows = []
     for person_id, (role, pseudonym, key, display_name, email) in zip(allocated, new, strict=True):
         plain = display_name is None and email is None
         written.people.setdefault(role, {})[key] = person_id if plain else (person_id, display_name, email)
         ids[(role, pseudonym)] = person_id
         rows.append((person_id, integration_id, role, pseudonym, display_name, email))
+    if not taken.people_final:
+        taken.people = allocated
     count = _copy(connection, "people", PERSON_COLUMNS, rows)
     return count + _update(connection, "people", ("display_name", "email_address"), changed), ids
 
@@ -279,9 +350,12 @@ def _copy(connection: Connection, table: str, columns: Sequence[str], rows: Sequ
         return 0
     names = ", ".join(columns)
     if connection.dialect.name == "postgresql":
-        with _raw(connection).cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        if len(rows) < COPY_FROM:
+            _insert_arrays(connection, table, columns, rows)
+        else:
+            with _raw(connection).cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
         connection.info[WROTE] = True  # unseen by SQLAlchemy's events: the fence must commit it (store.fence)
         return len(rows)
     verb = "INSERT OR IGNORE" if table == "enrollments" else "INSERT"
@@ -290,6 +364,24 @@ def _copy(connection: Connection, table: str, columns: Sequence[str], rows: Sequ
         f"{verb} INTO {table} ({names}) SELECT {values} FROM json_each(?)", (json.dumps(rows),)
     )
     return int(inserted.rowcount)
+
+
+COPY_FROM = 1_000
+"""Rows from which PostgreSQL gets them by ``COPY``; fewer go as one ``INSERT .. SELECT FROM unnest(..)``."""
+
+_ID_COLUMNS = frozenset({"id", "integration_id", "class_id", "person_id"})
+
+
+def _insert_arrays(connection: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """A few rows (a teacher's page) as one ``INSERT .. SELECT FROM unnest(..)``: one round trip where ``COPY``
+    takes two (its start, then the rows with its end), the same rows in the same order (the enrolments' ids
+    from their sequence row by row as ``COPY`` takes them), the same statement trigger and its events. Sent on
+    the driver's connection, as ``COPY`` is, so a duplicate key raises the driver's error (``sqlstate``)."""
+    arrays = ", ".join(f"%s::{'bigint' if name in _ID_COLUMNS else 'text'}[]" for name in columns)
+    _raw(connection).execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})",
+        [list(column) for column in zip(*rows, strict=True)],
+    )
 
 
 class _Duplicate(Exception):
@@ -316,14 +408,22 @@ def _copy_told(connection: Connection, integration_id: int, table: str, rows: Se
     return len(rows)
 
 
-def _insert_enrollments(connection: Connection, integration_id: int, rows: Sequence[tuple[Any, ...]]) -> int:
+def _insert_enrollments(
+    connection: Connection, integration_id: int, rows: Sequence[tuple[Any, ...]], *, may_exist: bool
+) -> int:
     """The page's enrolments; one an earlier page of this sync already stored is left as it is (the same
     person has the same role, and nothing is removed before the sweep). Written at once, their events told
-    by ``_copy_told``; only when that meets such a row is it taken back (to a savepoint, the trigger's pause
-    with it) and the page written with ``ON CONFLICT DO NOTHING`` (``INSERT OR IGNORE`` on SQLite), whose
-    rows' events the trigger tells."""
+    by ``_copy_told``, that write taken to a savepoint: when it meets such a row it is taken back (the
+    trigger's pause with it) and the page written with ``ON CONFLICT DO NOTHING`` (``INSERT OR IGNORE`` on
+    SQLite), whose rows' events the trigger tells. On PostgreSQL the savepoint (two round trips) is sent only
+    where a row may already be stored (``may_exist``: its class and its person were both stored by an earlier
+    write): a row naming an id this write took from a sequence cannot be, as no id is taken twice. A teacher's
+    first sync, whose classes and people are all one write's, sends none. SQLite's ids (after the largest)
+    are not such a proof, and its savepoint costs no round trip: it keeps it."""
     if not rows:
         return 0
+    if not may_exist and connection.dialect.name == "postgresql":
+        return _copy_told(connection, integration_id, "enrollments", rows)
     connection.exec_driver_sql("SAVEPOINT bulk_enrollments")
     try:
         copied = _copy_told(connection, integration_id, "enrollments", rows)
@@ -378,7 +478,7 @@ def _update(connection: Connection, table: str, columns: Sequence[str], rows: It
 def sweep(connection: Connection, integration_id: int) -> int:
     """A first sync's sweep: its listing saw every row it stored, so nothing is unseen and the breaker has
     nothing to judge; as after any sweep, people the listing stored with no enrolment go (store.roster)."""
-    return apply_removals(connection, integration_id, Removals([], [], 0, 0, 0, 0, 0))
+    return apply_removals(connection, integration_id, Removals([], [], 0, 0, 0, 0, 0), probe=False)
 
 
 def analyze(connection: Connection, rows_written: int) -> None:

@@ -498,8 +498,18 @@ def _soft_delete(
     )
 
 
-def _remove_people_without_enrollment(connection: Connection, integration_id: int, now: Any) -> int:
-    has_enrollment = exists().where(Enrollment.person_id == Person.id, Enrollment.removed_at.is_(None))
+def _remove_people_without_enrollment(connection: Connection, integration_id: int, now: Any, *, probe: bool) -> int:
+    """The integration's people left with no current enrolment go (after a sweep).
+
+    ``probe``: each of the integration's people is looked up in the enrolments' person index, one probe a
+    person (``OFFSET 0`` keeps PostgreSQL from turning the ``NOT EXISTS`` into an anti join). As an anti join,
+    once the statistics know the enrolments, PostgreSQL hashed every enrolment in the table for each sweep: a
+    scan that grew with the whole fleet's rosters (4 ms a teacher's re-sync at 20,000 enrolments, against 0.2
+    ms for the probes). A first sync's sweep (store.bulk) keeps the anti join: its integration's rows are newer
+    than the statistics, which then plan it as the probes anyway, and a district's one sweep hashes faster
+    than it probes. The same rows go either way."""
+    live = select(Enrollment.id).where(Enrollment.person_id == Person.id, Enrollment.removed_at.is_(None))
+    has_enrollment = live.offset(0).exists() if probe else live.exists()
     return _soft_delete(connection, Person, and_(Person.integration_id == integration_id, ~has_enrollment), now)
 
 
@@ -935,15 +945,16 @@ def plan_removals(
     return _removals(connection, integration_id, active_classes, gone_classes, goes)
 
 
-def apply_removals(connection: Connection, integration_id: int, removals: Removals) -> int:
-    """Soft-delete the planned classes and enrolments (those still current); people left with none go too."""
+def apply_removals(connection: Connection, integration_id: int, removals: Removals, *, probe: bool = True) -> int:
+    """Soft-delete the planned classes and enrolments (those still current); people left with none go too
+    (``probe``: how they are found, ``_remove_people_without_enrollment``)."""
     now = utcnow()
     removed = 0
     enrollment_ids = [enrollment_id for enrollment_id, _, _ in removals.enrollments]
     for model, ids in ((SchoolClass, removals.classes), (Enrollment, enrollment_ids)):
         for chunk in _chunks(ids):
             removed += _soft_delete(connection, model, one_of(connection, model.id, chunk), now)
-    removed += _remove_people_without_enrollment(connection, integration_id, now)
+    removed += _remove_people_without_enrollment(connection, integration_id, now, probe=probe)
     return removed
 
 

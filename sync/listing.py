@@ -15,7 +15,7 @@ import logging
 from sqlalchemy import Connection
 
 from connectors.base import UNREADABLE, ConnectorError, Masks, Page
-from mappers.records import RosterBatch
+from mappers.records import RosterBatch, ended
 from store import breaker, bulk, integrations, roster
 from store.consent import purge_role
 from store.db import utcnow
@@ -42,6 +42,8 @@ class Listing:
         self.seen = roster.SeenEnrollments()
         self.classes_complete = True  # no class record was skipped: a class not listed really is gone
         self.done: set[str] = set()  # classes whose members have begun to arrive (for progress)
+        self.incomplete_keys: set[str] = set()  # listed classes whose roster is not whole (by external id)
+        self.class_keys: set[str] = set()  # every class the class pages listed so far, ended ones too
         self.pending = Coalescer(BULK_ROWS if bulk_load else None)  # small member pages, one transaction
         self.statistics = Statistics(run.runtime.engine)
 
@@ -66,7 +68,32 @@ class Listing:
             written, ids, keys = roster.apply_batch(connection, state.id, batch, hold_possible=not unheld)
             self.seen.update(keys)
         self.run.outcome.rows_written += written
+        # a gathered class page's ids, now written (gather_classes); a member page's classes are not listed ones
+        self.class_ids.update((key, class_id) for key, class_id in ids.items() if key in self.class_ids)
         return ids
+
+    def gather_classes(self, batch: RosterBatch) -> None:
+        """A class page, gathered with the member pages that follow instead of written on its own.
+
+        Why: a teacher's class list is a few rows, and its own fenced transaction cost a link three or four
+        round trips (``BEGIN``, the fence, the classes' read, the commit or rollback) and, on a first sync, a
+        durable commit; gathered, it goes into the members' write (the sweep's, for a teacher), classes first,
+        so the same statements write the same rows and tell the same events in the same order, and the
+        classes are read once. The fence is still checked before the members are asked for
+        (``SyncPass.still_current``: no fenced write came between). A revoke finds nothing more of this
+        sync's to purge (its writes are fenced as before); a crash before the write loses the class page's
+        changes, which the next sync lists again; a provider error writes what was gathered first, as
+        before (``_write_classes``, ``_write_members``).
+
+        The listed classes' keys are what the write gives back (store.roster / store.bulk ``apply_batch``):
+        each class the page lists (its last record) that is not ended; their ids come with the write
+        (``apply``), before the sweep that needs them, and a roster found incomplete meanwhile is kept by key
+        (``incomplete``).
+        """
+        states = {record.external_id: record.state for record in batch.classes}
+        self.class_ids.update((key, UNWRITTEN) for key, state in states.items() if not ended(state))
+        if self.pending.add(batch):
+            self.write_pending()
 
     def write_pending(self) -> None:
         """One fenced write for the pages gathered so far (small pages cost one transaction together)."""
@@ -74,9 +101,15 @@ class Listing:
             self.write(self.pending.take())
 
     def incomplete(self, parent_id: str | None) -> None:
-        """That class's roster is not whole: the sweep leaves its enrolments alone."""
+        """That class's roster is not whole: the sweep leaves its enrolments alone (``listed_ids``)."""
         if parent_id in self.class_ids:
-            self.run.outcome.incomplete_classes.add(self.class_ids[parent_id])
+            self.incomplete_keys.add(parent_id)
+
+    def listed_ids(self) -> set[int]:
+        """The listed classes' ids, once every page is written (the sweep's): the incomplete rosters' ids go
+        to the outcome with them."""
+        self.run.outcome.incomplete_classes.update(self.class_ids[key] for key in self.incomplete_keys)
+        return set(self.class_ids.values())
 
     def progress(self, parent_id: str | None) -> None:
         if parent_id is not None and parent_id in self.class_ids and parent_id not in self.done:
@@ -97,8 +130,8 @@ def full_sync(run: SyncPass, allowlist: str, *, teacher_scoped: bool) -> None:
     _write_classes(listing, masks)
     _write_members(listing, masks)
     # Reached only when every page above was read without error: a failure anywhere raised, unswept.
-    # The last pages gathered are written in the sweep's transaction: a teacher's link is then three
-    # transactions (lease, class list, members with the sweep) and its release. That write is a page's
+    # The last pages gathered are written in the sweep's transaction: a teacher's link is then two
+    # transactions (lease, class list gathered with the members and the sweep) and its release. That write is a page's
     # like any other, with the collector paused (sync.collector): on a first sync it holds every member
     # gathered, and the collector's full run over them there was a fifth to a quarter of the big teacher's CPU.
     with collector_paused(), run.fenced_write() as connection:
@@ -108,6 +141,14 @@ def full_sync(run: SyncPass, allowlist: str, *, teacher_scoped: bool) -> None:
         document = cursor_document.CursorState(cursor, allowlist, utcnow()).dumps() if cursor is not None else None
         if document is not None or run.state.sync_cursor is not None:  # no feed, no cursor: nothing to write
             integrations.store_cursor(connection, run.state.id, document)
+
+
+UNWRITTEN = 0
+"""A gathered class's id until its write gives the real one (``Listing.gather_classes``); no row has id 0."""
+
+
+def _rows(batch: RosterBatch) -> int:
+    return len(batch.classes) + len(batch.people) + len(batch.enrollments)
 
 
 BULK_ROWS = 20_000
@@ -137,10 +178,15 @@ def _write_classes(listing: Listing, masks: Masks) -> None:
     pages = iter(run.connector.classes(masks))
     # a page read, mapped and written with the collector paused (sync.collector); the page goes straight into
     # _class_page, which lets it go once mapped, so no frame here holds it while its rows are written
-    while True:
-        with collector_paused():
-            if not _class_page(listing, next(pages, None)):
-                break
+    try:
+        while True:
+            with collector_paused():
+                if not _class_page(listing, next(pages, None)):
+                    break
+    except ConnectorError:  # the pages gathered before it are written, as if each had been written as it came
+        with contextlib.suppress(Fenced):
+            listing.write_pending()
+        raise
     run.outcome.classes_seen = len(listing.class_ids)
     emit(ProgressEvent(run.state.id, "classes", 0, len(listing.class_ids)))
 
@@ -152,8 +198,14 @@ def _class_page(listing: Listing, page: Page | None) -> bool:
     run = listing.run
     batch = run.within(run.spec.map_page(page, run.mapping))
     del page  # mapped: neither the raw page nor (below) its batch is held while the next page is read
-    for part in [batch] if listing.bulk_load else split(batch):
-        listing.class_ids.update(listing.write(part))
+    keys = {record.external_id for record in batch.classes}
+    if (listing.bulk_load or _rows(batch) <= listing.pending.rows) and keys.isdisjoint(listing.class_keys):
+        listing.gather_classes(batch)
+    else:  # a page of thousands of classes, or one listing a class again: written as it comes, in parts,
+        listing.write_pending()  # after what was gathered before it (a class's records stay apart, in order)
+        for part in [batch] if listing.bulk_load else split(batch):
+            listing.class_ids.update(listing.write(part))
+    listing.class_keys |= keys
     run.outcome.members_seen += len(batch.enrollments)
     run.outcome.records_skipped += batch.skipped
     listing.classes_complete = listing.classes_complete and batch.skipped == 0
@@ -220,7 +272,7 @@ def _sweep(connection: Connection, listing: Listing, *, teacher_scoped: bool) ->
     plan = roster.plan_removals(
         connection,
         integration_id,
-        set(listing.class_ids.values()),
+        listing.listed_ids(),
         listing.seen,
         outcome.incomplete_classes,
         sweep_classes=listing.classes_complete,

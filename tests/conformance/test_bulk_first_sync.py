@@ -23,6 +23,7 @@ from mappers.records import ClassRecord, EnrollmentRecord, PersonRecord, RosterB
 from store import bulk, integrations, roster, suppressions
 from store.models import Enrollment, Person, SchoolClass
 from store.runtime import build_runtime
+from sync import listing
 from sync.cycle import run_sync
 from tests.clever_fixtures import clever_settings_for, link_district
 from tests.helpers import row_count
@@ -103,7 +104,9 @@ def test_a_revoke_during_a_bulk_write_leaves_nothing(
     clever: CleverEmulator, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The revoke starts while the sections' bulk write holds its transaction (its classes loaded, nothing else):
-    it waits for that write's commit, purges, and the sync's next write (the teachers page) is fenced."""
+    it waits for that write's commit, purges, and the sync's next write (the teachers page) is fenced. Each page
+    is written as it comes here (a write's rows made one), not gathered with the next (sync.listing)."""
+    monkeypatch.setattr(listing, "BULK_ROWS", 1)
     rt = build_runtime(clever_settings_for(clever, database_url))
     revoker: list[threading.Thread] = []
     try:
@@ -173,12 +176,15 @@ def _page(class_name: str, teacher: PersonRecord) -> RosterBatch:
     )
 
 
+@pytest.mark.parametrize("copy_from", [bulk.COPY_FROM, 1], ids=["insert", "copy"])
 def test_a_page_that_lists_again_what_an_earlier_page_stored_updates_only_what_changed(
-    clever: CleverEmulator, database_url: str
+    clever: CleverEmulator, database_url: str, copy_from: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two writes of one first sync name the same class, people and enrolments: the second stores the class's
     new name and the teacher's name over the reference, and leaves the enrolments as they are (no duplicate
-    key: COPY's row is taken back on PostgreSQL, ignored on SQLite)."""
+    key: the page's row is taken back on PostgreSQL, ignored on SQLite). On PostgreSQL a few rows go as one
+    ``INSERT`` and more by ``COPY`` (``COPY_FROM``): both are run here."""
+    monkeypatch.setattr(bulk, "COPY_FROM", copy_from)
     rt = build_runtime(clever_settings_for(clever, database_url))
     try:
         integration_id = link_district(rt, clever)

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.emulator(teachers=1, courses_per_teacher=5, students_pe
 
 FENCE_READ = "SELECT integrations.status, integrations.generation, integrations.lease_owner"
 WRITE = re.compile(r"UPDATE \w+ SET|INSERT INTO \w+")
+LOCKED = "the fence, locked"  # a fenced write's read of the fence (FOR UPDATE on PostgreSQL)
 
 
 def test_the_fence_is_checked_between_any_two_requests_and_read_only_where_no_write_checked_it(
@@ -212,3 +213,48 @@ def test_a_release_after_a_take_over_leaves_the_new_lease_and_sets_no_due_time_o
         outcome = connection.execute(select(SyncRun.outcome).where(SyncRun.id == run_id)).scalar_one()
     assert (row.lease_owner, row.due_at, outcome) == ("theirs", None, "ok")
     assert audit.actions(runtime.engine, integration_id).count("synced") == 1
+
+
+def test_a_teachers_class_list_is_written_with_its_members_in_one_fenced_write(
+    runtime: Runtime, emulator: GoogleEmulator
+) -> None:
+    """The class page is gathered with the member pages (sync.listing ``gather_classes``): a teacher's first sync
+    and re-syncs take one fenced write each, the sweep's, and read the class list once. On PostgreSQL the first
+    sync commits three times (lease, roster, release) and sends no savepoint and one statement for the tenant's
+    suppressions and both tables' ids (store.bulk ``_take_ids``). What it stores and tells is the page-by-page
+    path's (tests/conformance/test_bulk_first_sync.py); the roster here is the emulator's."""
+    integration_id = link_teacher(runtime, emulator, 0)
+    statements: list[str] = []
+    ended: list[str] = []
+    event.listen(runtime.engine, "commit", lambda _conn: ended.append("commit"))
+
+    @event.listens_for(runtime.engine, "before_cursor_execute")
+    def record(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        flat = " ".join(statement.split())
+        locked = flat.startswith(FENCE_READ) and not conn.get_execution_options().get(ADVISORY_READ)
+        statements.append(LOCKED if locked else flat)
+
+    def sent(prefix: str) -> int:
+        return sum(1 for sql in statements if sql.startswith(prefix))
+
+    first = run_sync(runtime, integration_id)
+    assert first.outcome == "ok" and first.rows_written > 0
+    assert sent(LOCKED) == 1  # one fenced write: classes, people, enrolments and the sweep
+    assert sent("SELECT classes.external_id") == 0  # a first sync reads nothing back
+    if runtime.engine.dialect.name == "postgresql":
+        assert ended.count("commit") == 3, ended
+        assert sent("SAVEPOINT") == 0 and sent("WITH sup AS MATERIALIZED") == 1
+        assert sent("SELECT suppressions") == 0 and sent("WITH s AS MATERIALIZED") == 0
+    teacher = emulator.teacher_ids[0]
+    courses = emulator.course_ids_of(teacher, states=["ACTIVE"])
+    truth = {course: set(emulator.student_ids_of(course)) for course in courses}
+    assert len(people(runtime.engine, integration_id)) == len(set().union(*truth.values())) + 1  # and the teacher
+    statements.clear()
+    emulator.add_student(courses[-1])
+    again = run_sync(runtime, integration_id)
+    assert again.outcome == "ok" and again.rows_written == 2  # the newcomer and their enrolment
+    assert sent(LOCKED) == 1
+    assert sent("SELECT classes.external_id, classes.name") == 1  # the class list read once, in the one write
+    statements.clear()
+    assert run_sync(runtime, integration_id).rows_written == 0
+    assert sent(LOCKED) == 1

@@ -695,13 +695,13 @@ def test_a_listing_page_is_mapped_and_written_with_the_collector_paused(
 ) -> None:
     """A first sync's pages too (sync.listing): no cyclic collection while a page is handled, back on after."""
     during: list[bool] = []
-    write = listing.Listing.write
+    apply = listing.Listing.apply  # every write's (a small district's pages are all gathered into the sweep's)
 
-    def watched(self: listing.Listing, batch: Any) -> Any:
+    def watched(self: listing.Listing, connection: Any, batch: Any) -> Any:
         during.append(gc.isenabled())
-        return write(self, batch)
+        return apply(self, connection, batch)
 
-    monkeypatch.setattr(listing.Listing, "write", watched)
+    monkeypatch.setattr(listing.Listing, "apply", watched)
     outcome = run_sync(runtime, link_district(runtime, clever))
     assert (outcome.outcome, outcome.mode) == ("ok", "full") and outcome.rows_written > 0
     assert during and not any(during) and gc.isenabled()
