@@ -319,8 +319,8 @@ def _measure(
             results[phase] = result
             if phase == "full" and baseline is None:
                 baseline = _download(scenario, bench, runtime, ids, log_start, "baseline")
-            if phase == "change":  # the change's own pages: the floor under its time
-                results["change_download"] = _download(scenario, bench, runtime, ids, log_start, "change download")
+            if phase != "full":  # the re-sync's and the change's own pages: the floor under each one's time
+                results[f"{phase}_download"] = _download(scenario, bench, runtime, ids, log_start, f"{phase} download")
             err.print(
                 f"    {result.seconds:.2f} s, {result.requests} requests, {result.rows_written} rows written, "
                 f"peak RSS {result.peak_rss_mb:.0f} MB"
@@ -367,17 +367,22 @@ def _fixed_text(fixed: dict[str, float]) -> str:
 def _database_figures(results: dict[str, PhaseResult], baseline: PhaseResult, links: int) -> dict[str, Any]:
     """One database's figures; ``limit_s`` is the download plus the bulk load of the rows the full sync wrote.
 
-    ``fixed_ms_per_link``: per phase, what the sync took beyond the download, shared out over the links
-    (``(phase seconds - download seconds) / links``, in ms): for teacher links, whose download is a couple
-    of round trips each, this is a link's own cost (lease, run record, fence, tokens, client, writes).
+    ``fixed_ms_per_link``: per phase, what the sync took beyond that phase's own download, shared out over
+    the links (``(phase seconds - its download's seconds) / links``, in ms): for teacher links, whose
+    download is a couple of round trips each, this is a link's own cost (lease, run record, fence, tokens,
+    client, writes). Each phase against its own requests, because a change feed's re-sync and change ask
+    for a page or a hundred where the full sync asked for the district: against the full download they gave
+    a negative "cost" of whole seconds.
     """
     full, resync, change, load = results["full"], results["resync"], results["change"], results["bulk_load"]
-    change_download = results.get("change_download", PhaseResult(0.0))
+    resync_download = results.get("resync_download", baseline)
+    change_download = results.get("change_download", baseline)
     phases = {"full": full, "resync": resync, "change": change}
+    downloads = {"full": baseline, "resync": resync_download, "change": change_download}
     limit = baseline.seconds + load.seconds
     return {
         "fixed_ms_per_link": {
-            phase: round((result.seconds - baseline.seconds) / max(links, 1) * 1000, 1)
+            phase: round((result.seconds - downloads[phase].seconds) / max(links, 1) * 1000, 1)
             for phase, result in phases.items()
         },
         "full_s": round(full.seconds, 3),
@@ -391,6 +396,9 @@ def _database_figures(results: dict[str, PhaseResult], baseline: PhaseResult, li
         "resync_ratio": _ratio(resync.seconds, baseline.seconds),
         "resync_share_of_full": round(resync.seconds / full.seconds, 3) if full.seconds > 0 else 0.0,
         "resync_rows_written": resync.rows_written,
+        "resync_download_s": round(resync_download.seconds, 3),
+        "resync_download_requests": resync_download.requests,
+        "resync_vs_download": _ratio(resync.seconds, resync_download.seconds),
         "change_s": round(change.seconds, 3),
         "change_ratio": _ratio(change.seconds, baseline.seconds),
         "change_rows_written": change.rows_written,

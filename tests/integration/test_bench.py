@@ -63,6 +63,13 @@ def test_bench_json_reports_every_provider_on_both_databases(pg_url: str) -> Non
             low = (row["change_s"] - ms) / (row["change_download_s"] + ms) - 0.005
             high = (row["change_s"] + ms) / max(row["change_download_s"] - ms, 1e-9) + 0.005
             assert low <= row["change_vs_download"] <= high, where
+            # The re-sync's floor too: its own requests (one empty round of a change feed, a whole listing of Google's).
+            assert row["resync_download_requests"] == row["resync_requests"] > 0, where
+            assert row["resync_download_s"] > 0, where
+            # A link's cost beyond its own download: never the seconds of a full download taken from a re-sync's.
+            resync_fixed = (row["resync_s"] - row["resync_download_s"]) / figures["links"] * 1000
+            slack = 1 / figures["links"] + 0.1
+            assert row["fixed_ms_per_link"]["resync"] == pytest.approx(resync_fixed, abs=slack), where
             # Seconds are printed to the millisecond and a tiny district's baseline is a few of them: the
             # ratio (from the unrounded times, to 0.01) must lie within what the printed times allow.
             full, base = row["full_s"], figures["baseline_s"]
@@ -188,6 +195,10 @@ def test_a_links_fixed_cost_is_each_phase_beyond_the_download_shared_over_the_li
         "resync": PhaseResult(2.0),
         "change": PhaseResult(2.5),
         "bulk_load": PhaseResult(0.5),
+        "resync_download": PhaseResult(1.5),
+        "change_download": PhaseResult(0.5),
     }
     figures = _database_figures(results, PhaseResult(1.0), links=4)
-    assert figures["fixed_ms_per_link"] == {"full": 500.0, "resync": 250.0, "change": 375.0}
+    # each phase beyond its own download: the full sync's the baseline, the others' their own requests
+    assert figures["fixed_ms_per_link"] == {"full": 500.0, "resync": 125.0, "change": 500.0}
+    assert figures["resync_vs_download"] == 1.33 and figures["change_vs_download"] == 5.0
