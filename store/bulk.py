@@ -31,7 +31,8 @@ once its transaction has committed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, cast
@@ -144,17 +145,35 @@ def page_rows(batch: RosterBatch) -> PageRows:
     return list(classes.values()), listed, list(enrollments)
 
 
+Tail = Callable[[], int]
+"""The rest of a page's write once its new people's rows are sent (PostgreSQL): their ``COPY`` ended, the people
+it updates, the enrolments; returns the rows it wrote."""
+
+
 def apply_batch(
     connection: Connection, integration_id: int, batch: RosterBatch, stored: FirstSync
 ) -> tuple[int, dict[str, int], FirstSync]:
     """Write one page of a first sync; returns rows written, ``external_id -> class id`` of its classes
     that are not ended (as store.roster.apply_batch does), and what it stored, for ``stored.merge`` once
     the transaction has committed."""
-    classes, people, enrollments = page_rows(batch)
+    count, own, written, tail = begin_batch(connection, integration_id, page_rows(batch), stored)
+    return count + tail(), own, written
+
+
+def begin_batch(
+    connection: Connection, integration_id: int, page: PageRows, stored: FirstSync
+) -> tuple[int, dict[str, int], FirstSync, Tail]:
+    """``apply_batch`` of a page's rows (``page_rows``) up to the server's heavy work: on PostgreSQL the new people
+    are sent by ``COPY`` and ``Tail`` ends it and writes the rest (updated people, the enrolments, whose key
+    checks and outbox trigger are most of a page's server time), so the caller may map its next page while
+    the server works (sync.listing): the tail has little Python in it (the enrolments' rows are built
+    here). It must run, in this transaction, before it commits. Returns rows written so far, the classes
+    and what was stored, as ``apply_batch``."""
+    classes, people, enrollments = page
     suppressed = _suppressed(connection, integration_id)
     written = FirstSync()
     count = _write_classes(connection, integration_id, classes, stored, written)
-    people_count, person_ids = _write_people(connection, integration_id, people, suppressed, stored, written)
+    people_count, person_ids, rest = _write_people(connection, integration_id, people, suppressed, stored, written)
     count += people_count
     class_ids = {key: row[0] for key, row in (stored.classes | written.classes).items()}
     rows = []
@@ -165,9 +184,21 @@ def apply_batch(
             person_id = stored.person_id(role, pseudonym, written)
         if class_key in class_ids and person_id is not None and pseudonym not in suppressed:
             rows.append((integration_id, class_ids[class_key], person_id, role))
-    count += _insert_enrollments(connection, integration_id, rows)
     own = {key: class_ids[key] for key, _, _, state in classes if not ended(state) and key in class_ids}
-    return count, own, written
+    if rest is _NOTHING:  # SQLite: written in turn
+        return count + _insert_enrollments(connection, integration_id, rows), own, written, _NOTHING
+
+    def tail() -> int:
+        return rest() + _insert_enrollments(connection, integration_id, rows)
+
+    return count, own, written, tail
+
+
+def _nothing() -> int:
+    return 0
+
+
+_NOTHING: Tail = _nothing
 
 
 def _suppressed(connection: Connection, integration_id: int) -> frozenset[str]:
@@ -214,11 +245,12 @@ def _write_people(
     suppressed: frozenset[str],
     stored: FirstSync,
     written: FirstSync,
-) -> tuple[int, dict[tuple[str, str], int]]:
+) -> tuple[int, dict[tuple[str, str], int], Tail]:
     """A member not stored yet is inserted (a reference with no fields); a stored person whose complete
     record has other fields is updated; a reference never overwrites, and a person no enrolment names is
-    never inserted. Returns rows written and the id of each of the page's people that is stored,
-    by ``(role, pseudonym)`` (the page's enrolments look them up there, with no ``_key``)."""
+    never inserted. Returns rows written, the id of each of the page's people that is stored, by
+    ``(role, pseudonym)`` (the page's enrolments look them up there, with no ``_key``), and on PostgreSQL the
+    rest of the write (``Tail``: the new people's ``COPY`` ended, the updates; ``_NOTHING`` on SQLite)."""
     new, changed, ids = [], [], {}
     for role, pseudonym, display_name, email, complete, member in people:
         if pseudonym in suppressed:
@@ -240,8 +272,17 @@ def _write_people(
         written.people.setdefault(role, {})[key] = person_id if plain else (person_id, display_name, email)
         ids[(role, pseudonym)] = person_id
         rows.append((person_id, integration_id, role, pseudonym, display_name, email))
-    count = _copy(connection, "people", PERSON_COLUMNS, rows)
-    return count + _update(connection, "people", ("display_name", "email_address"), changed), ids
+    if connection.dialect.name != "postgresql":
+        count = _copy(connection, "people", PERSON_COLUMNS, rows)
+        return count + _update(connection, "people", ("display_name", "email_address"), changed), ids, _NOTHING
+    finish = _copy_begun(connection, "people", PERSON_COLUMNS, rows) if rows else None
+
+    def end() -> int:  # the people's COPY ended, then their updates (in this order, as in turn)
+        if finish is not None:
+            finish()
+        return _update(connection, "people", ("display_name", "email_address"), changed)
+
+    return len(rows), ids, end
 
 
 _NONE: dict[bytes | str, StoredPerson] = {}
@@ -290,6 +331,22 @@ def _copy(connection: Connection, table: str, columns: Sequence[str], rows: Sequ
         f"{verb} INTO {table} ({names}) SELECT {values} FROM json_each(?)", (json.dumps(rows),)
     )
     return int(inserted.rowcount)
+
+
+def _copy_begun(
+    connection: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> Callable[[], None]:
+    """``COPY`` of the rows into a PostgreSQL table, every row sent; the returned call ends it and waits for the
+    server's end of the statement (its rows' foreign-key checks and statement triggers)."""
+    names = ", ".join(columns)
+    with ExitStack() as stack:
+        cursor = stack.enter_context(_raw(connection).cursor())
+        copy = stack.enter_context(cursor.copy(f"COPY {table} ({names}) FROM STDIN"))
+        for row in rows:
+            copy.write_row(row)
+        connection.info[WROTE] = True  # unseen by SQLAlchemy's events: the fence must commit it (store.fence)
+        return stack.pop_all().close
+    raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with block returns or raises)
 
 
 class _Duplicate(Exception):

@@ -201,3 +201,36 @@ def test_a_page_that_lists_again_what_an_earlier_page_stored_updates_only_what_c
         assert sorted(kinds) == sorted(["class.upserted"] * 2 + ["member.added"] * 2 + ["person.updated"])
     finally:
         rt.engine.dispose()
+
+
+def test_a_bulk_write_that_fails_at_its_end_stores_nothing_of_it_and_fails_the_sync(
+    clever: CleverEmulator, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a write (on PostgreSQL it runs on the listing's writer thread while the next page is read:
+    sync.listing) fails after its rows were sent: that transaction is rolled back, the sync fails with it,
+    and no write after it starts; a sync after it stores the district as a whole."""
+    rt = build_runtime(clever_settings_for(clever, database_url))
+    try:
+        integration_id = link_district(rt, clever)
+        begin, ended = bulk.begin_batch, []
+
+        def failing_at_the_end(*args: Any) -> Any:
+            count, own, written, tail = begin(*args)
+
+            def end() -> int:
+                tail()
+                ended.append(threading.current_thread().name)
+                raise RuntimeError("the write's end failed")
+
+            return count, own, written, end
+
+        monkeypatch.setattr(bulk, "begin_batch", failing_at_the_end)
+        with pytest.raises(RuntimeError, match="the write's end failed"):
+            run_sync(rt, integration_id)
+        assert len(ended) == 1 and ended[0].startswith("rostersync-write") == database_url.startswith("postgresql")
+        assert row_count(rt.engine, integration_id) == 0
+        monkeypatch.undo()
+        assert run_sync(rt, integration_id).outcome == "ok"
+        assert dump(rt.engine, integration_id)["e"]
+    finally:
+        rt.engine.dispose()
