@@ -32,7 +32,8 @@ once its transaction has committed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, cast
@@ -145,19 +146,39 @@ def page_rows(batch: RosterBatch) -> PageRows:
     return list(classes.values()), listed, list(enrollments)
 
 
+Tail = Callable[[], int]
+"""The rest of a page's write once its new people's rows are sent (PostgreSQL): their ``COPY`` ended (when they
+went by ``COPY``), the people it updates, the enrolments; returns the rows it wrote."""
+
+
 def apply_batch(
     connection: Connection, integration_id: int, batch: RosterBatch, stored: FirstSync
 ) -> tuple[int, dict[str, int], FirstSync]:
     """Write one page of a first sync; returns rows written, ``external_id -> class id`` of its classes
     that are not ended (as store.roster.apply_batch does), and what it stored, for ``stored.merge`` once
     the transaction has committed."""
-    classes, people, enrollments = page_rows(batch)
+    count, own, written, tail = begin_batch(connection, integration_id, page_rows(batch), stored)
+    return count + tail(), own, written
+
+
+def begin_batch(
+    connection: Connection, integration_id: int, page: PageRows, stored: FirstSync
+) -> tuple[int, dict[str, int], FirstSync, Tail]:
+    """``apply_batch`` of a page's rows (``page_rows``) up to the server's heavy work: on PostgreSQL ``Tail`` writes
+    the rest (the new people's ``COPY`` ended when they were many enough to go by ``COPY``, updated people, the
+    enrolments, whose key checks and outbox trigger are most of a page's server time), so the caller may map
+    its next page while the server works (sync.listing): the tail has little Python in it (the enrolments'
+    rows are built here). It must run, in this transaction, before it commits. Returns rows written so far,
+    the classes and what was stored, as ``apply_batch``."""
+    classes, people, enrollments = page
     written = FirstSync()
     new_classes = _plan_classes(classes, stored, written)
     candidates = _new_people(people, stored)
     taken = _take_ids(connection, integration_id, len(new_classes), candidates, bool(people or enrollments))
     count = _write_classes(connection, integration_id, new_classes, taken.classes, written)
-    people_count, person_ids = _write_people(connection, integration_id, people, candidates, taken, stored, written)
+    people_count, person_ids, rest = _write_people(
+        connection, integration_id, people, candidates, taken, stored, written
+    )
     count += people_count
     class_ids = {key: row[0] for key, row in (stored.classes | written.classes).items()}
     # ids this write took, each table's apart (two sequences): no enrolment stored before names them
@@ -172,9 +193,21 @@ def apply_batch(
             class_id = class_ids[class_key]
             rows.append((integration_id, class_id, person_id, role))
             may_exist = may_exist or (class_id not in fresh_classes and person_id not in fresh_people)
-    count += _insert_enrollments(connection, integration_id, rows, may_exist=may_exist)
     own = {key: class_ids[key] for key, _, _, state in classes if not ended(state) and key in class_ids}
-    return count, own, written
+
+    def tail() -> int:
+        return rest() + _insert_enrollments(connection, integration_id, rows, may_exist=may_exist)
+
+    if rest is _NOTHING:  # SQLite: written in turn
+        return count + tail(), own, written, _NOTHING
+    return count, own, written, tail
+
+
+def _nothing() -> int:
+    return 0
+
+
+_NOTHING: Tail = _nothing
 
 
 @dataclass
@@ -284,11 +317,12 @@ def _write_people(
     taken: _Taken,
     stored: FirstSync,
     written: FirstSync,
-) -> tuple[int, dict[tuple[str, str], int]]:
+) -> tuple[int, dict[tuple[str, str], int], Tail]:
     """A member not stored yet is inserted (a reference with no fields); a stored person whose complete
     record has other fields is updated; a reference never overwrites, and a suppressed pseudonym is left out.
-    Returns rows written and the id of each of the page's people that is stored,
-    by ``(role, pseudonym)`` (the page's enrolments look them up there, with no ``_key``)."""
+    Returns rows written, the id of each of the page's people that is stored, by ``(role, pseudonym)`` (the
+    page's enrolments look them up there, with no ``_key``), and on PostgreSQL the rest of the write (``Tail``:
+    the new people's ``COPY`` ended, when they go by ``COPY``, then the updates; ``_NOTHING`` on SQLite)."""
     changed, ids = [], {}
     suppressed = taken.suppressed
     for role, pseudonym, display_name, email, complete, _member in people:
@@ -311,8 +345,19 @@ def _write_people(
         rows.append((person_id, integration_id, role, pseudonym, display_name, email))
     if not taken.people_final:
         taken.people = allocated
-    count = _copy(connection, "people", PERSON_COLUMNS, rows)
-    return count + _update(connection, "people", ("display_name", "email_address"), changed), ids
+    if connection.dialect.name != "postgresql":
+        count = _copy(connection, "people", PERSON_COLUMNS, rows)
+        return count + _update(connection, "people", ("display_name", "email_address"), changed), ids, _NOTHING
+    # many rows by COPY, left open for the tail to end; a few (a teacher's) as one INSERT from arrays, now
+    finish = _copy_begun(connection, "people", PERSON_COLUMNS, rows) if len(rows) >= COPY_FROM else None
+    count = len(rows) if finish is not None else _copy(connection, "people", PERSON_COLUMNS, rows)
+
+    def end() -> int:  # the people's COPY ended, then their updates (in this order, as in turn)
+        if finish is not None:
+            finish()
+        return _update(connection, "people", ("display_name", "email_address"), changed)
+
+    return count, ids, end
 
 
 _NONE: dict[bytes | str, StoredPerson] = {}
@@ -382,6 +427,22 @@ def _insert_arrays(connection: Connection, table: str, columns: Sequence[str], r
         f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})",
         [list(column) for column in zip(*rows, strict=True)],
     )
+
+
+def _copy_begun(
+    connection: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> Callable[[], None]:
+    """``COPY`` of the rows into a PostgreSQL table, every row sent; the returned call ends it and waits for the
+    server's end of the statement (its rows' foreign-key checks and statement triggers)."""
+    names = ", ".join(columns)
+    with ExitStack() as stack:
+        cursor = stack.enter_context(_raw(connection).cursor())
+        copy = stack.enter_context(cursor.copy(f"COPY {table} ({names}) FROM STDIN"))
+        for row in rows:
+            copy.write_row(row)
+        connection.info[WROTE] = True  # unseen by SQLAlchemy's events: the fence must commit it (store.fence)
+        return stack.pop_all().close
+    raise AssertionError("unreachable")  # pragma: no cover  (mypy: the with block returns or raises)
 
 
 class _Duplicate(Exception):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 
 from sqlalchemy import Connection
 
@@ -46,9 +48,15 @@ class Listing:
         self.class_keys: set[str] = set()  # every class the class pages listed so far, ended ones too
         self.pending = Coalescer(BULK_ROWS if bulk_load else None)  # small member pages, one transaction
         self.statistics = Statistics(run.runtime.engine)
+        # a first sync on PostgreSQL ends each write on a thread while the next page is read (_write_behind)
+        self.behind = bulk_load and run.runtime.engine.dialect.name == "postgresql"
+        self.writer: ThreadPoolExecutor | None = None
+        self.inflight: tuple[Future[int], bulk.FirstSync] | None = None
 
     def write(self, batch: RosterBatch) -> dict[str, int]:
         """One fenced write; returns the batch's classes (external id -> class id)."""
+        if self.behind:
+            return self._write_behind(batch)
         with self.run.fenced_write() as connection:
             ids = self.apply(connection, batch)
         if self.bulk_load:  # committed: later writes may count on what this one stored
@@ -68,9 +76,13 @@ class Listing:
             written, ids, keys = roster.apply_batch(connection, state.id, batch, hold_possible=not unheld)
             self.seen.update(keys)
         self.run.outcome.rows_written += written
-        # a gathered class page's ids, now written (gather_classes); a member page's classes are not listed ones
-        self.class_ids.update((key, class_id) for key, class_id in ids.items() if key in self.class_ids)
+        self.written_classes(ids)
         return ids
+
+    def written_classes(self, ids: dict[str, int]) -> None:
+        """A gathered class page's ids, now written (``gather_classes``), kept for the sweep; a member page's
+        classes are not listed ones."""
+        self.class_ids.update((key, class_id) for key, class_id in ids.items() if key in self.class_ids)
 
     def gather_classes(self, batch: RosterBatch) -> None:
         """A class page, gathered with the member pages that follow instead of written on its own.
@@ -94,6 +106,44 @@ class Listing:
         self.class_ids.update((key, UNWRITTEN) for key, state in states.items() if not ended(state))
         if self.pending.add(batch):
             self.write_pending()
+
+    def _write_behind(self, batch: RosterBatch) -> dict[str, int]:
+        """A first sync's write on PostgreSQL, its end left to a thread: the page's classes and its new people's
+        rows are sent here and its enrolments' rows built; the thread ends the people's ``COPY``, writes their
+        updates and the enrolments, and commits (store.bulk.begin_batch's tail), waiting on the server (the
+        enrolments' key checks and outbox trigger, most of a page's server time) while this thread reads and
+        maps the next page. The thread's own Python is a few milliseconds a page: a write-behind that built
+        and sent every row lost more to the two threads' turns than it overlapped (BENCHMARKS.md,
+        ``firstsync``). One write is in flight at a time; ``settle`` waits for it before anything that could
+        depend on it (the page's rows are sorted out before: they depend on nothing stored)."""
+        page = bulk.page_rows(batch)
+        self.settle()
+        if self.writer is None:
+            self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rostersync-write")
+        with ExitStack() as stack:
+            connection = stack.enter_context(self.run.fenced_write())
+            written, ids, unmerged, tail = bulk.begin_batch(connection, self.run.state.id, page, self.stored)
+            self.inflight = (self.writer.submit(_end, stack.pop_all(), tail), unmerged)
+        self.run.outcome.rows_written += written
+        self.written_classes(ids)  # as ``apply``: known before the commit, taken from the sequence
+        return ids
+
+    def settle(self) -> None:
+        """Wait for the write in flight to commit and take in what it stored; its error, if it failed."""
+        if self.inflight is None:
+            return
+        (ending, unmerged), self.inflight = self.inflight, None
+        self.run.outcome.rows_written += ending.result()
+        self.stored.merge(unmerged)
+
+    def close(self) -> None:
+        """Settle the write in flight (its error goes up) and stop the writer's thread."""
+        try:
+            self.settle()
+        finally:
+            if self.writer is not None:
+                self.writer.shutdown()
+                self.writer = None
 
     def write_pending(self) -> None:
         """One fenced write for the pages gathered so far (small pages cost one transaction together)."""
@@ -127,8 +177,11 @@ def full_sync(run: SyncPass, allowlist: str, *, teacher_scoped: bool) -> None:
     masks = {role: run.spec.field_mask(role, run.state.granted_scopes) for role in ("class", *run.roles)}
     cursor = run.connector.change_cursor() if run.spec.map_changes is not None else None
     listing = Listing(run, bulk_load=_first_sync(run))
-    _write_classes(listing, masks)
-    _write_members(listing, masks)
+    try:
+        _write_classes(listing, masks)
+        _write_members(listing, masks)
+    finally:  # a write in flight ends first; its error is the one a write in turn would have raised first
+        listing.close()
     # Reached only when every page above was read without error: a failure anywhere raised, unswept.
     # The last pages gathered are written in the sweep's transaction: a teacher's link is then two
     # transactions (lease, class list gathered with the members and the sweep) and its release. That write is a page's
@@ -149,6 +202,13 @@ UNWRITTEN = 0
 
 def _rows(batch: RosterBatch) -> int:
     return len(batch.classes) + len(batch.people) + len(batch.enrollments)
+
+
+def _end(transaction: ExitStack, tail: bulk.Tail) -> int:
+    """The writer thread's part of a write: its tail (the people's ``COPY`` ended, the rest written), then the
+    commit (the rollback and the error, if either fails); the rows the tail wrote."""
+    with transaction:
+        return tail()
 
 
 BULK_ROWS = 20_000

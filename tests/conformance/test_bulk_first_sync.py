@@ -207,3 +207,75 @@ def test_a_page_that_lists_again_what_an_earlier_page_stored_updates_only_what_c
         assert sorted(kinds) == sorted(["class.upserted"] * 2 + ["member.added"] * 2 + ["person.updated"])
     finally:
         rt.engine.dispose()
+
+
+@pytest.mark.parametrize("copy_from", [bulk.COPY_FROM, 1], ids=["insert", "copy"])
+def test_a_bulk_write_that_fails_at_its_end_stores_nothing_of_it_and_fails_the_sync(
+    clever: CleverEmulator, database_url: str, monkeypatch: pytest.MonkeyPatch, copy_from: int
+) -> None:
+    """The end of a write (on PostgreSQL it runs on the listing's writer thread while the next page is read:
+    sync.listing) fails after its rows were sent: that transaction is rolled back, the sync fails with it,
+    and no write after it starts; a sync after it stores the district as a whole. Each page is written as it
+    comes (a small district's pages are otherwise one write, the sweep's, in turn), its new people by
+    ``COPY`` (ended by the tail) or by ``INSERT`` from arrays (at once: store.bulk ``COPY_FROM``)."""
+    monkeypatch.setattr(listing, "BULK_ROWS", 1)
+    monkeypatch.setattr(bulk, "COPY_FROM", copy_from)
+    rt = build_runtime(clever_settings_for(clever, database_url))
+    try:
+        integration_id = link_district(rt, clever)
+        begin, ended = bulk.begin_batch, []
+
+        def failing_at_the_end(*args: Any) -> Any:
+            count, own, written, tail = begin(*args)
+
+            def end() -> int:
+                tail()
+                ended.append(threading.current_thread().name)
+                raise RuntimeError("the write's end failed")
+
+            return count, own, written, end
+
+        monkeypatch.setattr(bulk, "begin_batch", failing_at_the_end)
+        with pytest.raises(RuntimeError, match="the write's end failed"):
+            run_sync(rt, integration_id)
+        assert len(ended) == 1 and ended[0].startswith("rostersync-write") == database_url.startswith("postgresql")
+        assert row_count(rt.engine, integration_id) == 0
+        monkeypatch.undo()
+        assert run_sync(rt, integration_id).outcome == "ok"
+        assert dump(rt.engine, integration_id)["e"]
+    finally:
+        rt.engine.dispose()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_first_sync_whose_writes_end_behind_stores_and_tells_what_one_written_in_turn_does(
+    provider: str, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each page its own write and every new row by ``COPY`` (else a small world's pages are one write, the
+    sweep's, in turn): on PostgreSQL each write's end, the people's ``COPY`` left open among it, runs on the
+    listing's writer thread (sync.listing ``_write_behind``). The same rows, the same events in the same
+    order and the same count as the same sync with every write in turn (``Listing.behind`` off)."""
+    monkeypatch.setattr(listing, "BULK_ROWS", 1)
+    monkeypatch.setattr(bulk, "COPY_FROM", 1)
+    with opened(provider, tmp_path, database_url) as world:
+        loaded = world.runtime()
+        integration_id = world.link(loaded)
+        behind = run_sync(loaded, integration_id)
+        assert behind.outcome == "ok"
+        stored, feed = dump(loaded.engine, integration_id), told(loaded.engine, integration_id)
+        assert stored["e"]
+        with loaded.engine.begin() as connection:  # the integration empty again, its next sync a full listing
+            roster.purge(connection, integration_id)
+            integrations.store_cursor(connection, integration_id, None)
+        write = listing.Listing.write
+
+        def in_turn(self: listing.Listing, batch: RosterBatch) -> dict[str, int]:
+            self.behind = False
+            return write(self, batch)
+
+        monkeypatch.setattr(listing.Listing, "write", in_turn)
+        again = run_sync(loaded, integration_id)
+        assert again.outcome == "ok"
+        assert dump(loaded.engine, integration_id) == stored
+        assert [e for e in told(loaded.engine, integration_id) if e[0] != "integration.purged"] == feed
+        assert again.counts().rows_written == behind.counts().rows_written
