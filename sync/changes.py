@@ -6,9 +6,9 @@ so a run stopped halfway resumes where it stopped. The mass-removal breaker stil
 (store.breaker.ChangeGuard).
 
 Pages that only upsert and leave the cursor where it was (a delta feed's member lists of the changed
-classes, whose new cursor comes with the last page only) are gathered into writes of a few hundred rows
-(sync.coalesce), as the listing's are: written one by one, each cost a fenced transaction and a dozen
-statements for a dozen rows. A page that deletes, replaces a class or moves the cursor ends the gathering.
+classes, whose new cursor comes with the last page only) are gathered into writes of up to ``CHANGE_ROWS``
+(sync.coalesce): written one by one, each cost a fenced transaction and a dozen statements for a dozen
+rows. A page that deletes, replaces a class or moves the cursor ends the gathering.
 """
 
 from __future__ import annotations
@@ -22,13 +22,20 @@ from sync.coalesce import Coalescer
 from sync.collector import collector_paused
 from sync.context import SyncPass
 
+CHANGE_ROWS = 10_000
+"""Rows gathered into one write on the change path: more than the listing's default because these pages
+move no cursor, so a crash loses nothing a larger write would keep (the run resumes from the stored cursor
+and reads them again); a delta's member lists of a thousand changed classes are some 55,000 rows, seven
+writes instead of fifty-six, each write's fixed cost (the fence under the lock, the commit) paid once.
+20,000 saved no more CPU and held twice the memory (15 MB more at the peak instead of 7)."""
+
 
 def follow_changes(run: SyncPass, saved: cursor_document.CursorState) -> None:
     """Apply the change feed page by page; each page's writes and the cursor after it commit together."""
     assert run.spec.map_changes is not None
     run.outcome.mode = "changes"
     guard = breaker.ChangeGuard(run.state.id, run.limits(), run.outcome.run_id)
-    held = Coalescer()
+    held = Coalescer(CHANGE_ROWS)
     pages = iter(run.connector.changes(saved.cursor))
     while True:
         with collector_paused():  # a page read, mapped and written

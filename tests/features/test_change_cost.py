@@ -8,6 +8,7 @@ statements the change sync sends, against the size of the change and the size of
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 import pytest
@@ -148,3 +149,52 @@ def test_a_change_page_looks_up_no_id_it_has_read_or_written(make_emulator: Make
     sent = change_statements(make_emulator, database_url, teachers=4, moved=10)
     again = [s for s in sent if s.startswith(ID_LOOK_UPS)]
     assert not again, again[:1]
+
+
+def test_a_graph_delta_gathered_into_one_write_stores_and_tells_what_page_by_page_writes_did(
+    make_emulator: MakeEmulator, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change path gathers many more rows into a write than the listing (``sync.changes.CHANGE_ROWS``): two
+    databases linked to one tenant, the same delta written page by page in one and gathered in the other, hold
+    the same roster and the same events in the same order."""
+    from emulators.microsoft import MicrosoftEmulator
+    from services.linking import link_org
+    from store import breaker
+    from sync import changes
+    from tests.features.test_change_delta import roster
+    from tests.microsoft_fixtures import microsoft_settings_for
+    from tests.outboxkit import events
+
+    microsoft = make_emulator(MicrosoftEmulator, tenants=1, teachers=8, courses_per_teacher=5)
+    tenant, key = microsoft.tenant_ids[0], secrets.token_urlsafe(48)
+    runtimes = [
+        build_runtime(microsoft_settings_for(microsoft, f"sqlite:///{tmp_path}/{name}.db", pseudonym_key=key))
+        for name in ("pages", "gathered")
+    ]
+    ids = [link_org(runtime, provider_name="microsoft", org=tenant) for runtime in runtimes]
+    assert all(run_sync(r, i).outcome == "ok" for r, i in zip(runtimes, ids, strict=True))
+    told = [len(events(runtime.engine)) for runtime in runtimes]
+    for class_id in microsoft.class_ids(tenant)[:12]:
+        microsoft.remove_member(class_id, microsoft.members_of(class_id)[0])
+        microsoft.add_student(class_id)
+    writes = [0, 0]
+    apply = breaker.ChangeGuard.apply
+    for which, rows in enumerate((1, changes.CHANGE_ROWS)):
+
+        def counted(guard: breaker.ChangeGuard, connection: Any, batch: Any, which: int = which) -> int:
+            writes[which] += 1
+            return apply(guard, connection, batch)
+
+        monkeypatch.setattr(breaker.ChangeGuard, "apply", counted)
+        monkeypatch.setattr(changes, "CHANGE_ROWS", rows)
+        outcome = run_sync(runtimes[which], ids[which])
+        assert (outcome.outcome, outcome.mode) == ("ok", "changes")
+    assert writes[0] > writes[1] == 2, writes  # the member lists in one write, then the page with the cursor
+    feeds = [
+        [(e.type, e.person, e.data) for e in events(runtime.engine)[count:]]
+        for runtime, count in zip(runtimes, told, strict=True)
+    ]
+    assert feeds[0] == feeds[1] and len(feeds[0]) >= 12  # the new enrolment of each class at least
+    assert roster(runtimes[0], ids[0]) == roster(runtimes[1], ids[1])
+    for runtime in runtimes:
+        runtime.engine.dispose()
