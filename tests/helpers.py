@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 
-from store.models import Base, Enrollment, HeldRemoval, Person, RemovalHold, SchoolClass, SyncRun
+from store.db import utcnow
+from store.models import Base, Enrollment, HeldRemoval, Integration, Person, RemovalHold, SchoolClass, SyncRun
 
 Snapshot = tuple[set[int], set[int], set[tuple[int, int]]]
 
@@ -78,3 +79,19 @@ def held_rows(engine: Engine) -> int:
         return len(connection.execute(select(HeldRemoval.id)).all()) + len(
             connection.execute(select(RemovalHold.id)).all()
         )
+
+
+def classes_named(engine: Engine, external_ids: list[str]) -> dict[str, int]:
+    """One integration holding a class for each of ``external_ids`` (awkward texts, for the list binders'
+    tests: store.db.one_of, store.pgarrays); returns each external id's class id."""
+    now = utcnow()
+    with engine.begin() as connection:
+        link = connection.execute(
+            insert(Integration)
+            .values(provider="google", tenant="t", linked_by="a", created_at=now, status_changed_at=now)
+            .returning(Integration.id)
+        ).scalar_one()
+        rows = [{"integration_id": link, "external_id": text, "name": "n", "state": "ACTIVE"} for text in external_ids]
+        connection.execute(insert(SchoolClass), rows)
+        found = connection.execute(select(SchoolClass.external_id, SchoolClass.id)).all()
+    return {external_id: class_id for external_id, class_id in found}

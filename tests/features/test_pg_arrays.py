@@ -13,11 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.adapt import PyFormat
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
-from store.db import make_engine, one_of, utcnow
-from store.models import Integration, SchoolClass
+from store.db import make_engine, one_of
+from store.models import SchoolClass
 from store.pgarrays import JoinedListDumper
+from tests.helpers import classes_named
 
 TEXTS = [
     "plain",
@@ -91,17 +92,7 @@ def test_a_nul_is_refused_as_before(engine: Engine) -> None:
 
 
 def test_one_of_finds_every_text(engine: Engine) -> None:
-    now = utcnow()
-    with engine.begin() as connection:
-        link = connection.execute(
-            insert(Integration)
-            .values(provider="google", tenant="t", linked_by="a", created_at=now, status_changed_at=now)
-            .returning(Integration.id)
-        ).scalar_one()
-        rows = [{"integration_id": link, "external_id": text, "name": "n", "state": "ACTIVE"} for text in TEXTS]
-        connection.execute(insert(SchoolClass), rows)
-        found = connection.execute(select(SchoolClass.external_id, SchoolClass.id))
-        ids = {external_id: class_id for external_id, class_id in found}
+    ids = classes_named(engine, TEXTS)
     with engine.connect() as connection:
         for text in TEXTS:
             named = select(SchoolClass.id).where(one_of(connection, SchoolClass.external_id, [text]))

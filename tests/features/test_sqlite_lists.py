@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, event, insert, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import StatementError
 
 from store import membership
-from store.db import make_engine, migrate, one_of, utcnow
-from store.models import Enrollment, Integration, SchoolClass
+from store.db import make_engine, migrate, one_of
+from store.models import Enrollment, SchoolClass
+from tests.helpers import classes_named
 
 TEXTS = [
     "plain",
@@ -39,22 +40,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _classes(engine: Engine) -> dict[str, int]:
-    now = utcnow()
-    with engine.begin() as connection:
-        link = connection.execute(
-            insert(Integration)
-            .values(provider="google", tenant="t", linked_by="a", created_at=now, status_changed_at=now)
-            .returning(Integration.id)
-        ).scalar_one()
-        rows = [{"integration_id": link, "external_id": text, "name": "n", "state": "ACTIVE"} for text in TEXTS]
-        connection.execute(insert(SchoolClass), rows)
-        found = connection.execute(select(SchoolClass.external_id, SchoolClass.id)).all()
-    return {external_id: class_id for external_id, class_id in found}
-
-
 def test_every_text_and_id_comes_back_as_bound(engine: Engine) -> None:
-    ids = _classes(engine)
+    ids = classes_named(engine, TEXTS)
     with engine.connect() as connection:
         for text in TEXTS:
             named = select(SchoolClass.id).where(one_of(connection, SchoolClass.external_id, [text]))
@@ -120,7 +107,7 @@ def test_settles_named_members_are_looked_up_by_person_not_read_by_class(engine:
     """``store.membership._read_named`` on SQLite probes each named person by the people's unique key, then their
     enrolments by person, and keeps those in the chunk's classes: it never reads a class's enrolments whole
     (issue 22, branch ``litechange2``: some 6,500 enrolments read to keep 500 on a 1% change at 100,000 students)."""
-    ids = _classes(engine)
+    ids = classes_named(engine, TEXTS)
     sent: list[tuple[str, tuple[object, ...]]] = []
 
     def record(_c: object, _cursor: object, statement: str, parameters: tuple[object, ...], *_a: object) -> None:
